@@ -1,0 +1,76 @@
+# eai — set-up and entry points.
+#
+#   make run     create .venv if missing, install eai, run the engine on routes.yaml
+#   make test    install test peers (PostgreSQL) + .[test], then ruff, mypy, pytest
+#   make lint    ruff + mypy
+#   make bench   MLLP ingest benchmark
+#
+# Needs Python >= 3.11 as `python3` (override: make PYTHON=python3.11 ...).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ROUTES ?= routes.yaml
+PYTEST_ARGS ?=
+PIP := $(BIN)/python -m pip --disable-pip-version-check --no-input
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export DEBIAN_FRONTEND := noninteractive
+
+.PHONY: help run test lint bench venv install install-test test-peers ruff mypy pytest
+
+help:
+	@echo "targets: run test lint bench"
+
+# Create the virtualenv if it is missing (or broken).
+venv:
+	@if [[ ! -x "$(BIN)/python" ]] || ! "$(BIN)/python" -c '' 2>/dev/null; then \
+	    "$(PYTHON)" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
+	        "eai needs Python >= 3.11, $(PYTHON) is " + sys.version.split()[0])'; \
+	    echo "creating $(VENV) with $$("$(PYTHON)" --version)"; \
+	    "$(PYTHON)" -m venv "$(VENV)"; \
+	fi
+
+install: venv
+	$(PIP) install -q -e .
+
+install-test: venv
+	$(PIP) install -q -e '.[test]'
+
+# External programs the tests start for real (apt-get only as root, only if missing).
+test-peers:
+	bash scripts/install-test-peers.sh
+
+run: install
+	exec "$(BIN)/eai" run -c "$(ROUTES)"
+
+ruff:
+	"$(BIN)/ruff" check .
+
+mypy:
+	"$(BIN)/mypy"
+
+# pytest exit 5 ("no tests collected") is a failure too.
+pytest:
+	rc=0; "$(BIN)/python" -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) || rc=$$?; \
+	if [[ $$rc -eq 5 ]]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
+	exit $$rc
+
+# Sequential on purpose: the first failing step stops the target, even with make -j.
+test: test-peers install-test
+	$(MAKE) --no-print-directory ruff
+	$(MAKE) --no-print-directory mypy
+	$(MAKE) --no-print-directory pytest
+
+lint: install-test
+	$(MAKE) --no-print-directory ruff
+	$(MAKE) --no-print-directory mypy
+
+bench: install
+	"$(BIN)/python" bench/mllp_ingest.py

@@ -1,0 +1,70 @@
+"""Shared pieces of the CLI: loading the config, opening the journal, parsing times.
+
+Touches: files (config), DB (opens the journal).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from eai.config import Config, load_config
+from eai.store import Store
+
+__all__ = ["CONFIG_OPTION", "emit_json", "open_store", "parse_time", "read_config"]
+
+CONFIG_OPTION = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=lambda: os.environ.get("EAI_CONFIG", "routes.yaml"),
+    show_default="routes.yaml",
+    help="routes.yaml to use (or $EAI_CONFIG)",
+)
+
+
+def read_config(path: Path) -> Config:
+    return load_config(path)
+
+
+def open_store(config: Config) -> Store:
+    return Store(config.engine.database, Path(config.engine.data_dir), os.environ.get("EAI_KEY"))
+
+
+_RELATIVE = re.compile(r"^(\d+)\s*(s|m|h|d)$")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """``2h``, ``30m``, ``1d`` (that long ago) or an ISO date/time (UTC if no zone)."""
+    if value is None:
+        return None
+    m = _RELATIVE.match(value.strip())
+    if m:
+        n, unit = int(m.group(1)), m.group(2)
+        delta = {
+            "s": timedelta(seconds=n),
+            "m": timedelta(minutes=n),
+            "h": timedelta(hours=n),
+            "d": timedelta(days=n),
+        }[unit]
+        return datetime.now(UTC).replace(tzinfo=None) - delta
+    try:
+        dt = datetime.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{value!r}: use an ISO date/time (2026-11-23T10:00) or a duration ago (2h, 30m, 1d)"
+        ) from exc
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))

@@ -1,0 +1,119 @@
+"""CLI commands that run or check the engine: run, check, schema, send.
+
+Touches: files (config), network (send, run), DB (run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+from pathlib import Path
+
+import click
+
+from eai.cli._common import CONFIG_OPTION, read_config
+from eai.config import check_config, config_json_schema
+from eai.errors import ConfigError, ConfigIssue, EaiError
+
+__all__ = ["check", "run", "schema", "send"]
+
+
+@click.command()
+@CONFIG_OPTION
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+def run(config_path: Path, log_level: str) -> None:
+    """Run the engine in the foreground (SIGTERM/SIGINT: stop cleanly, exit 0)."""
+    from eai.engine import Engine
+
+    logging.getLogger().setLevel(log_level.upper())
+    config = read_config(config_path)
+    engine = Engine(config)
+    asyncio.run(engine.run(install_signals=True))
+
+
+@click.command()
+@CONFIG_OPTION
+def check(config_path: Path) -> None:
+    """Validate routes.yaml: prints FILE:LINE:COLUMN: problem for each error, or ok."""
+    issues = check_config(config_path)
+    if issues:
+        raise ConfigError(issues)
+    click.echo("ok")
+
+
+@click.command()
+def schema() -> None:
+    """Print the JSON Schema of routes.yaml (for editors)."""
+    click.echo(json.dumps(config_json_schema(), indent=2))
+
+
+def _address(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{value!r}: expected HOST:PORT")
+    return host, int(port)
+
+
+@click.command()
+@click.argument("address")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--timeout", default=30.0, show_default=True, help="seconds to wait for each ACK")
+@click.option("--tls", is_flag=True, help="use TLS")
+@click.option("--ca", type=click.Path(path_type=Path), help="CA bundle to verify the server")
+@click.option("--cert", type=click.Path(path_type=Path), help="client certificate (mutual TLS)")
+@click.option("--key", type=click.Path(path_type=Path), help="client private key")
+def send(
+    address: str,
+    files: tuple[Path, ...],
+    timeout: float,
+    tls: bool,
+    ca: Path | None,
+    cert: Path | None,
+    key: Path | None,
+) -> None:
+    """MLLP test client: send each message of FILES to HOST:PORT, print each MSA.
+
+    Exit 0 only if every acknowledgement was AA or CA.
+    """
+    from connectors.mllp.client import send_messages, split_file
+
+    host, port = _address(address)
+    payloads: list[bytes] = []
+    for f in files:
+        try:
+            data = f.read_bytes()
+        except OSError as exc:
+            raise ConfigError([ConfigIssue(str(f), 1, 1, exc.strerror or str(exc))]) from exc
+        msgs = split_file(data)
+        if not msgs:
+            issue = ConfigIssue(str(f), 1, 1, "no HL7 message (no line starts with MSH)")
+            raise ConfigError([issue])
+        payloads.extend(msgs)
+    ctx: ssl.SSLContext | None = None
+    if tls or ca or cert:
+        ctx = ssl.create_default_context(cafile=str(ca) if ca else None)
+        if cert:
+            ctx.load_cert_chain(str(cert), str(key) if key else None)
+    try:
+        acks = asyncio.run(send_messages(host, port, payloads, timeout=timeout, tls=ctx))
+    except (OSError, TimeoutError) as exc:
+        raise EaiError(f"cannot send to {host}:{port}: {exc or type(exc).__name__}") from exc
+    ok = True
+    for ack in acks:
+        line = f"MSA|{ack.code}|{ack.control_id}"
+        if ack.text:
+            line += f"|{ack.text}"
+        click.echo(line)
+        ok = ok and ack.code in ("AA", "CA")
+    if len(acks) < len(payloads):
+        click.echo(f"eai: {len(payloads) - len(acks)} message(s) got no acknowledgement", err=True)
+        ok = False
+    if not ok:
+        raise SystemExit(1)

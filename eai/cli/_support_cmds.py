@@ -1,0 +1,306 @@
+"""CLI commands for support engineers: messages, replay, resend, queue.
+
+Touches: DB (reads; replay/resend/pause write short transactions), files (config).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from eai.cli._common import CONFIG_OPTION, emit_json, open_store, parse_time, read_config
+from eai.errors import EaiError
+from eai.pipeline import plan_all
+from eai.store._read import (
+    list_messages,
+    message_detail,
+    messages_for_replay,
+    queue_stats,
+    read_raw,
+    resend,
+    set_paused,
+)
+from eai.store._work import apply_plans
+
+__all__ = ["messages", "queue", "replay", "resend_cmd"]
+
+STATUSES = click.Choice(["received", "processed", "filtered", "rejected"])
+
+
+@click.group()
+def messages() -> None:
+    """Find and inspect journaled messages."""
+
+
+@messages.command("list")
+@CONFIG_OPTION
+@click.option("--status", type=STATUSES)
+@click.option("--since", help="ISO time or a duration ago (2h, 1d)")
+@click.option("--until", help="ISO time or a duration ago")
+@click.option("--listener")
+@click.option("--type", "message_type", help="ADT^A01, ADT, or a pattern with *")
+@click.option("--patient", help="any patient identifier of PID-3 (IPP, INS)")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+def list_cmd(
+    config_path: Path,
+    status: str | None,
+    since: str | None,
+    until: str | None,
+    listener: str | None,
+    message_type: str | None,
+    patient: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List messages, newest first."""
+    store = open_store(read_config(config_path))
+    try:
+        rows = list_messages(
+            store.engine,
+            store.cipher,
+            status=status,
+            since=parse_time(since),
+            until=parse_time(until),
+            listener=listener,
+            message_type=message_type,
+            patient=patient,
+            limit=limit,
+        )
+    finally:
+        store.engine.dispose()
+    if as_json:
+        emit_json([m.to_json() for m in rows])
+        return
+    if not rows:
+        click.echo("no message", err=True)
+        return
+    click.echo(
+        f"{'ID':>8}  {'RECEIVED (UTC)':19}  {'LISTENER':14} {'TYPE':10} {'CONTROL ID':14} "
+        f"{'STATUS':9} DELIVERIES"
+    )
+    for m in rows:
+        dl = ", ".join(f"{d.destination}:{d.status}({d.attempts})" for d in m.deliveries) or "-"
+        click.echo(
+            f"{m.id:>8}  {m.received_at[:19]:19}  {m.listener[:14]:14} "
+            f"{m.message_type[:10]:10} {m.control_id[:14]:14} {m.status:9} {dl}"
+        )
+
+
+@messages.command("show")
+@CONFIG_OPTION
+@click.argument("message_id", type=int)
+@click.option("--raw", is_flag=True, help="print the payload too (the access is recorded)")
+@click.option("--json", "as_json", is_flag=True)
+def show_cmd(config_path: Path, message_id: int, raw: bool, as_json: bool) -> None:
+    """A message's journey, event by event."""
+    store = open_store(read_config(config_path))
+    try:
+        view = message_detail(store.engine, message_id)
+        payload = read_raw(store.engine, store.cipher, message_id) if raw else None
+    finally:
+        store.engine.dispose()
+    if as_json:
+        data = view.to_json(with_events=True)
+        if payload is not None:
+            data["raw"] = payload.decode("utf-8", "replace")
+        emit_json(data)
+        return
+    click.echo(
+        f"message {view.id}  {view.message_type}  control id {view.control_id}  "
+        f"status {view.status}"
+    )
+    click.echo(
+        f"  received {view.received_at} on {view.listener} from "
+        f"{view.sending_application}/{view.sending_facility} ({view.size} bytes)"
+    )
+    if view.reject_reason:
+        click.echo(f"  rejected: {view.reject_reason}")
+    click.echo("journey:")
+    for e in view.events:
+        dl = f" [delivery {e.delivery_id}]" if e.delivery_id else ""
+        click.echo(f"  {e.at[:23]}  {e.kind:12}{dl} {e.detail}")
+    if view.deliveries:
+        click.echo("deliveries:")
+        for d in view.deliveries:
+            extra = f" next {d.next_attempt_at[:19]}" if d.next_attempt_at else ""
+            err = f" last error: {d.last_error}" if d.last_error else ""
+            click.echo(
+                f"  {d.id:>6} {d.destination:14} {d.status:9} attempts {d.attempts}{extra}{err}"
+            )
+    if payload is not None:
+        click.echo("raw:")
+        click.echo(payload.decode("utf-8", "replace").replace("\r", "\n"))
+
+
+@click.command()
+@CONFIG_OPTION
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--status", type=STATUSES)
+@click.option("--since")
+@click.option("--until")
+@click.option("--listener")
+@click.option("--type", "message_type")
+@click.option("--dry-run", is_flag=True, help="print what would be routed where; send nothing")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+@click.option("--json", "as_json", is_flag=True)
+def replay(
+    config_path: Path,
+    ids: tuple[int, ...],
+    status: str | None,
+    since: str | None,
+    until: str | None,
+    listener: str | None,
+    message_type: str | None,
+    dry_run: bool,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """Run journaled messages through today's routes.yaml again."""
+    if not ids and not (status or since or until or listener or message_type):
+        raise click.UsageError("give message ids or at least one filter (--status, --since, ...)")
+    config = read_config(config_path)
+    store = open_store(config)
+    try:
+        if ids:
+            selected = list(ids)
+        else:
+            views = list_messages(
+                store.engine,
+                store.cipher,
+                status=status,
+                since=parse_time(since),
+                until=parse_time(until),
+                listener=listener,
+                message_type=message_type,
+                limit=None,
+                oldest_first=True,
+            )
+            selected = [v.id for v in views]
+        if not selected:
+            click.echo("no message matches", err=True)
+            return
+        if (
+            not dry_run
+            and not yes
+            and not click.confirm(
+                f"replay {len(selected)} message(s) through {config_path}?", err=True
+            )
+        ):
+            raise SystemExit(1)
+        report: list[dict[str, object]] = []
+        chunk = 200
+        with click.progressbar(
+            length=len(selected), label="replaying", file=sys.stderr, show_pos=True
+        ) as bar:
+            for start in range(0, len(selected), chunk):
+                part = messages_for_replay(store.engine, selected[start : start + chunk])
+                plans = plan_all(config, store.cipher, part)
+                if not dry_run:
+                    now = datetime.now(UTC).replace(tzinfo=None)
+                    with store.engine.begin() as conn:
+                        apply_plans(conn, plans, now, replay=True, only_received=False)
+                for p in plans:
+                    report.append(
+                        {
+                            "id": p.message_id,
+                            "status": p.status,
+                            "routes": list(p.routes),
+                            "destinations": [d.destination for d in p.deliveries],
+                            "reason": p.reason,
+                        }
+                    )
+                bar.update(len(part))
+    finally:
+        store.engine.dispose()
+    if as_json:
+        emit_json(report)
+        return
+    verb = "would go" if dry_run else "queued"
+    for r in report:
+        dests = ", ".join(r["destinations"]) or "nowhere"  # type: ignore[arg-type]
+        why = f" ({r['reason']})" if r["reason"] else ""
+        click.echo(f"message {r['id']}: {r['status']}, {verb} to {dests}{why}")
+
+
+@click.command("resend")
+@CONFIG_OPTION
+@click.argument("delivery_ids", nargs=-1, type=int, required=True)
+def resend_cmd(config_path: Path, delivery_ids: tuple[int, ...]) -> None:
+    """Send deliveries again, exactly as they were."""
+    store = open_store(read_config(config_path))
+    try:
+        created = resend(store.engine, delivery_ids)
+    finally:
+        store.engine.dispose()
+    for old, new in zip(delivery_ids, created, strict=True):
+        click.echo(f"delivery {old} queued again as delivery {new}")
+
+
+@click.group()
+def queue() -> None:
+    """Outbox queues per destination."""
+
+
+@queue.command("list")
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True)
+def queue_list(config_path: Path, as_json: bool) -> None:
+    """Depth, oldest pending age and state of each destination."""
+    config = read_config(config_path)
+    store = open_store(config)
+    try:
+        stats = queue_stats(store.engine, [d.name for d in config.destinations])
+    finally:
+        store.engine.dispose()
+    if as_json:
+        emit_json([s.to_json() for s in stats])
+        return
+    click.echo(
+        f"{'DESTINATION':16} {'STATE':12} {'DEPTH':>7} {'RETRYING':>8} {'DEAD':>6} "
+        f"{'DELIVERED':>9}  OLDEST PENDING"
+    )
+    for s in stats:
+        age = "-" if s.oldest_pending_age_s is None else f"{s.oldest_pending_age_s:.0f}s"
+        click.echo(
+            f"{s.destination:16} {s.state:12} {s.depth:>7} {s.retrying:>8} {s.dead:>6} "
+            f"{s.delivered:>9}  {age}"
+        )
+
+
+def _known_destination(config_path: Path, name: str) -> Path:
+    config = read_config(config_path)
+    if name not in {d.name for d in config.destinations}:
+        raise EaiError(f"unknown destination {name!r} in {config_path}")
+    return config_path
+
+
+@queue.command("pause")
+@CONFIG_OPTION
+@click.argument("destination")
+def queue_pause(config_path: Path, destination: str) -> None:
+    """Stop sending to DESTINATION (messages keep queueing)."""
+    _known_destination(config_path, destination)
+    store = open_store(read_config(config_path))
+    try:
+        set_paused(store.engine, destination, True)
+    finally:
+        store.engine.dispose()
+    click.echo(f"{destination} paused")
+
+
+@queue.command("resume")
+@CONFIG_OPTION
+@click.argument("destination")
+def queue_resume(config_path: Path, destination: str) -> None:
+    """Send to DESTINATION again."""
+    _known_destination(config_path, destination)
+    store = open_store(read_config(config_path))
+    try:
+        set_paused(store.engine, destination, False)
+    finally:
+        store.engine.dispose()
+    click.echo(f"{destination} resumed")

@@ -1,0 +1,78 @@
+"""The ``engine:`` section of ``routes.yaml``: where data lives and how work is batched.
+
+Touches: nothing (``effective_node_id`` asks the OS for the host name).
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from eai.config._base import _NAME, Duration, Model
+
+__all__ = ["EngineConfig"]
+
+_DEFAULT_DATA_DIR = "./var"
+_DATABASE_SCHEMES = ("sqlite:///", "postgresql+psycopg://")
+
+
+def _sqlite_url(data_dir: str) -> str:
+    return f"sqlite:///{data_dir.rstrip('/') or '.'}/eai.db"
+
+
+class EngineConfig(Model):
+    """Process-wide settings; every key has a default."""
+
+    data_dir: Path = Field(
+        default=Path(_DEFAULT_DATA_DIR),
+        description="directory for the journal, keys and spool files",
+        examples=["./var", "/var/lib/eai"],
+    )
+    database: str = Field(
+        default=_sqlite_url(_DEFAULT_DATA_DIR),
+        repr=False,  # may hold a password
+        description="SQLAlchemy URL of the journal: sqlite:///<path> or "
+        "postgresql+psycopg://<user>:<password>@<host>/<db>; default sqlite:///<data_dir>/eai.db",
+        examples=["sqlite:///./var/eai.db", "postgresql+psycopg://eai@db.example.org/eai"],
+    )
+    node_id: str | None = Field(
+        default=None,
+        pattern=_NAME,
+        description="name of this engine process in leases; default: the host name",
+        examples=["eai-1"],
+    )
+    pipeline_batch: int = Field(
+        default=200, ge=1, le=100_000, description="received messages processed per transaction"
+    )
+    delivery_batch: int = Field(
+        default=200, ge=1, le=100_000, description="outbox items claimed per delivery round"
+    )
+    lease: Duration = Field(
+        default=60.0, gt=0, description="how long a claimed outbox item stays reserved to this node"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_database(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "database" not in data:
+            data_dir = data.get("data_dir", _DEFAULT_DATA_DIR)
+            if isinstance(data_dir, str | Path):
+                return {**data, "database": _sqlite_url(str(data_dir))}
+        return data
+
+    @field_validator("database")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(_DATABASE_SCHEMES) or value in _DATABASE_SCHEMES:
+            # never echo the value: it may carry a password
+            raise ValueError(
+                "use sqlite:///<path> or postgresql+psycopg://<user>@<host>/<database>"
+            )
+        return value
+
+    def effective_node_id(self) -> str:
+        """``node_id``, or the host name when it is not set."""
+        return self.node_id or socket.gethostname()

@@ -1,0 +1,280 @@
+"""The ``routes:`` section of ``routes.yaml``: routes and their ``when`` conditions.
+
+Touches: nothing.
+
+Patterns are checked and compiled once, when the file is loaded: message type
+patterns into a :class:`MessageTypeSet`, ``matches`` into a ``re.Pattern``,
+``field`` against the HL7 path syntax of ``eai.hl7``. Evaluating them against a
+message is :mod:`eai.routing`'s job.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from eai.config._base import _NAME, Model
+
+__all__ = ["HL7Path", "MessageTypePattern", "MessageTypeSet", "Route", "When"]
+
+_MT_PATTERN = re.compile(r"(?P<code>\*|[A-Z0-9]{3})(?:\^(?P<trigger>\*|[A-Z0-9]{3}))?")
+_MT_HELP = "use ADT^A01 (exact), ADT or ADT^* (any trigger), *^A01 (any message code)"
+_COMPARATORS = ("in", "equals", "matches", "exists")
+
+
+def _check_message_type(value: str) -> str:
+    if _MT_PATTERN.fullmatch(value) is None:
+        raise ValueError(f"{value!r} is not a message type pattern: {_MT_HELP}")
+    return value
+
+
+def _check_hl7_path(value: str) -> str:
+    from eai.hl7 import validate_path  # lazy: the config model loads without the HL7 reader
+
+    validate_path(value)
+    return value
+
+
+def _compile_regex(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value  # pydantic reports the wrong type
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+
+
+MessageTypePattern = Annotated[
+    str,
+    AfterValidator(_check_message_type),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^(\*|[A-Z0-9]{3})(\^(\*|[A-Z0-9]{3}))?$",
+            "description": "MSH-9 pattern: ADT^A01, ADT^* or ADT (any trigger), *^A01; "
+            "quote a leading * in YAML",
+            "examples": ["ADT^A01", "ADT^*", "ORU", "'*^A01'"],
+        }
+    ),
+]
+"""An MSH-9 pattern: ``ADT^A01``, ``ADT^*`` / ``ADT`` (any trigger), ``*^A01``."""
+
+HL7Path = Annotated[
+    str,
+    AfterValidator(_check_hl7_path),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^[A-Z0-9]{3}(\[[1-9][0-9]*\])?-[1-9][0-9]*(\[[1-9][0-9]*\])?"
+            r"(\.[1-9][0-9]*){0,2}$",
+            "description": "SEG[occ]-field[rep].component.subcomponent",
+            "examples": ["PV1-2", "PID-3[2].4.2", "OBX[3]-5"],
+        }
+    ),
+]
+"""An HL7 v2 field path, as ``eai.hl7.validate_path`` accepts it."""
+
+Regex = Annotated[
+    re.Pattern[str],
+    BeforeValidator(_compile_regex),
+    WithJsonSchema({"type": "string", "format": "regex"}),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageTypeSet:
+    """Compiled message type patterns; ``"ADT^A01" in types`` tests an MSH-9 value.
+
+    The value tested is ``code^trigger`` (further components, such as the
+    message structure, are ignored) or a bare ``code``.
+    """
+
+    exact: frozenset[tuple[str, str]]
+    codes: frozenset[str]
+    triggers: frozenset[str]
+    everything: bool
+
+    @classmethod
+    def of(cls, patterns: Iterable[str]) -> MessageTypeSet:
+        exact: set[tuple[str, str]] = set()
+        codes: set[str] = set()
+        triggers: set[str] = set()
+        everything = False
+        for pattern in patterns:
+            match = _MT_PATTERN.fullmatch(pattern)
+            if match is None:
+                raise ValueError(f"{pattern!r} is not a message type pattern: {_MT_HELP}")
+            code, trigger = match.group("code"), match.group("trigger") or "*"
+            if code == "*" and trigger == "*":
+                everything = True
+            elif trigger == "*":
+                codes.add(code)
+            elif code == "*":
+                triggers.add(trigger)
+            else:
+                exact.add((code, trigger))
+        return cls(frozenset(exact), frozenset(codes), frozenset(triggers), everything)
+
+    def __contains__(self, message_type: object) -> bool:
+        if self.everything:
+            return True
+        if not isinstance(message_type, str):
+            return False
+        code, _, rest = message_type.partition("^")
+        trigger = rest.partition("^")[0]
+        return (
+            code in self.codes
+            or (bool(trigger) and trigger in self.triggers)
+            or (code, trigger) in self.exact
+        )
+
+
+class When(Model):
+    """A condition on a message; every key given must hold (AND).
+
+    ``field`` takes exactly one comparator: ``in``, ``equals``, ``matches``
+    (a regular expression searched in the value) or ``exists``. An absent
+    field reads as the empty string. ``all``/``any``/``not`` combine conditions.
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    message_type: tuple[MessageTypePattern, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="MSH-9 patterns, any of which may match",
+        examples=[["ADT^A01", "ADT^A08"], ["ORU"]],
+    )
+    sending_application: tuple[str, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="accepted MSH-3 values (first component), any of which may match",
+        examples=[["ORBIS"]],
+    )
+    sending_facility: tuple[str, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="accepted MSH-4 values (first component), any of which may match",
+        examples=[["CHU-X"]],
+    )
+    field: HL7Path | None = Field(
+        default=None,
+        description="HL7 path tested by exactly one of in, equals, matches, exists",
+        examples=["PV1-2", "PID-3[2].4.2", "OBX[3]-5"],
+    )
+    in_: tuple[str, ...] | None = Field(
+        default=None,
+        validation_alias="in",
+        serialization_alias="in",
+        min_length=1,
+        description="with field: the value is one of these",
+        examples=[["I", "O"]],
+    )
+    equals: str | None = Field(
+        default=None, description="with field: the value is exactly this", examples=["I"]
+    )
+    matches: Regex | None = Field(
+        default=None,
+        description="with field: this regular expression is found in the value (re.search)",
+        examples=["^75[0-9]{3}$"],
+    )
+    exists: bool | None = Field(
+        default=None,
+        description="with field: true = the value is not empty, false = it is empty or absent",
+        examples=[True],
+    )
+    all_: tuple[When, ...] | None = Field(
+        default=None,
+        validation_alias="all",
+        serialization_alias="all",
+        min_length=1,
+        description="every one of these conditions holds",
+    )
+    any_: tuple[When, ...] | None = Field(
+        default=None,
+        validation_alias="any",
+        serialization_alias="any",
+        min_length=1,
+        description="at least one of these conditions holds",
+    )
+    not_: When | None = Field(
+        default=None,
+        validation_alias="not",
+        serialization_alias="not",
+        description="this condition does not hold",
+    )
+
+    _message_types: MessageTypeSet | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _one_comparator(self) -> Self:
+        given = [name for name in _COMPARATORS if getattr(self, _attr(name)) is not None]
+        if self.field is None:
+            if given:
+                raise PydanticCustomError(
+                    "when_predicate",
+                    "{reason}",
+                    {"reason": f"'{given[0]}' needs 'field'", "key": given[0]},
+                )
+        elif not given:
+            reason = "'field' needs one of: in, equals, matches, exists"
+            raise PydanticCustomError(
+                "when_predicate", "{reason}", {"reason": reason, "key": "field"}
+            )
+        elif len(given) > 1:
+            reason = (
+                f"'field' takes exactly one of in, equals, matches, exists; got {', '.join(given)}"
+            )
+            raise PydanticCustomError(
+                "when_predicate", "{reason}", {"reason": reason, "key": given[1]}
+            )
+        return self
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.message_type is not None:
+            self._message_types = MessageTypeSet.of(self.message_type)
+
+    @property
+    def message_types(self) -> MessageTypeSet | None:
+        """``message_type`` compiled, or None when the key is absent."""
+        return self._message_types
+
+
+def _attr(key: str) -> str:
+    return f"{key}_" if key in ("in", "all", "any", "not") else key
+
+
+class Route(Model):
+    """Send what arrives on some listeners, when a condition holds, to destinations."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str = Field(pattern=_NAME, description="unique route name", examples=["adt-to-dcc"])
+    from_: tuple[str, ...] = Field(
+        validation_alias="from",
+        serialization_alias="from",
+        min_length=1,
+        description="names of the listeners whose messages this route considers",
+        examples=[["chu-x-adt"]],
+    )
+    when: When | None = Field(
+        default=None,
+        description="condition on the message; absent = every message from these listeners",
+    )
+    to: tuple[str, ...] = Field(
+        min_length=1, description="names of the destinations to deliver to", examples=[["dcc"]]
+    )
+    description: str = Field(default="", description="free text for people reading the file")

@@ -1,0 +1,169 @@
+"""Delivery workers: send outbox rows through destination connectors, in order per patient.
+
+Touches: DB (through the writer thread), network (through the connectors).
+
+One worker per destination. It leases a window of sendable rows (see
+:func:`eai.store._work.claim_deliveries`), sends each patient's chain in
+order, patients in parallel, and records every attempt. A transient failure
+schedules a retry with exponential backoff and jitter and stops that
+patient's chain; a permanent one (or ``max_attempts`` reached) dead-letters
+the row and lets the chain go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
+
+from eai.config import DestinationConfig, RetryPolicy
+from eai.errors import PermanentDeliveryError, StoreError, TransientDeliveryError
+from eai.messages import OutboxItem
+from eai.registry import Destination
+from eai.store import ClaimedDelivery, DeliveryOutcome, Store
+from eai.store._work import claim_deliveries, record_outcomes
+
+__all__ = ["DeliveryWorker", "backoff_delay"]
+
+log = logging.getLogger(__name__)
+_RNG = random.Random()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def backoff_delay(policy: RetryPolicy, attempts: int, rng: random.Random | None = None) -> float:
+    """Seconds to wait after the ``attempts``-th failed attempt (1-based)."""
+    base: float = min(policy.max, policy.initial * (2.0 ** max(0, attempts - 1)))
+    spread = base * policy.jitter
+    r: float = (rng or _RNG).uniform(-spread, spread)
+    return max(0.0, min(policy.max, base + r))
+
+
+class DeliveryWorker:
+    """Drains the outbox of one destination."""
+
+    def __init__(
+        self,
+        config: DestinationConfig,
+        destination: Destination,
+        store: Store,
+        node_id: str,
+        *,
+        window: int = 200,
+        lease: float = 60.0,
+        concurrency: int = 1,
+    ) -> None:
+        self.name = config.name
+        self._policy = config.retry
+        self._dest = destination
+        self._store = store
+        self._node = node_id
+        self._window = window
+        self._lease = lease
+        self._sem = asyncio.Semaphore(max(1, concurrency))
+        self.wake = asyncio.Event()
+        self.sent = 0
+
+    async def step(self) -> int:
+        """Claims and sends one window; returns how many rows it took."""
+        claimed = await self._store.writer.run(
+            lambda c: claim_deliveries(
+                c, self.name, self._node, _utcnow(), self._lease, self._window
+            )
+        )
+        if not claimed:
+            return 0
+        chains: OrderedDict[str, list[ClaimedDelivery]] = OrderedDict()
+        for row in claimed:
+            chains.setdefault(row.patient_key, []).append(row)
+        results = await asyncio.gather(*(self._send_chain(ch) for ch in chains.values()))
+        outcomes = [o for chain in results for o in chain]
+        await self._store.writer.run(lambda c: record_outcomes(c, outcomes, _utcnow()))
+        return len(claimed)
+
+    async def _send_chain(self, chain: list[ClaimedDelivery]) -> list[DeliveryOutcome]:
+        out: list[DeliveryOutcome] = []
+        async with self._sem:
+            for i, row in enumerate(chain):
+                outcome = await self._attempt(row)
+                out.append(outcome)
+                if outcome.status == "retrying":
+                    now = _utcnow()
+                    out.extend(
+                        DeliveryOutcome(r.id, r.message_id, "pending", r.attempts, now, "")
+                        for r in chain[i + 1 :]
+                    )
+                    break
+        return out
+
+    async def _attempt(self, row: ClaimedDelivery) -> DeliveryOutcome:
+        attempts = row.attempts + 1
+        now = _utcnow()
+        try:
+            payload = self._store.cipher.open(row.sealed_payload)
+            item = OutboxItem(
+                row.id,
+                row.message_id,
+                self.name,
+                payload,
+                row.control_id,
+                row.patient_key,
+                attempts,
+            )
+            result = await self._dest.send(item)
+        except PermanentDeliveryError as exc:
+            log.warning("delivery %d to %s dead: %s", row.id, self.name, exc)
+            return DeliveryOutcome(row.id, row.message_id, "dead", attempts, now, str(exc))
+        except (TransientDeliveryError, StoreError, OSError) as exc:
+            return self._retry(row, attempts, now, str(exc) or type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - a connector bug must not stop the worker
+            log.exception("delivery %d to %s: unexpected error", row.id, self.name)
+            return self._retry(row, attempts, now, f"internal error: {type(exc).__name__}")
+        self.sent += 1
+        return DeliveryOutcome(row.id, row.message_id, "delivered", attempts, now, result.detail)
+
+    def _retry(
+        self, row: ClaimedDelivery, attempts: int, now: datetime, detail: str
+    ) -> DeliveryOutcome:
+        limit = self._policy.max_attempts
+        if limit is not None and attempts >= limit:
+            log.warning("delivery %d to %s dead after %d attempts", row.id, self.name, attempts)
+            return DeliveryOutcome(
+                row.id,
+                row.message_id,
+                "dead",
+                attempts,
+                now,
+                f"gave up after {attempts} attempts: {detail}",
+            )
+        delay = backoff_delay(self._policy, attempts)
+        log.info(
+            "delivery %d to %s failed (attempt %d), retry in %.1fs: %s",
+            row.id,
+            self.name,
+            attempts,
+            delay,
+            detail,
+        )
+        return DeliveryOutcome(
+            row.id, row.message_id, "retrying", attempts, now + timedelta(seconds=delay), detail
+        )
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                n = await self.step()
+            except StoreError as exc:
+                log.error("delivery worker %s: %s; retrying in 1 s", self.name, exc)
+                n = 0
+            if n == 0:
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), timeout=0.5)
+                except TimeoutError:
+                    pass
+        await self._dest.close()

@@ -1,0 +1,134 @@
+"""The running engine: wires listeners, the journal, the pipeline and delivery workers.
+
+Touches: DB, network, files (data_dir lock), signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import IO
+
+from eai.config import Config
+from eai.delivery import DeliveryWorker
+from eai.errors import StoreError
+from eai.messages import IngestResult, JournalEntry
+from eai.pipeline import Pipeline
+from eai.registry import Listener, build_destination, build_listener
+from eai.store import Store
+from eai.store._work import clear_leases
+
+__all__ = ["Engine"]
+
+log = logging.getLogger(__name__)
+
+
+def _lock_data_dir(data_dir: Path) -> IO[str]:
+    """One engine per SQLite journal: a second one would corrupt ordering guarantees."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    f = open(data_dir / "eai.lock", "a+")  # noqa: SIM115 - held for the engine's life
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        f.close()
+        raise StoreError(f"another engine is running on {data_dir} (eai.lock is held)") from exc
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
+class Engine:
+    """Start with :meth:`run`; stop by setting the ``stopping`` event (or SIGTERM)."""
+
+    def __init__(self, config: Config, *, key: str | None = None, grace: float = 10.0) -> None:
+        self.config = config
+        self.grace = grace
+        self.node_id = config.engine.node_id or socket.gethostname()
+        self._key = key if key is not None else os.environ.get("EAI_KEY")
+        self.listeners: dict[str, Listener] = {}
+        self.store: Store | None = None
+        self.pipeline: Pipeline | None = None
+        self.workers: dict[str, DeliveryWorker] = {}
+        self.started = asyncio.Event()
+
+    def _wake_workers(self, destinations: set[str]) -> None:
+        for d in destinations:
+            w = self.workers.get(d)
+            if w is not None:
+                w.wake.set()
+
+    async def run(
+        self, stopping: asyncio.Event | None = None, install_signals: bool = False
+    ) -> None:
+        stopping = stopping or asyncio.Event()
+        if install_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stopping.set)
+        cfg = self.config
+        lock = None
+        if cfg.engine.database.startswith("sqlite"):
+            lock = _lock_data_dir(Path(cfg.engine.data_dir))
+        store = self.store = Store(cfg.engine.database, Path(cfg.engine.data_dir), self._key)
+        store.start()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            # Single-process SQLite: every lease in the journal was this engine's.
+            owner = None if store.is_sqlite else self.node_id
+            await store.writer.run(lambda c: clear_leases(c, owner))
+            for dcfg in cfg.destinations:
+                self.workers[dcfg.name] = DeliveryWorker(
+                    dcfg,
+                    build_destination(dcfg),
+                    store,
+                    self.node_id,
+                    window=cfg.engine.delivery_batch,
+                    lease=cfg.engine.lease,
+                    concurrency=int(getattr(dcfg, "connections", 1)),
+                )
+            self.pipeline = Pipeline(cfg, store, self.node_id, self._wake_workers)
+            pipeline = self.pipeline
+
+            async def ingest(entry: JournalEntry) -> IngestResult:
+                result = await store.ingest(entry)
+                if not result.duplicate and entry.status == "received":
+                    pipeline.wake.set()
+                return result
+
+            for lcfg in cfg.listeners:
+                listener = build_listener(lcfg, ingest)
+                await listener.start()
+                self.listeners[lcfg.name] = listener
+            tasks.append(asyncio.create_task(pipeline.run(stopping), name="pipeline"))
+            for w in self.workers.values():
+                tasks.append(asyncio.create_task(w.run(stopping), name=f"delivery:{w.name}"))
+            log.info(
+                "engine %s started: %d listener(s), %d destination(s), %d route(s)",
+                self.node_id,
+                len(self.listeners),
+                len(self.workers),
+                len(cfg.routes),
+            )
+            self.started.set()
+            await stopping.wait()
+            log.info("stopping: no new connections, finishing in-flight work")
+        finally:
+            for listener in self.listeners.values():
+                try:
+                    await listener.stop(self.grace)
+                except Exception:  # noqa: BLE001
+                    log.exception("listener failed to stop cleanly")
+            stopping.set()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            store.close()
+            if lock is not None:
+                lock.close()
+            log.info("engine stopped")

@@ -1,0 +1,34 @@
+"""Read HL7 v2 messages losslessly and lazily, and build their acknowledgements.
+
+Touches: nothing.
+
+``read_header`` checks a whole message and returns its MSH (the listener's hot
+path); ``parse`` returns an ``Hl7Message`` whose fields are split on demand;
+``build_ack`` answers; ``guess_control_id`` finds the MSH-10 to answer to when
+the message was refused. Path syntax for ``Hl7Message.get`` and
+``validate_path``: ``SEG[occ]-field[rep].component.subcomponent``, 1-based, e.g.
+``PID-3[2].4.2``, ``OBX[3]-5`` (details in ``eai.hl7._reader``).
+"""
+
+from eai.hl7._ack import build_ack
+from eai.hl7._charset import codec_for_charset
+from eai.hl7._escape import escape, unescape
+from eai.hl7._header import MessageHeader, guess_control_id, read_header
+from eai.hl7._lines import normalise_segment_separators
+from eai.hl7._path import validate_path
+from eai.hl7._reader import Hl7Message, Segment, parse
+
+__all__ = [
+    "Hl7Message",
+    "MessageHeader",
+    "Segment",
+    "build_ack",
+    "codec_for_charset",
+    "escape",
+    "guess_control_id",
+    "normalise_segment_separators",
+    "parse",
+    "read_header",
+    "unescape",
+    "validate_path",
+]

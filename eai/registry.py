@@ -1,0 +1,122 @@
+"""The registry of listener and destination connectors.
+
+Touches: nothing. A connector module registers itself on import; the config
+loader builds the ``routes.yaml`` model (a discriminated union on ``type``)
+from what is registered, and the engine builds instances with the factory.
+Adding a destination is one module that calls :func:`register_destination`,
+plus its tests: no edit to the core.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from eai.messages import DeliveryResult, IngestResult, JournalEntry, OutboxItem
+
+if TYPE_CHECKING:
+    from eai.config import DestinationConfig, ListenerConfig
+
+__all__ = [
+    "Destination",
+    "DestinationSpec",
+    "Ingest",
+    "Listener",
+    "ListenerSpec",
+    "destinations",
+    "listeners",
+    "load_builtin_connectors",
+    "register_destination",
+    "register_listener",
+]
+
+Ingest = Callable[[JournalEntry], Awaitable[IngestResult]]
+"""Journals an entry durably and returns only after the commit.
+
+Raises :class:`eai.errors.StoreError` when the journal cannot be written.
+"""
+
+
+class Listener(Protocol):
+    """A running inbound endpoint."""
+
+    async def start(self) -> None:
+        """Bind and start accepting (returns once bound)."""
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting, let in-flight messages finish within ``grace`` s."""
+
+
+class Destination(Protocol):
+    """An outbound endpoint. ``send`` returns on success, raises
+    :class:`eai.errors.TransientDeliveryError` (retry) or
+    :class:`eai.errors.PermanentDeliveryError` (dead letter)."""
+
+    async def send(self, item: OutboxItem) -> DeliveryResult: ...
+
+    async def close(self) -> None: ...
+
+
+LC = TypeVar("LC", bound=BaseModel)
+DC = TypeVar("DC", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ListenerSpec(Generic[LC]):
+    type_name: str
+    config_model: type[LC]
+    factory: Callable[[LC, Ingest], Listener]
+    summary: str
+
+
+@dataclass(frozen=True)
+class DestinationSpec(Generic[DC]):
+    type_name: str
+    config_model: type[DC]
+    factory: Callable[[DC], Destination]
+    summary: str
+
+
+_listeners: dict[str, ListenerSpec[Any]] = {}
+_destinations: dict[str, DestinationSpec[Any]] = {}
+
+
+def register_listener(spec: ListenerSpec[Any]) -> None:
+    if spec.type_name in _listeners and _listeners[spec.type_name] is not spec:
+        raise ValueError(f"listener type {spec.type_name!r} registered twice")
+    _listeners[spec.type_name] = spec
+
+
+def register_destination(spec: DestinationSpec[Any]) -> None:
+    if spec.type_name in _destinations and _destinations[spec.type_name] is not spec:
+        raise ValueError(f"destination type {spec.type_name!r} registered twice")
+    _destinations[spec.type_name] = spec
+
+
+def listeners() -> dict[str, ListenerSpec[Any]]:
+    load_builtin_connectors()
+    return dict(_listeners)
+
+
+def destinations() -> dict[str, DestinationSpec[Any]]:
+    load_builtin_connectors()
+    return dict(_destinations)
+
+
+def load_builtin_connectors() -> None:
+    """Import ``connectors`` so that every bundled connector registers."""
+    importlib.import_module("connectors")
+
+
+def build_listener(config: ListenerConfig, ingest: Ingest) -> Listener:
+    spec = listeners()[config.type]
+    return spec.factory(config, ingest)
+
+
+def build_destination(config: DestinationConfig) -> Destination:
+    spec = destinations()[config.type]
+    return spec.factory(config)

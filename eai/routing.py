@@ -1,0 +1,104 @@
+"""Decides which routes, hence which destinations, take a message.
+
+Touches: nothing.
+
+The patterns were checked and compiled when ``routes.yaml`` was loaded
+(:mod:`eai.config`); evaluating a route is set lookups, string comparisons and
+precompiled regex searches. A message no route takes gets an empty decision:
+the engine keeps it as ``filtered``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from eai.config import Route, When
+
+__all__ = ["Routable", "RoutableHeader", "RouteDecision", "evaluate", "when_matches"]
+
+
+class RoutableHeader(Protocol):
+    """The MSH values routes look at (``eai.hl7.MessageHeader`` has them)."""
+
+    @property
+    def message_type(self) -> str:
+        """MSH-9 as ``code^trigger`` (``ADT^A01``), or the bare code."""
+
+    @property
+    def sending_application(self) -> str:
+        """MSH-3, first component."""
+
+    @property
+    def sending_facility(self) -> str:
+        """MSH-4, first component."""
+
+
+class Routable(Protocol):
+    """A parsed message, as far as routing needs it."""
+
+    @property
+    def header(self) -> RoutableHeader:
+        """Its MSH values."""
+
+    def get(self, path: str) -> str:
+        """The value at an HL7 path (``PV1-2``); the empty string when absent."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    """Which routes took a message, and the destinations it goes to."""
+
+    routes: tuple[str, ...]
+    """Names of the matching routes, in config order."""
+    destinations: tuple[str, ...]
+    """Union of their ``to``, in first-seen order, without duplicates."""
+
+
+def evaluate(routes: Sequence[Route], listener: str, message: Routable) -> RouteDecision:
+    """The routes from ``listener`` whose ``when`` holds for ``message``."""
+    names: list[str] = []
+    destinations: dict[str, None] = {}
+    for route in routes:
+        if listener not in route.from_:
+            continue
+        if route.when is not None and not when_matches(route.when, message):
+            continue
+        names.append(route.name)
+        destinations.update(dict.fromkeys(route.to))
+    return RouteDecision(tuple(names), tuple(destinations))
+
+
+def when_matches(when: When, message: Routable) -> bool:
+    """True when every key given in ``when`` holds for ``message``."""
+    header = message.header
+    types = when.message_types
+    if types is not None and header.message_type not in types:
+        return False
+    apps = when.sending_application
+    if apps is not None and header.sending_application not in apps:
+        return False
+    facilities = when.sending_facility
+    if facilities is not None and header.sending_facility not in facilities:
+        return False
+    if when.field is not None and not _field_holds(when, message.get(when.field)):
+        return False
+    if when.all_ is not None and not all(when_matches(w, message) for w in when.all_):
+        return False
+    if when.any_ is not None and not any(when_matches(w, message) for w in when.any_):
+        return False
+    return when.not_ is None or not when_matches(when.not_, message)
+
+
+def _field_holds(when: When, value: str) -> bool:
+    """The one comparator given with ``field`` (the model guarantees there is one)."""
+    if when.in_ is not None:
+        return value in when.in_
+    if when.equals is not None:
+        return value == when.equals
+    if when.matches is not None:
+        return when.matches.search(value) is not None
+    if when.exists is not None:
+        return (value != "") is when.exists
+    return False

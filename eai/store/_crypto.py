@@ -1,0 +1,102 @@
+"""Encryption of payloads at rest (AES-256-GCM) and keyed hashes of patient ids.
+
+Touches: files (the key file in data_dir, created 0600 on first run).
+
+The master key comes from ``EAI_KEY`` (base64 or hex of 32 bytes) or from
+``<data_dir>/eai.key``. Two sub-keys are derived from it with HKDF: one for
+AES-GCM, one for HMAC-SHA256 of patient identifiers, so ``--patient ID`` can
+find messages without the identifier being stored in clear.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from eai.errors import ConfigError, ConfigIssue, StoreError
+
+__all__ = ["KEY_FILE", "Cipher", "load_master_key"]
+
+KEY_FILE = "eai.key"
+_VERSION = b"\x01"
+
+
+def _derive(master: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master)
+
+
+def _decode_key(text: str) -> bytes:
+    text = text.strip()
+    for decode in (bytes.fromhex, base64.b64decode):
+        try:
+            raw = decode(text)
+        except (ValueError, binascii.Error):
+            continue
+        if len(raw) == 32:
+            return raw
+    raise ValueError("a key is 32 bytes, written as 64 hex digits or base64")
+
+
+def load_master_key(data_dir: Path, env_value: str | None) -> bytes:
+    """The master key: from ``EAI_KEY`` if set, else the key file (created if absent)."""
+    if env_value:
+        try:
+            return _decode_key(env_value)
+        except ValueError as exc:
+            raise ConfigError([ConfigIssue("EAI_KEY", 1, 1, str(exc))]) from exc
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / KEY_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            return _decode_key(path.read_text())
+        except ValueError as exc:
+            raise ConfigError([ConfigIssue(str(path), 1, 1, str(exc))]) from exc
+    key = os.urandom(32)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex() + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return key
+
+
+class Cipher:
+    """Seals payloads and hashes identifiers with keys derived from the master key."""
+
+    def __init__(self, master_key: bytes) -> None:
+        self._aead = AESGCM(_derive(master_key, b"eai payload v1"))
+        self._hmac_key = _derive(master_key, b"eai identifier hash v1")
+
+    def __repr__(self) -> str:
+        return "Cipher(<secret>)"
+
+    def seal(self, plaintext: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return _VERSION + nonce + self._aead.encrypt(nonce, plaintext, _VERSION)
+
+    def open(self, sealed: bytes) -> bytes:
+        if not sealed or sealed[:1] != _VERSION:
+            raise StoreError("stored payload has an unknown format")
+        try:
+            return self._aead.decrypt(sealed[1:13], sealed[13:], _VERSION)
+        except InvalidTag as exc:
+            raise StoreError("payload cannot be decrypted: wrong key (EAI_KEY / eai.key)?") from exc
+
+    def hash_id(self, identifier: str) -> str:
+        """Keyed hash of an identifier (case and surrounding spaces ignored)."""
+        msg = identifier.strip().upper().encode("utf-8")
+        return hmac.new(self._hmac_key, msg, hashlib.sha256).hexdigest()[:40]
+
+    def key_check(self) -> str:
+        """A value stored in the journal to detect a wrong key at start-up."""
+        return self.hash_id("eai key check")

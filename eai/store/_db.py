@@ -1,0 +1,65 @@
+"""Opens the journal database (SQLite in WAL mode, or PostgreSQL) and creates its schema.
+
+Touches: DB, files (creates the SQLite file's directory).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from eai.errors import StoreError
+from eai.store._crypto import Cipher
+from eai.store._schema import meta, metadata
+
+__all__ = ["is_sqlite", "open_engine", "prepare_schema"]
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # FULL: every commit fsyncs the WAL, so an acknowledged message survives power loss.
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def open_engine(url: str) -> Engine:
+    """An SQLAlchemy engine for ``url``; relative SQLite paths are relative to the cwd."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several kinds here
+        raise StoreError(f"invalid database URL: {exc}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+
+
+def prepare_schema(engine: Engine, cipher: Cipher) -> None:
+    """Creates missing tables and checks that the key matches the journal's."""
+    try:
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            stored = conn.execute(select(meta.c.value).where(meta.c.key == "key_check")).scalar()
+            if stored is None:
+                conn.execute(meta.insert().values(key="key_check", value=cipher.key_check()))
+            elif stored != cipher.key_check():
+                raise StoreError(
+                    "this journal was written with another key: set EAI_KEY or restore "
+                    "the eai.key file of its data_dir"
+                )
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot open the journal: {type(exc).__name__}") from exc

@@ -1,0 +1,402 @@
+"""What support engineers read and do from the CLI: listings, journeys, raw access, queues.
+
+Touches: DB (short transactions of its own; safe while the engine runs).
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, Row, func, insert, select, update
+
+from eai.errors import NotFound
+from eai.store._crypto import Cipher
+from eai.store._schema import (
+    ACTIVE_DELIVERY,
+    deliveries,
+    destination_state,
+    events,
+    messages,
+    patient_ids,
+)
+from eai.store._work import ClaimedMessage
+
+__all__ = [
+    "DeliveryView",
+    "EventView",
+    "MessageView",
+    "QueueView",
+    "list_messages",
+    "message_detail",
+    "messages_for_replay",
+    "queue_stats",
+    "read_raw",
+    "resend",
+    "set_paused",
+]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.replace(tzinfo=UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class DeliveryView:
+    id: int
+    destination: str
+    status: str
+    attempts: int
+    route: str = ""
+    last_error: str = ""
+    next_attempt_at: str | None = None
+    delivered_at: str | None = None
+    resend_of: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "destination": self.destination,
+            "status": self.status,
+            "attempts": self.attempts,
+            "route": self.route,
+            "last_error": self.last_error,
+            "next_attempt_at": self.next_attempt_at,
+            "delivered_at": self.delivered_at,
+            "resend_of": self.resend_of,
+        }
+
+
+@dataclass(frozen=True)
+class EventView:
+    at: str
+    kind: str
+    detail: str
+    delivery_id: int | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "at": self.at,
+            "kind": self.kind,
+            "detail": self.detail,
+            "delivery_id": self.delivery_id,
+        }
+
+
+@dataclass(frozen=True)
+class MessageView:
+    id: int
+    received_at: str
+    listener: str
+    control_id: str
+    message_type: str
+    status: str
+    sending_application: str
+    sending_facility: str
+    size: int
+    routes: str
+    reject_reason: str
+    deliveries: list[DeliveryView] = field(default_factory=list)
+    events: list[EventView] = field(default_factory=list)
+
+    def to_json(self, with_events: bool = False) -> dict[str, object]:
+        out: dict[str, object] = {
+            "id": self.id,
+            "received_at": self.received_at,
+            "listener": self.listener,
+            "control_id": self.control_id,
+            "message_type": self.message_type,
+            "status": self.status,
+            "sending_application": self.sending_application,
+            "sending_facility": self.sending_facility,
+            "size": self.size,
+            "routes": [r for r in self.routes.split(",") if r],
+            "reject_reason": self.reject_reason,
+            "deliveries": [d.to_json() for d in self.deliveries],
+        }
+        if with_events:
+            out["events"] = [e.to_json() for e in self.events]
+        return out
+
+
+def _deliveries_of(engine: Engine, ids: Sequence[int]) -> dict[int, list[DeliveryView]]:
+    out: dict[int, list[DeliveryView]] = {i: [] for i in ids}
+    if not ids:
+        return out
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(deliveries)
+            .where(deliveries.c.message_id.in_(list(ids)))
+            .order_by(deliveries.c.id)
+        ).all()
+    for r in rows:
+        out[r.message_id].append(
+            DeliveryView(
+                r.id,
+                r.destination,
+                r.status,
+                r.attempts,
+                r.route,
+                r.last_error,
+                _iso(r.next_attempt_at) if r.status in ACTIVE_DELIVERY else None,
+                _iso(r.delivered_at),
+                r.resend_of,
+            )
+        )
+    return out
+
+
+def _view(r: Row[Any], dl: list[DeliveryView]) -> MessageView:
+    return MessageView(
+        r.id,
+        _iso(r.received_at) or "",
+        r.listener,
+        r.control_id,
+        r.message_type,
+        r.status,
+        r.sending_application,
+        r.sending_facility,
+        r.size,
+        r.routes,
+        r.reject_reason,
+        dl,
+    )
+
+
+_COLUMNS = [c for c in messages.c if c.name not in ("payload", "ack")]
+
+
+def list_messages(
+    engine: Engine,
+    cipher: Cipher,
+    *,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    listener: str | None = None,
+    message_type: str | None = None,
+    patient: str | None = None,
+    ids: Sequence[int] | None = None,
+    limit: int | None = 100,
+    oldest_first: bool = False,
+) -> list[MessageView]:
+    q = select(*_COLUMNS)
+    if status:
+        q = q.where(messages.c.status == status)
+    if since:
+        q = q.where(messages.c.received_at >= since)
+    if until:
+        q = q.where(messages.c.received_at <= until)
+    if listener:
+        q = q.where(messages.c.listener == listener)
+    if message_type:
+        q = q.where(
+            messages.c.message_type.like(message_type.replace("*", "%"))
+            if "*" in message_type
+            else (messages.c.message_type == message_type)
+            | messages.c.message_type.like(message_type + "^%")
+        )
+    if patient:
+        q = q.where(
+            messages.c.id.in_(
+                select(patient_ids.c.message_id).where(
+                    patient_ids.c.id_hash == cipher.hash_id(patient)
+                )
+            )
+        )
+    if ids is not None:
+        q = q.where(messages.c.id.in_(list(ids)))
+    q = q.order_by(messages.c.id if oldest_first else messages.c.id.desc())
+    if limit:
+        q = q.limit(limit)
+    with engine.connect() as conn:
+        rows = conn.execute(q).all()
+    dl = _deliveries_of(engine, [r.id for r in rows])
+    return [_view(r, dl[r.id]) for r in rows]
+
+
+def message_detail(engine: Engine, message_id: int) -> MessageView:
+    with engine.connect() as conn:
+        r = conn.execute(select(*_COLUMNS).where(messages.c.id == message_id)).first()
+        if r is None:
+            raise NotFound(f"no message with id {message_id}")
+        evs = conn.execute(
+            select(events).where(events.c.message_id == message_id).order_by(events.c.id)
+        ).all()
+    view = _view(r, _deliveries_of(engine, [message_id])[message_id])
+    view.events.extend(EventView(_iso(e.at) or "", e.kind, e.detail, e.delivery_id) for e in evs)
+    return view
+
+
+def read_raw(engine: Engine, cipher: Cipher, message_id: int) -> bytes:
+    """The payload in clear; the access itself is recorded as an event."""
+    with engine.begin() as conn:
+        sealed = conn.execute(
+            select(messages.c.payload).where(messages.c.id == message_id)
+        ).scalar()
+        if sealed is None:
+            raise NotFound(f"no message with id {message_id}")
+        conn.execute(
+            insert(events).values(
+                at=_now(),
+                message_id=message_id,
+                kind="raw_viewed",
+                detail=f"payload shown to {getpass.getuser()} by eai messages show --raw",
+            )
+        )
+    return cipher.open(sealed)
+
+
+def messages_for_replay(engine: Engine, ids: Sequence[int]) -> list[ClaimedMessage]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                messages.c.id,
+                messages.c.listener,
+                messages.c.received_at,
+                messages.c.content_type,
+                messages.c.control_id,
+                messages.c.message_type,
+                messages.c.payload,
+            )
+            .where(messages.c.id.in_(list(ids)))
+            .order_by(messages.c.id)
+        ).all()
+    found = {r.id for r in rows}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise NotFound(f"no message with id {missing[0]}")
+    return [
+        ClaimedMessage(
+            r.id, r.listener, r.received_at, r.content_type, r.control_id, r.message_type, r.payload
+        )
+        for r in rows
+    ]
+
+
+def resend(engine: Engine, delivery_ids: Sequence[int]) -> list[int]:
+    """Queues each delivery again, as it was (same payload, same destination)."""
+    created: list[int] = []
+    now = _now()
+    with engine.begin() as conn:
+        for did in delivery_ids:
+            r = conn.execute(select(deliveries).where(deliveries.c.id == did)).first()
+            if r is None:
+                raise NotFound(f"no delivery with id {did}")
+            new_id = conn.execute(
+                insert(deliveries)
+                .values(
+                    message_id=r.message_id,
+                    destination=r.destination,
+                    route=r.route,
+                    patient_key=r.patient_key,
+                    control_id=r.control_id,
+                    status="pending",
+                    attempts=0,
+                    created_at=now,
+                    next_attempt_at=now,
+                    last_error="",
+                    payload=r.payload,
+                    resend_of=r.id,
+                )
+                .returning(deliveries.c.id)
+            ).scalar_one()
+            conn.execute(
+                insert(events).values(
+                    at=now,
+                    message_id=r.message_id,
+                    delivery_id=new_id,
+                    kind="resent",
+                    detail=f"delivery {did} to {r.destination} queued again as {new_id} "
+                    f"by {getpass.getuser()}",
+                )
+            )
+            created.append(new_id)
+    return created
+
+
+@dataclass(frozen=True)
+class QueueView:
+    destination: str
+    state: str
+    depth: int
+    retrying: int
+    dead: int
+    delivered: int
+    oldest_pending_age_s: float | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "destination": self.destination,
+            "state": self.state,
+            "depth": self.depth,
+            "retrying": self.retrying,
+            "dead": self.dead,
+            "delivered": self.delivered,
+            "oldest_pending_age_s": self.oldest_pending_age_s,
+        }
+
+
+def queue_stats(engine: Engine, names: Sequence[str]) -> list[QueueView]:
+    now = _now()
+    with engine.connect() as conn:
+        counts = conn.execute(
+            select(deliveries.c.destination, deliveries.c.status, func.count()).group_by(
+                deliveries.c.destination, deliveries.c.status
+            )
+        ).all()
+        oldest = dict(
+            conn.execute(
+                select(deliveries.c.destination, func.min(deliveries.c.created_at))
+                .where(deliveries.c.status.in_(ACTIVE_DELIVERY))
+                .group_by(deliveries.c.destination)
+            ).all()
+        )
+        paused = dict(
+            conn.execute(select(destination_state.c.name, destination_state.c.paused)).all()
+        )
+    per: dict[str, dict[str, int]] = {}
+    for dest, st, n in counts:
+        per.setdefault(dest, {})[st] = n
+    out = []
+    for name in list(names) + sorted(set(per) - set(names)):
+        c = per.get(name, {})
+        o = oldest.get(name)
+        out.append(
+            QueueView(
+                name,
+                "paused" if paused.get(name) else ("active" if name in names else "unconfigured"),
+                c.get("pending", 0) + c.get("retrying", 0),
+                c.get("retrying", 0),
+                c.get("dead", 0),
+                c.get("delivered", 0),
+                None if o is None else round((now - o).total_seconds(), 1),
+            )
+        )
+    return out
+
+
+def set_paused(engine: Engine, name: str, paused: bool) -> None:
+    now = _now()
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(destination_state)
+            .where(destination_state.c.name == name)
+            .values(paused=paused, updated_at=now)
+        ).rowcount
+        if not done:
+            conn.execute(insert(destination_state).values(name=name, paused=paused, updated_at=now))
+        conn.execute(
+            insert(events).values(
+                at=now,
+                kind="paused" if paused else "resumed",
+                detail=f"destination {name} by {getpass.getuser()}",
+            )
+        )

@@ -1,0 +1,121 @@
+"""The journal's tables: messages, their patient ids, deliveries (outbox), events.
+
+Touches: nothing (declares tables; ``_db`` creates them).
+
+Payloads are stored encrypted (see ``_crypto``). Everything here that is in
+clear is metadata: ids, types, statuses, times, listener, route, hashes.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+meta = Table(
+    "eai_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("listener", String(64), nullable=False),
+    Column("received_at", DateTime, nullable=False),
+    Column("content_type", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("peer", String(128), nullable=False, default=""),
+    Column("control_id", String(128), nullable=False, default=""),
+    Column("message_type", String(32), nullable=False, default=""),
+    Column("sending_application", String(128), nullable=False, default=""),
+    Column("sending_facility", String(128), nullable=False, default=""),
+    Column("dedup_key", String(512), nullable=True),
+    Column("size", Integer, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("ack", LargeBinary, nullable=False, default=b""),
+    Column("reject_reason", Text, nullable=False, default=""),
+    Column("routes", Text, nullable=False, default=""),
+    Column("processed_at", DateTime, nullable=True),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_until", DateTime, nullable=True),
+    Index("ix_messages_dedup", "dedup_key", unique=True),
+    Index("ix_messages_status_id", "status", "id"),
+    Index("ix_messages_received_at", "received_at"),
+    Index("ix_messages_listener", "listener"),
+    Index("ix_messages_type", "message_type"),
+)
+
+patient_ids = Table(
+    "message_patient_ids",
+    metadata,
+    Column("message_id", Id, ForeignKey("messages.id"), nullable=False),
+    Column("id_hash", String(64), nullable=False),
+    Index("ix_patient_ids_hash", "id_hash"),
+    Index("ix_patient_ids_message", "message_id"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("message_id", Id, ForeignKey("messages.id"), nullable=False),
+    Column("destination", String(64), nullable=False),
+    Column("route", String(256), nullable=False, default=""),
+    Column("patient_key", String(64), nullable=False),
+    Column("control_id", String(128), nullable=False, default=""),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", DateTime, nullable=False),
+    Column("next_attempt_at", DateTime, nullable=False),
+    Column("delivered_at", DateTime, nullable=True),
+    Column("last_error", Text, nullable=False, default=""),
+    # NULL = the message's payload as received (nothing changed it).
+    Column("payload", LargeBinary, nullable=True),
+    Column("resend_of", Id, nullable=True),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_until", DateTime, nullable=True),
+    Index("ix_deliveries_queue", "destination", "status", "message_id", "id"),
+    Index("ix_deliveries_message", "message_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", DateTime, nullable=False),
+    Column("message_id", Id, nullable=True),
+    Column("delivery_id", Id, nullable=True),
+    Column("kind", String(32), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Index("ix_events_message", "message_id"),
+    Index("ix_events_delivery", "delivery_id"),
+)
+
+destination_state = Table(
+    "destination_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+ACTIVE_DELIVERY = ("pending", "retrying")

@@ -1,0 +1,210 @@
+"""The one writer thread that owns journal writes and groups commits.
+
+Touches: DB.
+
+Listeners, the pipeline and delivery workers hand their writes to this thread
+and wait on a future. The thread takes everything queued, runs it in ONE
+transaction and commits once (one fsync for many senders: group commit), then
+resolves the futures: a listener acknowledges only after its future resolved.
+If a grouped transaction fails, each write is retried alone so that one bad
+write cannot fail its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from eai.errors import EaiError, StoreError
+from eai.messages import IngestResult, JournalEntry
+
+__all__ = ["Writer"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+JournalBatch = Callable[[Connection, list[JournalEntry]], list[IngestResult]]
+
+
+@dataclass(slots=True)
+class _Item:
+    work: JournalEntry | Callable[[Connection], Any]
+    future: asyncio.Future[Any] | concurrent.futures.Future[Any]
+    loop: asyncio.AbstractEventLoop | None
+
+
+_STOP = object()
+
+
+class Writer:
+    """Runs writes on one thread, grouping them into shared commits."""
+
+    def __init__(self, engine: Engine, journal_batch: JournalBatch, *, max_batch: int = 512):
+        self._engine = engine
+        self._journal_batch = journal_batch
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.commits = 0
+        self.writes = 0
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="eai-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Finishes what is queued, then stops the thread."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+
+    async def journal(self, entry: JournalEntry) -> IngestResult:
+        """Journals ``entry``; returns after the commit. Raises StoreError."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[IngestResult] = loop.create_future()
+        self._queue.put(_Item(entry, fut, loop))
+        return await fut
+
+    async def run(self, op: Callable[[Connection], T]) -> T:
+        """Runs ``op(conn)`` inside a grouped transaction; returns after the commit."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Item(op, fut, loop))
+        return await fut
+
+    def run_sync(self, op: Callable[[Connection], T]) -> T:
+        """Same as :meth:`run`, for callers on other threads."""
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put(_Item(op, fut, None))
+        return fut.result()
+
+    # -- the thread -------------------------------------------------------
+
+    def _run(self) -> None:
+        conn = self._engine.connect()
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                batch: list[_Item] = [first]  # type: ignore[list-item]
+                stop = False
+                while len(batch) < self._max_batch:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is _STOP:
+                        stop = True
+                        break
+                    batch.append(nxt)  # type: ignore[arg-type]
+                conn = self._execute(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _execute(self, conn: Connection, batch: list[_Item]) -> Connection:
+        try:
+            results = self._apply(conn, batch)
+        except Exception as exc:  # noqa: BLE001 - isolate, then retry one by one
+            conn = self._reset(conn)
+            if len(batch) == 1:
+                self._resolve([(batch[0], None, self._wrap(exc))])
+                return conn
+            log.warning(
+                "grouped commit of %d writes failed (%s); retrying one by one",
+                len(batch),
+                type(exc).__name__,
+            )
+            for item in batch:
+                try:
+                    self._resolve([(item, self._apply(conn, [item])[0], None)])
+                except Exception as one_exc:  # noqa: BLE001
+                    conn = self._reset(conn)
+                    self._resolve([(item, None, self._wrap(one_exc))])
+            return conn
+        self._resolve([(item, res, None) for item, res in zip(batch, results, strict=True)])
+        return conn
+
+    def _apply(self, conn: Connection, batch: list[_Item]) -> list[Any]:
+        entries = [(i, it.work) for i, it in enumerate(batch) if isinstance(it.work, JournalEntry)]
+        results: list[Any] = [None] * len(batch)
+        with conn.begin():
+            if entries:
+                ingested = self._journal_batch(conn, [e for _, e in entries])
+                for (i, _), res in zip(entries, ingested, strict=True):
+                    results[i] = res
+            for i, it in enumerate(batch):
+                if not isinstance(it.work, JournalEntry):
+                    results[i] = it.work(conn)
+        self.commits += 1
+        self.writes += len(batch)
+        return results
+
+    def _reset(self, conn: Connection) -> Connection:
+        try:
+            if conn.in_transaction():
+                conn.rollback()
+            return conn
+        except Exception:  # noqa: BLE001 - the connection is broken: open a new one
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+            return self._engine.connect()
+
+    @staticmethod
+    def _wrap(exc: BaseException) -> BaseException:
+        if isinstance(exc, EaiError):
+            return exc
+        if isinstance(exc, SQLAlchemyError):
+            orig = getattr(exc, "orig", None)
+            detail = f"{type(orig).__name__}: {orig}" if orig is not None else type(exc).__name__
+            err = StoreError(f"journal write failed ({detail})")
+        else:
+            err = StoreError(f"journal write failed ({type(exc).__name__})")
+        err.__cause__ = exc
+        return err
+
+    @staticmethod
+    def _resolve(done: list[tuple[_Item, Any, BaseException | None]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Item, Any, BaseException | None]]] = {}
+        for item, res, exc in done:
+            if item.loop is None:
+                cf = item.future
+                assert isinstance(cf, concurrent.futures.Future)
+                if exc is not None:
+                    cf.set_exception(exc)
+                else:
+                    cf.set_result(res)
+            else:
+                by_loop.setdefault(item.loop, []).append((item, res, exc))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, items)
+            except RuntimeError:  # loop closed: nobody waits any more
+                pass
+
+
+def _settle(items: list[tuple[_Item, Any, BaseException | None]]) -> None:
+    for item, res, exc in items:
+        fut = item.future
+        assert isinstance(fut, asyncio.Future)
+        if fut.done():
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(res)

@@ -1,0 +1,18 @@
+"""Small network helpers for tests."""
+
+from __future__ import annotations
+
+import socket
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port on ``host`` that the OS reports free right now.
+
+    The port is found by binding port 0 and closing the socket again, so another
+    process may take it before the caller binds it: callers that start a server
+    on it should retry with a new port when the bind fails.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+    return port

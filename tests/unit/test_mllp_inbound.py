@@ -1,0 +1,131 @@
+"""What the listener answers to each block, without sockets (``FrameHandler``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import pytest
+
+from connectors.mllp._framing import ProtocolError
+from connectors.mllp._inbound import FrameHandler, Reply
+from tests.integration._mllp_support import FakeJournal, err_code, message, msa
+
+FIXED = datetime(2024, 3, 6, 11, 11, 54, tzinfo=UTC)
+
+
+def handler(journal: FakeJournal, **kwargs: object) -> FrameHandler:
+    options: dict[str, object] = {
+        "listener": "L1",
+        "ingest": journal,
+        "allowed_senders": None,
+        "default_charset": "UNICODE UTF-8",
+        "max_message_bytes": 1000,
+        "clock": lambda: FIXED,
+    }
+    options.update(kwargs)
+    return FrameHandler(**options)  # type: ignore[arg-type]
+
+
+def on_frame(h: FrameHandler, payload: bytes) -> Reply:
+    return asyncio.run(h.on_frame(payload, "10.0.0.1:5000"))
+
+
+def on_error(h: FrameHandler, err: ProtocolError) -> Reply | None:
+    return asyncio.run(h.on_protocol_error(err, "10.0.0.1:5000"))
+
+
+def test_accept_journals_then_answers_aa() -> None:
+    journal = FakeJournal()
+    reply = on_frame(handler(journal), message("A-1"))
+    assert reply.ack is not None and msa(reply.ack) == ("AA", "A-1")
+    assert reply.outcome == "accepted"
+    [entry] = journal.entries
+    assert entry.received_at == FIXED
+    assert entry.dedup_key == "L1|GAM|CHU-X|A-1"
+    assert entry.peer == "10.0.0.1:5000"
+    assert entry.ack == reply.ack
+
+
+def test_each_ack_has_its_own_control_id() -> None:
+    journal = FakeJournal()
+    h = handler(journal)
+    first = on_frame(h, message("A-1")).ack
+    second = on_frame(h, message("A-2")).ack
+    assert first is not None and second is not None
+    assert first.split(b"|")[9] != second.split(b"|")[9]
+    assert len(first.split(b"|")[9]) == 20
+
+
+def test_duplicate_returns_stored_ack() -> None:
+    journal = FakeJournal()
+    h = handler(journal)
+    first = on_frame(h, message("D-1"))
+    again = on_frame(h, message("D-1"))
+    assert again.ack == first.ack
+    assert again.outcome == "duplicate"
+
+
+def test_default_charset_applies_when_msh18_empty() -> None:
+    latin = message("C-1", charset="").replace(b"TEST^PATIENT", b"H\xe9L\xe8NE^TEST")
+    assert msa(on_frame(handler(FakeJournal()), latin).ack or b"")[0] == "AR"
+    reply = on_frame(handler(FakeJournal(), default_charset="8859/1"), latin)
+    assert msa(reply.ack or b"") == ("AA", "C-1")
+
+
+def test_rejected_journal_failure_still_answers_ar(caplog: pytest.LogCaptureFixture) -> None:
+    journal = FakeJournal()
+    journal.fail = True
+    with caplog.at_level(logging.ERROR):
+        reply = on_frame(handler(journal), b"garbage")
+    assert msa(reply.ack or b"") == ("AR", "")
+    assert "could not journal" in caplog.text
+
+
+def test_empty_frame_is_ar_not_journaled() -> None:
+    journal = FakeJournal()
+    reply = on_error(handler(journal), ProtocolError("empty"))
+    assert reply is not None and reply.ack is not None
+    assert msa(reply.ack) == ("AR", "")
+    assert err_code(reply.ack) == "100"
+    assert journal.entries == []
+
+
+def test_oversize_is_ar_and_journals_the_head() -> None:
+    journal = FakeJournal()
+    head = message("BIG-1")[:100]
+    reply = on_error(handler(journal), ProtocolError("oversize", 1001, head))
+    assert reply is not None and msa(reply.ack or b"") == ("AR", "BIG-1")
+    [entry] = journal.rejected
+    assert entry.payload == head
+    assert entry.reject_reason == "message exceeds 1000 bytes"
+
+
+@pytest.mark.parametrize("kind", ["junk", "unterminated"])
+def test_junk_and_unterminated_get_no_answer(kind: str) -> None:
+    journal = FakeJournal()
+    reply = on_error(handler(journal), ProtocolError(kind, 12, b"MSH|..."))  # type: ignore[arg-type]
+    assert reply is None
+    assert journal.entries == []
+
+
+def test_logs_never_hold_payload_content(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "DUPONT^JEANNE"
+    journal = FakeJournal()
+    h = handler(journal, allowed_senders=frozenset({"CHU-X"}))
+    with caplog.at_level(logging.DEBUG):
+        on_frame(h, message("P-1", pid_name=secret))
+        on_frame(h, message("P-2", pid_name=secret, facility="OTHER"))
+        on_frame(h, message("P-3", pid_name=secret).replace(b"DUPONT", b"DUP\xffONT"))
+        journal.fail = True
+        on_frame(h, message("P-4", pid_name=secret))
+        journal.fail = False
+        journal.crash = True
+        on_frame(h, message("P-5", pid_name=secret))
+        on_error(h, ProtocolError("oversize", 1001, message("P-6", pid_name=secret)))
+        on_error(h, ProtocolError("bad_end", 50, message("P-7", pid_name=secret)))
+    assert caplog.records
+    assert "DUPONT" not in caplog.text and "JEANNE" not in caplog.text
+    for record in caplog.records:
+        assert "DUPONT" not in record.getMessage()

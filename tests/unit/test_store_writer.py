@@ -1,0 +1,111 @@
+"""The writer thread: group commit, retransmission detection, failure isolation."""
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from eai.errors import StoreError
+from eai.messages import JournalEntry
+from eai.store import Store
+from eai.store._schema import events, messages
+
+
+def _entry(i: int, key: str | None = "auto", status: str = "received") -> JournalEntry:
+    return JournalEntry(
+        listener="l1",
+        payload=f"MSH|^~\\&|A|F|||||ADT^A01|{i}|P|2.5".encode(),
+        received_at=datetime.now(UTC),
+        status=status,  # type: ignore[arg-type]
+        dedup_key=f"l1|A|F|{i}" if key == "auto" else key,
+        control_id=str(i),
+        message_type="ADT^A01",
+        ack=f"MSH|^~\\&|\rMSA|AA|{i}".encode(),
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(f"sqlite:///{tmp_path}/j.db", tmp_path, None)
+    s.start()
+    yield s
+    s.close()
+
+
+def test_concurrent_ingests_share_commits(store):
+    async def go():
+        return await asyncio.gather(*(store.ingest(_entry(i)) for i in range(400)))
+
+    results = asyncio.run(go())
+    assert len({r.message_id for r in results}) == 400
+    assert not any(r.duplicate for r in results)
+    assert store.writer.commits < 400  # grouped
+    with store.engine.connect() as c:
+        assert c.execute(select(messages.c.id)).all().__len__() == 400
+        kinds = {r.kind for r in c.execute(select(events.c.kind))}
+    assert kinds == {"received", "acknowledged"}
+
+
+def test_retransmission_returns_stored_ack(store):
+    async def go():
+        first = await store.ingest(_entry(7))
+        again = await store.ingest(_entry(7))
+        # two copies inside one group commit
+        a, b = await asyncio.gather(store.ingest(_entry(8)), store.ingest(_entry(8)))
+        return first, again, a, b
+
+    first, again, a, b = asyncio.run(go())
+    assert again.duplicate and again.message_id == first.message_id
+    assert again.stored_ack.endswith(b"MSA|AA|7")
+    assert {a.duplicate, b.duplicate} == {False, True}
+    assert a.message_id == b.message_id
+
+
+def test_payload_encrypted_in_db(store):
+    asyncio.run(store.ingest(_entry(1)))
+    with store.engine.connect() as c:
+        raw = c.execute(select(messages.c.payload)).scalar_one()
+    assert b"ADT^A01" not in raw
+    assert store.cipher.open(raw).startswith(b"MSH|")
+
+
+def test_failing_write_is_isolated_and_reported(store):
+    def boom(conn):
+        raise RuntimeError("bad op")
+
+    async def go():
+        return await asyncio.gather(
+            store.ingest(_entry(1)),
+            store.writer.run(boom),
+            store.ingest(_entry(2)),
+            return_exceptions=True,
+        )
+
+    a, b, c = asyncio.run(go())
+    assert isinstance(b, StoreError)
+    assert not isinstance(a, BaseException) and not isinstance(c, BaseException)
+
+
+def test_unwritable_journal_raises_store_error(tmp_path):
+    s = Store(f"sqlite:///{tmp_path}/j.db", tmp_path, None)
+    s.start()
+    try:
+        with s.engine.begin() as c:
+            c.exec_driver_sql(
+                "CREATE TRIGGER no_insert BEFORE INSERT ON messages "
+                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+        with pytest.raises(StoreError, match="journal write failed"):
+            asyncio.run(s.ingest(_entry(1)))
+    finally:
+        s.close()
+
+
+def test_wrong_key_refused_at_open(tmp_path):
+    import os
+
+    s = Store(f"sqlite:///{tmp_path}/j.db", tmp_path, os.urandom(32).hex())
+    s.close()
+    with pytest.raises(StoreError, match="another key"):
+        Store(f"sqlite:///{tmp_path}/j.db", tmp_path, os.urandom(32).hex())

@@ -58,7 +58,7 @@ def test_aa_only_after_ingest_returns() -> None:
     run(scenario())
 
 
-def test_national_fixture_is_accepted_byte_for_byte() -> None:
+def test_national_fixture_is_accepted_byte_for_byte(caplog: pytest.LogCaptureFixture) -> None:
     raw = FIXTURE.read_bytes()
 
     async def scenario() -> bytes:
@@ -69,8 +69,12 @@ def test_national_fixture_is_accepted_byte_for_byte() -> None:
         assert journal.received[0].payload == raw
         return ack
 
-    ack = run(scenario())
+    with caplog.at_level(logging.DEBUG):
+        ack = run(scenario())
     assert msa(ack) == ("AA", "3975")
+    assert "3975" in caplog.text  # ids are logged ...
+    for name in ("PAT-TROIS", "DOMINIQUE", "Breteuil", "19790328"):  # ... patient data never
+        assert name not in caplog.text
 
 
 def test_msh_only_message_is_accepted() -> None:

@@ -52,20 +52,31 @@ def plan_message(config: Config, cipher: Cipher, claimed: ClaimedMessage) -> Mes
     key = patient_key_of(msg)
     id_hashes = tuple(sorted({cipher.hash_id(i) for i in key.identifiers}))
     decision = routing.evaluate(config.routes, claimed.listener, msg)
-    if not decision.destinations:
-        return MessagePlan(
-            claimed.id, "filtered", patient_id_hashes=id_hashes, control_id=msg.header.control_id
-        )
+    routes = [r for r in config.routes if r.name in decision.routes]
+    problem: str | None = None
+    if any(r.validate_structure for r in routes):
+        problem = hl7.structure_problem(msg)
+        if problem is not None:
+            routes = [r for r in routes if not r.validate_structure]
     by_dest: dict[str, str] = {}
-    for route in config.routes:
-        if route.name in decision.routes:
-            for dest in route.to:
-                by_dest.setdefault(dest, route.name)
+    for route in routes:
+        for dest in route.to:
+            by_dest.setdefault(dest, route.name)
+    if not by_dest:
+        status = "filtered" if problem is None else "rejected"
+        return MessagePlan(
+            claimed.id,
+            status,
+            patient_id_hashes=id_hashes,
+            control_id=msg.header.control_id,
+            reason=problem or "",
+        )
     return MessagePlan(
         claimed.id,
         "processed",
-        routes=decision.routes,
-        deliveries=tuple(PlannedDelivery(d, by_dest.get(d, "")) for d in decision.destinations),
+        routes=tuple(r.name for r in routes),
+        deliveries=tuple(PlannedDelivery(d, route) for d, route in by_dest.items()),
+        reason=problem or "",
         patient_key=cipher.hash_id(key.ordering_key),
         patient_id_hashes=id_hashes,
         control_id=msg.header.control_id,

@@ -11,6 +11,9 @@ they fail and say what to install.
   ``postgresql+psycopg://postgres@127.0.0.1:<port>/eai_test``.
 * ``fresh_postgres_db`` (function): SQLAlchemy URL of a new, uniquely named, empty
   database, dropped after the test (open connections to it are closed by force).
+* ``journal_url`` (function, parametrized ``sqlite`` / ``postgresql``): URL of an empty
+  journal database on each backend; the PostgreSQL parameter carries the ``postgres``
+  marker.
 
 Tests that make SQLAlchemy engines must ``engine.dispose()`` them: warnings are errors,
 and a connection left open is reported as a ResourceWarning.
@@ -21,6 +24,7 @@ Network helper: ``tests._net.free_port()``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +59,18 @@ def fresh_postgres_db(postgres_server: PostgresServer) -> Iterator[str]:
         yield postgres_server.url(name)
     finally:
         postgres_server.drop_database(name)
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+)
+def journal_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLAlchemy URL of an empty journal database, once per backend.
+
+    ``sqlite``: a file in ``tmp_path``; ``postgresql``: ``fresh_postgres_db`` (the
+    server is only started when a PostgreSQL parameter runs).
+    """
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/j.db"
+    url: str = request.getfixturevalue("fresh_postgres_db")
+    return url

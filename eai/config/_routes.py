@@ -278,3 +278,11 @@ class Route(Model):
         min_length=1, description="names of the destinations to deliver to", examples=[["dcc"]]
     )
     description: str = Field(default="", description="free text for people reading the file")
+    validate_structure: bool = Field(
+        default=False,
+        description=(
+            "check the message against the HL7 v2 standard structure of its version "
+            "(hl7apy, strict) before routing; a message that fails is not sent on this "
+            "route. Slow (tens of messages/s): only for flows that need it"
+        ),
+    )

@@ -17,8 +17,10 @@ from eai.hl7._header import MessageHeader, guess_control_id, read_header
 from eai.hl7._lines import normalise_segment_separators
 from eai.hl7._path import validate_path
 from eai.hl7._reader import Hl7Message, Segment, parse
+from eai.hl7._structure import structure_problem
 
 __all__ = [
+    "structure_problem",
     "Hl7Message",
     "MessageHeader",
     "Segment",

@@ -163,6 +163,10 @@ def apply_plans(
             )
             continue
         ev.append({"at": now, "message_id": p.message_id, "kind": kind, "detail": ""})
+        if p.reason:
+            ev.append(
+                {"at": now, "message_id": p.message_id, "kind": "invalid", "detail": p.reason}
+            )
         if p.status == "filtered":
             ev.append(
                 {

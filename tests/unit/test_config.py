@@ -503,7 +503,14 @@ def test_json_schema() -> None:
     listeners = schema["properties"]["listeners"]["items"]
     assert listeners["discriminator"]["propertyName"] == "type"
     defs = schema["$defs"]
-    assert set(defs["Route"]["properties"]) == {"name", "from", "when", "to", "description"}
+    assert set(defs["Route"]["properties"]) == {
+        "name",
+        "from",
+        "when",
+        "to",
+        "description",
+        "validate_structure",
+    }
     assert {"in", "all", "any", "not", "field", "matches"} <= set(defs["When"]["properties"])
     port = defs["TcpDestination"]["properties"]["port"]
     assert {"$ref": "#/$defs/EnvReference"} in port["anyOf"]

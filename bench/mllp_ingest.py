@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -514,14 +514,21 @@ def print_table(r: dict[str, Any]) -> None:
         ("end-to-end delivered msgs/s", "", f"{e['delivered_msgs_per_s']:.0f}", ""),
         ("  delivered / sent", "", f"{e['delivered']} / {e['multi']['messages']}", ""),
         ("  delivered while sending", "", str(e["delivered_during_sends"]), ""),
-        ("  engine CPU s (sends / total)", "", (
-            f"{e['engine_cpu_s_during_sends']} / {e['engine_cpu_s_until_delivered']}"
-        ), ""),
+        (
+            "  engine CPU s (sends / total)",
+            "",
+            (f"{e['engine_cpu_s_during_sends']} / {e['engine_cpu_s_until_delivered']}"),
+            "",
+        ),
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
-                        enumerate(zip(row, widths, strict=True))))
+        print(
+            "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     t = r["targets"]
     print("\ntargets:")
     print(
@@ -572,8 +579,10 @@ def main(argv: list[str] | None = None) -> int:
 
     report = run(args)
     print_table(report)
-    out = Path(args.out) if args.out else (
-        RESULTS / f"mllp_ingest-{datetime.now():%Y%m%d-%H%M%S}.json"
+    out = (
+        Path(args.out)
+        if args.out
+        else (RESULTS / f"mllp_ingest-{datetime.now():%Y%m%d-%H%M%S}.json")
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

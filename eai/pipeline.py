@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 
 from eai import hl7, routing
 from eai._concurrency import run_blocking
-from eai.config import Config
+from eai.config import Config, ListenerConfig
+from eai.content import content_parser
 from eai.errors import InputError, StoreError
+from eai.hl7 import structure_problem
 from eai.store import Cipher, ClaimedMessage, MessagePlan, PlannedDelivery, Store
 from eai.store._work import apply_plans, claim_messages
-from identity import patient_key_of
 
 __all__ = ["Pipeline", "plan_message"]
 
@@ -31,31 +32,33 @@ def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _default_charset(config: Config, listener: str) -> str:
+def _listener(config: Config, name: str) -> ListenerConfig | None:
     for lst in config.listeners:
-        if lst.name == listener:
-            return str(getattr(lst, "default_charset", "UNICODE UTF-8"))
-    return "UNICODE UTF-8"
+        if lst.name == name:
+            return lst
+    return None
 
 
 def plan_message(config: Config, cipher: Cipher, claimed: ClaimedMessage) -> MessagePlan:
     """Decides the fate of one journaled message under ``config`` (no I/O)."""
-    if claimed.content_type != "hl7v2":
+    parser = content_parser(claimed.content_type)
+    if parser is None:
         return MessagePlan(
             claimed.id, "rejected", reason=f"no parser for content type {claimed.content_type}"
         )
     payload = cipher.open(claimed.sealed_payload)
     try:
-        msg = hl7.parse(payload, default_charset=_default_charset(config, claimed.listener))
+        content = parser(payload, _listener(config, claimed.listener))
     except InputError as exc:
         return MessagePlan(claimed.id, "rejected", reason=exc.reason)
-    key = patient_key_of(msg)
+    msg = content.routable
+    key = content.patient
     id_hashes = tuple(sorted({cipher.hash_id(i) for i in key.identifiers}))
     decision = routing.evaluate(config.routes, claimed.listener, msg)
     routes = [r for r in config.routes if r.name in decision.routes]
     problem: str | None = None
     if any(r.validate_structure for r in routes):
-        problem = hl7.structure_problem(msg)
+        problem = structure_problem(msg) if isinstance(msg, hl7.Hl7Message) else None
         if problem is not None:
             routes = [r for r in routes if not r.validate_structure]
     by_dest: dict[str, str] = {}
@@ -68,7 +71,7 @@ def plan_message(config: Config, cipher: Cipher, claimed: ClaimedMessage) -> Mes
             claimed.id,
             status,
             patient_id_hashes=id_hashes,
-            control_id=msg.header.control_id,
+            control_id=content.control_id,
             reason=problem or "",
         )
     return MessagePlan(
@@ -79,7 +82,7 @@ def plan_message(config: Config, cipher: Cipher, claimed: ClaimedMessage) -> Mes
         reason=problem or "",
         patient_key=cipher.hash_id(key.ordering_key),
         patient_id_hashes=id_hashes,
-        control_id=msg.header.control_id,
+        control_id=content.control_id,
     )
 
 

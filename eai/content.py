@@ -1,0 +1,72 @@
+"""The registry of content types the pipeline can read (HL7 v2, CDA, DICOM, ...).
+
+Touches: nothing.
+
+A listener journals raw bytes with a ``content_type``; the pipeline asks this
+registry for the parser of that type. A parser turns the bytes into a
+:class:`ParsedContent`: something routes can test (``header`` + ``get(path)``),
+the patient's identifiers and ordering key, and routing facts. A new kind of
+content is one module that calls :func:`register_content_type`, plus its tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from eai.config import ListenerConfig
+from eai.routing import Routable
+from identity import PatientKey
+
+__all__ = [
+    "ContentParser",
+    "ParsedContent",
+    "content_parser",
+    "content_types",
+    "register_content_type",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedContent:
+    """What the pipeline needs from a journaled payload (never logged)."""
+
+    routable: Routable
+    patient: PatientKey
+    control_id: str = ""
+    facts: Mapping[str, str] = field(default_factory=dict)
+    """Routing facts a route may test (e.g. CI-SIS MetaDMPMSS flags)."""
+
+    def __repr__(self) -> str:
+        return f"ParsedContent(control_id={self.control_id!r}, facts={sorted(self.facts)})"
+
+
+ContentParser = Callable[[bytes, ListenerConfig | None], ParsedContent]
+"""Parses a payload journaled by the given listener (``None``: listener gone from
+the config). Raises :class:`eai.errors.InputError` when it cannot."""
+
+_parsers: dict[str, ContentParser] = {}
+
+
+def register_content_type(name: str, parser: ContentParser) -> None:
+    if name in _parsers and _parsers[name] is not parser:
+        raise ValueError(f"content type {name!r} registered twice")
+    _parsers[name] = parser
+
+
+def content_parser(name: str) -> ContentParser | None:
+    _load_builtin()
+    return _parsers.get(name)
+
+
+def content_types() -> list[str]:
+    _load_builtin()
+    return sorted(_parsers)
+
+
+def _load_builtin() -> None:
+    if "hl7v2" not in _parsers:
+        from eai import _hl7_content  # noqa: F401 - registers "hl7v2"
+    from eai.registry import load_builtin_connectors
+
+    load_builtin_connectors()

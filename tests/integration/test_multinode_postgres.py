@@ -1,0 +1,259 @@
+"""Several engine nodes sharing one PostgreSQL journal share the work without
+sending anything twice or out of order, and take over what a dead node had leased."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hl7.client import MLLPClient
+from sqlalchemy import event, func, select
+
+from eai.config import load_config
+from eai.messages import IngestResult, JournalEntry
+from eai.pipeline import plan_all
+from eai.store import MessagePlan, PlannedDelivery, Store
+from eai.store._db import open_engine
+from eai.store._schema import deliveries, events, messages
+from eai.store._work import apply_plans, claim_deliveries, claim_messages
+from tests.engine_harness import EngineThread, adt, write_routes
+from tests.mllp_peers import MllpPeer
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+LISTENER = "chu-x-adt"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _routes(tmp: Path, node: str, sink_port: int, database: str) -> Path:
+    """routes.yaml of one node (own data_dir, own listener port, shared database)."""
+    home = tmp / node
+    home.mkdir()
+    path = write_routes(home, sink_port, database=database, connections=4)
+    text = path.read_text()
+    assert "\nengine:\n" in text
+    path.write_text(text.replace("\nengine:\n", f"\nengine:\n  node_id: {node}\n", 1))
+    return path
+
+
+def _msa(ack: bytes) -> tuple[str, str]:
+    for seg in ack.strip(b"\x0b\x1c\r").split(b"\r"):
+        if seg.startswith(b"MSA"):
+            f = seg.decode().split("|")
+            return f[1], f[2]
+    raise AssertionError(f"no MSA in {ack!r}")
+
+
+def _entry(cid: str, patient: str) -> JournalEntry:
+    """What the MLLP listener journals for ``adt(cid, patient)``."""
+    return JournalEntry(
+        listener=LISTENER,
+        payload=adt(cid, patient),
+        received_at=datetime.now(UTC),
+        dedup_key=f"{LISTENER}|APP|CHU-X|{cid}",
+        control_id=cid,
+        message_type="ADT^A01",
+        sending_facility="CHU-X",
+        ack=f"MSH|^~\\&|\rMSA|AA|{cid}".encode(),
+    )
+
+
+def _ingest(store: Store, entries: Sequence[JournalEntry]) -> list[IngestResult]:
+    async def go() -> list[IngestResult]:
+        return [await store.ingest(e) for e in entries]  # in order: ids follow the list
+
+    return asyncio.run(go())
+
+
+def _per_patient(cids: Sequence[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for c in cids:
+        out.setdefault(c.split("-")[0], []).append(c)
+    return out
+
+
+def test_two_nodes_share_one_database_each_message_once_in_order(
+    fresh_postgres_db: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    key = os.urandom(32).hex()
+    patients = [f"P{p}" for p in range(10)]
+    per_patient = 20
+    sent: dict[str, list[str]] = {p: [] for p in patients}
+    errors: list[BaseException] = []
+
+    def sender(ports: Sequence[int], p: int) -> None:
+        patient = patients[p]
+        try:
+            with (
+                MLLPClient("127.0.0.1", ports[0]) as c0,
+                MLLPClient("127.0.0.1", ports[1]) as c1,
+            ):
+                for k in range(per_patient):
+                    cid = f"{patient}-{k:03d}"
+                    client = (c0, c1)[(p + k) % 2]  # each patient alternates nodes
+                    assert _msa(client.send_message(adt(cid, patient))) == ("AA", cid)
+                    sent[patient].append(cid)  # the next one leaves after this ACK
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    with MllpPeer() as sink:
+        node_a = EngineThread(_routes(tmp_path, "node-a", sink.port, fresh_postgres_db), key=key)
+        node_b = EngineThread(_routes(tmp_path, "node-b", sink.port, fresh_postgres_db), key=key)
+        with node_a, node_b:
+            ports = [node_a.port(LISTENER), node_b.port(LISTENER)]
+            threads = [threading.Thread(target=sender, args=(ports, p)) for p in range(10)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            assert not errors, errors
+            total = len(patients) * per_patient
+            assert sink.wait_for(lambda s: len(s.received) >= total, 30)
+            store_a = node_a.engine.store
+            assert store_a is not None
+
+            def settled() -> bool:
+                with store_a.engine.connect() as c:
+                    st = set(c.execute(select(deliveries.c.status)).scalars())
+                    n = c.execute(select(func.count()).select_from(deliveries)).scalar_one()
+                return st == {"delivered"} and n == total
+
+            assert sink.wait_for(lambda _s: settled(), 10)
+            engines = (node_a.engine, node_b.engine)
+        # both engines stopped: whatever either had in flight was finished
+        got = sink.control_ids()
+
+    assert len(got) == total and sorted(got) == sorted(c for p in sent.values() for c in p)
+    assert _per_patient(got) == sent  # order per patient = send order, across nodes
+    # both nodes did part of the work: pipelines and delivery workers competed
+    for eng in engines:
+        assert eng.pipeline is not None and eng.pipeline.processed > 0, eng.node_id
+        assert eng.workers["dcc"].sent > 0, eng.node_id
+    assert sum(eng.workers["dcc"].sent for eng in engines) == total
+    assert sum(eng.pipeline.processed for eng in engines if eng.pipeline) == total
+
+    check = open_engine(fresh_postgres_db)
+    try:
+        with check.connect() as c:
+            attempts = set(c.execute(select(deliveries.c.attempts)).scalars())
+            n_attempts = c.execute(
+                select(func.count()).select_from(events).where(events.c.kind == "attempt")
+            ).scalar_one()
+            leased = c.execute(
+                select(func.count())
+                .select_from(messages)
+                .where(messages.c.lease_owner.is_not(None))
+            ).scalar_one()
+    finally:
+        check.dispose()
+    assert attempts == {1} and n_attempts == total  # one attempt each: no second send
+    assert leased == 0
+    # no grouped transaction failed (e.g. a deadlock between the nodes' claims)
+    problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert problems == []
+
+
+def test_a_dead_nodes_leases_expire_and_another_node_delivers(
+    fresh_postgres_db: str, tmp_path: Path
+) -> None:
+    key = os.urandom(32).hex()
+    lease = 2.5
+    # per patient: the first messages were routed and their deliveries leased by the
+    # dead node; its last one was leased by its pipeline but never routed
+    order = ["Q0", "Q1", "Q2", "Q0", "Q1", "Q2", "Q0", "Q1", "Q2", "Q0"]
+    cids = [f"{p}-{i:03d}" for i, p in enumerate(order)]
+    routed = 7
+    with MllpPeer() as sink:
+        path_b = _routes(tmp_path, "node-b", sink.port, fresh_postgres_db)
+        config = load_config(path_b, env={})
+        dead = Store(fresh_postgres_db, tmp_path / "dead", key)
+        dead.start()
+        try:
+            _ingest(dead, [_entry(c, p) for c, p in zip(cids, order, strict=True)])
+            claimed = dead.writer.run_sync(
+                lambda c: claim_messages(c, "dead-node", _now(), lease, 100)
+            )
+            assert [m.control_id for m in claimed] == cids
+            plans = plan_all(config, dead.cipher, claimed[:routed])
+            assert all(p.status == "processed" for p in plans)
+            dead.writer.run_sync(lambda c: apply_plans(c, plans, _now()))
+            leased_at = time.monotonic()
+            held = dead.writer.run_sync(
+                lambda c: claim_deliveries(c, "dcc", "dead-node", _now(), lease, 200)
+            )
+            assert len(held) == routed
+        finally:
+            dead.close()  # the dead node never releases its leases
+
+        with EngineThread(path_b, key=key) as node_b:
+            assert node_b.engine.node_id == "node-b"
+            # node-b's start-up clears only its own leases: the dead node's hold
+            time.sleep(max(0.0, leased_at + lease - 0.7 - time.monotonic()))
+            assert sink.received == []
+            assert sink.wait_for(lambda s: len(s.received) >= len(cids), 15)
+            waited = time.monotonic() - leased_at
+            time.sleep(0.3)  # a second send, if any, would arrive now
+            got = sink.control_ids()
+    assert waited >= lease - 0.7
+    assert sorted(got) == sorted(cids)  # each once
+    assert _per_patient(got) == _per_patient(cids)
+
+
+def test_delivery_claim_sees_watermark_and_rows_in_one_snapshot(
+    fresh_postgres_db: str, tmp_path: Path
+) -> None:
+    """Regression: the watermark and the deliveries were read by two statements; on
+    PostgreSQL (READ COMMITTED) another node could commit between them a patient's
+    earlier message (still ``received``) and its later one (already routed), and the
+    later one was claimed ahead of the earlier one."""
+    store = Store(fresh_postgres_db, tmp_path, os.urandom(32).hex())
+    store.start()
+    claimer = open_engine(fresh_postgres_db)
+    fired: list[str] = []
+
+    def other_node(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if fired or "FROM messages" not in statement:
+            return
+        fired.append(statement)
+        # meanwhile, on another node: X-1 then X-2 journaled; X-2 routed, X-1 not yet
+        first, second = _ingest(store, [_entry("X-1", "X"), _entry("X-2", "X")])
+        store.writer.run_sync(lambda c: claim_messages(c, "pipe", _now(), 60, 10))
+        store.writer.run_sync(
+            lambda c: apply_plans(c, [_plan(second.message_id, "X")], _now())
+        )
+
+    event.listen(claimer, "after_cursor_execute", other_node)
+    try:
+        with claimer.begin() as conn:
+            taken = claim_deliveries(conn, "dcc", "n1", _now(), 60, 200)
+        assert fired
+        assert [d.control_id for d in taken] == []  # X-2 must wait for X-1
+        with claimer.begin() as conn:
+            assert claim_deliveries(conn, "dcc", "n1", _now(), 60, 200) == []
+    finally:
+        event.remove(claimer, "after_cursor_execute", other_node)
+        claimer.dispose()
+        store.close()
+
+
+def _plan(mid: int, patient: str) -> MessagePlan:
+    return MessagePlan(
+        mid,
+        "processed",
+        routes=("r",),
+        deliveries=(PlannedDelivery("dcc", "r"),),
+        patient_key=patient,
+        control_id=f"{patient}-{mid}",
+    )

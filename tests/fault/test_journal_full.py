@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import sqlite3
 import subprocess
 import time
@@ -81,25 +82,20 @@ class _Full:
                     "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
                 )
             return
-        chunk = b"\0" * (1 << 20)
-        with open(self.filler, "wb") as f:
-            for _ in range(64):  # bounded: the tmpfs is 16 MiB
+        # Fill it to the last byte, big writes first, then smaller ones (bounded).
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            size, writes = 1 << 20, 0
+            while size >= 512 and writes < 10_000:
+                writes += 1
                 try:
-                    f.write(chunk)
-                    f.flush()
+                    os.write(fd, b"\0" * size)
                 except OSError as exc:
                     assert exc.errno == errno.ENOSPC, exc
-                    break
-            else:
-                raise AssertionError("the tmpfs never filled up")
-        # What is left (less than a page) cannot hold a WAL frame.
-        with open(self.filler, "ab") as f:
-            for _ in range(4096):
-                try:
-                    f.write(b"\0" * 512)
-                    f.flush()
-                except OSError:
-                    break
+                    size //= 2
+        finally:
+            os.close(fd)
+        assert writes < 10_000, "the tmpfs never filled up"
 
     def free(self) -> None:
         if self.mode == "trigger":
@@ -151,12 +147,12 @@ def test_full_journal_answers_ae_keeps_serving_then_recovers(tmp_path, mode):
             rc, _ = eng.terminate()
             stderr = eng.stderr()
         got = sink.control_ids()
+        rows = by_control_id(journal(eng.config))  # before the tmpfs goes away
     finally:
         full.close()
     assert rc == 0, stderr[-2000:]
     assert got == ["F0", "F1", "F2", "F3", "F4", "F5"], got  # once each, in order
     assert "journal unavailable, answering AE" in stderr
-    rows = by_control_id(journal(eng.config))
     assert sorted(rows) == ["F0", "F1", "F2", "F3", "F4", "F5"]
     assert all(r["deliveries"][0]["status"] == "delivered" for r in rows.values())
     print(f"\njournal full ({full.mode}): AE x4, then AA and delivered")

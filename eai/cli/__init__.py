@@ -15,6 +15,7 @@ import sys
 import click
 
 from eai.cli._engine_cmds import check, run, schema, send
+from eai.cli._identity_cmds import identity
 from eai.cli._support_cmds import messages, queue, replay, resend_cmd
 from eai.errors import ConfigError, EaiError
 
@@ -37,6 +38,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 for command in (run, check, schema, send, messages, replay, resend_cmd, queue):
     cli.add_command(command)
+cli.add_command(identity)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,19 +55,39 @@ def load_master_key(data_dir: Path, env_value: str | None) -> bytes:
             raise ConfigError([ConfigIssue("EAI_KEY", 1, 1, str(exc))]) from exc
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / KEY_FILE
+    if not path.exists():
+        _create_key_file(path)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+        return _decode_key(path.read_text())
+    except ValueError as exc:
+        raise ConfigError([ConfigIssue(str(path), 1, 1, str(exc))]) from exc
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new key to a temporary file, fsync it, then link it into place.
+
+    A crash (kill -9, power loss) leaves either no key file or a complete one, never
+    an empty one that would stop every later start; if another process linked its key
+    first, that key is kept.
+    """
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
         try:
-            return _decode_key(path.read_text())
-        except ValueError as exc:
-            raise ConfigError([ConfigIssue(str(path), 1, 1, str(exc))]) from exc
-    key = os.urandom(32)
-    with os.fdopen(fd, "w") as f:
-        f.write(key.hex() + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    return key
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class Cipher:

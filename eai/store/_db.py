@@ -53,6 +53,12 @@ def prepare_schema(engine: Engine, cipher: Cipher) -> None:
     try:
         metadata.create_all(engine)
         with engine.begin() as conn:
+            # create_all skips the indexes of a table that exists: a start killed between
+            # CREATE TABLE and CREATE INDEX must not lose the unique dedup index for good.
+            for table in metadata.sorted_tables:
+                for index in table.indexes:
+                    index.create(conn, checkfirst=True)
+        with engine.begin() as conn:
             stored = conn.execute(select(meta.c.value).where(meta.c.key == "key_check")).scalar()
             if stored is None:
                 conn.execute(meta.insert().values(key="key_check", value=cipher.key_check()))

@@ -6,6 +6,9 @@ Listeners, the pipeline and delivery workers hand their writes to this thread
 and wait on a future. The thread takes everything queued, runs it in ONE
 transaction and commits once (one fsync for many senders: group commit), then
 resolves the futures: a listener acknowledges only after its future resolved.
+When journal entries are queued together with other work (pipeline, delivery),
+the entries get their own transaction first, so that an acknowledgement never
+waits for that work.
 If a grouped transaction fails, each write is retried alone so that one bad
 write cannot fail its neighbours.
 """
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from eai.errors import EaiError, StoreError
 from eai.messages import IngestResult, JournalEntry
@@ -109,6 +112,10 @@ class Writer:
                         stop = True
                         break
                     batch.append(nxt)  # type: ignore[arg-type]
+                entries = [it for it in batch if isinstance(it.work, JournalEntry)]
+                if entries and len(entries) < len(batch):
+                    conn = self._execute(conn, entries)
+                    batch = [it for it in batch if not isinstance(it.work, JournalEntry)]
                 conn = self._execute(conn, batch)
                 if stop:
                     return
@@ -120,8 +127,11 @@ class Writer:
             results = self._apply(conn, batch)
         except Exception as exc:  # noqa: BLE001 - isolate, then retry one by one
             conn = self._reset(conn)
-            if len(batch) == 1:
-                self._resolve([(batch[0], None, self._wrap(exc))])
+            if len(batch) == 1 or isinstance(exc, OperationalError):
+                # The journal itself is unavailable (locked, disk full, connection lost):
+                # retrying each write would make every waiter wait again. Fail them all now.
+                err = self._wrap(exc)
+                self._resolve([(item, None, err) for item in batch])
                 return conn
             log.warning(
                 "grouped commit of %d writes failed (%s); retrying one by one",

@@ -122,19 +122,17 @@ def test_kill9_while_streaming_loses_nothing_and_keeps_order(tmp_path):
         ]
         kill_log: list[str] = []
         try:
-            eng.start()
             for t in threads:
-                t.start()
-            for k in range(KILLS):
+                t.start()  # they retry until the first engine listens
+            for _ in range(KILLS):
                 # Mostly kill a running engine; now and then one still starting up
                 # (importing, opening the journal, clearing leases).
                 early = rng.random() < 0.2
                 if early:
                     eng.spawn()
-                    time.sleep(rng.uniform(0.05, 0.4))
                 else:
                     eng.start()
-                    time.sleep(rng.uniform(0.05, 0.4))
+                time.sleep(rng.uniform(0.05, 0.4))
                 acked = sum(len(v) for lg in logs for v in lg.aa.values())
                 kill_log.append(f"{'early' if early else 'up'}:{acked}")
                 eng.kill9()
@@ -146,9 +144,7 @@ def test_kill9_while_streaming_loses_nothing_and_keeps_order(tmp_path):
             assert not any(t.is_alive() for t in threads), "a sender is stuck"
 
             expected = {cid for lg in logs for ids in lg.aa.values() for cid in ids}
-            delivered_all = sink.wait_for(
-                lambda s: expected <= set(s.control_ids()), DRAIN_TIMEOUT
-            )
+            delivered_all = sink.wait_for(lambda s: expected <= set(s.control_ids()), DRAIN_TIMEOUT)
             drained = time.monotonic()
             received = sink.control_ids()
             rc, stop_s = eng.terminate()
@@ -188,9 +184,9 @@ def test_kill9_while_streaming_loses_nothing_and_keeps_order(tmp_path):
     rows = journal(path)
     assert {r["control_id"] for r in rows} == expected
     assert journal(path, "--status", "received") == []
-    assert all(
-        [d["status"] for d in r["deliveries"]] == ["delivered"] for r in rows
-    ), [r for r in rows if [d["status"] for d in r["deliveries"]] != ["delivered"]][:3]
+    assert all([d["status"] for d in r["deliveries"]] == ["delivered"] for r in rows), [
+        r for r in rows if [d["status"] for d in r["deliveries"]] != ["delivered"]
+    ][:3]
     res = eai_cli(path, "queue", "list", "--json")
     assert res.returncode == 0, res.stderr
     assert [q["depth"] for q in json.loads(res.stdout)] == [0]

@@ -28,9 +28,7 @@ from tests.mllp_peers import MllpPeer, ack_for
 pytestmark = pytest.mark.fault
 
 
-def _stream(
-    index: int, port: int, done: threading.Event, aa: list[str], other: list[str]
-) -> None:
+def _stream(index: int, port: int, done: threading.Event, aa: list[str], other: list[str]) -> None:
     """Send until the engine goes away: no reconnect, we want to see what SIGTERM does."""
     with MllpSender(port, timeout=10.0) as sender:
         for n in range(5000):
@@ -104,9 +102,7 @@ def test_sigterm_mid_flow_exits_zero_and_loses_nothing(tmp_path):
         eng2 = EaiProcess(path, port, tmp_path / "eai2.stderr")
         try:
             eng2.start()
-            ok = sink.wait_for(
-                lambda s: acked <= first_run_delivered | set(s.control_ids()), 30
-            )
+            ok = sink.wait_for(lambda s: acked <= first_run_delivered | set(s.control_ids()), 30)
             rc2, _ = eng2.terminate()
         finally:
             eng2.close()

@@ -109,3 +109,52 @@ def test_wrong_key_refused_at_open(tmp_path):
     s.close()
     with pytest.raises(StoreError, match="another key"):
         Store(f"sqlite:///{tmp_path}/j.db", tmp_path, os.urandom(32).hex())
+
+
+def test_missing_indexes_are_recreated_at_open(tmp_path):
+    from sqlalchemy import inspect
+
+    s = Store(f"sqlite:///{tmp_path}/j.db", tmp_path, None)
+    with s.engine.begin() as c:
+        c.exec_driver_sql("DROP INDEX ix_messages_dedup")
+    s.close()
+    s = Store(f"sqlite:///{tmp_path}/j.db", tmp_path, None)
+    try:
+        names = {ix["name"] for ix in inspect(s.engine).get_indexes("messages")}
+        assert "ix_messages_dedup" in names
+    finally:
+        s.close()
+
+
+def test_locked_journal_fails_the_whole_batch_at_once(tmp_path):
+    import sqlite3
+    import time
+
+    from sqlalchemy import event
+
+    s = Store(f"sqlite:///{tmp_path}/j.db", tmp_path, None)
+    s.engine.dispose()
+
+    @event.listens_for(s.engine, "connect")
+    def _short_busy_timeout(dbapi_conn, _record):  # runs after the engine's own pragmas
+        dbapi_conn.execute("PRAGMA busy_timeout=500")
+
+    s.start()
+    locker = sqlite3.connect(f"{tmp_path}/j.db", isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+
+        async def go():
+            return await asyncio.gather(
+                *(s.ingest(_entry(i)) for i in range(5)), return_exceptions=True
+            )
+
+        t0 = time.monotonic()
+        res = asyncio.run(go())
+        elapsed = time.monotonic() - t0
+    finally:
+        locker.rollback()
+        locker.close()
+        s.close()
+    assert all(isinstance(r, StoreError) for r in res)
+    assert elapsed < 2.5  # about one busy timeout, not one per write

@@ -22,8 +22,16 @@ the engine: warm-up, one sender (``--single-seconds``), ``--senders`` senders
 (``--seconds``), and the wait until the sink holds every message (bounded by
 ``--drain-timeout``). Each phase also stops at ``--max-messages``.
 
-Prints a table and writes JSON to ``bench/results/`` (gitignored).
-``--profile`` runs ``py-spy record`` on the engine during the main phase.
+Prints a table and writes JSON to ``bench/results/`` (gitignored); exits 1 when
+an ACK was not AA or the sink did not get every message. Also reported: the
+load average and a 4 KiB fdatasync probe of the disk (the figures depend on
+both), and the engine's CPU time per message (main thread vs the others).
+
+``--profile FILE`` runs ``py-spy record`` on the engine during the main phase
+(``.svg`` flame graph, ``.txt`` collapsed stacks, ``.json`` speedscope;
+``--profile-gil`` keeps only samples holding the GIL). ``--engine-cmd`` runs
+another build in place of ``eai`` (e.g. to compare before/after a change).
+See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import multiprocessing as mp
 import multiprocessing.connection
 import os
 import platform
+import shlex
 import shutil
 import signal
 import socket
@@ -227,9 +236,11 @@ def run_senders(
         target=_sender_main, args=(child, port, senders, seconds, max_messages, tag), daemon=True
     )
     proc.start()
-    if not parent.poll(seconds + 120):
-        proc.kill()
-        raise RuntimeError(f"{name}: the senders did not finish")
+    deadline = time.monotonic() + seconds + 120
+    while not parent.poll(0.5):
+        if not proc.is_alive() or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{name}: the senders failed (exit code {proc.exitcode})")
     latencies, errors, n, start, end = parent.recv()
     proc.join(10)
     return PhaseResult(name, senders, n, errors, end - start, start, end, latencies)
@@ -246,6 +257,7 @@ listeners:
     type: mllp
     bind: 127.0.0.1:{port}
     allowed_senders: [CHU-X]
+    test_feed: true  # the national fixture carries the INS test OID and a test identity
 destinations:
   - name: sink
     type: mllp
@@ -285,8 +297,12 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
 
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of ``pid`` (all its threads), from /proc."""
+    return _cpu_seconds_path(Path(f"/proc/{pid}/stat"))
+
+
+def _cpu_seconds_path(stat: Path) -> float:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = stat.read_text().rsplit(")", 1)[1].split()
     except OSError:
         return float("nan")
     ticks = os.sysconf("SC_CLK_TCK")
@@ -294,7 +310,9 @@ def _cpu_seconds(pid: int) -> float:
 
 
 class EngineProcess:
-    def __init__(self, workdir: Path, sink_port: int, connections: int) -> None:
+    def __init__(
+        self, workdir: Path, sink_port: int, connections: int, command: list[str] | None = None
+    ) -> None:
         self.port = _free_port()
         data_dir = workdir / "var"
         self.routes = workdir / "routes.yaml"
@@ -305,7 +323,7 @@ class EngineProcess:
         )
         self.log_path = workdir / "engine.log"
         eai = Path(sys.executable).with_name("eai")
-        cmd = [str(eai)] if eai.exists() else [sys.executable, str(REPO / "cli.py")]
+        cmd = command or ([str(eai)] if eai.exists() else [sys.executable, str(REPO / "cli.py")])
         self._log = self.log_path.open("wb")
         env = {k: v for k, v in os.environ.items() if k != "EAI_KEY"}
         self.proc = subprocess.Popen(
@@ -315,10 +333,24 @@ class EngineProcess:
             stderr=subprocess.STDOUT,
             env=env,
         )
-        _wait_port(self.port, self.proc)
+        try:
+            _wait_port(self.port, self.proc)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}; see {self.log_path} (--keep keeps it)") from None
 
     def cpu(self) -> float:
         return _cpu_seconds(self.proc.pid)
+
+    def thread_cpu(self) -> dict[str, float]:
+        """CPU seconds of the main thread (the event loop) and of all the others."""
+        main, others = "main (event loop)", "other threads (writer, executor)"
+        out = {main: 0.0, others: 0.0}
+        for task in Path(f"/proc/{self.proc.pid}/task").glob("*"):
+            out[main if task.name == str(self.proc.pid) else others] += _cpu_seconds_path(
+                task / "stat"
+            )
+        return out
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -332,7 +364,9 @@ class EngineProcess:
         return self.proc.returncode
 
 
-def _start_profiler(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes] | None:
+def _start_profiler(
+    pid: int, out: Path, seconds: float, gil: bool, native: bool
+) -> subprocess.Popen[bytes] | None:
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
         print("--profile: py-spy not found (.venv/bin/pip install py-spy)", file=sys.stderr)
@@ -349,9 +383,11 @@ def _start_profiler(pid: int, out: Path, seconds: float) -> subprocess.Popen[byt
             "--rate",
             "250",
             "--format",
-            "speedscope" if out.suffix == ".json" else "flamegraph",
+            {".json": "speedscope", ".txt": "raw"}.get(out.suffix, "flamegraph"),
             "-o",
             str(out),
+            *(["--gil"] if gil else []),
+            *(["--native"] if native else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -378,6 +414,24 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _fsync_probe(directory: Path, n: int = 100) -> dict[str, float]:
+    """Latency of a 4 KiB write + fdatasync where the journal lives (the disk's share)."""
+    path = directory / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    times = []
+    try:
+        for _ in range(n):
+            os.write(fd, b"x" * 4096)
+            t0 = time.perf_counter()
+            os.fdatasync(fd)
+            times.append((time.perf_counter() - t0) * 1000.0)
+    finally:
+        os.close(fd)
+        path.unlink()
+    times.sort()
+    return {"p50_ms": round(times[n // 2], 3), "p90_ms": round(times[int(n * 0.9)], 3)}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     tag = f"{os.getpid() % 1000:03d}"
     report: dict[str, Any] = {
@@ -389,10 +443,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "senders": args.senders,
             "max_messages": args.max_messages,
             "dest_connections": args.dest_connections,
+            "engine_cmd": args.engine_cmd or "eai",
             "synchronous": "FULL",
         },
         "targets": TARGETS,
     }
+
+    workdir = Path(tempfile.mkdtemp(prefix="eai-bench-", dir=args.tmp_dir))
+    report["machine"]["loadavg_before"] = [round(x, 2) for x in os.getloadavg()]
+    report["machine"]["fsync_4k"] = _fsync_probe(workdir)
 
     # 1. The bare server: the ceiling of this client on this machine.
     bare = Peer(counting=False)
@@ -408,10 +467,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # 2. The engine, delivering to the sink.
     sink = Peer(counting=True)
-    workdir = Path(tempfile.mkdtemp(prefix="eai-bench-", dir=args.tmp_dir))
     engine: EngineProcess | None = None
     try:
-        engine = EngineProcess(workdir, sink.port, args.dest_connections)
+        engine = EngineProcess(
+            workdir, sink.port, args.dest_connections, shlex.split(args.engine_cmd or "")
+        )
         # Warm-up (imports, first connections, SQLite caches); not reported.
         warm = run_senders("warm-up", engine.port, args.senders, 1.0, 2000, "W" + tag)
         single = run_senders(
@@ -420,9 +480,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         before = _settle(sink, warm.messages + single.messages, 60.0)
         profiler = None
         if args.profile:
-            profiler = _start_profiler(engine.proc.pid, Path(args.profile), args.seconds)
+            profiler = _start_profiler(
+                engine.proc.pid,
+                Path(args.profile),
+                args.seconds,
+                args.profile_gil,
+                args.profile_native,
+            )
             time.sleep(0.5)  # py-spy attaches
         cpu0 = engine.cpu()
+        threads0 = engine.thread_cpu()
         multi = run_senders(
             "eai", engine.port, args.senders, args.seconds, args.max_messages, "M" + tag
         )
@@ -434,6 +501,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.01)
         drained = time.monotonic()
         cpu_total = engine.cpu() - cpu0
+        threads = {
+            name: round((t - threads0.get(name, 0.0)) / max(multi.messages, 1) * 1e6)
+            for name, t in engine.thread_cpu().items()
+        }
         delivered = sink.received - before
         if profiler is not None:
             profiler.wait(args.seconds + 60)
@@ -456,8 +527,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "delivered_msgs_per_s": round(delivered / e2e_seconds, 1) if e2e_seconds > 0 else 0.0,
         "engine_cpu_s_during_sends": round(cpu_ingest, 2),
         "engine_cpu_s_until_delivered": round(cpu_total, 2),
+        "engine_cpu_us_per_msg": round(cpu_total / max(multi.messages, 1) * 1e6),
+        "engine_cpu_us_per_msg_by_thread": dict(sorted(threads.items(), key=lambda kv: -kv[1])),
         "engine_exit_code": code,
     }
+    report["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     report["ratio_to_bare"] = round(multi.rate / bare_multi.rate, 3) if bare_multi.rate else 0.0
     if args.keep:
         report["workdir"] = str(workdir)
@@ -491,6 +565,10 @@ def print_table(r: dict[str, Any]) -> None:
     m = r["machine"]
     b, e = r["bare"], r["eai"]
     print(f"\nMLLP ingest, {m['nproc']} CPU, Python {m['python']}, {r['settings']}")
+    print(
+        f"load average before/after: {m['loadavg_before'][0]} / {m['loadavg_after'][0]}, "
+        f"fsync 4 KiB p50/p90: {m['fsync_4k']['p50_ms']} / {m['fsync_4k']['p90_ms']} ms"
+    )
     rows = [
         ("", "bare", "eai", "eai/bare"),
         (
@@ -514,6 +592,12 @@ def print_table(r: dict[str, Any]) -> None:
         ("end-to-end delivered msgs/s", "", f"{e['delivered_msgs_per_s']:.0f}", ""),
         ("  delivered / sent", "", f"{e['delivered']} / {e['multi']['messages']}", ""),
         ("  delivered while sending", "", str(e["delivered_during_sends"]), ""),
+        ("  engine CPU us / message", "", str(e["engine_cpu_us_per_msg"]), ""),
+        *(
+            (f"    thread {name}", "", str(us), "")
+            for name, us in e["engine_cpu_us_per_msg_by_thread"].items()
+            if us > 0
+        ),
         (
             "  engine CPU s (sends / total)",
             "",
@@ -570,7 +654,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tmp-dir", default=None, help="where the engine's data dir is made")
     p.add_argument("--keep", action="store_true", help="keep the engine's data dir and log")
     p.add_argument(
-        "--profile", metavar="FILE", help="py-spy record the engine in the main phase (.svg)"
+        "--profile",
+        metavar="FILE",
+        help="py-spy record the engine in the main phase (.svg; .txt: collapsed stacks)",
+    )
+    p.add_argument(
+        "--profile-gil", action="store_true", help="profile only the thread holding the GIL"
+    )
+    p.add_argument(
+        "--profile-native", action="store_true", help="include C frames (slows the engine)"
+    )
+    p.add_argument(
+        "--engine-cmd",
+        default=None,
+        help="command that stands for `eai` (to compare builds), e.g. "
+        "'.venv/bin/python other/cli.py'; default: the venv's eai",
     )
     p.add_argument("--out", default=None, help="JSON result file (default: bench/results/)")
     args = p.parse_args(argv)

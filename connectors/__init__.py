@@ -8,4 +8,7 @@ connector module, so ``eai.registry.load_builtin_connectors()`` loads them all.
 A new connector adds its line here.
 """
 
+import connectors.filedrop  # noqa: F401  - listener type "filedrop" (CDA documents dropped as files)
+import connectors.http_in  # noqa: F401  - listener type "http" (CDA documents by HTTP POST)
 import connectors.mllp  # noqa: F401  - listener and destination type "mllp"
+import dicom_router  # noqa: F401  - listener, destination and content type "dicom" (e-m@ge imaging)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from eai.config import ListenerConfig
+from eai.config import ListenerConfig, Route
 from eai.routing import Routable
 from identity import PatientKey
 
@@ -36,6 +36,9 @@ class ParsedContent:
     control_id: str = ""
     facts: Mapping[str, str] = field(default_factory=dict)
     """Routing facts a route may test (e.g. CI-SIS MetaDMPMSS flags)."""
+    for_route: Callable[[Route], bytes | None] | None = None
+    """The payload of a delivery made by ``route`` when it differs from the message's
+    (DICOM: the reference plus the route's ``coerce`` operations); None = as received."""
 
     def __repr__(self) -> str:
         return f"ParsedContent(control_id={self.control_id!r}, facts={sorted(self.facts)})"

@@ -43,6 +43,10 @@ def backoff_delay(policy: RetryPolicy, attempts: int, rng: random.Random | None 
     return max(0.0, min(policy.max, base + r))
 
 
+PACE = 0.01
+"""Seconds between the starts of two rounds when the last window was not full."""
+
+
 class DeliveryWorker:
     """Drains the outbox of one destination."""
 
@@ -56,8 +60,10 @@ class DeliveryWorker:
         window: int = 200,
         lease: float = 60.0,
         concurrency: int = 1,
+        pace: float = PACE,
     ) -> None:
         self.name = config.name
+        self._pace = pace
         self._policy = config.retry
         self._dest = destination
         self._store = store
@@ -154,7 +160,9 @@ class DeliveryWorker:
         )
 
     async def run(self, stopping: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
         while not stopping.is_set():
+            started = loop.time()
             try:
                 n = await self.step()
             except StoreError as exc:
@@ -166,4 +174,7 @@ class DeliveryWorker:
                     await asyncio.wait_for(self.wake.wait(), timeout=0.5)
                 except TimeoutError:
                     pass
+            elif n < self._window:
+                # A partial window: let the next one gather more rows (fewer transactions).
+                await asyncio.sleep(max(0.0, started + self._pace - loop.time()))
         await self._dest.close()

@@ -11,16 +11,23 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from eai._concurrency import run_blocking
+from eai.anomaly_mail import AnomalyMailer
 from eai.config import Config
 from eai.delivery import DeliveryWorker
 from eai.errors import StoreError
 from eai.messages import IngestResult, JournalEntry
 from eai.pipeline import Pipeline
-from eai.registry import Listener, build_destination, build_listener
+from eai.registry import Listener, build_destination, build_listener, periodic_jobs
 from eai.store import Store
+from eai.store._read import settlement
 from eai.store._work import clear_leases
 
 __all__ = ["Engine"]
@@ -44,6 +51,16 @@ def _lock_data_dir(data_dir: Path) -> IO[str]:
     return f
 
 
+class _JournalView:
+    """:class:`eai.registry.JournalView` over the store (reads in a worker thread)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def settled(self, dedup_keys: Sequence[str], before: datetime) -> Mapping[str, bool]:
+        return await run_blocking(settlement, self._store.engine, dedup_keys, before)
+
+
 class Engine:
     """Start with :meth:`run`; stop by setting the ``stopping`` event (or SIGTERM)."""
 
@@ -55,6 +72,7 @@ class Engine:
         self.listeners: dict[str, Listener] = {}
         self.store: Store | None = None
         self.pipeline: Pipeline | None = None
+        self.mailer: AnomalyMailer | None = None
         self.workers: dict[str, DeliveryWorker] = {}
         self.started = asyncio.Event()
 
@@ -79,6 +97,7 @@ class Engine:
         store = self.store = Store(cfg.engine.database, Path(cfg.engine.data_dir), self._key)
         store.start()
         tasks: list[asyncio.Task[None]] = []
+        scheduler = AsyncIOScheduler(timezone="UTC")
         try:
             # Single-process SQLite: every lease in the journal was this engine's.
             owner = None if store.is_sqlite else self.node_id
@@ -93,7 +112,10 @@ class Engine:
                     lease=cfg.engine.lease,
                     concurrency=int(getattr(dcfg, "connections", 1)),
                 )
-            self.pipeline = Pipeline(cfg, store, self.node_id, self._wake_workers)
+            self.mailer = AnomalyMailer(store, cfg.identity)
+            self.pipeline = Pipeline(
+                cfg, store, self.node_id, self._wake_workers, self.mailer.urgent
+            )
             pipeline = self.pipeline
 
             async def ingest(entry: JournalEntry) -> IngestResult:
@@ -107,6 +129,27 @@ class Engine:
                 await listener.start()
                 self.listeners[lcfg.name] = listener
             tasks.append(asyncio.create_task(pipeline.run(stopping), name="pipeline"))
+            tasks.append(asyncio.create_task(self.mailer.run(stopping), name="anomaly-mail"))
+            scheduler.add_job(
+                self.mailer.digest,
+                "interval",
+                seconds=cfg.identity.digest_every,
+                id="identity-digest",
+                coalesce=True,
+                max_instances=1,
+            )
+            view = _JournalView(store)
+            for job in periodic_jobs().values():
+                scheduler.add_job(
+                    job.run,
+                    "interval",
+                    seconds=job.interval,
+                    args=[cfg, view],
+                    id=f"periodic:{job.name}",
+                    coalesce=True,
+                    max_instances=1,
+                )
+            scheduler.start()
             for w in self.workers.values():
                 tasks.append(asyncio.create_task(w.run(stopping), name=f"delivery:{w.name}"))
             log.info(
@@ -126,6 +169,8 @@ class Engine:
                 except Exception:  # noqa: BLE001
                     log.exception("listener failed to stop cleanly")
             stopping.set()
+            if scheduler.running:
+                scheduler.shutdown(wait=False)
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             store.close()

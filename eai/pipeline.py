@@ -10,16 +10,19 @@ status in ONE transaction (transactional outbox). Replay uses the same plan.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import Literal
 
 from eai import hl7, routing
 from eai._concurrency import run_blocking
-from eai.config import Config, ListenerConfig
-from eai.content import content_parser
-from eai.errors import InputError, StoreError
+from eai.config import Config, ListenerConfig, Route
+from eai.content import ParsedContent, content_parser
+from eai.errors import EaiError, InputError, StoreError
 from eai.hl7 import structure_problem
+from eai.identity_gate import identity_verdict
 from eai.store import Cipher, ClaimedMessage, MessagePlan, PlannedDelivery, Store
 from eai.store._work import apply_plans, claim_messages
 
@@ -54,13 +57,30 @@ def plan_message(config: Config, cipher: Cipher, claimed: ClaimedMessage) -> Mes
     msg = content.routable
     key = content.patient
     id_hashes = tuple(sorted({cipher.hash_id(i) for i in key.identifiers}))
-    decision = routing.evaluate(config.routes, claimed.listener, msg)
+    verdict = identity_verdict(config, _listener(config, claimed.listener), content)
+    facility = verdict.facility if verdict else ""
+    found = verdict.anomalies if verdict else ()
+    if verdict is not None and verdict.reject_reason:
+        return MessagePlan(
+            claimed.id,
+            "rejected",
+            patient_id_hashes=id_hashes,
+            control_id=content.control_id,
+            reason=verdict.reject_reason,
+            facility=facility,
+            anomalies=found,
+        )
+    decision = routing.evaluate(config.routes, claimed.listener, msg, content.facts)
     routes = [r for r in config.routes if r.name in decision.routes]
     problem: str | None = None
     if any(r.validate_structure for r in routes):
         problem = structure_problem(msg) if isinstance(msg, hl7.Hl7Message) else None
         if problem is not None:
             routes = [r for r in routes if not r.validate_structure]
+    bundles: dict[str, bytes] = {}
+    if any(r.map_ for r in routes):
+        routes, bundles, map_problem = _map_routes(cipher, claimed, payload, content, routes)
+        problem = "; ".join(p for p in (problem, map_problem) if p) or None
     by_dest: dict[str, str] = {}
     for route in routes:
         for dest in route.to:
@@ -73,17 +93,108 @@ def plan_message(config: Config, cipher: Cipher, claimed: ClaimedMessage) -> Mes
             patient_id_hashes=id_hashes,
             control_id=content.control_id,
             reason=problem or "",
+            facility=facility,
+            anomalies=found,
         )
+    qualified = verdict is not None and verdict.qualified
+    held = (
+        ""
+        if qualified
+        else (verdict.hold_reason or "identity not qualified" if verdict else "no patient identity")
+    )
+    strict = {d.name for d in config.destinations if d.require_qualified_identity}
     return MessagePlan(
         claimed.id,
         "processed",
         routes=tuple(r.name for r in routes),
-        deliveries=tuple(PlannedDelivery(d, route) for d, route in by_dest.items()),
+        deliveries=tuple(
+            PlannedDelivery(
+                d,
+                route,
+                held=held if d in strict else "",
+                payload=bundles.get(route) or _route_payload(cipher, content, routes, route),
+            )
+            for d, route in by_dest.items()
+        ),
         reason=problem or "",
         patient_key=cipher.hash_id(key.ordering_key),
         patient_id_hashes=id_hashes,
         control_id=content.control_id,
+        facility=facility,
+        anomalies=found,
+        release_held=qualified,
     )
+
+
+MAP_VALIDATION: Literal["full", "light"] = "light"
+"""FHIR check of a route's Bundle in the pipeline: ``light`` (the element walk,
+~10x cheaper) or ``full`` (fhir.resources models); see mappings._validate."""
+
+
+def _map_routes(
+    cipher: Cipher,
+    claimed: ClaimedMessage,
+    payload: bytes,
+    content: ParsedContent,
+    routes: list[Route],
+) -> tuple[list[Route], dict[str, bytes], str]:
+    """Convert the message once per mapping named by ``routes`` (``map:``).
+
+    Returns the routes kept (a route whose mapping fails is dropped, fail
+    closed), the sealed Bundle JSON by route name, and the problems (no
+    patient data: mapping reasons name rules and elements, never values).
+    """
+    import mappings  # lazy: no mapping work unless a matched route has `map`
+
+    done: dict[str, bytes | str] = {}
+    kept: list[Route] = []
+    sealed: dict[str, bytes] = {}
+    problems: list[str] = []
+    for route in routes:
+        if not route.map_:
+            kept.append(route)
+            continue
+        name = route.map_
+        if name == mappings.AUTO:
+            name = mappings.default_mapping_for(claimed.content_type, content.routable) or ""
+        if name not in done:
+            done[name] = _convert(cipher, claimed, payload, content, name)
+        result = done[name]
+        if isinstance(result, bytes):
+            kept.append(route)
+            sealed[route.name] = result
+        else:
+            problems.append(f"route {route.name}: {result}")
+    return kept, sealed, "; ".join(problems)
+
+
+def _convert(
+    cipher: Cipher, claimed: ClaimedMessage, payload: bytes, content: ParsedContent, name: str
+) -> bytes | str:
+    """The sealed Bundle JSON (UTF-8) of mapping ``name``, or why there is none."""
+    import mappings
+
+    if not name:
+        return f"no mapping takes {claimed.message_type or claimed.content_type}"
+    try:
+        bundle = mappings.convert(
+            payload, claimed.content_type, name, parsed=content.routable, validation=MAP_VALIDATION
+        )
+    except EaiError as exc:
+        return str(exc)
+    text = json.dumps(bundle, ensure_ascii=False, separators=(",", ":"))
+    return cipher.seal(text.encode("utf-8"))
+
+
+def _route_payload(
+    cipher: Cipher, content: ParsedContent, routes: list[Route], name: str
+) -> bytes | None:
+    """The sealed payload of a delivery by route ``name`` when the content makes one per route."""
+    if content.for_route is None:
+        return None
+    route = next(r for r in routes if r.name == name)
+    payload = content.for_route(route)
+    return None if payload is None else cipher.seal(payload)
 
 
 def plan_all(
@@ -104,6 +215,10 @@ def plan_all(
     return plans
 
 
+PACE = 0.01
+"""Seconds between the starts of two pipeline steps when the last batch was not full."""
+
+
 class Pipeline:
     """Moves ``received`` messages to ``processed``/``filtered``/``rejected``."""
 
@@ -113,11 +228,16 @@ class Pipeline:
         store: Store,
         node_id: str,
         on_routed: Callable[[set[str]], None] = lambda _d: None,
+        on_reject_anomaly: Callable[[], None] = lambda: None,
+        *,
+        pace: float = PACE,
     ) -> None:
         self._config = config
+        self._pace = pace
         self._store = store
         self._node = node_id
         self._on_routed = on_routed
+        self._on_reject_anomaly = on_reject_anomaly
         self.wake = asyncio.Event()
         self.processed = 0
 
@@ -133,13 +253,18 @@ class Pipeline:
         plans = await run_blocking(plan_all, self._config, self._store.cipher, claimed)
         await self._store.writer.run(lambda c: apply_plans(c, plans, _utcnow()))
         self.processed += len(plans)
+        if any(sev == "reject" for p in plans for _, sev, _ in p.anomalies):
+            self._on_reject_anomaly()
         dests = {d.destination for p in plans for d in p.deliveries}
         if dests:
             self._on_routed(dests)
         return len(claimed)
 
     async def run(self, stopping: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        batch = self._config.engine.pipeline_batch
         while not stopping.is_set():
+            started = loop.time()
             try:
                 n = await self.step()
             except StoreError as exc:
@@ -152,3 +277,7 @@ class Pipeline:
                     await asyncio.wait_for(self.wake.wait(), timeout=0.5)
                 except TimeoutError:
                     pass
+            elif n < batch:
+                # A partial batch: let the next one gather what arrives meanwhile, so
+                # that under load each transaction carries many messages.
+                await asyncio.sleep(max(0.0, started + self._pace - loop.time()))

@@ -4,14 +4,17 @@ Touches: nothing. A connector module registers itself on import; the config
 loader builds the ``routes.yaml`` model (a discriminated union on ``type``)
 from what is registered, and the engine builds instances with the factory.
 Adding a destination is one module that calls :func:`register_destination`,
-plus its tests: no edit to the core.
+plus its tests: no edit to the core. A connector that needs housekeeping (the
+DICOM spool's retention) registers a :class:`PeriodicSpec`; the engine runs it
+on its scheduler with a :class:`JournalView`, the only journal reads it gets.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
@@ -19,19 +22,23 @@ from pydantic import BaseModel
 from eai.messages import DeliveryResult, IngestResult, JournalEntry, OutboxItem
 
 if TYPE_CHECKING:
-    from eai.config import DestinationConfig, ListenerConfig
+    from eai.config import Config, DestinationConfig, ListenerConfig
 
 __all__ = [
     "Destination",
     "DestinationSpec",
     "Ingest",
+    "JournalView",
     "Listener",
     "ListenerSpec",
+    "PeriodicSpec",
     "destinations",
     "listeners",
     "load_builtin_connectors",
+    "periodic_jobs",
     "register_destination",
     "register_listener",
+    "register_periodic",
 ]
 
 Ingest = Callable[[JournalEntry], Awaitable[IngestResult]]
@@ -81,8 +88,29 @@ class DestinationSpec(Generic[DC]):
     summary: str
 
 
+class JournalView(Protocol):
+    """The journal as a periodic job sees it: narrow, read-only."""
+
+    async def settled(self, dedup_keys: Sequence[str], before: datetime) -> Mapping[str, bool]:
+        """For each key journaled: True when its message was settled before ``before``
+        (filtered, or processed with every delivery delivered), else False. Keys of
+        no message are absent."""
+        ...
+
+
+@dataclass(frozen=True)
+class PeriodicSpec:
+    """A housekeeping job the engine runs every ``interval`` seconds (one at a time)."""
+
+    name: str
+    interval: float
+    run: Callable[[Config, JournalView], Awaitable[None]]
+    summary: str
+
+
 _listeners: dict[str, ListenerSpec[Any]] = {}
 _destinations: dict[str, DestinationSpec[Any]] = {}
+_periodic: dict[str, PeriodicSpec] = {}
 
 
 def register_listener(spec: ListenerSpec[Any]) -> None:
@@ -95,6 +123,17 @@ def register_destination(spec: DestinationSpec[Any]) -> None:
     if spec.type_name in _destinations and _destinations[spec.type_name] is not spec:
         raise ValueError(f"destination type {spec.type_name!r} registered twice")
     _destinations[spec.type_name] = spec
+
+
+def register_periodic(spec: PeriodicSpec) -> None:
+    if spec.name in _periodic and _periodic[spec.name] is not spec:
+        raise ValueError(f"periodic job {spec.name!r} registered twice")
+    _periodic[spec.name] = spec
+
+
+def periodic_jobs() -> dict[str, PeriodicSpec]:
+    load_builtin_connectors()
+    return dict(_periodic)
 
 
 def listeners() -> dict[str, ListenerSpec[Any]]:

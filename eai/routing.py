@@ -4,13 +4,16 @@ Touches: nothing.
 
 The patterns were checked and compiled when ``routes.yaml`` was loaded
 (:mod:`eai.config`); evaluating a route is set lookups, string comparisons and
-precompiled regex searches. A message no route takes gets an empty decision:
-the engine keeps it as ``filtered``.
+precompiled regex searches, on the message (``field``) or on the routing facts
+its parser derived (``fact``, e.g. the CI-SIS MetaDMPMSS flags); for DICOM,
+on an element (``tag``, read with ``message.get``) and the calling AE title
+(``calling_ae``, the header's ``sending_application``). A message no
+route takes gets an empty decision: the engine keeps it as ``filtered``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,22 +59,30 @@ class RouteDecision:
     """Union of their ``to``, in first-seen order, without duplicates."""
 
 
-def evaluate(routes: Sequence[Route], listener: str, message: Routable) -> RouteDecision:
-    """The routes from ``listener`` whose ``when`` holds for ``message``."""
+_NO_FACTS: Mapping[str, str] = {}
+
+
+def evaluate(
+    routes: Sequence[Route],
+    listener: str,
+    message: Routable,
+    facts: Mapping[str, str] = _NO_FACTS,
+) -> RouteDecision:
+    """The routes from ``listener`` whose ``when`` holds for ``message`` and its ``facts``."""
     names: list[str] = []
     destinations: dict[str, None] = {}
     for route in routes:
         if listener not in route.from_:
             continue
-        if route.when is not None and not when_matches(route.when, message):
+        if route.when is not None and not when_matches(route.when, message, facts):
             continue
         names.append(route.name)
         destinations.update(dict.fromkeys(route.to))
     return RouteDecision(tuple(names), tuple(destinations))
 
 
-def when_matches(when: When, message: Routable) -> bool:
-    """True when every key given in ``when`` holds for ``message``."""
+def when_matches(when: When, message: Routable, facts: Mapping[str, str] = _NO_FACTS) -> bool:
+    """True when every key given in ``when`` holds for ``message`` and its ``facts``."""
     header = message.header
     types = when.message_types
     if types is not None and header.message_type not in types:
@@ -84,15 +95,22 @@ def when_matches(when: When, message: Routable) -> bool:
         return False
     if when.field is not None and not _field_holds(when, message.get(when.field)):
         return False
-    if when.all_ is not None and not all(when_matches(w, message) for w in when.all_):
+    if when.fact is not None and not _field_holds(when, facts.get(when.fact, "")):
         return False
-    if when.any_ is not None and not any(when_matches(w, message) for w in when.any_):
+    callers = when.calling_ae
+    if callers is not None and header.sending_application not in callers:
+        return False  # DICOM: the journal keeps the calling AE title as the sending application
+    if when.tag is not None and not _field_holds(when, message.get(when.tag)):
         return False
-    return when.not_ is None or not when_matches(when.not_, message)
+    if when.all_ is not None and not all(when_matches(w, message, facts) for w in when.all_):
+        return False
+    if when.any_ is not None and not any(when_matches(w, message, facts) for w in when.any_):
+        return False
+    return when.not_ is None or not when_matches(when.not_, message, facts)
 
 
 def _field_holds(when: When, value: str) -> bool:
-    """The one comparator given with ``field`` (the model guarantees there is one)."""
+    """The one comparator given with ``field`` or ``fact`` (the model guarantees there is one)."""
     if when.in_ is not None:
         return value in when.in_
     if when.equals is not None:

@@ -1,36 +1,101 @@
 #!/usr/bin/env bash
-# Install the external programs the test suite starts for real: the PostgreSQL
-# server binaries (Debian's /usr/lib/postgresql/<ver>/bin/{initdb,pg_ctl,postgres}).
+# Install the external programs the test suite starts for real:
+#   - the PostgreSQL server binaries (Debian's /usr/lib/postgresql/<ver>/bin/{initdb,pg_ctl,postgres});
+#   - dcmtk (storescp, storescu, echoscu) and Orthanc, the DICOM peers of the
+#     router's tests and of bench/dicom_route.py (tests/_dicom_peers.py).
 #
-# Runs apt-get only when the binaries are missing and we are root, so local
-# reruns are fast. Without root it only warns: the `postgres_url` fixture then
-# fails with a message that says what to install.
+# Runs apt-get only for what is missing and only as root, so local reruns are
+# fast. Without root it only warns: the fixtures then fail with a message that
+# says what to install.
+#
+# The orthanc package enables and (where a service manager runs and
+# policy-rc.d allows it) starts a system Orthanc on ports 4242 (DICOM, all
+# interfaces) and 8042 (HTTP). The tests never use it: they start their own
+# Orthanc with a temporary config on free ports. So when this script installs
+# orthanc, it stops and disables that service (systemd or sysvinit).
 set -euo pipefail
 
 have_pg() {
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
 }
 
-if have_pg; then
+have_dcmtk() {
+    command -v storescp >/dev/null && command -v storescu >/dev/null && command -v echoscu >/dev/null
+}
+
+have_orthanc() {
+    command -v Orthanc >/dev/null || [[ -x /usr/sbin/Orthanc ]]
+}
+
+missing=()
+have_pg || missing+=(postgresql)
+have_dcmtk || missing+=(dcmtk)
+have_orthanc || missing+=(orthanc)
+
+if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-test-peers: PostgreSQL server binaries present:" $(compgen -G '/usr/lib/postgresql/*/bin/initdb')
+    echo "install-test-peers: dcmtk present: $(command -v storescp storescu echoscu | tr '\n' ' ')"
+    echo "install-test-peers: Orthanc present: $(command -v Orthanc || echo /usr/sbin/Orthanc)"
     exit 0
 fi
 
 if [[ "$(id -u)" -ne 0 ]]; then
-    echo "install-test-peers: WARNING: PostgreSQL server binaries are missing and this is not root;" >&2
-    echo "install-test-peers: run 'apt-get install postgresql' as root, or the postgres tests will fail." >&2
+    echo "install-test-peers: WARNING: missing Debian packages: ${missing[*]}, and this is not root;" >&2
+    echo "install-test-peers: run 'apt-get install ${missing[*]}' as root, or the tests that need them will fail." >&2
     exit 0
 fi
 
+# Stop and disable the system Orthanc service the package sets up: the tests run
+# their own. Without systemd (containers) the package's start is usually refused
+# by policy-rc.d; the sysvinit script is stopped if it runs anyway.
+disable_system_orthanc() {
+    if [[ -d /run/systemd/system ]]; then
+        systemctl disable --now orthanc.service >/dev/null 2>&1 || true
+    else
+        if [[ -x /etc/init.d/orthanc ]] && /etc/init.d/orthanc status >/dev/null 2>&1; then
+            /etc/init.d/orthanc stop >/dev/null 2>&1 || true
+        fi
+        if command -v update-rc.d >/dev/null; then
+            update-rc.d orthanc disable >/dev/null 2>&1 || true
+        fi
+        if command -v systemctl >/dev/null; then  # offline: removes the WantedBy symlink
+            systemctl disable orthanc.service >/dev/null 2>&1 || true
+        fi
+    fi
+    echo "install-test-peers: system Orthanc service stopped and disabled (tests start their own)"
+}
+
 export DEBIAN_FRONTEND=noninteractive
-echo "install-test-peers: installing PostgreSQL from Debian's packages"
+echo "install-test-peers: installing from Debian's packages: ${missing[*]}"
 apt-get update -q
 apt-get install -y -q --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-    postgresql </dev/null
+    "${missing[@]}" </dev/null
 
-if ! have_pg; then
-    echo "install-test-peers: ERROR: apt-get installed postgresql but no /usr/lib/postgresql/*/bin/initdb" >&2
-    exit 1
+status=0
+if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+    if have_pg; then
+        echo "install-test-peers: installed:" $(compgen -G '/usr/lib/postgresql/*/bin/initdb')
+    else
+        echo "install-test-peers: ERROR: apt-get installed postgresql but no /usr/lib/postgresql/*/bin/initdb" >&2
+        status=1
+    fi
 fi
-echo "install-test-peers: installed:" $(compgen -G '/usr/lib/postgresql/*/bin/initdb')
+if [[ " ${missing[*]} " == *" dcmtk "* ]]; then
+    if have_dcmtk; then
+        echo "install-test-peers: installed: $(command -v storescp storescu echoscu | tr '\n' ' ')"
+    else
+        echo "install-test-peers: ERROR: apt-get installed dcmtk but storescp/storescu/echoscu are missing" >&2
+        status=1
+    fi
+fi
+if [[ " ${missing[*]} " == *" orthanc "* ]]; then
+    if have_orthanc; then
+        disable_system_orthanc
+        echo "install-test-peers: installed: $(command -v Orthanc || echo /usr/sbin/Orthanc)"
+    else
+        echo "install-test-peers: ERROR: apt-get installed orthanc but there is no Orthanc program" >&2
+        status=1
+    fi
+fi
+exit "$status"

@@ -40,6 +40,7 @@ listeners:
     type: mllp
     bind: 127.0.0.1:0
     allowed_senders: [CHU-X]
+    test_feed: true           # the national fixtures carry the INS test OID
 destinations:
   - name: dcc
     type: mllp

@@ -71,7 +71,7 @@ class MllpPeer:
 
         async def main() -> None:
             self._server = await asyncio.start_server(
-                self._handle, "127.0.0.1", self.requested_port
+                self._handle, "127.0.0.1", self.requested_port, limit=64 * 1024 * 1024
             )
             self.port = self._server.sockets[0].getsockname()[1]
             self._ready.set()

@@ -14,8 +14,10 @@ import sys
 
 import click
 
+from eai.cli._dicom_cmds import dicom
 from eai.cli._engine_cmds import check, run, schema, send
 from eai.cli._identity_cmds import identity
+from eai.cli._mapping_cmds import convert, mapping
 from eai.cli._support_cmds import messages, queue, replay, resend_cmd
 from eai.errors import ConfigError, EaiError
 
@@ -39,6 +41,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 for command in (run, check, schema, send, messages, replay, resend_cmd, queue):
     cli.add_command(command)
 cli.add_command(identity)
+cli.add_command(convert)
+cli.add_command(mapping)
+cli.add_command(dicom)
 
 
 def main(argv: list[str] | None = None) -> None:

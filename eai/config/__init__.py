@@ -19,24 +19,31 @@ from eai.config._base import (
     TlsServerConfig,
     parse_duration,
 )
+from eai.config._dicom import Coercion, DicomTag, parse_tag
 from eai.config._engine import EngineConfig
+from eai.config._identity import IdentityConfig, IdentityServerConfig, SmtpConfig
 from eai.config._loader import check_config, load_config, load_config_text
 from eai.config._model import Config, config_model
 from eai.config._routes import HL7Path, MessageTypePattern, MessageTypeSet, Route, When
 from eai.config._schema import config_json_schema
 
 __all__ = [
+    "Coercion",
     "Config",
     "DestinationConfig",
+    "DicomTag",
     "Duration",
     "EngineConfig",
     "HL7Path",
+    "IdentityConfig",
+    "IdentityServerConfig",
     "ListenerConfig",
     "MessageTypePattern",
     "MessageTypeSet",
     "Model",
     "RetryPolicy",
     "Route",
+    "SmtpConfig",
     "TlsClientConfig",
     "TlsServerConfig",
     "When",
@@ -45,5 +52,6 @@ __all__ = [
     "config_model",
     "load_config",
     "load_config_text",
+    "parse_tag",
     "parse_duration",
 ]

@@ -105,6 +105,10 @@ class ListenerConfig(Model):
 
     name: str = Field(pattern=_NAME, description="unique listener name, used by routes")
     type: str
+    test_feed: bool = Field(
+        default=False,
+        description="a test feed: INS test/demo OIDs and test identities are accepted",
+    )
 
 
 class DestinationConfig(Model):
@@ -112,6 +116,11 @@ class DestinationConfig(Model):
 
     name: str = Field(pattern=_NAME, description="unique destination name, used by routes")
     type: str
+    require_qualified_identity: bool = Field(
+        default=False,
+        description="hold deliveries whose patient identity is not qualified (INS + QUAL); "
+        "on by default for the DMP and MSSante connectors",
+    )
     retry: RetryPolicy = Field(
         default_factory=lambda: RetryPolicy(), description="backoff between attempts"
     )

@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError
 from eai import registry
 from eai.config._base import DestinationConfig, ListenerConfig, Model
 from eai.config._engine import EngineConfig
+from eai.config._identity import IdentityConfig
 from eai.config._routes import Route
 from eai.config._yaml import Loc, format_path
 
@@ -45,6 +46,10 @@ class Config(Model):
         default=(),
         description="which messages go where; a message no route takes is kept as filtered",
     )
+    identity: IdentityConfig = Field(
+        default_factory=lambda: IdentityConfig(),
+        description="identity checks: regional charter, establishment contacts, anomaly mails",
+    )
 
     @model_validator(mode="after")
     def _references(self) -> Self:
@@ -62,7 +67,8 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     """Checks across sections, on plain data (raw YAML or a dumped model).
 
     Duplicate listener, destination and route names; route ``from``/``to``
-    entries naming no listener/destination. Malformed entries are skipped:
+    entries naming no listener/destination; ``coerce`` on a route from a
+    listener that is not ``dicom``. Malformed entries are skipped:
     validation reports them.
     """
     problems: list[tuple[Loc, str]] = []
@@ -83,7 +89,35 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                     problems.append(
                         (("routes", index, key, position), f"unknown {kind} {name!r}{more}")
                     )
+        problems.extend(_coerce_problems(data, index, route))
     return problems
+
+
+def _coerce_problems(
+    data: Mapping[str, Any], index: int, route: Mapping[str, Any]
+) -> list[tuple[Loc, str]]:
+    """``coerce:`` marks DICOM instances: only on routes whose listeners are all ``dicom``."""
+    if not route.get("coerce"):
+        return []
+    types = {
+        item.get("name"): item.get("type")
+        for item in data.get("listeners") or ()
+        if isinstance(item, Mapping)
+    }
+    names = route.get("from")
+    others = [
+        n
+        for n in (names if isinstance(names, list | tuple) else ())
+        if isinstance(n, str) and n in types and types[n] != "dicom"
+    ]
+    if not others:
+        return []
+    return [
+        (
+            ("routes", index, "coerce"),
+            f"coerce marks DICOM instances; listener {others[0]!r} is {types[others[0]]!r}",
+        )
+    ]
 
 
 def _names(

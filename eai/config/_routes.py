@@ -4,8 +4,9 @@ Touches: nothing.
 
 Patterns are checked and compiled once, when the file is loaded: message type
 patterns into a :class:`MessageTypeSet`, ``matches`` into a ``re.Pattern``,
-``field`` against the HL7 path syntax of ``eai.hl7``. Evaluating them against a
-message is :mod:`eai.routing`'s job.
+``field`` against the HL7 path syntax of ``eai.hl7``, ``fact`` against the
+fact name syntax, ``tag`` against the DICOM dictionary (``eai.config._dicom``).
+Evaluating them against a message is :mod:`eai.routing`'s job.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from eai.config._base import _NAME, Model
+from eai.config._dicom import Coercion, DicomTag
 
 __all__ = ["HL7Path", "MessageTypePattern", "MessageTypeSet", "Route", "When"]
 
 _MT_PATTERN = re.compile(r"(?P<code>\*|[A-Z0-9]{3})(?:\^(?P<trigger>\*|[A-Z0-9]{3}))?")
 _MT_HELP = "use ADT^A01 (exact), ADT or ADT^* (any trigger), *^A01 (any message code)"
 _COMPARATORS = ("in", "equals", "matches", "exists")
+_FACT_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 
 
 def _check_message_type(value: str) -> str:
@@ -145,9 +148,14 @@ class MessageTypeSet:
 class When(Model):
     """A condition on a message; every key given must hold (AND).
 
-    ``field`` takes exactly one comparator: ``in``, ``equals``, ``matches``
-    (a regular expression searched in the value) or ``exists``. An absent
-    field reads as the empty string. ``all``/``any``/``not`` combine conditions.
+    ``field`` (an HL7 path) or ``fact`` (a routing fact of the parsed content,
+    e.g. the CI-SIS ``DESTDMP`` flag) takes exactly one comparator: ``in``,
+    ``equals``, ``matches`` (a regular expression searched in the value) or
+    ``exists``. An absent field or fact reads as the empty string. One condition
+    tests either a field or a fact; ``all``/``any``/``not`` combine conditions.
+
+    For DICOM instances, ``tag`` (a keyword such as ``Modality`` or ``(gggg,eeee)``)
+    is tested like ``field``, and ``calling_ae`` lists the accepted calling AE titles.
     """
 
     model_config = ConfigDict(populate_by_name=True)
@@ -175,25 +183,50 @@ class When(Model):
         description="HL7 path tested by exactly one of in, equals, matches, exists",
         examples=["PV1-2", "PID-3[2].4.2", "OBX[3]-5"],
     )
+    fact: str | None = Field(
+        default=None,
+        pattern=_FACT_NAME,
+        description=(
+            "routing fact tested by exactly one of in, equals, matches, exists; facts come "
+            "from the parsed content (CI-SIS CDA in HL7 v2: DESTDMP, DESTMSSANTEPS, "
+            "DESTMSSANTEPAT, MASQUE_PS, INVISIBLE_PATIENT, ... = Y/N; document_action = "
+            "new/replace/delete; document_code; mss_recipients = count; "
+            "mss_recipient_kinds). Not with field in the same condition: use all"
+        ),
+        examples=["DESTDMP", "document_action", "document_code"],
+    )
+    tag: DicomTag | None = Field(
+        default=None,
+        description="DICOM element (keyword or (gggg,eeee)) tested by exactly one of in, "
+        "equals, matches, exists; multi-valued elements read as values joined by a backslash",
+        examples=["Modality", "InstitutionName", "StationName", "(0008,1030)"],
+    )
+    calling_ae: tuple[str, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="DICOM: accepted calling AE titles of the sender, any of which may match",
+        examples=[["CT_SCANNER_1", "PACS_CHU_X"]],
+    )
     in_: tuple[str, ...] | None = Field(
         default=None,
         validation_alias="in",
         serialization_alias="in",
         min_length=1,
-        description="with field: the value is one of these",
+        description="with field or fact: the value is one of these",
         examples=[["I", "O"]],
     )
     equals: str | None = Field(
-        default=None, description="with field: the value is exactly this", examples=["I"]
+        default=None, description="with field or fact: the value is exactly this", examples=["I"]
     )
     matches: Regex | None = Field(
         default=None,
-        description="with field: this regular expression is found in the value (re.search)",
+        description="with field or fact: this regular expression is found in the value",
         examples=["^75[0-9]{3}$"],
     )
     exists: bool | None = Field(
         default=None,
-        description="with field: true = the value is not empty, false = it is empty or absent",
+        description="with field or fact: true = the value is not empty, false = it is empty "
+        "or absent",
         examples=[True],
     )
     all_: tuple[When, ...] | None = Field(
@@ -222,7 +255,21 @@ class When(Model):
     @model_validator(mode="after")
     def _one_comparator(self) -> Self:
         given = [name for name in _COMPARATORS if getattr(self, _attr(name)) is not None]
-        if self.field is None:
+        if self.tag is not None and (self.field is not None or self.fact is not None):
+            other = "field" if self.field is not None else "fact"
+            reason = (
+                f"'{other}' and 'tag' cannot be tested in one condition: combine them with 'all'"
+            )
+            raise PydanticCustomError(
+                "when_predicate", "{reason}", {"reason": reason, "key": "tag"}
+            )
+        if self.field is not None and self.fact is not None:
+            reason = "'field' and 'fact' cannot be tested in one condition: combine two with 'all'"
+            raise PydanticCustomError(
+                "when_predicate", "{reason}", {"reason": reason, "key": "fact"}
+            )
+        subject = "tag" if self.tag is not None else "field" if self.fact is None else "fact"
+        if self.field is None and self.fact is None and self.tag is None:
             if given:
                 raise PydanticCustomError(
                     "when_predicate",
@@ -230,13 +277,14 @@ class When(Model):
                     {"reason": f"'{given[0]}' needs 'field'", "key": given[0]},
                 )
         elif not given:
-            reason = "'field' needs one of: in, equals, matches, exists"
+            reason = f"'{subject}' needs one of: in, equals, matches, exists"
             raise PydanticCustomError(
-                "when_predicate", "{reason}", {"reason": reason, "key": "field"}
+                "when_predicate", "{reason}", {"reason": reason, "key": subject}
             )
         elif len(given) > 1:
             reason = (
-                f"'field' takes exactly one of in, equals, matches, exists; got {', '.join(given)}"
+                f"'{subject}' takes exactly one of in, equals, matches, exists; "
+                f"got {', '.join(given)}"
             )
             raise PydanticCustomError(
                 "when_predicate", "{reason}", {"reason": reason, "key": given[1]}
@@ -278,6 +326,15 @@ class Route(Model):
         min_length=1, description="names of the destinations to deliver to", examples=[["dcc"]]
     )
     description: str = Field(default="", description="free text for people reading the file")
+    coerce: tuple[Coercion, ...] = Field(
+        default=(),
+        description=(
+            "DICOM marking: operations applied, in order, to the copy this route forwards "
+            "(the spooled original is kept as received), e.g. {set: InstitutionName, value: "
+            "CHU-X}, {set: '(0009,0010)', vr: LO, value: EAI}, {remove: PatientComments}. "
+            "Only on routes whose listeners are DICOM listeners"
+        ),
+    )
     validate_structure: bool = Field(
         default=False,
         description=(
@@ -286,3 +343,43 @@ class Route(Model):
             "route. Slow (tens of messages/s): only for flows that need it"
         ),
     )
+    map_: str | None = Field(
+        default=None,
+        validation_alias="map",
+        serialization_alias="map",
+        description=(
+            "deliver the FHIR R4 Bundle (JSON) the named mapping (mappings/NAME.yaml) makes "
+            "of the message instead of the message itself; `auto`: the mapping whose "
+            "default_for takes the message type. A message the mapping cannot convert is "
+            "not sent on this route"
+        ),
+        examples=["pamfr-adt", "auto"],
+    )
+
+    @model_validator(mode="after")
+    def _known_mapping(self) -> Self:
+        if self.map_ is None or self.map_ == "auto":
+            return self
+        problem = _mapping_problem(self.map_)
+        if problem:
+            raise PydanticCustomError("route_map", "{reason}", {"reason": problem, "key": "map"})
+        return self
+
+
+def _mapping_problem(name: str) -> str:
+    """Why ``map: name`` cannot be used ("" when it can): unknown or broken mapping."""
+    import difflib
+
+    from eai.errors import ConfigError  # lazy: mappings load only when a route names one
+    from mappings import available_mappings, load_mapping
+
+    known = available_mappings()
+    if name not in known:
+        hint = difflib.get_close_matches(name, known, n=1)
+        more = f" (did you mean {hint[0]!r}?)" if hint else f" (available: {', '.join(known)})"
+        return f"unknown mapping {name!r}{more}"
+    try:
+        load_mapping(name)
+    except ConfigError as exc:
+        return f"mapping {name!r} has errors: {exc.issues[0]}"
+    return ""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 
 from eai.messages import IngestResult, JournalEntry
 from eai.store._crypto import Cipher
@@ -38,6 +38,14 @@ def ack_code(ack: bytes) -> str:
     return ack[start : end if end >= 0 else start + 2].decode("ascii", "replace").strip("\r")
 
 
+# Built once (the listeners' hot path): no statement construction per batch.
+_KNOWN = select(messages.c.dedup_key, messages.c.id, messages.c.ack).where(
+    messages.c.dedup_key.in_(bindparam("b_keys", expanding=True))
+)
+_INSERT_MESSAGES = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
+_INSERT_EVENTS = insert(events)
+
+
 def insert_entries(
     conn: Connection, cipher: Cipher, entries: list[JournalEntry]
 ) -> list[IngestResult]:
@@ -45,11 +53,7 @@ def insert_entries(
     keys = [e.dedup_key for e in entries if e.dedup_key]
     known: dict[str, tuple[int, bytes]] = {}
     if keys:
-        rows = conn.execute(
-            select(messages.c.dedup_key, messages.c.id, messages.c.ack).where(
-                messages.c.dedup_key.in_(keys)
-            )
-        )
+        rows = conn.execute(_KNOWN, {"b_keys": keys})
         known = {r.dedup_key: (r.id, r.ack) for r in rows}
 
     results: list[IngestResult | None] = [None] * len(entries)
@@ -88,12 +92,7 @@ def insert_entries(
             }
         )
     if rows_to_insert:
-        ids = list(
-            conn.execute(
-                insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
-                rows_to_insert,
-            ).scalars()
-        )
+        ids = list(conn.execute(_INSERT_MESSAGES, rows_to_insert).scalars())
         event_rows: list[dict[str, object]] = []
         for pos, mid in zip(positions, ids, strict=True):
             e = entries[pos]
@@ -112,7 +111,7 @@ def insert_entries(
             if e.reject_reason:
                 detail += f" reason={e.reject_reason}"
             event_rows.append({"at": at, "message_id": mid, "kind": kind, "detail": detail})
-        conn.execute(insert(events), event_rows)
+        conn.execute(_INSERT_EVENTS, event_rows)
     for i, first in later_copies:
         res = results[first]
         assert res is not None

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Row, func, insert, select, update
 
-from eai.errors import NotFound
+from eai.errors import EaiError, NotFound
 from eai.store._crypto import Cipher
 from eai.store._schema import (
     ACTIVE_DELIVERY,
@@ -36,7 +36,9 @@ __all__ = [
     "queue_stats",
     "read_raw",
     "resend",
+    "content_deliveries",
     "set_paused",
+    "settlement",
 ]
 
 
@@ -331,6 +333,7 @@ class QueueView:
     dead: int
     delivered: int
     oldest_pending_age_s: float | None
+    held: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -339,6 +342,7 @@ class QueueView:
             "depth": self.depth,
             "retrying": self.retrying,
             "dead": self.dead,
+            "held": self.held,
             "delivered": self.delivered,
             "oldest_pending_age_s": self.oldest_pending_age_s,
         }
@@ -378,6 +382,7 @@ def queue_stats(engine: Engine, names: Sequence[str]) -> list[QueueView]:
                 c.get("dead", 0),
                 c.get("delivered", 0),
                 None if o is None else round((now - o).total_seconds(), 1),
+                c.get("held", 0),
             )
         )
     return out
@@ -400,3 +405,105 @@ def set_paused(engine: Engine, name: str, paused: bool) -> None:
                 detail=f"destination {name} by {getpass.getuser()}",
             )
         )
+
+
+def release(engine: Engine, delivery_ids: Sequence[int]) -> int:
+    """An operator releases held deliveries (the identity was checked by hand)."""
+    now = _now()
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(deliveries.c.id, deliveries.c.message_id, deliveries.c.status).where(
+                deliveries.c.id.in_(list(delivery_ids))
+            )
+        ).all()
+        found = {r.id: r for r in rows}
+        for did in delivery_ids:
+            if did not in found:
+                raise NotFound(f"no delivery with id {did}")
+            if found[did].status != "held":
+                raise EaiError(f"delivery {did} is {found[did].status}, not held")
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(list(delivery_ids)))
+            .values(status="pending", last_error="", next_attempt_at=now)
+        )
+        conn.execute(
+            insert(events),
+            [
+                {
+                    "at": now,
+                    "message_id": found[d].message_id,
+                    "delivery_id": d,
+                    "kind": "released",
+                    "detail": f"released by {getpass.getuser()}",
+                }
+                for d in delivery_ids
+            ],
+        )
+    return len(delivery_ids)
+
+
+def settlement(engine: Engine, dedup_keys: Sequence[str], before: datetime) -> dict[str, bool]:
+    """For each journaled ``dedup_key``: True when its message was settled before ``before``.
+
+    Settled: ``filtered`` (at ``processed_at``), or ``processed`` with every
+    delivery ``delivered`` (at the last ``delivered_at``). Keys of no message are
+    absent from the result. Used by the DICOM spool retention.
+    """
+    out: dict[str, bool] = {}
+    keys = list(dict.fromkeys(dedup_keys))
+    with engine.connect() as conn:
+        for start in range(0, len(keys), 500):
+            rows = conn.execute(
+                select(
+                    messages.c.id, messages.c.dedup_key, messages.c.status, messages.c.processed_at
+                ).where(messages.c.dedup_key.in_(keys[start : start + 500]))
+            ).all()
+            processed = [r.id for r in rows if r.status == "processed"]
+            done: dict[int, list[tuple[str, datetime | None]]] = {i: [] for i in processed}
+            if processed:
+                for d in conn.execute(
+                    select(
+                        deliveries.c.message_id, deliveries.c.status, deliveries.c.delivered_at
+                    ).where(deliveries.c.message_id.in_(processed))
+                ).all():
+                    done[d.message_id].append((d.status, d.delivered_at))
+            for r in rows:
+                if r.status == "filtered":
+                    out[r.dedup_key] = r.processed_at is not None and r.processed_at < before
+                elif r.status == "processed":
+                    dl = done[r.id]
+                    out[r.dedup_key] = bool(dl) and all(
+                        st == "delivered" and at is not None and at < before for st, at in dl
+                    )
+                else:
+                    out[r.dedup_key] = False
+    return out
+
+
+def content_deliveries(
+    engine: Engine, content_type: str, since: datetime | None = None
+) -> list[tuple[str, str, int, bytes]]:
+    """(destination, status, message id, sealed message payload) of the latest delivery
+    per message and destination, for the messages of ``content_type`` (``eai dicom queue``)."""
+    latest = (
+        select(func.max(deliveries.c.id))
+        .join(messages, messages.c.id == deliveries.c.message_id)
+        .where(messages.c.content_type == content_type)
+        .group_by(deliveries.c.message_id, deliveries.c.destination)
+    )
+    if since is not None:
+        latest = latest.where(messages.c.received_at >= since)
+    q = (
+        select(
+            deliveries.c.destination,
+            deliveries.c.status,
+            deliveries.c.message_id,
+            messages.c.payload,
+        )
+        .join(messages, messages.c.id == deliveries.c.message_id)
+        .where(deliveries.c.id.in_(latest))
+        .order_by(deliveries.c.message_id)
+    )
+    with engine.connect() as conn:
+        return [(r[0], r[1], r[2], r[3]) for r in conn.execute(q).all()]

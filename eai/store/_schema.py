@@ -95,6 +95,9 @@ deliveries = Table(
     Column("lease_until", DateTime, nullable=True),
     Index("ix_deliveries_queue", "destination", "status", "message_id", "id"),
     Index("ix_deliveries_message", "message_id"),
+    # The pipeline releases a patient's held deliveries each time an identity qualifies
+    # (most messages): without it, each release scans the whole outbox.
+    Index("ix_deliveries_patient", "patient_key", "status"),
 )
 
 events = Table(
@@ -116,6 +119,22 @@ destination_state = Table(
     Column("name", String(64), primary_key=True),
     Column("paused", Boolean, nullable=False, default=False),
     Column("updated_at", DateTime, nullable=False),
+)
+
+anomalies = Table(
+    "identity_anomalies",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", DateTime, nullable=False),
+    Column("facility", String(128), nullable=False),
+    Column("message_id", Id, nullable=True),
+    Column("control_id", String(128), nullable=False, default=""),
+    Column("rule", String(64), nullable=False),
+    Column("severity", String(8), nullable=False),
+    Column("explanation", Text, nullable=False),
+    Column("notified_at", DateTime, nullable=True),
+    Index("ix_anomalies_facility_at", "facility", "at"),
+    Index("ix_anomalies_pending", "notified_at", "severity"),
 )
 
 ACTIVE_DELIVERY = ("pending", "retrying")

@@ -5,8 +5,11 @@ on the writer thread).
 
 Claims use leases (owner + expiry) so several engine nodes can share one
 PostgreSQL: on PostgreSQL a claim also takes a transaction-scoped advisory
-lock per queue, which serialises claims across nodes; on SQLite the single
-writer thread already does.
+lock, which serialises claims across nodes; on SQLite the single writer thread
+already does. It is ONE lock for every claim (pipeline and all destinations): the
+writer groups several claims in one transaction, in no fixed order, so with a
+lock per queue two nodes could each hold one and wait for the other's (deadlock,
+broken by PostgreSQL only after deadlock_timeout, stalling the whole writer).
 """
 
 from __future__ import annotations
@@ -15,11 +18,24 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from eai.store._schema import (
     ACTIVE_DELIVERY,
+    anomalies,
     deliveries,
     destination_state,
     events,
@@ -42,9 +58,13 @@ __all__ = [
 ]
 
 
-def _advisory_lock(conn: Connection, name: str) -> None:
+_CLAIMS_LOCK = zlib.crc32(b"eai:claims")
+
+
+def _advisory_lock(conn: Connection) -> None:
+    """Takes the claims lock until the commit (re-entrant within a transaction)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(name.encode())})
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIMS_LOCK})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,35 +78,47 @@ class ClaimedMessage:
     sealed_payload: bytes
 
 
+# The claims' statements are built once (the pipeline and delivery loops run them
+# many times a second): no statement construction per call.
+_CLAIMABLE_MESSAGES = (
+    select(
+        messages.c.id,
+        messages.c.listener,
+        messages.c.received_at,
+        messages.c.content_type,
+        messages.c.control_id,
+        messages.c.message_type,
+        messages.c.payload,
+    )
+    .where(
+        messages.c.status == "received",
+        or_(messages.c.lease_until.is_(None), messages.c.lease_until < bindparam("b_now")),
+    )
+    .order_by(messages.c.id)
+    .limit(bindparam("b_limit", type_=Integer))
+)
+_LEASE_MESSAGES = (
+    update(messages)
+    .where(messages.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"))
+)
+
+
 def claim_messages(
     conn: Connection, owner: str, now: datetime, lease: float, limit: int
 ) -> list[ClaimedMessage]:
     """Leases the oldest ``received`` messages not leased by a live owner."""
-    _advisory_lock(conn, "eai:pipeline")
-    rows = conn.execute(
-        select(
-            messages.c.id,
-            messages.c.listener,
-            messages.c.received_at,
-            messages.c.content_type,
-            messages.c.control_id,
-            messages.c.message_type,
-            messages.c.payload,
-        )
-        .where(
-            messages.c.status == "received",
-            or_(messages.c.lease_until.is_(None), messages.c.lease_until < now),
-        )
-        .order_by(messages.c.id)
-        .limit(limit)
-    ).all()
+    _advisory_lock(conn)
+    rows = conn.execute(_CLAIMABLE_MESSAGES, {"b_now": now, "b_limit": limit}).all()
     if not rows:
         return []
-    ids = [r.id for r in rows]
     conn.execute(
-        update(messages)
-        .where(messages.c.id.in_(ids))
-        .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease))
+        _LEASE_MESSAGES,
+        {
+            "b_ids": [r.id for r in rows],
+            "b_owner": owner,
+            "b_until": now + timedelta(seconds=lease),
+        },
     )
     return [
         ClaimedMessage(
@@ -100,6 +132,10 @@ def claim_messages(
 class PlannedDelivery:
     destination: str
     route: str
+    held: str = ""
+    """Why the delivery is held (identity not qualified, charter rule); "" = sendable."""
+    payload: bytes | None = None
+    """Sealed payload for this delivery only (a mapping's output); None = the plan's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +151,85 @@ class MessagePlan:
     control_id: str = ""
     reason: str = ""
     payload: bytes | None = None  # sealed; None = the message as received
+    facility: str = ""
+    anomalies: tuple[tuple[str, str, str], ...] = ()
+    """(rule, severity, explanation) of the identity checks that failed."""
+    release_held: bool = False
+    """The message qualifies its patient's identity: held deliveries may go."""
+
+
+# Built once: executed with a list of parameter sets, each runs as ONE executemany
+# (per-row statements cost far more in SQLAlchemy than the database work itself).
+_SET_PLAN = (
+    update(messages)
+    .where(messages.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        routes=bindparam("b_routes"),
+        processed_at=bindparam("b_at"),
+        lease_owner=None,
+        lease_until=None,
+    )
+)
+_SET_REJECTED_PLAN = _SET_PLAN.values(reject_reason=bindparam("b_reason"))
+_INSERT_PATIENT_IDS = insert(patient_ids)
+_INSERT_DELIVERIES = insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True)
+_INSERT_EVENTS = insert(events)
+
+
+def _execute_runs(conn: Connection, writes: Sequence[tuple[Any, dict[str, Any]]]) -> None:
+    """Executes ``(statement, params)`` in order, consecutive same statements as one executemany."""
+    i = 0
+    while i < len(writes):
+        stmt = writes[i][0]
+        j = i
+        while j < len(writes) and writes[j][0] is stmt:
+            j += 1
+        conn.execute(stmt, [params for _, params in writes[i:j]])
+        i = j
+
+
+_HELD = (
+    select(deliveries.c.id, deliveries.c.message_id, deliveries.c.patient_key)
+    .where(
+        deliveries.c.patient_key.in_(bindparam("b_keys", expanding=True)),
+        deliveries.c.status == "held",
+    )
+    .order_by(deliveries.c.id)
+)
+_RELEASE = (
+    update(deliveries)
+    .where(deliveries.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(status="pending", last_error="", next_attempt_at=bindparam("b_now"))
+)
+
+
+def _release_patients(conn: Connection, releases: Sequence[tuple[int, str]], now: datetime) -> None:
+    """Held deliveries of these patients may go: a later message qualified the identity.
+
+    ``releases`` holds (message id, patient key) in plan order; a patient's rows are
+    released by its first qualifying message. One query for the whole batch.
+    """
+    by_key: dict[str, int] = {}
+    for mid, key in releases:
+        by_key.setdefault(key, mid)
+    held = conn.execute(_HELD, {"b_keys": list(by_key)}).all()
+    if not held:
+        return
+    conn.execute(_RELEASE, {"b_ids": [h.id for h in held], "b_now": now})
+    conn.execute(
+        _INSERT_EVENTS,
+        [
+            {
+                "at": now,
+                "message_id": h.message_id,
+                "delivery_id": h.id,
+                "kind": "released",
+                "detail": f"identity qualified by message {by_key[h.patient_key]}",
+            }
+            for h in held
+        ],
+    )
 
 
 def apply_plans(
@@ -128,35 +243,63 @@ def apply_plans(
     """Writes the outbox rows and the new status of each planned message.
 
     With ``only_received`` a plan applies only if its message is still
-    ``received`` (a lease that expired mid-way cannot route a message twice).
+    ``received`` (a lease that expired mid-way cannot route a message twice):
+    those messages are read first and, on PostgreSQL, locked until the commit.
     Returns the ids of the deliveries created.
     """
-    created: list[int] = []
+    if not plans:
+        return []
+    q = select(messages.c.id).where(messages.c.id.in_({p.message_id for p in plans}))
+    if only_received:
+        q = q.where(messages.c.status == "received").with_for_update()
+    live = set(conn.execute(q).scalars())
+
+    status_writes: list[tuple[Any, dict[str, Any]]] = []
+    id_rows: list[dict[str, object]] = []
+    delivery_rows: list[dict[str, object]] = []
+    anomaly_rows: list[dict[str, object]] = []
+    releases: list[tuple[int, str]] = []
     ev: list[dict[str, object]] = []
+    kind = "replayed" if replay else "parsed"
     for p in plans:
-        cond = [messages.c.id == p.message_id]
-        if only_received:
-            cond.append(messages.c.status == "received")
-        res = conn.execute(
-            update(messages)
-            .where(*cond)
-            .values(
-                status=p.status,
-                routes=",".join(p.routes),
-                processed_at=now,
-                lease_owner=None,
-                lease_until=None,
-                reject_reason=p.reason if p.status == "rejected" else messages.c.reject_reason,
-            )
-        )
-        if res.rowcount == 0:
+        if p.message_id not in live:
             continue
+        if only_received:
+            live.discard(p.message_id)  # now processed: a second plan for it does not apply
+        params: dict[str, Any] = {
+            "b_id": p.message_id,
+            "b_status": p.status,
+            "b_routes": ",".join(p.routes),
+            "b_at": now,
+        }
+        if p.status == "rejected":
+            params["b_reason"] = p.reason
+            status_writes.append((_SET_REJECTED_PLAN, params))
+        else:
+            status_writes.append((_SET_PLAN, params))
         if p.patient_id_hashes and not replay:
-            conn.execute(
-                insert(patient_ids),
-                [{"message_id": p.message_id, "id_hash": h} for h in p.patient_id_hashes],
+            id_rows.extend({"message_id": p.message_id, "id_hash": h} for h in p.patient_id_hashes)
+        if p.anomalies:
+            anomaly_rows.extend(
+                {
+                    "at": now,
+                    "facility": p.facility,
+                    "message_id": p.message_id,
+                    "control_id": p.control_id,
+                    "rule": rule,
+                    "severity": severity,
+                    "explanation": text,
+                }
+                for rule, severity, text in p.anomalies
             )
-        kind = "replayed" if replay else "parsed"
+            ev.append(
+                {
+                    "at": now,
+                    "message_id": p.message_id,
+                    "kind": "identity",
+                    "detail": ", ".join(f"{r} ({sev})" for r, sev, _ in p.anomalies),
+                }
+            )
         if p.status == "rejected":
             ev.append(
                 {"at": now, "message_id": p.message_id, "kind": "rejected", "detail": p.reason}
@@ -167,6 +310,8 @@ def apply_plans(
             ev.append(
                 {"at": now, "message_id": p.message_id, "kind": "invalid", "detail": p.reason}
             )
+        if p.release_held and p.patient_key:
+            releases.append((p.message_id, p.patient_key))
         if p.status == "filtered":
             ev.append(
                 {
@@ -178,34 +323,38 @@ def apply_plans(
             )
             continue
         if p.deliveries:
-            ids = list(
-                conn.execute(
-                    insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True),
-                    [
-                        {
-                            "message_id": p.message_id,
-                            "destination": d.destination,
-                            "route": d.route,
-                            "patient_key": p.patient_key,
-                            "control_id": p.control_id,
-                            "status": "pending",
-                            "attempts": 0,
-                            "created_at": now,
-                            "next_attempt_at": now,
-                            "last_error": "",
-                            "payload": p.payload,
-                        }
-                        for d in p.deliveries
-                    ],
-                ).scalars()
+            delivery_rows.extend(
+                {
+                    "message_id": p.message_id,
+                    "destination": d.destination,
+                    "route": d.route,
+                    "patient_key": p.patient_key,
+                    "control_id": p.control_id,
+                    "status": "held" if d.held else "pending",
+                    "attempts": 0,
+                    "created_at": now,
+                    "next_attempt_at": now,
+                    "last_error": d.held,
+                    "payload": d.payload if d.payload is not None else p.payload,
+                }
+                for d in p.deliveries
             )
-            created.extend(ids)
             routed = ", ".join(f"{d.destination} (route {d.route})" for d in p.deliveries)
             ev.append(
                 {"at": now, "message_id": p.message_id, "kind": "routed", "detail": f"to {routed}"}
             )
+    _execute_runs(conn, status_writes)
+    if releases:  # before inserting: this batch's own rows are not released
+        _release_patients(conn, releases, now)
+    if anomaly_rows:
+        conn.execute(insert(anomalies), anomaly_rows)
+    if id_rows:
+        conn.execute(_INSERT_PATIENT_IDS, id_rows)
+    created: list[int] = []
+    if delivery_rows:
+        created = list(conn.execute(_INSERT_DELIVERIES, delivery_rows).scalars())
     if ev:
-        conn.execute(insert(events), ev)
+        conn.execute(_INSERT_EVENTS, ev)
     return created
 
 
@@ -220,12 +369,46 @@ class ClaimedDelivery:
     sealed_payload: bytes
 
 
-def is_paused(conn: Connection, destination: str) -> bool:
-    return bool(
-        conn.execute(
-            select(destination_state.c.paused).where(destination_state.c.name == destination)
-        ).scalar()
+_PAUSED = select(destination_state.c.paused).where(destination_state.c.name == bindparam("b_name"))
+# The watermark is a subquery of the same statement: one snapshot. Read apart
+# (READ COMMITTED on PostgreSQL), another node could commit in between a
+# patient's later message routed while its earlier one is still ``received``.
+_WATERMARK = (
+    select(func.min(messages.c.id)).where(messages.c.status == "received").scalar_subquery()
+)
+_CLAIMABLE_DELIVERIES = (
+    select(
+        deliveries.c.id,
+        deliveries.c.message_id,
+        deliveries.c.patient_key,
+        deliveries.c.control_id,
+        deliveries.c.attempts,
+        deliveries.c.next_attempt_at,
+        deliveries.c.lease_until,
+        deliveries.c.payload,
+        deliveries.c.status,
     )
+    .where(
+        deliveries.c.destination == bindparam("b_destination"),
+        # held rows are read too: they block their patient's later rows
+        deliveries.c.status.in_((*ACTIVE_DELIVERY, "held")),
+        or_(_WATERMARK.is_(None), deliveries.c.message_id < _WATERMARK),
+    )
+    .order_by(deliveries.c.message_id, deliveries.c.id)
+    .limit(bindparam("b_limit", type_=Integer))
+)
+_LEASE_DELIVERIES = (
+    update(deliveries)
+    .where(deliveries.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"))
+)
+_PAYLOADS = select(messages.c.id, messages.c.payload).where(
+    messages.c.id.in_(bindparam("b_ids", expanding=True))
+)
+
+
+def is_paused(conn: Connection, destination: str) -> bool:
+    return bool(conn.execute(_PAUSED, {"b_name": destination}).scalar())
 
 
 def claim_deliveries(
@@ -239,55 +422,39 @@ def claim_deliveries(
     the oldest message the pipeline has not processed yet are not taken (they
     could be overtaken by a patient's earlier message still in the pipeline).
     """
-    _advisory_lock(conn, f"eai:delivery:{destination}")
+    _advisory_lock(conn)
     if is_paused(conn, destination):
         return []
-    watermark = conn.execute(
-        select(func.min(messages.c.id)).where(messages.c.status == "received")
-    ).scalar()
-    q = (
-        select(
-            deliveries.c.id,
-            deliveries.c.message_id,
-            deliveries.c.patient_key,
-            deliveries.c.control_id,
-            deliveries.c.attempts,
-            deliveries.c.next_attempt_at,
-            deliveries.c.lease_until,
-            deliveries.c.payload,
-        )
-        .where(deliveries.c.destination == destination, deliveries.c.status.in_(ACTIVE_DELIVERY))
-        .order_by(deliveries.c.message_id, deliveries.c.id)
-        .limit(window)
-    )
-    if watermark is not None:
-        q = q.where(deliveries.c.message_id < watermark)
-    rows = conn.execute(q).all()
+    rows = conn.execute(
+        _CLAIMABLE_DELIVERIES, {"b_destination": destination, "b_limit": window}
+    ).all()
     blocked: set[str] = set()
     chosen = []
     for r in rows:
         if r.patient_key in blocked:
             continue
-        if (r.lease_until is not None and r.lease_until >= now) or r.next_attempt_at > now:
+        if (
+            r.status == "held"
+            or (r.lease_until is not None and r.lease_until >= now)
+            or r.next_attempt_at > now
+        ):
             blocked.add(r.patient_key)
             continue
         chosen.append(r)
     if not chosen:
         return []
-    ids = [r.id for r in chosen]
     conn.execute(
-        update(deliveries)
-        .where(deliveries.c.id.in_(ids))
-        .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease))
+        _LEASE_DELIVERIES,
+        {
+            "b_ids": [r.id for r in chosen],
+            "b_owner": owner,
+            "b_until": now + timedelta(seconds=lease),
+        },
     )
     need_message = [r.message_id for r in chosen if r.payload is None]
     payloads: dict[int, bytes] = {}
     if need_message:
-        payloads = dict(
-            conn.execute(
-                select(messages.c.id, messages.c.payload).where(messages.c.id.in_(need_message))
-            ).all()
-        )
+        payloads = dict(conn.execute(_PAYLOADS, {"b_ids": need_message}).all())
     return [
         ClaimedDelivery(
             r.id,
@@ -312,22 +479,39 @@ class DeliveryOutcome:
     detail: str
 
 
+_SET_OUTCOME = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        attempts=bindparam("b_attempts"),
+        next_attempt_at=bindparam("b_next"),
+        lease_owner=None,
+        lease_until=None,
+    )
+)
+_SET_DELIVERED = _SET_OUTCOME.values(delivered_at=bindparam("b_now"), last_error="")
+_SET_FAILED = _SET_OUTCOME.values(last_error=bindparam("b_error"))
+
+
 def record_outcomes(conn: Connection, outcomes: Sequence[DeliveryOutcome], now: datetime) -> None:
+    writes: list[tuple[Any, dict[str, Any]]] = []
     ev: list[dict[str, object]] = []
     for o in outcomes:
-        values: dict[str, object] = {
-            "status": o.status,
-            "attempts": o.attempts,
-            "next_attempt_at": o.next_attempt_at,
-            "lease_owner": None,
-            "lease_until": None,
+        params: dict[str, Any] = {
+            "b_id": o.delivery_id,
+            "b_status": o.status,
+            "b_attempts": o.attempts,
+            "b_next": o.next_attempt_at,
         }
         if o.status == "delivered":
-            values["delivered_at"] = now
-            values["last_error"] = ""
-        elif o.status != "pending":
-            values["last_error"] = o.detail
-        conn.execute(update(deliveries).where(deliveries.c.id == o.delivery_id).values(**values))
+            params["b_now"] = now
+            writes.append((_SET_DELIVERED, params))
+        elif o.status == "pending":
+            writes.append((_SET_OUTCOME, params))
+        else:
+            params["b_error"] = o.detail
+            writes.append((_SET_FAILED, params))
         if o.status != "pending":
             ev.append(
                 {
@@ -338,8 +522,9 @@ def record_outcomes(conn: Connection, outcomes: Sequence[DeliveryOutcome], now: 
                     "detail": f"#{o.attempts} {o.status}: {o.detail}",
                 }
             )
+    _execute_runs(conn, writes)
     if ev:
-        conn.execute(insert(events), ev)
+        conn.execute(_INSERT_EVENTS, ev)
 
 
 def clear_leases(conn: Connection, owner: str | None) -> None:

@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from eai.messages import IngestResult, JournalEntry
 from eai.pipeline import plan_all
 from eai.store import MessagePlan, PlannedDelivery, Store
 from eai.store._db import open_engine
+from eai.store._journal import insert_entries
 from eai.store._schema import deliveries, events, messages
 from eai.store._work import apply_plans, claim_deliveries, claim_messages
 from tests.engine_harness import EngineThread, adt, write_routes
@@ -36,14 +37,18 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _routes(tmp: Path, node: str, sink_port: int, database: str) -> Path:
-    """routes.yaml of one node (own data_dir, own listener port, shared database)."""
+def _routes(tmp: Path, node: str, sink_port: int, database: str, batch: int = 200) -> Path:
+    """routes.yaml of one node (own data_dir, own listener port, shared database).
+
+    ``batch``: messages per pipeline round and deliveries per claim; small batches
+    keep one node from taking all the work in one claim, so the nodes compete."""
     home = tmp / node
     home.mkdir()
     path = write_routes(home, sink_port, database=database, connections=4)
     text = path.read_text()
     assert "\nengine:\n" in text
-    path.write_text(text.replace("\nengine:\n", f"\nengine:\n  node_id: {node}\n", 1))
+    engine = f"\nengine:\n  node_id: {node}\n  pipeline_batch: {batch}\n  delivery_batch: {batch}\n"
+    path.write_text(text.replace("\nengine:\n", engine, 1))
     return path
 
 
@@ -109,8 +114,8 @@ def test_two_nodes_share_one_database_each_message_once_in_order(
             errors.append(exc)
 
     with MllpPeer() as sink:
-        node_a = EngineThread(_routes(tmp_path, "node-a", sink.port, fresh_postgres_db), key=key)
-        node_b = EngineThread(_routes(tmp_path, "node-b", sink.port, fresh_postgres_db), key=key)
+        node_a = EngineThread(_routes(tmp_path, "node-a", sink.port, fresh_postgres_db, 5), key=key)
+        node_b = EngineThread(_routes(tmp_path, "node-b", sink.port, fresh_postgres_db, 5), key=key)
         with node_a, node_b:
             ports = [node_a.port(LISTENER), node_b.port(LISTENER)]
             threads = [threading.Thread(target=sender, args=(ports, p)) for p in range(10)]
@@ -217,34 +222,86 @@ def test_delivery_claim_sees_watermark_and_rows_in_one_snapshot(
     """Regression: the watermark and the deliveries were read by two statements; on
     PostgreSQL (READ COMMITTED) another node could commit between them a patient's
     earlier message (still ``received``) and its later one (already routed), and the
-    later one was claimed ahead of the earlier one."""
-    store = Store(fresh_postgres_db, tmp_path, os.urandom(32).hex())
-    store.start()
+    later one was claimed ahead of the earlier one. (The other node's pipeline claim
+    is left out: it waits for the claims lock that this claim holds.)"""
+    store = Store(fresh_postgres_db, tmp_path, os.urandom(32).hex())  # writer not started
     claimer = open_engine(fresh_postgres_db)
     fired: list[str] = []
+    ids: list[int] = []
 
     def other_node(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         if fired or "FROM messages" not in statement:
             return
         fired.append(statement)
         # meanwhile, on another node: X-1 then X-2 journaled; X-2 routed, X-1 not yet
-        first, second = _ingest(store, [_entry("X-1", "X"), _entry("X-2", "X")])
-        store.writer.run_sync(lambda c: claim_messages(c, "pipe", _now(), 60, 10))
-        store.writer.run_sync(
-            lambda c: apply_plans(c, [_plan(second.message_id, "X")], _now())
-        )
+        with store.engine.begin() as c:
+            c.exec_driver_sql("SET LOCAL lock_timeout = '5s'")  # fail, never hang
+            res = insert_entries(c, store.cipher, [_entry("X-1", "X"), _entry("X-2", "X")])
+            ids.extend(r.message_id for r in res)
+        with store.engine.begin() as c:
+            c.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
+            assert apply_plans(c, [_plan(ids[1], "X")], _now())
 
     event.listen(claimer, "after_cursor_execute", other_node)
     try:
+        # the other node's clock (or its `now`, taken before ours) is a little behind
+        ahead = _now() + timedelta(seconds=5)
         with claimer.begin() as conn:
-            taken = claim_deliveries(conn, "dcc", "n1", _now(), 60, 200)
+            taken = claim_deliveries(conn, "dcc", "n1", ahead, 60, 200)
         assert fired
-        assert [d.control_id for d in taken] == []  # X-2 must wait for X-1
+        assert [d.message_id for d in taken] == []  # X-2 must wait for X-1
         with claimer.begin() as conn:
-            assert claim_deliveries(conn, "dcc", "n1", _now(), 60, 200) == []
+            assert claim_deliveries(conn, "dcc", "n1", ahead, 60, 200) == []
+        with store.engine.begin() as c:
+            apply_plans(c, [_plan(ids[0], "X")], _now())
+        with claimer.begin() as conn:
+            taken = claim_deliveries(conn, "dcc", "n1", ahead, 60, 200)
+        assert [d.message_id for d in taken] == ids
     finally:
         event.remove(claimer, "after_cursor_execute", other_node)
         claimer.dispose()
+        store.close()
+
+
+def test_claims_grouped_in_opposite_orders_on_two_nodes_do_not_deadlock(
+    fresh_postgres_db: str, tmp_path: Path
+) -> None:
+    """Regression: each queue had its own advisory lock; the writer groups claims in
+    one transaction in no fixed order, so node A (deliveries, then messages) and
+    node B (messages, then deliveries) deadlocked; PostgreSQL broke it after
+    deadlock_timeout by failing one node's whole grouped transaction."""
+    store = Store(fresh_postgres_db, tmp_path, os.urandom(32).hex())  # writer not started
+    errors: list[BaseException] = []
+    b_claimed = threading.Event()
+
+    def node_b() -> None:
+        try:
+            with store.engine.begin() as c:
+                c.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+                claim_messages(c, "node-b", _now(), 60, 10)
+                b_claimed.set()
+                claim_deliveries(c, "dcc", "node-b", _now(), 60, 10)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            b_claimed.set()
+
+    b = threading.Thread(target=node_b)
+    try:
+        with store.engine.begin() as c:
+            c.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+            claim_deliveries(c, "dcc", "node-a", _now(), 60, 10)
+            b.start()
+            # node B now waits for the claims lock (with a lock per queue it got the
+            # pipeline's at once, and the next line closed the cycle)
+            assert not b_claimed.wait(0.5)
+            claim_messages(c, "node-a", _now(), 60, 10)
+        b.join(15)
+        assert not b.is_alive()
+        assert errors == []
+    finally:
+        if b.is_alive():
+            b.join(15)
         store.close()
 
 

@@ -499,18 +499,19 @@ def test_json_schema() -> None:
     assert schema["title"] == "eai routes.yaml"
     for name in ("test-tcp", "test-dir", "mllp"):
         assert f'"{name}"' in text
-    assert set(schema["properties"]) == {"engine", "listeners", "destinations", "routes"}
+    assert set(schema["properties"]) == {
+        "engine",
+        "listeners",
+        "destinations",
+        "routes",
+        "identity",
+    }
     listeners = schema["properties"]["listeners"]["items"]
     assert listeners["discriminator"]["propertyName"] == "type"
     defs = schema["$defs"]
-    assert set(defs["Route"]["properties"]) == {
-        "name",
-        "from",
-        "when",
-        "to",
-        "description",
-        "validate_structure",
-    }
+    assert {"name", "from", "when", "to", "description", "validate_structure"} <= set(
+        defs["Route"]["properties"]
+    )
     assert {"in", "all", "any", "not", "field", "matches"} <= set(defs["When"]["properties"])
     port = defs["TcpDestination"]["properties"]["port"]
     assert {"$ref": "#/$defs/EnvReference"} in port["anyOf"]

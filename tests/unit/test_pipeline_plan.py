@@ -11,7 +11,7 @@ from tests.engine_harness import A01, adt
 ROUTES = """
 engine: {{data_dir: /tmp/x}}
 listeners:
-  - {{name: in, type: mllp, bind: "127.0.0.1:0"}}
+  - {{name: in, type: mllp, bind: "127.0.0.1:0", test_feed: true}}
 destinations:
   - {{name: dcc, type: mllp, host: 127.0.0.1, port: 1}}
   - {{name: other, type: mllp, host: 127.0.0.1, port: 2}}
@@ -62,7 +62,9 @@ def test_same_patient_same_key_other_patient_other_key():
 
 def test_unparseable_is_rejected_and_errors_do_not_stop_the_batch():
     plans = plan_all(
-        _config(), CIPHER, [_claimed(b"garbage", 1), _claimed(A01, 2), _claimed(b"<x/>", 3, "cda")]
+        _config(),
+        CIPHER,
+        [_claimed(b"garbage", 1), _claimed(A01, 2), _claimed(b"<x/>", 3, "no-such-type")],
     )
     assert [p.status for p in plans] == ["rejected", "processed", "rejected"]
     assert "content type" in plans[2].reason

@@ -1,0 +1,203 @@
+"""Checks that an encoded dataset is complete: every element, item and delimiter fits.
+
+Touches: nothing.
+
+pydicom reads a truncated file without complaint (its own test files
+``MR_truncated.dcm`` and ``rtplan_truncated.dcm`` load silently: the last value
+is just shorter). The SCP must refuse such a dataset, so before anything else it
+walks the encoded bytes (PS3.5 section 7: data elements, sequences of items,
+encapsulated pixel data) without decoding any value, and raises
+:class:`DatasetFramingError` when a length points past the end, a delimiter is
+missing, or explicit VR bytes are not a VR. Cost: a few microseconds per
+element, nothing per pixel.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+__all__ = ["DatasetFramingError", "check_framing", "inflate"]
+
+_UNDEFINED = 0xFFFFFFFF
+_ITEM = 0xFFFEE000
+_ITEM_END = 0xFFFEE00D
+_SEQ_END = 0xFFFEE0DD
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+_SHORT_VRS = frozenset(
+    {
+        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT",
+        b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+    }
+)  # fmt: skip
+_MAX_DEPTH = 64
+MAX_INFLATED = 1 << 30
+"""Largest inflated dataset accepted from a deflated transfer syntax (a deflate bomb guard)."""
+
+
+class DatasetFramingError(ValueError):
+    """The encoded dataset is truncated or malformed (the message says where)."""
+
+
+def inflate(data: bytes | memoryview, limit: int = MAX_INFLATED) -> bytes:
+    """Raw-deflate decompression (Deflated Explicit VR Little Endian), at most ``limit`` bytes."""
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = d.decompress(data, limit)
+    except zlib.error as exc:
+        raise DatasetFramingError(f"deflated dataset cannot be inflated: {exc}") from None
+    if d.unconsumed_tail:
+        raise DatasetFramingError(f"deflated dataset inflates to more than {limit} bytes")
+    return out
+
+
+def check_framing(data: bytes | memoryview, *, implicit_vr: bool, little_endian: bool) -> int:
+    """Walks the whole dataset; returns the number of top-level elements.
+
+    Raises :class:`DatasetFramingError` when it is not exactly a sequence of
+    well-formed elements ending at the end of ``data``.
+    """
+    view = memoryview(data)
+    walker = _Walker(view, little_endian)
+    return walker.elements(0, len(view), implicit_vr, 0, until_item_end=False)[1]
+
+
+_STRUCTS = {
+    True: (struct.Struct("<HH"), struct.Struct("<H"), struct.Struct("<L")),
+    False: (struct.Struct(">HH"), struct.Struct(">H"), struct.Struct(">L")),
+}
+
+
+class _Walker:
+    """Implicit VR is always little endian, also when nested in an explicit UN
+    element of undefined length (PS3.5 6.2.2): ``little`` is per level."""
+
+    def __init__(self, data: memoryview, little_endian: bool) -> None:
+        self.data = data
+        self.little = little_endian
+
+    def _fail(self, offset: int, what: str) -> DatasetFramingError:
+        return DatasetFramingError(f"at byte {offset}: {what}")
+
+    def _endian(self, implicit: bool) -> bool:
+        return True if implicit else self.little
+
+    def _tag(self, pos: int, end: int, little: bool) -> int:
+        if pos + 4 > end:
+            raise self._fail(pos, "truncated element tag")
+        group, elem = _STRUCTS[little][0].unpack_from(self.data, pos)
+        return int(group) << 16 | int(elem)
+
+    def _delimiter_end(self, pos: int, end: int) -> int:
+        if pos + 8 > end:
+            raise self._fail(pos, "truncated delimitation item")
+        return pos + 8
+
+    def _u32(self, pos: int, end: int, little: bool) -> int:
+        if pos + 4 > end:
+            raise self._fail(pos, "truncated length")
+        return int(_STRUCTS[little][2].unpack_from(self.data, pos)[0])
+
+    def elements(
+        self, pos: int, end: int, implicit: bool, depth: int, *, until_item_end: bool
+    ) -> tuple[int, int]:
+        """Walks elements from ``pos``; returns (position after, count).
+
+        With ``until_item_end`` (an undefined-length item) it stops after the
+        item delimitation; otherwise it must reach ``end`` exactly.
+        """
+        if depth > _MAX_DEPTH:
+            raise self._fail(pos, f"sequences nested more than {_MAX_DEPTH} deep")
+        little = self._endian(implicit)
+        count = 0
+        while pos < end:
+            tag = self._tag(pos, end, little)
+            if tag == _ITEM_END:
+                if not until_item_end:
+                    raise self._fail(pos, "item delimitation outside an item")
+                return self._delimiter_end(pos, end), count
+            if tag in (_ITEM, _SEQ_END):
+                raise self._fail(pos, f"unexpected (FFFE,{tag & 0xFFFF:04X}) in a dataset")
+            pos, count = self._element(pos, end, tag, implicit, little, depth), count + 1
+        if until_item_end:
+            raise self._fail(pos, "missing item delimitation (truncated)")
+        return pos, count
+
+    def _element(
+        self, pos: int, end: int, tag: int, implicit: bool, little: bool, depth: int
+    ) -> int:
+        start = pos
+        pos += 4
+        vr = b""
+        if implicit:
+            length = self._u32(pos, end, little)
+            pos += 4
+        else:
+            if pos + 4 > end:
+                raise self._fail(pos, "truncated VR and length")
+            vr = bytes(self.data[pos : pos + 2])
+            if vr in _LONG_VRS:
+                length = self._u32(pos + 4, end, little)
+                pos += 8
+            elif vr in _SHORT_VRS:
+                length = int(_STRUCTS[little][1].unpack_from(self.data, pos + 2)[0])
+                pos += 4
+            else:
+                raise self._fail(start, f"{_show(tag)} has no valid explicit VR")
+        if length != _UNDEFINED:
+            if pos + length > end:
+                raise self._fail(
+                    start, f"{_show(tag)} announces {length} bytes, {end - pos} left (truncated)"
+                )
+            if vr == b"SQ":
+                self._items(pos, pos + length, implicit, depth, defined=True)
+            return pos + length
+        # Undefined length: encapsulated pixel data (fragments) or a sequence.
+        if vr in (b"OB", b"OW") or (implicit and tag == 0x7FE00010):
+            return self._fragments(pos, end, little)
+        return self._items(pos, end, implicit or vr == b"UN", depth, defined=False)
+
+    def _items(self, pos: int, end: int, implicit: bool, depth: int, *, defined: bool) -> int:
+        """Items of a sequence from ``pos``; ``defined``: the sequence ends at ``end``."""
+        little = self._endian(implicit)
+        while pos < end:
+            tag = self._tag(pos, end, little)
+            if tag == _SEQ_END:
+                if defined:
+                    raise self._fail(pos, "sequence delimitation in a defined-length sequence")
+                return self._delimiter_end(pos, end)
+            if tag != _ITEM:
+                raise self._fail(pos, "expected an item (FFFE,E000) in a sequence")
+            length = self._u32(pos + 4, end, little)
+            pos += 8
+            if length == _UNDEFINED:
+                pos = self.elements(pos, end, implicit, depth + 1, until_item_end=True)[0]
+            else:
+                if pos + length > end:
+                    raise self._fail(pos, f"item announces {length} bytes (truncated)")
+                self.elements(pos, pos + length, implicit, depth + 1, until_item_end=False)
+                pos += length
+        if not defined:
+            raise self._fail(pos, "missing sequence delimitation (truncated)")
+        return pos
+
+    def _fragments(self, pos: int, end: int, little: bool) -> int:
+        """Encapsulated pixel data: items of defined length, then the sequence delimiter."""
+        while pos < end:
+            tag = self._tag(pos, end, little)
+            length = self._u32(pos + 4, end, little)
+            pos += 8
+            if tag == _SEQ_END:
+                return pos
+            if tag != _ITEM or length == _UNDEFINED:
+                raise self._fail(pos - 8, "malformed encapsulated pixel data fragment")
+            if pos + length > end:
+                raise self._fail(pos, f"fragment announces {length} bytes (truncated)")
+            pos += length
+        raise self._fail(pos, "missing sequence delimitation after pixel data (truncated)")
+
+
+def _show(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"

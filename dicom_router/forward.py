@@ -1,0 +1,408 @@
+"""The DICOM destination: C-STORE each spooled instance to a peer SCP, as it was received.
+
+Touches: network (outbound associations, optionally TLS; pynetdicom threads),
+files (reads spool files and TLS certificates).
+
+Registered as destination type ``dicom`` (for the e-m@ge regional imaging
+routers, any Storage SCP). For each delivery:
+
+1. read the reference (:class:`dicom_router.reference.InstanceRef`); the spool
+   file must still have its size and SHA-256 (else: permanent failure);
+2. without marking, the dataset bytes go out exactly as spooled, in their
+   transfer syntax (pynetdicom sends the file's dataset from disk); with the
+   route's ``coerce`` operations, pydicom reads the file, the operations are
+   applied (:mod:`dicom_router.coercion`) and the dataset is encoded again in
+   the same transfer syntax (elements pydicom did not decode are written
+   back as they were). Never transcoded: the association proposes exactly the
+   instance's SOP class with its transfer syntax;
+3. associations are kept open and reused while sends keep coming (released
+   after ``idle_release``); an instance whose (SOP class, transfer syntax) the
+   open association lacks triggers a new one proposing it with the others;
+4. verdict: 0x0000 and warnings (0x0001, 0xBxxx) delivered; connection refused,
+   A-ASSOCIATE-RJ transient, A-ABORT, no answer within ``dimse_timeout``,
+   0xA7xx (out of resources): :class:`TransientDeliveryError` (retried with
+   backoff by the delivery worker); A-ASSOCIATE-RJ permanent, context not
+   accepted, 0xA9xx, 0xCxxx and any other failure:
+   :class:`PermanentDeliveryError` (dead letter; ``eai resend`` once fixed).
+
+pynetdicom is blocking: each send runs in a worker thread
+(:func:`eai._concurrency.run_blocking`); ``connections`` associations at most
+(1 keeps the send order; the delivery worker keeps each study's order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import socket
+import ssl
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydicom import Dataset, dcmread
+from pydicom.uid import UID
+from pynetdicom import AE, _config, build_context, evt
+from pynetdicom.association import Association
+from pynetdicom.transport import AssociationSocket
+
+from connectors.mllp._tls import client_context
+from dicom_router.coercion import apply_coercion
+from dicom_router.reference import InstanceRef
+from eai._concurrency import run_blocking
+from eai.config import DestinationConfig, Duration, TlsClientConfig
+from eai.errors import InputError, PermanentDeliveryError, TransientDeliveryError
+from eai.messages import DeliveryResult, OutboxItem
+from eai.registry import DestinationSpec, register_destination
+
+__all__ = ["ClosingAE", "DicomDestination", "DicomDestinationConfig", "store_verdict"]
+
+log = logging.getLogger(__name__)
+
+# pynetdicom sends a file's dataset straight from disk (bytes as spooled) only in
+# this mode; without it, it decodes and re-encodes the file. Our only pynetdicom
+# SCU use is this module and the CLI, which want the same.
+_config.STORE_SEND_CHUNKED_DATASET = True
+
+_MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context ids 1..255, odd
+
+
+class ClosingAE(AE):
+    """An AE that closes the socket of a connection that failed.
+
+    pynetdicom 3.0's ``AssociationSocket.connect`` drops a refused socket without
+    closing it (its ``_shutdown_socket`` stops at ``shutdown()``, which fails on an
+    unconnected socket): call :meth:`close_failed` after an association that did
+    not establish.
+    """
+
+    def __init__(self, ae_title: str) -> None:
+        super().__init__(ae_title=ae_title)
+        self._sockets: weakref.WeakKeyDictionary[Association, socket.socket] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _create_socket(self, assoc: Association, address: Any, tls_args: Any) -> AssociationSocket:
+        sock = super()._create_socket(assoc, address, tls_args)
+        if sock.socket is not None:
+            self._sockets[assoc] = sock.socket
+        return sock
+
+    def close_failed(self, assoc: Association) -> None:
+        raw = self._sockets.pop(assoc, None)
+        if raw is not None:
+            raw.close()
+
+
+def _check_ae(value: str) -> str:
+    if not 0 < len(value.strip()) <= 16 or "\\" in value or not value.isascii():
+        raise ValueError(f"{value!r} is not an AE title (1 to 16 ASCII characters, no backslash)")
+    return value.strip()
+
+
+class DicomDestinationConfig(DestinationConfig):
+    """A DICOM Storage SCP to forward instances to (C-STORE), optionally over TLS."""
+
+    type: Literal["dicom"] = "dicom"
+    ae_title: str = Field(
+        description="the peer's AE title (called AE)", examples=["EMAGE_ROUTER_1"]
+    )
+    host: str = Field(min_length=1, description="peer host name or address", examples=["pacs"])
+    port: int = Field(ge=1, le=65535, description="peer DICOM port", examples=[104, 11112])
+    calling_ae: str = Field(
+        "EAI", description="our AE title in the association (calling AE)", examples=["EAI_ROUTER"]
+    )
+    tls: TlsClientConfig | None = Field(None, description="DICOM TLS (PS3.15 B.12)")
+    connections: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="associations used in parallel, each for a different study "
+        "(1 keeps the overall order)",
+    )
+    max_pdu: int = Field(
+        262144, ge=4096, le=16 * 1024 * 1024, description="our Maximum Length Received (bytes)"
+    )
+    connect_timeout: Duration = Field(10.0, gt=0, description="time allowed to connect")
+    acse_timeout: Duration = Field(30.0, gt=0, description="time allowed for negotiation")
+    dimse_timeout: Duration = Field(
+        60.0, gt=0, description="time allowed for the peer's C-STORE response"
+    )
+    network_timeout: Duration = Field(
+        60.0, gt=0, description="abort an association silent this long"
+    )
+    idle_release: Duration = Field(
+        10.0, gt=0, description="release an association unused this long", examples=["10s"]
+    )
+
+    @field_validator("ae_title", "calling_ae")
+    @classmethod
+    def _titles(cls, value: str) -> str:
+        return _check_ae(value)
+
+
+def store_verdict(status: int, address: str) -> DeliveryResult:
+    """The delivery result for a C-STORE response status (PS3.4 B.2.3), or the error."""
+    if status == 0x0000:
+        return DeliveryResult(detail="0x0000")
+    if status == 0x0001 or 0xB000 <= status <= 0xBFFF:
+        return DeliveryResult(detail=f"warning 0x{status:04X}")
+    text = f"{address} answered C-STORE status 0x{status:04X}"
+    if 0xA700 <= status <= 0xA7FF:
+        raise TransientDeliveryError(f"{text} (out of resources)")
+    if 0xA900 <= status <= 0xA9FF:
+        raise PermanentDeliveryError(f"{text} (dataset does not match SOP class)")
+    if 0xC000 <= status <= 0xCFFF:
+        raise PermanentDeliveryError(f"{text} (cannot understand)")
+    raise PermanentDeliveryError(f"{text} (failure)")
+
+
+_Context = tuple[str, str]  # (SOP Class UID, Transfer Syntax UID)
+
+
+class _Link:
+    """One association and the contexts it proposed; used by one send at a time."""
+
+    def __init__(self) -> None:
+        self.assoc: Association | None = None
+        self.proposed: OrderedDict[_Context, None] = OrderedDict()
+        self.accepted: set[_Context] = set()
+        self.last_used = 0.0
+        self.lock = threading.Lock()
+
+    @property
+    def usable(self) -> bool:
+        return self.assoc is not None and self.assoc.is_established
+
+
+def _nodelay(event: evt.Event) -> None:
+    """EVT_CONN_OPEN: Nagle's algorithm off (a C-STORE is a small request/response)."""
+    sock = event.assoc.dul.socket
+    raw = getattr(sock, "socket", None)
+    if raw is not None:
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
+class DicomDestination:
+    """Delivers spooled instances to one Storage SCP (see the module docstring)."""
+
+    def __init__(self, config: DicomDestinationConfig) -> None:
+        self.config = config
+        self.address = f"{config.ae_title}@{config.host}:{config.port}"
+        self._ssl: ssl.SSLContext | None = (
+            client_context(config.tls) if config.tls is not None else None
+        )
+        ae = ClosingAE(config.calling_ae)
+        ae.maximum_pdu_size = config.max_pdu
+        ae.connection_timeout = config.connect_timeout
+        ae.acse_timeout = config.acse_timeout
+        ae.dimse_timeout = config.dimse_timeout
+        ae.network_timeout = config.network_timeout
+        self._ae = ae
+        self._links = [_Link() for _ in range(config.connections)]
+        self._free: asyncio.Queue[_Link] | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def send(self, item: OutboxItem) -> DeliveryResult:
+        if self._closed:
+            raise TransientDeliveryError(f"destination {self.config.name} is closed")
+        try:
+            ref = InstanceRef.from_json(item.payload)
+        except InputError as exc:
+            raise PermanentDeliveryError(f"not a DICOM delivery: {exc.reason}") from exc
+        free = self._pool()
+        link = await free.get()
+        try:
+            return await run_blocking(self._send_blocking, link, ref)
+        finally:
+            free.put_nowait(link)
+            self._start_reaper()
+
+    async def close(self) -> None:
+        """Release every association; later sends fail as transient."""
+        self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+        await run_blocking(self._release_all, 0.0)
+
+    # -- pool ----------------------------------------------------------------
+
+    def _pool(self) -> asyncio.Queue[_Link]:
+        if self._free is None:
+            self._free = asyncio.Queue()
+            for link in self._links:
+                self._free.put_nowait(link)
+        return self._free
+
+    def _start_reaper(self) -> None:
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.create_task(self._reap(), name=f"dicom-idle:{self.config.name}")
+
+    async def _reap(self) -> None:
+        """Releases associations idle past ``idle_release``; ends when none is open."""
+        period = max(0.2, self.config.idle_release / 2)
+        while any(link.assoc is not None for link in self._links):
+            await asyncio.sleep(period)
+            await run_blocking(self._release_all, self.config.idle_release)
+
+    def _release_all(self, idle: float) -> None:
+        now = time.monotonic()
+        for link in self._links:
+            if not link.lock.acquire(blocking=False):
+                continue  # sending now
+            try:
+                if link.assoc is not None and now - link.last_used >= idle:
+                    self._drop(link, release=True)
+            finally:
+                link.lock.release()
+
+    # -- one send, in a worker thread -----------------------------------------
+
+    def _send_blocking(self, link: _Link, ref: InstanceRef) -> DeliveryResult:
+        with link.lock:
+            source = self._load(ref)
+            context = (ref.sop_class_uid, ref.transfer_syntax)
+            assoc = self._association(link, context)
+            try:
+                status = assoc.send_c_store(source)
+            except (OSError, RuntimeError, ValueError) as exc:
+                self._drop(link, release=False)
+                raise TransientDeliveryError(f"{self.address}: C-STORE failed: {exc}") from exc
+            link.last_used = time.monotonic()
+            if "Status" not in status:
+                self._drop(link, release=False)
+                raise TransientDeliveryError(
+                    f"{self.address}: no C-STORE response (aborted, or nothing within "
+                    f"{self.config.dimse_timeout:g} s)"
+                )
+            return store_verdict(int(status.Status), self.address)
+
+    def _load(self, ref: InstanceRef) -> Path | Dataset:
+        """The spool file (checked), or its coerced copy."""
+        try:
+            path = ref.path
+        except ValueError as exc:
+            raise PermanentDeliveryError(str(exc)) from exc
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise PermanentDeliveryError(
+                f"spool file {ref.spool} is gone (removed by retention, or the spool moved)"
+            ) from exc
+        except OSError as exc:
+            raise TransientDeliveryError(f"spool file {ref.spool}: {exc.strerror or exc}") from exc
+        if len(data) != ref.size or hashlib.sha256(data).hexdigest() != ref.sha256:
+            raise PermanentDeliveryError(f"spool file {ref.spool} changed since it was received")
+        if not ref.coerce:
+            return path
+        try:
+            ds = dcmread(BytesIO(data))
+            apply_coercion(ds, ref.coerce)
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds
+            raise PermanentDeliveryError(
+                f"cannot mark instance {ref.sop_instance_uid}: {type(exc).__name__}: {exc}"
+            ) from exc
+        return ds
+
+    def _association(self, link: _Link, context: _Context) -> Association:
+        cfg = self.config
+        if link.usable and context in link.accepted:
+            assert link.assoc is not None
+            if time.monotonic() - link.last_used < cfg.idle_release:
+                return link.assoc
+        if link.usable and context in link.proposed and context not in link.accepted:
+            raise PermanentDeliveryError(
+                f"{self.address} does not accept SOP class {context[0]} "
+                f"in transfer syntax {_ts_name(context[1])}"
+            )
+        self._drop(link, release=True)
+        wanted = OrderedDict(link.proposed)
+        wanted[context] = None
+        wanted.move_to_end(context)
+        while len(wanted) > _MAX_CONTEXTS:
+            wanted.popitem(last=False)
+        contexts = [build_context(sop, ts) for sop, ts in wanted]
+        tls_args = None
+        if self._ssl is not None:
+            hostname = (cfg.tls.server_hostname if cfg.tls else None) or cfg.host
+            tls_args = (self._ssl, hostname)
+        assoc = self._ae.associate(
+            cfg.host,
+            cfg.port,
+            contexts=contexts,
+            ae_title=cfg.ae_title,
+            max_pdu=cfg.max_pdu,
+            tls_args=tls_args,
+            evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)],
+        )
+        if not assoc.is_established:
+            self._ae.close_failed(assoc)
+            raise self._refusal(assoc)
+        link.assoc = assoc
+        link.proposed = wanted
+        link.accepted = {
+            (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
+            for cx in assoc.accepted_contexts
+            if cx.transfer_syntax
+        }
+        link.last_used = time.monotonic()
+        log.debug("destination %s: associated with %s", cfg.name, self.address)
+        if context not in link.accepted:
+            raise PermanentDeliveryError(
+                f"{self.address} does not accept SOP class {context[0]} "
+                f"in transfer syntax {_ts_name(context[1])}"
+            )
+        return assoc
+
+    def _refusal(self, assoc: Association) -> Exception:
+        if assoc.is_rejected:
+            rj: Any = assoc.acceptor.primitive
+            why = f"{rj.result_str}, {rj.source_str}: {rj.reason_str}" if rj is not None else ""
+            text = f"{self.address} rejected the association ({why})"
+            if rj is not None and rj.result == 0x01:
+                return PermanentDeliveryError(text)
+            return TransientDeliveryError(text)
+        if assoc.is_aborted:
+            return TransientDeliveryError(f"{self.address} aborted the association")
+        return TransientDeliveryError(f"{self.address}: cannot connect or negotiate")
+
+    def _drop(self, link: _Link, *, release: bool) -> None:
+        assoc, link.assoc = link.assoc, None
+        link.accepted = set()
+        if assoc is None:
+            return
+        try:
+            if release and assoc.is_established:
+                assoc.release()
+            elif assoc.is_established or assoc.is_alive():
+                assoc.abort()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            log.debug("destination %s: closing an association failed", self.config.name)
+
+
+def _ts_name(uid: str) -> str:
+    return f"{UID(uid).name} ({uid})"
+
+
+def _factory(config: DicomDestinationConfig) -> DicomDestination:
+    return DicomDestination(config)
+
+
+register_destination(
+    DestinationSpec(
+        type_name="dicom",
+        config_model=DicomDestinationConfig,
+        factory=_factory,
+        summary="DICOM C-STORE to a Storage SCP (optional TLS): as received, or marked per route",
+    )
+)

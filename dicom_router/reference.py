@@ -1,0 +1,134 @@
+"""The journal payload of a DICOM instance: a JSON reference to its spool file.
+
+Touches: nothing.
+
+The image itself stays in the spool (:mod:`dicom_router.spool`); the journal
+keeps, encrypted like every payload, this reference::
+
+    {"spool_dir": "/var/lib/eai/spool/img", "spool": "20261123T101500-<hex>.dcm",
+     "size": 39102, "sha256": "...",
+     "sop_class_uid": "...", "sop_instance_uid": "...", "study_instance_uid": "...",
+     "series_instance_uid": "...", "transfer_syntax": "1.2.840.10008.1.2.1",
+     "calling_ae": "CT1", "peer": "10.0.0.5:51234",
+     "attrs": {"Modality": "CT", "PatientID": "...", ...}}
+
+``spool_dir`` is the listener's, absolute, when the instance arrived (a later
+change of the listener's ``spool_dir`` does not lose the instances already
+spooled). ``attrs`` holds the elements routes test most (:data:`ROUTING_KEYWORDS`) so
+that routing reads no file; any other tag is read from the spool file. A
+delivery's payload is the same reference plus ``"coerce": [...]``, the route's
+marking operations (``eai.config.Coercion`` dumped by alias), applied by the
+forwarder to the copy it sends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from dicom_router.spool import instance_path
+from eai.config import Coercion
+from eai.errors import InputError
+
+__all__ = ["ROUTING_KEYWORDS", "InstanceRef"]
+
+ROUTING_KEYWORDS = (
+    "Modality",
+    "InstitutionName",
+    "StationName",
+    "StudyDescription",
+    "PatientID",
+)
+"""Elements copied into the reference at reception (PatientID: for the patient search)."""
+
+_REQUIRED = (
+    "spool_dir",
+    "spool",
+    "size",
+    "sha256",
+    "sop_class_uid",
+    "sop_instance_uid",
+    "study_instance_uid",
+    "series_instance_uid",
+    "transfer_syntax",
+    "calling_ae",
+    "peer",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRef:
+    """What the journal knows about one received instance (see the module docstring)."""
+
+    spool_dir: str
+    spool: str
+    size: int
+    sha256: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    transfer_syntax: str
+    calling_ae: str
+    peer: str
+    attrs: Mapping[str, str] = field(default_factory=dict)
+    coerce: tuple[Coercion, ...] = ()
+
+    def __repr__(self) -> str:  # attrs hold PatientID: never in logs
+        return f"InstanceRef(spool={self.spool!r}, sop_instance_uid={self.sop_instance_uid!r})"
+
+    @property
+    def path(self) -> Path:
+        """The spool file (ValueError when ``spool`` is not a name the spool makes)."""
+        return instance_path(Path(self.spool_dir), self.spool)
+
+    def to_json(self) -> bytes:
+        data: dict[str, Any] = {k: getattr(self, k) for k in _REQUIRED}
+        data["attrs"] = dict(self.attrs)
+        if self.coerce:
+            data["coerce"] = [
+                op.model_dump(by_alias=True, exclude_none=True, mode="json") for op in self.coerce
+            ]
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+    def with_coercion(self, ops: Sequence[Coercion]) -> InstanceRef:
+        """The same reference carrying a route's marking operations."""
+        return replace(self, coerce=tuple(ops))
+
+    @classmethod
+    def from_json(cls, payload: bytes) -> InstanceRef:
+        """Parses a journal payload; InputError when it is not a DICOM reference."""
+        try:
+            data = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"DICOM reference is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise InputError("DICOM reference is not a JSON object")
+        missing = [k for k in _REQUIRED if k not in data]
+        if missing:
+            raise InputError(f"DICOM reference lacks {', '.join(missing)}")
+        values: dict[str, Any] = {}
+        for k in _REQUIRED:
+            v = data[k]
+            if k == "size":
+                if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                    raise InputError("DICOM reference: size is not a byte count")
+            elif not isinstance(v, str):
+                raise InputError(f"DICOM reference: {k} is not a string")
+            values[k] = v
+        attrs = data.get("attrs", {})
+        if not isinstance(attrs, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in attrs.items()
+        ):
+            raise InputError("DICOM reference: attrs is not a mapping of strings")
+        raw_ops = data.get("coerce", [])
+        if not isinstance(raw_ops, list):
+            raise InputError("DICOM reference: coerce is not a list")
+        try:
+            ops = tuple(Coercion.model_validate(op) for op in raw_ops)
+        except ValueError as exc:
+            raise InputError(f"DICOM reference: invalid coerce operation: {exc}") from None
+        return cls(**values, attrs=attrs, coerce=ops)

@@ -1,0 +1,263 @@
+"""Read what a CI-SIS "CDA in HL7 v2" message carries: document, action, DMP/MSSanté metadata.
+
+Touches: nothing.
+
+Profile: ANS CI-SIS, *Volet de transmission d'un document CDA-R2 en HL7v2*
+(IG-hl7v2-volet-transmission-document-cda-r2, volume 2; MSH-21
+``2.1^CISIS_CDA_HL7_V2``):
+
+- the document travels in an OBX of value type ED: OBX-3 = the document type
+  (LOINC, or TRE_A05), OBX-5 = ``^TEXT^XML^Base64^<data>`` (ORU; ``text`` in
+  MDM), OBX-11 = F (initial transmission), C (replacement), D (deletion);
+- the action is also given by ORC-1 (NW new, RO replace, CA delete) and, in
+  MDM, by the trigger event (T02 new, T10 replace, T04 delete); "La valeur du
+  champ ORC-1 doit être cohérente avec la valeur du champ OBX-11 et dans le cas
+  du message MDM avec l'évènement déclenchant": an inconsistent message is refused;
+- OBX whose OBX-3.3 is ``MetaDMPMSS`` carry the DMP/MSSanté metadata: Y/N flags
+  in OBX-5.1 (CE in ORU, CWE in MDM), mail bodies ``CORPSMAIL_*`` as ED;
+- PRT segments (pre-adopted from v2.9) follow the document OBX: PRT-4.1 SB
+  (sender), RCT (an MSSanté recipient; address in PRT-15.4), REPLY (reply-to).
+
+Everything here reads the message lazily and never logs a value: recipients
+hold patient data (the patient mailbox is ``<INS>@patient.mssante.fr``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+
+from eai.errors import InputError
+from eai.hl7._reader import Hl7Message, Segment
+
+__all__ = [
+    "CISIS_PROFILE",
+    "EmbeddedDocument",
+    "MssParticipant",
+    "document_action",
+    "document_segments",
+    "embedded_documents",
+    "is_cisis",
+    "meta_dmp_mss",
+    "mss_participants",
+]
+
+CISIS_PROFILE = "CISIS_CDA_HL7_V2"
+"""MSH-21.2 of the CI-SIS transmission profile."""
+
+META_SYSTEM = "MetaDMPMSS"
+"""OBX-3.3 of the DMP/MSSanté metadata OBX."""
+
+# INS OIDs (FR Core; CI-SIS annexe INS): NIR, NIA, NIR test, NIR demo.
+_INS_OIDS = frozenset(
+    {"1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.9", "1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.11"}
+)
+_PATIENT_MAILBOX = "@patient.mssante.fr"
+_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_FLAG = re.compile(r"[A-Z]{1,5}")
+_SPACE = re.compile(r"\s+")
+
+# Actions: MDM trigger (v2.6 ch. 9; T11 is HL7's "document cancel"), ORC-1, OBX-11 (table 0085).
+_BY_TRIGGER = {"T02": "new", "T10": "replace", "T04": "delete", "T11": "delete"}
+_BY_ORDER_CONTROL = {"NW": "new", "RO": "replace", "RP": "replace", "XO": "replace", "CA": "delete"}
+_BY_RESULT_STATUS = {"F": "new", "C": "replace", "D": "delete"}
+
+
+def is_cisis(message: Hl7Message) -> bool:
+    """True when MSH-21 names the CI-SIS profile (any repetition, any component)."""
+    msh = message.segment("MSH")
+    return msh is not None and CISIS_PROFILE in msh.get(21)
+
+
+def document_segments(message: Hl7Message) -> list[tuple[int, Segment]]:
+    """The OBX (with their 1-based OBX occurrence) whose OBX-5 is an ED holding XML in base64.
+
+    OBX-2 = ED, OBX-5.3 (data subtype) = XML, OBX-5.4 (encoding) = Base64, in any
+    case; the MetaDMPMSS OBX are never documents.
+    """
+    found: list[tuple[int, Segment]] = []
+    occurrence = 0
+    for segment in message.segments():
+        if segment.name != "OBX":
+            continue
+        occurrence += 1
+        if segment.get(2).upper() != "ED" or segment.get(3, 1, 3) == META_SYSTEM:
+            continue
+        if segment.get(5, 1, 3).upper() == "XML" and segment.get(5, 1, 4).upper() == "BASE64":
+            found.append((occurrence, segment))
+    return found
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class EmbeddedDocument:
+    """A document unpacked from an OBX-5 ED (the exact bytes that were base64-encoded)."""
+
+    obx: int
+    """Which OBX of the message (1-based occurrence)."""
+    code: str
+    """OBX-3.1: the document type (LOINC 11502-2, 18748-4...)."""
+    code_system: str
+    """OBX-3.3: ``LN`` or ``TRE_A05``."""
+    result_status: str
+    """OBX-11: F, C or D."""
+    media_type: str
+    """OBX-5.2 / OBX-5.3 as a MIME type, e.g. ``text/xml``."""
+    data: bytes
+
+    def __repr__(self) -> str:  # the bytes are patient data
+        return f"EmbeddedDocument(obx={self.obx}, code={self.code!r}, {len(self.data)} bytes)"
+
+
+def embedded_documents(message: Hl7Message) -> list[EmbeddedDocument]:
+    """Decode every document OBX (see :func:`document_segments`), in message order.
+
+    Raises InputError when an OBX-5.5 is not base64 or does not decode to an XML
+    document; the reason names the OBX, never its content.
+    """
+    docs = []
+    for occurrence, segment in document_segments(message):
+        where = f"OBX[{occurrence}]-5.5"
+        data = _SPACE.sub("", segment.get(5, 1, 5))
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise InputError(f"{where}: the ED data is not valid base64", "102", where) from None
+        if not _looks_like_xml(raw):
+            raise InputError(
+                f"{where}: the ED data (OBX-5.3 XML) does not decode to an XML document",
+                "102",
+                where,
+            )
+        kind = segment.get(5, 1, 2).lower() or "text"
+        docs.append(
+            EmbeddedDocument(
+                occurrence,
+                segment.get(3, 1, 1),
+                segment.get(3, 1, 3),
+                segment.get(11),
+                f"{'application' if kind == 'application' else 'text'}/xml",
+                raw,
+            )
+        )
+    return docs
+
+
+def _looks_like_xml(raw: bytes) -> bool:
+    """Starts (after a UTF-8 BOM and spaces) with ``<``, or with a UTF-16 BOM."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    return raw.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"<")
+
+
+def meta_dmp_mss(message: Hl7Message) -> dict[str, str]:
+    """The MetaDMPMSS OBX as ``{OBX-3.1: OBX-5.1}`` (``DESTDMP: Y``...).
+
+    An ED one (``CORPSMAIL_PS``, ``CORPSMAIL_PATIENT``: a mail body) gives ``Y``
+    (present), never its content. A code that is not a short code token, or a
+    value that is not a short upper-case code (Y, N, or another table 0532
+    value), is replaced: the key is skipped, the value reads ``invalid``.
+    """
+    flags: dict[str, str] = {}
+    for segment in message.segments():
+        if segment.name != "OBX" or segment.get(3, 1, 3) != META_SYSTEM:
+            continue
+        key = segment.get(3, 1, 1)
+        if not _CODE.fullmatch(key):
+            continue
+        if segment.get(2).upper() == "ED":
+            flags[key] = "Y"
+            continue
+        value = segment.get(5, 1, 1).strip().upper()
+        flags[key] = value if _FLAG.fullmatch(value) else "invalid"
+    return flags
+
+
+def document_action(message: Hl7Message) -> str:
+    """``new``, ``replace``, ``delete``, or "" when the message says nothing about it.
+
+    Read from the MDM trigger event, ORC-1 and the OBX-11 of the first document
+    OBX (see the module docstring). Raises InputError when they disagree.
+    """
+    code, _, trigger = message.header.message_type.partition("^")
+    signals: list[tuple[str, str, str]] = []
+    if code == "MDM" and trigger in _BY_TRIGGER:
+        signals.append(("MSH-9", trigger, _BY_TRIGGER[trigger]))
+    order_control = message.get("ORC-1").strip().upper()
+    if order_control in _BY_ORDER_CONTROL:
+        signals.append(("ORC-1", order_control, _BY_ORDER_CONTROL[order_control]))
+    documents = document_segments(message)
+    if documents:
+        status = documents[0][1].get(11).strip().upper()
+        if status in _BY_RESULT_STATUS:
+            signals.append(("OBX-11", status, _BY_RESULT_STATUS[status]))
+    if not documents and code != "MDM":
+        return ""  # an ORC alone (a lab order) says nothing about a document
+    actions = {action for _, _, action in signals}
+    if len(actions) > 1:
+        said = ", ".join(f"{where} {value}" for where, value, _ in signals)
+        raise InputError(
+            f"CI-SIS: inconsistent document action ({said}); ORC-1, OBX-11 and the MDM "
+            "trigger must agree",
+            "207",
+            signals[0][0],
+        )
+    return actions.pop() if actions else ""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class MssParticipant:
+    """One PRT of a CI-SIS message: a sender (SB), MSSanté recipient (RCT) or reply-to (REPLY).
+
+    Holds patient data when ``kind`` is ``patient``: never log it (``repr`` shows
+    role and kind only).
+    """
+
+    role: str
+    """PRT-4.1: SB, RCT or REPLY."""
+    kind: str
+    """``patient``, ``professional``, ``organisation``, ``device`` or ``address`` (only a mail)."""
+    address: str
+    """PRT-15.4: the MSSanté mail address ("" when none)."""
+    identifier: str
+    """PRT-5.1 (person), PRT-8.10 (organisation) or PRT-10.1 (device)."""
+    identifier_system: str
+    """The assigning authority OID of the person or organisation identifier, when given."""
+    identifier_type: str
+    """PRT-5.13 / PRT-8.7: RPPS, IDNPS, INS, FINEG, UF..."""
+
+    def __repr__(self) -> str:
+        return f"MssParticipant(role={self.role!r}, kind={self.kind!r})"
+
+
+def mss_participants(message: Hl7Message) -> list[MssParticipant]:
+    """Every PRT segment of the message, in order."""
+    found = []
+    for segment in message.segments():
+        if segment.name == "PRT":
+            found.append(_participant(segment))
+    return found
+
+
+def _participant(prt: Segment) -> MssParticipant:
+    address = prt.get(15, 1, 4).strip()
+    person, org, device = prt.get(5, 1, 1), prt.get(8, 1, 10), prt.get(10, 1, 1)
+    if person:
+        # PRT-5.9 is an HD; some senders put the OID straight in PRT-5.9 (no subcomponents).
+        system = prt.get(5, 1, 9, 2) or prt.get(5, 1, 9, 1)
+        id_type = prt.get(5, 1, 13)
+        patient = id_type == "INS" or system in _INS_OIDS
+        kind, identifier = ("patient" if patient else "professional"), person
+    elif org:
+        system, id_type = prt.get(8, 1, 6, 2), prt.get(8, 1, 7)
+        kind, identifier = "organisation", org
+    elif device:
+        system, id_type = "", ""
+        kind, identifier = "device", device
+    else:
+        system = id_type = identifier = ""
+        kind = "address"
+    if address.lower().endswith(_PATIENT_MAILBOX):
+        kind = "patient"
+    return MssParticipant(prt.get(4, 1, 1), kind, address, identifier, system, id_type)

@@ -1,0 +1,139 @@
+"""Identity anomalies: recording them, listing them, and what a digest has to send.
+
+Touches: DB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from eai.store._schema import anomalies
+
+__all__ = [
+    "AnomalyRow",
+    "DigestLine",
+    "list_anomalies",
+    "mark_notified",
+    "pending_for_notification",
+    "record_anomalies",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyRow:
+    id: int
+    at: datetime
+    facility: str
+    message_id: int | None
+    control_id: str
+    rule: str
+    severity: str
+    explanation: str
+    notified_at: datetime | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "at": self.at.replace(tzinfo=UTC).isoformat(),
+            "facility": self.facility,
+            "message_id": self.message_id,
+            "control_id": self.control_id,
+            "rule": self.rule,
+            "severity": self.severity,
+            "explanation": self.explanation,
+            "notified": self.notified_at is not None,
+        }
+
+
+def record_anomalies(
+    conn: Connection,
+    rows: Sequence[tuple[str, int | None, str, str, str, str]],
+    now: datetime,
+) -> None:
+    """``rows``: (facility, message_id, control_id, rule, severity, explanation)."""
+    if rows:
+        conn.execute(
+            insert(anomalies),
+            [
+                {
+                    "at": now,
+                    "facility": f,
+                    "message_id": m,
+                    "control_id": c,
+                    "rule": r,
+                    "severity": s,
+                    "explanation": e,
+                }
+                for f, m, c, r, s, e in rows
+            ],
+        )
+
+
+def _row(r: object) -> AnomalyRow:
+    return AnomalyRow(*(getattr(r, c.name) for c in anomalies.c))
+
+
+def list_anomalies(
+    engine: Engine,
+    *,
+    facility: str | None = None,
+    since: datetime | None = None,
+    limit: int = 500,
+) -> list[AnomalyRow]:
+    q = select(anomalies).order_by(anomalies.c.id.desc()).limit(limit)
+    if facility:
+        q = q.where(anomalies.c.facility == facility)
+    if since:
+        q = q.where(anomalies.c.at >= since)
+    with engine.connect() as conn:
+        return [_row(r) for r in conn.execute(q)]
+
+
+@dataclass(frozen=True, slots=True)
+class DigestLine:
+    """One rule broken by a facility's messages since the last mail."""
+
+    rule: str
+    severity: str
+    explanation: str
+    messages: int
+    control_ids: tuple[str, ...]
+
+
+def pending_for_notification(
+    conn: Connection, *, severities: Sequence[str]
+) -> dict[str, tuple[list[int], list[DigestLine]]]:
+    """Per facility: the anomaly ids not yet mailed, grouped by rule."""
+    rows = conn.execute(
+        select(anomalies)
+        .where(anomalies.c.notified_at.is_(None), anomalies.c.severity.in_(list(severities)))
+        .order_by(anomalies.c.id)
+    ).all()
+    per: dict[str, dict[str, list[AnomalyRow]]] = {}
+    for r in rows:
+        row = _row(r)
+        per.setdefault(row.facility, {}).setdefault(row.rule, []).append(row)
+    out: dict[str, tuple[list[int], list[DigestLine]]] = {}
+    for facility, by_rule in per.items():
+        ids = [a.id for rs in by_rule.values() for a in rs]
+        lines = [
+            DigestLine(
+                rule,
+                rs[0].severity,
+                rs[0].explanation,
+                len({a.message_id for a in rs}),
+                tuple(dict.fromkeys(a.control_id for a in rs if a.control_id)),
+            )
+            for rule, rs in sorted(by_rule.items())
+        ]
+        out[facility] = (ids, lines)
+    return out
+
+
+def mark_notified(conn: Connection, ids: Sequence[int], now: datetime) -> None:
+    if ids:
+        conn.execute(update(anomalies).where(anomalies.c.id.in_(list(ids))).values(notified_at=now))

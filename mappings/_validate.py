@@ -1,0 +1,183 @@
+"""Check that a produced Bundle is valid FHIR R4 (``fhir.resources.R4B`` models).
+
+Touches: nothing.
+
+Two levels, the same problems reported the same way (``Patient.birthDate:
+not a FHIR date``; never a value, it may be patient data):
+
+- ``full`` (the default): each entry's resource goes through its R4B model's
+  ``model_validate`` (types, cardinalities, required elements, choice
+  types, FHIR primitive formats as fhir.resources checks them);
+- ``light``: a walk of the JSON with the same element tables (unknown
+  element, list or not, primitive type and format, required elements, one
+  value per choice group), about ten times cheaper; ``bench/convert.py``
+  compares the two.
+
+Both also check the envelope: ``Bundle.type``, one ``fullUrl`` per entry,
+``urn:uuid`` references that point inside the Bundle.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from mappings._fhirmodel import Element, elements, resource_model
+
+__all__ = ["Level", "bundle_problems"]
+
+Level = Literal["full", "light"]
+
+_DATE = r"([0-9]{4})(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?"
+_TIME = r"([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]{1,9})?"
+_ZONE = r"(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+_FORMATS = {
+    "date": re.compile(_DATE),
+    "datetime": re.compile(rf"{_DATE}(T{_TIME}{_ZONE})?"),
+    "instant": re.compile(rf"[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T{_TIME}{_ZONE}"),
+    "time": re.compile(_TIME),
+    "code": re.compile(r"[^\s]+( [^\s]+)*"),
+    "id": re.compile(r"[A-Za-z0-9\-.]{1,64}"),
+    "uri": re.compile(r"\S*"),
+    "url": re.compile(r"\S*"),
+    "canonical": re.compile(r"\S*"),
+    "oid": re.compile(r"urn:oid:[0-2](\.(0|[1-9][0-9]*))+"),
+    "uuid": re.compile(r"urn:uuid:[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}"),
+}
+_UUID_URL = _FORMATS["uuid"]
+
+
+def bundle_problems(bundle: dict[str, Any], level: Level = "full") -> list[str]:
+    """Every problem found in ``bundle`` (empty when valid)."""
+    problems: list[str] = []
+    if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "collection":
+        problems.append("Bundle: resourceType Bundle and type collection expected")
+    entries = bundle.get("entry") or []
+    urls = {e.get("fullUrl") for e in entries if isinstance(e, dict)}
+    for index, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        url = entry.get("fullUrl") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or not isinstance(url, str):
+            problems.append(f"Bundle.entry[{index}]: fullUrl and resource expected")
+            continue
+        if not _UUID_URL.fullmatch(url):
+            problems.append(f"Bundle.entry[{index}].fullUrl: not a urn:uuid")
+        rtype = str(resource.get("resourceType", ""))
+        try:
+            model = resource_model(rtype)
+        except ValueError:
+            problems.append(f"Bundle.entry[{index}]: unknown resourceType")
+            continue
+        if level == "full":
+            problems += _model_problems(model, resource, rtype)
+        else:
+            body = {k: v for k, v in resource.items() if k != "resourceType"}
+            problems += _walk(model, body, rtype)
+        for path, reference in _references(resource, rtype):
+            if reference.startswith("urn:uuid:") and reference not in urls:
+                problems.append(f"{path}: reference to no entry of the Bundle")
+    return problems
+
+
+def _model_problems(model: type[BaseModel], resource: dict[str, Any], rtype: str) -> list[str]:
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        out = []
+        for detail in exc.errors(include_url=False, include_input=False):
+            loc = "".join(
+                f"[{p}]" if isinstance(p, int) else f".{p}"
+                for p in detail["loc"]
+                if not str(p).startswith("function-")
+            )
+            message = detail["msg"].removeprefix("Value error, ")
+            out.append(f"{rtype}{loc}: {message}")
+        return out
+    return []
+
+
+def _references(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                yield f"{path}.reference", value
+            elif isinstance(value, dict | list):
+                yield from _references(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _references(item, f"{path}[{index}]")
+
+
+_REQUIRED: dict[type[BaseModel], tuple[str, ...]] = {}
+_KNOWN: dict[type[BaseModel], dict[str, Element]] = {}
+
+
+def _walk(model: type[BaseModel], node: dict[str, Any], path: str) -> list[str]:
+    problems: list[str] = []
+    known = _KNOWN.get(model)
+    if known is None:
+        known = _KNOWN[model] = elements(model)
+        _REQUIRED[model] = tuple(n for n, e in known.items() if e.required)
+    choices: set[str] | None = None
+    for name, value in node.items():
+        element = known.get(name)
+        if element is None:
+            problems.append(f"{path}.{name}: unknown element")
+            continue
+        if element.choice:
+            choices = choices or set()
+            if element.choice in choices:
+                problems.append(f"{path}.{name}: only one of {element.choice}[x] may be given")
+            choices.add(element.choice)
+        if element.is_list:
+            if not isinstance(value, list) or not value:
+                problems.append(f"{path}.{name}: expected a non-empty list")
+                continue
+            for index, item in enumerate(value):
+                found = _check(element.model, element.primitive, item, path, name, index)
+                if found:
+                    problems += found
+        elif isinstance(value, list):
+            problems.append(f"{path}.{name}: does not repeat")
+        else:
+            found = _check(element.model, element.primitive, value, path, name, -1)
+            if found:
+                problems += found
+    for name in _REQUIRED[model]:
+        if name not in node:
+            problems.append(f"{path}.{name}: required element missing")
+    if not node:
+        problems.append(f"{path}: empty element")
+    return problems
+
+
+def _check(
+    model: type[BaseModel] | None, primitive: str, value: Any, path: str, name: str, index: int
+) -> list[str] | None:
+    """Problems of one value (None when fine); the path is built only on a problem
+    or to go down into a complex element."""
+    if model is not None:
+        where = f"{path}.{name}" if index < 0 else f"{path}.{name}[{index}]"
+        if not isinstance(value, dict):
+            return [f"{where}: expected an object"]
+        return _walk(model, value, where)
+    if primitive == "boolean":
+        if isinstance(value, bool):
+            return None
+        problem = "not a boolean"
+    elif primitive in ("integer", "decimal"):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return None
+        problem = "not a number"
+    elif not isinstance(value, str) or not value:
+        problem = "not a non-empty string"
+    else:
+        pattern = _FORMATS.get(primitive)
+        if pattern is None or pattern.fullmatch(value):
+            return None
+        problem = f"not a FHIR {primitive}"
+    where = f"{path}.{name}" if index < 0 else f"{path}.{name}[{index}]"
+    return [f"{where}: {problem}"]

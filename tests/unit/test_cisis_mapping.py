@@ -1,0 +1,239 @@
+"""CI-SIS ORU/MDM carrying a CDA -> FHIR (cisis-oru-mdm): unpacking, the inner mapping,
+replacement and deletion, DMP masking flags, errors."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+from fhir.resources.R4B import get_fhir_model_class
+
+import mappings
+from eai import hl7
+from eai.errors import InputError
+from mappings._validate import bundle_problems
+from mappings.functions.cisis import ACTION_TAG_SYSTEM, DMP_CONFIDENTIALITY, parent_document
+from mappings.functions.cisis_source import CisisSource
+from tests._paths import CDA, HL7V2
+from tests.unit.test_cisis_message import ORU, build, edit, segments
+
+MDM = (HL7V2 / "mdm_t02_crimg_init.er7").read_bytes()
+IMG = (CDA / "IMG_CR_IMG_2024.01.xml").read_bytes()
+TSH = (CDA / "BIO-CR-BIO_2024.01_TSH_1.xml").read_bytes()
+
+
+def mdm_with(cda: bytes, trigger: str = "T02", orc: str = "NW", status: str = "F") -> bytes:
+    """The national MDM example carrying ``cda`` (its placeholder replaced)."""
+    data = base64.b64encode(cda).decode()
+    out = edit(MDM, "OBX", 5, f"^text^XML^Base64^{data}", occurrence=1)
+    out = edit(out, "MSH", 9, f"MDM^{trigger}^MDM_T02")
+    out = edit(out, "ORC", 1, orc)
+    return edit(out, "OBX", 11, status, occurrence=1)
+
+
+def convert(payload: bytes) -> dict[str, Any]:
+    bundle = mappings.convert(payload, "hl7v2")
+    assert bundle_problems(bundle, "full") == []
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    return bundle
+
+
+def document(bundle: dict[str, Any]) -> dict[str, Any]:
+    (found,) = [
+        e["resource"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "DocumentReference"
+    ]
+    return found
+
+
+def action(doc: dict[str, Any]) -> str:
+    (tag,) = [t for t in doc["meta"]["tag"] if t["system"] == ACTION_TAG_SYSTEM]
+    return str(tag["code"])
+
+
+def test_default_mapping_for_cisis_messages() -> None:
+    assert mappings.default_mapping_for("hl7v2", hl7.parse(ORU)) == "cisis-oru-mdm"
+    assert mappings.default_mapping_for("hl7v2", hl7.parse(MDM)) == "cisis-oru-mdm"
+
+
+def test_oru_maps_the_embedded_crbio_like_the_document_itself() -> None:
+    bundle = convert(ORU)
+    (doc,) = hl7.embedded_documents(hl7.parse(ORU))
+    direct = mappings.convert(doc.data, "cda")
+    kinds = sorted(e["resource"]["resourceType"] for e in bundle["entry"])
+    assert kinds == sorted(e["resource"]["resourceType"] for e in direct["entry"])
+    results = [
+        e["resource"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Observation" and "hasMember" not in e["resource"]
+    ]
+    assert len(results) == 44
+    urls = {e["fullUrl"] for e in bundle["entry"]}
+    assert urls.isdisjoint({e["fullUrl"] for e in direct["entry"]})
+    assert action(document(bundle)) == "new"
+    assert document(bundle)["status"] == "current"
+    assert mappings.convert(ORU, "hl7v2") == bundle  # deterministic
+
+
+def test_mdm_t02_with_a_real_cda() -> None:
+    bundle = convert(mdm_with(IMG))
+    doc = document(bundle)
+    assert action(doc) == "new"
+    assert doc["type"]["coding"][0]["code"] == "18748-4"
+    # the CDA's own relatedDocument (RPLC) stays; masking flags of the message become labels
+    assert doc["relatesTo"][0]["code"] == "replaces"
+    labels = [c["code"] for s in doc["securityLabel"] for c in s["coding"]]
+    assert labels == ["N", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX"]
+    assert {c["system"] for s in doc["securityLabel"][1:] for c in s["coding"]} == {
+        DMP_CONFIDENTIALITY
+    }
+
+
+def test_mdm_t10_replacement_points_at_the_parent_document() -> None:
+    payload = mdm_with(TSH, "T10", "RO", "C")
+    payload = edit(payload, "TXA", 13, "58131^^1.2.250.2345.3245.13^ISO")
+    doc = document(convert(payload))
+    assert action(doc) == "replace"
+    assert doc["status"] == "current"
+    assert doc["relatesTo"] == [
+        {
+            "code": "replaces",
+            "target": {"identifier": {"system": "urn:oid:1.2.250.2345.3245.13", "value": "58131"}},
+        }
+    ]
+
+
+def test_oru_replacement_without_txa() -> None:
+    payload = edit(edit(ORU, "ORC", 1, "RO"), "OBX", 11, "C", occurrence=1)
+    doc = document(convert(payload))
+    assert action(doc) == "replace"
+    assert "relatesTo" not in doc  # nothing says which document is replaced
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        mdm_with(TSH, "T04", "CA", "D"),
+        mdm_with(TSH, "T11", "CA", "D"),
+        edit(edit(ORU, "ORC", 1, "CA"), "OBX", 11, "D", occurrence=1),
+    ],
+)
+def test_deletion_withdraws_the_document(payload: bytes) -> None:
+    doc = document(convert(payload))
+    assert action(doc) == "delete"
+    assert doc["status"] == "entered-in-error"
+
+
+def test_inconsistent_action_is_refused() -> None:
+    with pytest.raises(InputError, match="inconsistent document action"):
+        mappings.convert(mdm_with(TSH, "T10", "NW", "F"), "hl7v2")
+
+
+def test_placeholder_and_missing_document() -> None:
+    with pytest.raises(InputError, match="does not decode to an XML document"):
+        mappings.convert(MDM, "hl7v2")
+    no_doc = build([s for s in segments(ORU) if not s.startswith("OBX|1|")])
+    with pytest.raises(InputError, match="no CDA in the message"):
+        mappings.convert(no_doc, "hl7v2", "cisis-oru-mdm")
+    not_cda = mdm_with(b"<html><body>compte rendu</body></html>")
+    with pytest.raises(InputError, match="not a CDA"):
+        mappings.convert(not_cda, "hl7v2")
+
+
+def test_parent_document_forms() -> None:
+    oid_only = hl7.parse(edit(MDM, "TXA", 13, "1.2.250.2345.3245.13.58131"))
+    assert parent_document(oid_only) == {
+        "system": "urn:ietf:rfc:3986",
+        "value": "urn:oid:1.2.250.2345.3245.13.58131",
+    }
+    assert parent_document(hl7.parse(MDM)) is None
+
+
+def test_source_kind_paths() -> None:
+    source = CisisSource()
+    document = source.from_routable(hl7.parse(ORU))
+    assert document is not None and "PAT" not in repr(document)
+    assert source.from_routable(object()) is None
+    assert source.message_type(document) == "ORU^R01"
+    assert source.compile_value("MSH-9.2", None)(document, None) == "R01"
+    assert source.compile_exists("ORC", None)(document, None)
+    reader, kind = source.compile_items("entry:Specimen", None)
+    assert len(reader(document, None)) == 4
+    with pytest.raises(ValueError, match="cisis_copy"):
+        source.compile_value("PID-5.1", kind)
+    with pytest.raises(ValueError, match="cisis_copy"):
+        source.compile_exists("PID", kind)
+    with pytest.raises(ValueError, match="cisis_copy"):
+        source.compile_items("OBX", kind)
+    segs, _ = source.compile_items("OBX", None)
+    assert len(segs(document, None)) == 12
+
+
+PIPELINE_ROUTES = """
+engine: {data_dir: /tmp/x}
+listeners:
+  - {name: in, type: mllp, bind: "127.0.0.1:0", test_feed: true}   # national test INS
+destinations:
+  - {name: dmp, type: mllp, host: 127.0.0.1, port: 1}
+  - {name: patient-mss, type: mllp, host: 127.0.0.1, port: 2}
+routes:
+  - name: to-dmp
+    from: [in]
+    when: {all: [{fact: DESTDMP, equals: "Y"}, {fact: document_action, in: [new, replace]}]}
+    to: [dmp]
+    map: auto
+  - name: to-patient
+    from: [in]
+    when: {fact: DESTMSSANTEPAT, equals: "Y"}
+    to: [patient-mss]
+"""
+
+
+def test_pipeline_routes_on_facts_and_maps_the_embedded_cda() -> None:
+    import json
+    import os
+    from datetime import datetime
+
+    from eai.config import load_config_text
+    from eai.pipeline import plan_message
+    from eai.store import Cipher, ClaimedMessage
+
+    cipher = Cipher(os.urandom(32))
+    config = load_config_text(PIPELINE_ROUTES, "routes.yaml", env={})
+
+    def plan(payload: bytes) -> Any:
+        claimed = ClaimedMessage(
+            1, "in", datetime(2026, 1, 1), "hl7v2", "", "ORU^R01", cipher.seal(payload)
+        )
+        return plan_message(config, cipher, claimed)
+
+    oru = plan(ORU)
+    by_dest = {d.destination: d for d in oru.deliveries}
+    assert set(by_dest) == {"dmp", "patient-mss"}
+    assert by_dest["patient-mss"].payload is None  # forwarded as received
+    sealed = by_dest["dmp"].payload
+    assert sealed is not None
+    bundle = json.loads(cipher.open(sealed).decode("utf-8"))
+    assert action(document(bundle)) == "new"
+    deletion = plan(edit(edit(ORU, "ORC", 1, "CA"), "OBX", 11, "D", occurrence=1))
+    assert [d.destination for d in deletion.deliveries] == ["patient-mss"]
+    assert "279035121518989" not in repr(oru) + oru.reason
+
+
+def test_an_inner_type_the_mapping_does_not_declare_is_an_error(tmp_path: Any) -> None:
+    from mappings._context import MappingFailure
+    from mappings._loader import load_mapping_file
+
+    (tmp_path / "cisis-partial.yaml").write_text(
+        "name: cisis-partial\nsource: cisis\nresources:\n"
+        "  - {id: patient, type: Patient, for_each: 'entry:Patient', rules: [{fn: cisis_copy}]}\n",
+        encoding="utf-8",
+    )
+    partial = load_mapping_file(tmp_path / "cisis-partial.yaml")
+    document = CisisSource().parse(ORU)
+    with pytest.raises(MappingFailure, match=r"declares 0: declare a resource with for_each"):
+        partial.run(document)

@@ -437,6 +437,16 @@ class EaiEngine:
     def cpu(self) -> float:
         return _cpu_seconds(self.proc.pid) if self.proc else float("nan")
 
+    def cpu_split(self) -> tuple[float, float]:
+        """(user, system) CPU seconds so far."""
+        try:
+            stat = Path(f"/proc/{self.proc.pid if self.proc else 0}/stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+        except OSError:
+            return (float("nan"), float("nan"))
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) / ticks, int(fields[12]) / ticks)
+
     def thread_cpu(self) -> dict[int, float]:
         """CPU seconds so far per thread id (``/proc/<pid>/task/<tid>/stat``)."""
         out: dict[int, float] = {}
@@ -495,7 +505,7 @@ def measure_eai(
             if profile_to is not None and engine.proc is not None:
                 spy = _start_profiler(engine.proc.pid, profile_to, timeout, profile_mode)
                 time.sleep(1.0)  # let py-spy attach before the load starts
-            cpu0, threads0 = engine.cpu(), engine.thread_cpu()
+            cpu0, threads0, split0 = engine.cpu(), engine.thread_cpu(), engine.cpu_split()
             result: dict[str, Any] = {}
 
             def send() -> None:
@@ -515,6 +525,7 @@ def measure_eai(
                 time.sleep(0.005)
             sender.join(timeout)
             cpu = engine.cpu() - cpu0
+            split = engine.cpu_split()
             threads = {
                 tid: round(t - threads0.get(tid, 0.0), 2)
                 for tid, t in engine.thread_cpu().items()
@@ -522,6 +533,8 @@ def measure_eai(
             }
             extra = {
                 "eai_cpu_s": round(cpu, 2),
+                "eai_cpu_user_s": round(split[0] - split0[0], 2),
+                "eai_cpu_system_s": round(split[1] - split0[1], 2),
                 "eai_cpu_per_image_ms": round(1000 * cpu / n, 2),
                 # CPU seconds during the phase per thread id (threads still alive at the end);
                 # the --profile round names them.

@@ -1,17 +1,23 @@
-"""CLI commands about patient identity: INS checks, anomalies, releasing held deliveries.
+"""CLI commands about patient identity: INS checks, anomalies, releasing held deliveries,
+cross-references, and the identity-server stand-in.
 
-Touches: DB (anomalies, release), files (config).
+Touches: DB (anomalies, release, cross-references), files (config, patients), network
+(the stand-in listens).
 """
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from pathlib import Path
 
 import click
 
 from eai.cli._common import CONFIG_OPTION, emit_json, open_store, parse_time, read_config
+from eai.errors import ConfigError, ConfigIssue, NotFound
 from eai.store._anomalies import list_anomalies
 from eai.store._read import release
+from eai.store._xref import lookup as xref_lookup
 from identity.ins import check_ins
 
 __all__ = ["identity"]
@@ -75,3 +81,86 @@ def release_cmd(config_path: Path, delivery_ids: tuple[int, ...]) -> None:
     finally:
         store.engine.dispose()
     click.echo(f"{n} delivery(ies) released")
+
+
+@identity.command("lookup")
+@CONFIG_OPTION
+@click.option("--facility", required=True, help="establishment (MSH-4)")
+@click.option("--local-id", required=True, help="the establishment's patient id (IPP, PID-3)")
+@click.option("--json", "as_json", is_flag=True)
+def lookup_cmd(config_path: Path, facility: str, local_id: str, as_json: bool) -> None:
+    """The cross-reference of a local patient id: regional id, INS, merges, history.
+
+    Exit 4 when the journal has no cross-reference for it.
+    """
+    store = open_store(read_config(config_path))
+    try:
+        view = xref_lookup(store.engine, store.cipher, facility, local_id)
+    finally:
+        store.engine.dispose()
+    if not view.known:
+        raise NotFound(f"no cross-reference for this local id at {facility}")
+    if as_json:
+        emit_json(view.to_json())
+        return
+    click.echo(f"facility     {view.facility}")
+    click.echo(f"local id     {view.local_id}")
+    if view.stands_for:
+        click.echo(f"stands for   {view.stands_for} (merged or renamed)")
+    click.echo(f"regional id  {view.regional_id or '-'}")
+    click.echo(
+        f"INS          {view.ins or '-'}" + (f" (OID {view.ins_oid})" if view.ins_oid else "")
+    )
+    click.echo("history")
+    for h in view.history:
+        until = f"{h.valid_to:%Y-%m-%d %H:%M:%S}" if h.valid_to else "now"
+        alias = f" -> {h.alias_of}" if h.alias_of else ""
+        click.echo(
+            f"  {h.valid_from:%Y-%m-%d %H:%M:%S} .. {until:19}  {h.reason:11} "
+            f"regional {h.regional_id or '-'}{alias}"
+        )
+    for m in view.merges:
+        what = "merge (A40)" if m.kind == "A40" else "id change (A47)"
+        click.echo(
+            f"  {m.at:%Y-%m-%d %H:%M:%S} {what}: {m.merged} -> {m.surviving}"
+            f" (regional {m.regional_before or '-'} -> {m.regional_after or '-'})"
+        )
+
+
+@identity.command("standin")
+@click.option(
+    "--patients",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON file of patients (see identity/standin.py)",
+)
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--base", default="/fhir", show_default=True, help="FHIR base path")
+def standin_cmd(patients: Path, port: int, host: str, base: str) -> None:
+    """Run the identity-server stand-in (PDQm + PIXm, for tests and the demo; NOT a real
+    identity server). Stops on Ctrl-C or SIGTERM."""
+    from identity.standin import StandinServer, StandinService
+
+    try:
+        service = StandinService.from_file(patients, base=base)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            [ConfigIssue(str(patients), 1, 1, f"cannot read patients: {exc}")]
+        ) from exc
+
+    async def serve() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        async with StandinServer(service, host=host, port=port) as server:
+            click.echo(f"identity stand-in (not a real identity server) on {server.url}", err=True)
+            click.echo(f"regional_id_system: {service.regional_system}", err=True)
+            await stopping.wait()
+        click.echo(
+            f"stopped after {service.request_count} request(s), {len(service.violations)} refused",
+            err=True,
+        )
+
+    asyncio.run(serve())

@@ -138,3 +138,43 @@ anomalies = Table(
 )
 
 ACTIVE_DELIVERY = ("pending", "retrying")
+
+# Cross-references (facility, local id) <-> regional id <-> INS, with history: a row per
+# state, valid_to NULL for the current one (eai/store/_xref.py). Local ids are keyed hashes
+# (cipher.hash_id, as message_patient_ids); the INS is sealed (AES-GCM) plus a keyed hash;
+# the regional id is an opaque platform identifier, in clear. alias_of: after an A40 merge or
+# an A47 change, the local id hash this one now stands for (its value sealed in alias_sealed).
+identity_xref = Table(
+    "identity_xref",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("facility", String(128), nullable=False),
+    Column("local_id_hash", String(64), nullable=False),
+    Column("regional_id", String(128), nullable=False, default=""),
+    Column("ins_hash", String(64), nullable=False, default=""),
+    Column("ins_sealed", LargeBinary, nullable=True),
+    Column("alias_of", String(64), nullable=True),
+    Column("alias_sealed", LargeBinary, nullable=True),
+    Column("reason", String(16), nullable=False),
+    Column("valid_from", DateTime, nullable=False),
+    Column("valid_to", DateTime, nullable=True),
+    Index("ix_xref_local", "facility", "local_id_hash", "valid_to"),
+    Index("ix_xref_regional", "regional_id"),
+    Index("ix_xref_ins", "ins_hash"),
+)
+
+identity_merges = Table(
+    "identity_merges",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", DateTime, nullable=False),
+    Column("facility", String(128), nullable=False),
+    Column("kind", String(8), nullable=False),  # A40 merge, A47 identifier change
+    Column("surviving_hash", String(64), nullable=False),
+    Column("merged_hash", String(64), nullable=False),
+    Column("ids_sealed", LargeBinary, nullable=False),  # {"surviving": ..., "merged": ...}
+    Column("regional_before", String(128), nullable=False, default=""),
+    Column("regional_after", String(128), nullable=False, default=""),
+    Index("ix_merges_merged", "facility", "merged_hash"),
+    Index("ix_merges_surviving", "facility", "surviving_hash"),
+)

@@ -100,13 +100,23 @@ def when_matches(when: When, message: Routable, facts: Mapping[str, str] = _NO_F
     callers = when.calling_ae
     if callers is not None and header.sending_application not in callers:
         return False  # DICOM: the journal keeps the calling AE title as the sending application
-    if when.tag is not None and not _field_holds(when, message.get(when.tag)):
+    if when.tag is not None and not _field_holds(when, _read(message, when.tag)):
         return False
+    if when.xpath is not None and not _field_holds(when, _read(message, when.xpath)):
+        return False  # CDA: the content type's get() evaluates XPath
     if when.all_ is not None and not all(when_matches(w, message, facts) for w in when.all_):
         return False
     if when.any_ is not None and not any(when_matches(w, message, facts) for w in when.any_):
         return False
     return when.not_ is None or not when_matches(when.not_, message, facts)
+
+
+def _read(message: Routable, path: str) -> str:
+    """A DICOM tag or a CDA XPath read on content of another type is absent, not an error."""
+    try:
+        return message.get(path)
+    except ValueError:
+        return ""
 
 
 def _field_holds(when: When, value: str) -> bool:

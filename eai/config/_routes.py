@@ -32,8 +32,16 @@ from eai.config._dicom import Coercion, DicomTag
 
 __all__ = ["HL7Path", "MessageTypePattern", "MessageTypeSet", "Route", "When"]
 
-_MT_PATTERN = re.compile(r"(?P<code>\*|[A-Z0-9]{3})(?:\^(?P<trigger>\*|[A-Z0-9]{3}))?")
-_MT_HELP = "use ADT^A01 (exact), ADT or ADT^* (any trigger), *^A01 (any message code)"
+# HL7 v2: a 3-character code and trigger. The engine's other content types have their
+# own "trigger": CDA^<document LOINC code> (CDA^11502-2), DICOM^<Modality> (DICOM^CT).
+_MT_PATTERN = re.compile(
+    r"(?P<code>\*|[A-Z0-9]{3})(?:\^(?P<trigger>\*|[A-Z0-9]{3}))?"
+    r"|(?P<doc>CDA|DICOM)(?:\^(?P<doctrigger>\*|[A-Za-z0-9][A-Za-z0-9._-]{0,31}))?"
+)
+_MT_HELP = (
+    "use ADT^A01 (exact), ADT or ADT^* (any trigger), *^A01 (any message code), "
+    "CDA^11502-2 (document code), DICOM^CT (modality)"
+)
 _COMPARATORS = ("in", "equals", "matches", "exists")
 _FACT_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 
@@ -60,13 +68,38 @@ def _compile_regex(value: Any) -> Any:
         raise ValueError(f"invalid regular expression: {exc}") from None
 
 
+_XPATH_NS = {
+    "hl7": "urn:hl7-org:v3",
+    "sdtc": "urn:hl7-org:sdtc",
+    "lab": "urn:oid:1.3.6.1.4.1.19376.1.3.2",
+    "xsi": "http://www.w3.org/2001/XMLSchema-instance",
+}
+
+
+def _check_xpath(value: str) -> str:
+    from lxml import etree  # lazy: only configs with xpath conditions need lxml here
+
+    try:
+        etree.XPath(value, namespaces=_XPATH_NS)
+    except etree.XPathSyntaxError as exc:
+        raise ValueError(f"invalid XPath: {exc}") from None
+    return value
+
+
+CdaXPath = Annotated[
+    str,
+    AfterValidator(_check_xpath),
+    WithJsonSchema({"type": "string", "description": "XPath 1.0, prefix hl7: = urn:hl7-org:v3"}),
+]
+
 MessageTypePattern = Annotated[
     str,
     AfterValidator(_check_message_type),
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": r"^(\*|[A-Z0-9]{3})(\^(\*|[A-Z0-9]{3}))?$",
+            "pattern": r"^((\*|[A-Z0-9]{3})(\^(\*|[A-Z0-9]{3}))?"
+            r"|(CDA|DICOM)(\^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,31}))?)$",
             "description": "MSH-9 pattern: ADT^A01, ADT^* or ADT (any trigger), *^A01; "
             "quote a leading * in YAML",
             "examples": ["ADT^A01", "ADT^*", "ORU", "'*^A01'"],
@@ -120,7 +153,8 @@ class MessageTypeSet:
             match = _MT_PATTERN.fullmatch(pattern)
             if match is None:
                 raise ValueError(f"{pattern!r} is not a message type pattern: {_MT_HELP}")
-            code, trigger = match.group("code"), match.group("trigger") or "*"
+            code = match.group("code") or match.group("doc")
+            trigger = match.group("trigger") or match.group("doctrigger") or "*"
             if code == "*" and trigger == "*":
                 everything = True
             elif trigger == "*":
@@ -201,6 +235,13 @@ class When(Model):
         "equals, matches, exists; multi-valued elements read as values joined by a backslash",
         examples=["Modality", "InstitutionName", "StationName", "(0008,1030)"],
     )
+    xpath: CdaXPath | None = Field(
+        default=None,
+        description="CDA documents: XPath 1.0 from the ClinicalDocument (prefix hl7: for "
+        "urn:hl7-org:v3) whose first string value is tested by exactly one of in, equals, "
+        "matches, exists",
+        examples=["hl7:code/@code", "hl7:custodian//hl7:id/@extension"],
+    )
     calling_ae: tuple[str, ...] | None = Field(
         default=None,
         min_length=1,
@@ -255,6 +296,16 @@ class When(Model):
     @model_validator(mode="after")
     def _one_comparator(self) -> Self:
         given = [name for name in _COMPARATORS if getattr(self, _attr(name)) is not None]
+        if self.xpath is not None and (
+            self.field is not None or self.fact is not None or self.tag is not None
+        ):
+            other = "field" if self.field is not None else "fact" if self.fact else "tag"
+            reason = (
+                f"'{other}' and 'xpath' cannot be tested in one condition: combine them with 'all'"
+            )
+            raise PydanticCustomError(
+                "when_predicate", "{reason}", {"reason": reason, "key": "xpath"}
+            )
         if self.tag is not None and (self.field is not None or self.fact is not None):
             other = "field" if self.field is not None else "fact"
             reason = (
@@ -268,8 +319,16 @@ class When(Model):
             raise PydanticCustomError(
                 "when_predicate", "{reason}", {"reason": reason, "key": "fact"}
             )
-        subject = "tag" if self.tag is not None else "field" if self.fact is None else "fact"
-        if self.field is None and self.fact is None and self.tag is None:
+        subject = (
+            "xpath"
+            if self.xpath is not None
+            else "tag"
+            if self.tag is not None
+            else "field"
+            if self.fact is None
+            else "fact"
+        )
+        if self.field is None and self.fact is None and self.tag is None and self.xpath is None:
             if given:
                 raise PydanticCustomError(
                     "when_predicate",

@@ -285,11 +285,19 @@ def _send(port: int, called_ae: str, files: list[Path], timeout: float) -> tuple
 
 def measure_storescp(work: Path, files: list[Path], nbytes: int, timeout: float) -> Measure:
     with StoreScp(work / "scp-out", ae_title=DEST_AE) as scp:
+        pid = scp.proc.pid if scp.proc else 0
+        cpu0 = _cpu_seconds(pid)
         seconds, rc, out = _send(scp.port, DEST_AE, files, timeout)
+        cpu = _cpu_seconds(pid) - cpu0
         if rc != 0:
             return Measure("storescp", len(files), nbytes, seconds, False, f"storescu {rc}: {out}")
         got = len(scp.wait_files(len(files), timeout=30))
-    return Measure("storescp", len(files), nbytes, seconds, extra={"received": got})
+    extra = {"received": got, **_peer_cpu(cpu, len(files))}
+    return Measure("storescp", len(files), nbytes, seconds, extra=extra)
+
+
+def _peer_cpu(cpu: float, n: int) -> dict[str, float]:
+    return {"peer_cpu_s": round(cpu, 2), "peer_cpu_per_image_ms": round(1000 * cpu / n, 2)}
 
 
 def _serve_reference(port: int, out_dir: Path) -> None:
@@ -343,7 +351,9 @@ def measure_reference(work: Path, files: list[Path], nbytes: int, timeout: float
             if proc.poll() is not None or time.monotonic() > deadline:
                 return Measure("reference", len(files), nbytes, 0, False, "reference SCP failed")
             time.sleep(0.05)
+        cpu0 = _cpu_seconds(proc.pid)
         seconds, rc, text = _send(port, "REFSCP", files, timeout)
+        cpu = _cpu_seconds(proc.pid) - cpu0
         if rc != 0:
             return Measure(
                 "reference", len(files), nbytes, seconds, False, f"storescu {rc}: {text}"
@@ -357,12 +367,16 @@ def measure_reference(work: Path, files: list[Path], nbytes: int, timeout: float
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return Measure("reference", len(files), nbytes, seconds, extra={"received": got})
+    extra = {"received": got, **_peer_cpu(cpu, len(files))}
+    return Measure("reference", len(files), nbytes, seconds, extra=extra)
 
 
 def measure_orthanc(work: Path, files: list[Path], nbytes: int, timeout: float) -> Measure:
     with Orthanc(work / "orthanc", ae_title="ORTHANC") as orthanc:
+        pid = orthanc.proc.pid if orthanc.proc else 0
+        cpu0 = _cpu_seconds(pid)
         seconds, rc, out = _send(orthanc.port, "ORTHANC", files, timeout)
+        cpu = _cpu_seconds(pid) - cpu0
         if rc != 0:
             return Measure("orthanc", len(files), nbytes, seconds, False, f"storescu {rc}: {out}")
         count = orthanc.instances_count()
@@ -370,7 +384,8 @@ def measure_orthanc(work: Path, files: list[Path], nbytes: int, timeout: float) 
         return Measure(
             "orthanc", len(files), nbytes, seconds, False, f"Orthanc holds {count} instances"
         )
-    return Measure("orthanc", len(files), nbytes, seconds, extra={"received": count})
+    extra = {"received": count, **_peer_cpu(cpu, len(files))}
+    return Measure("orthanc", len(files), nbytes, seconds, extra=extra)
 
 
 class EaiEngine:
@@ -549,6 +564,7 @@ def measure_eai(
             if e2e != e2e:  # NaN: not all arrived
                 got = dest.count()
                 msg = f"storescp holds {got}/{n} after {timeout}s\neai log:\n{engine.log_tail()}"
+                msg += f"\n(engine log kept: {keep_log(engine.log_path, 'e2e-timeout')})"
                 return receive, Measure("eai_e2e", n, nbytes, timeout, False, msg)
             lag: dict[str, Any] = {"forward_lag_s": round(e2e - seconds, 4)}
             if e2e - seconds > 5.0:  # an anomaly worth a look: keep the engine's log
@@ -723,6 +739,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         s: {
             "images_per_s": round(med(s, "images_per_s"), 1),
             "mb_per_s": round(med(s, "mb_per_s"), 2),
+            # CPU of the receiving server (eai: the whole engine) per image, in ms.
+            "cpu_ms_per_image": round(
+                _median(
+                    [
+                        float(r[s].extra.get("peer_cpu_per_image_ms", "nan"))
+                        if s != "eai_receive"
+                        else float(r[s].extra.get("eai_cpu_per_image_ms", "nan"))
+                        for r in rounds
+                        if s in r
+                    ]
+                ),
+                2,
+            ),
         }
         for s in names
     }
@@ -782,10 +811,17 @@ LABELS = {
 def print_report(res: dict[str, Any]) -> None:
     n = res["images"]
     print(f"\n{n} images (CT_small, one storescu association), median of {res['rounds_count']}:")
-    print(f"{'scenario':46s} {'images/s':>9s} {'MB/s':>7s}  per round (images/s)")
+    print(
+        f"{'scenario':46s} {'images/s':>9s} {'MB/s':>7s} {'CPU ms/img':>10s}  per round (images/s)"
+    )
     for s, m in res["median"].items():
         rounds = [r[s]["images_per_s"] if r[s]["ok"] else "FAIL" for r in res["rounds"] if s in r]
-        print(f"{LABELS[s]:46s} {m['images_per_s']:9.1f} {m['mb_per_s']:7.2f}  {rounds}")
+        cpu = m["cpu_ms_per_image"]
+        cpu_txt = "" if cpu != cpu else f"{cpu:.2f}"
+        print(
+            f"{LABELS[s]:46s} {m['images_per_s']:9.1f} {m['mb_per_s']:7.2f} {cpu_txt:>10s}"
+            f"  {rounds}"
+        )
     if res["ratios"]:
         print("\nratios (of the medians) vs targets:")
         for k, v in res["ratios"].items():

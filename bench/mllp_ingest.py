@@ -450,6 +450,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
     workdir = Path(tempfile.mkdtemp(prefix="eai-bench-", dir=args.tmp_dir))
+    try:
+        _run_phases(args, tag, workdir, report)
+    finally:
+        if args.keep:
+            report["workdir"] = str(workdir)
+            print(f"engine data dir and log kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return report
+
+
+def _run_phases(args: argparse.Namespace, tag: str, workdir: Path, report: dict[str, Any]) -> None:
     report["machine"]["loadavg_before"] = [round(x, 2) for x in os.getloadavg()]
     report["machine"]["fsync_4k"] = _fsync_probe(workdir)
 
@@ -533,11 +545,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     report["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     report["ratio_to_bare"] = round(multi.rate / bare_multi.rate, 3) if bare_multi.rate else 0.0
-    if args.keep:
-        report["workdir"] = str(workdir)
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return report
 
 
 def _settle(sink: Peer, target: int | None, timeout: float) -> int:
@@ -643,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
         "--single-seconds", type=float, default=3.0, help="length of the one-sender phases"
     )
     p.add_argument(
-        "--max-messages", type=int, default=200_000, help="cap on the messages of each phase"
+        "--max-messages", type=int, default=400_000, help="cap on the messages of each phase"
     )
     p.add_argument(
         "--dest-connections", type=int, default=2, help="connections of the engine to the sink"
@@ -667,8 +674,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--engine-cmd",
         default=None,
-        help="command that stands for `eai` (to compare builds), e.g. "
-        "'.venv/bin/python other/cli.py'; default: the venv's eai",
+        help="command that stands for `eai` (to compare builds), with absolute paths (it "
+        "runs in the tmp dir), e.g. '/src/old/.venv/bin/eai'; default: the venv's eai",
     )
     p.add_argument("--out", default=None, help="JSON result file (default: bench/results/)")
     args = p.parse_args(argv)

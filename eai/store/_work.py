@@ -92,7 +92,13 @@ _CLAIMABLE_MESSAGES = (
     )
     .where(
         messages.c.status == "received",
-        or_(messages.c.lease_until.is_(None), messages.c.lease_until < bindparam("b_now")),
+        or_(
+            messages.c.lease_until.is_(None),
+            messages.c.lease_until < bindparam("b_now"),
+            # Our own lease is stale by the time we claim again: one pipeline loop per
+            # node, and a batch whose write failed (disk full) must not wait for expiry.
+            messages.c.lease_owner == bindparam("b_owner"),
+        ),
     )
     .order_by(messages.c.id)
     .limit(bindparam("b_limit", type_=Integer))
@@ -109,7 +115,9 @@ def claim_messages(
 ) -> list[ClaimedMessage]:
     """Leases the oldest ``received`` messages not leased by a live owner."""
     _advisory_lock(conn)
-    rows = conn.execute(_CLAIMABLE_MESSAGES, {"b_now": now, "b_limit": limit}).all()
+    rows = conn.execute(
+        _CLAIMABLE_MESSAGES, {"b_now": now, "b_limit": limit, "b_owner": owner}
+    ).all()
     if not rows:
         return []
     conn.execute(
@@ -385,6 +393,7 @@ _CLAIMABLE_DELIVERIES = (
         deliveries.c.attempts,
         deliveries.c.next_attempt_at,
         deliveries.c.lease_until,
+        deliveries.c.lease_owner,
         deliveries.c.payload,
         deliveries.c.status,
     )
@@ -435,7 +444,9 @@ def claim_deliveries(
             continue
         if (
             r.status == "held"
-            or (r.lease_until is not None and r.lease_until >= now)
+            # our own lease is stale: one worker per destination per node, and its last
+            # round ended (a round whose outcome could not be recorded is sent again)
+            or (r.lease_until is not None and r.lease_until >= now and r.lease_owner != owner)
             or r.next_attempt_at > now
         ):
             blocked.add(r.patient_key)

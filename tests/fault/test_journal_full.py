@@ -143,7 +143,7 @@ def test_full_journal_answers_ae_keeps_serving_then_recovers(tmp_path, mode):
                     assert msa(s2.exchange(adt(cid, "FULL-1"), timeout=30)) == ("AA", cid)
                 assert msa(s2.exchange(adt("F5", "FULL-2"), timeout=30)) == ("AA", "F5")
             want = ["F0", "F1", "F2", "F3", "F4", "F5"]
-            assert sink.wait_for(lambda p: sorted(set(p.control_ids())) == want, 15)
+            assert sink.wait_for(lambda p: sorted(set(p.control_ids())) == want, 60)
             rc, _ = eng.terminate()
             stderr = eng.stderr()
         got = sink.control_ids()
@@ -151,7 +151,14 @@ def test_full_journal_answers_ae_keeps_serving_then_recovers(tmp_path, mode):
     finally:
         full.close()
     assert rc == 0, stderr[-2000:]
-    assert got == ["F0", "F1", "F2", "F3", "F4", "F5"], got  # once each, in order
+    # At-least-once: a delivery whose outcome could not be recorded (the disk filled
+    # right after it was sent) is sent again. Nothing is lost, and first arrivals keep
+    # the order per patient (F5 is another patient's: it may pass F4).
+    first = list(dict.fromkeys(got))
+    assert sorted(first) == ["F0", "F1", "F2", "F3", "F4", "F5"], got
+    assert [c for c in first if c != "F5"] == ["F0", "F1", "F2", "F3", "F4"], got
+    # only F0/F1 were in flight when the disk filled: only they may come twice
+    assert {c for c in got if got.count(c) > 1} <= {"F0", "F1"}, got
     assert "journal unavailable, answering AE" in stderr
     assert sorted(rows) == ["F0", "F1", "F2", "F3", "F4", "F5"]
     assert all(r["deliveries"][0]["status"] == "delivered" for r in rows.values())

@@ -263,7 +263,10 @@ def test_claim_messages_oldest_first_leased_and_applied_once(store: Store) -> No
     assert store.cipher.open(first[0].sealed_payload).startswith(b"MSH|")
     second = _tx(store, lambda c: claim_messages(c, "b", now, LEASE, 10))
     assert [m.id for m in second] == ids[2:]  # a's live leases are skipped
-    assert _tx(store, lambda c: claim_messages(c, "b", now, LEASE, 10)) == []
+    assert _tx(store, lambda c: claim_messages(c, "c", now, LEASE, 10)) == []
+    # b's own leases are stale when b claims again (one pipeline loop per node, and a
+    # batch whose write failed must not wait for the lease to expire)
+    assert [m.id for m in _tx(store, lambda c: claim_messages(c, "b", now, LEASE, 10))] == ids[2:]
     # a dies: once its lease expired, its messages are offered again, oldest first
     later = now + timedelta(seconds=LEASE + 1)
     again = _tx(store, lambda c: claim_messages(c, "b", later, LEASE, 10))
@@ -302,9 +305,10 @@ def test_delivery_claim_takes_each_patient_chain_in_message_order(store: Store) 
     assert chains[key("C^^^FAC")] == [ids[3]]
     assert all(store.cipher.open(r.sealed_payload).startswith(b"MSH|") for r in rows)
 
-    # everything is leased to n1: another node gets nothing, and n1 nothing twice
+    # everything is leased to n1: another node gets nothing; n1's own leases are stale
+    # when it claims again (its previous round ended), so it gets the same rows
     assert _claim(store, "n2") == []
-    assert _claim(store, "n1") == []
+    assert [r.id for r in _claim(store, "n1")] == [r.id for r in rows]
     # a small window is a prefix in the same order
     later = _now() + timedelta(seconds=LEASE + 1)
     assert [r.id for r in _claim(store, "n2", later, window=3)] == [r.id for r in rows[:3]]
@@ -343,7 +347,7 @@ def test_delivery_claim_watermark_waits_for_unprocessed_older_messages(store: St
     assert [r.message_id for r in first] == [ids[0]]  # m3 and m4 are newer than m2
 
     _tx(store, lambda c: apply_plans(c, [_plan(store, ids[1], "B")], _now()))
-    second = _claim(store, "n1")
+    second = _claim(store, "n2")
     # A is blocked behind its head leased to n1; B's chain comes in order
     assert [r.message_id for r in second] == [ids[1], ids[3]]
     _record(store, _delivered(first))

@@ -1,9 +1,9 @@
 # eai — set-up and entry points.
 #
 #   make run     create .venv if missing, install eai, run the engine on routes.yaml
-#   make test    install test peers (PostgreSQL) + .[test], then ruff, mypy, pytest
+#   make test    install test peers (PostgreSQL, dcmtk, Orthanc) + .[test], then ruff, mypy, pytest
 #   make lint    ruff + mypy
-#   make bench   MLLP ingest benchmark
+#   make bench   MLLP ingest benchmark (bench-convert, bench-dicom: the others)
 #
 # Needs Python >= 3.11 as `python3` (override: make PYTHON=python3.11 ...).
 
@@ -23,10 +23,10 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check --no-input
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help run test lint bench venv install install-test test-peers ruff mypy pytest
+.PHONY: help run test lint bench bench-convert bench-dicom venv install install-test test-peers ruff mypy pytest
 
 help:
-	@echo "targets: run test lint bench"
+	@echo "targets: run test lint bench bench-convert bench-dicom"
 
 # Create the virtualenv if it is missing (or broken).
 venv:
@@ -74,3 +74,9 @@ lint: install-test
 
 bench: install
 	"$(BIN)/python" bench/mllp_ingest.py
+
+bench-convert: install
+	"$(BIN)/python" bench/convert.py
+
+bench-dicom: install-test test-peers
+	"$(BIN)/python" bench/dicom_route.py

@@ -271,11 +271,17 @@ def queue_list(config_path: Path, as_json: bool) -> None:
         )
 
 
-def _known_destination(config_path: Path, name: str) -> Path:
+def _set_paused(config_path: Path, destination: str, paused: bool) -> None:
+    """Reads the config once, checks the destination exists, records the new state."""
     config = read_config(config_path)
-    if name not in {d.name for d in config.destinations}:
-        raise EaiError(f"unknown destination {name!r} in {config_path}")
-    return config_path
+    if destination not in {d.name for d in config.destinations}:
+        raise EaiError(f"unknown destination {destination!r} in {config_path}")
+    store = open_store(config)
+    try:
+        set_paused(store.engine, destination, paused)
+    finally:
+        store.engine.dispose()
+    click.echo(f"{destination} {'paused' if paused else 'resumed'}")
 
 
 @queue.command("pause")
@@ -283,13 +289,7 @@ def _known_destination(config_path: Path, name: str) -> Path:
 @click.argument("destination")
 def queue_pause(config_path: Path, destination: str) -> None:
     """Stop sending to DESTINATION (messages keep queueing)."""
-    _known_destination(config_path, destination)
-    store = open_store(read_config(config_path))
-    try:
-        set_paused(store.engine, destination, True)
-    finally:
-        store.engine.dispose()
-    click.echo(f"{destination} paused")
+    _set_paused(config_path, destination, True)
 
 
 @queue.command("resume")
@@ -297,10 +297,4 @@ def queue_pause(config_path: Path, destination: str) -> None:
 @click.argument("destination")
 def queue_resume(config_path: Path, destination: str) -> None:
     """Send to DESTINATION again."""
-    _known_destination(config_path, destination)
-    store = open_store(read_config(config_path))
-    try:
-        set_paused(store.engine, destination, False)
-    finally:
-        store.engine.dispose()
-    click.echo(f"{destination} resumed")
+    _set_paused(config_path, destination, False)

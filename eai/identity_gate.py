@@ -20,6 +20,7 @@ from eai.config import Config, ListenerConfig
 from eai.content import ParsedContent
 from identity.charter import CheckContext, Rule, evaluate_charter, load_charter
 from identity.patient import PatientIdentity, identity_from_hl7
+from identity.status import DEFAULT_TABLE, IdentityStatus
 
 __all__ = ["IdentityVerdict", "UNQUALIFIED_RULE", "identity_of", "identity_verdict"]
 
@@ -37,11 +38,25 @@ def _rules(paths: tuple[Path, ...]) -> tuple[Rule, ...]:
     return tuple(load_charter(paths))
 
 
-def identity_of(content: ParsedContent) -> PatientIdentity | None:
+def _status_table(
+    listener: ListenerConfig | None,
+) -> dict[tuple[str, bool], IdentityStatus] | None:
+    if listener is None or not listener.identity_status:
+        return None
+    table = dict(DEFAULT_TABLE)
+    for code, o in listener.identity_status.items():
+        table[(code.strip().upper(), True)] = o.with_ins
+        table[(code.strip().upper(), False)] = o.without_ins
+    return table
+
+
+def identity_of(
+    content: ParsedContent, listener: ListenerConfig | None = None
+) -> PatientIdentity | None:
     """The identity a message states, if it carries one (HL7 v2 with a PID today)."""
     msg = content.routable
     if isinstance(msg, hl7.Hl7Message) and msg.segment("PID") is not None:
-        return identity_from_hl7(msg)
+        return identity_from_hl7(msg, _status_table(listener))
     return None
 
 
@@ -67,7 +82,7 @@ def identity_verdict(
     config: Config, listener: ListenerConfig | None, content: ParsedContent
 ) -> IdentityVerdict | None:
     """``None`` when the message carries no patient identity."""
-    ident = identity_of(content)
+    ident = identity_of(content, listener)
     if ident is None:
         return None
     test_feed = bool(listener is not None and listener.test_feed)

@@ -11,6 +11,7 @@ code of the birth place), PID-32 identity reliability.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -65,7 +66,10 @@ class PatientIdentity:
         return self.extra.get(name, "")
 
 
-def identity_from_hl7(msg: _Readable) -> PatientIdentity:
+def identity_from_hl7(
+    msg: _Readable, status_table: Mapping[tuple[str, bool], IdentityStatus] | None = None
+) -> PatientIdentity:
+    """The identity PID states; ``status_table`` overrides identity.status's default."""
     ins = ins_oid = ""
     local: list[LocalId] = []
     for i in range(1, len(msg.get_all("PID-3")) + 1):
@@ -107,5 +111,5 @@ def identity_from_hl7(msg: _Readable) -> PatientIdentity:
         sex=msg.get("PID-8").strip(),
         birth_place=birth_place,
         pid32=pid32,
-        status=identity_status(pid32, bool(ins)),
+        status=identity_status(pid32, bool(ins), status_table),
     )

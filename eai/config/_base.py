@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
@@ -100,6 +100,16 @@ class TlsClientConfig(Model):
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
+IdentityStatusCode = Literal["PROV", "RECUP", "VALI", "QUAL"]
+
+
+class IdentityStatusOverride(Model):
+    """The identity status a PID-32 code gives, with and without an INS in PID-3."""
+
+    with_ins: IdentityStatusCode = Field(description="status when PID-3 carries an INS")
+    without_ins: IdentityStatusCode = Field(description="status when it does not")
+
+
 class ListenerConfig(Model):
     """Fields every listener has; connector models subclass it and pin ``type``."""
 
@@ -108,6 +118,12 @@ class ListenerConfig(Model):
     test_feed: bool = Field(
         default=False,
         description="a test feed: INS test/demo OIDs and test identities are accepted",
+    )
+    identity_status: dict[str, IdentityStatusOverride] = Field(
+        default_factory=dict,
+        description="PID-32 code -> identity status, overriding the default table "
+        "(VALI+INS=QUAL, PROV+INS=RECUP, VALI=VALI, QUAL, RECUP, else PROV) for this listener",
+        examples=[{"VALI": {"with_ins": "VALI", "without_ins": "VALI"}}],
     )
 
 

@@ -76,8 +76,6 @@ class IdentityServerUnavailable(EaiError):
     configured ``outage_backoff``).
     """
 
-    exit_code = 3
-
     def __init__(self, reason: str, retry_after: float = 0.0) -> None:
         self.reason = reason
         self.retry_after = retry_after

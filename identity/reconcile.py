@@ -161,13 +161,14 @@ class Reconciliation:
 def _traits_query(identity: PatientIdentity) -> TraitsQuery | None:
     birthdate = fhir_birth_date(identity.birth_date)
     gender = fhir_gender(identity.sex)
+    gender = gender if gender in _COMPARED_GENDERS else ""
     if not identity.birth_name.strip() or not (birthdate or gender):
         return None  # PDQm needs family with birthdate or gender (ITI TF-2 3.78.4.1.2.1.1)
     return TraitsQuery(
         family=identity.birth_name,
         given=identity.first_given_name,
         birthdate=birthdate,
-        gender=gender if gender in _COMPARED_GENDERS else "",
+        gender=gender,
         birth_place=identity.birth_place,
     )
 

@@ -92,6 +92,7 @@ _INSEE = re.compile(r"^(\d{5}|2[AB]\d{3})$")
 _JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json"})
 _XML_FORMATS = frozenset({"xml", "text/xml", "application/xml", "application/fhir+xml"})
 _MAX_BODY = 64 * 1024
+_MAX_VIOLATIONS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,10 +267,13 @@ class StandinService:
             self._check_accept(headers)
             return self._route(method, path, params)
         except _Refused as exc:
-            if exc.violation:
+            if exc.violation and len(self.violations) < _MAX_VIOLATIONS:
                 self.violations.append(Violation(method, path, exc.status, exc.diagnostics))
                 log.info("stand-in refused %s %s: %d %s", method, path, exc.status, exc.code)
             return StandinResponse(exc.status, _outcome(exc.code, exc.diagnostics))
+        except Exception:  # noqa: BLE001 - a stand-in bug answers 500, the server goes on
+            log.exception("stand-in failed on %s %s", method, path)
+            return StandinResponse(500, _outcome("exception", "stand-in internal error"))
 
     def _check_accept(self, headers: Mapping[str, str]) -> None:
         accept = headers.get("accept", "").lower()

@@ -46,7 +46,7 @@ from http import HTTPStatus
 from typing import Any, Literal
 
 import h11
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from connectors._cda_intake import MIB, CdaIntakeConfig, Verdict, examine, journal_entry, schema_for
 from connectors.mllp._tls import server_context
@@ -115,14 +115,6 @@ class HttpListenerConfig(CdaIntakeConfig):
     def _check_bind(cls, value: str) -> str:
         split_bind(value)
         return value
-
-    @model_validator(mode="after")
-    def _check_tls(self) -> HttpListenerConfig:
-        if self.tls is not None and self.tls.require_client_cert and self.tls.client_ca is None:
-            raise ValueError(
-                "tls.require_client_cert needs tls.client_ca to verify clients against"
-            )
-        return self
 
 
 @dataclass(slots=True)

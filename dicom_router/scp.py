@@ -56,7 +56,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydicom.uid import AllTransferSyntaxes
 from pynetdicom import (
     AE,
@@ -244,14 +244,6 @@ class DicomListenerConfig(ListenerConfig):
     def _check_bind(cls, value: str) -> str:
         split_bind(value)
         return value
-
-    @model_validator(mode="after")
-    def _check_tls(self) -> DicomListenerConfig:
-        if self.tls is not None and self.tls.require_client_cert and self.tls.client_ca is None:
-            raise ValueError(
-                "tls.require_client_cert needs tls.client_ca to verify clients against"
-            )
-        return self
 
     @property
     def host(self) -> str:

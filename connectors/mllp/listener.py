@@ -14,7 +14,7 @@ import logging
 import ssl
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from connectors.mllp._inbound import FrameHandler
 from connectors.mllp._session import Session
@@ -107,14 +107,6 @@ class MllpListenerConfig(ListenerConfig):
         except InputError as exc:
             raise ValueError(exc.reason.replace("MSH-18 ", "")) from None
         return value
-
-    @model_validator(mode="after")
-    def _check_tls(self) -> MllpListenerConfig:
-        if self.tls is not None and self.tls.require_client_cert and self.tls.client_ca is None:
-            raise ValueError(
-                "tls.require_client_cert needs tls.client_ca to verify clients against"
-            )
-        return self
 
     @property
     def host(self) -> str:

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 __all__ = [
     "DestinationConfig",
@@ -84,6 +84,12 @@ class TlsServerConfig(Model):
     require_client_cert: bool = Field(
         default=False, description="refuse clients without a certificate signed by client_ca"
     )
+
+    @model_validator(mode="after")
+    def _client_ca_for_required_certs(self) -> TlsServerConfig:
+        if self.require_client_cert and self.client_ca is None:
+            raise ValueError("require_client_cert needs client_ca to verify clients against")
+        return self
 
 
 class TlsClientConfig(Model):

@@ -49,6 +49,7 @@ import h11
 from pydantic import Field, field_validator
 
 from connectors._cda_intake import MIB, CdaIntakeConfig, Verdict, examine, journal_entry, schema_for
+from connectors._server import finish_connections
 from connectors.mllp._tls import server_context
 from connectors.mllp.listener import split_bind
 from eai._concurrency import run_blocking
@@ -187,19 +188,7 @@ class HttpListener:
         for task, busy in list(self._tasks.items()):
             if not busy:
                 task.cancel()
-        tasks = list(self._tasks)
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.warning(
-                    "listener %s: %d request(s) still busy after %g s, closed",
-                    self.config.name,
-                    len(pending),
-                    grace,
-                )
-                await asyncio.wait(pending)
+        await finish_connections(list(self._tasks), grace, self.config.name, "request(s)")
         await self._server.wait_closed()
         self._server = None
         log.info("listener %s: stopped", self.config.name)

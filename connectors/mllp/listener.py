@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from connectors._server import finish_connections
 from connectors.mllp._inbound import FrameHandler
 from connectors.mllp._session import Session
 from connectors.mllp._tls import server_context
@@ -180,19 +181,7 @@ class MllpListener:
             session.request_stop()
             if not session.busy:
                 task.cancel()
-        tasks = list(self._sessions)
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.warning(
-                    "listener %s: %d connection(s) still busy after %g s, closed",
-                    self.config.name,
-                    len(pending),
-                    grace,
-                )
-                await asyncio.wait(pending)
+        await finish_connections(list(self._sessions), grace, self.config.name, "connection(s)")
         await self._server.wait_closed()
         self._server = None
         log.info("listener %s: stopped", self.config.name)

@@ -50,3 +50,13 @@ def test_check_prints_file_line_column(tmp_path):
     assert f"{bad}:4:5: listeners[0].bnd: unknown key" in res.stderr
     ok = _eai("check", "-c", str(REPO / "routes.yaml"), cwd=tmp_path)
     assert ok.returncode == 0 and ok.stdout.strip() == "ok"
+
+
+def test_run_refuses_an_invalid_file_with_the_same_lines(tmp_path):
+    bad = tmp_path / "routes.yaml"
+    bad.write_text("listeners:\n  - name: a\n    type: mllp\n    bnd: x\n")
+    check = _eai("check", "-c", str(bad), cwd=tmp_path)
+    run = _eai("run", "-c", str(bad), cwd=tmp_path)
+    assert run.returncode == 1
+    assert run.stderr.splitlines() == check.stderr.splitlines()
+    assert not (tmp_path / "var").exists()  # refused before touching anything

@@ -299,8 +299,10 @@ def test_default_mapping_and_errors():
     assert mappings.default_mapping_for("hl7v2", msg) == "pamfr-adt"
     assert mappings.default_mapping_for("cda", msg) is None
     ack = (HL7V2 / "oru_ack_example.hl7").read_bytes()
-    with pytest.raises(InputError, match="no mapping takes ACK"):
-        mappings.convert(ack, "hl7v2")
+    assert mappings.default_mapping_for("hl7v2", hl7.parse(ack)) == "hl7-ack"
+    query = b"MSH|^~\\&|A|B|C|D|20260101||QRY^A19|1|P|2.5\r"
+    with pytest.raises(InputError, match="no mapping takes QRY"):
+        mappings.convert(query, "hl7v2")
     with pytest.raises(InputError, match="reads hl7v2, not cda"):
         mappings.convert(b"<x/>", "cda", "pamfr-adt")
 

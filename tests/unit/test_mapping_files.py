@@ -34,13 +34,8 @@ FIXTURES = sorted(p for p in HL7V2.iterdir() if p.suffix in (".er7", ".hl7"))
 
 
 # Fixtures no mapping takes, and the clear refusal each one gets instead of FHIR:
-# acknowledgements are not clinical content; the national MDM example carries a
-# placeholder text where the CDA should be.
+# the national MDM example carries a placeholder text where the CDA should be.
 REFUSED = {
-    "mdm_ack_example.er7": "no mapping takes ACK^T10",
-    "oru_ack_example.hl7": "no mapping takes ACK^R01",
-    "zam_business_ack_dmp.er7": "no mapping takes ZAM^Z01",
-    "zam_business_ack_mss.er7": "no mapping takes ZAM^Z02",
     "mdm_t02_crimg_init.er7": "does not decode to an XML document",
 }
 

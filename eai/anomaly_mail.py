@@ -9,11 +9,10 @@ import asyncio
 import functools
 import logging
 import smtplib
-from datetime import UTC, datetime
 
 from eai._concurrency import run_blocking
 from eai.config import IdentityConfig
-from eai.store import Store
+from eai.store import Store, utcnow
 from eai.store._anomalies import mark_notified, pending_for_notification
 from identity.notify import build_mail, send_mail
 
@@ -22,10 +21,6 @@ __all__ = ["AnomalyMailer"]
 log = logging.getLogger(__name__)
 
 ALL = ("reject", "hold", "warn")
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class AnomalyMailer:
@@ -63,7 +58,7 @@ class AnomalyMailer:
                 )
                 continue
             await self._store.writer.run(
-                functools.partial(mark_notified, ids=list(ids), now=_utcnow())
+                functools.partial(mark_notified, ids=list(ids), now=utcnow())
             )
             sent += 1
             log.info("anomaly mail sent to %s: %d rule(s)", facility, len(lines))

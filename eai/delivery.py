@@ -16,23 +16,19 @@ import asyncio
 import logging
 import random
 from collections import OrderedDict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from eai.config import DestinationConfig, RetryPolicy
 from eai.errors import PermanentDeliveryError, StoreError, TransientDeliveryError
 from eai.messages import OutboxItem
 from eai.registry import Destination
-from eai.store import ClaimedDelivery, DeliveryOutcome, Store
+from eai.store import ClaimedDelivery, DeliveryOutcome, Store, utcnow
 from eai.store._work import claim_deliveries, record_outcomes
 
 __all__ = ["DeliveryWorker", "backoff_delay"]
 
 log = logging.getLogger(__name__)
 _RNG = random.Random()
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def backoff_delay(policy: RetryPolicy, attempts: int, rng: random.Random | None = None) -> float:
@@ -78,7 +74,7 @@ class DeliveryWorker:
         """Claims and sends one window; returns how many rows it took."""
         claimed = await self._store.writer.run(
             lambda c: claim_deliveries(
-                c, self.name, self._node, _utcnow(), self._lease, self._window
+                c, self.name, self._node, utcnow(), self._lease, self._window
             )
         )
         if not claimed:
@@ -88,7 +84,7 @@ class DeliveryWorker:
             chains.setdefault(row.patient_key, []).append(row)
         results = await asyncio.gather(*(self._send_chain(ch) for ch in chains.values()))
         outcomes = [o for chain in results for o in chain]
-        await self._store.writer.run(lambda c: record_outcomes(c, outcomes, _utcnow()))
+        await self._store.writer.run(lambda c: record_outcomes(c, outcomes, utcnow()))
         return len(claimed)
 
     async def _send_chain(self, chain: list[ClaimedDelivery]) -> list[DeliveryOutcome]:
@@ -98,7 +94,7 @@ class DeliveryWorker:
                 outcome = await self._attempt(row)
                 out.append(outcome)
                 if outcome.status == "retrying":
-                    now = _utcnow()
+                    now = utcnow()
                     out.extend(
                         DeliveryOutcome(r.id, r.message_id, "pending", r.attempts, now, "")
                         for r in chain[i + 1 :]
@@ -108,7 +104,7 @@ class DeliveryWorker:
 
     async def _attempt(self, row: ClaimedDelivery) -> DeliveryOutcome:
         attempts = row.attempts + 1
-        now = _utcnow()
+        now = utcnow()
         try:
             payload = self._store.cipher.open(row.sealed_payload)
             item = OutboxItem(

@@ -13,7 +13,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Literal
 
 from eai import hl7, routing
@@ -23,16 +22,12 @@ from eai.content import ParsedContent, content_parser
 from eai.errors import EaiError, InputError, StoreError
 from eai.hl7 import structure_problem
 from eai.identity_gate import identity_verdict
-from eai.store import Cipher, ClaimedMessage, MessagePlan, PlannedDelivery, Store
+from eai.store import Cipher, ClaimedMessage, MessagePlan, PlannedDelivery, Store, utcnow
 from eai.store._work import apply_plans, claim_messages
 
 __all__ = ["Pipeline", "plan_message"]
 
 log = logging.getLogger(__name__)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _listener(config: Config, name: str) -> ListenerConfig | None:
@@ -246,12 +241,12 @@ class Pipeline:
         batch = self._config.engine.pipeline_batch
         lease = self._config.engine.lease
         claimed = await self._store.writer.run(
-            lambda c: claim_messages(c, self._node, _utcnow(), lease, batch)
+            lambda c: claim_messages(c, self._node, utcnow(), lease, batch)
         )
         if not claimed:
             return 0
         plans = await run_blocking(plan_all, self._config, self._store.cipher, claimed)
-        await self._store.writer.run(lambda c: apply_plans(c, plans, _utcnow()))
+        await self._store.writer.run(lambda c: apply_plans(c, plans, utcnow()))
         self.processed += len(plans)
         if any(sev == "reject" for p in plans for _, sev, _ in p.anomalies):
             self._on_reject_anomaly()

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from eai.config import Config, load_config
-from eai.store import Store
+from eai.store import Store, utcnow
 
 __all__ = ["CONFIG_OPTION", "emit_json", "open_store", "parse_time", "read_config"]
 
@@ -54,7 +54,7 @@ def parse_time(value: str | None) -> datetime | None:
             "h": timedelta(hours=n),
             "d": timedelta(days=n),
         }[unit]
-        return datetime.now(UTC).replace(tzinfo=None) - delta
+        return utcnow() - delta
     try:
         dt = datetime.fromisoformat(value.strip())
     except ValueError as exc:

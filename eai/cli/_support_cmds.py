@@ -6,7 +6,6 @@ Touches: DB (reads; replay/resend/pause write short transactions), files (config
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -14,6 +13,7 @@ import click
 from eai.cli._common import CONFIG_OPTION, emit_json, open_store, parse_time, read_config
 from eai.errors import EaiError
 from eai.pipeline import plan_all
+from eai.store import utcnow
 from eai.store._read import (
     list_messages,
     message_detail,
@@ -200,7 +200,7 @@ def replay(
                 part = messages_for_replay(store.engine, selected[start : start + chunk])
                 plans = plan_all(config, store.cipher, part)
                 if not dry_run:
-                    now = datetime.now(UTC).replace(tzinfo=None)
+                    now = utcnow()
                     with store.engine.begin() as conn:
                         apply_plans(conn, plans, now, replay=True, only_received=False)
                 for p in plans:

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine
 from eai.messages import IngestResult, JournalEntry
 from eai.store._crypto import Cipher, load_master_key
 from eai.store._db import is_sqlite, open_engine, prepare_schema
-from eai.store._journal import insert_entries, naive_utc
+from eai.store._journal import insert_entries, naive_utc, utcnow
 from eai.store._work import (
     ClaimedDelivery,
     ClaimedMessage,
@@ -34,6 +34,7 @@ __all__ = [
     "PlannedDelivery",
     "Store",
     "naive_utc",
+    "utcnow",
 ]
 
 

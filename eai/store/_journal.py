@@ -5,7 +5,7 @@ Touches: DB (called on the writer thread, inside its transaction).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, bindparam, insert, select
 
@@ -16,11 +16,14 @@ from eai.store._schema import events, messages
 __all__ = ["ack_code", "insert_entries", "naive_utc"]
 
 
+def utcnow() -> datetime:
+    """Now, as the journal stores times (naive UTC)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
 def naive_utc(dt: datetime) -> datetime:
     """Times are stored as naive UTC (portable between SQLite and PostgreSQL)."""
     if dt.tzinfo is not None:
-        from datetime import UTC
-
         dt = dt.astimezone(UTC).replace(tzinfo=None)
     return dt
 

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, Row, func, insert, select, update
 
 from eai.errors import EaiError, NotFound
 from eai.store._crypto import Cipher
+from eai.store._journal import utcnow
 from eai.store._schema import (
     ACTIVE_DELIVERY,
     deliveries,
@@ -23,7 +24,7 @@ from eai.store._schema import (
     messages,
     patient_ids,
 )
-from eai.store._work import ClaimedMessage
+from eai.store._work import ClaimedMessage, release_deliveries
 
 __all__ = [
     "DeliveryView",
@@ -40,10 +41,6 @@ __all__ = [
     "set_paused",
     "settlement",
 ]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -247,7 +244,7 @@ def read_raw(engine: Engine, cipher: Cipher, message_id: int) -> bytes:
             raise NotFound(f"no message with id {message_id}")
         conn.execute(
             insert(events).values(
-                at=_now(),
+                at=utcnow(),
                 message_id=message_id,
                 kind="raw_viewed",
                 detail=f"payload shown to {getpass.getuser()} by eai messages show --raw",
@@ -286,7 +283,7 @@ def messages_for_replay(engine: Engine, ids: Sequence[int]) -> list[ClaimedMessa
 def resend(engine: Engine, delivery_ids: Sequence[int]) -> list[int]:
     """Queues each delivery again, as it was (same payload, same destination)."""
     created: list[int] = []
-    now = _now()
+    now = utcnow()
     with engine.begin() as conn:
         for did in delivery_ids:
             r = conn.execute(select(deliveries).where(deliveries.c.id == did)).first()
@@ -349,7 +346,7 @@ class QueueView:
 
 
 def queue_stats(engine: Engine, names: Sequence[str]) -> list[QueueView]:
-    now = _now()
+    now = utcnow()
     with engine.connect() as conn:
         counts = conn.execute(
             select(deliveries.c.destination, deliveries.c.status, func.count()).group_by(
@@ -389,7 +386,7 @@ def queue_stats(engine: Engine, names: Sequence[str]) -> list[QueueView]:
 
 
 def set_paused(engine: Engine, name: str, paused: bool) -> None:
-    now = _now()
+    now = utcnow()
     with engine.begin() as conn:
         done = conn.execute(
             update(destination_state)
@@ -409,7 +406,7 @@ def set_paused(engine: Engine, name: str, paused: bool) -> None:
 
 def release(engine: Engine, delivery_ids: Sequence[int]) -> int:
     """An operator releases held deliveries (the identity was checked by hand)."""
-    now = _now()
+    now = utcnow()
     with engine.begin() as conn:
         rows = conn.execute(
             select(deliveries.c.id, deliveries.c.message_id, deliveries.c.status).where(
@@ -422,24 +419,8 @@ def release(engine: Engine, delivery_ids: Sequence[int]) -> int:
                 raise NotFound(f"no delivery with id {did}")
             if found[did].status != "held":
                 raise EaiError(f"delivery {did} is {found[did].status}, not held")
-        conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id.in_(list(delivery_ids)))
-            .values(status="pending", last_error="", next_attempt_at=now)
-        )
-        conn.execute(
-            insert(events),
-            [
-                {
-                    "at": now,
-                    "message_id": found[d].message_id,
-                    "delivery_id": d,
-                    "kind": "released",
-                    "detail": f"released by {getpass.getuser()}",
-                }
-                for d in delivery_ids
-            ],
-        )
+        who = f"released by {getpass.getuser()}"
+        release_deliveries(conn, [(d, found[d].message_id, who) for d in delivery_ids], now)
     return len(delivery_ids)
 
 

@@ -212,6 +212,23 @@ _RELEASE = (
 )
 
 
+def release_deliveries(
+    conn: Connection, held: Sequence[tuple[int, int, str]], now: datetime
+) -> None:
+    """Held deliveries may go: ``held`` is (delivery id, message id, why) per row; each
+    becomes ``pending`` now and gets a ``released`` event saying why."""
+    if not held:
+        return
+    conn.execute(_RELEASE, {"b_ids": [d for d, _, _ in held], "b_now": now})
+    conn.execute(
+        _INSERT_EVENTS,
+        [
+            {"at": now, "message_id": m, "delivery_id": d, "kind": "released", "detail": why}
+            for d, m, why in held
+        ],
+    )
+
+
 def _release_patients(conn: Connection, releases: Sequence[tuple[int, str]], now: datetime) -> None:
     """Held deliveries of these patients may go: a later message qualified the identity.
 
@@ -222,21 +239,13 @@ def _release_patients(conn: Connection, releases: Sequence[tuple[int, str]], now
     for mid, key in releases:
         by_key.setdefault(key, mid)
     held = conn.execute(_HELD, {"b_keys": list(by_key)}).all()
-    if not held:
-        return
-    conn.execute(_RELEASE, {"b_ids": [h.id for h in held], "b_now": now})
-    conn.execute(
-        _INSERT_EVENTS,
+    release_deliveries(
+        conn,
         [
-            {
-                "at": now,
-                "message_id": h.message_id,
-                "delivery_id": h.id,
-                "kind": "released",
-                "detail": f"identity qualified by message {by_key[h.patient_key]}",
-            }
+            (h.id, h.message_id, f"identity qualified by message {by_key[h.patient_key]}")
             for h in held
         ],
+        now,
     )
 
 

@@ -2,15 +2,19 @@
 
 Touches: network (outbound associations), files (reads the DICOM files sent).
 
-``AE@HOST:PORT`` names the peer. Files are sent as they are (their dataset bytes,
-in their own transfer syntax: pynetdicom reads them from disk); one association
-carries up to 128 (SOP class, transfer syntax) contexts, more open another.
+``AE@HOST:PORT`` names the peer; ``tls`` (an :class:`ssl.SSLContext`, e.g.
+``connectors.mllp._tls.client_context``) makes the association DICOM TLS
+(PS3.15 B.12), the server certificate checked against ``peer.host``. Files are
+sent as they are (their dataset bytes, in their own transfer syntax: pynetdicom
+reads them from disk); one association carries up to 128 (SOP class, transfer
+syntax) contexts, more open another.
 """
 
 from __future__ import annotations
 
 import re
 import socket
+import ssl
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +25,10 @@ from pynetdicom import build_context, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from dicom_router.forward import ClosingAE  # also sets pynetdicom to send files as they are
+from dicom_router.forward import (  # also sets pynetdicom to send files as they are
+    ClosingAE,
+    tls_problem,
+)
 
 __all__ = ["Peer", "SendResult", "echo", "list_files", "parse_peer", "send_files"]
 
@@ -69,7 +76,9 @@ def _ae(calling_ae: str, timeout: float) -> ClosingAE:
     return ae
 
 
-def echo(peer: Peer, calling_ae: str = "EAI", timeout: float = 10.0) -> int:
+def echo(
+    peer: Peer, calling_ae: str = "EAI", timeout: float = 10.0, tls: ssl.SSLContext | None = None
+) -> int:
     """C-ECHO ``peer``; returns the status (0 = success). OSError when no association."""
     ae = _ae(calling_ae, timeout)
     assoc = ae.associate(
@@ -77,11 +86,12 @@ def echo(peer: Peer, calling_ae: str = "EAI", timeout: float = 10.0) -> int:
         peer.port,
         contexts=[build_context(Verification)],
         ae_title=peer.ae_title,
+        tls_args=None if tls is None else (tls, peer.host),
         evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)],
     )
     if not assoc.is_established:
         ae.close_failed(assoc)
-        raise OSError(_refusal(assoc))
+        raise OSError(_refusal(assoc, peer, tls, timeout))
     try:
         status = assoc.send_c_echo()
     finally:
@@ -108,6 +118,7 @@ def send_files(
     calling_ae: str = "EAI",
     timeout: float = 30.0,
     progress: Callable[[SendResult], None] = lambda _r: None,
+    tls: ssl.SSLContext | None = None,
 ) -> list[SendResult]:
     """C-STORE each file to ``peer`` as it is; one result per file, in order."""
     results: list[SendResult] = []
@@ -130,11 +141,12 @@ def send_files(
             peer.port,
             contexts=[build_context(sop, ts) for sop, ts in contexts],
             ae_title=peer.ae_title,
+            tls_args=None if tls is None else (tls, peer.host),
             evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)],
         )
         if not assoc.is_established:
             ae.close_failed(assoc)
-            why = _refusal(assoc)
+            why = _refusal(assoc, peer, tls, timeout)
             for path, _ in batch:
                 result = SendResult(path, False, why)
                 results.append(result)
@@ -180,12 +192,15 @@ def _store(assoc: Association, path: Path) -> SendResult:
     return SendResult(path, ok, f"0x{code:04X}")
 
 
-def _refusal(assoc: Association) -> str:
+def _refusal(assoc: Association, peer: Peer, tls: ssl.SSLContext | None, timeout: float) -> str:
     if assoc.is_rejected:
         rj = assoc.acceptor.primitive
         if rj is not None:
             return f"association rejected: {rj.result_str}, {rj.source_str}: {rj.reason_str}"
         return "association rejected"
+    problem = "" if tls is None else tls_problem(tls, peer.host, peer.port, peer.host, timeout)
+    if problem:
+        return f"TLS handshake failed: {problem}"
     if assoc.is_aborted:
         return "association aborted"
     return "cannot connect or negotiate"

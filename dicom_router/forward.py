@@ -61,7 +61,13 @@ from eai.errors import InputError, PermanentDeliveryError, TransientDeliveryErro
 from eai.messages import DeliveryResult, OutboxItem
 from eai.registry import DestinationSpec, register_destination
 
-__all__ = ["ClosingAE", "DicomDestination", "DicomDestinationConfig", "store_verdict"]
+__all__ = [
+    "ClosingAE",
+    "DicomDestination",
+    "DicomDestinationConfig",
+    "store_verdict",
+    "tls_problem",
+]
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +102,11 @@ class ClosingAE(AE):
 
     def close_failed(self, assoc: Association) -> None:
         raw = self._sockets.pop(assoc, None)
-        if raw is not None:
-            raw.close()
+        # With TLS, ``connect`` replaced the raw socket by the SSL one wrapping it.
+        wrapped = getattr(assoc.dul.socket, "socket", None)
+        for sock in (wrapped, raw):
+            if sock is not None:
+                sock.close()
 
 
 def _check_ae(value: str) -> str:
@@ -372,6 +381,12 @@ class DicomDestination:
             if rj is not None and rj.result == 0x01:
                 return PermanentDeliveryError(text)
             return TransientDeliveryError(text)
+        if self._ssl is not None:
+            cfg = self.config
+            hostname = (cfg.tls.server_hostname if cfg.tls else None) or cfg.host
+            problem = tls_problem(self._ssl, cfg.host, cfg.port, hostname, cfg.connect_timeout)
+            if problem:
+                return TransientDeliveryError(f"{self.address}: TLS handshake failed: {problem}")
         if assoc.is_aborted:
             return TransientDeliveryError(f"{self.address} aborted the association")
         return TransientDeliveryError(f"{self.address}: cannot connect or negotiate")
@@ -392,6 +407,30 @@ class DicomDestination:
 
 def _ts_name(uid: str) -> str:
     return f"{UID(uid).name} ({uid})"
+
+
+def tls_problem(
+    ctx: ssl.SSLContext, host: str, port: int, server_hostname: str, timeout: float
+) -> str:
+    """Why a TLS handshake with ``host:port`` fails ('' if it succeeds or TCP fails).
+
+    pynetdicom only logs the handshake error of an association (``transport.py``,
+    ``AssociationSocket.connect``): after a failed association, one more handshake
+    (nothing else sent) gives the reason for ``last_error`` (e.g. "certificate
+    verify failed").
+    """
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            ctx.wrap_socket(raw, server_hostname=server_hostname),
+        ):
+            return ""
+    except ssl.SSLCertVerificationError as exc:
+        return f"certificate verify failed: {exc.verify_message}"
+    except ssl.SSLError as exc:
+        return str(exc.reason or exc)
+    except OSError:
+        return ""
 
 
 def _factory(config: DicomDestinationConfig) -> DicomDestination:

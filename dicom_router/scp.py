@@ -321,6 +321,7 @@ class _Handler(RequestHandler):
                 sock.do_handshake()
             except (OSError, ssl.SSLError) as exc:
                 log.warning("DICOM TLS handshake with %s failed: %s", self.client_address[0], exc)
+                sock.close()  # no association owns it yet (pynetdicom closes only on error)
                 return
         super().handle()
 

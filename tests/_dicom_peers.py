@@ -84,8 +84,12 @@ class OrthancHttpError(RuntimeError):
 
 
 def require_binary(name: str) -> str:
-    """Absolute path of the program ``name`` on PATH, or :class:`DicomPeerUnavailable`."""
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+    """Absolute path of the Debian program ``name``, or :class:`DicomPeerUnavailable`.
+
+    The system directories come first: pynetdicom installs Python apps under the
+    same names (``storescp``, ``storescu``, ``echoscu``) in the virtualenv's bin.
+    """
+    path = shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin") or shutil.which(name)
     if path is None:
         package = "orthanc" if name == "Orthanc" else "dcmtk"
         raise DicomPeerUnavailable(

@@ -1,15 +1,22 @@
 """CLI commands for DICOM: echo and send to a peer, and the per-study forwarding queue.
 
-Touches: network (echo, send), files (the files sent, config), DB (queue reads).
+Touches: network (echo, send), files (the files sent, TLS certificates, config),
+DB (queue reads).
+
+``echo`` and ``send`` speak DICOM TLS (PS3.15 B.12) with ``--tls`` (system CAs),
+``--ca`` (implies ``--tls``), and ``--cert``/``--key`` for a client certificate,
+as ``eai send`` does for MLLP.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -20,6 +27,8 @@ if TYPE_CHECKING:
     from dicom_router.client import Peer
 
 __all__ = ["dicom"]
+
+_F = TypeVar("_F", bound=Callable[..., None])
 
 
 @click.group()
@@ -36,17 +45,66 @@ def _peer(value: str) -> Peer:
         raise click.BadParameter(str(exc)) from None
 
 
+def _tls_options(command: _F) -> _F:
+    """``--tls``, ``--ca``, ``--cert``, ``--key`` (the names ``eai send`` uses for MLLP)."""
+    options = [
+        click.option("--tls", is_flag=True, help="DICOM TLS, server checked against system CAs"),
+        click.option(
+            "--ca",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="CA bundle (PEM) to verify the server; implies --tls",
+        ),
+        click.option(
+            "--cert",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="client certificate (PEM), for peers that require one; implies --tls",
+        ),
+        click.option(
+            "--key",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="private key of --cert (PEM), when not in the certificate file",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _tls_context(
+    tls: bool, ca: Path | None, cert: Path | None, key: Path | None
+) -> ssl.SSLContext | None:
+    """The client TLS context (TLS >= 1.2, server verified), or None for plain TCP."""
+    if key is not None and cert is None:
+        raise click.BadParameter("--key needs --cert", param_hint="--key")
+    if not (tls or ca or cert):
+        return None
+    from connectors.mllp._tls import client_context
+    from eai.config import TlsClientConfig
+
+    return client_context(TlsClientConfig(ca=ca, cert=cert, key=key))
+
+
 @dicom.command("echo")
 @click.argument("peer")
 @click.option("--calling-ae", default="EAI", show_default=True, help="our AE title")
 @click.option("--timeout", default=10.0, show_default=True, help="seconds per step")
-def echo_cmd(peer: str, calling_ae: str, timeout: float) -> None:
+@_tls_options
+def echo_cmd(
+    peer: str,
+    calling_ae: str,
+    timeout: float,
+    tls: bool,
+    ca: Path | None,
+    cert: Path | None,
+    key: Path | None,
+) -> None:
     """C-ECHO PEER (AE@HOST:PORT); exit 0 when it answers success."""
     from dicom_router.client import echo
 
     target = _peer(peer)
+    context = _tls_context(tls, ca, cert, key)
     try:
-        status = echo(target, calling_ae, timeout)
+        status = echo(target, calling_ae, timeout, tls=context)
     except OSError as exc:
         raise EaiError(f"{target}: {exc}") from exc
     click.echo(f"{target}: C-ECHO status 0x{status:04X}")
@@ -59,7 +117,17 @@ def echo_cmd(peer: str, calling_ae: str, timeout: float) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--calling-ae", default="EAI", show_default=True, help="our AE title")
 @click.option("--timeout", default=30.0, show_default=True, help="seconds per step")
-def send_cmd(peer: str, paths: tuple[Path, ...], calling_ae: str, timeout: float) -> None:
+@_tls_options
+def send_cmd(
+    peer: str,
+    paths: tuple[Path, ...],
+    calling_ae: str,
+    timeout: float,
+    tls: bool,
+    ca: Path | None,
+    cert: Path | None,
+    key: Path | None,
+) -> None:
     """C-STORE FILES and DIRECTORIES (recursively) to PEER (AE@HOST:PORT), as they are.
 
     Prints one line per failed file; exit 1 if any failed.
@@ -67,6 +135,7 @@ def send_cmd(peer: str, paths: tuple[Path, ...], calling_ae: str, timeout: float
     from dicom_router.client import SendResult, list_files, send_files
 
     target = _peer(peer)
+    context = _tls_context(tls, ca, cert, key)
     files = list_files(paths)
     if not files:
         raise EaiError("no file to send")
@@ -80,7 +149,7 @@ def send_cmd(peer: str, paths: tuple[Path, ...], calling_ae: str, timeout: float
                 failed.append(result)
             bar.update(1)
 
-        results = send_files(target, files, calling_ae, timeout, progress)
+        results = send_files(target, files, calling_ae, timeout, progress, tls=context)
     for r in failed:
         click.echo(f"{r.path}: {r.detail}", err=True)
     click.echo(f"{len(results) - len(failed)} sent, {len(failed)} failed")

@@ -25,8 +25,8 @@ from eai.config import TlsServerConfig
 from eai.errors import ConfigError
 from eai.registry import listeners
 from tests._paths import CDA
+from tests._pki import Pki, make_pki
 from tests.integration._mllp_support import FakeJournal, run
-from tests.integration.test_mllp_tls import Pki, _issue, _name, _write
 
 pytestmark = pytest.mark.integration
 
@@ -512,14 +512,7 @@ def test_missing_schema_fails_at_start(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    directory = tmp_path_factory.mktemp("http-pki")
-    ca_cert, ca_key = _issue("eai test CA", _name("x"), None, ca=True)
-    ca_path, _ = _write(directory, "ca", ca_cert, ca_key)
-    server = _write(directory, "server", *_issue("localhost", ca_cert.subject, ca_key, server=True))
-    client = _write(directory, "client", *_issue("dpi.chu-x", ca_cert.subject, ca_key))
-    rogue_ca, rogue_ca_key = _issue("rogue CA", _name("x"), None, ca=True)
-    rogue = _write(directory, "rogue", *_issue("rogue", rogue_ca.subject, rogue_ca_key))
-    return Pki(ca_path, *server, *client, *rogue)
+    return make_pki(tmp_path_factory.mktemp("http-pki"))
 
 
 def _client(pki: Pki, cert: str | None = "client") -> ssl.SSLContext:

@@ -25,10 +25,12 @@ from eai.delivery import DeliveryWorker
 from eai.errors import StoreError
 from eai.messages import IngestResult, JournalEntry
 from eai.pipeline import Pipeline
+from eai.reconciler import Reconciler
 from eai.registry import Listener, build_destination, build_listener, periodic_jobs
 from eai.store import Store
 from eai.store._read import settlement
 from eai.store._work import clear_leases
+from identity.pdqm import IdentityServerClient
 
 __all__ = ["Engine"]
 
@@ -73,6 +75,7 @@ class Engine:
         self.store: Store | None = None
         self.pipeline: Pipeline | None = None
         self.mailer: AnomalyMailer | None = None
+        self.reconciler: Reconciler | None = None
         self.workers: dict[str, DeliveryWorker] = {}
         self.started = asyncio.Event()
 
@@ -113,8 +116,16 @@ class Engine:
                     concurrency=int(getattr(dcfg, "connections", 1)),
                 )
             self.mailer = AnomalyMailer(store, cfg.identity)
+            if cfg.identity.server is not None:
+                client = IdentityServerClient(cfg.identity.server)
+                self.reconciler = Reconciler(client, cfg.identity)
             self.pipeline = Pipeline(
-                cfg, store, self.node_id, self._wake_workers, self.mailer.urgent
+                cfg,
+                store,
+                self.node_id,
+                self._wake_workers,
+                self.mailer.urgent,
+                reconciler=self.reconciler,
             )
             pipeline = self.pipeline
 
@@ -138,6 +149,15 @@ class Engine:
                 coalesce=True,
                 max_instances=1,
             )
+            if cfg.identity.server is not None:
+                scheduler.add_job(
+                    pipeline.retry_unavailable,
+                    "interval",
+                    seconds=cfg.identity.server.retry_every,
+                    id="identity-retry",
+                    coalesce=True,
+                    max_instances=1,
+                )
             view = _JournalView(store)
             for job in periodic_jobs().values():
                 scheduler.add_job(
@@ -173,6 +193,8 @@ class Engine:
                 scheduler.shutdown(wait=False)
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+            if self.reconciler is not None:
+                await self.reconciler.aclose()
             store.close()
             if lock is not None:
                 lock.close()

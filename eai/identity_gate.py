@@ -20,9 +20,25 @@ from eai.config import Config, ListenerConfig
 from eai.content import ParsedContent
 from identity.charter import CheckContext, Rule, evaluate_charter, load_charter
 from identity.patient import PatientIdentity, identity_from_hl7
+from identity.pdqm import IdentityServerUnavailable
+from identity.reconcile import Reconciliation
 from identity.status import DEFAULT_TABLE, IdentityStatus
 
-__all__ = ["IdentityVerdict", "UNQUALIFIED_RULE", "identity_of", "identity_verdict"]
+__all__ = [
+    "SERVER_UNAVAILABLE",
+    "UNQUALIFIED_RULE",
+    "IdentityVerdict",
+    "Reconciled",
+    "identity_of",
+    "identity_verdict",
+]
+
+SERVER_UNAVAILABLE = "identity server unavailable"
+"""The hold reason of a delivery whose identity could not be reconciled yet: the
+pipeline asks the server again every ``identity.server.retry_every``."""
+
+Reconciled = Reconciliation | IdentityServerUnavailable
+"""What the identity server said of a message's identity, or that it could not be asked."""
 
 UNQUALIFIED_RULE = "IDENTITE-NON-QUALIFIEE"
 _UNQUALIFIED_TEXT = (
@@ -66,6 +82,9 @@ class IdentityVerdict:
     qualified: bool
     anomalies: tuple[tuple[str, str, str], ...]
     """(rule, severity, explanation)"""
+    identity: PatientIdentity | None = None
+    server_unavailable: bool = False
+    """The identity server could not be asked: strict destinations wait for it."""
 
     @property
     def reject_reason(self) -> str:
@@ -75,13 +94,23 @@ class IdentityVerdict:
     @property
     def hold_reason(self) -> str:
         rules = [r for r, sev, _ in self.anomalies if sev == "hold"]
-        return f"identity held: {', '.join(rules)}" if rules else ""
+        if rules:
+            return f"identity held: {', '.join(rules)}"
+        return SERVER_UNAVAILABLE if self.server_unavailable else ""
 
 
 def identity_verdict(
-    config: Config, listener: ListenerConfig | None, content: ParsedContent
+    config: Config,
+    listener: ListenerConfig | None,
+    content: ParsedContent,
+    reconciled: Reconciled | None = None,
 ) -> IdentityVerdict | None:
-    """``None`` when the message carries no patient identity."""
+    """``None`` when the message carries no patient identity.
+
+    ``reconciled``: what the regional identity server said (its anomalies join the
+    charter's; an identity it holds is not qualified) or that it could not be asked
+    (not qualified until it answers; no anomaly: the establishment has nothing to fix).
+    """
     ident = identity_of(content, listener)
     if ident is None:
         return None
@@ -89,10 +118,15 @@ def identity_verdict(
     found = evaluate_charter(
         _rules(tuple(config.identity.charter)), ident, CheckContext(test_feed=test_feed)
     )
-    anomalies = [(a.rule, a.severity, a.message) for a in found]
+    anomalies: list[tuple[str, str, str]] = [(a.rule, a.severity, a.message) for a in found]
+    if isinstance(reconciled, Reconciliation):
+        anomalies.extend(reconciled.anomalies)
+    unavailable = isinstance(reconciled, IdentityServerUnavailable)
     holds = any(sev in ("hold", "reject") for _, sev, _ in anomalies)
-    qualified = ident.status == "QUAL" and not holds
+    qualified = ident.status == "QUAL" and not holds and not unavailable
     needs_qualified = any(d.require_qualified_identity for d in config.destinations)
-    if not qualified and not holds and needs_qualified:
+    if ident.status != "QUAL" and not holds and needs_qualified:
         anomalies.append((UNQUALIFIED_RULE, "hold", _UNQUALIFIED_TEXT.format(status=ident.status)))
-    return IdentityVerdict(ident.facility, qualified, tuple(anomalies))
+    return IdentityVerdict(
+        ident.facility, qualified, tuple(anomalies), ident, server_unavailable=unavailable
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
 from eai import hl7, routing
@@ -21,11 +21,16 @@ from eai.config import Config, ListenerConfig, Route
 from eai.content import ParsedContent, content_parser
 from eai.errors import EaiError, InputError, StoreError
 from eai.hl7 import structure_problem
-from eai.identity_gate import identity_verdict
+from eai.identity_gate import SERVER_UNAVAILABLE, Reconciled, identity_of, identity_verdict
+from eai.reconciler import Reconciler
 from eai.store import Cipher, ClaimedMessage, MessagePlan, PlannedDelivery, Store, utcnow
-from eai.store._work import apply_plans, claim_messages
+from eai.store._work import apply_plans, claim_messages, held_messages, settle_held
+from eai.store._xref import IdentityOp, XrefRecord, XrefRedirect, local_ordering_key
+from identity.patient import PatientIdentity
+from identity.pdqm import IdentityServerUnavailable
+from identity.reconcile import Reconciliation
 
-__all__ = ["Pipeline", "plan_message"]
+__all__ = ["Pipeline", "identities_of", "plan_message"]
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +42,51 @@ def _listener(config: Config, name: str) -> ListenerConfig | None:
     return None
 
 
-def plan_message(config: Config, cipher: Cipher, claimed: ClaimedMessage) -> MessagePlan:
-    """Decides the fate of one journaled message under ``config`` (no I/O)."""
+def _local_id(ident: PatientIdentity | None) -> str:
+    """The establishment's own patient id (the first PID-3 that is not the INS)."""
+    if ident is None:
+        return ""
+    return next((i.value for i in ident.local_ids if i.value.strip()), "")
+
+
+def _prior_local_id(msg: hl7.Hl7Message) -> str:
+    """MRG-1's first identifier that is not an INS (the merged or former local id)."""
+    for i in range(1, len(msg.get_all("MRG-1")) + 1):
+        value = msg.get(f"MRG-1[{i}].1").strip()
+        if value and msg.get(f"MRG-1[{i}].5").strip().upper() != "INS":
+            return value
+    return ""
+
+
+def _identity_ops(
+    msg: object, ident: PatientIdentity, local: str, reconciled: Reconciled | None
+) -> tuple[IdentityOp, ...]:
+    """What the message teaches the cross-references: the regional identity the server
+    matched, then an A40 merge or an A47 identifier change."""
+    ops: list[IdentityOp] = []
+    if (
+        isinstance(reconciled, Reconciliation)
+        and reconciled.outcome == "matched"
+        and reconciled.regional_id
+    ):
+        ops.append(
+            XrefRecord(
+                ident.facility, local, reconciled.regional_id, reconciled.ins, reconciled.ins_oid
+            )
+        )
+    if isinstance(msg, hl7.Hl7Message):
+        trigger = msg.get("MSH-9.2").strip().upper()
+        kind: Literal["A40", "A47"] | None = (
+            "A40" if trigger == "A40" else "A47" if trigger == "A47" else None
+        )
+        if kind is not None and (prior := _prior_local_id(msg)):
+            ops.append(XrefRedirect(kind, ident.facility, from_id=prior, to_id=local))
+    return tuple(ops)
+
+
+def _parse(
+    config: Config, cipher: Cipher, claimed: ClaimedMessage
+) -> tuple[bytes, ParsedContent] | MessagePlan:
     parser = content_parser(claimed.content_type)
     if parser is None:
         return MessagePlan(
@@ -46,15 +94,59 @@ def plan_message(config: Config, cipher: Cipher, claimed: ClaimedMessage) -> Mes
         )
     payload = cipher.open(claimed.sealed_payload)
     try:
-        content = parser(payload, _listener(config, claimed.listener))
+        return payload, parser(payload, _listener(config, claimed.listener))
     except InputError as exc:
         return MessagePlan(claimed.id, "rejected", reason=exc.reason)
+
+
+def identities_of(
+    config: Config, cipher: Cipher, claimed: Iterable[ClaimedMessage]
+) -> dict[int, PatientIdentity]:
+    """The patient identity each message states, for the identity server (no I/O)."""
+    out: dict[int, PatientIdentity] = {}
+    for c in claimed:
+        try:
+            parsed = _parse(config, cipher, c)
+        except Exception:  # noqa: BLE001 - planning reports it; here it is only not asked
+            continue
+        if isinstance(parsed, MessagePlan):
+            continue
+        ident = identity_of(parsed[1], _listener(config, c.listener))
+        if ident is not None:
+            out[c.id] = ident
+    return out
+
+
+def plan_message(
+    config: Config,
+    cipher: Cipher,
+    claimed: ClaimedMessage,
+    reconciled: Reconciled | None = None,
+) -> MessagePlan:
+    """Decides the fate of one journaled message under ``config`` (no I/O).
+
+    ``reconciled``: what the regional identity server said of the message's identity
+    (None when there is no server, or the message states no identity)."""
+    parsed = _parse(config, cipher, claimed)
+    if isinstance(parsed, MessagePlan):
+        return parsed
+    payload, content = parsed
     msg = content.routable
     key = content.patient
     id_hashes = tuple(sorted({cipher.hash_id(i) for i in key.identifiers}))
-    verdict = identity_verdict(config, _listener(config, claimed.listener), content)
+    verdict = identity_verdict(config, _listener(config, claimed.listener), content, reconciled)
     facility = verdict.facility if verdict else ""
     found = verdict.anomalies if verdict else ()
+    ident = verdict.identity if verdict else None
+    local = _local_id(ident)
+    patient_local: tuple[str, str] | None = None
+    ops: tuple[IdentityOp, ...] = ()
+    if ident is not None and local:
+        patient_local = (ident.facility, cipher.hash_id(local))
+        patient_key = local_ordering_key(cipher, ident.facility, local)
+        ops = _identity_ops(msg, ident, local, reconciled)
+    else:
+        patient_key = cipher.hash_id(key.ordering_key)
     if verdict is not None and verdict.reject_reason:
         return MessagePlan(
             claimed.id,
@@ -90,6 +182,8 @@ def plan_message(config: Config, cipher: Cipher, claimed: ClaimedMessage) -> Mes
             reason=problem or "",
             facility=facility,
             anomalies=found,
+            patient_local=patient_local,
+            identity_ops=ops,
         )
     qualified = verdict is not None and verdict.qualified
     held = (
@@ -112,12 +206,14 @@ def plan_message(config: Config, cipher: Cipher, claimed: ClaimedMessage) -> Mes
             for d, route in by_dest.items()
         ),
         reason=problem or "",
-        patient_key=cipher.hash_id(key.ordering_key),
+        patient_key=patient_key,
         patient_id_hashes=id_hashes,
         control_id=content.control_id,
         facility=facility,
         anomalies=found,
         release_held=qualified,
+        patient_local=patient_local,
+        identity_ops=ops,
     )
 
 
@@ -193,12 +289,15 @@ def _route_payload(
 
 
 def plan_all(
-    config: Config, cipher: Cipher, claimed: Iterable[ClaimedMessage]
+    config: Config,
+    cipher: Cipher,
+    claimed: Iterable[ClaimedMessage],
+    reconciled: Mapping[int, Reconciled] | None = None,
 ) -> list[MessagePlan]:
     plans = []
     for c in claimed:
         try:
-            plans.append(plan_message(config, cipher, c))
+            plans.append(plan_message(config, cipher, c, (reconciled or {}).get(c.id)))
         except StoreError as exc:
             log.error("message %d cannot be read: %s", c.id, exc)
             plans.append(MessagePlan(c.id, "rejected", reason=str(exc)))
@@ -226,8 +325,10 @@ class Pipeline:
         on_reject_anomaly: Callable[[], None] = lambda: None,
         *,
         pace: float = PACE,
+        reconciler: Reconciler | None = None,
     ) -> None:
         self._config = config
+        self._reconciler = reconciler
         self._pace = pace
         self._store = store
         self._node = node_id
@@ -245,15 +346,52 @@ class Pipeline:
         )
         if not claimed:
             return 0
-        plans = await run_blocking(plan_all, self._config, self._store.cipher, claimed)
-        await self._store.writer.run(lambda c: apply_plans(c, plans, utcnow()))
+        cipher = self._store.cipher
+        reconciled = await self._reconcile(claimed)
+        plans = await run_blocking(plan_all, self._config, cipher, claimed, reconciled)
+        await self._store.writer.run(lambda c: apply_plans(c, plans, utcnow(), cipher=cipher))
         self.processed += len(plans)
+        self._after(plans, {d.destination for p in plans for d in p.deliveries})
+        return len(claimed)
+
+    async def _reconcile(self, claimed: list[ClaimedMessage]) -> dict[int, Reconciled]:
+        """Asks the identity server about the messages' identities (none without a server)."""
+        if self._reconciler is None:
+            return {}
+        identities = await run_blocking(identities_of, self._config, self._store.cipher, claimed)
+        return await self._reconciler.reconcile_all(identities)
+
+    def _after(self, plans: list[MessagePlan], destinations: set[str]) -> None:
         if any(sev == "reject" for p in plans for _, sev, _ in p.anomalies):
             self._on_reject_anomaly()
-        dests = {d.destination for p in plans for d in p.deliveries}
-        if dests:
-            self._on_routed(dests)
-        return len(claimed)
+        if destinations:
+            self._on_routed(destinations)
+
+    async def retry_unavailable(self, limit: int = 500) -> int:
+        """Reconciles again the messages held while the identity server was unreachable:
+        their deliveries go when it qualifies the identity, or stay held for the rule it
+        broke (an anomaly, as for a new message). Returns how many messages it settled."""
+        if self._reconciler is None or self._reconciler.unavailable_now():
+            return 0
+        held = await self._store.writer.run(lambda c: held_messages(c, SERVER_UNAVAILABLE, limit))
+        if not held:
+            return 0
+        reconciled = await self._reconcile(held)
+        if any(isinstance(r, IdentityServerUnavailable) for r in reconciled.values()):
+            return 0  # still down: ask again at the next retry
+        cipher = self._store.cipher
+        plans = await run_blocking(plan_all, self._config, cipher, held, reconciled)
+        released = await self._store.writer.run(
+            lambda c: settle_held(c, plans, SERVER_UNAVAILABLE, utcnow(), cipher=cipher)
+        )
+        log.info(
+            "identity server answers again: %d held message(s) reconciled, %d delivery(ies) "
+            "released",
+            len(plans),
+            len(released),
+        )
+        self._after(plans, set(released))
+        return len(plans)
 
     async def run(self, stopping: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()

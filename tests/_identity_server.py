@@ -6,13 +6,16 @@ examples of ``shared/docs-fr.md``.
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Coroutine
 from typing import Any
 
 import httpx
 
 from eai.config import IdentityServerConfig
 from identity.pdqm import IdentityServerClient
-from identity.standin import StandinService
+from identity.standin import StandinServer, StandinService
 
 REGIONAL = "urn:oid:1.2.250.1.999.1.1"
 CHU_X = "urn:oid:1.2.250.1.999.2.1"  # CHU-X's local patient ids (IPP)
@@ -129,3 +132,50 @@ def mock_client(
     return IdentityServerClient(
         config(**overrides), transport=transport(svc), clock=clock or Clock()
     )
+
+
+class StandinThread:
+    """The stand-in on 127.0.0.1 in its own thread and event loop, for a running engine:
+    ``with StandinThread(service(), port) as s: s.url``; :meth:`stop` then :meth:`start`
+    again on the same port simulate an outage (connections refused meanwhile)."""
+
+    def __init__(self, svc: StandinService, port: int) -> None:
+        self.service = svc
+        self.port = port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._server: StandinServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.service.base}"
+
+    def _call(self, coro: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    def start(self) -> StandinThread:
+        self._server = StandinServer(self.service, "127.0.0.1", self.port)
+        self._call(self._server.start())
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._call(self._server.stop())
+            self._server = None
+
+    def close(self) -> None:
+        self.stop()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def __enter__(self) -> StandinThread:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

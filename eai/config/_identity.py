@@ -76,6 +76,19 @@ class IdentityServerConfig(Model):
     max_connections: int = Field(
         default=10, ge=1, description="simultaneous connections to the server"
     )
+    retry_every: Duration = Field(
+        default=30.0,
+        gt=0,
+        description="how often the messages held while the server was unreachable are "
+        "reconciled again (and released when it answers)",
+        examples=["30s"],
+    )
+    alert_to: tuple[str, ...] = Field(
+        default=(),
+        description="addresses mailed when the server becomes unreachable and when it "
+        "answers again (needs identity.smtp)",
+        examples=[["exploitation@grades.example"]],
+    )
 
     @model_validator(mode="after")
     def _check_tls(self) -> IdentityServerConfig:
@@ -108,3 +121,9 @@ class IdentityConfig(Model):
         description="the regional identity server to reconcile identities with (PDQm/PIXm); "
         "unset (the default): only the INS checks and the charter apply",
     )
+
+    @model_validator(mode="after")
+    def _check_alerts(self) -> IdentityConfig:
+        if self.server is not None and self.server.alert_to and self.smtp is None:
+            raise ValueError("identity.server.alert_to needs identity.smtp to send the alerts")
+        return self

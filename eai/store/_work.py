@@ -33,6 +33,7 @@ from sqlalchemy import (
     update,
 )
 
+from eai.store._crypto import Cipher
 from eai.store._schema import (
     ACTIVE_DELIVERY,
     anomalies,
@@ -42,6 +43,7 @@ from eai.store._schema import (
     messages,
     patient_ids,
 )
+from eai.store._xref import IdentityOp, apply_identity_op, known_local_ids, ordering_key_of_hash
 
 __all__ = [
     "ClaimedDelivery",
@@ -53,8 +55,10 @@ __all__ = [
     "claim_deliveries",
     "claim_messages",
     "clear_leases",
+    "held_messages",
     "is_paused",
     "record_outcomes",
+    "settle_held",
 ]
 
 
@@ -164,6 +168,12 @@ class MessagePlan:
     """(rule, severity, explanation) of the identity checks that failed."""
     release_held: bool = False
     """The message qualifies its patient's identity: held deliveries may go."""
+    patient_local: tuple[str, str] | None = None
+    """(facility, keyed hash of the local id) when the message names a local patient id:
+    the ordering key then follows the cross-references (merges, reconciliation) and
+    ``patient_key`` is only its value for a local id the store does not know."""
+    identity_ops: tuple[IdentityOp, ...] = ()
+    """Cross-reference writes (reconciliation found, A40 merge, A47 id change), in order."""
 
 
 # Built once: executed with a list of parameter sets, each runs as ONE executemany
@@ -249,6 +259,65 @@ def _release_patients(conn: Connection, releases: Sequence[tuple[int, str]], now
     )
 
 
+def _anomaly_rows(p: MessagePlan, now: datetime) -> list[dict[str, object]]:
+    return [
+        {
+            "at": now,
+            "facility": p.facility,
+            "message_id": p.message_id,
+            "control_id": p.control_id,
+            "rule": rule,
+            "severity": severity,
+            "explanation": text,
+        }
+        for rule, severity, text in p.anomalies
+    ]
+
+
+def _identity_event(p: MessagePlan, now: datetime) -> dict[str, object]:
+    return {
+        "at": now,
+        "message_id": p.message_id,
+        "kind": "identity",
+        "detail": ", ".join(f"{r} ({sev})" for r, sev, _ in p.anomalies),
+    }
+
+
+def _ordering_keys(
+    conn: Connection,
+    cipher: Cipher | None,
+    plans: Sequence[MessagePlan],
+    live: set[int],
+    now: datetime,
+    *,
+    write: bool,
+) -> dict[int, str]:
+    """The delivery ordering key of each plan whose patient the cross-references know,
+    after the plans' identity writes (applied here, in plan order, when ``write``).
+
+    A batch of patients the store has never seen, without identity writes, costs one query.
+    """
+    ops = write and any(p.identity_ops for p in plans if p.message_id in live)
+    pairs = [p.patient_local for p in plans if p.patient_local and p.message_id in live]
+    known = known_local_ids(conn, pairs) if not ops else None
+    if not ops and not known:
+        return {}
+    if cipher is None:
+        raise ValueError("apply_plans needs the cipher to follow cross-references")
+    keys: dict[int, str] = {}
+    done: set[int] = set()
+    for p in plans:
+        if p.message_id not in live or p.message_id in done:
+            continue
+        done.add(p.message_id)
+        if write and p.status != "rejected":
+            for op in p.identity_ops:
+                apply_identity_op(conn, cipher, op, now)
+        if p.patient_local and (known is None or p.patient_local in known):
+            keys[p.message_id] = ordering_key_of_hash(conn, cipher, *p.patient_local)
+    return keys
+
+
 def apply_plans(
     conn: Connection,
     plans: Sequence[MessagePlan],
@@ -256,13 +325,16 @@ def apply_plans(
     *,
     replay: bool = False,
     only_received: bool = True,
+    cipher: Cipher | None = None,
 ) -> list[int]:
     """Writes the outbox rows and the new status of each planned message.
 
     With ``only_received`` a plan applies only if its message is still
     ``received`` (a lease that expired mid-way cannot route a message twice):
     those messages are read first and, on PostgreSQL, locked until the commit.
-    Returns the ids of the deliveries created.
+    The plans' identity writes (``identity_ops``) are applied first, in order, except
+    on replay; ``cipher`` is needed as soon as a plan names a patient the
+    cross-references know. Returns the ids of the deliveries created.
     """
     if not plans:
         return []
@@ -270,6 +342,7 @@ def apply_plans(
     if only_received:
         q = q.where(messages.c.status == "received").with_for_update()
     live = set(conn.execute(q).scalars())
+    keys = _ordering_keys(conn, cipher, plans, live, now, write=not replay)
 
     status_writes: list[tuple[Any, dict[str, Any]]] = []
     id_rows: list[dict[str, object]] = []
@@ -283,6 +356,7 @@ def apply_plans(
             continue
         if only_received:
             live.discard(p.message_id)  # now processed: a second plan for it does not apply
+        patient_key = keys.get(p.message_id, p.patient_key)
         params: dict[str, Any] = {
             "b_id": p.message_id,
             "b_status": p.status,
@@ -297,26 +371,8 @@ def apply_plans(
         if p.patient_id_hashes and not replay:
             id_rows.extend({"message_id": p.message_id, "id_hash": h} for h in p.patient_id_hashes)
         if p.anomalies:
-            anomaly_rows.extend(
-                {
-                    "at": now,
-                    "facility": p.facility,
-                    "message_id": p.message_id,
-                    "control_id": p.control_id,
-                    "rule": rule,
-                    "severity": severity,
-                    "explanation": text,
-                }
-                for rule, severity, text in p.anomalies
-            )
-            ev.append(
-                {
-                    "at": now,
-                    "message_id": p.message_id,
-                    "kind": "identity",
-                    "detail": ", ".join(f"{r} ({sev})" for r, sev, _ in p.anomalies),
-                }
-            )
+            anomaly_rows.extend(_anomaly_rows(p, now))
+            ev.append(_identity_event(p, now))
         if p.status == "rejected":
             ev.append(
                 {"at": now, "message_id": p.message_id, "kind": "rejected", "detail": p.reason}
@@ -327,8 +383,8 @@ def apply_plans(
             ev.append(
                 {"at": now, "message_id": p.message_id, "kind": "invalid", "detail": p.reason}
             )
-        if p.release_held and p.patient_key:
-            releases.append((p.message_id, p.patient_key))
+        if p.release_held and patient_key:
+            releases.append((p.message_id, patient_key))
         if p.status == "filtered":
             ev.append(
                 {
@@ -345,7 +401,7 @@ def apply_plans(
                     "message_id": p.message_id,
                     "destination": d.destination,
                     "route": d.route,
-                    "patient_key": p.patient_key,
+                    "patient_key": patient_key,
                     "control_id": p.control_id,
                     "status": "held" if d.held else "pending",
                     "attempts": 0,
@@ -373,6 +429,96 @@ def apply_plans(
     if ev:
         conn.execute(_INSERT_EVENTS, ev)
     return created
+
+
+def held_messages(conn: Connection, reason: str, limit: int) -> list[ClaimedMessage]:
+    """The messages with a delivery held for ``reason`` (oldest first), to plan again."""
+    ids = (
+        select(deliveries.c.message_id)
+        .where(deliveries.c.status == "held", deliveries.c.last_error == reason)
+        .distinct()
+        .order_by(deliveries.c.message_id)
+        .limit(limit)
+    )
+    rows = conn.execute(
+        select(
+            messages.c.id,
+            messages.c.listener,
+            messages.c.received_at,
+            messages.c.content_type,
+            messages.c.control_id,
+            messages.c.message_type,
+            messages.c.payload,
+        )
+        .where(messages.c.id.in_(ids.scalar_subquery()))
+        .order_by(messages.c.id)
+    ).all()
+    return [
+        ClaimedMessage(
+            r.id, r.listener, r.received_at, r.content_type, r.control_id, r.message_type, r.payload
+        )
+        for r in rows
+    ]
+
+
+_SET_HELD_REASON = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("b_id"))
+    .values(last_error=bindparam("b_reason"))
+)
+
+
+def settle_held(
+    conn: Connection,
+    plans: Sequence[MessagePlan],
+    reason: str,
+    now: datetime,
+    *,
+    cipher: Cipher,
+) -> list[str]:
+    """Applies a new plan to the deliveries held for ``reason`` (the identity server was
+    unreachable when they were planned): each is released when its destination's new
+    plan sends it, else keeps waiting for the new plan's reason. The plans' identity
+    writes and anomalies are recorded as for a new message. Returns the destinations of
+    the deliveries released."""
+    if not plans:
+        return []
+    by_message = {p.message_id: p for p in plans}
+    held = conn.execute(
+        select(deliveries.c.id, deliveries.c.message_id, deliveries.c.destination).where(
+            deliveries.c.message_id.in_(list(by_message)),
+            deliveries.c.status == "held",
+            deliveries.c.last_error == reason,
+        )
+    ).all()
+    release: list[tuple[int, int, str]] = []
+    relabel: list[dict[str, object]] = []
+    destinations: list[str] = []
+    for h in held:
+        p = by_message[h.message_id]
+        planned = next((d for d in p.deliveries if d.destination == h.destination), None)
+        if p.status != "processed" or planned is None:
+            continue  # the new plan no longer sends it here: it waits for an operator
+        if planned.held:
+            relabel.append({"b_id": h.id, "b_reason": planned.held})
+        else:
+            release.append((h.id, h.message_id, "identity reconciled with the identity server"))
+            destinations.append(h.destination)
+    for p in plans:
+        for op in p.identity_ops:
+            apply_identity_op(conn, cipher, op, now)
+    if relabel:
+        conn.execute(_SET_HELD_REASON, relabel)
+    release_deliveries(conn, release, now)
+    rows = [r for p in plans for r in _anomaly_rows(p, now)]
+    if rows:
+        conn.execute(insert(anomalies), rows)
+        conn.execute(_INSERT_EVENTS, [_identity_event(p, now) for p in plans if p.anomalies])
+    qualified = [(p.message_id, p.patient_key) for p in plans if p.release_held]
+    if qualified:
+        keys = _ordering_keys(conn, cipher, plans, {p.message_id for p in plans}, now, write=False)
+        _release_patients(conn, [(m, keys.get(m, k)) for m, k in qualified], now)
+    return sorted(set(destinations))
 
 
 @dataclass(frozen=True, slots=True)

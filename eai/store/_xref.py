@@ -31,21 +31,27 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Row, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Row, and_, insert, or_, select, tuple_, update
 
 from eai.store._crypto import Cipher
-from eai.store._schema import identity_merges, identity_xref
+from eai.store._schema import deliveries, identity_merges, identity_xref
 
 __all__ = [
+    "IdentityOp",
     "MergeEvent",
     "RecordOutcome",
+    "XrefRecord",
+    "XrefRedirect",
     "XrefEntry",
     "XrefView",
+    "apply_identity_op",
     "change_identifier",
+    "known_local_ids",
     "local_ordering_key",
     "lookup",
     "merge",
     "ordering_key_for",
+    "ordering_key_of_hash",
     "record_xref",
 ]
 
@@ -313,10 +319,102 @@ def ordering_key_for(conn: Connection, cipher: Cipher, facility: str, local_id: 
     local_hash = cipher.hash_id(local_id)
     if _current(conn, facility, local_hash) is None:
         return None
+    return ordering_key_of_hash(conn, cipher, facility, local_hash)
+
+
+def ordering_key_of_hash(conn: Connection, cipher: Cipher, facility: str, local_hash: str) -> str:
+    """The delivery ``patient_key`` of a local id given as its keyed hash, known or not."""
     resolved = _resolve(conn, facility, local_hash)
     if resolved.row is not None and resolved.row.regional_id:
         return _regional_key(cipher, resolved.row.regional_id)
     return _local_key(cipher, facility, resolved.final)
+
+
+def known_local_ids(conn: Connection, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (facility, local id hash) pairs the store has a current row for: one query, so
+    that a batch of patients it has never seen costs nothing more."""
+    if not pairs:
+        return set()
+    rows = conn.execute(
+        select(identity_xref.c.facility, identity_xref.c.local_id_hash).where(
+            identity_xref.c.valid_to.is_(None),
+            tuple_(identity_xref.c.facility, identity_xref.c.local_id_hash).in_(sorted(set(pairs))),
+        )
+    ).all()
+    return {(r.facility, r.local_id_hash) for r in rows}
+
+
+# --- what the pipeline asks for ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class XrefRecord:
+    """Reconciliation found the regional identity of a facility's local id."""
+
+    facility: str
+    local_id: str
+    regional_id: str
+    ins: str = ""
+    ins_oid: str = ""
+
+    def __repr__(self) -> str:  # never show identifiers in logs or tracebacks
+        return f"XrefRecord(facility={self.facility!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class XrefRedirect:
+    """The establishment merged (A40: ``from_id`` = MRG-1, ``to_id`` = PID-3) or renamed
+    (A47: ``from_id`` = MRG-1 old id, ``to_id`` = PID-3 new id) a local id."""
+
+    kind: Literal["A40", "A47"]
+    facility: str
+    from_id: str
+    to_id: str
+
+    def __repr__(self) -> str:
+        return f"XrefRedirect({self.kind}, facility={self.facility!r})"
+
+
+IdentityOp = XrefRecord | XrefRedirect
+
+_PENDING_STATUSES = ("pending", "held")
+
+
+def _rekey(conn: Connection, old: str, new: str) -> int:
+    """Moves the not-yet-delivered deliveries of ordering key ``old`` to ``new``: their ids
+    keep them in arrival order within the merged chain."""
+    result = conn.execute(
+        update(deliveries)
+        .where(and_(deliveries.c.patient_key == old, deliveries.c.status.in_(_PENDING_STATUSES)))
+        .values(patient_key=new)
+    )
+    return int(result.rowcount or 0)
+
+
+def apply_identity_op(conn: Connection, cipher: Cipher, op: IdentityOp, now: datetime) -> int:
+    """Writes ``op`` and re-keys the waiting deliveries of every local id whose ordering key
+    it changed (so a merged patient's messages wait behind the surviving identity's).
+    Returns how many deliveries were re-keyed."""
+    if isinstance(op, XrefRecord):
+        involved = [op.local_id]
+    else:
+        involved = [op.from_id, op.to_id]
+    hashes = [cipher.hash_id(i) for i in involved if i.strip()]
+    before = {h: ordering_key_of_hash(conn, cipher, op.facility, h) for h in hashes}
+    if isinstance(op, XrefRecord):
+        record_xref(
+            conn, cipher, op.facility, op.local_id, op.regional_id, op.ins, now, ins_oid=op.ins_oid
+        )
+    elif op.from_id.strip() and op.to_id.strip():
+        _redirect(
+            conn, cipher, op.facility, kind=op.kind, from_id=op.from_id, to_id=op.to_id, now=now
+        )
+    moved = 0
+    for h, old in before.items():
+        new = ordering_key_of_hash(conn, cipher, op.facility, h)
+        if new != old:
+            moved += _rekey(conn, old, new)
+    return moved
 
 
 # --- reading -------------------------------------------------------------------------------

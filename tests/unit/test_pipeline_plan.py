@@ -6,6 +6,7 @@ from datetime import datetime
 from eai.config import load_config_text
 from eai.pipeline import plan_all, plan_message
 from eai.store import Cipher, ClaimedMessage
+from eai.store._xref import local_ordering_key
 from tests.engine_harness import A01, adt
 
 ROUTES = """
@@ -44,7 +45,9 @@ def test_routed_with_patient_key_and_ids():
     assert plan.control_id == "3975"
     assert CIPHER.hash_id("000003") in plan.patient_id_hashes
     assert CIPHER.hash_id("279035121518989") in plan.patient_id_hashes
-    assert plan.patient_key == CIPHER.hash_id("000003^CHU-X&000897406&N")
+    # the ordering key of the local id (facility, PID-3): cross-references may redirect it
+    assert plan.patient_key == local_ordering_key(CIPHER, "CHU-X", "000003")
+    assert plan.patient_local == ("CHU-X", CIPHER.hash_id("000003"))
     assert "000003" not in repr(plan)
 
 

@@ -30,7 +30,7 @@ from identity.patient import PatientIdentity
 from identity.pdqm import IdentityServerUnavailable
 from identity.reconcile import Reconciliation
 
-__all__ = ["Pipeline", "identities_of", "plan_message"]
+__all__ = ["Parsed", "Pipeline", "identities_of", "parse_all", "plan_all", "plan_message"]
 
 log = logging.getLogger(__name__)
 
@@ -99,19 +99,34 @@ def _parse(
         return MessagePlan(claimed.id, "rejected", reason=exc.reason)
 
 
-def identities_of(
+Parsed = tuple[bytes, ParsedContent] | MessagePlan
+"""A message decrypted and parsed, or the plan that rejects it."""
+
+
+def parse_all(
     config: Config, cipher: Cipher, claimed: Iterable[ClaimedMessage]
+) -> dict[int, Parsed]:
+    """Each message parsed once, for :func:`identities_of` then :func:`plan_all` (no I/O).
+    A message that cannot even be read is left out: planning reports it."""
+    out: dict[int, Parsed] = {}
+    for c in claimed:
+        try:
+            out[c.id] = _parse(config, cipher, c)
+        except Exception:  # noqa: BLE001 - plan_message reports it
+            continue
+    return out
+
+
+def identities_of(
+    config: Config, claimed: Iterable[ClaimedMessage], parsed: Mapping[int, Parsed]
 ) -> dict[int, PatientIdentity]:
     """The patient identity each message states, for the identity server (no I/O)."""
     out: dict[int, PatientIdentity] = {}
     for c in claimed:
-        try:
-            parsed = _parse(config, cipher, c)
-        except Exception:  # noqa: BLE001 - planning reports it; here it is only not asked
+        p = parsed.get(c.id)
+        if p is None or isinstance(p, MessagePlan):
             continue
-        if isinstance(parsed, MessagePlan):
-            continue
-        ident = identity_of(parsed[1], _listener(config, c.listener))
+        ident = identity_of(p[1], _listener(config, c.listener))
         if ident is not None:
             out[c.id] = ident
     return out
@@ -122,12 +137,15 @@ def plan_message(
     cipher: Cipher,
     claimed: ClaimedMessage,
     reconciled: Reconciled | None = None,
+    parsed: Parsed | None = None,
 ) -> MessagePlan:
     """Decides the fate of one journaled message under ``config`` (no I/O).
 
     ``reconciled``: what the regional identity server said of the message's identity
-    (None when there is no server, or the message states no identity)."""
-    parsed = _parse(config, cipher, claimed)
+    (None when there is no server, or the message states no identity); ``parsed``: the
+    message already parsed by :func:`parse_all`."""
+    if parsed is None:
+        parsed = _parse(config, cipher, claimed)
     if isinstance(parsed, MessagePlan):
         return parsed
     payload, content = parsed
@@ -293,11 +311,16 @@ def plan_all(
     cipher: Cipher,
     claimed: Iterable[ClaimedMessage],
     reconciled: Mapping[int, Reconciled] | None = None,
+    parsed: Mapping[int, Parsed] | None = None,
 ) -> list[MessagePlan]:
     plans = []
     for c in claimed:
         try:
-            plans.append(plan_message(config, cipher, c, (reconciled or {}).get(c.id)))
+            plans.append(
+                plan_message(
+                    config, cipher, c, (reconciled or {}).get(c.id), (parsed or {}).get(c.id)
+                )
+            )
         except StoreError as exc:
             log.error("message %d cannot be read: %s", c.id, exc)
             plans.append(MessagePlan(c.id, "rejected", reason=str(exc)))
@@ -347,19 +370,26 @@ class Pipeline:
         if not claimed:
             return 0
         cipher = self._store.cipher
-        reconciled = await self._reconcile(claimed)
-        plans = await run_blocking(plan_all, self._config, cipher, claimed, reconciled)
+        plans = await self._plan(claimed)
         await self._store.writer.run(lambda c: apply_plans(c, plans, utcnow(), cipher=cipher))
         self.processed += len(plans)
         self._after(plans, {d.destination for p in plans for d in p.deliveries})
         return len(claimed)
 
-    async def _reconcile(self, claimed: list[ClaimedMessage]) -> dict[int, Reconciled]:
-        """Asks the identity server about the messages' identities (none without a server)."""
+    async def _plan(
+        self, claimed: list[ClaimedMessage], *, retrying: bool = False
+    ) -> list[MessagePlan]:
+        """Plans the messages, after asking the identity server about their identities
+        (parsed once for both). Retrying: [] while the server still cannot be asked."""
+        cipher = self._store.cipher
         if self._reconciler is None:
-            return {}
-        identities = await run_blocking(identities_of, self._config, self._store.cipher, claimed)
-        return await self._reconciler.reconcile_all(identities)
+            return await run_blocking(plan_all, self._config, cipher, claimed)
+        parsed = await run_blocking(parse_all, self._config, cipher, claimed)
+        identities = identities_of(self._config, claimed, parsed)
+        reconciled = await self._reconciler.reconcile_all(identities)
+        if retrying and any(isinstance(r, IdentityServerUnavailable) for r in reconciled.values()):
+            return []
+        return await run_blocking(plan_all, self._config, cipher, claimed, reconciled, parsed)
 
     def _after(self, plans: list[MessagePlan], destinations: set[str]) -> None:
         if any(sev == "reject" for p in plans for _, sev, _ in p.anomalies):
@@ -376,11 +406,10 @@ class Pipeline:
         held = await self._store.writer.run(lambda c: held_messages(c, SERVER_UNAVAILABLE, limit))
         if not held:
             return 0
-        reconciled = await self._reconcile(held)
-        if any(isinstance(r, IdentityServerUnavailable) for r in reconciled.values()):
+        plans = await self._plan(held, retrying=True)
+        if not plans:
             return 0  # still down: ask again at the next retry
         cipher = self._store.cipher
-        plans = await run_blocking(plan_all, self._config, cipher, held, reconciled)
         released = await self._store.writer.run(
             lambda c: settle_held(c, plans, SERVER_UNAVAILABLE, utcnow(), cipher=cipher)
         )

@@ -13,7 +13,7 @@ import pytest
 from eai import hl7
 from eai.config import IdentityConfig, load_config_text
 from eai.identity_gate import SERVER_UNAVAILABLE, Reconciled
-from eai.pipeline import identities_of, plan_message
+from eai.pipeline import identities_of, parse_all, plan_message
 from eai.reconciler import Reconciler
 from eai.store import Cipher, ClaimedMessage
 from eai.store._work import MessagePlan
@@ -124,7 +124,8 @@ def test_an_mrg_naming_only_the_ins_is_no_redirect():
 
 
 def test_identities_of_skips_what_cannot_be_parsed():
-    found = identities_of(CONFIG, CIPHER, [_claimed(A01, 1), _claimed(b"garbage", 2)])
+    claimed = [_claimed(A01, 1), _claimed(b"garbage", 2)]
+    found = identities_of(CONFIG, claimed, parse_all(CONFIG, CIPHER, claimed))
     assert list(found) == [1]
     assert found[1].facility == "CHU-X"
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import os
+import signal
 import sqlite3
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +28,9 @@ from eai.cli import cli
 from eai.identity_gate import SERVER_UNAVAILABLE
 from tests._identity_server import REGIONAL, SECRETS, StandinThread, service
 from tests._net import free_port
+from tests._paths import HL7V2, REPO
 from tests.engine_harness import A01, EngineThread, adt
+from tests.fault._proc import EAI, listener_port, wait_port
 from tests.mllp_peers import MllpPeer, ack_for, msh10
 
 pytestmark = pytest.mark.integration
@@ -264,3 +269,65 @@ def test_a40_merge_rekeys_the_merged_patient_behind_the_surviving_one(tmp_path, 
         assert delivered == ["M1", "S1", "X1", "M2"], dcc.control_ids()
         view = _cli_json(path, "identity", "lookup", "--facility", "CHU-X", "--local-id", "000099")
         assert view["stands_for"]  # merged into the surviving local id
+
+
+# --- the bundled demo, through the commands the README gives ---------------------------
+
+
+def test_the_bundled_identity_demo_runs_from_the_cli(tmp_path, inbox):
+    _, smtp = inbox
+    adt_port, identity_port = listener_port(), listener_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("EAI_")},
+        "EAI_DATA_DIR": str(tmp_path / "var"),
+        "EAI_DATABASE_URL": f"sqlite:///{tmp_path}/var/eai.db",
+        "ADT_PORT": str(adt_port),
+        "IDENTITY_PORT": str(identity_port),
+        "SMTP_PORT": str(smtp),
+        "IDENTITY_RETRY": "0.3s",
+    }
+    demo = REPO / "examples" / "identity-routes.yaml"
+    with MllpPeer() as dcc, MllpPeer() as dmp:
+        env |= {"DCC_PORT": str(dcc.port), "DMP_PORT": str(dmp.port)}
+        standin = subprocess.Popen(
+            [*EAI, "identity", "standin", "--port", str(identity_port)]
+            + ["--patients", str(REPO / "examples" / "identity-patients.json")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        engine = subprocess.Popen(
+            [*EAI, "run", "-c", str(demo)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=tmp_path,
+        )
+        try:
+            assert wait_port(identity_port, 20, lambda: standin.poll() is None)
+            assert wait_port(adt_port, 30, lambda: engine.poll() is None)
+            sent = subprocess.run(
+                [*EAI, "send", f"127.0.0.1:{adt_port}", str(HL7V2 / "pamfr_a01_admission.er7")],
+                capture_output=True,
+                env=env,
+                timeout=60,
+            )
+            assert sent.returncode == 0 and b"MSA|AA|3975" in sent.stdout, sent
+            assert dmp.wait_for(lambda s: s.control_ids() == ["3975"], 20)
+            assert dcc.wait_for(lambda s: s.control_ids() == ["3975"], 20)
+            lookup = subprocess.run(
+                [*EAI, "identity", "lookup", "--facility", "CHU-X", "--local-id", "000003"]
+                + ["--json", "-c", str(demo)],
+                capture_output=True,
+                env=env,
+                timeout=60,
+            )
+            assert lookup.returncode == 0, lookup.stderr
+            assert json.loads(lookup.stdout)["regional_id"] == "R0001"
+        finally:
+            for proc in (engine, standin):
+                proc.send_signal(signal.SIGTERM)
+            _, err = engine.communicate(timeout=30)
+            standin.communicate(timeout=30)
+    assert engine.returncode == 0, err.decode()[-2000:]
+    assert not any(s.encode() in err for s in SECRETS)  # no patient data at the default level

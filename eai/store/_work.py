@@ -293,7 +293,7 @@ def _ordering_keys(
     write: bool,
 ) -> dict[int, str]:
     """The delivery ordering key of each plan whose patient the cross-references know,
-    after the plans' identity writes (applied here, in plan order, when ``write``).
+    after all the plans' identity writes (applied here, in plan order, when ``write``).
 
     A batch of patients the store has never seen, without identity writes, costs one query.
     """
@@ -304,18 +304,24 @@ def _ordering_keys(
         return {}
     if cipher is None:
         raise ValueError("apply_plans needs the cipher to follow cross-references")
-    keys: dict[int, str] = {}
-    done: set[int] = set()
+    todo: list[MessagePlan] = []
+    seen: set[int] = set()
     for p in plans:
-        if p.message_id not in live or p.message_id in done:
-            continue
-        done.add(p.message_id)
-        if write and p.status != "rejected":
-            for op in p.identity_ops:
-                apply_identity_op(conn, cipher, op, now)
-        if p.patient_local and (known is None or p.patient_local in known):
-            keys[p.message_id] = ordering_key_of_hash(conn, cipher, *p.patient_local)
-    return keys
+        if p.message_id in live and p.message_id not in seen:
+            seen.add(p.message_id)
+            todo.append(p)
+    if ops:
+        for p in todo:
+            if p.status != "rejected":
+                for op in p.identity_ops:
+                    apply_identity_op(conn, cipher, op, now)
+    # Keys after ALL the batch's writes: the batch's deliveries are not in the outbox yet,
+    # so an op cannot re-key those of earlier plans; they get the final key directly.
+    return {
+        p.message_id: ordering_key_of_hash(conn, cipher, *p.patient_local)
+        for p in todo
+        if p.patient_local and (known is None or p.patient_local in known)
+    }
 
 
 def apply_plans(

@@ -33,6 +33,8 @@ from eai.store._work import (
     claim_messages,
     record_outcomes,
 )
+from eai.store._xref import IdentityOp, XrefRecord, XrefRedirect, local_ordering_key
+from eai.store._xref import lookup as xref_lookup
 from tests.engine_harness import EngineThread, adt, write_routes
 from tests.mllp_peers import MllpPeer
 
@@ -527,3 +529,47 @@ def test_engine_end_to_end(journal_url: str, tmp_path: Path) -> None:
     assert sorted(got) == sorted(c for p in patients for c in sent[p])  # each exactly once
     for p in patients:
         assert [c for c in got if c.startswith(f"{p}-")] == sent[p]
+
+
+def _local_plan(store: Store, mid: int, local: str, *ops: IdentityOp) -> MessagePlan:
+    return MessagePlan(
+        mid,
+        "processed",
+        routes=("r1",),
+        deliveries=(PlannedDelivery("dcc", "r1"),),
+        patient_key=local_ordering_key(store.cipher, "FAC", local),
+        patient_local=("FAC", store.cipher.hash_id(local)),
+        identity_ops=ops,
+        control_id=f"M{mid}",
+    )
+
+
+def test_cross_reference_ops_rekey_waiting_deliveries_in_message_order(store: Store) -> None:
+    ids = [r.message_id for r in _ingest(store, [_entry(500 + i) for i in range(5)])]
+    _tx(store, lambda c: claim_messages(c, "pipe", _now(), LEASE, 1000))
+    cipher = store.cipher
+    plans = [
+        _local_plan(store, ids[0], "L-MERGED"),
+        _local_plan(store, ids[1], "L-SURVIVOR"),
+        _local_plan(store, ids[2], "L-OTHER", XrefRecord("FAC", "L-OTHER", "R9")),
+        _local_plan(
+            store, ids[3], "L-SURVIVOR", XrefRedirect("A40", "FAC", "L-MERGED", "L-SURVIVOR")
+        ),
+        _local_plan(store, ids[4], "L-MERGED"),  # the old id, after the merge
+    ]
+    _tx(store, lambda c: apply_plans(c, plans, _now(), cipher=cipher))
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(deliveries.c.message_id, deliveries.c.patient_key).order_by(deliveries.c.id)
+        ).all()
+    key = {mid: k for mid, k in rows}
+    survivor = local_ordering_key(cipher, "FAC", "L-SURVIVOR")
+    assert [key[i] for i in (ids[0], ids[1], ids[3], ids[4])] == [survivor] * 4
+    assert key[ids[2]] not in (survivor, local_ordering_key(cipher, "FAC", "L-OTHER"))
+    view = xref_lookup(store.engine, cipher, "FAC", "L-MERGED")
+    assert view.stands_for == "L-SURVIVOR"
+    # one chain, in message order, headed by the merged patient's first message
+    assert _chains(_claim(store)) == {
+        survivor: [ids[0], ids[1], ids[3], ids[4]],
+        key[ids[2]]: [ids[2]],
+    }

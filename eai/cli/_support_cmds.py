@@ -15,6 +15,8 @@ from eai.errors import EaiError
 from eai.pipeline import plan_all
 from eai.store import utcnow
 from eai.store._read import (
+    DICOM,
+    DicomUids,
     list_messages,
     message_detail,
     messages_for_replay,
@@ -43,6 +45,12 @@ def messages() -> None:
 @click.option("--listener")
 @click.option("--type", "message_type", help="ADT^A01, ADT, or a pattern with *")
 @click.option("--patient", help="any patient identifier of PID-3 (IPP, INS)")
+@click.option(
+    "--study",
+    metavar="UID",
+    help="DICOM instances of this Study Instance UID (scans the DICOM messages of the "
+    "other filters: add --since on a large journal)",
+)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True)
 def list_cmd(
@@ -53,10 +61,16 @@ def list_cmd(
     listener: str | None,
     message_type: str | None,
     patient: str | None,
+    study: str | None,
     limit: int,
     as_json: bool,
 ) -> None:
-    """List messages, newest first."""
+    """List messages, newest first.
+
+    A DICOM instance has a second line with its Study, Series and SOP Instance
+    UIDs (in --json: study_instance_uid, series_instance_uid, sop_instance_uid,
+    null for other messages).
+    """
     store = open_store(read_config(config_path))
     try:
         rows = list_messages(
@@ -68,6 +82,7 @@ def list_cmd(
             listener=listener,
             message_type=message_type,
             patient=patient,
+            study=study,
             limit=limit,
         )
     finally:
@@ -88,6 +103,16 @@ def list_cmd(
             f"{m.id:>8}  {m.received_at[:19]:19}  {m.listener[:14]:14} "
             f"{m.message_type[:10]:10} {m.control_id[:14]:14} {m.status:9} {dl}"
         )
+        if m.content_type == DICOM:
+            click.echo(f"{'':10}{_uids_line(m.dicom)}")
+
+
+def _uids_line(uids: DicomUids) -> str:
+    """``study <uid>  series <uid>  sop <uid>`` (``-`` for an unknown one), UIDs whole."""
+    return (
+        f"study {uids.study_instance_uid or '-'}  series {uids.series_instance_uid or '-'}  "
+        f"sop {uids.sop_instance_uid or '-'}"
+    )
 
 
 @messages.command("show")
@@ -99,7 +124,7 @@ def show_cmd(config_path: Path, message_id: int, raw: bool, as_json: bool) -> No
     """A message's journey, event by event."""
     store = open_store(read_config(config_path))
     try:
-        view = message_detail(store.engine, message_id)
+        view = message_detail(store.engine, message_id, store.cipher)
         payload = read_raw(store.engine, store.cipher, message_id) if raw else None
     finally:
         store.engine.dispose()
@@ -117,6 +142,8 @@ def show_cmd(config_path: Path, message_id: int, raw: bool, as_json: bool) -> No
         f"  received {view.received_at} on {view.listener} from "
         f"{view.sending_application}/{view.sending_facility} ({view.size} bytes)"
     )
+    if view.content_type == DICOM:
+        click.echo(f"  {_uids_line(view.dicom)}")
     if view.reject_reason:
         click.echo(f"  rejected: {view.reject_reason}")
     click.echo("journey:")
@@ -178,6 +205,7 @@ def replay(
                 message_type=message_type,
                 limit=None,
                 oldest_first=True,
+                dicom_uids=False,
             )
             selected = [v.id for v in views]
         if not selected:

@@ -6,14 +6,15 @@ Touches: DB (short transactions of its own; safe while the engine runs).
 from __future__ import annotations
 
 import getpass
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, func, insert, select, update
+from sqlalchemy import Engine, Row, Select, func, insert, select, update
 
-from eai.errors import EaiError, NotFound
+from eai.errors import EaiError, NotFound, StoreError
 from eai.store._crypto import Cipher
 from eai.store._journal import utcnow
 from eai.store._schema import (
@@ -27,7 +28,9 @@ from eai.store._schema import (
 from eai.store._work import ClaimedMessage, release_deliveries
 
 __all__ = [
+    "DICOM",
     "DeliveryView",
+    "DicomUids",
     "EventView",
     "MessageView",
     "QueueView",
@@ -90,6 +93,39 @@ class EventView:
 
 
 @dataclass(frozen=True)
+class DicomUids:
+    """The identifiers of a journaled DICOM instance (``None``: not known, e.g. refused early).
+
+    Read from the instance reference (``dicom_router.reference``), whose other
+    fields (``attrs`` holds PatientID) are never taken out of it here.
+    """
+
+    study_instance_uid: str | None = None
+    series_instance_uid: str | None = None
+    sop_instance_uid: str | None = None
+
+
+_NO_UIDS = DicomUids()
+
+
+def _dicom_uids(cipher: Cipher, sealed: bytes) -> DicomUids:
+    """The three UIDs of a sealed DICOM reference; unknown ones (or all, when the
+    payload is not a readable reference) are None: a listing never fails on one row."""
+    try:
+        data = json.loads(cipher.open(sealed))
+    except (StoreError, ValueError):
+        return _NO_UIDS
+    if not isinstance(data, dict):
+        return _NO_UIDS
+
+    def uid(key: str) -> str | None:
+        value = data.get(key)
+        return value if isinstance(value, str) and value else None
+
+    return DicomUids(uid("study_instance_uid"), uid("series_instance_uid"), uid("sop_instance_uid"))
+
+
+@dataclass(frozen=True)
 class MessageView:
     id: int
     received_at: str
@@ -104,15 +140,21 @@ class MessageView:
     reject_reason: str
     deliveries: list[DeliveryView] = field(default_factory=list)
     events: list[EventView] = field(default_factory=list)
+    content_type: str = ""
+    dicom: DicomUids = _NO_UIDS
 
     def to_json(self, with_events: bool = False) -> dict[str, object]:
         out: dict[str, object] = {
             "id": self.id,
             "received_at": self.received_at,
             "listener": self.listener,
+            "content_type": self.content_type,
             "control_id": self.control_id,
             "message_type": self.message_type,
             "status": self.status,
+            "study_instance_uid": self.dicom.study_instance_uid,
+            "series_instance_uid": self.dicom.series_instance_uid,
+            "sop_instance_uid": self.dicom.sop_instance_uid,
             "sending_application": self.sending_application,
             "sending_facility": self.sending_facility,
             "size": self.size,
@@ -152,7 +194,7 @@ def _deliveries_of(engine: Engine, ids: Sequence[int]) -> dict[int, list[Deliver
     return out
 
 
-def _view(r: Row[Any], dl: list[DeliveryView]) -> MessageView:
+def _view(r: Row[Any], dl: list[DeliveryView], dicom: DicomUids = _NO_UIDS) -> MessageView:
     return MessageView(
         r.id,
         _iso(r.received_at) or "",
@@ -166,10 +208,18 @@ def _view(r: Row[Any], dl: list[DeliveryView]) -> MessageView:
         r.routes,
         r.reject_reason,
         dl,
+        content_type=r.content_type,
+        dicom=dicom,
     )
 
 
 _COLUMNS = [c for c in messages.c if c.name not in ("payload", "ack")]
+
+
+DICOM = "dicom"
+"""The content type of journaled DICOM instances (``dicom_router``)."""
+
+_SCAN_BATCH = 500
 
 
 def list_messages(
@@ -182,10 +232,25 @@ def list_messages(
     listener: str | None = None,
     message_type: str | None = None,
     patient: str | None = None,
+    study: str | None = None,
     ids: Sequence[int] | None = None,
     limit: int | None = 100,
     oldest_first: bool = False,
+    dicom_uids: bool = True,
 ) -> list[MessageView]:
+    """Messages matching every filter given, newest first (``oldest_first``: by arrival).
+
+    DICOM messages carry their Study, Series and SOP Instance UIDs (``dicom_uids``;
+    replay, which needs only ids, turns it off). These live in the encrypted instance
+    reference: each listed DICOM payload is opened and only the three UIDs are taken
+    out, as ``eai dicom queue`` does for the study. UIDs are not patient data (the SOP
+    Instance UID is already the clear ``control_id``), so no ``raw_viewed`` event is
+    recorded; the payload itself is never returned.
+
+    ``study``: only DICOM messages of that Study Instance UID. No clear column holds
+    it, so the DICOM messages that pass the other filters are scanned, newest first, in
+    batches, until ``limit`` match: narrow it with ``since`` on a large journal.
+    """
     q = select(*_COLUMNS)
     if status:
         q = q.where(messages.c.status == status)
@@ -212,16 +277,71 @@ def list_messages(
         )
     if ids is not None:
         q = q.where(messages.c.id.in_(list(ids)))
-    q = q.order_by(messages.c.id if oldest_first else messages.c.id.desc())
-    if limit:
-        q = q.limit(limit)
-    with engine.connect() as conn:
-        rows = conn.execute(q).all()
+    if study is not None:
+        found = list(_scan_study(engine, cipher, q, study.strip(), limit, oldest_first))
+        rows = [r for r, _ in found]
+        uids = {r.id: u for r, u in found}
+    else:
+        q = q.order_by(messages.c.id if oldest_first else messages.c.id.desc())
+        if limit:
+            q = q.limit(limit)
+        with engine.connect() as conn:
+            rows = list(conn.execute(q).all())
+        dicom_ids = [r.id for r in rows if r.content_type == DICOM] if dicom_uids else []
+        uids = _uids_of(engine, cipher, dicom_ids)
     dl = _deliveries_of(engine, [r.id for r in rows])
-    return [_view(r, dl[r.id]) for r in rows]
+    return [_view(r, dl[r.id], uids.get(r.id, _NO_UIDS)) for r in rows]
 
 
-def message_detail(engine: Engine, message_id: int) -> MessageView:
+def _uids_of(engine: Engine, cipher: Cipher, ids: Sequence[int]) -> dict[int, DicomUids]:
+    out: dict[int, DicomUids] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(ids), _SCAN_BATCH):
+            part = list(ids[start : start + _SCAN_BATCH])
+            for mid, sealed in conn.execute(
+                select(messages.c.id, messages.c.payload).where(messages.c.id.in_(part))
+            ).all():
+                out[mid] = _dicom_uids(cipher, sealed)
+    return out
+
+
+def _scan_study(
+    engine: Engine,
+    cipher: Cipher,
+    q: Select[Any],
+    study: str,
+    limit: int | None,
+    oldest_first: bool,
+) -> Iterator[tuple[Row[Any], DicomUids]]:
+    """The rows of ``q`` that are DICOM instances of ``study``, in order, at most ``limit``.
+
+    Keyset pages of :data:`_SCAN_BATCH` (one short read each, no transaction held
+    across the decryption)."""
+    q = q.add_columns(messages.c.payload).where(messages.c.content_type == DICOM)
+    q = q.order_by(messages.c.id if oldest_first else messages.c.id.desc()).limit(_SCAN_BATCH)
+    last: int | None = None
+    found = 0
+    while True:
+        page = q
+        if last is not None:
+            page = q.where(messages.c.id > last if oldest_first else messages.c.id < last)
+        with engine.connect() as conn:
+            rows = conn.execute(page).all()
+        for r in rows:
+            uids = _dicom_uids(cipher, r.payload)
+            if uids.study_instance_uid == study:
+                yield r, uids
+                found += 1
+                if limit and found >= limit:
+                    return
+        if len(rows) < _SCAN_BATCH:
+            return
+        last = rows[-1].id
+
+
+def message_detail(engine: Engine, message_id: int, cipher: Cipher | None = None) -> MessageView:
+    """One message with its deliveries and events; with ``cipher``, a DICOM message's
+    UIDs too (as :func:`list_messages` reads them)."""
     with engine.connect() as conn:
         r = conn.execute(select(*_COLUMNS).where(messages.c.id == message_id)).first()
         if r is None:
@@ -229,7 +349,12 @@ def message_detail(engine: Engine, message_id: int) -> MessageView:
         evs = conn.execute(
             select(events).where(events.c.message_id == message_id).order_by(events.c.id)
         ).all()
-    view = _view(r, _deliveries_of(engine, [message_id])[message_id])
+    uids = (
+        _uids_of(engine, cipher, [message_id]).get(message_id, _NO_UIDS)
+        if cipher is not None and r.content_type == DICOM
+        else _NO_UIDS
+    )
+    view = _view(r, _deliveries_of(engine, [message_id])[message_id], uids)
     view.events.extend(EventView(_iso(e.at) or "", e.kind, e.detail, e.delivery_id) for e in evs)
     return view
 

@@ -25,7 +25,12 @@ from eai.store._schema import (
     messages,
     patient_ids,
 )
-from eai.store._work import ClaimedMessage, release_deliveries
+from eai.store._work import (
+    CLAIMED_COLUMNS,
+    ClaimedMessage,
+    claimed_messages,
+    release_deliveries,
+)
 
 __all__ = [
     "DICOM",
@@ -381,28 +386,13 @@ def read_raw(engine: Engine, cipher: Cipher, message_id: int) -> bytes:
 def messages_for_replay(engine: Engine, ids: Sequence[int]) -> list[ClaimedMessage]:
     with engine.connect() as conn:
         rows = conn.execute(
-            select(
-                messages.c.id,
-                messages.c.listener,
-                messages.c.received_at,
-                messages.c.content_type,
-                messages.c.control_id,
-                messages.c.message_type,
-                messages.c.payload,
-            )
-            .where(messages.c.id.in_(list(ids)))
-            .order_by(messages.c.id)
+            select(*CLAIMED_COLUMNS).where(messages.c.id.in_(list(ids))).order_by(messages.c.id)
         ).all()
     found = {r.id for r in rows}
     missing = [i for i in ids if i not in found]
     if missing:
         raise NotFound(f"no message with id {missing[0]}")
-    return [
-        ClaimedMessage(
-            r.id, r.listener, r.received_at, r.content_type, r.control_id, r.message_type, r.payload
-        )
-        for r in rows
-    ]
+    return claimed_messages(rows)
 
 
 def resend(engine: Engine, delivery_ids: Sequence[int]) -> list[int]:

@@ -82,18 +82,32 @@ class ClaimedMessage:
     sealed_payload: bytes
 
 
+CLAIMED_COLUMNS = (
+    messages.c.id,
+    messages.c.listener,
+    messages.c.received_at,
+    messages.c.content_type,
+    messages.c.control_id,
+    messages.c.message_type,
+    messages.c.payload,
+)
+"""The columns a :class:`ClaimedMessage` is made of (:func:`claimed_messages`)."""
+
+
+def claimed_messages(rows: Sequence[Any]) -> list[ClaimedMessage]:
+    """Rows selected with :data:`CLAIMED_COLUMNS`, as messages to plan."""
+    return [
+        ClaimedMessage(
+            r.id, r.listener, r.received_at, r.content_type, r.control_id, r.message_type, r.payload
+        )
+        for r in rows
+    ]
+
+
 # The claims' statements are built once (the pipeline and delivery loops run them
 # many times a second): no statement construction per call.
 _CLAIMABLE_MESSAGES = (
-    select(
-        messages.c.id,
-        messages.c.listener,
-        messages.c.received_at,
-        messages.c.content_type,
-        messages.c.control_id,
-        messages.c.message_type,
-        messages.c.payload,
-    )
+    select(*CLAIMED_COLUMNS)
     .where(
         messages.c.status == "received",
         or_(
@@ -132,12 +146,7 @@ def claim_messages(
             "b_until": now + timedelta(seconds=lease),
         },
     )
-    return [
-        ClaimedMessage(
-            r.id, r.listener, r.received_at, r.content_type, r.control_id, r.message_type, r.payload
-        )
-        for r in rows
-    ]
+    return claimed_messages(rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,24 +456,11 @@ def held_messages(conn: Connection, reason: str, limit: int) -> list[ClaimedMess
         .limit(limit)
     )
     rows = conn.execute(
-        select(
-            messages.c.id,
-            messages.c.listener,
-            messages.c.received_at,
-            messages.c.content_type,
-            messages.c.control_id,
-            messages.c.message_type,
-            messages.c.payload,
-        )
+        select(*CLAIMED_COLUMNS)
         .where(messages.c.id.in_(ids.scalar_subquery()))
         .order_by(messages.c.id)
     ).all()
-    return [
-        ClaimedMessage(
-            r.id, r.listener, r.received_at, r.content_type, r.control_id, r.message_type, r.payload
-        )
-        for r in rows
-    ]
+    return claimed_messages(rows)
 
 
 _SET_HELD_REASON = (

@@ -4,32 +4,20 @@ mailed at once, digests per establishment (real SMTP server: aiosmtpd)."""
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import json
 import time
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
 from click.testing import CliRunner
 from hl7.client import MLLPClient
 
 from eai.cli import cli
 from tests._net import free_port
+from tests._smtp import smtp_server
 from tests.engine_harness import A01, EngineThread
 from tests.mllp_peers import MllpPeer
 
 pytestmark = pytest.mark.integration
-
-
-class _Inbox(Message):
-    def __init__(self) -> None:
-        super().__init__()
-        self.mails: list = []
-
-    def handle_message(self, message) -> None:  # type: ignore[override]
-        self.mails.append(email.message_from_bytes(message.as_bytes(), policy=email.policy.default))
 
 
 def _msg(
@@ -79,10 +67,8 @@ def _json(path, *args):
 
 
 def test_held_until_qualified_then_released_in_order_and_mails(tmp_path):
-    inbox = _Inbox()
-    smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    smtp.start()
-    try:
+    with smtp_server() as smtp:
+        inbox = smtp
         with MllpPeer() as dcc, MllpPeer() as dmp:
             path = tmp_path / "routes.yaml"
             path.write_text(
@@ -125,8 +111,6 @@ def test_held_until_qualified_then_released_in_order_and_mails(tmp_path):
             assert ("K4", "INS-CLE") in rules
             assert ("H1", "IDENTITE-NON-QUALIFIEE") in rules
             assert all(a["facility"] == "CHU-X" for a in anomalies)
-    finally:
-        smtp.stop()
     immediate = [m for m in inbox.mails if "Rejet imm" in str(m["Subject"])]
     digests = [m for m in inbox.mails if "Synth" in str(m["Subject"])]
     assert len(immediate) == 1 and "INS-CLE" in immediate[0].get_content()
@@ -167,10 +151,8 @@ def test_operator_releases_a_held_delivery(tmp_path):
 
 
 def test_digest_runs_on_schedule(tmp_path):
-    inbox = _Inbox()
-    smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    smtp.start()
-    try:
+    with smtp_server() as smtp:
+        inbox = smtp
         with MllpPeer() as dcc, MllpPeer() as dmp:
             path = tmp_path / "routes.yaml"
             path.write_text(
@@ -184,7 +166,5 @@ def test_digest_runs_on_schedule(tmp_path):
                 while time.monotonic() < deadline and not inbox.mails:
                     time.sleep(0.05)
                 time.sleep(1.2)  # later periods have nothing new: no second mail
-    finally:
-        smtp.stop()
     assert len(inbox.mails) == 1
     assert "IDENTITE-NON-QUALIFIEE" in inbox.mails[0].get_content()

@@ -6,8 +6,6 @@ re-keys the ordering of the merged patient's deliveries."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 import os
 import signal
@@ -19,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
 from click.testing import CliRunner
 from hl7.client import MLLPClient
 
@@ -29,6 +25,7 @@ from eai.identity_gate import SERVER_UNAVAILABLE
 from tests._identity_server import REGIONAL, SECRETS, StandinThread, service
 from tests._net import free_port
 from tests._paths import HL7V2, REPO
+from tests._smtp import Inbox, smtp_server
 from tests.engine_harness import A01, EngineThread, adt
 from tests.fault._proc import EAI, listener_port, wait_port
 from tests.mllp_peers import MllpPeer, ack_for, msh10
@@ -36,24 +33,10 @@ from tests.mllp_peers import MllpPeer, ack_for, msh10
 pytestmark = pytest.mark.integration
 
 
-class _Inbox(Message):
-    def __init__(self) -> None:
-        super().__init__()
-        self.mails: list[Any] = []
-
-    def handle_message(self, message: Any) -> None:
-        self.mails.append(email.message_from_bytes(message.as_bytes(), policy=email.policy.default))
-
-
 @pytest.fixture
-def inbox() -> Iterator[tuple[_Inbox, int]]:
-    handler = _Inbox()
-    smtp = Controller(handler, hostname="127.0.0.1", port=free_port())
-    smtp.start()
-    try:
-        yield handler, smtp.port
-    finally:
-        smtp.stop()
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    with smtp_server() as server:
+        yield server, server.port
 
 
 ROUTES = """

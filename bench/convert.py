@@ -8,8 +8,9 @@ For each case, one process, one thread:
 
 - ``end to end``: ``mappings.convert`` (parse + mapping + FHIR check) with the
   ``full`` check (``model_validate`` of every resource by its
-  ``fhir.resources.R4B`` model) and with the ``light`` one (the element walk
-  of ``mappings._validate``, the pipeline's default);
+  ``fhir.resources.R4B`` model), the ``cached`` one (the same verdict: shapes
+  ``model_validate`` accepted are remembered, then only primitive values are
+  checked) and the ``light`` one (the element walk of ``mappings._validate``);
 - the phases alone, to see the shares: parsing (``eai.hl7.parse``), mapping
   (``Mapping.run``), full check, light check, and ``model_construct`` of every
   resource followed by the light check (what the brief asked to compare).
@@ -110,6 +111,7 @@ def run_case(case: Case, seconds: float) -> dict[str, Any]:
         "parse + mapping": lambda: compiled.run(case.parse(case.payload)),
         "check full (model_validate)": lambda: bundle_problems(bundle, "full"),
         "check light (element walk)": lambda: bundle_problems(bundle, "light"),
+        "check cached (shape + values)": lambda: bundle_problems(bundle, "cached"),
         "model_construct + light": construct_and_light,
     }
     per_call = {name: 1e6 / _rate(fn, seconds) for name, fn in phases.items()}
@@ -122,7 +124,7 @@ def run_case(case: Case, seconds: float) -> dict[str, Any]:
             ),
             seconds,
         )
-        for level in ("full", "light")
+        for level in ("full", "cached", "light")
     }
     return {
         "case": case.name,
@@ -147,6 +149,7 @@ def _print(result: dict[str, Any]) -> None:
         )
     for level, check in (
         ("full", "check full (model_validate)"),
+        ("cached", "check cached (shape + values)"),
         ("light", "check light (element walk)"),
     ):
         total = phases["parse"] + phases["mapping"] + phases[check]

@@ -235,8 +235,9 @@ def plan_message(
     )
 
 
-MAP_VALIDATION: Literal["full", "light"] = "light"
-"""FHIR check of a route's Bundle in the pipeline: ``light`` (the element walk,
+MAP_VALIDATION: Literal["full", "light", "cached"] = "cached"
+"""FHIR check of a route's Bundle in the pipeline: ``cached`` (fhir.resources validation,
+its structural checks remembered per shape), ``light`` (the element walk,
 ~10x cheaper) or ``full`` (fhir.resources models); see mappings._validate."""
 
 

@@ -2,12 +2,22 @@
 
 Touches: nothing.
 
-Two levels, the same problems reported the same way (``Patient.birthDate:
+Three levels, the same problems reported the same way (``Patient.birthDate:
 not a FHIR date``; never a value, it may be patient data):
 
 - ``full`` (the default): each entry's resource goes through its R4B model's
   ``model_validate`` (types, cardinalities, required elements, choice
   types, FHIR primitive formats as fhir.resources checks them);
+- ``cached``: the verdict of ``full``, cheaper. Most of ``model_validate``'s
+  time is fhir.resources' Python model validators (null list items, choice
+  groups, required primitives), which read only the *shape* of a resource:
+  its keys, list lengths, and the JSON type of each leaf (an empty string
+  counts apart). A shape ``model_validate`` accepted once is remembered
+  (per process, bounded); a resource of a known shape then only has its
+  primitive values checked, each by the pydantic validator of its field in
+  the same R4B model (the one ``model_validate`` runs on it). Any other shape
+  goes through ``model_validate``. Tests feed both levels the same corrupted
+  resources;
 - ``light``: a walk of the JSON with the same element tables (unknown
   element, list or not, primitive type and format, required elements, one
   value per choice group), about ten times cheaper; ``bench/convert.py``
@@ -23,13 +33,13 @@ import re
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from mappings._fhirmodel import Element, elements, resource_model
 
 __all__ = ["Level", "bundle_problems"]
 
-Level = Literal["full", "light"]
+Level = Literal["full", "light", "cached"]
 
 _DATE = r"([0-9]{4})(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?"
 _TIME = r"([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]{1,9})?"
@@ -73,6 +83,8 @@ def bundle_problems(bundle: dict[str, Any], level: Level = "full") -> list[str]:
             continue
         if level == "full":
             problems += _model_problems(model, resource, rtype)
+        elif level == "cached":
+            problems += _cached_problems(model, resource, rtype)
         else:
             body = {k: v for k, v in resource.items() if k != "resourceType"}
             problems += _walk(model, body, rtype)
@@ -97,6 +109,75 @@ def _model_problems(model: type[BaseModel], resource: dict[str, Any], rtype: str
             out.append(f"{rtype}{loc}: {message}")
         return out
     return []
+
+
+_SHAPES: set[tuple[str, Any]] = set()
+_MAX_SHAPES = 4096
+_ADAPTERS: dict[tuple[type[BaseModel], str], TypeAdapter[Any]] = {}
+_EMPTY_TEXT = "empty string"
+
+
+def _shape(node: Any) -> Any:
+    """Keys, list lengths and leaf JSON types of ``node`` (what the model validators read)."""
+    kind = type(node)
+    if kind is dict:
+        return tuple((key, _shape(value)) for key, value in node.items())
+    if kind is list:
+        return ("[", tuple(_shape(item) for item in node))
+    if kind is str and not node:
+        return _EMPTY_TEXT
+    return kind
+
+
+def _cached_problems(model: type[BaseModel], resource: dict[str, Any], rtype: str) -> list[str]:
+    key = (rtype, _shape(resource))
+    if key in _SHAPES:
+        body = {k: v for k, v in resource.items() if k != "resourceType"}
+        leaves: list[tuple[TypeAdapter[Any], Any]] = []
+        if _leaves(model, body, leaves):
+            try:
+                for adapter, value in leaves:
+                    adapter.validate_python(value)
+            except ValidationError:
+                pass  # model_validate says where, in its own words
+            else:
+                return []
+    problems = _model_problems(model, resource, rtype)
+    if not problems:
+        if len(_SHAPES) >= _MAX_SHAPES:
+            _SHAPES.clear()
+        _SHAPES.add(key)
+    return problems
+
+
+def _leaves(
+    model: type[BaseModel], node: dict[str, Any], out: list[tuple[TypeAdapter[Any], Any]]
+) -> bool:
+    """Collect (validator of the field, value) for every primitive of ``node``; False when
+    an element is not in the tables (a ``_x`` sibling): then ``model_validate`` decides."""
+    known = elements(model)
+    for name, value in node.items():
+        element = known.get(name)
+        if element is None:
+            return False
+        if element.model is not None:
+            items = value if element.is_list else [value]
+            for item in items:
+                if not _leaves(element.model, item, out):
+                    return False
+            continue
+        adapter = _ADAPTERS.get((model, name))
+        if adapter is None:
+            adapter = _ADAPTERS[(model, name)] = _field_adapter(model, name)
+        out.append((adapter, value))
+    return True
+
+
+def _field_adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    for field_name, field in model.model_fields.items():
+        if (field.alias or field_name) == name and field.annotation is not None:
+            return TypeAdapter(field.annotation)
+    raise ValueError(f"{model.__name__} has no field {name}")  # pragma: no cover - tables agree
 
 
 def _references(node: Any, path: str) -> Iterator[tuple[str, str]]:

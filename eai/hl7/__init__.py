@@ -21,6 +21,7 @@ from eai.hl7._cisis import (
     document_segments,
     embedded_documents,
     is_cisis,
+    looks_like_xml,
     meta_dmp_mss,
     mss_participants,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "escape",
     "guess_control_id",
     "is_cisis",
+    "looks_like_xml",
     "meta_dmp_mss",
     "mss_participants",
     "normalise_segment_separators",

@@ -40,6 +40,7 @@ __all__ = [
     "document_segments",
     "embedded_documents",
     "is_cisis",
+    "looks_like_xml",
     "meta_dmp_mss",
     "mss_participants",
 ]
@@ -124,7 +125,7 @@ def embedded_documents(message: Hl7Message) -> list[EmbeddedDocument]:
             raw = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
             raise InputError(f"{where}: the ED data is not valid base64", "102", where) from None
-        if not _looks_like_xml(raw):
+        if not looks_like_xml(raw):
             raise InputError(
                 f"{where}: the ED data (OBX-5.3 XML) does not decode to an XML document",
                 "102",
@@ -144,7 +145,7 @@ def embedded_documents(message: Hl7Message) -> list[EmbeddedDocument]:
     return docs
 
 
-def _looks_like_xml(raw: bytes) -> bool:
+def looks_like_xml(raw: bytes) -> bool:
     """Starts (after a UTF-8 BOM and spaces) with ``<``, or with a UTF-16 BOM."""
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         return True

@@ -24,11 +24,16 @@ Rules:
   the DMP masking flags ``MASQUE_PS``, ``INVISIBLE_PATIENT``,
   ``INVISIBLE_REP_LEGAUX`` set to Y become ``securityLabel`` codes of the DMP
   confidentiality code system (1.2.250.1.213.1.1.4.13, where the last one is
-  ``INVISIBLE_REPRESENTANTS_LEGAUX``).
+  ``INVISIBLE_REPRESENTANTS_LEGAUX``);
+- ``cisis_attachment`` (on the DocumentReference of a message without a CDA,
+  ``for_each: "document:not-cda"``): ``content[0].attachment`` gets the type
+  (``text/plain``, or as the OBX gives it), ``size``, ``hash`` (base64 SHA-1,
+  as for a CDA) and ``data`` of the document the message carries.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 from typing import Any
 
@@ -37,10 +42,17 @@ from lxml import etree
 from eai.hl7 import Hl7Message
 from mappings._context import MappingContext
 from mappings._registry import mapping_function
+from mappings.functions.cda_document import attachment_of
 from mappings.functions.cda_types import identifier
 from mappings.functions.cisis_source import CisisDocument
 
-__all__ = ["ACTION_TAG_SYSTEM", "DMP_CONFIDENTIALITY", "cisis_action", "cisis_copy"]
+__all__ = [
+    "ACTION_TAG_SYSTEM",
+    "DMP_CONFIDENTIALITY",
+    "cisis_action",
+    "cisis_attachment",
+    "cisis_copy",
+]
 
 ACTION_TAG_SYSTEM = "urn:eai:document-action"
 DMP_CONFIDENTIALITY = "urn:oid:1.2.250.1.213.1.1.4.13"
@@ -144,3 +156,18 @@ def cisis_action(ctx: MappingContext) -> None:
     ]
     if labels:
         resource["securityLabel"] = resource.get("securityLabel", []) + labels
+
+
+@mapping_function("cisis_attachment")
+def cisis_attachment(ctx: MappingContext) -> None:
+    """The document carried without a CDA as ``content[0].attachment`` (module docstring)."""
+    carried = _document(ctx).carried
+    if carried is None:
+        raise ValueError('cisis_attachment runs under for_each: "document:not-cda"')
+    contents = ctx.resource.setdefault("content", [])
+    if not contents:
+        contents.append({})
+    attachment = contents[0].setdefault("attachment", {})
+    attachment["contentType"] = carried.media_type
+    attachment.update(attachment_of(carried.data))
+    attachment["data"] = base64.b64encode(carried.data).decode("ascii")

@@ -14,13 +14,36 @@ is not XML base64), and its FHIR Bundle by the CDA mapping a route would
 choose (:func:`mappings.convert` on content type ``cda``, which parses with
 the hardened settings).
 
+A message that carries its document without a CDA (:func:`carried_document`)
+is not refused: its "inner Bundle" is then the Patient that the PAM FR mapping
+(:data:`PATIENT_MAPPING`, ``pamfr-adt``: one place for the PID rules) makes of
+the message, and the mapping builds the DocumentReference from the HL7 v2
+metadata (TXA, OBR, OBX). Without a CDA means, in order (CI-SIS volume 2
+expects a CDA; national example ``mdm_t02_crimg_init.er7`` has a placeholder):
+
+1. the first document OBX (ED, ``XML``, ``Base64``) decodes to text that is not
+   markup at all (UTF-8, no control characters): ``text/plain``;
+2. no such OBX, but an OBX ED of another type (``^application^pdf^Base64^``):
+   that content, its type as given (OBX-5.2 ``/`` OBX-5.3);
+3. no ED at all: the text OBX (TX, FT, ST; MetaDMPMSS excluded), one line
+   each, ``text/plain``.
+
+Everything else stays refused with one line: an ED that is not base64, that
+decodes to neither XML nor text, or to XML that is not a CDA R2 document; a
+message with no document at all.
+
 Paths: ``entry:<Type>`` (``for_each`` only) visits the inner Bundle's entries
-of that resource type, in order; any other path is an HL7 v2 path read from the
-message, as in ``source: hl7v2`` (``TXA-13.1``, ``MSH-9.2``, ``exists: TXA``).
+of that resource type, in order; ``document:not-cda`` (``for_each``, ``exists``)
+is the OBX carrying a document without a CDA (none when there is a CDA), and
+relative paths under it (``-3.1``, ``-11``) read that OBX; any other path is an
+HL7 v2 path read from the message, as in ``source: hl7v2`` (``TXA-13.1``,
+``MSH-9.2``, ``exists: TXA``).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +51,7 @@ from typing import Any
 
 from eai import hl7
 from eai.errors import InputError
-from eai.hl7 import Hl7Message
+from eai.hl7 import Hl7Message, Segment
 from mappings._source import (
     ExistsReader,
     ItemsReader,
@@ -38,10 +61,83 @@ from mappings._source import (
     source_kind,
 )
 
-__all__ = ["CisisDocument", "CisisSource"]
+__all__ = [
+    "NOT_CDA",
+    "PATIENT_MAPPING",
+    "CarriedDocument",
+    "CisisDocument",
+    "CisisSource",
+    "carried_document",
+]
 
 _ENTRY = re.compile(r"entry:(?P<type>[A-Z][A-Za-z]{1,63})")
 _ENTRY_KIND = "entry"
+NOT_CDA = "document:not-cda"
+"""The path of the OBX carrying a document without a CDA (``for_each``, ``exists``)."""
+PATIENT_MAPPING = "pamfr-adt"
+"""The HL7 v2 mapping whose Patient stands for the CDA's when there is no CDA."""
+
+_META = "MetaDMPMSS"
+_TEXT_TYPES = frozenset({"TX", "FT", "ST"})
+_TOKEN = re.compile(r"[a-z0-9][a-z0-9.+-]{0,62}")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class CarriedDocument:
+    """A document a CI-SIS message carries without a CDA (see the module docstring)."""
+
+    segment: Segment
+    """The OBX carrying it (the first text OBX for text results)."""
+    media_type: str
+    """``text/plain``, or OBX-5.2/OBX-5.3 as given."""
+    data: bytes
+
+    def __repr__(self) -> str:  # the bytes are patient data
+        return f"CarriedDocument({self.media_type!r}, {len(self.data)} bytes)"
+
+
+def carried_document(message: Hl7Message) -> CarriedDocument | None:
+    """The document ``message`` carries without a CDA, or None (a CDA, or nothing, or a
+    content that must be refused: :func:`eai.hl7.embedded_documents` then says why)."""
+    segments = hl7.document_segments(message)
+    if segments:
+        segment = segments[0][1]
+        raw = _base64(segment.get(5, 1, 5))
+        if raw is None or hl7.looks_like_xml(raw):
+            return None
+        return CarriedDocument(segment, "text/plain", raw) if _is_text(raw) else None
+    obx = [s for s in message.segments() if s.name == "OBX" and s.get(3, 1, 3) != _META]
+    for segment in obx:
+        if segment.get(2).upper() != "ED" or segment.get(5, 1, 4).upper() != "BASE64":
+            continue
+        kind, sub = segment.get(5, 1, 2).lower(), segment.get(5, 1, 3).lower()
+        raw = _base64(segment.get(5, 1, 5))
+        if raw is not None and _TOKEN.fullmatch(kind) and _TOKEN.fullmatch(sub):
+            return CarriedDocument(segment, f"{kind}/{sub}", raw)
+        return None
+    texts = [s for s in obx if s.get(2).upper() in _TEXT_TYPES]
+    if not texts:
+        return None
+    lines = ["\n".join(s.get_all(5)) for s in texts]
+    return CarriedDocument(texts[0], "text/plain", "\n".join(lines).encode("utf-8"))
+
+
+def _base64(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(_SPACE.sub("", text), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _is_text(raw: bytes) -> bool:
+    """UTF-8 text without control characters (tab and line ends allowed)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return bool(text.strip()) and _CONTROL.search(text) is None
 
 
 @dataclass(repr=False)
@@ -52,11 +148,14 @@ class CisisDocument:
     action: str
     flags: dict[str, str]
     bundle: dict[str, Any]
+    carried: CarriedDocument | None = None
+    """The document when it is not a CDA (``bundle`` then holds the Patient only)."""
     relinks: dict[str, str] | None = field(default=None)
     """Inner fullUrl -> outer fullUrl, filled by the first ``cisis_copy``."""
 
     def __repr__(self) -> str:  # no patient data
-        return f"CisisDocument(action={self.action!r}, {len(self.bundle['entry'])} resources)"
+        kind = "not a CDA, " if self.carried is not None else ""
+        return f"CisisDocument(action={self.action!r}, {kind}{len(self.bundle['entry'])} resources)"
 
 
 def _hl7v2() -> SourceKind:
@@ -83,12 +182,20 @@ class CisisSource:
         from mappings import convert  # late: mappings imports this package while loading
 
         action = hl7.document_action(message)
+        flags = hl7.meta_dmp_mss(message)
+        carried = carried_document(message)
+        if carried is not None:
+            patient = _patient_mapping().run(message)
+            entries = [e for e in patient["entry"] if e["resource"]["resourceType"] == "Patient"]
+            return CisisDocument(message, action, flags, {"entry": entries}, carried)
         documents = hl7.embedded_documents(message)
         if not documents:
-            raise InputError("no CDA in the message: no OBX of type ED holding XML in base64")
+            raise InputError(
+                "no document in the message: no OBX of type ED (CDA in base64) nor text OBX"
+            )
         # the outer Bundle is checked in full: the light check is enough here
         bundle = convert(documents[0].data, "cda", validation="light")
-        return CisisDocument(message, action, hl7.meta_dmp_mss(message), bundle)
+        return CisisDocument(message, action, flags, bundle)
 
     def message_type(self, document: CisisDocument) -> str:
         return document.message.header.message_type
@@ -103,6 +210,8 @@ class CisisSource:
         return lambda document, item: read(document.message, item)
 
     def compile_exists(self, path: str, item_kind: Any) -> ExistsReader:
+        if path == NOT_CDA:
+            return lambda document, item: document.carried is not None
         if item_kind == _ENTRY:
             raise ValueError("inside for_each entry:<Type>, use a function (cisis_copy)")
         exists = _hl7v2().compile_exists(path, item_kind)
@@ -119,10 +228,24 @@ class CisisSource:
                 ]
 
             return entries, _ENTRY
+        if path == NOT_CDA:
+            _, obx_kind = _hl7v2().compile_items("OBX", None)
+
+            def carrier(document: Any, item: Any) -> Sequence[Any]:
+                carried = document.carried
+                return [carried.segment] if carried is not None else []
+
+            return carrier, obx_kind
         if item_kind == _ENTRY:
             raise ValueError("inside for_each entry:<Type>, use a function (cisis_copy)")
         items, kind = _hl7v2().compile_items(path, item_kind)
         return (lambda document, item: items(document.message, item)), kind
+
+
+def _patient_mapping() -> Any:
+    from mappings import load_mapping  # late: mappings imports this package while loading
+
+    return load_mapping(PATIENT_MAPPING)
 
 
 if source_kind("cisis") is None:

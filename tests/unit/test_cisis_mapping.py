@@ -133,15 +133,88 @@ def test_inconsistent_action_is_refused() -> None:
         mappings.convert(mdm_with(TSH, "T10", "NW", "F"), "hl7v2")
 
 
-def test_placeholder_and_missing_document() -> None:
-    with pytest.raises(InputError, match="does not decode to an XML document"):
-        mappings.convert(MDM, "hl7v2")
+def test_placeholder_text_maps_from_the_message_without_a_cda() -> None:
+    bundle = convert(MDM)
+    doc = document(bundle)
+    assert action(doc) == "new"
+    (fmt,) = [t for t in doc["meta"]["tag"] if t["system"] == "urn:eai:document-format"]
+    assert fmt["code"] == "not-cda"
+    assert doc["content"][0]["attachment"]["contentType"] == "text/plain"
+    source = CisisSource().parse(MDM)
+    assert source.carried is not None and "not a CDA" in repr(source)
+    assert "PAT" not in repr(source) + repr(source.carried)
+    # the Patient is pamfr-adt's, resource for resource
+    adt = mappings.load_mapping("pamfr-adt").run(hl7.parse(MDM))
+    assert bundle["entry"][0]["resource"] == adt["entry"][0]["resource"]
+    # with a real CDA in the same message, there is no such marker nor TXA Practitioner
+    with_cda = document(convert(mdm_with(IMG)))
+    assert all(t["system"] != "urn:eai:document-format" for t in with_cda["meta"]["tag"])
+
+
+def test_without_a_cda_the_routing_facts_are_those_of_the_cda_path() -> None:
+    from eai._hl7_content import cisis_facts
+
+    assert cisis_facts(hl7.parse(MDM)) == cisis_facts(hl7.parse(mdm_with(IMG)))
+    facts = cisis_facts(hl7.parse(MDM))
+    assert facts["document_action"] == "new" and facts["DESTDMP"] == "Y"
+    assert facts["mss_recipients"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("trigger", "orc", "status", "expected", "doc_status"),
+    [("T10", "RO", "C", "replace", "current"), ("T04", "CA", "D", "delete", "entered-in-error")],
+)
+def test_without_a_cda_replacement_and_deletion(
+    trigger: str, orc: str, status: str, expected: str, doc_status: str
+) -> None:
+    payload = edit(MDM, "MSH", 9, f"MDM^{trigger}^MDM_T02")
+    payload = edit(edit(payload, "ORC", 1, orc), "OBX", 11, status, occurrence=1)
+    payload = edit(payload, "TXA", 13, "58131^^1.2.250.2345.3245.13^ISO")
+    doc = document(convert(payload))
+    assert action(doc) == expected
+    assert doc["status"] == doc_status
+    replaced = [r["target"]["identifier"]["value"] for r in doc.get("relatesTo", [])]
+    assert replaced == (["58131"] if expected == "replace" else [])
+
+
+def test_without_a_cda_other_carriers() -> None:
+    pdf = b"%PDF-1.4 compte rendu"
+    data = base64.b64encode(pdf).decode()
+    as_given = edit(MDM, "OBX", 5, f"^application^pdf^Base64^{data}", occurrence=1)
+    doc = document(convert(as_given))
+    attachment = doc["content"][0]["attachment"]
+    assert attachment["contentType"] == "application/pdf"
+    assert base64.b64decode(attachment["data"]) == pdf and attachment["size"] == len(pdf)
+    # an ORU whose results are text OBX: OBR/OBX metadata, the text attached
+    text_oru = build(
+        [s for s in segments(ORU) if not s.startswith("OBX|1|")]
+        + ["OBX|13|TX|11502-2^CR d'examens biologiques^LN||ligne 1~ligne 2||||||F|||20230104160500"]
+    )
+    doc = document(convert(text_oru))
+    attachment = doc["content"][0]["attachment"]
+    assert base64.b64decode(attachment["data"]) == b"ligne 1\nligne 2"
+    assert doc["type"]["coding"][0]["code"] == "11502-2"
+    assert doc["date"] == "2023-01-04T16:05:00+01:00"
+    # an ORC alone says nothing about a document (eai.hl7.document_action): no action tag
+    assert [t["code"] for t in doc["meta"]["tag"]] == ["not-cda"]
+
+
+def test_no_document_or_an_ed_that_is_not_a_cda_is_refused() -> None:
     no_doc = build([s for s in segments(ORU) if not s.startswith("OBX|1|")])
-    with pytest.raises(InputError, match="no CDA in the message"):
+    with pytest.raises(InputError, match="no document in the message"):
         mappings.convert(no_doc, "hl7v2", "cisis-oru-mdm")
     not_cda = mdm_with(b"<html><body>compte rendu</body></html>")
     with pytest.raises(InputError, match="not a CDA"):
         mappings.convert(not_cda, "hl7v2")
+    broken_xml = mdm_with(b"<ClinicalDocument xmlns='urn:hl7-org:v3'><id")
+    with pytest.raises(InputError):
+        mappings.convert(broken_xml, "hl7v2")
+    binary = mdm_with(bytes(range(1, 40)))
+    with pytest.raises(InputError, match="does not decode to an XML document"):
+        mappings.convert(binary, "hl7v2")
+    bad = edit(MDM, "OBX", 5, "^text^XML^Base64^not*base64", occurrence=1)
+    with pytest.raises(InputError, match="not valid base64"):
+        mappings.convert(bad, "hl7v2")
 
 
 def test_parent_document_forms() -> None:

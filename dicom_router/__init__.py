@@ -3,7 +3,8 @@
 Touches: network, files (through the modules below; importing registers them).
 
 - :mod:`dicom_router.scp`: Storage SCP, listener type ``dicom`` (spool, journal, then success);
-- :mod:`dicom_router.spool`: durable spool files under router-made names, quarantine, quota;
+- :mod:`dicom_router.spool`: durable, encrypted spool files under router-made names,
+  quarantine, quota;
 - :mod:`dicom_router.content`: content type ``dicom`` (what routes see of an instance);
 - :mod:`dicom_router.coercion`: a route's marking operations on the forwarded copy;
 - :mod:`dicom_router.forward`: C-STORE SCU, destination type ``dicom``;

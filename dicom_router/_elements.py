@@ -1,22 +1,46 @@
-"""Reads a spooled instance's header and gives element values as routes see them.
+"""Reads an instance's header (up to the pixel data) and gives element values as routes see them.
 
-Touches: files (reads spool files, never the pixel data).
+Touches: nothing (decodes bytes in memory).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from io import BytesIO
 
 from pydicom import Dataset, dcmread
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.multival import MultiValue
+from pydicom.tag import Tag
 
-__all__ = ["element_text", "read_header"]
+from dicom_router._framing import RawElement
+
+__all__ = ["element_text", "raw_dataset", "read_header"]
 
 
-def read_header(path: Path) -> Dataset:
-    """The dataset up to (not including) the pixel data, with its file meta."""
-    return dcmread(path, stop_before_pixels=True)
+def read_header(part10: bytes) -> Dataset:
+    """A Part-10 instance's dataset up to (not including) the pixel data, with its file meta."""
+    return dcmread(BytesIO(part10), stop_before_pixels=True)
+
+
+def raw_dataset(
+    body: bytes | memoryview, found: dict[int, RawElement], implicit_vr: bool, little_endian: bool
+) -> Dataset:
+    """A dataset of the top-level elements located in ``body`` by
+    :func:`dicom_router._framing.check_framing` (``collect``), decoded only when read."""
+    view = memoryview(body)
+    ds = Dataset()
+    for tag, (vr, offset, length) in sorted(found.items()):
+        ds[tag] = RawDataElement(
+            Tag(tag),
+            vr.decode("ascii") if vr else None,
+            length,
+            bytes(view[offset : offset + length]),
+            offset,
+            implicit_vr,
+            little_endian,
+        )
+    ds.set_original_encoding(implicit_vr, little_endian)
+    return ds
 
 
 def element_text(ds: Dataset, tag: int) -> str:

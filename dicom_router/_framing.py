@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-__all__ = ["DatasetFramingError", "check_framing", "inflate"]
+__all__ = ["DatasetFramingError", "RawElement", "check_framing", "inflate"]
 
 _UNDEFINED = 0xFFFFFFFF
 _ITEM = 0xFFFEE000
@@ -53,14 +53,28 @@ def inflate(data: bytes | memoryview, limit: int = MAX_INFLATED) -> bytes:
     return out
 
 
-def check_framing(data: bytes | memoryview, *, implicit_vr: bool, little_endian: bool) -> int:
+RawElement = tuple[bytes, int, int]
+"""A top-level element found by :func:`check_framing`: (explicit VR or b"", value offset,
+length)."""
+
+
+def check_framing(
+    data: bytes | memoryview,
+    *,
+    implicit_vr: bool,
+    little_endian: bool,
+    collect: frozenset[int] = frozenset(),
+    found: dict[int, RawElement] | None = None,
+) -> int:
     """Walks the whole dataset; returns the number of top-level elements.
 
     Raises :class:`DatasetFramingError` when it is not exactly a sequence of
-    well-formed elements ending at the end of ``data``.
+    well-formed elements ending at the end of ``data``. The top-level elements
+    whose tags are in ``collect`` (defined length) are recorded in ``found`` on
+    the way, so that their values can be decoded without another pass.
     """
     view = memoryview(data)
-    walker = _Walker(view, little_endian)
+    walker = _Walker(view, little_endian, collect, found)
     return walker.elements(0, len(view), implicit_vr, 0, until_item_end=False)[1]
 
 
@@ -74,9 +88,17 @@ class _Walker:
     """Implicit VR is always little endian, also when nested in an explicit UN
     element of undefined length (PS3.5 6.2.2): ``little`` is per level."""
 
-    def __init__(self, data: memoryview, little_endian: bool) -> None:
+    def __init__(
+        self,
+        data: memoryview,
+        little_endian: bool,
+        collect: frozenset[int] = frozenset(),
+        found: dict[int, RawElement] | None = None,
+    ) -> None:
         self.data = data
         self.little = little_endian
+        self.collect = collect if found is not None else frozenset()
+        self.found: dict[int, RawElement] = found if found is not None else {}
 
     def _fail(self, offset: int, what: str) -> DatasetFramingError:
         return DatasetFramingError(f"at byte {offset}: {what}")
@@ -153,6 +175,8 @@ class _Walker:
                 )
             if vr == b"SQ":
                 self._items(pos, pos + length, implicit, depth, defined=True)
+            elif depth == 0 and tag in self.collect:
+                self.found[tag] = (vr, pos, length)
             return pos + length
         # Undefined length: encapsulated pixel data (fragments) or a sequence.
         if vr in (b"OB", b"OW") or (implicit and tag == 0x7FE00010):

@@ -1,7 +1,7 @@
 """The ``dicom`` content type: a journaled instance reference as routes see it.
 
-Touches: files (reads a spool file's header when a route tests a tag that the
-reference does not carry).
+Touches: files (reads and decrypts a spool file when a route tests a tag that
+the reference does not carry).
 
 What routes see:
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from pydicom import Dataset
 from pydicom.datadict import keyword_for_tag
@@ -58,11 +57,10 @@ class DicomHeader:
 class DicomInstance:
     """A received instance as routes see it (header read lazily, without pixels)."""
 
-    __slots__ = ("_dataset", "_path", "header", "ref")
+    __slots__ = ("_dataset", "header", "ref")
 
-    def __init__(self, ref: InstanceRef, path: Path) -> None:
+    def __init__(self, ref: InstanceRef) -> None:
         self.ref = ref
-        self._path = path
         self._dataset: Dataset | None = None
         self.header = DicomHeader(
             message_type_of(ref.attrs.get("Modality", "")),
@@ -84,7 +82,7 @@ class DicomInstance:
     def _read(self) -> Dataset:
         if self._dataset is None:
             try:
-                self._dataset = read_header(self._path)
+                self._dataset = read_header(self.ref.read())
             except FileNotFoundError:
                 raise InputError(f"spool file {self.ref.spool} is gone") from None
             except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds
@@ -98,10 +96,10 @@ class DicomInstance:
 def parse_dicom(payload: bytes, listener: ListenerConfig | None) -> ParsedContent:
     ref = InstanceRef.from_json(payload)
     try:
-        path = ref.path
+        ref.path  # noqa: B018 - checks the spool name
     except ValueError as exc:
         raise InputError(f"DICOM reference: {exc}") from None
-    instance = DicomInstance(ref, path)
+    instance = DicomInstance(ref)
     order = ref.study_instance_uid or ref.series_instance_uid or ref.sop_instance_uid
     patient_id = ref.attrs.get("PatientID", "").strip()
     key = PatientKey(order, (patient_id,) if patient_id else ())

@@ -7,9 +7,11 @@ Registered as destination type ``dicom`` (for the e-m@ge regional imaging
 routers, any Storage SCP). For each delivery:
 
 1. read the reference (:class:`dicom_router.reference.InstanceRef`); the spool
-   file must still have its size and SHA-256 (else: permanent failure);
-2. without marking, the dataset bytes go out exactly as spooled, in their
-   transfer syntax (pynetdicom sends the file's dataset from disk); with the
+   file is decrypted with the reference's data key and must authenticate and
+   have the size and SHA-256 received (else: permanent failure, nothing sent);
+2. without marking, the dataset bytes go out exactly as received, in their
+   transfer syntax (:func:`_send_raw`: the decrypted bytes after the File Meta
+   Information, never decoded; the plaintext stays in memory); with the
    route's ``coerce`` operations, pydicom reads the file, the operations are
    applied (:mod:`dicom_router.coercion`) and the dataset is encoded again in
    the same transfer syntax (elements pydicom did not decode are written
@@ -25,6 +27,9 @@ routers, any Storage SCP). For each delivery:
    accepted, 0xA9xx, 0xCxxx and any other failure:
    :class:`PermanentDeliveryError` (dead letter; ``eai resend`` once fixed).
 
+Associations run the event-driven reactors of :mod:`dicom_router._reactors`
+(no 1 ms polling; the requestor's reactor never takes the C-STORE response
+that ``send_c_store`` waits for, a race of pynetdicom 3.0's own reactor).
 pynetdicom is blocking: each send runs in a worker thread
 (:func:`eai._concurrency.run_blocking`); ``connections`` associations at most
 (1 keeps the send order; the delivery worker keeps each study's order).
@@ -33,7 +38,7 @@ pynetdicom is blocking: each send runs in a worker thread
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
 import logging
 import socket
 import ssl
@@ -42,7 +47,6 @@ import time
 import weakref
 from collections import OrderedDict
 from io import BytesIO
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -50,11 +54,14 @@ from pydicom import Dataset, dcmread
 from pydicom.uid import UID
 from pynetdicom import AE, _config, build_context, evt
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.transport import AssociationSocket
 
 from connectors.mllp._tls import client_context
+from dicom_router._reactors import make_event_driven
 from dicom_router.coercion import apply_coercion
 from dicom_router.reference import InstanceRef
+from dicom_router.spool import SpoolIntegrityError
 from eai._concurrency import run_blocking
 from eai.config import DestinationConfig, Duration, TlsClientConfig
 from eai.errors import InputError, PermanentDeliveryError, TransientDeliveryError
@@ -71,9 +78,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# pynetdicom sends a file's dataset straight from disk (bytes as spooled) only in
-# this mode; without it, it decodes and re-encodes the file. Our only pynetdicom
-# SCU use is this module and the CLI, which want the same.
+# pynetdicom sends a file's dataset straight from disk (bytes as they are) only in
+# this mode; without it, it decodes and re-encodes the file. The CLI sends files
+# this way; this module sends the decrypted spool bytes itself (_send_raw).
 _config.STORE_SEND_CHUNKED_DATASET = True
 
 _MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context ids 1..255, odd
@@ -86,16 +93,23 @@ class ClosingAE(AE):
     closing it (its ``_shutdown_socket`` stops at ``shutdown()``, which fails on an
     unconnected socket): call :meth:`close_failed` after an association that did
     not establish.
+
+    With ``event_driven``, associations get the reactors of
+    :mod:`dicom_router._reactors` (no 1 ms polling); the caller then holds
+    ``assoc.op_lock`` around each ``send_*`` and ``release``.
     """
 
-    def __init__(self, ae_title: str) -> None:
+    def __init__(self, ae_title: str, *, event_driven: bool = False) -> None:
         super().__init__(ae_title=ae_title)
+        self._event_driven = event_driven
         self._sockets: weakref.WeakKeyDictionary[Association, socket.socket] = (
             weakref.WeakKeyDictionary()
         )
 
     def _create_socket(self, assoc: Association, address: Any, tls_args: Any) -> AssociationSocket:
         sock = super()._create_socket(assoc, address, tls_args)
+        if self._event_driven:
+            make_event_driven(assoc)
         if sock.socket is not None:
             self._sockets[assoc] = sock.socket
         return sock
@@ -210,7 +224,7 @@ class DicomDestination:
         self._ssl: ssl.SSLContext | None = (
             client_context(config.tls) if config.tls is not None else None
         )
-        ae = ClosingAE(config.calling_ae)
+        ae = ClosingAE(config.calling_ae, event_driven=True)
         ae.maximum_pdu_size = config.max_pdu
         ae.connection_timeout = config.connect_timeout
         ae.acse_timeout = config.acse_timeout
@@ -283,7 +297,11 @@ class DicomDestination:
             context = (ref.sop_class_uid, ref.transfer_syntax)
             assoc = self._association(link, context)
             try:
-                status = assoc.send_c_store(source)
+                with _op_lock(assoc):
+                    if isinstance(source, Dataset):
+                        status = assoc.send_c_store(source)
+                    else:
+                        status = _send_raw(assoc, ref, source)
             except (OSError, RuntimeError, ValueError) as exc:
                 self._drop(link, release=False)
                 raise TransientDeliveryError(f"{self.address}: C-STORE failed: {exc}") from exc
@@ -296,24 +314,25 @@ class DicomDestination:
                 )
             return store_verdict(int(status.Status), self.address)
 
-    def _load(self, ref: InstanceRef) -> Path | Dataset:
-        """The spool file (checked), or its coerced copy."""
+    def _load(self, ref: InstanceRef) -> memoryview | Dataset:
+        """The dataset bytes as received (decrypted, checked), or the coerced copy."""
         try:
-            path = ref.path
-        except ValueError as exc:
+            data = ref.read()
+        except ValueError as exc:  # not a spool name, or SpoolIntegrityError
+            if isinstance(exc, SpoolIntegrityError):
+                log.error("destination %s: %s", self.config.name, exc)
             raise PermanentDeliveryError(str(exc)) from exc
-        try:
-            data = path.read_bytes()
         except FileNotFoundError as exc:
             raise PermanentDeliveryError(
                 f"spool file {ref.spool} is gone (removed by retention, or the spool moved)"
             ) from exc
         except OSError as exc:
             raise TransientDeliveryError(f"spool file {ref.spool}: {exc.strerror or exc}") from exc
-        if len(data) != ref.size or hashlib.sha256(data).hexdigest() != ref.sha256:
-            raise PermanentDeliveryError(f"spool file {ref.spool} changed since it was received")
         if not ref.coerce:
-            return path
+            try:
+                return memoryview(data)[_dataset_offset(data) :]
+            except ValueError as exc:
+                raise PermanentDeliveryError(f"spool file {ref.spool}: {exc}") from exc
         try:
             ds = dcmread(BytesIO(data))
             apply_coercion(ds, ref.coerce)
@@ -397,12 +416,68 @@ class DicomDestination:
         if assoc is None:
             return
         try:
-            if release and assoc.is_established:
-                assoc.release()
-            elif assoc.is_established or assoc.is_alive():
-                assoc.abort()
+            with _op_lock(assoc):
+                if release and assoc.is_established:
+                    assoc.release()
+                elif assoc.is_established or assoc.is_alive():
+                    assoc.abort()
         except Exception:  # noqa: BLE001 - closing is best effort
             log.debug("destination %s: closing an association failed", self.config.name)
+
+
+def _op_lock(assoc: Association) -> threading.Lock | contextlib.nullcontext[None]:
+    """The lock an event-driven requestor's reactor takes between operations."""
+    lock = getattr(assoc, "op_lock", None)
+    return lock if isinstance(lock, type(threading.Lock())) else contextlib.nullcontext()
+
+
+def _dataset_offset(part10: bytes) -> int:
+    """Where the dataset starts in a Part-10 file: after the preamble and group 0002
+    (explicit VR little endian, PS3.10 7.1)."""
+    if part10[128:132] != b"DICM":
+        raise ValueError("not a DICOM Part-10 file")
+    pos = 132
+    while pos + 8 <= len(part10) and part10[pos : pos + 2] == b"\x02\x00":
+        vr = part10[pos + 4 : pos + 6]
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV"):
+            length = int.from_bytes(part10[pos + 8 : pos + 12], "little")
+            pos += 12 + length
+        else:
+            length = int.from_bytes(part10[pos + 6 : pos + 8], "little")
+            pos += 8 + length
+    if pos > len(part10):
+        raise ValueError("File Meta Information is truncated")
+    return pos
+
+
+def _send_raw(assoc: Association, ref: InstanceRef, dataset: memoryview) -> Dataset:
+    """C-STORE ``dataset`` (encoded bytes, sent as they are) on ``assoc``; the response status.
+
+    pynetdicom's ``send_c_store`` sends bytes as they are only from a file; this is
+    its sequence (``association.py``) for bytes in memory, in the instance's own
+    transfer syntax (no conversion).
+    """
+    context = assoc._get_valid_context(
+        UID(ref.sop_class_uid), UID(ref.transfer_syntax), "scu", allow_conversion=False
+    )
+    req = C_STORE()
+    req.MessageID = 1
+    req.Priority = 2
+    req.AffectedSOPClassUID = ref.sop_class_uid
+    req.AffectedSOPInstanceUID = ref.sop_instance_uid
+    req.DataSet = BytesIO(dataset)
+    assoc._reactor_checkpoint.clear()
+    while not assoc._is_paused:
+        time.sleep(0.0001)
+    try:
+        assoc.dimse.send_msg(req, int(context.context_id or 0))
+        _cx, rsp = assoc.dimse.get_msg(block=True)
+    finally:
+        assoc._reactor_checkpoint.set()
+    if rsp is None:
+        assoc._handle_no_response()
+        return Dataset()
+    return assoc._check_received_status(rsp)
 
 
 def _ts_name(uid: str) -> str:

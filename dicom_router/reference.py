@@ -10,7 +10,14 @@ keeps, encrypted like every payload, this reference::
      "sop_class_uid": "...", "sop_instance_uid": "...", "study_instance_uid": "...",
      "series_instance_uid": "...", "transfer_syntax": "1.2.840.10008.1.2.1",
      "calling_ae": "CT1", "peer": "10.0.0.5:51234",
-     "attrs": {"Modality": "CT", "PatientID": "...", ...}}
+     "attrs": {"Modality": "CT", "PatientID": "...", ...},
+     "key": "<base64 of the spool file's data key>"}
+
+``size`` and ``sha256`` are the Part-10 instance's (decrypted); ``key`` is the
+only copy of the data key the spool file is sealed with
+(:mod:`dicom_router._sealing`), so the spool is as safe as the journal. A
+reference without ``key`` (written before the spool was encrypted) names a
+file in clear.
 
 ``spool_dir`` is the listener's, absolute, when the instance arrived (a later
 change of the listener's ``spool_dir`` does not lose the instances already
@@ -23,13 +30,15 @@ forwarder to the copy it sends.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from dicom_router.spool import instance_path
+from dicom_router.spool import instance_path, read_instance
 from eai.config import Coercion
 from eai.errors import InputError
 
@@ -76,8 +85,9 @@ class InstanceRef:
     peer: str
     attrs: Mapping[str, str] = field(default_factory=dict)
     coerce: tuple[Coercion, ...] = ()
+    key: bytes | None = None
 
-    def __repr__(self) -> str:  # attrs hold PatientID: never in logs
+    def __repr__(self) -> str:  # attrs hold PatientID, key the data key: never in logs
         return f"InstanceRef(spool={self.spool!r}, sop_instance_uid={self.sop_instance_uid!r})"
 
     @property
@@ -85,9 +95,16 @@ class InstanceRef:
         """The spool file (ValueError when ``spool`` is not a name the spool makes)."""
         return instance_path(Path(self.spool_dir), self.spool)
 
+    def read(self) -> bytes:
+        """The instance's Part-10 bytes, decrypted and checked (see
+        :func:`dicom_router.spool.read_instance` for what it raises)."""
+        return read_instance(self.path, self.key, self.size, self.sha256)
+
     def to_json(self) -> bytes:
         data: dict[str, Any] = {k: getattr(self, k) for k in _REQUIRED}
         data["attrs"] = dict(self.attrs)
+        if self.key is not None:
+            data["key"] = base64.b64encode(self.key).decode("ascii")
         if self.coerce:
             data["coerce"] = [
                 op.model_dump(by_alias=True, exclude_none=True, mode="json") for op in self.coerce
@@ -131,4 +148,13 @@ class InstanceRef:
             ops = tuple(Coercion.model_validate(op) for op in raw_ops)
         except ValueError as exc:
             raise InputError(f"DICOM reference: invalid coerce operation: {exc}") from None
-        return cls(**values, attrs=attrs, coerce=ops)
+        raw_key = data.get("key")
+        key: bytes | None = None
+        if raw_key is not None:
+            try:
+                key = base64.b64decode(raw_key, validate=True) if isinstance(raw_key, str) else b""
+            except (binascii.Error, ValueError):
+                key = b""
+            if len(key) != 32:
+                raise InputError("DICOM reference: key is not a base64 256-bit key")
+        return cls(**values, attrs=attrs, coerce=ops, key=key)

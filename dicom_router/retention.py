@@ -6,9 +6,11 @@ only through :class:`eai.registry.JournalView`.
 The engine runs :func:`run_retention` every ``INTERVAL`` seconds (a
 :class:`eai.registry.PeriodicSpec`, on the engine's APScheduler, one run at a
 time). For each ``dicom`` listener, spool files older than its ``retention``
-are candidates; each one's journal key (listener | calling AE | SOP Instance
-UID, read from its File Meta Information: Source AE Title, Media Storage SOP
-Instance UID) is looked up:
+are candidates; each one's journal key is looked up: listener | calling AE |
+``sha256:`` digest of the SOP Instance UID, read from the sealed file's clear
+retention tag (:mod:`dicom_router._sealing`: no key needed); for a file spooled
+before encryption, listener | Source AE Title | Media Storage SOP Instance UID
+from its File Meta Information (the dedup key of that time):
 
 * settled before now - ``retention`` (filtered, or every delivery delivered):
   the file is removed;
@@ -30,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydicom.filereader import read_file_meta_info
 
+from dicom_router._sealing import read_tag
 from dicom_router.scp import DicomListenerConfig
 from dicom_router.spool import Spool, is_spool_name
 from eai._concurrency import run_blocking
@@ -121,8 +124,21 @@ def _keys(
     out = []
     for name, mtime in batch:
         key = ""
+        path = spool.instances / name
         try:
-            meta = read_file_meta_info(spool.instances / name)
+            with open(path, "rb") as f:
+                head = f.read(512)
+        except OSError:
+            head = b""
+        tag = read_tag(head)
+        if tag is not None:
+            aet, _, digest = tag.partition("\\")
+            if aet and digest.startswith("sha256:"):
+                key = f"{listener}|{aet}|{digest}"
+            out.append((name, key, mtime))
+            continue
+        try:
+            meta = read_file_meta_info(path) if head else None
         except Exception:  # noqa: BLE001 - pydicom raises many kinds on a bad file
             meta = None
         if meta is not None:

@@ -8,18 +8,20 @@ its own thread (``association.py``, ``transport.py``); our C-STORE handler
 runs there and may block:
 
 1. write the Part-10 file (preamble, File Meta Information, the dataset bytes
-   exactly as received, in their transfer syntax) to the spool: temp file,
-   fsync, rename to a router-made name, fsync the directory
-   (:class:`dicom_router.spool.Spool`); failure: 0xA700;
+   exactly as received, in their transfer syntax) to the spool, encrypted under
+   a fresh data key: temp file, fsync, rename to a router-made name, fsync the
+   directory (:class:`dicom_router.spool.Spool`); failure: 0xA700;
 2. check it: the encoded dataset is complete (:mod:`dicom_router._framing`),
    pydicom reads its header, SOP Class and Instance UIDs are UIDs and match
    the C-STORE request; failure: the file goes to ``quarantine/`` with its
    reason, the instance is journaled ``rejected``, the answer is 0xA900
    (SOP class mismatch) or 0xC000-0xC002 (cannot understand);
-3. journal the reference (``ingest`` on the engine's loop, waiting for the
-   commit); a journal failure removes the spool file and answers 0xA700;
+3. journal the reference, with the data key (``ingest`` on the engine's loop,
+   waiting for the commit; the journal encrypts it); a journal failure removes
+   the spool file and answers 0xA700;
 4. only then answer 0x0000. A re-sent instance (same listener, calling AE and
-   SOP Instance UID) is answered success and not routed twice.
+   SOP Instance UID: dedup key ``<listener>|<AE>|sha256:<hex of the UID>``, the
+   spool file's retention tag) is answered success and not routed twice.
 
 Associations are filtered when requested (PS3.8 7.1.1.9): a called AE title
 that is not ours gets A-ASSOCIATE-RJ permanent / "called-AE-title-not-
@@ -36,6 +38,11 @@ that timeout (pynetdicom does it in the accept loop, where one silent client
 would stall every other), and a PDU length guard: a PDU announcing more than
 ``max_pdu`` (P-DATA) or 1 MiB (others) is answered A-ABORT and the connection
 closed before anything is read into memory.
+
+Each association runs the event-driven reactors of :mod:`dicom_router._reactors`
+(no 1 ms polling). The routing attributes are taken from the received buffer
+during the framing check (``check_framing(collect=...)``), not by decoding the
+dataset again.
 """
 
 from __future__ import annotations
@@ -73,8 +80,10 @@ from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAsso
 
 from connectors.mllp._tls import server_context
 from connectors.mllp.listener import split_bind
-from dicom_router._elements import element_text, read_header
-from dicom_router._framing import DatasetFramingError, check_framing, inflate
+from dicom_router._elements import element_text, raw_dataset
+from dicom_router._framing import DatasetFramingError, RawElement, check_framing, inflate
+from dicom_router._reactors import make_event_driven
+from dicom_router._sealing import retention_tag, uid_digest
 from dicom_router.content import message_type_of
 from dicom_router.reference import ROUTING_KEYWORDS, InstanceRef
 from dicom_router.spool import Spool, SpooledFile
@@ -184,8 +193,8 @@ class DicomListenerConfig(ListenerConfig):
         "is refused with A-ASSOCIATE-RJ calling-AE-title-not-recognized",
     )
     spool_dir: Path = Field(
-        description="where received instances are kept until delivered (not encrypted: "
-        "protect it like the journal's data directory)",
+        description="where received instances are kept until delivered (encrypted, each "
+        "under a data key that only the journal holds)",
         examples=["/var/lib/eai/spool/chu-x-imaging"],
     )
     tls: TlsServerConfig | None = Field(
@@ -326,7 +335,7 @@ class _Handler(RequestHandler):
         super().handle()
 
     def _create_association(self) -> Association:
-        assoc = super()._create_association()
+        assoc = make_event_driven(super()._create_association())
         sock = assoc.dul.socket
         if sock is not None:  # the same socket object, with the PDU guard
             sock.__class__ = _GuardedSocket
@@ -493,8 +502,9 @@ class DicomListener:
         head = _PREAMBLE + encode_file_meta(meta)
         stream = req.DataSet
         dataset = stream.getbuffer() if isinstance(stream, BytesIO) else memoryview(b"")
+        tag = retention_tag(calling, _printable(str(req.AffectedSOPInstanceUID or "")))
         try:
-            spooled = self.spool.write([head, dataset], len(head) + len(dataset))
+            spooled = self.spool.write([head, dataset], len(head) + len(dataset), tag)
         except StoreError as exc:
             log.error(
                 "listener %s: instance from %s refused (0xA700): %s", self.config.name, calling, exc
@@ -523,13 +533,17 @@ class DicomListener:
         affected_instance = str(req.AffectedSOPInstanceUID or "")
         if not is_uid(affected_instance) or not is_uid(affected_class):
             raise _Rejected(STATUS_INVALID_UID, "the C-STORE request's SOP UIDs are not UIDs")
+        found: dict[int, RawElement] = {}
+        implicit, little = bool(ts.is_implicit_VR), bool(ts.is_little_endian)
         try:
             body = inflate(dataset) if ts.is_deflated else dataset
-            check_framing(body, implicit_vr=ts.is_implicit_VR, little_endian=ts.is_little_endian)
+            check_framing(
+                body, implicit_vr=implicit, little_endian=little, collect=_COLLECT, found=found
+            )
         except DatasetFramingError as exc:
             raise _Rejected(STATUS_CANNOT_UNDERSTAND, f"dataset cannot be decoded: {exc}") from None
         try:
-            header = read_header(spooled.path)
+            header = raw_dataset(body, found, implicit, little)
             sop_class = element_text(header, 0x00080016)
             sop_instance = element_text(header, 0x00080018)
             attrs = {kw: element_text(header, _TAGS[kw]) for kw in ROUTING_KEYWORDS}
@@ -549,7 +563,8 @@ class DicomListener:
         if sop_instance != affected_instance:
             raise _Rejected(
                 STATUS_UID_MISMATCH,
-                f"dataset SOP Instance UID {sop_instance} is not the announced {affected_instance}",
+                # no UID here: the reason is kept in clear beside the sealed file
+                "the dataset's SOP Instance UID is not the one the C-STORE request announced",
             )
         return InstanceRef(
             spool_dir=str(self.spool.root),
@@ -564,6 +579,7 @@ class DicomListener:
             calling_ae=calling,
             peer=peer,
             attrs={k: v[:64] for k, v in attrs.items() if v},
+            key=spooled.key,
         )
 
     def _journal(self, spooled: SpooledFile, ref: InstanceRef) -> int:
@@ -574,7 +590,7 @@ class DicomListener:
             status="received",
             content_type="dicom",
             peer=ref.peer,
-            dedup_key=f"{self.config.name}|{ref.calling_ae}|{ref.sop_instance_uid}",
+            dedup_key=f"{self.config.name}|{ref.calling_ae}|{uid_digest(ref.sop_instance_uid)}",
             control_id=ref.sop_instance_uid,
             message_type=message_type_of(ref.attrs.get("Modality", ""))[:32],
             sending_application=ref.calling_ae,
@@ -637,6 +653,7 @@ class DicomListener:
             transfer_syntax="",
             calling_ae=calling,
             peer=peer,
+            key=spooled.key,
         )
         entry = JournalEntry(
             listener=self.config.name,
@@ -689,6 +706,9 @@ def _keyword_tags() -> dict[str, int]:
 
 
 _TAGS = _keyword_tags()
+_COLLECT = frozenset(
+    {*_TAGS.values(), 0x00080005, 0x00080016, 0x00080018, 0x0020000D, 0x0020000E}
+)  # routing attributes, Specific Character Set, SOP and study/series UIDs
 
 
 def _factory(config: DicomListenerConfig, ingest: Ingest) -> DicomListener:

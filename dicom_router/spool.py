@@ -9,9 +9,11 @@ Layout of ``spool_dir``::
     quarantine/   instances refused after they were written, each beside
                   ``<name>.reason.txt``
 
-A write is: create ``tmp/<name>`` (O_EXCL, mode 0600), write, fsync, rename to
-``instances/<name>``, fsync ``instances/``. Only then may the SCP journal the
-instance and answer success. Names never come from a received value (a UID, an
+A write is: create ``tmp/<name>`` (O_EXCL, mode 0600), write the instance
+sealed (AES-256-GCM under a fresh data key, :mod:`dicom_router._sealing`),
+fsync, rename to ``instances/<name>``, fsync ``instances/``. Only then may the
+SCP journal the instance (its reference carries the data key, encrypted by the
+journal) and answer success. Names never come from a received value (a UID, an
 AE title): :func:`spool_name` is a clock reading and a random UUID, and
 :func:`instance_path` refuses any other shape, so a name read back from the
 journal cannot point outside the spool either.
@@ -24,8 +26,13 @@ The quota is the sum of the sizes of ``instances/`` and ``quarantine/``,
 counted at start and kept up to date by this process's writes and removals;
 other processes (the engine's retention job) remove files too, so the count is
 read again from disk when it would refuse, at most every
-``_RECOUNT_INTERVAL`` seconds. Spool files are NOT encrypted (the journal is):
-protect ``spool_dir`` like the journal's data directory.
+``_RECOUNT_INTERVAL`` seconds. Sizes are bytes on disk (sealed).
+
+Spool files are encrypted at rest, quarantined ones too: only the calling AE
+title and the SHA-256 of the SOP Instance UID (the retention tag) are in clear.
+:func:`read_instance` gives an instance's Part-10 bytes back from its reference;
+files spooled before encryption (plain Part-10) are still read, checked against
+the size and SHA-256 their (encrypted) journal reference recorded.
 """
 
 from __future__ import annotations
@@ -38,19 +45,22 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dicom_router._sealing import Sealer, SealError, is_sealed, new_key, open_sealed, sealed_size
 from eai.errors import StoreError
 
 __all__ = [
     "INSTANCES",
     "QUARANTINE",
     "Spool",
+    "SpoolIntegrityError",
     "SpooledFile",
     "instance_path",
     "is_spool_name",
+    "read_instance",
     "spool_name",
 ]
 
@@ -83,14 +93,47 @@ def instance_path(spool_dir: Path, name: str) -> Path:
     return Path(spool_dir) / INSTANCES / name
 
 
+class SpoolIntegrityError(ValueError):
+    """A spool file that cannot be read back as the instance that was received."""
+
+
+def read_instance(path: Path, key: bytes | None, size: int, sha256: str) -> bytes:
+    """The Part-10 bytes of a spooled instance, decrypted and checked.
+
+    ``key`` is the instance's data key (None for a file spooled before encryption,
+    accepted only in clear). Raises OSError (FileNotFoundError when gone) or
+    :class:`SpoolIntegrityError` when the file fails authentication or its
+    plaintext is not the ``size`` bytes of SHA-256 ``sha256`` that were received.
+    """
+    data = path.read_bytes()
+    if key is not None:
+        try:
+            data = open_sealed(data, path.name, key)
+        except SealError as exc:
+            raise SpoolIntegrityError(
+                f"spool file {path.name} cannot be decrypted: {exc}"
+            ) from None
+    elif is_sealed(data):
+        raise SpoolIntegrityError(f"spool file {path.name} is sealed but its reference has no key")
+    if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+        raise SpoolIntegrityError(f"spool file {path.name} changed since it was received")
+    return data
+
+
 @dataclass(frozen=True, slots=True)
 class SpooledFile:
-    """An instance on disk, fsynced, under its final name."""
+    """An instance on disk, sealed, fsynced, under its final name.
+
+    ``size`` and ``sha256`` are the plaintext's (the Part-10 instance), ``disk_size``
+    the sealed file's; ``key`` is the data key (kept only in the journal reference).
+    """
 
     name: str
     path: Path
     size: int
     sha256: str
+    key: bytes = field(repr=False)
+    disk_size: int
 
 
 class _DirSync:
@@ -170,24 +213,32 @@ class Spool:
 
     # -- writing -----------------------------------------------------------
 
-    def write(self, chunks: Iterable[bytes | memoryview], size: int) -> SpooledFile:
-        """Writes ``chunks`` (``size`` bytes in all) as a new instance; durable on return.
+    def write(self, chunks: Iterable[bytes | memoryview], size: int, tag: str) -> SpooledFile:
+        """Seals ``chunks`` (``size`` bytes in all) as a new instance; durable on return.
 
+        ``tag`` is the clear retention tag (:func:`dicom_router._sealing.retention_tag`).
         Raises :class:`StoreError` when the quota would be exceeded or the disk
         refuses (full, read-only, permissions); nothing is left behind then.
         """
-        self._reserve(size)
+        disk_size = sealed_size(size, tag)
+        self._reserve(disk_size)
         name = spool_name()
         tmp = self._tmp / name
         final = self.instances / name
+        key = new_key()
         digest = hashlib.sha256()
         written = 0
+
+        def plain() -> Iterable[bytes | memoryview]:
+            for chunk in chunks:
+                digest.update(chunk)
+                yield chunk
+
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
-                for chunk in chunks:
-                    view = memoryview(chunk)
-                    digest.update(view)
+                for sealed in Sealer(key, name, tag).seal(plain(), size):
+                    view = memoryview(sealed)
                     while view:
                         n = os.write(fd, view)
                         view = view[n:]
@@ -197,17 +248,18 @@ class Spool:
                 os.close(fd)
             os.rename(tmp, final)
             self._sync_instances.sync()
-        except OSError as exc:
-            self._release(size)
+        except (OSError, ValueError) as exc:
+            self._release(disk_size)
             for leftover in (tmp, final):
                 try:
                     leftover.unlink(missing_ok=True)
                 except OSError:
                     pass
-            raise StoreError(f"spool {self.root}: cannot write: {exc.strerror or exc}") from exc
-        if written != size:
-            self._adjust(written - size)
-        return SpooledFile(name, final, written, digest.hexdigest())
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise StoreError(f"spool {self.root}: cannot write: {why}") from exc
+        if written != disk_size:
+            self._adjust(written - disk_size)
+        return SpooledFile(name, final, size, digest.hexdigest(), key, written)
 
     def remove(self, name: str) -> None:
         """Removes an instance (best effort: a file already gone is fine)."""

@@ -38,6 +38,7 @@ from pydicom.dataelem import RawDataElement
 from pynetdicom import StoragePresentationContexts
 
 from dicom_router.client import Peer, echo, send_files
+from dicom_router.reference import InstanceRef
 from eai.cli import cli
 from tests._dicom_peers import (
     TRAILING_PADDING,
@@ -199,6 +200,30 @@ def spooled(tmp: Path) -> list[Path]:
     return sorted((tmp / "spool" / "instances").iterdir())
 
 
+def decrypted_spool(eng: EngineThread, tmp: Path) -> list[Path]:
+    """Clear copies (in ``tmp/clear``) of the spooled instances, decrypted with the data
+    keys of their journal references, under their spool names."""
+    from sqlalchemy import select
+
+    from eai.store._schema import messages
+
+    store = eng.engine.store
+    assert store is not None
+    out = tmp / "clear"
+    out.mkdir(exist_ok=True)
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(messages.c.payload).where(
+                messages.c.content_type == "dicom", messages.c.status != "rejected"
+            )
+        ).all()
+    for (sealed,) in rows:
+        ref = InstanceRef.from_json(store.cipher.open(sealed))
+        if ref.path.exists():
+            (out / ref.spool).write_bytes(ref.read())
+    return sorted(out.iterdir())
+
+
 def differences(a: Dataset, b: Dataset, skip: set[int] = frozenset(), at: str = "") -> list[str]:
     """Elements that differ between ``a`` and ``b`` (decoded values, recursively into
     sequences; bytes values such as the pixel data compared byte for byte). Group
@@ -305,7 +330,8 @@ def test_every_pydicom_file_arrives_as_received_and_marked(tmp_path: Path) -> No
         got_plain = plain.wait_files(n, timeout=120)
         got_marked = marked.wait_files(n, timeout=120)
         assert len(got_plain) == n and len(got_marked) == n
-        spool = spooled(tmp_path)
+        assert len(spooled(tmp_path)) == n
+        spool = decrypted_spool(eng, tmp_path)
         assert len(spool) == n
 
         # As received: what storescp got is byte for byte what eai was sent.
@@ -538,3 +564,59 @@ def test_nagle_is_off_on_both_sides(tmp_path: Path) -> None:
         assert link.assoc is not None and link.assoc.is_established  # kept for the next one
         raw = link.assoc.dul.socket.socket  # type: ignore[union-attr]
         assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+def _deliveries(cfg: Path) -> list[dict[str, Any]]:
+    result = CliRunner().invoke(cli, ["messages", "list", "-c", str(cfg), "--json"])
+    assert result.exit_code == 0, result.output
+    return [d for m in json.loads(result.output) for d in m["deliveries"]]
+
+
+def test_spool_is_encrypted_and_a_tampered_file_is_never_sent(tmp_path: Path) -> None:
+    series = make_ct_series(2, tmp_path / "ct")
+    originals = [pydicom.dcmread(p, stop_before_pixels=True) for p in series]
+    with router(tmp_path) as (eng, plain, _marked, cfg):
+        port = eng.port("img")
+        plain.stop()  # kept in the spool until the PACS is back
+        rc, out = storescu(HOST, port, series, "EAI")
+        assert rc == 0, out
+        files = spooled(tmp_path)
+        assert len(files) == 2
+        for path in files:
+            data = path.read_bytes()
+            for ds in originals:
+                for clear in (str(ds.PatientName), ds.PatientID, ds.SOPInstanceUID):
+                    assert clear.encode() not in data, clear
+            assert b"DICM" not in data
+        # One file altered on disk (a byte of its pixel data): the forwarder refuses it.
+        victim = max(files, key=lambda p: p.stat().st_size)
+        sealed = bytearray(victim.read_bytes())
+        sealed[len(sealed) // 2] ^= 0x01
+        victim.write_bytes(bytes(sealed))
+        plain.restart()
+        deadline = time.monotonic() + 60
+        states: list[str] = []
+        while time.monotonic() < deadline:
+            dl = [d for d in _deliveries(cfg) if d["destination"] == "plain"]
+            states = sorted(d["status"] for d in dl)
+            if states == ["dead", "delivered"]:
+                break
+            time.sleep(0.2)
+        assert states == ["dead", "delivered"], states
+        (dead,) = [d for d in dl if d["status"] == "dead"]
+        assert f"spool file {victim.name} cannot be decrypted" in dead["last_error"]
+        (got,) = plain.wait_files(1)
+        sent = pydicom.dcmread(got)
+        assert sent.SOPInstanceUID in {ds.SOPInstanceUID for ds in originals}
+        intact = next(p for p in series if pydicom.dcmread(p).SOPInstanceUID == sent.SOPInstanceUID)
+        assert dataset_bytes(got) == dataset_bytes(intact)
+        # eai resend of the dead delivery fails again, the same way, and sends nothing.
+        result = CliRunner().invoke(cli, ["resend", "-c", str(cfg), str(dead["id"])])
+        assert result.exit_code == 0, result.output
+        while time.monotonic() < deadline:
+            again = [d for d in _deliveries(cfg) if d["destination"] == "plain"]
+            if sum(d["status"] == "dead" for d in again) == 2:
+                break
+            time.sleep(0.2)
+        assert sum(d["status"] == "dead" for d in again) == 2, again
+        assert len(plain.files()) == 1

@@ -10,9 +10,15 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
+from dicom_router._sealing import retention_tag
 from dicom_router.coercion import apply_coercion
 from dicom_router.content import parse_dicom
-from dicom_router.forward import store_verdict
+from dicom_router.forward import (
+    DicomDestination,
+    DicomDestinationConfig,
+    _dataset_offset,
+    store_verdict,
+)
 from dicom_router.reference import InstanceRef
 from dicom_router.scp import DicomListenerConfig, is_uid
 from dicom_router.spool import Spool
@@ -219,16 +225,22 @@ def test_reference_round_trip_and_refusals() -> None:
         "CT1",
         "127.0.0.1:1",
         {"PatientID": "X"},
+        key=b"K" * 32,
     )
     marked = ref.with_coercion(_ops({"set": "InstitutionName", "value": "A"}))
     back = InstanceRef.from_json(marked.to_json())
-    assert back == marked and back.coerce[0].tag == 0x00080080
-    assert "X" not in repr(back)
+    assert back == marked and back.coerce[0].tag == 0x00080080 and back.key == b"K" * 32
+    assert "X" not in repr(back) and "S0tL" not in repr(back)  # nor the key (base64 of KKK)
+    legacy = json.loads(ref.to_json())
+    del legacy["key"]
+    assert InstanceRef.from_json(json.dumps(legacy).encode()).key is None
     for bad in (
         b"not json",
         b"[]",
         b'{"spool": 1}',
         json.dumps({**json.loads(ref.to_json()), "size": -1}).encode(),
+        json.dumps({**json.loads(ref.to_json()), "key": "c2hvcnQ="}).encode(),
+        json.dumps({**json.loads(ref.to_json()), "key": 5}).encode(),
     ):
         with pytest.raises(InputError):
             InstanceRef.from_json(bad)
@@ -240,8 +252,8 @@ def test_content_type_routes_on_tags_and_calling_ae(tmp_path: Path) -> None:
     path = get_testdata_file("CT_small.dcm")
     assert path is not None
     data = Path(path).read_bytes()
-    f = spool.write([data], len(data))
     ds = pydicom.dcmread(path, stop_before_pixels=True)
+    f = spool.write([data], len(data), retention_tag("CT1", ds.SOPInstanceUID))
     ref = InstanceRef(
         str(tmp_path),
         f.name,
@@ -255,6 +267,7 @@ def test_content_type_routes_on_tags_and_calling_ae(tmp_path: Path) -> None:
         "CT1",
         "127.0.0.1:5",
         {"Modality": "CT", "PatientID": "1CT1"},
+        key=f.key,
     )
     content = parse_dicom(ref.to_json(), None)
     msg = content.routable
@@ -284,6 +297,53 @@ def test_content_type_routes_on_tags_and_calling_ae(tmp_path: Path) -> None:
     assert marked is not None and InstanceRef.from_json(marked).coerce[0].tag == 0x00104000
     with pytest.raises(InputError):
         parse_dicom(json.dumps({**json.loads(ref.to_json()), "spool": "../x"}).encode(), None)
+
+
+def _spooled_ct(tmp_path: Path) -> tuple[InstanceRef, bytes]:
+    spool = Spool(tmp_path)
+    spool.open()
+    path = get_testdata_file("CT_small.dcm")
+    assert path is not None
+    data = Path(path).read_bytes()
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    f = spool.write([data], len(data), retention_tag("CT1", ds.SOPInstanceUID))
+    ref = InstanceRef(
+        str(tmp_path),
+        f.name,
+        f.size,
+        f.sha256,
+        ds.SOPClassUID,
+        ds.SOPInstanceUID,
+        ds.StudyInstanceUID,
+        ds.SeriesInstanceUID,
+        "1.2.840.10008.1.2.1",
+        "CT1",
+        "127.0.0.1:5",
+        key=f.key,
+    )
+    return ref, data
+
+
+def test_forwarder_sends_the_decrypted_dataset_and_refuses_a_tampered_file(
+    tmp_path: Path,
+) -> None:
+    ref, data = _spooled_ct(tmp_path)
+    dest = DicomDestination(
+        DicomDestinationConfig(name="pacs", ae_title="PACS", host="127.0.0.1", port=104)
+    )
+    body = dest._load(ref)
+    assert isinstance(body, memoryview)
+    assert bytes(body) == data[_dataset_offset(data) :] and data.endswith(bytes(body))
+    marked = dest._load(ref.with_coercion(_ops({"set": "InstitutionName", "value": "A"})))
+    assert isinstance(marked, pydicom.Dataset) and marked.InstitutionName == "A"
+    sealed = ref.path.read_bytes()
+    ref.path.write_bytes(sealed[:-5000] + bytes([sealed[-5000] ^ 0x40]) + sealed[-4999:])
+    for tampered in (ref, ref.with_coercion(_ops({"remove": "PatientComments"}))):
+        with pytest.raises(PermanentDeliveryError, match=f"spool file {ref.spool} cannot be decr"):
+            dest._load(tampered)
+    ref.path.unlink()
+    with pytest.raises(PermanentDeliveryError, match="is gone"):
+        dest._load(ref)
 
 
 def test_uids() -> None:

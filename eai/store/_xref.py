@@ -34,7 +34,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, Row, and_, insert, or_, select, tuple_, update
 
 from eai.store._crypto import Cipher
-from eai.store._schema import deliveries, identity_merges, identity_xref
+from eai.store._schema import ACTIVE_DELIVERY, deliveries, identity_merges, identity_xref
 
 __all__ = [
     "IdentityOp",
@@ -377,7 +377,8 @@ class XrefRedirect:
 
 IdentityOp = XrefRecord | XrefRedirect
 
-_PENDING_STATUSES = ("pending", "held")
+_WAITING_STATUSES = (*ACTIVE_DELIVERY, "held")
+"""Not delivered yet and not given up on: pending, waiting for a retry, or held."""
 
 
 def _rekey(conn: Connection, old: str, new: str) -> int:
@@ -385,7 +386,7 @@ def _rekey(conn: Connection, old: str, new: str) -> int:
     keep them in arrival order within the merged chain."""
     result = conn.execute(
         update(deliveries)
-        .where(and_(deliveries.c.patient_key == old, deliveries.c.status.in_(_PENDING_STATUSES)))
+        .where(and_(deliveries.c.patient_key == old, deliveries.c.status.in_(_WAITING_STATUSES)))
         .values(patient_key=new)
     )
     return int(result.rowcount or 0)

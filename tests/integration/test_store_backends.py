@@ -573,3 +573,21 @@ def test_cross_reference_ops_rekey_waiting_deliveries_in_message_order(store: St
         survivor: [ids[0], ids[1], ids[3], ids[4]],
         key[ids[2]]: [ids[2]],
     }
+
+
+def test_a_merge_rekeys_a_delivery_waiting_for_its_retry(store: Store) -> None:
+    cipher = store.cipher
+    ids = [r.message_id for r in _ingest(store, [_entry(600 + i) for i in range(2)])]
+    _tx(store, lambda c: claim_messages(c, "pipe", _now(), LEASE, 1000))
+    first = [_local_plan(store, ids[0], "L-MERGED")]
+    _tx(store, lambda c: apply_plans(c, first, _now(), cipher=cipher))
+    [head] = _claim(store)
+    retry_at = _now() + timedelta(seconds=60)
+    _record(store, [DeliveryOutcome(head.id, ids[0], "retrying", 1, retry_at, "timeout")])
+    merge = XrefRedirect("A40", "FAC", "L-MERGED", "L-SURVIVOR")
+    second = [_local_plan(store, ids[1], "L-SURVIVOR", merge)]
+    _tx(store, lambda c: apply_plans(c, second, _now(), cipher=cipher))
+    with store.engine.connect() as conn:
+        keys = dict(conn.execute(select(deliveries.c.message_id, deliveries.c.patient_key)).all())
+    assert keys[ids[0]] == keys[ids[1]] == local_ordering_key(cipher, "FAC", "L-SURVIVOR")
+    assert _claim(store) == []  # the surviving patient's message waits behind the retry

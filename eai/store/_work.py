@@ -506,9 +506,7 @@ def settle_held(
         else:
             release.append((h.id, h.message_id, "identity reconciled with the identity server"))
             destinations.append(h.destination)
-    for p in plans:
-        for op in p.identity_ops:
-            apply_identity_op(conn, cipher, op, now)
+    keys = _ordering_keys(conn, cipher, plans, set(by_message), now, write=True)
     if relabel:
         conn.execute(_SET_HELD_REASON, relabel)
     release_deliveries(conn, release, now)
@@ -516,10 +514,11 @@ def settle_held(
     if rows:
         conn.execute(insert(anomalies), rows)
         conn.execute(_INSERT_EVENTS, [_identity_event(p, now) for p in plans if p.anomalies])
-    qualified = [(p.message_id, p.patient_key) for p in plans if p.release_held]
+    qualified = [
+        (p.message_id, keys.get(p.message_id, p.patient_key)) for p in plans if p.release_held
+    ]
     if qualified:
-        keys = _ordering_keys(conn, cipher, plans, {p.message_id for p in plans}, now, write=False)
-        _release_patients(conn, [(m, keys.get(m, k)) for m, k in qualified], now)
+        _release_patients(conn, qualified, now)
     return sorted(set(destinations))
 
 

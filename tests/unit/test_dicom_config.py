@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -247,28 +248,8 @@ def test_reference_round_trip_and_refusals() -> None:
 
 
 def test_content_type_routes_on_tags_and_calling_ae(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
-    spool.open()
-    path = get_testdata_file("CT_small.dcm")
-    assert path is not None
-    data = Path(path).read_bytes()
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    f = spool.write([data], len(data), retention_tag("CT1", ds.SOPInstanceUID))
-    ref = InstanceRef(
-        str(tmp_path),
-        f.name,
-        f.size,
-        f.sha256,
-        ds.SOPClassUID,
-        ds.SOPInstanceUID,
-        ds.StudyInstanceUID,
-        ds.SeriesInstanceUID,
-        "1.2.840.10008.1.2.1",
-        "CT1",
-        "127.0.0.1:5",
-        {"Modality": "CT", "PatientID": "1CT1"},
-        key=f.key,
-    )
+    ref, data = _spooled_ct(tmp_path, {"Modality": "CT", "PatientID": "1CT1"})
+    ds = pydicom.dcmread(BytesIO(data), stop_before_pixels=True)
     content = parse_dicom(ref.to_json(), None)
     msg = content.routable
     assert msg.header.message_type == "DICOM^CT"
@@ -299,7 +280,9 @@ def test_content_type_routes_on_tags_and_calling_ae(tmp_path: Path) -> None:
         parse_dicom(json.dumps({**json.loads(ref.to_json()), "spool": "../x"}).encode(), None)
 
 
-def _spooled_ct(tmp_path: Path) -> tuple[InstanceRef, bytes]:
+def _spooled_ct(tmp_path: Path, attrs: dict[str, str] | None = None) -> tuple[InstanceRef, bytes]:
+    """pydicom's CT_small in a new spool under ``tmp_path``, and its reference (``attrs``:
+    the routing attributes the SCP would have recorded)."""
     spool = Spool(tmp_path)
     spool.open()
     path = get_testdata_file("CT_small.dcm")
@@ -319,6 +302,7 @@ def _spooled_ct(tmp_path: Path) -> tuple[InstanceRef, bytes]:
         "1.2.840.10008.1.2.1",
         "CT1",
         "127.0.0.1:5",
+        attrs or {},
         key=f.key,
     )
     return ref, data

@@ -146,6 +146,27 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _descendants(pid: int) -> list[int]:
+    """Live descendants of ``pid`` (from each process's parent in ``/proc/<pid>/stat``)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents[int(entry.name)] = ppid
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        kids = [p for p, pp in parents.items() if pp == parent]
+        found.extend(kids)
+        todo.extend(kids)
+    return found
+
+
 def _first_line(cmd: list[str]) -> str:
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
@@ -450,17 +471,30 @@ class EaiEngine:
             return "(no log)"
 
     def cpu(self) -> float:
-        return _cpu_seconds(self.proc.pid) if self.proc else float("nan")
+        """CPU seconds so far of the engine and its live child processes (forwarders)."""
+        user, system = self.cpu_split()
+        return user + system
+
+    def children_cpu(self) -> float:
+        """CPU seconds so far of the engine's live child processes only."""
+        if self.proc is None:
+            return float("nan")
+        return sum(_cpu_seconds(pid) for pid in _descendants(self.proc.pid))
 
     def cpu_split(self) -> tuple[float, float]:
-        """(user, system) CPU seconds so far."""
-        try:
-            stat = Path(f"/proc/{self.proc.pid if self.proc else 0}/stat").read_text()
-            fields = stat.rsplit(")", 1)[1].split()
-        except OSError:
+        """(user, system) CPU seconds so far, the engine's live child processes included."""
+        if self.proc is None:
             return (float("nan"), float("nan"))
+        user = system = 0.0
         ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) / ticks, int(fields[12]) / ticks)
+        for pid in (self.proc.pid, *_descendants(self.proc.pid)):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended since it was listed
+            user += int(fields[11]) / ticks
+            system += int(fields[12]) / ticks
+        return (user, system)
 
     def thread_cpu(self) -> dict[int, float]:
         """CPU seconds so far per thread id (``/proc/<pid>/task/<tid>/stat``)."""
@@ -521,6 +555,7 @@ def measure_eai(
                 spy = _start_profiler(engine.proc.pid, profile_to, timeout, profile_mode)
                 time.sleep(1.0)  # let py-spy attach before the load starts
             cpu0, threads0, split0 = engine.cpu(), engine.thread_cpu(), engine.cpu_split()
+            children0 = engine.children_cpu()
             result: dict[str, Any] = {}
 
             def send() -> None:
@@ -541,6 +576,7 @@ def measure_eai(
             sender.join(timeout)
             cpu = engine.cpu() - cpu0
             split = engine.cpu_split()
+            children = engine.children_cpu() - children0
             threads = {
                 tid: round(t - threads0.get(tid, 0.0), 2)
                 for tid, t in engine.thread_cpu().items()
@@ -551,6 +587,8 @@ def measure_eai(
                 "eai_cpu_user_s": round(split[0] - split0[0], 2),
                 "eai_cpu_system_s": round(split[1] - split0[1], 2),
                 "eai_cpu_per_image_ms": round(1000 * cpu / n, 2),
+                # of which the engine's child processes (forwarders), if any
+                "eai_children_cpu_s": round(children, 2),
                 # CPU seconds during the phase per thread id (threads still alive at the end);
                 # the --profile round names them.
                 "eai_threads_cpu_s": dict(sorted(threads.items(), key=lambda kv: -kv[1])),

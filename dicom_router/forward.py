@@ -1,7 +1,8 @@
 """The DICOM destination: C-STORE each spooled instance to a peer SCP, as it was received.
 
-Touches: network (outbound associations, optionally TLS; pynetdicom threads),
-files (reads spool files and TLS certificates).
+Touches: processes (one forwarding process per destination), and through it
+network (outbound associations, optionally TLS) and files (spool files, TLS
+certificates).
 
 Registered as destination type ``dicom`` (for the e-m@ge regional imaging
 routers, any Storage SCP). For each delivery:
@@ -10,13 +11,13 @@ routers, any Storage SCP). For each delivery:
    file is decrypted with the reference's data key and must authenticate and
    have the size and SHA-256 received (else: permanent failure, nothing sent);
 2. without marking, the dataset bytes go out exactly as received, in their
-   transfer syntax (:func:`_send_raw`: the decrypted bytes after the File Meta
-   Information, never decoded; the plaintext stays in memory); with the
-   route's ``coerce`` operations, pydicom reads the file, the operations are
-   applied (:mod:`dicom_router.coercion`) and the dataset is encoded again in
-   the same transfer syntax (elements pydicom did not decode are written
-   back as they were). Never transcoded: the association proposes exactly the
-   instance's SOP class with its transfer syntax;
+   transfer syntax (the decrypted bytes after the File Meta Information, never
+   decoded; the plaintext stays in memory); with the route's ``coerce``
+   operations, pydicom reads the file, the operations are applied
+   (:mod:`dicom_router.coercion`) and the dataset is encoded again in the same
+   transfer syntax (elements pydicom did not decode are written back as they
+   were). Never transcoded: the association proposes exactly the instance's SOP
+   class with its transfer syntax;
 3. associations are kept open and reused while sends keep coming (released
    after ``idle_release``); an instance whose (SOP class, transfer syntax) the
    open association lacks triggers a new one proposing it with the others;
@@ -27,44 +28,50 @@ routers, any Storage SCP). For each delivery:
    accepted, 0xA9xx, 0xCxxx and any other failure:
    :class:`PermanentDeliveryError` (dead letter; ``eai resend`` once fixed).
 
-Associations run the event-driven reactors of :mod:`dicom_router._reactors`
-(no 1 ms polling; the requestor's reactor never takes the C-STORE response
-that ``send_c_store`` waits for, a race of pynetdicom 3.0's own reactor).
-pynetdicom is blocking: each send runs in a worker thread
-(:func:`eai._concurrency.run_blocking`); ``connections`` associations at most
-(1 keeps the send order; the delivery worker keeps each study's order).
+Steps 1 to 4 run in a separate process, on another core than the engine's
+interpreter (the engine is CPU-bound under the GIL; reading, unsealing and
+sending an image took CPU from the receiving side): :class:`DicomDestination`
+starts it (multiprocessing, "spawn": the engine has threads, never fork) when
+the delivery worker starts (``start``, so that the first image does not wait
+for the child's imports) or at the next send after it ended, and passes
+each delivery's payload (the reference, with its data key) and an id over a
+pipe; :mod:`dicom_router._forward_child` runs the
+process's loop and documents the messages, :mod:`dicom_router._store_scu` the
+C-STORE itself (``connections`` associations at most, one thread each; 1
+keeps the send order, the delivery worker keeps each study's order; the
+event-driven reactors of :mod:`dicom_router._reactors`). The answers are read
+on the event loop (``add_reader`` on the pipe, futures resolved by id) and
+mapped back to a :class:`DeliveryResult` or the same errors; the child's log
+records go to the engine's logging, under the same logger names.
+
+If the forwarding process ends unexpectedly (crash, killed), every send in
+flight fails as transient (the delivery worker retries it with backoff) and
+the next send starts a new process. :meth:`DicomDestination.close` asks it to
+finish the sends it holds and release its associations, and kills it after
+``_CLOSE_GRACE`` seconds; it ends by itself when the engine is gone (end of
+file on the pipe).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import itertools
 import logging
-import socket
-import ssl
-import threading
-import time
-import weakref
-from collections import OrderedDict
-from io import BytesIO
-from typing import Any, Literal
+import multiprocessing
+from collections.abc import Mapping
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Literal
 
 from pydantic import Field, field_validator
-from pydicom import Dataset, dcmread
-from pydicom.uid import UID
-from pynetdicom import AE, _config, build_context, evt
-from pynetdicom.association import Association
-from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.transport import AssociationSocket
 
 from connectors.mllp._tls import client_context
-from dicom_router._reactors import make_event_driven
-from dicom_router.coercion import apply_coercion
-from dicom_router.reference import InstanceRef
-from dicom_router.spool import SpoolIntegrityError
+from dicom_router import _forward_child
+from dicom_router._forward_child import Answer, Request
+from dicom_router._store_scu import ClosingAE, store_verdict, tls_problem
 from eai._concurrency import run_blocking
 from eai.config import DestinationConfig, Duration, TlsClientConfig
-from eai.errors import InputError, PermanentDeliveryError, TransientDeliveryError
+from eai.errors import PermanentDeliveryError, TransientDeliveryError
 from eai.messages import DeliveryResult, OutboxItem
 from eai.registry import DestinationSpec, register_destination
 
@@ -78,49 +85,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# pynetdicom sends a file's dataset straight from disk (bytes as they are) only in
-# this mode; without it, it decodes and re-encodes the file. The CLI sends files
-# this way; this module sends the decrypted spool bytes itself (_send_raw).
-_config.STORE_SEND_CHUNKED_DATASET = True
+_CLOSE_GRACE = 5.0
+"""Seconds the forwarding process gets to answer, release and exit before it is killed."""
 
-_MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context ids 1..255, odd
-
-
-class ClosingAE(AE):
-    """An AE that closes the socket of a connection that failed.
-
-    pynetdicom 3.0's ``AssociationSocket.connect`` drops a refused socket without
-    closing it (its ``_shutdown_socket`` stops at ``shutdown()``, which fails on an
-    unconnected socket): call :meth:`close_failed` after an association that did
-    not establish.
-
-    With ``event_driven``, associations get the reactors of
-    :mod:`dicom_router._reactors` (no 1 ms polling); the caller then holds
-    ``assoc.op_lock`` around each ``send_*`` and ``release``.
-    """
-
-    def __init__(self, ae_title: str, *, event_driven: bool = False) -> None:
-        super().__init__(ae_title=ae_title)
-        self._event_driven = event_driven
-        self._sockets: weakref.WeakKeyDictionary[Association, socket.socket] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def _create_socket(self, assoc: Association, address: Any, tls_args: Any) -> AssociationSocket:
-        sock = super()._create_socket(assoc, address, tls_args)
-        if self._event_driven:
-            make_event_driven(assoc)
-        if sock.socket is not None:
-            self._sockets[assoc] = sock.socket
-        return sock
-
-    def close_failed(self, assoc: Association) -> None:
-        raw = self._sockets.pop(assoc, None)
-        # With TLS, ``connect`` replaced the raw socket by the SSL one wrapping it.
-        wrapped = getattr(assoc.dul.socket, "socket", None)
-        for sock in (wrapped, raw):
-            if sock is not None:
-                sock.close()
+_SPAWN = multiprocessing.get_context("spawn")
 
 
 def _check_ae(value: str) -> str:
@@ -170,49 +138,15 @@ class DicomDestinationConfig(DestinationConfig):
         return _check_ae(value)
 
 
-def store_verdict(status: int, address: str) -> DeliveryResult:
-    """The delivery result for a C-STORE response status (PS3.4 B.2.3), or the error."""
-    if status == 0x0000:
-        return DeliveryResult(detail="0x0000")
-    if status == 0x0001 or 0xB000 <= status <= 0xBFFF:
-        return DeliveryResult(detail=f"warning 0x{status:04X}")
-    text = f"{address} answered C-STORE status 0x{status:04X}"
-    if 0xA700 <= status <= 0xA7FF:
-        raise TransientDeliveryError(f"{text} (out of resources)")
-    if 0xA900 <= status <= 0xA9FF:
-        raise PermanentDeliveryError(f"{text} (dataset does not match SOP class)")
-    if 0xC000 <= status <= 0xCFFF:
-        raise PermanentDeliveryError(f"{text} (cannot understand)")
-    raise PermanentDeliveryError(f"{text} (failure)")
+class _Child:
+    """One forwarding process, its pipe and the sends it has not answered yet."""
 
-
-_Context = tuple[str, str]  # (SOP Class UID, Transfer Syntax UID)
-
-
-class _Link:
-    """One association and the contexts it proposed; used by one send at a time."""
-
-    def __init__(self) -> None:
-        self.assoc: Association | None = None
-        self.proposed: OrderedDict[_Context, None] = OrderedDict()
-        self.accepted: set[_Context] = set()
-        self.last_used = 0.0
-        self.lock = threading.Lock()
-
-    @property
-    def usable(self) -> bool:
-        return self.assoc is not None and self.assoc.is_established
-
-
-def _nodelay(event: evt.Event) -> None:
-    """EVT_CONN_OPEN: Nagle's algorithm off (a C-STORE is a small request/response)."""
-    sock = event.assoc.dul.socket
-    raw = getattr(sock, "socket", None)
-    if raw is not None:
-        try:
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
+    def __init__(self, process: BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+        self.pending: dict[int, asyncio.Future[tuple[str, str]]] = {}
+        self.ended = asyncio.Event()
+        self.closing = False
 
 
 class DicomDestination:
@@ -221,291 +155,161 @@ class DicomDestination:
     def __init__(self, config: DicomDestinationConfig) -> None:
         self.config = config
         self.address = f"{config.ae_title}@{config.host}:{config.port}"
-        self._ssl: ssl.SSLContext | None = (
-            client_context(config.tls) if config.tls is not None else None
-        )
-        ae = ClosingAE(config.calling_ae, event_driven=True)
-        ae.maximum_pdu_size = config.max_pdu
-        ae.connection_timeout = config.connect_timeout
-        ae.acse_timeout = config.acse_timeout
-        ae.dimse_timeout = config.dimse_timeout
-        ae.network_timeout = config.network_timeout
-        self._ae = ae
-        self._links = [_Link() for _ in range(config.connections)]
-        self._free: asyncio.Queue[_Link] | None = None
-        self._reaper: asyncio.Task[None] | None = None
+        if config.tls is not None:
+            client_context(config.tls)  # a bad certificate or key fails the start, here
+        self._child: _Child | None = None
+        self._ids = itertools.count(1)
+        self._reaping: set[asyncio.Task[None]] = set()
         self._closed = False
+
+    @property
+    def pid(self) -> int | None:
+        """The forwarding process's id, None when none runs."""
+        return self._child.process.pid if self._child is not None else None
+
+    async def start(self) -> None:
+        """Starts the forwarding process ahead of the first send (its imports take ~0.4 s)."""
+        if not self._closed and self._child is None:
+            self._start()
 
     async def send(self, item: OutboxItem) -> DeliveryResult:
         if self._closed:
             raise TransientDeliveryError(f"destination {self.config.name} is closed")
+        child = self._child or self._start()
+        ident = next(self._ids)
+        answer: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
+        child.pending[ident] = answer
+        request: Request = ("send", ident, item.payload)
         try:
-            ref = InstanceRef.from_json(item.payload)
-        except InputError as exc:
-            raise PermanentDeliveryError(f"not a DICOM delivery: {exc.reason}") from exc
-        free = self._pool()
-        link = await free.get()
+            child.conn.send(request)
+        except (OSError, ValueError):
+            self._lost(child)  # fails ``answer`` too
         try:
-            return await run_blocking(self._send_blocking, link, ref)
+            kind, text = await answer
         finally:
-            free.put_nowait(link)
-            self._start_reaper()
+            child.pending.pop(ident, None)
+        if kind == "ok":
+            return DeliveryResult(detail=text)
+        if kind == "permanent":
+            raise PermanentDeliveryError(text)
+        raise TransientDeliveryError(text)
 
     async def close(self) -> None:
-        """Release every association; later sends fail as transient."""
+        """Stops the forwarding process (associations released); later sends fail as
+        transient."""
         self._closed = True
-        if self._reaper is not None:
-            self._reaper.cancel()
-        await run_blocking(self._release_all, 0.0)
-
-    # -- pool ----------------------------------------------------------------
-
-    def _pool(self) -> asyncio.Queue[_Link]:
-        if self._free is None:
-            self._free = asyncio.Queue()
-            for link in self._links:
-                self._free.put_nowait(link)
-        return self._free
-
-    def _start_reaper(self) -> None:
-        if self._reaper is None or self._reaper.done():
-            self._reaper = asyncio.create_task(self._reap(), name=f"dicom-idle:{self.config.name}")
-
-    async def _reap(self) -> None:
-        """Releases associations idle past ``idle_release``; ends when none is open."""
-        period = max(0.2, self.config.idle_release / 2)
-        while any(link.assoc is not None for link in self._links):
-            await asyncio.sleep(period)
-            await run_blocking(self._release_all, self.config.idle_release)
-
-    def _release_all(self, idle: float) -> None:
-        now = time.monotonic()
-        for link in self._links:
-            if not link.lock.acquire(blocking=False):
-                continue  # sending now
+        child, self._child = self._child, None
+        if child is not None:
+            child.closing = True
+            close: Request = ("close",)
             try:
-                if link.assoc is not None and now - link.last_used >= idle:
-                    self._drop(link, release=True)
-            finally:
-                link.lock.release()
-
-    # -- one send, in a worker thread -----------------------------------------
-
-    def _send_blocking(self, link: _Link, ref: InstanceRef) -> DeliveryResult:
-        with link.lock:
-            source = self._load(ref)
-            context = (ref.sop_class_uid, ref.transfer_syntax)
-            assoc = self._association(link, context)
+                child.conn.send(close)
+            except (OSError, ValueError):
+                pass  # gone already
             try:
-                with _op_lock(assoc):
-                    if isinstance(source, Dataset):
-                        status = assoc.send_c_store(source)
-                    else:
-                        status = _send_raw(assoc, ref, source)
-            except (OSError, RuntimeError, ValueError) as exc:
-                self._drop(link, release=False)
-                raise TransientDeliveryError(f"{self.address}: C-STORE failed: {exc}") from exc
-            link.last_used = time.monotonic()
-            if "Status" not in status:
-                self._drop(link, release=False)
-                raise TransientDeliveryError(
-                    f"{self.address}: no C-STORE response (aborted, or nothing within "
-                    f"{self.config.dimse_timeout:g} s)"
+                await asyncio.wait_for(child.ended.wait(), _CLOSE_GRACE)
+            except TimeoutError:
+                log.warning(
+                    "destination %s: the forwarding process did not stop in %g s; killed",
+                    self.config.name,
+                    _CLOSE_GRACE,
                 )
-            return store_verdict(int(status.Status), self.address)
+            self._lost(child)
+            await self._reap(child)
+        while self._reaping:
+            await asyncio.gather(*self._reaping)
 
-    def _load(self, ref: InstanceRef) -> memoryview | Dataset:
-        """The dataset bytes as received (decrypted, checked), or the coerced copy."""
-        try:
-            data = ref.read()
-        except ValueError as exc:  # not a spool name, or SpoolIntegrityError
-            if isinstance(exc, SpoolIntegrityError):
-                log.error("destination %s: %s", self.config.name, exc)
-            raise PermanentDeliveryError(str(exc)) from exc
-        except FileNotFoundError as exc:
-            raise PermanentDeliveryError(
-                f"spool file {ref.spool} is gone (removed by retention, or the spool moved)"
-            ) from exc
-        except OSError as exc:
-            raise TransientDeliveryError(f"spool file {ref.spool}: {exc.strerror or exc}") from exc
-        if not ref.coerce:
-            try:
-                return memoryview(data)[_dataset_offset(data) :]
-            except ValueError as exc:
-                raise PermanentDeliveryError(f"spool file {ref.spool}: {exc}") from exc
-        try:
-            ds = dcmread(BytesIO(data))
-            apply_coercion(ds, ref.coerce)
-        except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds
-            raise PermanentDeliveryError(
-                f"cannot mark instance {ref.sop_instance_uid}: {type(exc).__name__}: {exc}"
-            ) from exc
-        return ds
+    # -- the forwarding process ------------------------------------------------
 
-    def _association(self, link: _Link, context: _Context) -> Association:
-        cfg = self.config
-        if link.usable and context in link.accepted:
-            assert link.assoc is not None
-            if time.monotonic() - link.last_used < cfg.idle_release:
-                return link.assoc
-        if link.usable and context in link.proposed and context not in link.accepted:
-            raise PermanentDeliveryError(
-                f"{self.address} does not accept SOP class {context[0]} "
-                f"in transfer syntax {_ts_name(context[1])}"
-            )
-        self._drop(link, release=True)
-        wanted = OrderedDict(link.proposed)
-        wanted[context] = None
-        wanted.move_to_end(context)
-        while len(wanted) > _MAX_CONTEXTS:
-            wanted.popitem(last=False)
-        contexts = [build_context(sop, ts) for sop, ts in wanted]
-        tls_args = None
-        if self._ssl is not None:
-            hostname = (cfg.tls.server_hostname if cfg.tls else None) or cfg.host
-            tls_args = (self._ssl, hostname)
-        assoc = self._ae.associate(
-            cfg.host,
-            cfg.port,
-            contexts=contexts,
-            ae_title=cfg.ae_title,
-            max_pdu=cfg.max_pdu,
-            tls_args=tls_args,
-            evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)],
+    def _start(self) -> _Child:
+        ours, theirs = _SPAWN.Pipe()
+        process = _SPAWN.Process(
+            target=_forward_child.main,
+            args=(theirs, self.config, _log_levels()),
+            name=f"eai-forward-{self.config.name}",
+            daemon=True,  # ended at exit (SIGTERM, answered as a close) if close() was not
         )
-        if not assoc.is_established:
-            self._ae.close_failed(assoc)
-            raise self._refusal(assoc)
-        link.assoc = assoc
-        link.proposed = wanted
-        link.accepted = {
-            (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
-            for cx in assoc.accepted_contexts
-            if cx.transfer_syntax
-        }
-        link.last_used = time.monotonic()
-        log.debug("destination %s: associated with %s", cfg.name, self.address)
-        if context not in link.accepted:
-            raise PermanentDeliveryError(
-                f"{self.address} does not accept SOP class {context[0]} "
-                f"in transfer syntax {_ts_name(context[1])}"
-            )
-        return assoc
-
-    def _refusal(self, assoc: Association) -> Exception:
-        if assoc.is_rejected:
-            rj: Any = assoc.acceptor.primitive
-            why = f"{rj.result_str}, {rj.source_str}: {rj.reason_str}" if rj is not None else ""
-            text = f"{self.address} rejected the association ({why})"
-            if rj is not None and rj.result == 0x01:
-                return PermanentDeliveryError(text)
-            return TransientDeliveryError(text)
-        if self._ssl is not None:
-            cfg = self.config
-            hostname = (cfg.tls.server_hostname if cfg.tls else None) or cfg.host
-            problem = tls_problem(self._ssl, cfg.host, cfg.port, hostname, cfg.connect_timeout)
-            if problem:
-                return TransientDeliveryError(f"{self.address}: TLS handshake failed: {problem}")
-        if assoc.is_aborted:
-            return TransientDeliveryError(f"{self.address} aborted the association")
-        return TransientDeliveryError(f"{self.address}: cannot connect or negotiate")
-
-    def _drop(self, link: _Link, *, release: bool) -> None:
-        assoc, link.assoc = link.assoc, None
-        link.accepted = set()
-        if assoc is None:
-            return
         try:
-            with _op_lock(assoc):
-                if release and assoc.is_established:
-                    assoc.release()
-                elif assoc.is_established or assoc.is_alive():
-                    assoc.abort()
-        except Exception:  # noqa: BLE001 - closing is best effort
-            log.debug("destination %s: closing an association failed", self.config.name)
+            process.start()
+        except OSError as exc:
+            ours.close()
+            raise TransientDeliveryError(
+                f"destination {self.config.name}: cannot start the forwarding process: {exc}"
+            ) from exc
+        finally:
+            theirs.close()  # the child's copy only: its end of file is the child's end
+        child = _Child(process, ours)
+        asyncio.get_running_loop().add_reader(ours.fileno(), self._readable, child)
+        self._child = child
+        log.info("destination %s: forwarding process %s started", self.config.name, process.pid)
+        return child
 
-
-def _op_lock(assoc: Association) -> threading.Lock | contextlib.nullcontext[None]:
-    """The lock an event-driven requestor's reactor takes between operations."""
-    lock = getattr(assoc, "op_lock", None)
-    return lock if isinstance(lock, type(threading.Lock())) else contextlib.nullcontext()
-
-
-def _dataset_offset(part10: bytes) -> int:
-    """Where the dataset starts in a Part-10 file: after the preamble and group 0002
-    (explicit VR little endian, PS3.10 7.1)."""
-    if part10[128:132] != b"DICM":
-        raise ValueError("not a DICOM Part-10 file")
-    pos = 132
-    while pos + 8 <= len(part10) and part10[pos : pos + 2] == b"\x02\x00":
-        vr = part10[pos + 4 : pos + 6]
-        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV"):
-            length = int.from_bytes(part10[pos + 8 : pos + 12], "little")
-            pos += 12 + length
+    def _readable(self, child: _Child) -> None:
+        """On the loop, when the pipe has data: one answer or log record, or the end."""
+        try:
+            message: Answer = child.conn.recv()
+        except (EOFError, OSError):
+            self._lost(child)
+            if not child.closing:
+                task = asyncio.create_task(self._reap(child))
+                self._reaping.add(task)
+                task.add_done_callback(self._reaping.discard)
+            return
+        if message[0] == "result":
+            answer = child.pending.get(message[1])
+            if answer is not None and not answer.done():
+                answer.set_result((message[2], message[3]))
         else:
-            length = int.from_bytes(part10[pos + 6 : pos + 8], "little")
-            pos += 8 + length
-    if pos > len(part10):
-        raise ValueError("File Meta Information is truncated")
-    return pos
+            record = message[1]
+            logger = logging.getLogger(record.name)
+            if logger.isEnabledFor(record.levelno):
+                logger.handle(record)
+
+    def _lost(self, child: _Child) -> None:
+        """The pipe is closed (or must be): fail the sends in flight as transient."""
+        if child.conn.closed:
+            return
+        asyncio.get_running_loop().remove_reader(child.conn.fileno())
+        child.conn.close()
+        if self._child is child:
+            self._child = None
+        why = "stopped" if child.closing else "ended unexpectedly"
+        for answer in child.pending.values():
+            if not answer.done():
+                answer.set_exception(
+                    TransientDeliveryError(
+                        f"destination {self.config.name}: the forwarding process {why} "
+                        "during the send"
+                    )
+                )
+        child.pending.clear()
+        child.ended.set()
+
+    async def _reap(self, child: _Child) -> None:
+        """Waits for the process to exit (kills it after the grace), then frees it."""
+        process = child.process
+        await run_blocking(process.join, _CLOSE_GRACE)
+        if process.exitcode is None:
+            process.kill()
+            await run_blocking(process.join)
+        if not child.closing:
+            log.warning(
+                "destination %s: the forwarding process %s ended (exit code %s); "
+                "sends in flight will be retried, the next one starts a new process",
+                self.config.name,
+                process.pid,
+                process.exitcode,
+            )
+        process.close()
 
 
-def _send_raw(assoc: Association, ref: InstanceRef, dataset: memoryview) -> Dataset:
-    """C-STORE ``dataset`` (encoded bytes, sent as they are) on ``assoc``; the response status.
-
-    pynetdicom's ``send_c_store`` sends bytes as they are only from a file; this is
-    its sequence (``association.py``) for bytes in memory, in the instance's own
-    transfer syntax (no conversion).
-    """
-    context = assoc._get_valid_context(
-        UID(ref.sop_class_uid), UID(ref.transfer_syntax), "scu", allow_conversion=False
-    )
-    req = C_STORE()
-    req.MessageID = 1
-    req.Priority = 2
-    req.AffectedSOPClassUID = ref.sop_class_uid
-    req.AffectedSOPInstanceUID = ref.sop_instance_uid
-    req.DataSet = BytesIO(dataset)
-    assoc._reactor_checkpoint.clear()
-    while not assoc._is_paused:
-        time.sleep(0.0001)
-    try:
-        assoc.dimse.send_msg(req, int(context.context_id or 0))
-        _cx, rsp = assoc.dimse.get_msg(block=True)
-    finally:
-        assoc._reactor_checkpoint.set()
-    if rsp is None:
-        assoc._handle_no_response()
-        return Dataset()
-    return assoc._check_received_status(rsp)
-
-
-def _ts_name(uid: str) -> str:
-    return f"{UID(uid).name} ({uid})"
-
-
-def tls_problem(
-    ctx: ssl.SSLContext, host: str, port: int, server_hostname: str, timeout: float
-) -> str:
-    """Why a TLS handshake with ``host:port`` fails ('' if it succeeds or TCP fails).
-
-    pynetdicom only logs the handshake error of an association (``transport.py``,
-    ``AssociationSocket.connect``): after a failed association, one more handshake
-    (nothing else sent) gives the reason for ``last_error`` (e.g. "certificate
-    verify failed").
-    """
-    try:
-        with (
-            socket.create_connection((host, port), timeout=timeout) as raw,
-            ctx.wrap_socket(raw, server_hostname=server_hostname),
-        ):
-            return ""
-    except ssl.SSLCertVerificationError as exc:
-        return f"certificate verify failed: {exc.verify_message}"
-    except ssl.SSLError as exc:
-        return str(exc.reason or exc)
-    except OSError:
-        return ""
+def _log_levels() -> Mapping[str, int]:
+    """The levels set in the engine's logging ("": the root), for the child's loggers."""
+    levels = {"": logging.getLogger().level}
+    for name, logger in logging.Logger.manager.loggerDict.items():
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            levels[name] = logger.level
+    return levels
 
 
 def _factory(config: DicomDestinationConfig) -> DicomDestination:

@@ -1,11 +1,11 @@
 """The DICOM listener: a C-ECHO / C-STORE SCP that spools, journals, then answers.
 
-Touches: network (binds a server socket; pynetdicom threads), files (spool,
+Touches: network (binds a server socket; one thread per association), files (spool,
 TLS certificates), the event loop (hands journal entries to the engine's loop).
 
-Registered as listener type ``dicom``. pynetdicom serves each association in
-its own thread (``association.py``, ``transport.py``); our C-STORE handler
-runs there and may block:
+Registered as listener type ``dicom``. Each association is served in its own
+thread (as pynetdicom does, ``association.py``); our C-STORE callback runs
+there and may block:
 
 1. write the Part-10 file (preamble, File Meta Information, the dataset bytes
    exactly as received, in their transfer syntax) to the spool, encrypted under
@@ -23,26 +23,34 @@ runs there and may block:
    SOP Instance UID: dedup key ``<listener>|<AE>|sha256:<hex of the UID>``, the
    spool file's retention tag) is answered success and not routed twice.
 
+Associations are served by :mod:`dicom_router._acceptor`, a thread per
+association reading its blocking socket, with our own P-DATA / DIMSE codec
+(:mod:`dicom_router._dimse`); pynetdicom is used only to decode the
+A-ASSOCIATE-RQ, negotiate the presentation contexts and encode the
+A-ASSOCIATE-AC/RJ. The C-STORE callback above gets the data set as the views
+of the received PDUs (no copy, no pydicom decoding of the command set), and the
+File Meta Information is encoded from a byte template, as pynetdicom's
+``encode_file_meta`` would write it.
+
 Associations are filtered when requested (PS3.8 7.1.1.9): a called AE title
 that is not ours gets A-ASSOCIATE-RJ permanent / "called-AE-title-not-
 recognized", a calling AE title (and source address) not on
 ``allowed_callers`` gets "calling-AE-title-not-recognized", a listener
-stopping gets transient / "temporary-congestion", and pynetdicom refuses past
-``max_associations`` with transient / "local-limit-exceeded".
+stopping gets transient / "temporary-congestion", and past
+``max_associations`` the acceptor refuses with transient / "local-limit-exceeded".
 
 Sockets: TCP_NODELAY on (with Nagle's algorithm, a C-STORE round trip on
 loopback waits for delayed ACKs: ~20 instead of hundreds of images/s), a
 ``network_timeout`` on every accepted socket (a peer that stops mid-PDU cannot
-hold a thread forever), the TLS handshake in the association's thread with
-that timeout (pynetdicom does it in the accept loop, where one silent client
-would stall every other), and a PDU length guard: a PDU announcing more than
-``max_pdu`` (P-DATA) or 1 MiB (others) is answered A-ABORT and the connection
-closed before anything is read into memory.
+hold a thread forever), ``acse_timeout`` for the A-ASSOCIATE-RQ, the TLS
+handshake in the association's thread with the network timeout (not in the
+accept loop, where one silent client would stall every other), and a PDU
+length guard: a PDU announcing more than ``max_pdu`` (P-DATA) or 1 MiB
+(others) is answered A-ABORT and the connection closed before anything is
+read into memory.
 
-Each association runs the event-driven reactors of :mod:`dicom_router._reactors`
-(no 1 ms polling). The routing attributes are taken from the received buffer
-during the framing check (``check_framing(collect=...)``), not by decoding the
-dataset again.
+The routing attributes are taken from the received buffer during the framing
+check (``check_framing(collect=...)``), not by decoding the dataset again.
 """
 
 from __future__ import annotations
@@ -52,37 +60,37 @@ import concurrent.futures
 import ipaddress
 import logging
 import re
-import socket
-import socketserver
-import ssl
-import threading
-import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
-from io import BytesIO
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
-from pydicom.uid import AllTransferSyntaxes
+from pydicom.uid import UID, AllTransferSyntaxes
 from pynetdicom import (
-    AE,
     ALL_TRANSFER_SYNTAXES,
+    PYNETDICOM_IMPLEMENTATION_UID,
+    PYNETDICOM_IMPLEMENTATION_VERSION,
     AllStoragePresentationContexts,
     _config,
-    evt,
+    build_context,
 )
-from pynetdicom.association import Association
-from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.dsutils import encode_file_meta
+from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from connectors.mllp._tls import server_context
 from connectors.mllp.listener import split_bind
+from dicom_router._acceptor import (
+    REJECT_CALLED_AE,
+    REJECT_CALLING_AE,
+    REJECT_CONGESTION,
+    Acceptor,
+    StoreRequest,
+    Verdict,
+)
+from dicom_router._dimse import Command, encode_file_meta
 from dicom_router._elements import element_text, raw_dataset
 from dicom_router._framing import DatasetFramingError, RawElement, check_framing, inflate
-from dicom_router._reactors import make_event_driven
 from dicom_router._sealing import retention_tag, uid_digest
 from dicom_router.content import message_type_of
 from dicom_router.reference import ROUTING_KEYWORDS, InstanceRef
@@ -107,7 +115,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # Query identifiers may name patients: pynetdicom logs them by default
-# (_config.py); we never log them (as its apps/qrscp does).
+# (_config.py); we never log them (as its apps/qrscp does). The SCP no longer
+# runs pynetdicom's DIMSE; this covers the package's SCU side (client, forward).
 _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False
 
@@ -126,9 +135,6 @@ STATUS_UID_MISMATCH = 0xC002
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE: no backslash, no control
 _PREAMBLE = b"\x00" * 128 + b"DICM"
-_OTHER_PDU_MAX = 1 << 20
-_PDATA = 0x04
-_ABORT_INVALID_PDU = bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 0x02, 0x06])  # A-ABORT, provider, invalid
 _TRANSFER_SYNTAXES = list(dict.fromkeys([*ALL_TRANSFER_SYNTAXES, *AllTransferSyntaxes]))
 
 
@@ -289,84 +295,6 @@ class _Rejected(Exception):
         self.reason = reason
 
 
-class _GuardedSocket(AssociationSocket):
-    """An accepted association socket that refuses oversized PDUs before reading them.
-
-    pynetdicom's DUL reads a PDU as ``recv(6)`` then ``recv(length)``; the
-    second call is checked here (``recv`` is the DUL's only way in).
-    """
-
-    pdata_limit = 0
-
-    def recv(self, nr_bytes: int) -> bytearray:
-        if nr_bytes > max(self.pdata_limit, _OTHER_PDU_MAX):
-            self._refuse(nr_bytes)
-        return super().recv(nr_bytes)
-
-    def _refuse(self, nr_bytes: int) -> None:
-        log.warning(
-            "association from %s: PDU announcing %d bytes (limit %d): aborted",
-            self.assoc.requestor.address,
-            nr_bytes,
-            self.pdata_limit,
-        )
-        try:
-            if self.socket is not None:
-                self.socket.sendall(_ABORT_INVALID_PDU)
-        except OSError:
-            pass
-        raise ConnectionAbortedError(f"PDU of {nr_bytes} bytes refused")
-
-
-class _Handler(RequestHandler):
-    """Per connection, in its own thread: TLS handshake, then the association."""
-
-    server: _Server
-
-    def handle(self) -> None:
-        sock = self.request
-        if isinstance(sock, ssl.SSLSocket):
-            try:
-                sock.do_handshake()
-            except (OSError, ssl.SSLError) as exc:
-                log.warning("DICOM TLS handshake with %s failed: %s", self.client_address[0], exc)
-                sock.close()  # no association owns it yet (pynetdicom closes only on error)
-                return
-        super().handle()
-
-    def _create_association(self) -> Association:
-        assoc = make_event_driven(super()._create_association())
-        sock = assoc.dul.socket
-        if sock is not None:  # the same socket object, with the PDU guard
-            sock.__class__ = _GuardedSocket
-            sock.pdata_limit = self.server.max_pdu + 16  # type: ignore[attr-defined]
-        return assoc
-
-
-class _Server(ThreadedAssociationServer):
-    """pynetdicom's threaded server with our socket options and a non-blocking accept."""
-
-    daemon_threads = True
-    block_on_close = False
-    max_pdu = 0
-    network_timeout: float | None = None
-
-    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-        assert self.socket is not None
-        client, address = self.socket.accept()
-        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        client.settimeout(self.network_timeout)
-        if self.ssl_context is not None:
-            client = self.ssl_context.wrap_socket(
-                client, server_side=True, do_handshake_on_connect=False
-            )
-        return client, address
-
-    def shutdown(self) -> None:
-        socketserver.TCPServer.shutdown(self)
-        self.server_close()
-
-
 class DicomListener:
     """Serves one :class:`DicomListenerConfig`; journals through ``ingest`` before success."""
 
@@ -375,8 +303,7 @@ class DicomListener:
         self._ingest = ingest
         self.spool = Spool(config.spool_dir.absolute(), config.quota_bytes)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: Acceptor | None = None
         self._stopping = False
         self.stored = 0
         self.rejected = 0
@@ -386,7 +313,7 @@ class DicomListener:
         """The bound port (the OS's choice when ``bind`` says port 0)."""
         if self._server is None:
             raise RuntimeError("listener is not started")
-        return int(self._server.server_address[1])
+        return self._server.port
 
     async def start(self) -> None:
         """Open the spool, bind and start accepting; returns once bound."""
@@ -397,39 +324,21 @@ class DicomListener:
         self._stopping = False
         await run_blocking(self.spool.open)
         ctx = server_context(cfg.tls) if cfg.tls is not None else None
-        ae = AE(ae_title=cfg.ae_title)
-        ae.maximum_pdu_size = cfg.max_pdu
-        ae.maximum_associations = cfg.max_associations
-        ae.acse_timeout = cfg.acse_timeout
-        ae.dimse_timeout = cfg.dimse_timeout
-        ae.network_timeout = cfg.network_timeout
-        # Second line of defence behind _on_requested (fail closed if a handler breaks).
-        ae.require_calling_aet = sorted({c.ae_title for c in cfg.allowed_callers})
-        ae.require_called_aet = True
-        for cx in AllStoragePresentationContexts:
-            if cx.abstract_syntax is not None:
-                ae.add_supported_context(cx.abstract_syntax, _TRANSFER_SYNTAXES)
-        ae.add_supported_context(Verification, _TRANSFER_SYNTAXES)
-        handlers: list[Any] = [
-            (evt.EVT_REQUESTED, self._on_requested),
-            (evt.EVT_C_STORE, self._on_store),
-        ]
-        server = ae.make_server(
-            (cfg.host, cfg.bind_port),
+        server = Acceptor(
+            name=cfg.name,
+            host=cfg.host,
+            port=cfg.bind_port,
+            contexts=_SUPPORTED_CONTEXTS,
+            screen=self._on_requested,
+            on_store=self._on_store,
             ssl_context=ctx,
-            evt_handlers=handlers,
-            server_class=_Server,
-            request_handler=_Handler,
+            max_pdu=cfg.max_pdu,
+            max_associations=cfg.max_associations,
+            acse_timeout=cfg.acse_timeout,
+            network_timeout=cfg.network_timeout,
         )
-        assert isinstance(server, _Server)
-        server.max_pdu = cfg.max_pdu
-        server.network_timeout = cfg.network_timeout
+        server.start()
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name=f"dicom:{cfg.name}"
-        )
-        self._thread.daemon = True
-        self._thread.start()
         log.info(
             "listener %s: DICOM SCP %s%s on %s (port %d)",
             cfg.name,
@@ -447,90 +356,75 @@ class DicomListener:
         server = self._server
         if server is None:
             return
-        await run_blocking(self._shutdown, server, grace)
-        self._server = None
-        log.info("listener %s: stopped", self.config.name)
-
-    def _shutdown(self, server: _Server, grace: float) -> None:
-        server.shutdown()
-        if self._thread is not None:
-            self._thread.join(5)
-        deadline = time.monotonic() + grace
-        while server.active_associations and time.monotonic() < deadline:
-            time.sleep(0.05)
-        left = server.active_associations
+        left = await run_blocking(server.stop, grace)
         if left:
             log.warning(
                 "listener %s: %d association(s) still open after %g s, aborted",
                 self.config.name,
-                len(left),
+                left,
                 grace,
             )
-        for assoc in left:
-            assoc.abort()
+        self._server = None
+        log.info("listener %s: stopped", self.config.name)
 
-    # -- association filter (EVT_REQUESTED, in the association's thread) ---
+    # -- association filter (in the association's thread) ------------------
 
-    def _on_requested(self, event: evt.Event) -> None:
-        assoc = event.assoc
-        rq = assoc.requestor.primitive
-        calling = str(rq.calling_ae_title).strip() if rq is not None else ""
-        called = str(rq.called_ae_title).strip() if rq is not None else ""
-        address = str(assoc.requestor.address)
+    def _on_requested(self, calling: str, called: str, address: str) -> Verdict | None:
+        """None to go on negotiating, or the A-ASSOCIATE-RJ verdict."""
         if self._stopping:
-            verdict, why = (0x02, 0x03, 0x01), "listener stopping"
+            verdict, why = REJECT_CONGESTION, "listener stopping"
         elif called != self.config.ae_title:
-            verdict, why = (0x01, 0x01, 0x07), f"called AE title {called!r} is not ours"
+            verdict, why = REJECT_CALLED_AE, f"called AE title {called!r} is not ours"
         elif not self.config.caller_allowed(calling, address):
-            verdict, why = (0x01, 0x01, 0x03), f"calling AE title {calling!r} not allowed"
+            verdict, why = REJECT_CALLING_AE, f"calling AE title {calling!r} not allowed"
         else:
-            return
+            return None
         log.warning("listener %s: association from %s refused: %s", self.config.name, address, why)
-        assoc.acse.send_reject(*verdict)
-        assoc.kill()
+        return verdict
 
-    # -- C-STORE (EVT_C_STORE, in the association's thread) ----------------
+    # -- C-STORE (in the association's thread) ------------------------------
 
-    def _on_store(self, event: evt.Event) -> int:
-        req = event.request
-        assert isinstance(req, C_STORE)
-        assoc = event.assoc
-        calling = str(assoc.requestor.ae_title).strip()
-        peer = f"{assoc.requestor.address}:{assoc.requestor.port}"
-        meta = event.file_meta
-        meta.SourceApplicationEntityTitle = calling
-        head = _PREAMBLE + encode_file_meta(meta)
-        stream = req.DataSet
-        dataset = stream.getbuffer() if isinstance(stream, BytesIO) else memoryview(b"")
-        tag = retention_tag(calling, _printable(str(req.AffectedSOPInstanceUID or "")))
+    def _on_store(self, request: StoreRequest) -> int:
+        command = request.command
+        calling = request.calling_ae
+        peer = f"{request.address[0]}:{request.address[1]}"
+        ts = request.transfer_syntax
+        head = _PREAMBLE + encode_file_meta(
+            command.affected_sop_class_uid,
+            command.affected_sop_instance_uid,
+            str(ts),
+            calling,
+            PYNETDICOM_IMPLEMENTATION_UID,
+            PYNETDICOM_IMPLEMENTATION_VERSION,
+        )
+        tag = retention_tag(calling, _printable(command.affected_sop_instance_uid))
         try:
-            spooled = self.spool.write([head, dataset], len(head) + len(dataset), tag)
+            spooled = self.spool.write([head, *request.dataset], len(head) + request.size, tag)
         except StoreError as exc:
             log.error(
                 "listener %s: instance from %s refused (0xA700): %s", self.config.name, calling, exc
             )
             return STATUS_OUT_OF_RESOURCES
-        ts = event.context.transfer_syntax
+        parts = request.dataset
+        dataset = parts[0] if len(parts) == 1 else memoryview(b"".join(parts))
         try:
-            ref = self._inspect(spooled, dataset, ts, req, calling, peer)
+            ref = self._inspect(spooled, dataset, ts, command, calling, peer)
         except _Rejected as rej:
-            return self._reject(spooled, rej, req, calling, peer)
-        finally:
-            dataset.release()
+            return self._reject(spooled, rej, command, calling, peer)
         return self._journal(spooled, ref)
 
     def _inspect(
         self,
         spooled: SpooledFile,
         dataset: memoryview,
-        ts: Any,
-        req: Any,
+        ts: UID,
+        command: Command,
         calling: str,
         peer: str,
     ) -> InstanceRef:
         """Checks a spooled instance; raises :class:`_Rejected` with a status when refused."""
-        affected_class = str(req.AffectedSOPClassUID or "")
-        affected_instance = str(req.AffectedSOPInstanceUID or "")
+        affected_class = command.affected_sop_class_uid
+        affected_instance = command.affected_sop_instance_uid
         if not is_uid(affected_instance) or not is_uid(affected_class):
             raise _Rejected(STATUS_INVALID_UID, "the C-STORE request's SOP UIDs are not UIDs")
         found: dict[int, RawElement] = {}
@@ -625,10 +519,10 @@ class DicomListener:
         return STATUS_SUCCESS
 
     def _reject(
-        self, spooled: SpooledFile, rej: _Rejected, req: Any, calling: str, peer: str
+        self, spooled: SpooledFile, rej: _Rejected, command: Command, calling: str, peer: str
     ) -> int:
         self.rejected += 1
-        uid = _printable(str(req.AffectedSOPInstanceUID or ""))
+        uid = _printable(command.affected_sop_instance_uid)
         log.warning(
             "listener %s: instance from %s refused (0x%04X): %s",
             self.config.name,
@@ -646,7 +540,7 @@ class DicomListener:
             spool=spooled.name,
             size=spooled.size,
             sha256=spooled.sha256,
-            sop_class_uid=_printable(str(req.AffectedSOPClassUID or "")),
+            sop_class_uid=_printable(command.affected_sop_class_uid),
             sop_instance_uid=uid,
             study_instance_uid="",
             series_instance_uid="",
@@ -709,6 +603,19 @@ _TAGS = _keyword_tags()
 _COLLECT = frozenset(
     {*_TAGS.values(), 0x00080005, 0x00080016, 0x00080018, 0x0020000D, 0x0020000E}
 )  # routing attributes, Specific Character Set, SOP and study/series UIDs
+
+
+def _supported_contexts() -> list[PresentationContext]:
+    """Every storage SOP class and Verification, each with every transfer syntax we know."""
+    classes = [cx.abstract_syntax for cx in AllStoragePresentationContexts]
+    return [
+        build_context(uid, _TRANSFER_SYNTAXES)
+        for uid in dict.fromkeys([*classes, Verification])
+        if uid is not None
+    ]
+
+
+_SUPPORTED_CONTEXTS = _supported_contexts()
 
 
 def _factory(config: DicomListenerConfig, ingest: Ingest) -> DicomListener:

@@ -157,6 +157,10 @@ class DeliveryWorker:
 
     async def run(self, stopping: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
+        try:
+            await self._dest.start()
+        except Exception:  # noqa: BLE001 - the first send tries again (and reports)
+            log.exception("destination %s: could not prepare; first send will retry", self.name)
         while not stopping.is_set():
             started = loop.time()
             try:

@@ -63,6 +63,11 @@ class Destination(Protocol):
     :class:`eai.errors.TransientDeliveryError` (retry) or
     :class:`eai.errors.PermanentDeliveryError` (dead letter)."""
 
+    async def start(self) -> None:
+        """Called once by the delivery worker before its first send: prepare what can be
+        prepared ahead (a helper process, a pool). Must not fail because the peer is down."""
+        ...
+
     async def send(self, item: OutboxItem) -> DeliveryResult: ...
 
     async def close(self) -> None: ...

@@ -116,6 +116,9 @@ class MllpDestination:
                 conn = None
             self._slots.put_nowait(conn)
 
+    async def start(self) -> None:
+        """Nothing ahead: connections open at the first send (the peer may be down)."""
+
     async def close(self) -> None:
         """Close every pooled connection; later sends fail as transient."""
         self._closed = True

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import time
 import warnings
@@ -538,8 +539,9 @@ def test_nagle_is_off_on_both_sides(tmp_path: Path) -> None:
     from pynetdicom import build_context
     from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+    from dicom_router._store_scu import StoreScu
     from dicom_router.client import _ae
-    from dicom_router.forward import DicomDestination
+    from dicom_router.forward import DicomDestination, DicomDestinationConfig
     from dicom_router.scp import DicomListener
 
     with router(tmp_path) as (eng, plain, _marked, _cfg):
@@ -551,7 +553,7 @@ def test_nagle_is_off_on_both_sides(tmp_path: Path) -> None:
             listener = eng.engine.listeners["img"]
             assert isinstance(listener, DicomListener) and listener._server is not None
             (server_side,) = listener._server.active_associations
-            raw = server_side.dul.socket.socket  # type: ignore[union-attr]
+            raw = server_side.sock
             assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
         finally:
             assoc.release()
@@ -559,11 +561,60 @@ def test_nagle_is_off_on_both_sides(tmp_path: Path) -> None:
         assert rc == 0, out
         plain.wait_files(1)
         dest = eng.engine.workers["plain"]._dest
-        assert isinstance(dest, DicomDestination)
-        link = dest._links[0]
-        assert link.assoc is not None and link.assoc.is_established  # kept for the next one
-        raw = link.assoc.dul.socket.socket  # type: ignore[union-attr]
-        assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert isinstance(dest, DicomDestination) and dest.pid is not None
+        # The forwarding process keeps its association for the next one.
+        assert connections_to(dest.pid, plain.port) == 1
+        # Its sockets are StoreScu's (dicom_router._forward_child): the same sender here,
+        # with the destination's configuration and the reference the journal holds.
+        (ref,) = journaled_refs(eng)
+        config = next(d for d in eng.config.destinations if d.name == "plain")
+        assert isinstance(config, DicomDestinationConfig)
+        scu = StoreScu(config)
+        try:
+            assert scu.send(scu.links[0], ref).detail == "0x0000"
+            link = scu.links[0]
+            assert link.assoc is not None and link.assoc.is_established  # kept for the next one
+            sent = link.assoc.dul.socket.socket  # type: ignore[union-attr]
+            assert sent is not None
+            assert sent.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        finally:
+            scu.release_idle(0.0)
+        plain.wait_files(2)
+
+
+def connections_to(pid: int, port: int) -> int:
+    """How many established TCP connections process ``pid`` has to 127.0.0.1:``port``
+    (its socket inodes, looked up in /proc/net/tcp)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+        if fields[3] == "01" and remote_port == port and fields[9] in inodes:
+            count += 1
+    return count
+
+
+def journaled_refs(eng: EngineThread) -> list[InstanceRef]:
+    """The references of the instances journaled (decrypted)."""
+    from sqlalchemy import select
+
+    from eai.store._schema import messages
+
+    store = eng.engine.store
+    assert store is not None
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(messages.c.payload).where(
+                messages.c.content_type == "dicom", messages.c.status != "rejected"
+            )
+        ).all()
+    return [InstanceRef.from_json(store.cipher.open(sealed)) for (sealed,) in rows]
 
 
 def _deliveries(cfg: Path) -> list[dict[str, Any]]:

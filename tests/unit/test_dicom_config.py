@@ -12,14 +12,10 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from dicom_router._sealing import retention_tag
+from dicom_router._store_scu import StoreScu, _dataset_offset
 from dicom_router.coercion import apply_coercion
 from dicom_router.content import parse_dicom
-from dicom_router.forward import (
-    DicomDestination,
-    DicomDestinationConfig,
-    _dataset_offset,
-    store_verdict,
-)
+from dicom_router.forward import DicomDestinationConfig, store_verdict
 from dicom_router.reference import InstanceRef
 from dicom_router.scp import DicomListenerConfig, is_uid
 from dicom_router.spool import Spool
@@ -312,22 +308,21 @@ def test_forwarder_sends_the_decrypted_dataset_and_refuses_a_tampered_file(
     tmp_path: Path,
 ) -> None:
     ref, data = _spooled_ct(tmp_path)
-    dest = DicomDestination(
-        DicomDestinationConfig(name="pacs", ae_title="PACS", host="127.0.0.1", port=104)
-    )
-    body = dest._load(ref)
+    # What the forwarding process does with a delivery (dicom_router._forward_child).
+    scu = StoreScu(DicomDestinationConfig(name="pacs", ae_title="PACS", host="127.0.0.1", port=104))
+    body = scu.load(ref)
     assert isinstance(body, memoryview)
     assert bytes(body) == data[_dataset_offset(data) :] and data.endswith(bytes(body))
-    marked = dest._load(ref.with_coercion(_ops({"set": "InstitutionName", "value": "A"})))
+    marked = scu.load(ref.with_coercion(_ops({"set": "InstitutionName", "value": "A"})))
     assert isinstance(marked, pydicom.Dataset) and marked.InstitutionName == "A"
     sealed = ref.path.read_bytes()
     ref.path.write_bytes(sealed[:-5000] + bytes([sealed[-5000] ^ 0x40]) + sealed[-4999:])
     for tampered in (ref, ref.with_coercion(_ops({"remove": "PatientComments"}))):
         with pytest.raises(PermanentDeliveryError, match=f"spool file {ref.spool} cannot be decr"):
-            dest._load(tampered)
+            scu.load(tampered)
     ref.path.unlink()
     with pytest.raises(PermanentDeliveryError, match="is gone"):
-        dest._load(ref)
+        scu.load(ref)
 
 
 def test_uids() -> None:

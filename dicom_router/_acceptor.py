@@ -1,0 +1,639 @@
+"""A lean DICOM association acceptor for C-STORE and C-ECHO: one thread per association.
+
+Touches: network (binds a server socket, serves accepted sockets), threads (its own).
+
+In place of pynetdicom's acceptor (DUL thread, association thread, event
+queues, DIMSE primitives, pydicom decoding of every command set), each
+association is one thread reading its blocking socket (PS3.8 state machine,
+acceptor side only):
+
+1. the TLS handshake, if any, with ``network_timeout`` (in this thread, so a
+   silent client stalls only itself);
+2. A-ASSOCIATE-RQ within ``acse_timeout`` (ARTIM; on expiry the connection is
+   closed, PS3.8 AA-2), decoded by ``pynetdicom.pdu``; the caller's ``screen``
+   may refuse it (A-ASSOCIATE-RJ with its verdict), as does the limit of
+   ``max_associations`` (transient, service-provider presentation related,
+   local-limit-exceeded: PS3.8 9.3.4); presentation contexts and SCP/SCU role
+   selection are negotiated by ``pynetdicom.presentation.negotiate_as_acceptor``
+   and the A-ASSOCIATE-AC is encoded by ``pynetdicom.pdu``;
+3. P-DATA-TF PDUs (:mod:`dicom_router._dimse`): command and data set fragments
+   are reassembled (the data set as views of the received PDUs, not copied);
+   C-ECHO-RQ is answered success, C-STORE-RQ by the ``on_store`` callback's
+   status (which may block: spool, journal), any other request by a failure
+   response: 0x0211 (unrecognized operation) for other commands, 0x0122 (SOP
+   class not supported) for a request on a presentation context we did not
+   accept or whose abstract syntax is not its SOP class; C-CANCEL-RQ (no
+   response defined) is ignored; a response or malformed PDV / command set is
+   answered A-ABORT;
+4. A-RELEASE-RQ is answered A-RELEASE-RP, A-ABORT closes, silence for
+   ``network_timeout`` (idle, or stalled mid-PDU) is answered A-ABORT.
+
+Every PDU is announced by its header before it is read: a P-DATA-TF longer than
+our Maximum Length Received (``max_pdu``), or any other PDU longer than 1 MiB,
+is answered A-ABORT and the connection closed without reading it. Any error
+ends its own association only.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from pydicom.uid import UID
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+from pynetdicom._globals import APPLICATION_CONTEXT_NAME
+from pynetdicom.pdu import A_ASSOCIATE_AC as AssociateAcPdu
+from pynetdicom.pdu import A_ASSOCIATE_RJ as AssociateRjPdu
+from pynetdicom.pdu import A_ASSOCIATE_RQ as AssociateRqPdu
+from pynetdicom.pdu_primitives import (
+    A_ASSOCIATE,
+    ImplementationClassUIDNotification,
+    ImplementationVersionNameNotification,
+    MaximumLengthNotification,
+    SCP_SCU_RoleSelectionNegotiation,
+)
+from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
+
+from dicom_router import _dimse
+from dicom_router._dimse import Command, ProtocolError
+
+__all__ = [
+    "Acceptor",
+    "Association",
+    "REJECT_CALLED_AE",
+    "REJECT_CALLING_AE",
+    "REJECT_CONGESTION",
+    "REJECT_LIMIT",
+    "STATUS_SOP_CLASS_NOT_SUPPORTED",
+    "STATUS_UNRECOGNIZED_OPERATION",
+    "Screen",
+    "StoreHandler",
+    "StoreRequest",
+    "Verdict",
+]
+
+log = logging.getLogger(__name__)
+
+Verdict = tuple[int, int, int]
+"""An A-ASSOCIATE-RJ's (Result, Source, Reason/Diag.) (PS3.8 9.3.4)."""
+REJECT_CALLED_AE: Verdict = (0x01, 0x01, 0x07)
+"""Permanent, service-user: called-AE-title-not-recognized."""
+REJECT_CALLING_AE: Verdict = (0x01, 0x01, 0x03)
+"""Permanent, service-user: calling-AE-title-not-recognized."""
+REJECT_CONGESTION: Verdict = (0x02, 0x03, 0x01)
+"""Transient, service-provider (presentation): temporary-congestion."""
+REJECT_LIMIT: Verdict = (0x02, 0x03, 0x02)
+"""Transient, service-provider (presentation): local-limit-exceeded."""
+
+STATUS_SUCCESS = 0x0000
+STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122
+STATUS_UNRECOGNIZED_OPERATION = 0x0211
+STATUS_HANDLER_FAILED = 0xC211
+"""A store callback that raised (pynetdicom's status for a failing handler)."""
+
+OTHER_PDU_MAX = 1 << 20
+"""Longest non-P-DATA PDU accepted (an A-ASSOCIATE-RQ is a few kB)."""
+_CLOSE_WAIT = 1.0
+"""How long a closing connection waits for the peer to close its side."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRequest:
+    """One received C-STORE-RQ with its data set, as given to the store callback."""
+
+    calling_ae: str
+    address: tuple[str, int]
+    transfer_syntax: UID
+    command: Command
+    dataset: list[memoryview]
+    """The data set's fragments, in order, as views of the received PDUs."""
+    size: int
+
+
+Screen = Callable[[str, str, str], Verdict | None]
+"""(calling AE, called AE, peer address) -> None to go on, or the rejection."""
+StoreHandler = Callable[[StoreRequest], int]
+"""A C-STORE-RQ -> the C-STORE-RSP status; may block; answered after it returns."""
+
+
+class _Closed(Exception):
+    """The peer closed the connection, or we did."""
+
+
+class Acceptor:
+    """Listens on ``host:port``; serves each association in its own thread."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        host: str,
+        port: int,
+        contexts: Sequence[PresentationContext],
+        screen: Screen,
+        on_store: StoreHandler,
+        ssl_context: ssl.SSLContext | None = None,
+        max_pdu: int = 262144,
+        max_associations: int = 16,
+        acse_timeout: float = 30.0,
+        network_timeout: float = 60.0,
+    ) -> None:
+        self.name = name
+        self.contexts = list(contexts)
+        self.screen = screen
+        self.on_store = on_store
+        self.ssl_context = ssl_context
+        self.max_pdu = max_pdu
+        self.max_associations = max_associations
+        self.acse_timeout = acse_timeout
+        self.network_timeout = network_timeout
+        self._address = (host, port)
+        self._sock: socket.socket | None = None
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._active: set[Association] = set()
+        self.stopping = False
+
+    @property
+    def port(self) -> int:
+        if self._sock is None:
+            raise RuntimeError("acceptor is not started")
+        return int(self._sock.getsockname()[1])
+
+    @property
+    def active_associations(self) -> list[Association]:
+        """Connections being served (negotiating or established)."""
+        with self._lock:
+            return list(self._active)
+
+    def start(self) -> None:
+        """Binds and starts the accept loop; returns once bound."""
+        family = socket.AF_INET6 if ":" in self._address[0] else socket.AF_INET
+        sock = socket.create_server(self._address, family=family, backlog=64)
+        self._sock = sock
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._thread = threading.Thread(target=self._accept_loop, name=f"dicom:{self.name}")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def stop(self, grace: float) -> int:
+        """Stops accepting; waits up to ``grace`` s for associations; aborts the rest
+        (returns how many). Blocking."""
+        self.stopping = True
+        if self._wake_w is not None:
+            try:
+                self._wake_w.send(b"\0")
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(5)
+        for sock in (self._sock, self._wake_r, self._wake_w):
+            if sock is not None:
+                sock.close()
+        deadline = time.monotonic() + grace
+        while self.active_associations and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = self.active_associations
+        for assoc in left:
+            assoc.abort()
+        return len(left)
+
+    def _accept_loop(self) -> None:
+        sock, wake = self._sock, self._wake_r
+        assert sock is not None and wake is not None
+        poller = select.poll()  # not select(): descriptors may be above FD_SETSIZE
+        poller.register(sock, select.POLLIN)
+        poller.register(wake, select.POLLIN)
+        while not self.stopping:
+            try:
+                ready = {fd for fd, _ in poller.poll()}
+                if wake.fileno() in ready or self.stopping:
+                    return
+                client, address = sock.accept()
+            except OSError as exc:
+                if self.stopping:
+                    return
+                log.warning("listener %s: accept failed: %s", self.name, exc)
+                time.sleep(0.1)  # e.g. out of file descriptors: do not spin
+                continue
+            try:
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                client.settimeout(self.network_timeout)
+                if self.ssl_context is not None:
+                    client = self.ssl_context.wrap_socket(
+                        client, server_side=True, do_handshake_on_connect=False
+                    )
+            except OSError as exc:
+                log.warning("listener %s: connection from %s dropped: %s", self.name, address, exc)
+                client.close()
+                continue
+            self._serve(client, (str(address[0]), int(address[1])))
+
+    def _serve(self, client: socket.socket, address: tuple[str, int]) -> None:
+        assoc = Association(self, client, address)
+        with self._lock:
+            self._active.add(assoc)
+        thread = threading.Thread(
+            target=assoc.run, name=f"dicom:{self.name}:{address[0]}:{address[1]}"
+        )
+        thread.daemon = True
+        try:
+            thread.start()
+        except RuntimeError as exc:  # cannot start a thread: refuse this one, keep accepting
+            log.error("listener %s: connection from %s dropped: %s", self.name, address[0], exc)
+            self._done(assoc)
+            client.close()
+
+    def _count(self) -> int:
+        with self._lock:
+            return len(self._active)
+
+    def _done(self, assoc: Association) -> None:
+        with self._lock:
+            self._active.discard(assoc)
+
+
+class Association:
+    """One connection, served by :meth:`run` in its own thread."""
+
+    def __init__(self, server: Acceptor, sock: socket.socket, address: tuple[str, int]) -> None:
+        self.server = server
+        self.sock = sock
+        self.address = address
+        self.calling_ae = ""
+        self.peer_max_pdu = 0
+        self.accepted: dict[int, PresentationContext] = {}
+        self.established = False
+        self._aborted = False
+        self._spare = b""  # bytes read past the last PDU (the next header's start)
+        self._send_lock = threading.Lock()
+
+    # -- life cycle --------------------------------------------------------
+
+    def run(self) -> None:
+        """Handshake, negotiation, then PDUs until release, abort, timeout or error."""
+        try:
+            if self._handshake() and self._negotiate():
+                self._serve()
+        except _Closed:
+            if self._aborted:  # stop(): the listener aborts as service user
+                self._abort_and_close(_dimse.abort_pdu(0x00, 0x00))
+        except TimeoutError:
+            if self.established:  # idle or stalled: A-ABORT; ARTIM (negotiating): close
+                log.info("association from %s: no data, aborted", self._who())
+                self._abort_and_close(_dimse.abort_pdu(0x02, 0x00))
+        except ProtocolError as exc:
+            log.warning("association from %s: protocol error, aborted: %s", self._who(), exc)
+            self._abort_and_close(_dimse.abort_pdu(0x02, 0x06))
+        except OSError as exc:  # reset, TLS error: nothing to answer
+            log.info("association from %s: connection lost: %s", self._who(), exc)
+        except Exception:  # noqa: BLE001 - one association's failure ends only it
+            log.exception("association from %s: internal error, aborted", self._who())
+            self._abort_and_close(_dimse.abort_pdu(0x02, 0x00))
+        finally:
+            self._close()
+            self.server._done(self)
+
+    def abort(self) -> None:
+        """From another thread: the association thread answers A-ABORT and closes."""
+        self._aborted = True
+        try:  # wakes the thread's recv (0 bytes); it then sends the A-ABORT itself
+            socket.socket.shutdown(self.sock, socket.SHUT_RD)
+        except OSError:
+            pass
+
+    def _who(self) -> str:
+        ae = f"{self.calling_ae} at " if self.calling_ae else ""
+        return f"{ae}{self.address[0]}:{self.address[1]}"
+
+    def _handshake(self) -> bool:
+        sock = self.sock
+        if not isinstance(sock, ssl.SSLSocket):
+            return True
+        try:
+            sock.do_handshake()
+        except (OSError, ssl.SSLError) as exc:
+            log.warning("DICOM TLS handshake with %s failed: %s", self.address[0], exc)
+            return False
+        return True
+
+    # -- reading -----------------------------------------------------------
+
+    def _recv_into(self, view: memoryview, deadline: float | None) -> int:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            self.sock.settimeout(left)
+        n = self.sock.recv_into(view)
+        if n == 0:
+            raise _Closed
+        return n
+
+    def _read_header(self, deadline: float | None = None) -> tuple[int, int]:
+        spare = self._spare
+        if len(spare) >= _dimse.PDU_HEADER:
+            head, self._spare = spare[: _dimse.PDU_HEADER], spare[_dimse.PDU_HEADER :]
+            return _dimse.parse_pdu_header(head)
+        buf = bytearray(_dimse.PDU_HEADER)
+        buf[: len(spare)] = spare
+        got, self._spare = len(spare), b""
+        view = memoryview(buf)
+        while got < _dimse.PDU_HEADER:
+            got += self._recv_into(view[got:], deadline)
+        return _dimse.parse_pdu_header(buf)
+
+    def _read_body(self, length: int, deadline: float | None = None) -> memoryview:
+        """The next ``length`` bytes; reads the next PDU header too when it is there."""
+        spare = self._spare
+        buf = bytearray(length + _dimse.PDU_HEADER)
+        got = min(len(spare), length)
+        buf[:got] = spare[:got]
+        rest = spare[got:]
+        view = memoryview(buf)
+        if rest:  # the spare already holds this body and more: read nothing
+            self._spare = rest
+            return view[:length]
+        while got < length:
+            got += self._recv_into(view[got:], deadline)
+        self._spare = bytes(view[length:got])
+        return view[:length]
+
+    def _guard(self, pdu_type: int, length: int) -> None:
+        limit = self.server.max_pdu if pdu_type == _dimse.P_DATA_TF else OTHER_PDU_MAX
+        if length > limit:
+            log.warning(
+                "association from %s: PDU announcing %d bytes (limit %d): aborted",
+                self._who(),
+                length,
+                limit,
+            )
+            self._abort_and_close(_dimse.abort_pdu(0x02, 0x06))
+            raise _Closed
+
+    # -- writing and closing ----------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        with self._send_lock:
+            self.sock.sendall(data)
+
+    def _send_command(self, context_id: int, command_set: bytes) -> None:
+        self._send(b"".join(_dimse.pdata_pdus(context_id, command_set, self.peer_max_pdu)))
+
+    def _abort_and_close(self, pdu: bytes) -> None:
+        try:
+            self._send(pdu)
+        except OSError:
+            pass
+        self._linger()
+
+    def _linger(self) -> None:
+        """Closes our side, then reads (discarding) until the peer closes its side or
+        :data:`_CLOSE_WAIT`: data left unread would turn the close into a reset, which
+        can destroy our last PDU before the peer reads it. The association no
+        longer counts against ``max_associations`` meanwhile."""
+        self.server._done(self)
+        raw = self.sock
+        try:
+            socket.socket.shutdown(raw, socket.SHUT_WR)
+            raw.settimeout(_CLOSE_WAIT)
+            deadline = time.monotonic() + _CLOSE_WAIT
+            while time.monotonic() < deadline and socket.socket.recv(raw, 65536):
+                pass
+        except OSError:
+            pass
+
+    def _unexpected(self, pdu_type: int) -> None:
+        """A-ABORT (PS3.8 AA-1): unexpected PDU (a known type), or unrecognized PDU."""
+        known = _dimse.A_ASSOCIATE_RQ <= pdu_type <= _dimse.A_ABORT
+        log.warning(
+            "association from %s: %s PDU type 0x%02X, aborted",
+            self._who(),
+            "unexpected" if known else "unrecognized",
+            pdu_type,
+        )
+        self._abort_and_close(_dimse.abort_pdu(0x02, 0x02 if known else 0x01))
+
+    def _close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    # -- negotiation (PS3.8 7.1) -------------------------------------------
+
+    def _negotiate(self) -> bool:
+        server = self.server
+        deadline = time.monotonic() + server.acse_timeout
+        pdu_type, length = self._read_header(deadline)
+        if pdu_type == _dimse.A_ABORT:
+            return False
+        if pdu_type != _dimse.A_ASSOCIATE_RQ:
+            self._unexpected(pdu_type)
+            return False
+        self._guard(pdu_type, length)
+        body = self._read_body(length, deadline)
+        self.sock.settimeout(server.network_timeout)
+        header = _dimse_header(pdu_type, length)
+        try:
+            pdu = AssociateRqPdu()
+            pdu.decode(header + bytes(body))
+            rq = pdu.to_primitive()
+            calling = str(rq.calling_ae_title or "").strip()
+            called = str(rq.called_ae_title or "").strip()
+        except Exception as exc:  # noqa: BLE001 - pynetdicom raises many kinds on bad input
+            raise ProtocolError(f"A-ASSOCIATE-RQ cannot be decoded: {type(exc).__name__}") from None
+        self.calling_ae = calling
+        verdict = server.screen(calling, called, self.address[0])
+        if verdict is None and server.stopping:
+            verdict = REJECT_CONGESTION
+        if verdict is None and server._count() > server.max_associations:
+            log.warning(
+                "listener %s: association from %s refused: more than %d associations",
+                server.name,
+                self._who(),
+                server.max_associations,
+            )
+            verdict = REJECT_LIMIT
+        if verdict is not None:
+            self._reject(verdict)
+            return False
+        self._send(self._accept(rq))
+        self.established = True
+        log.debug("association from %s accepted", self._who())
+        return True
+
+    def _reject(self, verdict: Verdict) -> None:
+        rj = A_ASSOCIATE()
+        rj.result, rj.result_source, rj.diagnostic = verdict
+        pdu = AssociateRjPdu()
+        pdu.from_primitive(rj)
+        self._abort_and_close(pdu.encode())
+
+    def _accept(self, rq: A_ASSOCIATE) -> bytes:
+        """Negotiates the presentation contexts; the A-ASSOCIATE-AC PDU to send."""
+        roles: dict[UID, tuple[bool | None, bool | None]] = {}
+        for item in rq.user_information:
+            if isinstance(item, MaximumLengthNotification):
+                self.peer_max_pdu = int(item.maximum_length_received or 0)
+            elif isinstance(item, SCP_SCU_RoleSelectionNegotiation) and item.sop_class_uid:
+                roles[UID(str(item.sop_class_uid))] = (item.scu_role, item.scp_role)
+        result, ac_roles = negotiate_as_acceptor(
+            rq.presentation_context_definition_list,
+            self.server.contexts,
+            roles or None,
+        )
+        self.accepted = {cast(int, cx.context_id): cx for cx in result if cx.result == 0x00}
+        ac = A_ASSOCIATE()
+        ac.application_context_name = UID(APPLICATION_CONTEXT_NAME)
+        ac.calling_ae_title = rq.calling_ae_title
+        ac.called_ae_title = rq.called_ae_title
+        ac.result = 0x00
+        ac.result_source = 0x01
+        ac.presentation_context_definition_results_list = result
+        max_length = MaximumLengthNotification()
+        max_length.maximum_length_received = self.server.max_pdu
+        impl_uid = ImplementationClassUIDNotification()
+        impl_uid.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
+        impl_name = ImplementationVersionNameNotification()
+        impl_name.implementation_version_name = PYNETDICOM_IMPLEMENTATION_VERSION
+        ac.user_information = [max_length, impl_uid, impl_name, *ac_roles]
+        pdu = AssociateAcPdu()
+        pdu.from_primitive(ac)
+        return pdu.encode()
+
+    # -- established: P-DATA-TF, release, abort ---------------------------
+
+    def _serve(self) -> None:
+        message = _Message()
+        while True:
+            if self._aborted:
+                raise _Closed
+            pdu_type, length = self._read_header()
+            self._guard(pdu_type, length)
+            if pdu_type == _dimse.P_DATA_TF:
+                for context_id, control, data in _dimse.parse_pdvs(self._read_body(length)):
+                    if message.add(context_id, control, data):
+                        self._dispatch(message)
+                        message = _Message()
+            elif pdu_type == _dimse.A_RELEASE_RQ:
+                self._read_body(length)
+                self._send(_dimse.RELEASE_RP)
+                self._linger()
+                return
+            elif pdu_type == _dimse.A_ABORT:
+                log.info("association from %s: aborted by the peer", self._who())
+                return
+            else:
+                self._unexpected(pdu_type)
+                return
+
+    def _dispatch(self, message: _Message) -> None:
+        command = message.command
+        assert command is not None
+        context_id = message.context_id
+        field = command.command_field
+        if field == _dimse.C_CANCEL_RQ:
+            return  # no response defined (PS3.7 9.3.2.3); nothing of ours to cancel
+        if not command.is_request:
+            raise ProtocolError(f"unexpected response (Command Field 0x{field:04X})")
+        cx = self.accepted.get(context_id)
+        if field not in (_dimse.C_STORE_RQ, _dimse.C_ECHO_RQ):
+            log.warning(
+                "association from %s: Command Field 0x%04X not supported (0x0211)",
+                self._who(),
+                field,
+            )
+            self._send_command(
+                context_id, _dimse.failure_rsp(command, STATUS_UNRECOGNIZED_OPERATION)
+            )
+            return
+        if cx is None or str(cx.abstract_syntax) != command.affected_sop_class_uid:
+            log.warning(
+                "association from %s: request on presentation context %d (%s) refused (0x0122)",
+                self._who(),
+                context_id,
+                "not accepted" if cx is None else "SOP class differs from the context's",
+            )
+            self._send_command(
+                context_id, _dimse.failure_rsp(command, STATUS_SOP_CLASS_NOT_SUPPORTED)
+            )
+            return
+        if field == _dimse.C_ECHO_RQ:
+            self._send_command(context_id, _dimse.echo_rsp(command, STATUS_SUCCESS))
+            return
+        request = StoreRequest(
+            calling_ae=self.calling_ae,
+            address=self.address,
+            transfer_syntax=cx.transfer_syntax[0],
+            command=command,
+            dataset=message.data,
+            size=message.data_size,
+        )
+        try:
+            status = self.server.on_store(request)
+        except Exception as exc:  # noqa: BLE001 - fail closed: a failure status, not a crash
+            log.error(
+                "listener %s: C-STORE handler failed (0x%04X): %s",
+                self.server.name,
+                STATUS_HANDLER_FAILED,
+                type(exc).__name__,
+            )
+            log.debug("C-STORE handler failure", exc_info=True)
+            status = STATUS_HANDLER_FAILED
+        self._send_command(context_id, _dimse.store_rsp(command, status))
+
+
+class _Message:
+    """A DIMSE message being reassembled from PDV fragments (PS3.8 E.2)."""
+
+    __slots__ = ("context_id", "command", "_command_parts", "_command_size", "data", "data_size")
+
+    def __init__(self) -> None:
+        self.context_id = -1
+        self.command: Command | None = None
+        self._command_parts: list[memoryview] = []
+        self._command_size = 0
+        self.data: list[memoryview] = []
+        self.data_size = 0
+
+    def add(self, context_id: int, control: int, data: memoryview) -> bool:
+        """Adds one PDV; True when the message is complete."""
+        if self.context_id < 0:
+            self.context_id = context_id
+        elif context_id != self.context_id:
+            raise ProtocolError(
+                f"PDV on presentation context {context_id} inside a message on {self.context_id}"
+            )
+        last = bool(control & 0x02)
+        if control & 0x01:
+            if self.command is not None:
+                raise ProtocolError("command fragment after the last one")
+            self._command_size += len(data)
+            if self._command_size > _dimse.MAX_COMMAND:
+                raise ProtocolError(f"command set longer than {_dimse.MAX_COMMAND} bytes")
+            self._command_parts.append(data)
+            if not last:
+                return False
+            parts = self._command_parts
+            self.command = _dimse.decode_command(parts[0] if len(parts) == 1 else b"".join(parts))
+            self._command_parts = []
+            return not self.command.has_dataset
+        if self.command is None or not self.command.has_dataset:
+            raise ProtocolError("data set fragment without a command announcing one")
+        self.data.append(data)
+        self.data_size += len(data)
+        return last
+
+
+def _dimse_header(pdu_type: int, length: int) -> bytes:
+    return bytes([pdu_type, 0]) + length.to_bytes(4, "big")

@@ -1,7 +1,8 @@
 """The DICOM listener: a C-ECHO / C-STORE SCP that spools, journals, then answers.
 
 Touches: network (binds a server socket; one thread per association), files (spool,
-TLS certificates), the event loop (hands journal entries to the engine's loop).
+TLS certificates), the journal (through the engine's ingest, from the
+association's thread).
 
 Registered as listener type ``dicom``. Each association is served in its own
 thread (as pynetdicom does, ``association.py``); our C-STORE callback runs
@@ -16,8 +17,10 @@ there and may block:
    the C-STORE request; failure: the file goes to ``quarantine/`` with its
    reason, the instance is journaled ``rejected``, the answer is 0xA900
    (SOP class mismatch) or 0xC000-0xC002 (cannot understand);
-3. journal the reference, with the data key (``ingest`` on the engine's loop,
-   waiting for the commit; the journal encrypts it); a journal failure removes
+3. journal the reference, with the data key (the engine's ingest called in the
+   association's thread, :class:`eai.registry.ThreadIngest`, straight to the
+   writer thread, waiting for the commit; the journal encrypts it; any other
+   ingest goes through the engine's loop); a journal failure removes
    the spool file and answers 0xA700;
 4. only then answer 0x0000. A re-sent instance (same listener, calling AE and
    SOP Instance UID: dedup key ``<listener>|<AE>|sha256:<hex of the UID>``, the
@@ -98,7 +101,7 @@ from dicom_router.spool import Spool, SpooledFile
 from eai.config import Duration, ListenerConfig, Model, TlsServerConfig
 from eai.errors import StoreError
 from eai.messages import IngestResult, JournalEntry
-from eai.registry import Ingest, ListenerSpec, register_listener
+from eai.registry import Ingest, ListenerSpec, ThreadIngest, register_listener
 
 __all__ = [
     "AllowedCaller",
@@ -569,13 +572,16 @@ class DicomListener:
         return rej.status
 
     def _submit(self, entry: JournalEntry) -> IngestResult:
+        """Journals ``entry`` from the association's thread; returns after the commit."""
         loop = self._loop
         if loop is None or loop.is_closed():
             raise StoreError("the engine's event loop is gone")
-        future: concurrent.futures.Future[IngestResult] = asyncio.run_coroutine_threadsafe(
-            _awaited(self._ingest(entry)), loop
-        )
         try:
+            if isinstance(self._ingest, ThreadIngest):  # the engine's: straight to its writer
+                return self._ingest.blocking(entry, self.config.journal_timeout)
+            future: concurrent.futures.Future[IngestResult] = asyncio.run_coroutine_threadsafe(
+                _awaited(self._ingest(entry)), loop
+            )
             return future.result(self.config.journal_timeout)
         except TimeoutError:
             raise

@@ -63,6 +63,30 @@ class _JournalView:
         return await run_blocking(settlement, self._store.engine, dedup_keys, before)
 
 
+class _Ingest:
+    """The listeners' :class:`eai.registry.ThreadIngest`: journal, then wake the pipeline."""
+
+    def __init__(self, store: Store, wake: asyncio.Event, loop: asyncio.AbstractEventLoop):
+        self._store = store
+        self._wake = wake
+        self._loop = loop
+
+    async def __call__(self, entry: JournalEntry) -> IngestResult:
+        result = await self._store.ingest(entry)
+        if not result.duplicate and entry.status == "received":
+            self._wake.set()
+        return result
+
+    def blocking(self, entry: JournalEntry, timeout: float) -> IngestResult:
+        result = self._store.ingest_blocking(entry, timeout)
+        if not result.duplicate and entry.status == "received":
+            try:
+                self._loop.call_soon_threadsafe(self._wake.set)
+            except RuntimeError:
+                pass  # the loop is closed: the engine is stopping, the journal has it
+        return result
+
+
 class Engine:
     """Start with :meth:`run`; stop by setting the ``stopping`` event (or SIGTERM)."""
 
@@ -114,6 +138,7 @@ class Engine:
                     window=cfg.engine.delivery_batch,
                     lease=cfg.engine.lease,
                     concurrency=int(getattr(dcfg, "connections", 1)),
+                    pace=cfg.engine.batch_wait,
                 )
             self.mailer = AnomalyMailer(store, cfg.identity)
             if cfg.identity.server is not None:
@@ -125,16 +150,12 @@ class Engine:
                 self.node_id,
                 self._wake_workers,
                 self.mailer.urgent,
+                pace=cfg.engine.batch_wait,
                 reconciler=self.reconciler,
             )
             pipeline = self.pipeline
 
-            async def ingest(entry: JournalEntry) -> IngestResult:
-                result = await store.ingest(entry)
-                if not result.duplicate and entry.status == "received":
-                    pipeline.wake.set()
-                return result
-
+            ingest = _Ingest(store, pipeline.wake, asyncio.get_running_loop())
             for lcfg in cfg.listeners:
                 listener = build_listener(lcfg, ingest)
                 await listener.start()

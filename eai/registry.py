@@ -15,7 +15,7 @@ import importlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -28,6 +28,7 @@ __all__ = [
     "Destination",
     "DestinationSpec",
     "Ingest",
+    "ThreadIngest",
     "JournalView",
     "Listener",
     "ListenerSpec",
@@ -46,6 +47,19 @@ Ingest = Callable[[JournalEntry], Awaitable[IngestResult]]
 
 Raises :class:`eai.errors.StoreError` when the journal cannot be written.
 """
+
+
+@runtime_checkable
+class ThreadIngest(Protocol):
+    """The engine's :data:`Ingest`, which a listener serving on its own threads (DICOM)
+    may also call there, without a hop through the event loop."""
+
+    async def __call__(self, entry: JournalEntry) -> IngestResult: ...
+
+    def blocking(self, entry: JournalEntry, timeout: float) -> IngestResult:
+        """Journals ``entry``; returns after the commit. Raises StoreError, or TimeoutError
+        when no commit came within ``timeout`` s (the entry may still be committed)."""
+        ...
 
 
 class Listener(Protocol):

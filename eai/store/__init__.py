@@ -63,6 +63,10 @@ class Store:
         """The listeners' :data:`eai.registry.Ingest`: returns after the durable commit."""
         return await self.writer.journal(entry)
 
+    def ingest_blocking(self, entry: JournalEntry, timeout: float) -> IngestResult:
+        """:meth:`ingest` for a listener's own thread: returns after the durable commit."""
+        return self.writer.journal_blocking(entry, timeout)
+
     def start(self) -> None:
         self.writer.start()
 

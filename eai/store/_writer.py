@@ -79,6 +79,14 @@ class Writer:
         self._queue.put(_Item(entry, fut, loop))
         return await fut
 
+    def journal_blocking(self, entry: JournalEntry, timeout: float) -> IngestResult:
+        """Same as :meth:`journal`, for listeners on their own threads (no event-loop hop).
+        Raises StoreError, or TimeoutError when no commit came within ``timeout`` s (the
+        entry may still be committed later)."""
+        fut: concurrent.futures.Future[IngestResult] = concurrent.futures.Future()
+        self._queue.put(_Item(entry, fut, None))
+        return fut.result(timeout)
+
     async def run(self, op: Callable[[Connection], T]) -> T:
         """Runs ``op(conn)`` inside a grouped transaction; returns after the commit."""
         loop = asyncio.get_running_loop()

@@ -1,9 +1,11 @@
-"""The SCP's wire codec: PDU headers, P-DATA-TF items, DIMSE command sets, File Meta Information.
+"""The DIMSE wire codec: PDU headers, P-DATA-TF items, DIMSE command sets, File Meta Information.
 
 Touches: nothing (pure functions on bytes).
 
-Only what the C-STORE / C-ECHO acceptor (:mod:`dicom_router._acceptor`) needs
-on its hot path; association negotiation (A-ASSOCIATE-RQ/AC/RJ) stays with
+Only what the C-STORE / C-ECHO acceptor (:mod:`dicom_router._acceptor`) and
+the C-STORE requestor (:mod:`dicom_router._requestor`: :func:`store_rq`,
+:func:`pdata_message`, :func:`response_status`, :data:`RELEASE_RQ`) need on
+their hot path; association negotiation (A-ASSOCIATE-RQ/AC/RJ) stays with
 ``pynetdicom.pdu``. Names follow the standard:
 
 - PDU header (PS3.8 9.3.1): PDU-type (1), reserved (1), PDU-length (4, big
@@ -45,6 +47,7 @@ __all__ = [
     "Pdv",
     "ProtocolError",
     "RELEASE_RP",
+    "RELEASE_RQ",
     "abort_pdu",
     "decode_command",
     "encode_command",
@@ -52,7 +55,10 @@ __all__ = [
     "failure_rsp",
     "parse_pdu_header",
     "parse_pdvs",
+    "pdata_message",
     "pdata_pdus",
+    "response_status",
+    "store_rq",
     "store_rsp",
     "echo_rsp",
 ]
@@ -87,6 +93,8 @@ _UL = struct.Struct("<L")
 
 RELEASE_RP = bytes([A_RELEASE_RP, 0, 0, 0, 0, 4, 0, 0, 0, 0])
 """A-RELEASE-RP PDU (PS3.8 9.3.7)."""
+RELEASE_RQ = bytes([A_RELEASE_RQ, 0, 0, 0, 0, 4, 0, 0, 0, 0])
+"""A-RELEASE-RQ PDU (PS3.8 9.3.6)."""
 
 
 class ProtocolError(ValueError):
@@ -154,6 +162,46 @@ def pdata_pdus(
         )
         if last:
             return out
+
+
+_PDU_PDV = struct.Struct(">BxLLBB")  # P-DATA-TF header and the header of its one PDV item
+
+
+def pdata_message(
+    context_id: int,
+    command_set: bytes | bytearray | memoryview,
+    dataset: bytes | bytearray | memoryview | None,
+    peer_max_pdu: int,
+) -> bytearray:
+    """A DIMSE message as P-DATA-TF PDUs of one PDV each, in one buffer: the command
+    set, then the data set (if any), each fragmented to the peer's Maximum Length
+    Received (``peer_max_pdu``, the PDU variable field; 0: no limit). Each data
+    byte is copied once."""
+    parts = [(memoryview(command_set).cast("B"), 0x01)]
+    if dataset is not None:
+        parts.append((memoryview(dataset).cast("B"), 0x00))
+    sizes = []
+    total = 0
+    for view, _flag in parts:
+        size = len(view)
+        chunk = max(peer_max_pdu - 6, 1) if peer_max_pdu > 0 else max(size, 1)
+        count = max(-(-size // chunk), 1)
+        sizes.append((chunk, count))
+        total += size + count * _PDU_PDV.size
+    out = bytearray(total)
+    pos = 0
+    for (view, flag), (chunk, count) in zip(parts, sizes, strict=True):
+        start = 0
+        for i in range(count):
+            piece = view[start : start + chunk]
+            start += len(piece)
+            control = flag | (0x02 if i == count - 1 else 0x00)
+            item = len(piece) + 2
+            _PDU_PDV.pack_into(out, pos, P_DATA_TF, item + 4, item, context_id, control)
+            pos += _PDU_PDV.size
+            out[pos : pos + len(piece)] = piece
+            pos += len(piece)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +300,39 @@ def encode_command(command: Command) -> bytes:
         parts.append(_ELEMENT.pack(0, elem, len(raw)) + raw)
     body = b"".join(parts)
     return _ELEMENT.pack(0, 0, 4) + _UL.pack(len(body)) + body
+
+
+def store_rq(
+    message_id: int, sop_class_uid: str, sop_instance_uid: str, priority: int = 0x0002
+) -> bytes:
+    """The C-STORE-RQ command set of one instance (PS3.7 9.3.1.1), a data set following;
+    ``priority``: 0x0000 medium, 0x0001 high, 0x0002 low (pynetdicom's default)."""
+    return encode_command(
+        Command(
+            command_field=C_STORE_RQ,
+            data_set_type=0x0001,
+            message_id=message_id,
+            affected_sop_class_uid=sop_class_uid,
+            affected_sop_instance_uid=sop_instance_uid,
+            priority=priority,
+        )
+    )
+
+
+def response_status(command: Command, command_field: int, message_id: int) -> int:
+    """The Status of ``command``, the response (``command_field``) to request ``message_id``;
+    :class:`ProtocolError` if it is not that response or has no Status."""
+    if command.command_field != command_field:
+        raise ProtocolError(
+            f"Command Field 0x{command.command_field:04X} instead of 0x{command_field:04X}"
+        )
+    if command.message_id_being_responded_to != message_id:
+        raise ProtocolError(
+            f"response to message {command.message_id_being_responded_to}, not {message_id}"
+        )
+    if command.status is None:
+        raise ProtocolError("response without Status (0000,0900)")
+    return command.status
 
 
 def store_rsp(request: Command, status: int) -> bytes:

@@ -1,20 +1,21 @@
 """C-STORE SCU: sends spooled instances to one Storage SCP on reused associations (blocking).
 
-Touches: network (outbound associations, optionally TLS; pynetdicom threads),
-files (reads spool files and TLS certificates).
+Touches: network (outbound associations, optionally TLS), files (reads spool
+files and TLS certificates).
 
 What :mod:`dicom_router.forward` documents as the forwarding steps, for one
 destination: :class:`StoreScu` reads and checks the spool file (:meth:`StoreScu.load`),
-keeps ``connections`` associations (:class:`Link`, one send at a time each),
-sends and turns the answer into a :class:`DeliveryResult` or a delivery error
-(:func:`store_verdict`). Every call blocks: it runs in the forwarding process
-(:mod:`dicom_router._forward_child`), one thread per link. ``eai dicom send``
-(:mod:`dicom_router.client`) uses :class:`ClosingAE` and :func:`tls_problem`.
+keeps ``connections`` associations (:class:`Link`, one send at a time each,
+a :class:`dicom_router._requestor.Requestor`: no thread of its own, no pynetdicom
+machinery past the A-ASSOCIATE PDUs), sends and turns the answer into a
+:class:`DeliveryResult` or a delivery error (:func:`store_verdict`). Every call
+blocks: it runs in the forwarding process (:mod:`dicom_router._forward_child`),
+one thread per link. ``eai dicom send`` (:mod:`dicom_router.client`, pynetdicom's
+requestor) uses :class:`ClosingAE` and :func:`tls_problem`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import ssl
@@ -27,13 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydicom import Dataset, dcmread
 from pydicom.uid import UID
-from pynetdicom import AE, _config, build_context, evt
+from pynetdicom import AE, _config
 from pynetdicom.association import Association
-from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import encode
 from pynetdicom.transport import AssociationSocket
 
 from connectors.mllp._tls import client_context
-from dicom_router._reactors import make_event_driven
+from dicom_router._dimse import ProtocolError
+from dicom_router._requestor import MAX_CONTEXTS, Aborted, NoResponse, Rejected, Requestor
 from dicom_router.coercion import apply_coercion
 from dicom_router.reference import InstanceRef
 from dicom_router.spool import SpoolIntegrityError
@@ -48,11 +50,9 @@ __all__ = ["ClosingAE", "Link", "StoreScu", "store_verdict", "tls_problem"]
 log = logging.getLogger("dicom_router.forward")  # the destination's logger, as before the split
 
 # pynetdicom sends a file's dataset straight from disk (bytes as they are) only in
-# this mode; without it, it decodes and re-encodes the file. The CLI sends files
-# this way; this module sends the decrypted spool bytes itself (_send_raw).
+# this mode; without it, it decodes and re-encodes the file. ``eai dicom send``
+# sends files this way (ClosingAE).
 _config.STORE_SEND_CHUNKED_DATASET = True
-
-_MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context ids 1..255, odd
 
 
 class ClosingAE(AE):
@@ -62,23 +62,16 @@ class ClosingAE(AE):
     closing it (its ``_shutdown_socket`` stops at ``shutdown()``, which fails on an
     unconnected socket): call :meth:`close_failed` after an association that did
     not establish.
-
-    With ``event_driven``, associations get the reactors of
-    :mod:`dicom_router._reactors` (no 1 ms polling); the caller then holds
-    ``assoc.op_lock`` around each ``send_*`` and ``release``.
     """
 
-    def __init__(self, ae_title: str, *, event_driven: bool = False) -> None:
+    def __init__(self, ae_title: str) -> None:
         super().__init__(ae_title=ae_title)
-        self._event_driven = event_driven
         self._sockets: weakref.WeakKeyDictionary[Association, socket.socket] = (
             weakref.WeakKeyDictionary()
         )
 
     def _create_socket(self, assoc: Association, address: Any, tls_args: Any) -> AssociationSocket:
         sock = super()._create_socket(assoc, address, tls_args)
-        if self._event_driven:
-            make_event_driven(assoc)
         if sock.socket is not None:
             self._sockets[assoc] = sock.socket
         return sock
@@ -115,26 +108,10 @@ class Link:
     """One association and the contexts it proposed; used by one send at a time."""
 
     def __init__(self) -> None:
-        self.assoc: Association | None = None
+        self.assoc: Requestor | None = None
         self.proposed: OrderedDict[_Context, None] = OrderedDict()
-        self.accepted: set[_Context] = set()
         self.last_used = 0.0
         self.lock = threading.Lock()
-
-    @property
-    def usable(self) -> bool:
-        return self.assoc is not None and self.assoc.is_established
-
-
-def _nodelay(event: evt.Event) -> None:
-    """EVT_CONN_OPEN: Nagle's algorithm off (a C-STORE is a small request/response)."""
-    sock = event.assoc.dul.socket
-    raw = getattr(sock, "socket", None)
-    if raw is not None:
-        try:
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
 
 
 class StoreScu:
@@ -146,13 +123,6 @@ class StoreScu:
         self._ssl: ssl.SSLContext | None = (
             client_context(config.tls) if config.tls is not None else None
         )
-        ae = ClosingAE(config.calling_ae, event_driven=True)
-        ae.maximum_pdu_size = config.max_pdu
-        ae.connection_timeout = config.connect_timeout
-        ae.acse_timeout = config.acse_timeout
-        ae.dimse_timeout = config.dimse_timeout
-        ae.network_timeout = config.network_timeout
-        self._ae = ae
         self.links = [Link() for _ in range(config.connections)]
 
     def release_idle(self, idle: float) -> None:
@@ -173,24 +143,30 @@ class StoreScu:
         with link.lock:
             source = self.load(ref)
             context = (ref.sop_class_uid, ref.transfer_syntax)
+            sop_class, sop_instance = ref.sop_class_uid, ref.sop_instance_uid
+            if isinstance(source, Dataset):
+                sop_class = str(source.get("SOPClassUID", sop_class))
+                sop_instance = str(source.get("SOPInstanceUID", sop_instance))
+                data: bytes | memoryview = _encode(source, ref)
+            else:
+                data = source
             assoc = self._association(link, context)
+            cfg = self.config
             try:
-                with _op_lock(assoc):
-                    if isinstance(source, Dataset):
-                        status = assoc.send_c_store(source)
-                    else:
-                        status = _send_raw(assoc, ref, source)
-            except (OSError, RuntimeError, ValueError) as exc:
-                self._drop(link, release=False)
-                raise TransientDeliveryError(f"{self.address}: C-STORE failed: {exc}") from exc
-            link.last_used = time.monotonic()
-            if "Status" not in status:
+                status = assoc.store(
+                    context, sop_instance, data, cfg.dimse_timeout, sop_class_uid=sop_class
+                )
+            except (Aborted, NoResponse) as exc:
                 self._drop(link, release=False)
                 raise TransientDeliveryError(
                     f"{self.address}: no C-STORE response (aborted, or nothing within "
-                    f"{self.config.dimse_timeout:g} s)"
-                )
-            return store_verdict(int(status.Status), self.address)
+                    f"{cfg.dimse_timeout:g} s)"
+                ) from exc
+            except (OSError, ProtocolError) as exc:
+                self._drop(link, release=False)
+                raise TransientDeliveryError(f"{self.address}: C-STORE failed: {exc}") from exc
+            link.last_used = time.monotonic()
+            return store_verdict(status, self.address)
 
     def load(self, ref: InstanceRef) -> memoryview | Dataset:
         """The dataset bytes as received (decrypted, checked), or the coerced copy."""
@@ -220,93 +196,100 @@ class StoreScu:
             ) from exc
         return ds
 
-    def _association(self, link: Link, context: _Context) -> Association:
+    def _association(self, link: Link, context: _Context) -> Requestor:
         cfg = self.config
-        if link.usable and context in link.accepted:
-            assert link.assoc is not None
-            if time.monotonic() - link.last_used < cfg.idle_release:
-                return link.assoc
-        if link.usable and context in link.proposed and context not in link.accepted:
-            raise PermanentDeliveryError(
-                f"{self.address} does not accept SOP class {context[0]} "
-                f"in transfer syntax {_ts_name(context[1])}"
-            )
+        current = link.assoc
+        if current is not None and current.alive():
+            if context in current.accepted:
+                if time.monotonic() - link.last_used < cfg.idle_release:
+                    return current
+            elif context in link.proposed:
+                raise PermanentDeliveryError(
+                    f"{self.address} does not accept SOP class {context[0]} "
+                    f"in transfer syntax {_ts_name(context[1])}"
+                )
         self._drop(link, release=True)
         wanted = OrderedDict(link.proposed)
         wanted[context] = None
         wanted.move_to_end(context)
-        while len(wanted) > _MAX_CONTEXTS:
+        while len(wanted) > MAX_CONTEXTS:
             wanted.popitem(last=False)
-        contexts = [build_context(sop, ts) for sop, ts in wanted]
-        tls_args = None
-        if self._ssl is not None:
-            hostname = (cfg.tls.server_hostname if cfg.tls else None) or cfg.host
-            tls_args = (self._ssl, hostname)
-        assoc = self._ae.associate(
-            cfg.host,
-            cfg.port,
-            contexts=contexts,
-            ae_title=cfg.ae_title,
-            max_pdu=cfg.max_pdu,
-            tls_args=tls_args,
-            evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)],
-        )
-        if not assoc.is_established:
-            self._ae.close_failed(assoc)
-            raise self._refusal(assoc)
+        hostname = (cfg.tls.server_hostname if cfg.tls else None) or cfg.host
+        try:
+            assoc = Requestor.open(
+                cfg.host,
+                cfg.port,
+                list(wanted),
+                calling_ae=cfg.calling_ae,
+                called_ae=cfg.ae_title,
+                max_pdu=cfg.max_pdu,
+                connect_timeout=cfg.connect_timeout,
+                acse_timeout=cfg.acse_timeout,
+                network_timeout=cfg.network_timeout,
+                ssl_context=self._ssl,
+                server_hostname=hostname,
+            )
+        except Rejected as exc:
+            text = f"{self.address} rejected the association ({exc})"
+            if exc.permanent:
+                raise PermanentDeliveryError(text) from exc
+            raise TransientDeliveryError(text) from exc
+        except ssl.SSLError as exc:
+            raise TransientDeliveryError(
+                f"{self.address}: TLS handshake failed: {_tls_reason(exc)}"
+            ) from exc
+        except Aborted as exc:
+            raise TransientDeliveryError(f"{self.address} aborted the association") from exc
+        except NoResponse as exc:
+            raise TransientDeliveryError(f"{self.address}: {exc}") from exc
+        except (OSError, ProtocolError) as exc:
+            raise TransientDeliveryError(
+                f"{self.address}: cannot connect or negotiate: {_os_reason(exc)}"
+            ) from exc
         link.assoc = assoc
         link.proposed = wanted
-        link.accepted = {
-            (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
-            for cx in assoc.accepted_contexts
-            if cx.transfer_syntax
-        }
         link.last_used = time.monotonic()
         log.debug("destination %s: associated with %s", cfg.name, self.address)
-        if context not in link.accepted:
+        if context not in assoc.accepted:
             raise PermanentDeliveryError(
                 f"{self.address} does not accept SOP class {context[0]} "
                 f"in transfer syntax {_ts_name(context[1])}"
             )
         return assoc
 
-    def _refusal(self, assoc: Association) -> Exception:
-        if assoc.is_rejected:
-            rj: Any = assoc.acceptor.primitive
-            why = f"{rj.result_str}, {rj.source_str}: {rj.reason_str}" if rj is not None else ""
-            text = f"{self.address} rejected the association ({why})"
-            if rj is not None and rj.result == 0x01:
-                return PermanentDeliveryError(text)
-            return TransientDeliveryError(text)
-        if self._ssl is not None:
-            cfg = self.config
-            hostname = (cfg.tls.server_hostname if cfg.tls else None) or cfg.host
-            problem = tls_problem(self._ssl, cfg.host, cfg.port, hostname, cfg.connect_timeout)
-            if problem:
-                return TransientDeliveryError(f"{self.address}: TLS handshake failed: {problem}")
-        if assoc.is_aborted:
-            return TransientDeliveryError(f"{self.address} aborted the association")
-        return TransientDeliveryError(f"{self.address}: cannot connect or negotiate")
-
     def _drop(self, link: Link, *, release: bool) -> None:
         assoc, link.assoc = link.assoc, None
-        link.accepted = set()
         if assoc is None:
             return
         try:
-            with _op_lock(assoc):
-                if release and assoc.is_established:
-                    assoc.release()
-                elif assoc.is_established or assoc.is_alive():
-                    assoc.abort()
+            if release:
+                assoc.release()
+            else:
+                assoc.abort()
         except Exception:  # noqa: BLE001 - closing is best effort
             log.debug("destination %s: closing an association failed", self.config.name)
+            assoc.close()
 
 
-def _op_lock(assoc: Association) -> threading.Lock | contextlib.nullcontext[None]:
-    """The lock an event-driven requestor's reactor takes between operations."""
-    lock = getattr(assoc, "op_lock", None)
-    return lock if isinstance(lock, type(threading.Lock())) else contextlib.nullcontext()
+def _encode(ds: Dataset, ref: InstanceRef) -> bytes:
+    """The coerced ``ds`` encoded in the instance's transfer syntax (as pynetdicom's
+    ``send_c_store`` does)."""
+    syntax = UID(ref.transfer_syntax)
+    try:
+        data = encode(ds, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds
+        raise PermanentDeliveryError(
+            f"cannot encode the marked instance: {type(exc).__name__}: {exc}"
+        ) from exc
+    if data is None:
+        raise PermanentDeliveryError("cannot encode the marked instance")
+    return data
+
+
+def _os_reason(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def _dataset_offset(part10: bytes) -> int:
@@ -326,36 +309,6 @@ def _dataset_offset(part10: bytes) -> int:
     if pos > len(part10):
         raise ValueError("File Meta Information is truncated")
     return pos
-
-
-def _send_raw(assoc: Association, ref: InstanceRef, dataset: memoryview) -> Dataset:
-    """C-STORE ``dataset`` (encoded bytes, sent as they are) on ``assoc``; the response status.
-
-    pynetdicom's ``send_c_store`` sends bytes as they are only from a file; this is
-    its sequence (``association.py``) for bytes in memory, in the instance's own
-    transfer syntax (no conversion).
-    """
-    context = assoc._get_valid_context(
-        UID(ref.sop_class_uid), UID(ref.transfer_syntax), "scu", allow_conversion=False
-    )
-    req = C_STORE()
-    req.MessageID = 1
-    req.Priority = 2
-    req.AffectedSOPClassUID = ref.sop_class_uid
-    req.AffectedSOPInstanceUID = ref.sop_instance_uid
-    req.DataSet = BytesIO(dataset)
-    assoc._reactor_checkpoint.clear()
-    while not assoc._is_paused:
-        time.sleep(0.0001)
-    try:
-        assoc.dimse.send_msg(req, int(context.context_id or 0))
-        _cx, rsp = assoc.dimse.get_msg(block=True)
-    finally:
-        assoc._reactor_checkpoint.set()
-    if rsp is None:
-        assoc._handle_no_response()
-        return Dataset()
-    return assoc._check_received_status(rsp)
 
 
 def _ts_name(uid: str) -> str:
@@ -378,9 +331,14 @@ def tls_problem(
             ctx.wrap_socket(raw, server_hostname=server_hostname),
         ):
             return ""
-    except ssl.SSLCertVerificationError as exc:
-        return f"certificate verify failed: {exc.verify_message}"
     except ssl.SSLError as exc:
-        return str(exc.reason or exc)
+        return _tls_reason(exc)
     except OSError:
         return ""
+
+
+def _tls_reason(exc: ssl.SSLError) -> str:
+    """The reason of a TLS failure, e.g. "certificate verify failed: ..."."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    return str(exc.reason or exc)

@@ -38,8 +38,10 @@ each delivery's payload (the reference, with its data key) and an id over a
 pipe; :mod:`dicom_router._forward_child` runs the
 process's loop and documents the messages, :mod:`dicom_router._store_scu` the
 C-STORE itself (``connections`` associations at most, one thread each; 1
-keeps the send order, the delivery worker keeps each study's order; the
-event-driven reactors of :mod:`dicom_router._reactors`). The answers are read
+keeps the send order, the delivery worker keeps each study's order; each
+association a :class:`dicom_router._requestor.Requestor`: a blocking socket
+driven by that thread, DIMSE encoded by :mod:`dicom_router._dimse`, pynetdicom
+only for the A-ASSOCIATE PDUs). The answers are read
 on the event loop (``add_reader`` on the pipe, futures resolved by id) and
 mapped back to a :class:`DeliveryResult` or the same errors; the child's log
 records go to the engine's logging, under the same logger names.

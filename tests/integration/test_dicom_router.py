@@ -573,9 +573,8 @@ def test_nagle_is_off_on_both_sides(tmp_path: Path) -> None:
         try:
             assert scu.send(scu.links[0], ref).detail == "0x0000"
             link = scu.links[0]
-            assert link.assoc is not None and link.assoc.is_established  # kept for the next one
-            sent = link.assoc.dul.socket.socket  # type: ignore[union-attr]
-            assert sent is not None
+            assert link.assoc is not None and link.assoc.established  # kept for the next one
+            sent = link.assoc.sock
             assert sent.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
         finally:
             scu.release_idle(0.0)

@@ -9,6 +9,7 @@ around random lengths), where the interesting paths are.
 from __future__ import annotations
 
 import struct
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -159,3 +160,61 @@ def test_pdata_pdus_parse_back_to_the_same_bytes(
             assert cid == context_id and not control & 1
             out += bytes(piece)
     assert out == data
+
+
+def _pdu(pdu_type: int, body: bytes) -> bytes:
+    return struct.pack(">BxL", pdu_type, len(body)) + body
+
+
+_response_pdus = st.one_of(
+    st.builds(  # a command fragment: a plausible C-STORE-RSP, or any command set
+        lambda cid, control, command: _pdu(0x04, pdv_item(cid, control | 0x01, command)),
+        st.integers(0, 255),
+        st.sampled_from([0x00, 0x02]),
+        st.one_of(
+            command_sets,
+            st.builds(
+                lambda mid, status: _dimse.store_rsp(
+                    Command(command_field=_dimse.C_STORE_RQ, message_id=mid), status
+                ),
+                st.sampled_from([1, 2]),
+                st.integers(0, 0xFFFF),
+            ),
+        ),
+    ),
+    st.builds(lambda body: _pdu(0x04, body), pdv_items),
+    st.builds(_pdu, st.integers(0, 255), st.binary(max_size=12)),
+    st.binary(max_size=12),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=st.lists(_response_pdus, max_size=5).map(b"".join))
+def test_requestor_reads_a_response_or_fails_with_its_errors(stream: bytes) -> None:
+    """Whatever the peer sends while a C-STORE-RSP is awaited: a Status, or the
+    requestor's errors, and the association ends closed on an error."""
+    import socket
+
+    from dicom_router._requestor import Requestor, RequestorError
+
+    ours, theirs = socket.socketpair()
+    requestor = Requestor(
+        ours,
+        {("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2"): 1},
+        0,
+        max_pdu=4096,
+        acse_timeout=1,
+        network_timeout=1,
+    )
+    try:
+        theirs.sendall(stream)
+        theirs.close()
+        try:
+            status = requestor._response(1, 1, time.monotonic() + 1, 1)
+        except (RequestorError, ProtocolError, OSError):
+            assert not requestor.established and ours.fileno() == -1
+        else:
+            assert 0 <= status <= 0xFFFF
+    finally:
+        ours.close()
+        theirs.close()

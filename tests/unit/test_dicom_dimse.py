@@ -372,3 +372,91 @@ def test_file_meta_with_an_empty_uid_still_reads_back() -> None:
 def test_file_meta_refuses_a_value_too_long_for_its_length_field() -> None:
     with pytest.raises(ValueError):
         _dimse.encode_file_meta(CT, "1" * 70000, "1.2.840.10008.1.2", "AE", "1.2", "V")
+
+
+# -- requestor side: C-STORE-RQ, DIMSE message PDUs, responses, A-RELEASE-RQ ---
+
+
+@pytest.mark.parametrize("peer_max", [0, 7, 64, 1000, 16384])
+def test_store_request_message_reads_back_with_pynetdicom(peer_max: int) -> None:
+    dataset = bytes(range(256)) * 40
+    command_set = _dimse.store_rq(65535, CT, "1.2.3.45")  # odd-length UID: padded
+    stream = bytes(_dimse.pdata_message(9, command_set, memoryview(dataset), peer_max))
+    pdus = [bytes([t, 0]) + len(b).to_bytes(4, "big") + b for t, b in split_pdus(stream)]
+    if peer_max:
+        assert all(len(p) - 6 <= peer_max for p in pdus)
+    command_pdus = -(-len(command_set) // (max(peer_max - 6, 1) if peer_max else len(command_set)))
+    data_pdus = -(-len(dataset) // (max(peer_max - 6, 1) if peer_max else len(dataset)))
+    assert len(pdus) == command_pdus + data_pdus
+    controls = [c for p in pdus for _, c, _ in _dimse.parse_pdvs(split_pdus(p)[0][1])]
+    assert controls == [0x01] * (command_pdus - 1) + [0x03] + [0x00] * (data_pdus - 1) + [0x02]
+    context_id, command, data = reassemble(pdus)
+    assert (context_id, data) == (9, dataset)
+    assert command == Command(
+        command_field=_dimse.C_STORE_RQ,
+        data_set_type=0x0001,
+        message_id=65535,
+        affected_sop_class_uid=CT,
+        affected_sop_instance_uid="1.2.3.45",
+        priority=2,
+    )
+    message = pynetdicom_message(pdus)
+    assert message.context_id == 9
+    primitive = message.message_to_primitive()
+    assert isinstance(primitive, C_STORE)
+    assert primitive.MessageID == 65535 and primitive.Priority == 2
+    assert primitive.AffectedSOPClassUID == CT
+    assert primitive.AffectedSOPInstanceUID == "1.2.3.45"
+    assert primitive.DataSet is not None and primitive.DataSet.getvalue() == dataset
+    ds = decode_with_pydicom(command_set)
+    assert ds.CommandGroupLength == len(command_set) - 12
+    assert (ds.CommandField, ds.CommandDataSetType) == (0x0001, 0x0001)
+
+
+def test_store_request_command_set_is_pynetdicoms() -> None:
+    """The same elements and values as pynetdicom's C-STORE-RQ (without Move Originator)."""
+    req = store_request(message_id=12)
+    req.MoveOriginatorApplicationEntityTitle = None
+    req.MoveOriginatorMessageID = None
+    message = C_STORE_RQ()
+    message.primitive_to_message(req)
+    theirs = message.command_set
+    ours = decode_with_pydicom(_dimse.store_rq(12, CT, "1.2.3.4.5.6789"))
+    present = sorted(int(t) for t in theirs.keys() if theirs[t].value not in (None, ""))
+    assert [int(t) for t in ours.keys()] == present
+    for tag in present:
+        assert ours[tag].value == theirs[tag].value, hex(tag)
+
+
+def test_command_message_without_dataset() -> None:
+    command_set = _dimse.store_rsp(Command(command_field=1, message_id=2), 0)
+    stream = bytes(_dimse.pdata_message(3, command_set, None, 0))
+    assert stream == _dimse.pdata_pdus(3, command_set, 0)[0]
+
+
+def test_response_status_from_pynetdicom_response() -> None:
+    rsp = C_STORE()
+    rsp.MessageIDBeingRespondedTo = 41
+    rsp.AffectedSOPClassUID = CT
+    rsp.AffectedSOPInstanceUID = "1.2.3"
+    rsp.Status = 0xB007
+    message = C_STORE_RSP()
+    message.primitive_to_message(rsp)
+    _cid, command, _data = reassemble(pdus_of(message, 1, 16384))
+    assert _dimse.response_status(command, _dimse.C_STORE_RSP, 41) == 0xB007
+    with pytest.raises(ProtocolError, match="not 42"):
+        _dimse.response_status(command, _dimse.C_STORE_RSP, 42)
+    with pytest.raises(ProtocolError, match="instead of 0x8030"):
+        _dimse.response_status(command, _dimse.C_ECHO_RSP, 41)
+    no_status = Command(command_field=_dimse.C_STORE_RSP, message_id_being_responded_to=41)
+    with pytest.raises(ProtocolError, match="without Status"):
+        _dimse.response_status(no_status, _dimse.C_STORE_RSP, 41)
+
+
+def test_release_request_reads_back_with_pynetdicom() -> None:
+    from pynetdicom.pdu import A_RELEASE_RQ
+
+    pdu = A_RELEASE_RQ()
+    pdu.decode(_dimse.RELEASE_RQ)
+    assert pdu.encode() == _dimse.RELEASE_RQ
+    assert _dimse.parse_pdu_header(_dimse.RELEASE_RQ[:6]) == (_dimse.A_RELEASE_RQ, 4)

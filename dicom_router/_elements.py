@@ -5,6 +5,7 @@ Touches: nothing (decodes bytes in memory).
 
 from __future__ import annotations
 
+import re
 from io import BytesIO
 
 from pydicom import Dataset, dcmread
@@ -14,7 +15,13 @@ from pydicom.tag import Tag
 
 from dicom_router._framing import RawElement
 
-__all__ = ["element_text", "raw_dataset", "read_header"]
+__all__ = ["collected_texts", "element_text", "raw_dataset", "read_header"]
+
+_TEXT_VRS = frozenset({b"", b"AE", b"CS", b"LO", b"SH", b"UI"})
+"""VRs whose plain-ASCII single value :func:`collected_texts` decodes itself (b"": implicit
+VR, the dictionary's, which for the collected tags is one of these)."""
+_ASCII_CHARSETS = frozenset({b"", b"ISO_IR 6", b"ISO_IR 100", b"ISO_IR 192"})
+"""Specific Character Sets under which ASCII bytes are the ASCII characters (no escapes)."""
 
 
 def read_header(part10: bytes) -> Dataset:
@@ -57,3 +64,47 @@ def element_text(ds: Dataset, tag: int) -> str:
     if isinstance(value, MultiValue | list | tuple):
         return "\\".join(str(v) for v in value)
     return str(value).strip()
+
+
+def collected_texts(
+    body: bytes | memoryview,
+    found: dict[int, RawElement],
+    tags: tuple[int, ...],
+    implicit_vr: bool,
+    little_endian: bool,
+) -> dict[int, str]:
+    """:func:`element_text` of each of ``tags`` among the elements located by
+    :func:`dicom_router._framing.check_framing`, without pydicom for the usual case.
+
+    A single value (no backslash) of a text VR whose bytes are printable ASCII, under
+    no or an ASCII-preserving Specific Character Set, is decoded here; anything else
+    (multiple values, other bytes, escapes, other VRs) by pydicom, as before. Same
+    result either way (``tests/unit/test_dicom_elements.py`` checks it).
+    """
+    view = memoryview(body)
+    charset = found.get(0x00080005)
+    plain = charset is None or (
+        bytes(view[charset[1] : charset[1] + charset[2]]).strip(b" \0") in _ASCII_CHARSETS
+    )
+    out: dict[int, str] = {}
+    slow: list[int] = []
+    for tag in tags:
+        located = found.get(tag)
+        if located is None:
+            out[tag] = ""
+            continue
+        vr, offset, length = located
+        value = bytes(view[offset : offset + length]).rstrip(b" \0")
+        if plain and vr in _TEXT_VRS and _PRINTABLE.fullmatch(value):
+            out[tag] = value.decode("ascii").strip()
+        else:
+            slow.append(tag)
+    if slow:
+        subset = {t: found[t] for t in (*slow, 0x00080005) if t in found}
+        ds = raw_dataset(body, subset, implicit_vr, little_endian)
+        out.update((t, element_text(ds, t)) for t in slow)
+    return out
+
+
+_PRINTABLE = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")
+"""Printable ASCII without the backslash (the value separator)."""

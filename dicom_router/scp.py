@@ -92,7 +92,7 @@ from dicom_router._acceptor import (
     Verdict,
 )
 from dicom_router._dimse import Command, encode_file_meta
-from dicom_router._elements import element_text, raw_dataset
+from dicom_router._elements import collected_texts
 from dicom_router._framing import DatasetFramingError, RawElement, check_framing, inflate
 from dicom_router._sealing import retention_tag, uid_digest
 from dicom_router.content import message_type_of
@@ -440,12 +440,12 @@ class DicomListener:
         except DatasetFramingError as exc:
             raise _Rejected(STATUS_CANNOT_UNDERSTAND, f"dataset cannot be decoded: {exc}") from None
         try:
-            header = raw_dataset(body, found, implicit, little)
-            sop_class = element_text(header, 0x00080016)
-            sop_instance = element_text(header, 0x00080018)
-            attrs = {kw: element_text(header, _TAGS[kw]) for kw in ROUTING_KEYWORDS}
-            study = element_text(header, 0x0020000D)
-            series = element_text(header, 0x0020000E)
+            texts = collected_texts(body, found, _TEXT_TAGS, implicit, little)
+            sop_class = texts[0x00080016]
+            sop_instance = texts[0x00080018]
+            attrs = {kw: texts[_TAGS[kw]] for kw in ROUTING_KEYWORDS}
+            study = texts[0x0020000D]
+            series = texts[0x0020000E]
         except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on bad input
             raise _Rejected(
                 STATUS_CANNOT_UNDERSTAND, f"dataset cannot be decoded: {type(exc).__name__}: {exc}"
@@ -606,9 +606,9 @@ def _keyword_tags() -> dict[str, int]:
 
 
 _TAGS = _keyword_tags()
-_COLLECT = frozenset(
-    {*_TAGS.values(), 0x00080005, 0x00080016, 0x00080018, 0x0020000D, 0x0020000E}
-)  # routing attributes, Specific Character Set, SOP and study/series UIDs
+_TEXT_TAGS = (*_TAGS.values(), 0x00080016, 0x00080018, 0x0020000D, 0x0020000E)
+"""Read at reception: the routing attributes, the SOP and study/series UIDs."""
+_COLLECT = frozenset({*_TEXT_TAGS, 0x00080005})  # and the Specific Character Set
 
 
 def _supported_contexts() -> list[PresentationContext]:

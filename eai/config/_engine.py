@@ -51,14 +51,14 @@ class EngineConfig(Model):
         default=200, ge=1, le=100_000, description="outbox items claimed per delivery round"
     )
     batch_wait: Duration = Field(
-        default=0.05,
+        default=0.1,
         ge=0,
         le=5,
         description="after a batch that was not full, the pipeline and each delivery worker "
         "take the next one this long after the start of the last: under load each "
         "transaction carries many messages (fewer commits, more throughput), at the cost "
         "of up to this much latency per stage",
-        examples=["50ms", "10ms"],
+        examples=["100ms", "10ms"],
     )
     lease: Duration = Field(
         default=60.0, gt=0, description="how long a claimed outbox item stays reserved to this node"

@@ -18,7 +18,6 @@ from typing import Any
 
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 from pynetdicom.pdu import A_ASSOCIATE_AC as AssociateAcPdu
 from pynetdicom.pdu import A_ASSOCIATE_RJ as AssociateRjPdu
 from pynetdicom.pdu import A_ASSOCIATE_RQ as AssociateRqPdu
@@ -26,45 +25,21 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
 
 from dicom_router import _dimse
 from dicom_router._dimse import Command
-from dicom_router._sealing import retention_tag
 from dicom_router._store_scu import StoreScu, _dataset_offset
 from dicom_router.forward import DicomDestinationConfig
 from dicom_router.reference import InstanceRef
-from dicom_router.spool import Spool
 from eai.config import Coercion
 from eai.errors import PermanentDeliveryError, TransientDeliveryError
 from tests._dicom_peers import HOST, StoreScp, dataset_bytes
+from tests._dicom_spool import spooled_ct as spooled_part10
 from tests._net import free_port
 
 pytestmark = pytest.mark.integration
 
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-
 
 def spooled_ct(tmp_path: Path) -> tuple[InstanceRef, bytes]:
     """pydicom's CT_small in a spool under ``tmp_path``: its reference and its dataset bytes."""
-    spool = Spool(tmp_path / "spool")
-    spool.open()
-    path = get_testdata_file("CT_small.dcm")
-    assert path is not None
-    data = Path(path).read_bytes()
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    f = spool.write([data], len(data), retention_tag("CT1", ds.SOPInstanceUID))
-    ref = InstanceRef(
-        str(tmp_path / "spool"),
-        f.name,
-        f.size,
-        f.sha256,
-        ds.SOPClassUID,
-        ds.SOPInstanceUID,
-        ds.StudyInstanceUID,
-        ds.SeriesInstanceUID,
-        EXPLICIT_LE,
-        "CT1",
-        "127.0.0.1:5",
-        {},
-        key=f.key,
-    )
+    ref, data = spooled_part10(tmp_path / "spool")
     return ref, data[_dataset_offset(data) :]
 
 

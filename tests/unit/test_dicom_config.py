@@ -11,14 +11,12 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from dicom_router._sealing import retention_tag
 from dicom_router._store_scu import StoreScu, _dataset_offset
 from dicom_router.coercion import apply_coercion
 from dicom_router.content import parse_dicom
 from dicom_router.forward import DicomDestinationConfig, store_verdict
 from dicom_router.reference import InstanceRef
 from dicom_router.scp import DicomListenerConfig, is_uid
-from dicom_router.spool import Spool
 from eai.config import Coercion, Route, load_config_text
 from eai.errors import (
     ConfigError,
@@ -27,6 +25,7 @@ from eai.errors import (
     TransientDeliveryError,
 )
 from eai.routing import evaluate
+from tests._dicom_spool import spooled_ct
 from tests._paths import REPO
 
 BASE = """\
@@ -244,7 +243,7 @@ def test_reference_round_trip_and_refusals() -> None:
 
 
 def test_content_type_routes_on_tags_and_calling_ae(tmp_path: Path) -> None:
-    ref, data = _spooled_ct(tmp_path, {"Modality": "CT", "PatientID": "1CT1"})
+    ref, data = spooled_ct(tmp_path, {"Modality": "CT", "PatientID": "1CT1"})
     ds = pydicom.dcmread(BytesIO(data), stop_before_pixels=True)
     content = parse_dicom(ref.to_json(), None)
     msg = content.routable
@@ -276,38 +275,10 @@ def test_content_type_routes_on_tags_and_calling_ae(tmp_path: Path) -> None:
         parse_dicom(json.dumps({**json.loads(ref.to_json()), "spool": "../x"}).encode(), None)
 
 
-def _spooled_ct(tmp_path: Path, attrs: dict[str, str] | None = None) -> tuple[InstanceRef, bytes]:
-    """pydicom's CT_small in a new spool under ``tmp_path``, and its reference (``attrs``:
-    the routing attributes the SCP would have recorded)."""
-    spool = Spool(tmp_path)
-    spool.open()
-    path = get_testdata_file("CT_small.dcm")
-    assert path is not None
-    data = Path(path).read_bytes()
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    f = spool.write([data], len(data), retention_tag("CT1", ds.SOPInstanceUID))
-    ref = InstanceRef(
-        str(tmp_path),
-        f.name,
-        f.size,
-        f.sha256,
-        ds.SOPClassUID,
-        ds.SOPInstanceUID,
-        ds.StudyInstanceUID,
-        ds.SeriesInstanceUID,
-        "1.2.840.10008.1.2.1",
-        "CT1",
-        "127.0.0.1:5",
-        attrs or {},
-        key=f.key,
-    )
-    return ref, data
-
-
 def test_forwarder_sends_the_decrypted_dataset_and_refuses_a_tampered_file(
     tmp_path: Path,
 ) -> None:
-    ref, data = _spooled_ct(tmp_path)
+    ref, data = spooled_ct(tmp_path)
     # What the forwarding process does with a delivery (dicom_router._forward_child).
     scu = StoreScu(DicomDestinationConfig(name="pacs", ae_title="PACS", host="127.0.0.1", port=104))
     body = scu.load(ref)

@@ -223,8 +223,7 @@ class Hostile:
         try:
             self.script(conn)
             if self.close_after_response:
-                self.served.set()
-                return
+                return  # ``finally`` closes, then says served (never the other way round)
             while True:  # then until our side closes, answering a release
                 pdu_type, _body = conn.pdu()
                 if pdu_type == _dimse.A_RELEASE_RQ:

@@ -443,7 +443,7 @@ class Association:
         self._guard(pdu_type, length)
         body = self._read_body(length, deadline)
         self.sock.settimeout(server.network_timeout)
-        header = _dimse_header(pdu_type, length)
+        header = _dimse.pdu_header(pdu_type, length)
         try:
             pdu = AssociateRqPdu()
             pdu.decode(header + bytes(body))
@@ -633,7 +633,3 @@ class _Message:
         self.data.append(data)
         self.data_size += len(data)
         return last
-
-
-def _dimse_header(pdu_type: int, length: int) -> bytes:
-    return bytes([pdu_type, 0]) + length.to_bytes(4, "big")

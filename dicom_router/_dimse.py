@@ -57,6 +57,7 @@ __all__ = [
     "parse_pdvs",
     "pdata_message",
     "pdata_pdus",
+    "pdu_header",
     "response_status",
     "store_rq",
     "store_rsp",
@@ -114,6 +115,11 @@ def parse_pdu_header(header: bytes | bytearray | memoryview) -> tuple[int, int]:
         raise ProtocolError(f"PDU header of {len(header)} bytes")
     pdu_type, length = _HEADER.unpack_from(header)
     return int(pdu_type), int(length)
+
+
+def pdu_header(pdu_type: int, length: int) -> bytes:
+    """The 6-byte PDU header (the inverse of :func:`parse_pdu_header`)."""
+    return _HEADER.pack(pdu_type, length)
 
 
 Pdv = tuple[int, int, memoryview]

@@ -201,7 +201,7 @@ class Requestor:
             raise NoResponse(
                 f"no answer to A-ASSOCIATE-RQ within {self.acse_timeout:g} s"
             ) from None
-        raw = _header(pdu_type, len(body)) + bytes(body)
+        raw = _dimse.pdu_header(pdu_type, len(body)) + bytes(body)
         if pdu_type == _dimse.A_ASSOCIATE_RJ:
             rj = _decode(AssociateRjPdu(), raw, "A-ASSOCIATE-RJ")
             text = f"{rj.result_str}, {rj.source_str}: {rj.reason_str}"
@@ -444,10 +444,6 @@ class Requestor:
                 pass
         except OSError:
             pass
-
-
-def _header(pdu_type: int, length: int) -> bytes:
-    return bytes([pdu_type, 0]) + length.to_bytes(4, "big")
 
 
 def _decode(pdu: AssociateAcPdu | AssociateRjPdu, raw: bytes, what: str) -> A_ASSOCIATE:

@@ -11,27 +11,22 @@ machinery past the A-ASSOCIATE PDUs), sends and turns the answer into a
 :class:`DeliveryResult` or a delivery error (:func:`store_verdict`). Every call
 blocks: it runs in the forwarding process (:mod:`dicom_router._forward_child`),
 one thread per link. ``eai dicom send`` (:mod:`dicom_router.client`, pynetdicom's
-requestor) uses :class:`ClosingAE` and :func:`tls_problem`.
+requestor) shares :func:`tls_reason`.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import ssl
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from io import BytesIO
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydicom import Dataset, dcmread
 from pydicom.uid import UID
-from pynetdicom import AE, _config
-from pynetdicom.association import Association
 from pynetdicom.dsutils import encode
-from pynetdicom.transport import AssociationSocket
 
 from connectors.mllp._tls import client_context
 from dicom_router._dimse import ProtocolError
@@ -45,44 +40,9 @@ from eai.messages import DeliveryResult
 if TYPE_CHECKING:
     from dicom_router.forward import DicomDestinationConfig
 
-__all__ = ["ClosingAE", "Link", "StoreScu", "store_verdict", "tls_problem"]
+__all__ = ["Link", "StoreScu", "store_verdict", "tls_reason"]
 
 log = logging.getLogger("dicom_router.forward")  # the destination's logger, as before the split
-
-# pynetdicom sends a file's dataset straight from disk (bytes as they are) only in
-# this mode; without it, it decodes and re-encodes the file. ``eai dicom send``
-# sends files this way (ClosingAE).
-_config.STORE_SEND_CHUNKED_DATASET = True
-
-
-class ClosingAE(AE):
-    """An AE that closes the socket of a connection that failed.
-
-    pynetdicom 3.0's ``AssociationSocket.connect`` drops a refused socket without
-    closing it (its ``_shutdown_socket`` stops at ``shutdown()``, which fails on an
-    unconnected socket): call :meth:`close_failed` after an association that did
-    not establish.
-    """
-
-    def __init__(self, ae_title: str) -> None:
-        super().__init__(ae_title=ae_title)
-        self._sockets: weakref.WeakKeyDictionary[Association, socket.socket] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def _create_socket(self, assoc: Association, address: Any, tls_args: Any) -> AssociationSocket:
-        sock = super()._create_socket(assoc, address, tls_args)
-        if sock.socket is not None:
-            self._sockets[assoc] = sock.socket
-        return sock
-
-    def close_failed(self, assoc: Association) -> None:
-        raw = self._sockets.pop(assoc, None)
-        # With TLS, ``connect`` replaced the raw socket by the SSL one wrapping it.
-        wrapped = getattr(assoc.dul.socket, "socket", None)
-        for sock in (wrapped, raw):
-            if sock is not None:
-                sock.close()
 
 
 def store_verdict(status: int, address: str) -> DeliveryResult:
@@ -236,7 +196,7 @@ class StoreScu:
             raise TransientDeliveryError(text) from exc
         except ssl.SSLError as exc:
             raise TransientDeliveryError(
-                f"{self.address}: TLS handshake failed: {_tls_reason(exc)}"
+                f"{self.address}: TLS handshake failed: {tls_reason(exc)}"
             ) from exc
         except Aborted as exc:
             raise TransientDeliveryError(f"{self.address} aborted the association") from exc
@@ -315,29 +275,7 @@ def _ts_name(uid: str) -> str:
     return f"{UID(uid).name} ({uid})"
 
 
-def tls_problem(
-    ctx: ssl.SSLContext, host: str, port: int, server_hostname: str, timeout: float
-) -> str:
-    """Why a TLS handshake with ``host:port`` fails ('' if it succeeds or TCP fails).
-
-    pynetdicom only logs the handshake error of an association (``transport.py``,
-    ``AssociationSocket.connect``): after a failed association, one more handshake
-    (nothing else sent) gives the reason for ``last_error`` (e.g. "certificate
-    verify failed").
-    """
-    try:
-        with (
-            socket.create_connection((host, port), timeout=timeout) as raw,
-            ctx.wrap_socket(raw, server_hostname=server_hostname),
-        ):
-            return ""
-    except ssl.SSLError as exc:
-        return _tls_reason(exc)
-    except OSError:
-        return ""
-
-
-def _tls_reason(exc: ssl.SSLError) -> str:
+def tls_reason(exc: ssl.SSLError) -> str:
     """The reason of a TLS failure, e.g. "certificate verify failed: ..."."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate verify failed: {exc.verify_message}"

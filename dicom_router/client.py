@@ -15,25 +15,83 @@ from __future__ import annotations
 import re
 import socket
 import ssl
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
-from pynetdicom import build_context, evt
+from pynetdicom import AE, _config, build_context, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import AssociationSocket
 
-from dicom_router.forward import (  # also sets pynetdicom to send files as they are
-    ClosingAE,
-    tls_problem,
-)
+from dicom_router._requestor import MAX_CONTEXTS
+from dicom_router._store_scu import tls_reason
 
 __all__ = ["Peer", "SendResult", "echo", "list_files", "parse_peer", "send_files"]
 
 _PEER = re.compile(r"^(?P<ae>[^@\\]{1,16})@(?P<host>\[[^\]]+\]|[^:]+):(?P<port>\d{1,5})$")
-_MAX_CONTEXTS = 128
+
+
+# pynetdicom sends a file's dataset straight from disk (bytes as they are) only in
+# this mode; without it, it decodes and re-encodes the file. ``eai dicom send``
+# sends files this way.
+_config.STORE_SEND_CHUNKED_DATASET = True
+
+
+class ClosingAE(AE):
+    """An AE that closes the socket of a connection that failed.
+
+    pynetdicom 3.0's ``AssociationSocket.connect`` drops a refused socket without
+    closing it (its ``_shutdown_socket`` stops at ``shutdown()``, which fails on an
+    unconnected socket): call :meth:`close_failed` after an association that did
+    not establish.
+    """
+
+    def __init__(self, ae_title: str) -> None:
+        super().__init__(ae_title=ae_title)
+        self._sockets: weakref.WeakKeyDictionary[Association, socket.socket] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _create_socket(self, assoc: Association, address: Any, tls_args: Any) -> AssociationSocket:
+        sock = super()._create_socket(assoc, address, tls_args)
+        if sock.socket is not None:
+            self._sockets[assoc] = sock.socket
+        return sock
+
+    def close_failed(self, assoc: Association) -> None:
+        raw = self._sockets.pop(assoc, None)
+        # With TLS, ``connect`` replaced the raw socket by the SSL one wrapping it.
+        wrapped = getattr(assoc.dul.socket, "socket", None)
+        for sock in (wrapped, raw):
+            if sock is not None:
+                sock.close()
+
+
+def tls_problem(
+    ctx: ssl.SSLContext, host: str, port: int, server_hostname: str, timeout: float
+) -> str:
+    """Why a TLS handshake with ``host:port`` fails ('' if it succeeds or TCP fails).
+
+    pynetdicom only logs the handshake error of an association (``transport.py``,
+    ``AssociationSocket.connect``): after a failed association, one more handshake
+    (nothing else sent) gives the reason for ``last_error`` (e.g. "certificate
+    verify failed").
+    """
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            ctx.wrap_socket(raw, server_hostname=server_hostname),
+        ):
+            return ""
+    except ssl.SSLError as exc:
+        return tls_reason(exc)
+    except OSError:
+        return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +227,7 @@ def _batches(
     batch: list[tuple[Path, tuple[str, str]]] = []
     seen: set[tuple[str, str]] = set()
     for item in items:
-        if item[1] not in seen and len(seen) >= _MAX_CONTEXTS:
+        if item[1] not in seen and len(seen) >= MAX_CONTEXTS:
             yield batch
             batch, seen = [], set()
         batch.append(item)

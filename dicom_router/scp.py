@@ -63,7 +63,8 @@ import concurrent.futures
 import ipaddress
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -97,7 +98,7 @@ from dicom_router._framing import DatasetFramingError, RawElement, check_framing
 from dicom_router._sealing import retention_tag, uid_digest
 from dicom_router.content import message_type_of
 from dicom_router.reference import ROUTING_KEYWORDS, InstanceRef
-from dicom_router.spool import Spool, SpooledFile
+from dicom_router.spool import PendingWrite, Spool, SpooledFile
 from eai.config import Duration, ListenerConfig, Model, TlsServerConfig
 from eai.errors import StoreError
 from eai.messages import IngestResult, JournalEntry
@@ -138,6 +139,8 @@ STATUS_UID_MISMATCH = 0xC002
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE: no backslash, no control
 _PREAMBLE = b"\x00" * 128 + b"DICM"
+_MAX_SYNC_THREADS = 8
+"""Threads per listener that make spooled instances durable (fsyncs on one disk)."""
 _TRANSFER_SYNTAXES = list(dict.fromkeys([*ALL_TRANSFER_SYNTAXES, *AllTransferSyntaxes]))
 
 
@@ -304,9 +307,13 @@ class DicomListener:
     def __init__(self, config: DicomListenerConfig, ingest: Ingest) -> None:
         self.config = config
         self._ingest = ingest
+        # The engine's ingest journals straight from this thread (checked once: a
+        # runtime Protocol check costs more than a C-STORE's other bookkeeping).
+        self._blocking = ingest.blocking if isinstance(ingest, ThreadIngest) else None
         self.spool = Spool(config.spool_dir.absolute(), config.quota_bytes)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Acceptor | None = None
+        self._syncer: ThreadPoolExecutor | None = None
         self._stopping = False
         self.stored = 0
         self.rejected = 0
@@ -326,6 +333,11 @@ class DicomListener:
         self._loop = asyncio.get_running_loop()
         self._stopping = False
         await run_blocking(self.spool.open)
+        if self._syncer is None:
+            self._syncer = ThreadPoolExecutor(
+                max_workers=min(_MAX_SYNC_THREADS, cfg.max_associations),
+                thread_name_prefix=f"dicom-sync:{cfg.name}",
+            )
         ctx = server_context(cfg.tls) if cfg.tls is not None else None
         server = Acceptor(
             name=cfg.name,
@@ -368,6 +380,9 @@ class DicomListener:
                 grace,
             )
         self._server = None
+        syncer, self._syncer = self._syncer, None
+        if syncer is not None:
+            await run_blocking(syncer.shutdown)
         log.info("listener %s: stopped", self.config.name)
 
     # -- association filter (in the association's thread) ------------------
@@ -402,19 +417,26 @@ class DicomListener:
         )
         tag = retention_tag(calling, _printable(command.affected_sop_instance_uid))
         try:
-            spooled = self.spool.write([head, *request.dataset], len(head) + request.size, tag)
+            # The fsyncs run on a sync thread while this one inspects the dataset and
+            # the writer prepares the journal rows; the writer waits for them before
+            # it commits (PendingWrite.durable), so the order on disk is unchanged.
+            pending = self.spool.begin(
+                [head, *request.dataset], len(head) + request.size, tag, self._syncer
+            )
+            spooled = pending.spooled
+            parts = request.dataset
+            dataset = parts[0] if len(parts) == 1 else memoryview(b"".join(parts))
+            try:
+                ref = self._inspect(spooled, dataset, ts, command, calling, peer)
+            except _Rejected as rej:
+                pending.durable()
+                return self._reject(spooled, rej, command, calling, peer)
         except StoreError as exc:
             log.error(
                 "listener %s: instance from %s refused (0xA700): %s", self.config.name, calling, exc
             )
             return STATUS_OUT_OF_RESOURCES
-        parts = request.dataset
-        dataset = parts[0] if len(parts) == 1 else memoryview(b"".join(parts))
-        try:
-            ref = self._inspect(spooled, dataset, ts, command, calling, peer)
-        except _Rejected as rej:
-            return self._reject(spooled, rej, command, calling, peer)
-        return self._journal(spooled, ref)
+        return self._journal(pending, ref)
 
     def _inspect(
         self,
@@ -479,7 +501,8 @@ class DicomListener:
             key=spooled.key,
         )
 
-    def _journal(self, spooled: SpooledFile, ref: InstanceRef) -> int:
+    def _journal(self, pending: PendingWrite, ref: InstanceRef) -> int:
+        spooled = pending.spooled
         entry = JournalEntry(
             listener=self.config.name,
             payload=ref.to_json(),
@@ -494,9 +517,9 @@ class DicomListener:
             sending_facility=ref.attrs.get("InstitutionName", "")[:64],
         )
         try:
-            result = self._submit(entry)
+            result = self._submit(entry, pending.durable)
         except StoreError as exc:
-            self.spool.remove(spooled.name)
+            self._discard(pending)
             log.error(
                 "listener %s: journal refused an instance (0xA700): %s", self.config.name, exc
             )
@@ -571,14 +594,27 @@ class DicomListener:
             log.error("listener %s: cannot journal a refused instance: %s", self.config.name, exc)
         return rej.status
 
-    def _submit(self, entry: JournalEntry) -> IngestResult:
-        """Journals ``entry`` from the association's thread; returns after the commit."""
+    def _discard(self, pending: PendingWrite) -> None:
+        """Removes an instance that will not be journaled, once its rename is done."""
+        try:
+            pending.durable()
+        except StoreError:
+            return  # nothing was left behind
+        self.spool.remove(pending.spooled.name)
+
+    def _submit(
+        self, entry: JournalEntry, before_commit: Callable[[], object] | None = None
+    ) -> IngestResult:
+        """Journals ``entry`` from the association's thread; returns after the commit,
+        which comes after ``before_commit()`` returned (its exception fails the entry)."""
         loop = self._loop
         if loop is None or loop.is_closed():
             raise StoreError("the engine's event loop is gone")
         try:
-            if isinstance(self._ingest, ThreadIngest):  # the engine's: straight to its writer
-                return self._ingest.blocking(entry, self.config.journal_timeout)
+            if self._blocking is not None:  # the engine's: straight to its writer
+                return self._blocking(entry, self.config.journal_timeout, before_commit)
+            if before_commit is not None:
+                before_commit()
             future: concurrent.futures.Future[IngestResult] = asyncio.run_coroutine_threadsafe(
                 _awaited(self._ingest(entry)), loop
             )

@@ -45,6 +45,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +56,7 @@ from eai.errors import StoreError
 __all__ = [
     "INSTANCES",
     "QUARANTINE",
+    "PendingWrite",
     "Spool",
     "SpoolIntegrityError",
     "SpooledFile",
@@ -174,6 +176,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+@dataclass(frozen=True, slots=True)
+class PendingWrite:
+    """An instance written to ``tmp/`` whose fsync and rename may still be running."""
+
+    spooled: SpooledFile
+    _done: Future[SpooledFile] = field(repr=False)
+
+    def durable(self, timeout: float | None = None) -> SpooledFile:
+        """Waits until the instance is durable under its final name; raises
+        :class:`StoreError` when it could not be made so (nothing is left then)."""
+        return self._done.result(timeout)
+
+
 class Spool:
     """One listener's spool directory (thread-safe: one instance, many associations)."""
 
@@ -220,6 +235,22 @@ class Spool:
         Raises :class:`StoreError` when the quota would be exceeded or the disk
         refuses (full, read-only, permissions); nothing is left behind then.
         """
+        return self.begin(chunks, size, tag, sync=None).durable()
+
+    def begin(
+        self,
+        chunks: Iterable[bytes | memoryview],
+        size: int,
+        tag: str,
+        sync: Executor | None,
+    ) -> PendingWrite:
+        """:meth:`write` in two halves: seals and writes ``tmp/<name>`` now, and makes it
+        durable (fsync, rename to ``instances/``, fsync of the directory) on ``sync``'s
+        thread while the caller goes on (inline when ``sync`` is None).
+
+        The caller must call :meth:`PendingWrite.durable` before it relies on the file
+        (journals it, answers success). Raises :class:`StoreError` like :meth:`write`.
+        """
         disk_size = sealed_size(size, tag)
         self._reserve(disk_size)
         name = spool_name()
@@ -243,23 +274,51 @@ class Spool:
                         n = os.write(fd, view)
                         view = view[n:]
                         written += n
-                os.fsync(fd)
-            finally:
+            except BaseException:
                 os.close(fd)
-            os.rename(tmp, final)
-            self._sync_instances.sync()
+                raise
         except (OSError, ValueError) as exc:
-            self._release(disk_size)
-            for leftover in (tmp, final):
+            raise self._failed(exc, disk_size, tmp, final) from exc
+        spooled = SpooledFile(name, final, size, digest.hexdigest(), key, written)
+
+        def finish() -> SpooledFile:
+            try:
                 try:
-                    leftover.unlink(missing_ok=True)
-                except OSError:
-                    pass
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise StoreError(f"spool {self.root}: cannot write: {why}") from exc
-        if written != disk_size:
-            self._adjust(written - disk_size)
-        return SpooledFile(name, final, size, digest.hexdigest(), key, written)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.rename(tmp, final)
+                self._sync_instances.sync()
+            except OSError as exc:
+                raise self._failed(exc, disk_size, tmp, final) from exc
+            if written != disk_size:
+                self._adjust(written - disk_size)
+            return spooled
+
+        done: Future[SpooledFile] | None = None
+        if sync is not None:
+            try:
+                done = sync.submit(finish)
+            except RuntimeError:  # shut down (the listener is stopping): finish here
+                done = None
+        if done is None:
+            done = Future()
+            try:
+                done.set_result(finish())
+            except StoreError as exc:
+                done.set_exception(exc)
+        return PendingWrite(spooled, done)
+
+    def _failed(self, exc: OSError | ValueError, disk_size: int, *paths: Path) -> StoreError:
+        """Releases the quota and removes ``paths``; the error to raise."""
+        self._release(disk_size)
+        for leftover in paths:
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError:
+                pass
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return StoreError(f"spool {self.root}: cannot write: {why}")
 
     def remove(self, name: str) -> None:
         """Removes an instance (best effort: a file already gone is fine)."""

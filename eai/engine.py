@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -77,8 +77,13 @@ class _Ingest:
             self._wake.set()
         return result
 
-    def blocking(self, entry: JournalEntry, timeout: float) -> IngestResult:
-        result = self._store.ingest_blocking(entry, timeout)
+    def blocking(
+        self,
+        entry: JournalEntry,
+        timeout: float,
+        before_commit: Callable[[], object] | None = None,
+    ) -> IngestResult:
+        result = self._store.ingest_blocking(entry, timeout, before_commit)
         if not result.duplicate and entry.status == "received":
             try:
                 self._loop.call_soon_threadsafe(self._wake.set)

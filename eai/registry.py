@@ -56,9 +56,19 @@ class ThreadIngest(Protocol):
 
     async def __call__(self, entry: JournalEntry) -> IngestResult: ...
 
-    def blocking(self, entry: JournalEntry, timeout: float) -> IngestResult:
+    def blocking(
+        self,
+        entry: JournalEntry,
+        timeout: float,
+        before_commit: Callable[[], object] | None = None,
+    ) -> IngestResult:
         """Journals ``entry``; returns after the commit. Raises StoreError, or TimeoutError
-        when no commit came within ``timeout`` s (the entry may still be committed)."""
+        when no commit came within ``timeout`` s (the entry may still be committed).
+
+        ``before_commit`` is called on the writer's thread once the entry's rows are
+        written and before they are committed (a DICOM listener waits there for its
+        spool file's fsync); an exception from it fails the entry (StoreError as is,
+        anything else wrapped in one) and nothing of it is committed."""
         ...
 
 

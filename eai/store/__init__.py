@@ -8,6 +8,7 @@ writer thread) and the typed rows/outcomes the pipeline and delivery use.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine
@@ -63,9 +64,15 @@ class Store:
         """The listeners' :data:`eai.registry.Ingest`: returns after the durable commit."""
         return await self.writer.journal(entry)
 
-    def ingest_blocking(self, entry: JournalEntry, timeout: float) -> IngestResult:
-        """:meth:`ingest` for a listener's own thread: returns after the durable commit."""
-        return self.writer.journal_blocking(entry, timeout)
+    def ingest_blocking(
+        self,
+        entry: JournalEntry,
+        timeout: float,
+        before_commit: Callable[[], object] | None = None,
+    ) -> IngestResult:
+        """:meth:`ingest` for a listener's own thread: returns after the durable commit
+        (see :meth:`eai.registry.ThreadIngest.blocking` for ``before_commit``)."""
+        return self.writer.journal_blocking(entry, timeout, before_commit)
 
     def start(self) -> None:
         self.writer.start()

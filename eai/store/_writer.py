@@ -11,6 +11,9 @@ the entries get their own transaction first, so that an acknowledgement never
 waits for that work.
 If a grouped transaction fails, each write is retried alone so that one bad
 write cannot fail its neighbours.
+A journal entry may carry a ``before_commit`` callable, run after the rows are
+written and before the commit: the DICOM listener's spool fsync runs while this
+thread writes the rows, and the commit still comes after the file is durable.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class _Item:
     work: JournalEntry | Callable[[Connection], Any]
     future: asyncio.Future[Any] | concurrent.futures.Future[Any]
     loop: asyncio.AbstractEventLoop | None
+    before_commit: Callable[[], object] | None = None
 
 
 _STOP = object()
@@ -79,12 +83,21 @@ class Writer:
         self._queue.put(_Item(entry, fut, loop))
         return await fut
 
-    def journal_blocking(self, entry: JournalEntry, timeout: float) -> IngestResult:
+    def journal_blocking(
+        self,
+        entry: JournalEntry,
+        timeout: float,
+        before_commit: Callable[[], object] | None = None,
+    ) -> IngestResult:
         """Same as :meth:`journal`, for listeners on their own threads (no event-loop hop).
         Raises StoreError, or TimeoutError when no commit came within ``timeout`` s (the
-        entry may still be committed later)."""
+        entry may still be committed later).
+
+        ``before_commit`` runs on this thread after the entry's rows are written, before
+        the transaction commits; if it raises, the entry fails and is not committed (the
+        rest of its group is retried without it)."""
         fut: concurrent.futures.Future[IngestResult] = concurrent.futures.Future()
-        self._queue.put(_Item(entry, fut, None))
+        self._queue.put(_Item(entry, fut, None, before_commit))
         return fut.result(timeout)
 
     async def run(self, op: Callable[[Connection], T]) -> T:
@@ -167,6 +180,9 @@ class Writer:
             for i, it in enumerate(batch):
                 if not isinstance(it.work, JournalEntry):
                     results[i] = it.work(conn)
+            for it in batch:
+                if it.before_commit is not None:
+                    it.before_commit()
         self.commits += 1
         self.writes += len(batch)
         return results

@@ -451,6 +451,42 @@ def test_unwritable_spool_answers_out_of_resources(tmp_path: Path) -> None:
         assert len(spooled(tmp_path)) == 1
 
 
+def test_spool_fsync_failure_after_the_rows_are_written_answers_out_of_resources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spool file's fsync runs while the writer writes the journal rows; when it
+    fails, the rows are rolled back, the answer is 0xA700 and nothing is left."""
+    from sqlalchemy import func, select
+
+    from eai.store._schema import messages
+
+    real = os.fsync
+    spool_tmp = str(tmp_path / "spool" / "tmp")
+
+    def failing(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(spool_tmp):
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    with router(tmp_path) as (eng, plain, _marked, _cfg):
+        peer = Peer("EAI", HOST, eng.port("img"))
+        series = make_ct_series(2, tmp_path / "ct")
+        monkeypatch.setattr(os, "fsync", failing)
+        assert _status(send_files(peer, series[:1], "STORESCU")) == ["0xA700"]
+        monkeypatch.undo()
+        assert spooled(tmp_path) == [] and list((tmp_path / "spool" / "tmp").iterdir()) == []
+        store = eng.engine.store
+        assert store is not None
+        count = select(func.count()).select_from(messages)
+        with store.engine.connect() as c:
+            assert c.execute(count).scalar_one() == 0
+        # the same instance again, and the next: both journaled, spooled and forwarded
+        assert _status(send_files(peer, series, "STORESCU")) == ["0x0000", "0x0000"]
+        with store.engine.connect() as c:
+            assert c.execute(count).scalar_one() == 2
+        plain.wait_files(2)
+
+
 def test_destination_down_mid_study_then_back(tmp_path: Path) -> None:
     n = 30
     series = make_ct_series(n, tmp_path / "ct")

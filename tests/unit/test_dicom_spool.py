@@ -7,7 +7,10 @@ import logging
 import os
 import stat
 import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -126,6 +129,70 @@ def test_write_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
         list((tmp_path / "tmp").iterdir()) == [] and list((tmp_path / "instances").iterdir()) == []
     )
     assert spool.used_bytes == 0
+
+
+class _HeldExecutor(Executor):
+    """Runs what it is given only when told (the sync thread, paused)."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[Future[Any], Callable[[], Any]]] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        self.held.append((fut, lambda: fn(*args, **kwargs)))
+        return fut
+
+    def release(self) -> None:
+        for fut, call in self.held:
+            try:
+                fut.set_result(call())
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiter
+                fut.set_exception(exc)
+
+
+def test_begin_writes_now_and_makes_durable_on_the_sync_thread(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.open()
+    sync = _HeldExecutor()
+    pending = spool.begin([b"abc", b"defg"], 7, TAG, sync)
+    f = pending.spooled
+    # written, not yet renamed: nothing in instances/ until the sync thread ran
+    assert [p.name for p in (tmp_path / "tmp").iterdir()] == [f.name]
+    assert list((tmp_path / "instances").iterdir()) == []
+    sync.release()
+    assert pending.durable(1) == f
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert read_instance(f.path, f.key, f.size, f.sha256) == b"abcdefg"
+    assert spool.used_bytes == f.disk_size == f.path.stat().st_size
+
+
+def test_begin_failure_on_the_sync_thread_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path)
+    spool.open()
+    with ThreadPoolExecutor(1) as sync:
+
+        def full(fd: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, "fsync", full)
+        pending = spool.begin([b"abc"], 3, TAG, sync)
+        with pytest.raises(StoreError, match="No space left"):
+            pending.durable(5)
+        monkeypatch.undo()
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert list((tmp_path / "instances").iterdir()) == []
+    assert spool.used_bytes == 0
+
+
+def test_begin_on_a_shut_down_executor_finishes_inline(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.open()
+    sync = ThreadPoolExecutor(1)
+    sync.shutdown()
+    f = spool.begin([b"abc"], 3, TAG, sync).durable(0)  # already done: no wait
+    assert f.path.parent == tmp_path / "instances" and f.path.exists()
 
 
 def test_concurrent_writes_share_directory_syncs(tmp_path: Path) -> None:

@@ -1,6 +1,9 @@
 """The writer thread: group commit, retransmission detection, failure isolation."""
 
 import asyncio
+import concurrent.futures
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -158,3 +161,46 @@ def test_locked_journal_fails_the_whole_batch_at_once(tmp_path):
         s.close()
     assert all(isinstance(r, StoreError) for r in res)
     assert elapsed < 2.5  # about one busy timeout, not one per write
+
+
+def _committed_ids(store: Store) -> set[str]:
+    with store.engine.connect() as c:
+        return {r.control_id for r in c.execute(select(messages.c.control_id))}
+
+
+def test_before_commit_runs_after_the_rows_are_written_and_before_the_commit(store):
+    seen: list[set[str]] = []
+
+    def before() -> None:
+        seen.append(_committed_ids(store))  # another connection: only committed rows
+
+    res = store.ingest_blocking(_entry(1), 5, before)
+    assert seen == [set()]  # called, and nothing was committed yet
+    assert not res.duplicate
+    assert _committed_ids(store) == {"1"}
+
+
+def test_before_commit_failure_fails_only_its_entry(store):
+    gate = threading.Event()
+
+    def slow(conn):  # keeps the writer busy so that the next writes group together
+        gate.wait(5)
+
+    def refuse() -> None:
+        raise StoreError("spool file not durable")
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        busy = pool.submit(store.writer.run_sync, slow)
+        good = pool.submit(store.ingest_blocking, _entry(1), 5)
+        bad = pool.submit(store.ingest_blocking, _entry(2), 5, refuse)
+        other = pool.submit(store.ingest_blocking, _entry(3), 5, lambda: None)
+        time.sleep(0.2)  # all three queued behind the busy write
+        gate.set()
+        busy.result(5)
+        with pytest.raises(StoreError, match="spool file not durable"):
+            bad.result(5)
+        assert not good.result(5).duplicate
+        assert not other.result(5).duplicate
+    assert _committed_ids(store) == {"1", "3"}
+    # the refused entry left nothing behind: sent again, it is journaled, not a duplicate
+    assert not store.ingest_blocking(_entry(2), 5).duplicate

@@ -632,7 +632,11 @@ async def _awaited(awaitable: Awaitable[IngestResult]) -> IngestResult:
 
 
 def _printable(value: str) -> str:
-    return "".join(c if 0x20 < ord(c) < 0x7F else "?" for c in value)[:64]
+    """``value``'s first 64 characters, each outside printable ASCII (or a space) as '?'."""
+    value = value[:64]
+    if value.isascii() and value.isprintable() and " " not in value:
+        return value  # the usual UID
+    return "".join(c if 0x20 < ord(c) < 0x7F else "?" for c in value)
 
 
 def _keyword_tags() -> dict[str, int]:

@@ -23,12 +23,19 @@ associations released, then :func:`main` returns (exit 0). End of file on the
 pipe (the engine is gone): associations not sending are released and the
 process exits without waiting for the others. SIGINT is ignored: a Ctrl-C in
 a terminal reaches the whole process group, and the engine stops its children.
+
+The process lowers its CPU priority by the destination's ``nice`` (default 10):
+when the CPUs are busy, the engine's listeners, whose peers wait for each
+answer, come first; forwarding takes the rest and is retried anyway. On the
+2-core benchmark host this took the receive rate from 303 to 328 images/s and
+the end-to-end rate from 294 to 315 (``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import os
 import queue
 import signal
 import threading
@@ -166,6 +173,11 @@ def main(conn: Connection, config: DicomDestinationConfig, levels: Mapping[str, 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     out = _Out(conn)
     _setup_logging(out, levels)
+    if config.nice:
+        try:
+            os.nice(config.nice)
+        except OSError as exc:  # not fatal: forwarding at the engine's priority
+            log.warning("destination %s: cannot lower the priority: %s", config.name, exc)
     jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
     try:
         scu = StoreScu(config)

@@ -116,6 +116,14 @@ class DicomDestinationConfig(DestinationConfig):
     max_pdu: int = Field(
         262144, ge=4096, le=16 * 1024 * 1024, description="our Maximum Length Received (bytes)"
     )
+    nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="how much the forwarding process lowers its CPU priority: forwarding "
+        "is retried in the background, while a modality waits for each answer of the "
+        "listeners (0: same priority as the engine)",
+    )
     connect_timeout: Duration = Field(10.0, gt=0, description="time allowed to connect")
     acse_timeout: Duration = Field(30.0, gt=0, description="time allowed for negotiation")
     dimse_timeout: Duration = Field(

@@ -127,6 +127,22 @@ def test_close_stops_the_forwarding_process(tmp_path: Path) -> None:
     assert dest.pid is None and multiprocessing.active_children() == []
 
 
+def test_forwarding_process_runs_at_a_lower_priority(tmp_path: Path) -> None:
+    """Forwarding yields the CPU to the listeners (``nice``, default 10)."""
+    with router(tmp_path) as (eng, _plain, _marked, _cfg):
+        dest = _destination(eng)
+        assert dest.config.nice == 10
+        _wait(lambda: dest.pid is not None, 10, "not started with the delivery worker")
+        pid = dest.pid
+        assert pid is not None
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        _wait(
+            lambda: os.getpriority(os.PRIO_PROCESS, pid) == min(19, ours + 10),
+            10,
+            "the forwarding process kept the engine's priority",
+        )
+
+
 def test_forwarding_process_ends_with_the_engine(tmp_path: Path) -> None:
     port = listener_port()
     with StoreScp(tmp_path / "plain", "PLAINSCP") as plain:

@@ -27,8 +27,8 @@ a terminal reaches the whole process group, and the engine stops its children.
 The process lowers its CPU priority by the destination's ``nice`` (default 10):
 when the CPUs are busy, the engine's listeners, whose peers wait for each
 answer, come first; forwarding takes the rest and is retried anyway. On the
-2-core benchmark host this took the receive rate from 303 to 328 images/s and
-the end-to-end rate from 294 to 315 (``docs/benchmarks.md``).
+2-core benchmark host, one back-to-back A/B run gave 328 vs 303 images/s
+received (``docs/benchmarks.md``: within the drift between runs, not proven).
 """
 
 from __future__ import annotations

@@ -8,16 +8,28 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from eai.config import Config, load_config
 from eai.store import Store, utcnow
 
-__all__ = ["CONFIG_OPTION", "emit_json", "open_store", "parse_time", "read_config"]
+__all__ = [
+    "CONFIG_OPTION",
+    "emit_json",
+    "open_store",
+    "parse_time",
+    "read_config",
+    "tls_client_context",
+    "tls_client_options",
+]
+
+_F = TypeVar("_F", bound=Callable[..., None])
 
 CONFIG_OPTION = click.option(
     "-c",
@@ -68,3 +80,44 @@ def parse_time(value: str | None) -> datetime | None:
 
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def tls_client_options(command: _F) -> _F:
+    """``--tls``, ``--ca``, ``--cert``, ``--key``: the test clients' TLS options
+    (``eai send`` for MLLP, ``eai dicom echo|send``); see :func:`tls_client_context`."""
+    options = [
+        click.option("--tls", is_flag=True, help="use TLS, server checked against system CAs"),
+        click.option(
+            "--ca",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="CA bundle (PEM) to verify the server; implies --tls",
+        ),
+        click.option(
+            "--cert",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="client certificate (PEM), for peers that require one; implies --tls",
+        ),
+        click.option(
+            "--key",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="private key of --cert (PEM), when not in the certificate file",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def tls_client_context(
+    tls: bool, ca: Path | None, cert: Path | None, key: Path | None
+) -> ssl.SSLContext | None:
+    """The client TLS context of :func:`tls_client_options` (TLS >= 1.2, server verified,
+    as the engine's destinations make it), or None for plain TCP."""
+    if key is not None and cert is None:
+        raise click.BadParameter("--key needs --cert", param_hint="--key")
+    if not (tls or ca or cert):
+        return None
+    from connectors.mllp._tls import client_context
+    from eai.config import TlsClientConfig
+
+    return client_context(TlsClientConfig(ca=ca, cert=cert, key=key))

@@ -11,24 +11,28 @@ as ``eai send`` does for MLLP.
 from __future__ import annotations
 
 import json
-import ssl
 import sys
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
-from eai.cli._common import CONFIG_OPTION, emit_json, open_store, parse_time, read_config
+from eai.cli._common import (
+    CONFIG_OPTION,
+    emit_json,
+    open_store,
+    parse_time,
+    read_config,
+    tls_client_context,
+    tls_client_options,
+)
 from eai.errors import EaiError
 
 if TYPE_CHECKING:
     from dicom_router.client import Peer
 
 __all__ = ["dicom"]
-
-_F = TypeVar("_F", bound=Callable[..., None])
 
 
 @click.group()
@@ -45,50 +49,11 @@ def _peer(value: str) -> Peer:
         raise click.BadParameter(str(exc)) from None
 
 
-def _tls_options(command: _F) -> _F:
-    """``--tls``, ``--ca``, ``--cert``, ``--key`` (the names ``eai send`` uses for MLLP)."""
-    options = [
-        click.option("--tls", is_flag=True, help="DICOM TLS, server checked against system CAs"),
-        click.option(
-            "--ca",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="CA bundle (PEM) to verify the server; implies --tls",
-        ),
-        click.option(
-            "--cert",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="client certificate (PEM), for peers that require one; implies --tls",
-        ),
-        click.option(
-            "--key",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="private key of --cert (PEM), when not in the certificate file",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _tls_context(
-    tls: bool, ca: Path | None, cert: Path | None, key: Path | None
-) -> ssl.SSLContext | None:
-    """The client TLS context (TLS >= 1.2, server verified), or None for plain TCP."""
-    if key is not None and cert is None:
-        raise click.BadParameter("--key needs --cert", param_hint="--key")
-    if not (tls or ca or cert):
-        return None
-    from connectors.mllp._tls import client_context
-    from eai.config import TlsClientConfig
-
-    return client_context(TlsClientConfig(ca=ca, cert=cert, key=key))
-
-
 @dicom.command("echo")
 @click.argument("peer")
 @click.option("--calling-ae", default="EAI", show_default=True, help="our AE title")
 @click.option("--timeout", default=10.0, show_default=True, help="seconds per step")
-@_tls_options
+@tls_client_options
 def echo_cmd(
     peer: str,
     calling_ae: str,
@@ -102,7 +67,7 @@ def echo_cmd(
     from dicom_router.client import echo
 
     target = _peer(peer)
-    context = _tls_context(tls, ca, cert, key)
+    context = tls_client_context(tls, ca, cert, key)
     try:
         status = echo(target, calling_ae, timeout, tls=context)
     except OSError as exc:
@@ -117,7 +82,7 @@ def echo_cmd(
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--calling-ae", default="EAI", show_default=True, help="our AE title")
 @click.option("--timeout", default=30.0, show_default=True, help="seconds per step")
-@_tls_options
+@tls_client_options
 def send_cmd(
     peer: str,
     paths: tuple[Path, ...],
@@ -135,7 +100,7 @@ def send_cmd(
     from dicom_router.client import SendResult, list_files, send_files
 
     target = _peer(peer)
-    context = _tls_context(tls, ca, cert, key)
+    context = tls_client_context(tls, ca, cert, key)
     files = list_files(paths)
     if not files:
         raise EaiError("no file to send")

@@ -8,12 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import ssl
 from pathlib import Path
 
 import click
 
-from eai.cli._common import CONFIG_OPTION, read_config
+from eai.cli._common import CONFIG_OPTION, read_config, tls_client_context, tls_client_options
 from eai.config import check_config, config_json_schema
 from eai.errors import ConfigError, ConfigIssue, EaiError
 
@@ -65,10 +64,7 @@ def _address(value: str) -> tuple[str, int]:
 @click.argument("address")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--timeout", default=30.0, show_default=True, help="seconds to wait for each ACK")
-@click.option("--tls", is_flag=True, help="use TLS")
-@click.option("--ca", type=click.Path(path_type=Path), help="CA bundle to verify the server")
-@click.option("--cert", type=click.Path(path_type=Path), help="client certificate (mutual TLS)")
-@click.option("--key", type=click.Path(path_type=Path), help="client private key")
+@tls_client_options
 def send(
     address: str,
     files: tuple[Path, ...],
@@ -96,11 +92,7 @@ def send(
             issue = ConfigIssue(str(f), 1, 1, "no HL7 message (no line starts with MSH)")
             raise ConfigError([issue])
         payloads.extend(msgs)
-    ctx: ssl.SSLContext | None = None
-    if tls or ca or cert:
-        ctx = ssl.create_default_context(cafile=str(ca) if ca else None)
-        if cert:
-            ctx.load_cert_chain(str(cert), str(key) if key else None)
+    ctx = tls_client_context(tls, ca, cert, key)
     try:
         acks = asyncio.run(send_messages(host, port, payloads, timeout=timeout, tls=ctx))
     except (OSError, TimeoutError) as exc:

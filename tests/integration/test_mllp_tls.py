@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from connectors.mllp import MllpDestination, MllpDestinationConfig, send_messages
+from eai.cli import cli
 from eai.config import TlsServerConfig
 from eai.errors import TransientDeliveryError
 from eai.messages import OutboxItem
@@ -117,5 +121,39 @@ def test_destination_over_mutual_tls(pki: Pki) -> None:
             finally:
                 await dest.close()
         assert msa(result.response) == ("AA", "DTLS-1")
+
+    run(scenario())
+
+
+def test_cli_send_over_mutual_tls(pki: Pki, tmp_path: Path) -> None:
+    """``eai send --ca --cert --key`` (the TLS options it shares with ``eai dicom``)."""
+    msg = tmp_path / "a01.hl7"
+    msg.write_bytes(message("CLI-TLS"))
+    runner = CliRunner()
+
+    async def scenario() -> None:
+        journal = FakeJournal()
+        async with running_listener(journal, tls=_tls(pki)) as listener:
+            address = f"127.0.0.1:{listener.port}"
+            mutual = ["--ca", str(pki.ca), "--cert", str(pki.client_cert)]
+            mutual += ["--key", str(pki.client_key)]
+            ok = await asyncio.to_thread(
+                runner.invoke, cli, ["send", "--timeout", "5", *mutual, address, str(msg)]
+            )
+            assert ok.exit_code == 0, ok.output
+            assert ok.output.startswith("MSA|AA|CLI-TLS")
+            # without the client certificate the listener refuses the handshake
+            refused = await asyncio.to_thread(
+                runner.invoke,
+                cli,
+                ["send", "--timeout", "5", "--ca", str(pki.ca), address, str(msg)],
+            )
+            assert refused.exit_code != 0
+            # a key without its certificate is a usage error
+            usage = await asyncio.to_thread(
+                runner.invoke, cli, ["send", "--key", str(pki.client_key), address, str(msg)]
+            )
+            assert usage.exit_code == 2 and "--key needs --cert" in usage.output
+        assert [e.control_id for e in journal.received] == ["CLI-TLS"]
 
     run(scenario())

@@ -26,7 +26,17 @@ acceptor side only):
    response defined) is ignored; a response or malformed PDV / command set is
    answered A-ABORT;
 4. A-RELEASE-RQ is answered A-RELEASE-RP, A-ABORT closes, silence for
-   ``network_timeout`` (idle, or stalled mid-PDU) is answered A-ABORT.
+   ``network_timeout`` (idle, or stalled mid-PDU) is answered A-ABORT, and so
+   is a DIMSE message (command and data set) still incomplete ``dimse_timeout``
+   after its first PDU: a peer trickling bytes just inside the network timeout
+   cannot hold an association for ever.
+
+Memory: a C-STORE data set larger than ``max_dataset`` bytes is not kept: its
+fragments are read and dropped, and the request is answered 0xA700 (refused:
+out of resources). ``max_associations`` counts established associations; the
+connections still negotiating (at most ``acse_timeout`` each) are capped apart
+(``max_pending``, beyond which new connections are closed at once), so a flood
+of silent connections cannot take the places of the modalities.
 
 Every PDU is announced by its header before it is read: a P-DATA-TF longer than
 our Maximum Length Received (``max_pdu``), or any other PDU longer than 1 MiB,
@@ -97,6 +107,8 @@ STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122
 STATUS_UNRECOGNIZED_OPERATION = 0x0211
 STATUS_HANDLER_FAILED = 0xC211
 """A store callback that raised (pynetdicom's status for a failing handler)."""
+STATUS_OUT_OF_RESOURCES = 0xA700
+"""Refused: out of resources (PS3.4 Table GG.4-1): here, a data set over ``max_dataset``."""
 
 OTHER_PDU_MAX = 1 << 20
 """Longest non-P-DATA PDU accepted (an A-ASSOCIATE-RQ is a few kB)."""
@@ -127,6 +139,10 @@ class _Closed(Exception):
     """The peer closed the connection, or we did."""
 
 
+class _DimseExpired(Exception):
+    """A DIMSE message still incomplete at its ``dimse_timeout``."""
+
+
 class Acceptor:
     """Listens on ``host:port``; serves each association in its own thread."""
 
@@ -144,6 +160,9 @@ class Acceptor:
         max_associations: int = 16,
         acse_timeout: float = 30.0,
         network_timeout: float = 60.0,
+        dimse_timeout: float = 60.0,
+        max_dataset: int = 2 << 30,
+        max_pending: int | None = None,
     ) -> None:
         self.name = name
         self.contexts = list(contexts)
@@ -154,6 +173,10 @@ class Acceptor:
         self.max_associations = max_associations
         self.acse_timeout = acse_timeout
         self.network_timeout = network_timeout
+        self.dimse_timeout = dimse_timeout
+        self.max_dataset = max_dataset
+        self.max_pending = max_pending if max_pending is not None else max(64, 4 * max_associations)
+        self._pending_warned = False
         self._address = (host, port)
         self._sock: socket.socket | None = None
         self._wake_r: socket.socket | None = None
@@ -225,6 +248,9 @@ class Acceptor:
                 log.warning("listener %s: accept failed: %s", self.name, exc)
                 time.sleep(0.1)  # e.g. out of file descriptors: do not spin
                 continue
+            if self._pending() >= self.max_pending:
+                self._drop_pending(client, address[0])
+                continue
             try:
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 client.settimeout(self.network_timeout)
@@ -253,9 +279,37 @@ class Acceptor:
             self._done(assoc)
             client.close()
 
-    def _count(self) -> int:
+    def _pending(self) -> int:
+        """Connections not (yet) admitted: handshaking or negotiating."""
         with self._lock:
-            return len(self._active)
+            pending = sum(1 for a in self._active if not a.admitted)
+        if pending < self.max_pending // 2:
+            self._pending_warned = False
+        return pending
+
+    def _drop_pending(self, client: socket.socket, host: str) -> None:
+        """Closes a new connection while too many others are still negotiating."""
+        level = logging.DEBUG if self._pending_warned else logging.WARNING
+        self._pending_warned = True
+        log.log(
+            level,
+            "listener %s: connection from %s closed: %d connections are still negotiating "
+            "(each for at most %g s)",
+            self.name,
+            host,
+            self.max_pending,
+            self.acse_timeout,
+        )
+        client.close()
+
+    def _admit(self, assoc: Association) -> bool:
+        """Counts ``assoc`` among the established associations, unless there are
+        ``max_associations`` already (checked and counted at once)."""
+        with self._lock:
+            if sum(1 for a in self._active if a.admitted) >= self.max_associations:
+                return False
+            assoc.admitted = True
+            return True
 
     def _done(self, assoc: Association) -> None:
         with self._lock:
@@ -273,7 +327,9 @@ class Association:
         self.peer_max_pdu = 0
         self.accepted: dict[int, PresentationContext] = {}
         self.established = False
+        self.admitted = False
         self._aborted = False
+        self._dimse_expiry: float | None = None
         self._spare = b""  # bytes read past the last PDU (the next header's start)
         self._send_lock = threading.Lock()
 
@@ -284,6 +340,13 @@ class Association:
         try:
             if self._handshake() and self._negotiate():
                 self._serve()
+        except _DimseExpired:
+            log.warning(
+                "association from %s: DIMSE message not complete within %g s, aborted",
+                self._who(),
+                self.server.dimse_timeout,
+            )
+            self._abort_and_close(_dimse.abort_pdu(0x02, 0x00))
         except _Closed:
             if self._aborted:  # stop(): the listener aborts as service user
                 self._abort_and_close(_dimse.abort_pdu(0x00, 0x00))
@@ -337,6 +400,9 @@ class Association:
         n = self.sock.recv_into(view)
         if n == 0:
             raise _Closed
+        expiry = self._dimse_expiry
+        if expiry is not None and time.monotonic() > expiry:
+            raise _DimseExpired
         return n
 
     def _read_header(self, deadline: float | None = None) -> tuple[int, int]:
@@ -456,7 +522,7 @@ class Association:
         verdict = server.screen(calling, called, self.address[0])
         if verdict is None and server.stopping:
             verdict = REJECT_CONGESTION
-        if verdict is None and server._count() > server.max_associations:
+        if verdict is None and not server._admit(self):
             log.warning(
                 "listener %s: association from %s refused: more than %d associations",
                 server.name,
@@ -514,7 +580,8 @@ class Association:
     # -- established: P-DATA-TF, release, abort ---------------------------
 
     def _serve(self) -> None:
-        message = _Message()
+        max_dataset = self.server.max_dataset
+        message = _Message(max_dataset)
         while True:
             if self._aborted:
                 raise _Closed
@@ -523,8 +590,11 @@ class Association:
             if pdu_type == _dimse.P_DATA_TF:
                 for context_id, control, data in _dimse.parse_pdvs(self._read_body(length)):
                     if message.add(context_id, control, data):
+                        self._dimse_expiry = None
                         self._dispatch(message)
-                        message = _Message()
+                        message = _Message(max_dataset)
+                if message.context_id >= 0 and self._dimse_expiry is None:
+                    self._dimse_expiry = time.monotonic() + self.server.dimse_timeout
             elif pdu_type == _dimse.A_RELEASE_RQ:
                 self._read_body(length)
                 self._send(_dimse.RELEASE_RP)
@@ -571,6 +641,18 @@ class Association:
         if field == _dimse.C_ECHO_RQ:
             self._send_command(context_id, _dimse.echo_rsp(command, STATUS_SUCCESS))
             return
+        if message.dropped:
+            log.warning(
+                "listener %s: instance of %d bytes from %s refused (0x%04X): larger than "
+                "the %d bytes allowed",
+                self.server.name,
+                message.data_size,
+                self._who(),
+                STATUS_OUT_OF_RESOURCES,
+                self.server.max_dataset,
+            )
+            self._send_command(context_id, _dimse.store_rsp(command, STATUS_OUT_OF_RESOURCES))
+            return
         request = StoreRequest(
             calling_ae=self.calling_ae,
             address=self.address,
@@ -596,9 +678,21 @@ class Association:
 class _Message:
     """A DIMSE message being reassembled from PDV fragments (PS3.8 E.2)."""
 
-    __slots__ = ("context_id", "command", "_command_parts", "_command_size", "data", "data_size")
+    __slots__ = (
+        "context_id",
+        "command",
+        "_command_parts",
+        "_command_size",
+        "data",
+        "data_size",
+        "dropped",
+        "_max_data",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, max_data: int) -> None:
+        self._max_data = max_data
+        self.dropped = False
+        """True when the data set went over ``max_data`` bytes: its fragments are not kept."""
         self.context_id = -1
         self.command: Command | None = None
         self._command_parts: list[memoryview] = []
@@ -630,6 +724,10 @@ class _Message:
             return not self.command.has_dataset
         if self.command is None or not self.command.has_dataset:
             raise ProtocolError("data set fragment without a command announcing one")
-        self.data.append(data)
         self.data_size += len(data)
+        if self.data_size > self._max_data:
+            self.dropped = True
+            self.data = []
+        else:
+            self.data.append(data)
         return last

@@ -221,13 +221,29 @@ class DicomListenerConfig(ListenerConfig):
         examples=[262144],
     )
     max_associations: int = Field(
-        16, ge=1, le=1024, description="simultaneous associations; more are refused (transient)"
+        16,
+        ge=1,
+        le=1024,
+        description="simultaneous established associations; more are refused (transient). "
+        "Connections still negotiating are counted apart (at most max(64, 4 x this))",
+    )
+    max_instance_size: int = Field(
+        2 * 1024**3,
+        ge=64 * 1024,
+        description="largest data set accepted (bytes); a larger instance is read, dropped "
+        "and answered 0xA700. Each association holds its instance in memory until it is "
+        "spooled: at most max_associations x this",
+        examples=[2147483648],
     )
     acse_timeout: Duration = Field(
         30.0, gt=0, description="time allowed for association negotiation", examples=["30s"]
     )
     dimse_timeout: Duration = Field(
-        60.0, gt=0, description="time allowed for a DIMSE message to complete", examples=["60s"]
+        60.0,
+        gt=0,
+        description="time allowed to receive a whole DIMSE message (command and data set) "
+        "once it started; an association still sending it then is aborted",
+        examples=["60s"],
     )
     network_timeout: Duration = Field(
         60.0,
@@ -351,6 +367,8 @@ class DicomListener:
             max_associations=cfg.max_associations,
             acse_timeout=cfg.acse_timeout,
             network_timeout=cfg.network_timeout,
+            dimse_timeout=cfg.dimse_timeout,
+            max_dataset=cfg.max_instance_size,
         )
         server.start()
         self._server = server

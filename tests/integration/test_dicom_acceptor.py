@@ -357,3 +357,132 @@ def test_idle_timeout_and_stop_aborts_what_is_left() -> None:
     open_one.close()
     with pytest.raises(OSError):
         socket.create_connection((HOST, port), timeout=2)
+
+
+def _pdata(context_id: int, control: int, data: bytes) -> bytes:
+    """One P-DATA-TF PDU holding one PDV (``control``: 0x00 data, not the last fragment)."""
+    item = (len(data) + 2).to_bytes(4, "big") + bytes([context_id, control]) + data
+    return bytes([_dimse.P_DATA_TF, 0]) + len(item).to_bytes(4, "big") + item
+
+
+def _store_rq(uid: str, message_id: int = 1) -> Command:
+    return Command(
+        command_field=_dimse.C_STORE_RQ,
+        data_set_type=0,
+        message_id=message_id,
+        affected_sop_class_uid=CT,
+        affected_sop_instance_uid=uid,
+        priority=0,
+    )
+
+
+def _echo(raw: Raw, context_id: int, message_id: int) -> int:
+    rq = Command(
+        command_field=_dimse.C_ECHO_RQ,
+        message_id=message_id,
+        affected_sop_class_uid=str(Verification),
+    )
+    raw.send(context_id, rq)
+    return raw.response().status
+
+
+def test_a_message_trickled_past_the_dimse_timeout_is_aborted() -> None:
+    recorder = Recorder()
+    dataset, uid = ct_dataset()
+    with acceptor(recorder, network_timeout=3, dimse_timeout=0.6) as server:
+        slow = Raw(server.port, {1: (CT, "1.2.840.10008.1.2.1")})
+        other = Raw(server.port, {1: (str(Verification), "1.2.840.10008.1.2")})
+        slow.sock.sendall(b"".join(_dimse.pdata_pdus(1, _dimse.encode_command(_store_rq(uid)), 0)))
+        started = time.monotonic()
+        answer: list[tuple[int, bytes]] = []
+        for i in range(40):  # one fragment every 0.1 s: never idle for the network timeout
+            try:
+                slow.sock.sendall(_pdata(1, 0x00, dataset[i * 100 : (i + 1) * 100]))
+            except OSError:
+                break
+            slow.sock.settimeout(0.1)
+            try:
+                answer.append(slow.read_pdu())
+                break
+            except TimeoutError:
+                continue
+        assert answer and answer[0][0] == _dimse.A_ABORT, answer
+        assert 0.5 < time.monotonic() - started < 2.5
+        assert recorder.requests == []
+        assert _echo(other, 1, 7) == 0  # the others are served meanwhile
+        slow.close()
+        other.close()
+
+        # A message sent at once is not concerned, however long the association lasts.
+        steady = Raw(server.port, {1: (CT, "1.2.840.10008.1.2.1")})
+        for n in range(3):
+            time.sleep(0.4)
+            steady.send(1, _store_rq(uid, n + 1), dataset)
+            assert steady.response().status == 0
+        steady.close()
+    assert len(recorder.requests) == 3
+
+
+def test_a_data_set_over_max_dataset_is_refused_and_the_association_goes_on() -> None:
+    dataset, uid = ct_dataset()
+    recorder = Recorder()
+    with acceptor(recorder, max_dataset=len(dataset) - 1, max_pdu=8192) as server:
+        raw = Raw(
+            server.port,
+            {1: (CT, "1.2.840.10008.1.2.1"), 3: (str(Verification), "1.2.840.10008.1.2")},
+        )
+        # Fragments of 4 kB: the limit is crossed mid-way, the rest is read and dropped.
+        raw.sock.sendall(b"".join(_dimse.pdata_pdus(1, _dimse.encode_command(_store_rq(uid)), 0)))
+        raw.sock.sendall(b"".join(_dimse.pdata_pdus(1, dataset, 4096, command=False)))
+        rsp = raw.response()
+        assert (rsp.command_field, rsp.status, rsp.message_id_being_responded_to) == (
+            _dimse.C_STORE_RSP,
+            0xA700,
+            1,
+        )
+        assert recorder.requests == []
+        assert _echo(raw, 3, 2) == 0
+        raw.close()
+    with acceptor(recorder, max_dataset=len(dataset)) as server:  # exactly the limit: kept
+        raw = Raw(server.port, {1: (CT, "1.2.840.10008.1.2.1")})
+        raw.send(1, _store_rq(uid), dataset)
+        assert raw.response().status == 0
+        raw.close()
+    ((request, data),) = recorder.requests
+    assert data == dataset and request.size == len(dataset)
+
+
+def test_silent_connections_do_not_take_the_places_of_associations() -> None:
+    with acceptor(Recorder(), max_associations=1, acse_timeout=10, max_pending=3) as server:
+        silent = [socket.create_connection((HOST, port), timeout=5) for port in [server.port] * 2]
+        wait_until(lambda: len(server.active_associations) == 2)
+        # Two connections negotiating do not count against max_associations (1).
+        first = Raw(server.port, {1: (str(Verification), "1.2.840.10008.1.2")})
+        assert first.accepted() == {1: 0}
+        assert _echo(first, 1, 1) == 0
+        # ... the established one does.
+        second = Raw(server.port, {1: (str(Verification), "1.2.840.10008.1.2")})
+        assert second.rejection() == (2, 3, 2)
+        second.close()
+        # Past max_pending (3) connections still negotiating, a new one is closed at once.
+        silent.append(socket.create_connection((HOST, server.port), timeout=5))
+        wait_until(lambda: len(server.active_associations) == 4)
+        started = time.monotonic()
+        with socket.create_connection((HOST, server.port), timeout=5) as extra:
+            assert extra.recv(64) == b""
+        assert time.monotonic() - started < 2  # not after acse_timeout (10 s)
+        assert _echo(first, 1, 2) == 0
+        for sock in silent:
+            sock.close()
+        # Once they are gone, new connections are served again.
+        wait_until(lambda: len(server.active_associations) == 1)
+        again = Raw(server.port, {1: (str(Verification), "1.2.840.10008.1.2")})
+        assert again.rejection() == (2, 3, 2)  # the limit still holds: first is open
+        again.close()
+        first.sock.sendall(bytes([_dimse.A_RELEASE_RQ, 0, 0, 0, 0, 4, 0, 0, 0, 0]))
+        assert first.read_pdu()[0] == _dimse.A_RELEASE_RP
+        first.close()
+        wait_until(lambda: not server.active_associations)
+        last = Raw(server.port, {1: (str(Verification), "1.2.840.10008.1.2")})
+        assert last.accepted() == {1: 0}
+        last.close()

@@ -36,6 +36,7 @@ from click.testing import CliRunner
 from pydicom import Dataset
 from pydicom.data import get_testdata_file, get_testdata_files
 from pydicom.dataelem import RawDataElement
+from pydicom.uid import generate_uid
 from pynetdicom import StoragePresentationContexts
 
 from dicom_router.client import Peer, echo, send_files
@@ -70,6 +71,7 @@ listeners:
     acse_timeout: 2s
     network_timeout: 5s
     max_pdu: 65536
+    max_instance_size: 1048576
     retention: 0s
     allowed_callers:
 {callers}
@@ -387,6 +389,17 @@ def _bogus_uid_file(tmp: Path) -> Path:
     return path
 
 
+def _oversized_file(tmp: Path) -> Path:
+    """A CT of 800 x 800 16-bit pixels (1.28 MB): over the listener's max_instance_size."""
+    ds = pydicom.dcmread(ct_small_path())
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.Rows = ds.Columns = 800
+    ds.PixelData = bytes(800 * 800 * 2)
+    path = tmp / "oversized.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 def _status(results: list[Any]) -> list[str]:
     return [r.detail for r in results]
 
@@ -400,6 +413,9 @@ def test_bad_input_is_refused_and_the_scp_keeps_serving(tmp_path: Path) -> None:
         assert truncated is not None
         assert _status(send_files(peer, [Path(truncated)], "STORESCU")) == ["0xC000"]
         assert _status(send_files(peer, [_bogus_uid_file(tmp_path)], "STORESCU")) == ["0xC001"]
+        # Larger than max_instance_size: read, dropped, refused; nothing kept, nothing journaled.
+        assert _status(send_files(peer, [_oversized_file(tmp_path)], "STORESCU")) == ["0xA700"]
+        assert spooled(tmp_path) == []
         quarantine = sorted((tmp_path / "spool" / "quarantine").iterdir())
         assert len(quarantine) == 4  # two instances, each with its reason
         reasons = " ".join(p.read_text() for p in quarantine if p.name.endswith(".reason.txt"))

@@ -131,16 +131,25 @@ fragments = st.lists(
 
 
 @settings(max_examples=500, deadline=None)
-@given(pdvs=fragments)
+@given(pdvs=fragments, max_data=st.integers(0, 64))
 def test_message_reassembly_completes_or_raises_protocol_error(
-    pdvs: list[tuple[int, int, bytes]],
+    pdvs: list[tuple[int, int, bytes]], max_data: int
 ) -> None:
-    message = _Message()
+    message = _Message(max_data)
+    data_in = b""
     try:
         for context_id, control, data in pdvs:
+            if not control & 1:
+                data_in += data
             if message.add(context_id, control, memoryview(data)):
                 assert message.command is not None
-                message = _Message()
+                message = _Message(max_data)
+                data_in = b""
+                continue
+            # A data set is kept whole while within max_data, and dropped past it.
+            assert message.data_size == len(data_in)
+            assert message.dropped == (len(data_in) > max_data)
+            assert b"".join(message.data) == (b"" if message.dropped else data_in)
     except ProtocolError:
         pass
 

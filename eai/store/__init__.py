@@ -51,7 +51,10 @@ class Store:
         except BaseException:
             self.engine.dispose()
             raise
-        self.writer = Writer(self.engine, self._journal_batch)
+        # A caller may run its own journal transaction when the writer is idle only on
+        # SQLite: a local file's waits are bounded by its busy timeout, whereas a network
+        # database that hangs would hold the caller past its journal_timeout answer.
+        self.writer = Writer(self.engine, self._journal_batch, combine=is_sqlite(self.engine))
 
     @property
     def is_sqlite(self) -> bool:

@@ -204,3 +204,77 @@ def test_before_commit_failure_fails_only_its_entry(store):
     assert _committed_ids(store) == {"1", "3"}
     # the refused entry left nothing behind: sent again, it is journaled, not a duplicate
     assert not store.ingest_blocking(_entry(2), 5).duplicate
+
+
+def _thread_of_commit(store: Store, i: int) -> str:
+    """The name of the thread that ran entry ``i``'s transaction (via before_commit)."""
+    seen: list[str] = []
+    store.ingest_blocking(_entry(i), 5, lambda: seen.append(threading.current_thread().name))
+    return seen[0]
+
+
+def test_an_idle_writer_lets_the_caller_commit_its_own_entry(store):
+    assert store.writer.inline == 0
+    caller = threading.current_thread().name
+    assert _thread_of_commit(store, 1) == caller
+    assert store.writer.inline == 1
+    assert _committed_ids(store) == {"1"}
+    # the writer's connection goes on serving the thread and the callers alike
+    asyncio.run(store.ingest(_entry(2)))
+    assert _thread_of_commit(store, 3) == caller
+    assert _committed_ids(store) == {"1", "2", "3"}
+
+
+def test_a_busy_writer_takes_the_entry_in_its_next_group(store):
+    gate = threading.Event()
+    started = threading.Event()
+
+    def slow(conn):
+        started.set()
+        gate.wait(5)
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        busy = pool.submit(store.writer.run_sync, slow)
+        assert started.wait(5)
+        first = pool.submit(_thread_of_commit, store, 1)
+        second = pool.submit(_thread_of_commit, store, 2)
+        time.sleep(0.2)
+        assert not first.done() and not second.done()  # waiting, not running beside it
+        commits = store.writer.commits
+        gate.set()
+        busy.result(5)
+        assert first.result(5) == second.result(5) == "eai-writer"
+    assert store.writer.commits == commits + 2  # the slow write, then both entries at once
+    assert store.writer.inline == 0
+
+
+def test_an_inline_failure_is_the_callers_alone_and_the_connection_goes_on(store):
+    def refuse() -> None:
+        raise StoreError("spool file not durable")
+
+    with pytest.raises(StoreError, match="spool file not durable"):
+        store.ingest_blocking(_entry(1), 5, refuse)
+    assert _committed_ids(store) == set()
+    assert not store.ingest_blocking(_entry(1), 5).duplicate
+    assert store.ingest_blocking(_entry(1), 5).duplicate
+    assert store.writer.inline == 3
+
+
+def test_without_combining_every_entry_goes_through_the_thread(tmp_path):
+    s = Store(f"sqlite:///{tmp_path}/j.db", tmp_path, None)
+    s.writer._combine = False  # as on PostgreSQL
+    s.start()
+    try:
+        assert _thread_of_commit(s, 1) == "eai-writer"
+        assert s.writer.inline == 0
+    finally:
+        s.close()
+
+
+def test_a_stopped_writer_runs_nothing_inline(tmp_path):
+    s = Store(f"sqlite:///{tmp_path}/j.db", tmp_path, None)
+    s.start()
+    s.close()
+    with pytest.raises(TimeoutError):
+        s.ingest_blocking(_entry(1), 0.2)
+    assert s.writer.inline == 0

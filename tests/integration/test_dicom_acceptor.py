@@ -184,6 +184,33 @@ def ct_dataset() -> tuple[bytes, str]:
     return raw[offset:], str(ds.SOPInstanceUID)
 
 
+def _pdata(context_id: int, control: int, data: bytes) -> bytes:
+    """One P-DATA-TF PDU holding one PDV (``control``: 0x00 data, not the last fragment)."""
+    item = (len(data) + 2).to_bytes(4, "big") + bytes([context_id, control]) + data
+    return bytes([_dimse.P_DATA_TF, 0]) + len(item).to_bytes(4, "big") + item
+
+
+def _store_rq(uid: str, message_id: int = 1) -> Command:
+    return Command(
+        command_field=_dimse.C_STORE_RQ,
+        data_set_type=0,
+        message_id=message_id,
+        affected_sop_class_uid=CT,
+        affected_sop_instance_uid=uid,
+        priority=0,
+    )
+
+
+def _echo(raw: Raw, context_id: int, message_id: int) -> int:
+    rq = Command(
+        command_field=_dimse.C_ECHO_RQ,
+        message_id=message_id,
+        affected_sop_class_uid=str(Verification),
+    )
+    raw.send(context_id, rq)
+    return raw.response().status
+
+
 # -- tests -----------------------------------------------------------------------
 
 
@@ -257,14 +284,7 @@ def test_wrong_context_unsupported_commands_and_a_failing_handler() -> None:
             },
         )
         assert raw.accepted() == {1: 0, 3: 0, 5: 3}
-        store = Command(
-            command_field=_dimse.C_STORE_RQ,
-            data_set_type=0,
-            message_id=1,
-            affected_sop_class_uid=CT,
-            affected_sop_instance_uid=uid,
-            priority=0,
-        )
+        store = _store_rq(uid)
         raw.send(5, store, dataset)  # context not accepted
         rsp = raw.response()
         assert (rsp.command_field, rsp.status, rsp.message_id_being_responded_to) == (
@@ -328,8 +348,7 @@ def test_bad_pdus_are_aborted_and_others_go_on(pdu: bytes) -> None:
         assert pdu_type == _dimse.A_ABORT and raw[8] == 0x02, raw
         with pytest.raises(EOFError):
             bad.read_pdu()
-        good.send(1, Command(command_field=0x30, message_id=1, affected_sop_class_uid=Verification))
-        assert good.response().status == 0
+        assert _echo(good, 1, 1) == 0
         bad.close()
         good.close()
 
@@ -359,40 +378,13 @@ def test_idle_timeout_and_stop_aborts_what_is_left() -> None:
         socket.create_connection((HOST, port), timeout=2)
 
 
-def _pdata(context_id: int, control: int, data: bytes) -> bytes:
-    """One P-DATA-TF PDU holding one PDV (``control``: 0x00 data, not the last fragment)."""
-    item = (len(data) + 2).to_bytes(4, "big") + bytes([context_id, control]) + data
-    return bytes([_dimse.P_DATA_TF, 0]) + len(item).to_bytes(4, "big") + item
-
-
-def _store_rq(uid: str, message_id: int = 1) -> Command:
-    return Command(
-        command_field=_dimse.C_STORE_RQ,
-        data_set_type=0,
-        message_id=message_id,
-        affected_sop_class_uid=CT,
-        affected_sop_instance_uid=uid,
-        priority=0,
-    )
-
-
-def _echo(raw: Raw, context_id: int, message_id: int) -> int:
-    rq = Command(
-        command_field=_dimse.C_ECHO_RQ,
-        message_id=message_id,
-        affected_sop_class_uid=str(Verification),
-    )
-    raw.send(context_id, rq)
-    return raw.response().status
-
-
 def test_a_message_trickled_past_the_dimse_timeout_is_aborted() -> None:
     recorder = Recorder()
     dataset, uid = ct_dataset()
     with acceptor(recorder, network_timeout=3, dimse_timeout=0.6) as server:
         slow = Raw(server.port, {1: (CT, "1.2.840.10008.1.2.1")})
         other = Raw(server.port, {1: (str(Verification), "1.2.840.10008.1.2")})
-        slow.sock.sendall(b"".join(_dimse.pdata_pdus(1, _dimse.encode_command(_store_rq(uid)), 0)))
+        slow.send(1, _store_rq(uid))
         started = time.monotonic()
         answer: list[tuple[int, bytes]] = []
         for i in range(40):  # one fragment every 0.1 s: never idle for the network timeout
@@ -432,7 +424,7 @@ def test_a_data_set_over_max_dataset_is_refused_and_the_association_goes_on() ->
             {1: (CT, "1.2.840.10008.1.2.1"), 3: (str(Verification), "1.2.840.10008.1.2")},
         )
         # Fragments of 4 kB: the limit is crossed mid-way, the rest is read and dropped.
-        raw.sock.sendall(b"".join(_dimse.pdata_pdus(1, _dimse.encode_command(_store_rq(uid)), 0)))
+        raw.send(1, _store_rq(uid))
         raw.sock.sendall(b"".join(_dimse.pdata_pdus(1, dataset, 4096, command=False)))
         rsp = raw.response()
         assert (rsp.command_field, rsp.status, rsp.message_id_being_responded_to) == (

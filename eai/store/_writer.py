@@ -158,17 +158,7 @@ class Writer:
                 with self._lock:
                     conn = self._conn
                     assert conn is not None
-                    batch: list[_Item] = [first]  # type: ignore[list-item]
-                    stop = False
-                    while len(batch) < self._max_batch:
-                        try:
-                            nxt = self._queue.get_nowait()
-                        except queue.Empty:
-                            break
-                        if nxt is _STOP:
-                            stop = True
-                            break
-                        batch.append(nxt)  # type: ignore[arg-type]
+                    batch, stop = self._drain(first)  # type: ignore[arg-type]
                     entries = [it for it in batch if isinstance(it.work, JournalEntry)]
                     if entries and len(entries) < len(batch):
                         conn = self._execute(conn, entries)
@@ -181,6 +171,20 @@ class Writer:
                 if self._conn is not None:
                     self._conn.close()
                     self._conn = None
+
+    def _drain(self, first: _Item) -> tuple[list[_Item], bool]:
+        """``first`` and what is queued behind it (up to ``max_batch``); True when the
+        stop marker was among them."""
+        batch = [first]
+        while len(batch) < self._max_batch:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is _STOP:
+                return batch, True
+            batch.append(nxt)  # type: ignore[arg-type]
+        return batch, False
 
     def _execute(self, conn: Connection, batch: list[_Item]) -> Connection:
         try:

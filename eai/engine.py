@@ -19,6 +19,7 @@ from typing import IO
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from eai._concurrency import run_blocking
+from eai.admin import AdminServer
 from eai.anomaly_mail import AnomalyMailer
 from eai.config import Config
 from eai.delivery import DeliveryWorker
@@ -37,10 +38,22 @@ __all__ = ["Engine"]
 log = logging.getLogger(__name__)
 
 
+def _private_data_dir(data_dir: Path) -> None:
+    """The data dir is the engine's alone (0700): journal, key, spool, admin socket.
+
+    :class:`eai.admin.AdminServer` opens it to ``engine.admin_group`` (0710) when set.
+    """
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = data_dir.stat()
+    if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+        log.warning("data_dir %s was open to others (%o): now 0700", data_dir, st.st_mode & 0o777)
+        data_dir.chmod(0o700)
+
+
 def _lock_data_dir(data_dir: Path) -> IO[str]:
     """One engine per SQLite journal: a second one would corrupt ordering guarantees."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    f = open(data_dir / "eai.lock", "a+")  # noqa: SIM115 - held for the engine's life
+    fd = os.open(data_dir / "eai.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    f = os.fdopen(fd, "r+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -123,17 +136,20 @@ class Engine:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stopping.set)
         cfg = self.config
+        _private_data_dir(Path(cfg.engine.data_dir))
         lock = None
         if cfg.engine.database.startswith("sqlite"):
             lock = _lock_data_dir(Path(cfg.engine.data_dir))
         store = self.store = Store(cfg.engine.database, Path(cfg.engine.data_dir), self._key)
         store.start()
+        admin = AdminServer(cfg.engine.admin_socket_path(), store, group=cfg.engine.admin_group)
         tasks: list[asyncio.Task[None]] = []
         scheduler = AsyncIOScheduler(timezone="UTC")
         try:
             # Single-process SQLite: every lease in the journal was this engine's.
             owner = None if store.is_sqlite else self.node_id
             await store.writer.run(lambda c: clear_leases(c, owner))
+            await admin.start()
             for dcfg in cfg.destinations:
                 self.workers[dcfg.name] = DeliveryWorker(
                     dcfg,
@@ -209,6 +225,7 @@ class Engine:
             await stopping.wait()
             log.info("stopping: no new connections, finishing in-flight work")
         finally:
+            await admin.stop()
             for listener in self.listeners.values():
                 try:
                     await listener.stop(self.grace)

@@ -1,15 +1,21 @@
 """CLI commands for support engineers: messages, replay, resend, queue.
 
-Touches: DB (reads; replay/resend/pause write short transactions), files (config).
+Touches: DB (reads; replay/resend/pause write short transactions), files (config),
+network (``messages show --raw`` asks the running engine over its admin socket).
 """
 
 from __future__ import annotations
 
+import base64
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
+from eai.admin import break_glass_read
+from eai.admin import request as admin_request
 from eai.cli._common import CONFIG_OPTION, emit_json, open_store, parse_time, read_config
 from eai.errors import EaiError
 from eai.pipeline import plan_all
@@ -21,7 +27,6 @@ from eai.store._read import (
     message_detail,
     messages_for_replay,
     queue_stats,
-    read_raw,
     resend,
     set_paused,
 )
@@ -118,49 +123,93 @@ def _uids_line(uids: DicomUids) -> str:
 @messages.command("show")
 @CONFIG_OPTION
 @click.argument("message_id", type=int)
-@click.option("--raw", is_flag=True, help="print the payload too (the access is recorded)")
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="print the payload too: served by the running engine, which records who reads it",
+)
+@click.option("--reason", default="", help="with --raw: why you read it (kept in the record)")
+@click.option(
+    "--break-glass",
+    is_flag=True,
+    help="with --raw, root only, when the engine cannot answer: read with the key directly "
+    "(recorded too)",
+)
 @click.option("--json", "as_json", is_flag=True)
-def show_cmd(config_path: Path, message_id: int, raw: bool, as_json: bool) -> None:
-    """A message's journey, event by event."""
-    store = open_store(read_config(config_path))
-    try:
-        view = message_detail(store.engine, message_id, store.cipher)
-        payload = read_raw(store.engine, store.cipher, message_id) if raw else None
-    finally:
-        store.engine.dispose()
+def show_cmd(
+    config_path: Path,
+    message_id: int,
+    raw: bool,
+    reason: str,
+    break_glass: bool,
+    as_json: bool,
+) -> None:
+    """A message's journey, event by event.
+
+    With --raw, the payload is asked of the running engine over its admin socket
+    (engine.admin_socket): the engine names the reader as the kernel identifies
+    them and records the access before it answers. Without a running engine,
+    only root can read, with --break-glass (README, "Audited access to health data").
+    """
+    if (reason or break_glass) and not raw:
+        raise click.UsageError("--reason and --break-glass go with --raw")
+    config = read_config(config_path)
+    payload: bytes | None = None
+    if raw and break_glass:
+        data, payload = break_glass_read(config, message_id, reason, os.environ.get("EAI_KEY"))
+    elif raw:
+        answer = admin_request(
+            config.engine.admin_socket_path(),
+            {"op": "raw", "message_id": message_id, "reason": reason},
+        )
+        data, payload = answer["message"], base64.b64decode(answer["payload"])
+    else:
+        store = open_store(config)
+        try:
+            data = message_detail(store.engine, message_id, store.cipher).to_json(with_events=True)
+        finally:
+            store.engine.dispose()
     if as_json:
-        data = view.to_json(with_events=True)
         if payload is not None:
             data["raw"] = payload.decode("utf-8", "replace")
         emit_json(data)
         return
-    click.echo(
-        f"message {view.id}  {view.message_type}  control id {view.control_id}  "
-        f"status {view.status}"
-    )
-    click.echo(
-        f"  received {view.received_at} on {view.listener} from "
-        f"{view.sending_application}/{view.sending_facility} ({view.size} bytes)"
-    )
-    if view.content_type == DICOM:
-        click.echo(f"  {_uids_line(view.dicom)}")
-    if view.reject_reason:
-        click.echo(f"  rejected: {view.reject_reason}")
-    click.echo("journey:")
-    for e in view.events:
-        dl = f" [delivery {e.delivery_id}]" if e.delivery_id else ""
-        click.echo(f"  {e.at[:23]}  {e.kind:12}{dl} {e.detail}")
-    if view.deliveries:
-        click.echo("deliveries:")
-        for d in view.deliveries:
-            extra = f" next {d.next_attempt_at[:19]}" if d.next_attempt_at else ""
-            err = f" last error: {d.last_error}" if d.last_error else ""
-            click.echo(
-                f"  {d.id:>6} {d.destination:14} {d.status:9} attempts {d.attempts}{extra}{err}"
-            )
+    _print_journey(data)
     if payload is not None:
         click.echo("raw:")
         click.echo(payload.decode("utf-8", "replace").replace("\r", "\n"))
+
+
+def _print_journey(data: dict[str, Any]) -> None:
+    """A message's journey (:meth:`MessageView.to_json` with events), in text."""
+    click.echo(
+        f"message {data['id']}  {data['message_type']}  control id {data['control_id']}  "
+        f"status {data['status']}"
+    )
+    click.echo(
+        f"  received {data['received_at']} on {data['listener']} from "
+        f"{data['sending_application']}/{data['sending_facility']} ({data['size']} bytes)"
+    )
+    if data["content_type"] == DICOM:
+        uids = DicomUids(
+            data["study_instance_uid"], data["series_instance_uid"], data["sop_instance_uid"]
+        )
+        click.echo(f"  {_uids_line(uids)}")
+    if data["reject_reason"]:
+        click.echo(f"  rejected: {data['reject_reason']}")
+    click.echo("journey:")
+    for e in data["events"]:
+        dl = f" [delivery {e['delivery_id']}]" if e["delivery_id"] else ""
+        click.echo(f"  {e['at'][:23]}  {e['kind']:12}{dl} {e['detail']}")
+    if data["deliveries"]:
+        click.echo("deliveries:")
+        for d in data["deliveries"]:
+            extra = f" next {d['next_attempt_at'][:19]}" if d["next_attempt_at"] else ""
+            err = f" last error: {d['last_error']}" if d["last_error"] else ""
+            click.echo(
+                f"  {d['id']:>6} {d['destination']:14} {d['status']:9} "
+                f"attempts {d['attempts']}{extra}{err}"
+            )
 
 
 @click.command()

@@ -63,6 +63,19 @@ class EngineConfig(Model):
     lease: Duration = Field(
         default=60.0, gt=0, description="how long a claimed outbox item stays reserved to this node"
     )
+    admin_socket: Path | None = Field(
+        default=None,
+        description="Unix socket of the running engine for audited reads of health data "
+        "(eai messages show --raw); default <data_dir>/admin.sock",
+        examples=["/run/eai/admin.sock"],
+    )
+    admin_group: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$",
+        description="Unix group whose members may use the admin socket (socket 0660, its "
+        "directory traversable by the group); default: the engine's user only (0600)",
+        examples=["eai-support"],
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -82,6 +95,10 @@ class EngineConfig(Model):
                 "use sqlite:///<path> or postgresql+psycopg://<user>@<host>/<database>"
             )
         return value
+
+    def admin_socket_path(self) -> Path:
+        """``admin_socket``, or ``<data_dir>/admin.sock``."""
+        return self.admin_socket or self.data_dir / "admin.sock"
 
     def effective_node_id(self) -> str:
         """``node_id``, or the host name when it is not set."""

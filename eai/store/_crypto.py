@@ -53,14 +53,32 @@ def load_master_key(data_dir: Path, env_value: str | None) -> bytes:
             return _decode_key(env_value)
         except ValueError as exc:
             raise ConfigError([ConfigIssue("EAI_KEY", 1, 1, str(exc))]) from exc
-    data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / KEY_FILE
-    if not path.exists():
-        _create_key_file(path)
     try:
-        return _decode_key(path.read_text())
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            _create_key_file(path)
+        _keep_private(path)
+        text = path.read_text()
+    except PermissionError as exc:
+        raise StoreError(
+            f"{path}: permission denied; the journal and its key belong to the engine's "
+            "service account: a person reads payloads through the running engine "
+            "(eai messages show ID --raw)"
+        ) from exc
+    try:
+        return _decode_key(text)
     except ValueError as exc:
         raise ConfigError([ConfigIssue(str(path), 1, 1, str(exc))]) from exc
+
+
+def _keep_private(path: Path) -> None:
+    """A key file open to others (copied in by hand, an older install) becomes 0600 when
+    it is ours; the key is the engine service account's alone (README, "Audited access
+    to health data")."""
+    st = path.stat()
+    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        path.chmod(0o600)
 
 
 def _create_key_file(path: Path) -> None:

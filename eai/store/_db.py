@@ -1,10 +1,11 @@
 """Opens the journal database (SQLite in WAL mode, or PostgreSQL) and creates its schema.
 
-Touches: DB, files (creates the SQLite file's directory).
+Touches: DB, files (creates the SQLite file 0600 and its directory 0700).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,28 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _private_files(db: Path) -> None:
+    """The SQLite file, its WAL and shared-memory files: 0600 (metadata in clear: control
+    ids, document ids, UIDs).
+
+    SQLite creates ``-wal`` and ``-shm`` with the main file's mode, whatever the umask,
+    so the main file is created 0600 before SQLite opens it; files of an older install
+    that are open to others are tightened when they are ours.
+    """
+    db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    except OSError as exc:
+        raise StoreError(f"cannot create the journal {db}: {exc.strerror}") from exc
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+            path.chmod(0o600)
+
+
 def open_engine(url: str) -> Engine:
     """An SQLAlchemy engine for ``url``; relative SQLite paths are relative to the cwd."""
     try:
@@ -41,7 +64,7 @@ def open_engine(url: str) -> Engine:
         raise StoreError(f"invalid database URL: {exc}") from exc
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _private_files(Path(parsed.database))
         engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -5,8 +5,9 @@ Touches: DB (short transactions of its own; safe while the engine runs).
 
 from __future__ import annotations
 
-import getpass
 import json
+import os
+import pwd
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +50,15 @@ __all__ = [
     "set_paused",
     "settlement",
 ]
+
+
+def _real_user() -> str:
+    """This process's user by its real uid (never ``$USER``, which anyone can set)."""
+    uid = os.getuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid-{uid}"
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -364,8 +374,10 @@ def message_detail(engine: Engine, message_id: int, cipher: Cipher | None = None
     return view
 
 
-def read_raw(engine: Engine, cipher: Cipher, message_id: int) -> bytes:
-    """The payload in clear; the access itself is recorded as an event."""
+def read_raw(engine: Engine, cipher: Cipher, message_id: int, *, reader: str, via: str) -> bytes:
+    """The payload in clear, once its access is recorded: the ``raw_viewed`` event naming
+    ``reader`` (as the kernel identified them) and ``via`` is committed before the payload
+    is decrypted; if the record cannot be written, nothing is returned."""
     with engine.begin() as conn:
         sealed = conn.execute(
             select(messages.c.payload).where(messages.c.id == message_id)
@@ -377,7 +389,7 @@ def read_raw(engine: Engine, cipher: Cipher, message_id: int) -> bytes:
                 at=utcnow(),
                 message_id=message_id,
                 kind="raw_viewed",
-                detail=f"payload shown to {getpass.getuser()} by eai messages show --raw",
+                detail=f"payload shown to {reader} {via}",
             )
         )
     return cipher.open(sealed)
@@ -429,7 +441,7 @@ def resend(engine: Engine, delivery_ids: Sequence[int]) -> list[int]:
                     delivery_id=new_id,
                     kind="resent",
                     detail=f"delivery {did} to {r.destination} queued again as {new_id} "
-                    f"by {getpass.getuser()}",
+                    f"by {_real_user()}",
                 )
             )
             created.append(new_id)
@@ -514,7 +526,7 @@ def set_paused(engine: Engine, name: str, paused: bool) -> None:
             insert(events).values(
                 at=now,
                 kind="paused" if paused else "resumed",
-                detail=f"destination {name} by {getpass.getuser()}",
+                detail=f"destination {name} by {_real_user()}",
             )
         )
 
@@ -534,7 +546,7 @@ def release(engine: Engine, delivery_ids: Sequence[int]) -> int:
                 raise NotFound(f"no delivery with id {did}")
             if found[did].status != "held":
                 raise EaiError(f"delivery {did} is {found[did].status}, not held")
-        who = f"released by {getpass.getuser()}"
+        who = f"released by {_real_user()}"
         release_deliveries(conn, [(d, found[d].message_id, who) for d in delivery_ids], now)
     return len(delivery_ids)
 

@@ -14,15 +14,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from typing import Protocol
 
-from connectors.mllp._framing import FrameDecoder, ProtocolError, frame
-from connectors.mllp._inbound import FrameHandler
+from connectors.mllp._framing import FrameDecoder, FrameEvent, ProtocolError, frame
+from connectors.mllp._inbound import Reply
 
-__all__ = ["Session"]
+__all__ = ["FrameSink", "Session"]
 
 log = logging.getLogger("connectors.mllp.listener")
 
 READ_SIZE = 64 * 1024
+
+
+class FrameSink(Protocol):
+    """What answers a connection's blocks (a :class:`~connectors.mllp._inbound.FrameHandler`,
+    or the listener's per-connection view of it)."""
+
+    async def on_event(self, event: FrameEvent, peer: str) -> Reply | None: ...
 
 
 class Session:
@@ -32,7 +40,7 @@ class Session:
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        handler: FrameHandler,
+        handler: FrameSink,
         *,
         listener: str,
         peer: str,

@@ -5,6 +5,16 @@ Touches: network (binds a server socket), files (TLS certificates, at start).
 Registered as listener type ``mllp``. Each accepted connection is a
 :class:`~connectors.mllp._session.Session`; what a block becomes (journal entry,
 AA/CA/AE/CE/AR/CR) is decided by :class:`~connectors.mllp._inbound.FrameHandler`.
+
+Who may hold a connection (:mod:`connectors._admission`), checked at accept before
+anything is read: the source address must be in ``allowed_networks``; one address
+holds at most ``max_connections_per_peer``; a connection must deliver its first
+complete block within ``first_frame_timeout`` of the accept or it is closed. A
+connection is *known* once a block it sent was accepted (journaled from an
+allowed MSH-4; a retransmission counts); when ``max_connections`` are open, a new
+one evicts the oldest connection that is not known (and not being answered), so
+silent or trickling sockets cannot lock the known senders out; when all are
+known, the new one is closed.
 """
 
 from __future__ import annotations
@@ -12,12 +22,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import Field, field_validator
 
+from connectors._admission import Admission, check_networks, parse_networks
 from connectors._server import finish_connections
-from connectors.mllp._inbound import FrameHandler
+from connectors.mllp._framing import Frame, FrameEvent
+from connectors.mllp._inbound import FrameHandler, Reply
 from connectors.mllp._session import Session
 from connectors.mllp._tls import server_context
 from eai.config import Duration, ListenerConfig, TlsServerConfig
@@ -70,8 +83,29 @@ class MllpListenerConfig(ListenerConfig):
     max_connections: int = Field(
         64,
         ge=1,
-        description="simultaneous connections; one more is closed at once",
+        description="simultaneous connections; past it a new one evicts the oldest connection "
+        "that has not yet had a message accepted, or is closed at once when there is none",
         examples=[64],
+    )
+    allowed_networks: tuple[str, ...] = Field(
+        (),
+        description="source addresses or networks (CIDR) allowed to connect; a connection "
+        "from elsewhere is closed at accept, unread. Empty: any address",
+        examples=[["10.1.2.0/24", "192.168.40.17"]],
+    )
+    max_connections_per_peer: int = Field(
+        8,
+        ge=1,
+        description="simultaneous connections from one source address; one more is closed "
+        "at once (raise it for a NAT gateway fronting many sending applications)",
+        examples=[8],
+    )
+    first_frame_timeout: Duration = Field(
+        10.0,
+        description="close a new connection that has not delivered a complete MLLP block "
+        "this long after it was accepted (silent or trickling sockets; 0: no limit). Raise "
+        "it for senders that open their connection long before their first message",
+        examples=["10s"],
     )
     idle_timeout: Duration = Field(
         300.0,
@@ -99,6 +133,11 @@ class MllpListenerConfig(ListenerConfig):
     def _check_bind(cls, value: str) -> str:
         split_bind(value)
         return value
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _check_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return check_networks(value)
 
     @field_validator("default_charset")
     @classmethod
@@ -132,8 +171,17 @@ class MllpListener:
             default_charset=config.default_charset,
             max_message_bytes=config.max_message_bytes,
         )
+        self.admission: Admission[Session] = Admission(
+            listener=config.name,
+            networks=parse_networks(config.allowed_networks),
+            max_per_peer=config.max_connections_per_peer,
+            capacity=config.max_connections,
+        )
+        """Who holds the connections; its ``counts`` say how many were refused or evicted."""
         self._server: asyncio.Server | None = None
         self._sessions: dict[asyncio.Task[None], Session] = {}
+        self._tasks: dict[Session, asyncio.Task[None]] = {}
+        self._timers: dict[Session, asyncio.TimerHandle] = {}
         self._stopping = False
 
     @property
@@ -187,33 +235,66 @@ class MllpListener:
         log.info("listener %s: stopped", self.config.name)
 
     def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Accept callback: serve the connection in a task we own (stop() may cancel it)."""
+        """Accept callback: admit (or refuse, unread), then serve in a task we own."""
         peer = _peer(writer)
-        if self._stopping or len(self._sessions) >= self.config.max_connections:
-            log.warning(
-                "listener %s: refused connection from %s: %s",
-                self.config.name,
-                peer,
-                "stopping" if self._stopping else f"{self.config.max_connections} already open",
-            )
+        if self._stopping:
+            log.warning("listener %s: refused connection from %s: stopping", self.config.name, peer)
             writer.close()
             return
+        watch = _Watch(self._handler)
         session = Session(
             reader,
             writer,
-            self._handler,
+            watch,
             listener=self.config.name,
             peer=peer,
             max_message_bytes=self.config.max_message_bytes,
             idle_timeout=self.config.idle_timeout,
             frame_timeout=self.config.frame_timeout,
         )
+        decision = self.admission.admit(session, _host(writer), _evictable)
+        if not decision.admitted:
+            writer.close()
+            return
+        if decision.evicted is not None:
+            self._close_unknown(decision.evicted, f"to admit a connection from {peer}")
+        watch.on_known = lambda: self.admission.mark_known(session)
         task = asyncio.create_task(self._serve(session, writer), name=f"mllp:{peer}")
         self._sessions[task] = session
+        self._tasks[session] = task
+        if self.config.first_frame_timeout > 0:
+            self._timers[session] = asyncio.get_running_loop().call_later(
+                self.config.first_frame_timeout, self._first_frame_due, session, watch
+            )
         task.add_done_callback(self._forget)
 
+    def _first_frame_due(self, session: Session, watch: _Watch) -> None:
+        self._timers.pop(session, None)
+        if not watch.framed and not session.busy:
+            self._close_unknown(
+                session,
+                f"no complete MLLP block {self.config.first_frame_timeout:g} s after connecting",
+            )
+
+    def _close_unknown(self, session: Session, why: str) -> None:
+        task = self._tasks.get(session)
+        if task is None or task.done():
+            return
+        log.warning(
+            "listener %s: closing connection from %s: %s", self.config.name, session.peer, why
+        )
+        self.admission.release(session)
+        task.cancel()
+
     def _forget(self, task: asyncio.Task[None]) -> None:
-        self._sessions.pop(task, None)
+        session = self._sessions.pop(task, None)
+        if session is None:
+            return
+        self._tasks.pop(session, None)
+        self.admission.release(session)
+        timer = self._timers.pop(session, None)
+        if timer is not None:
+            timer.cancel()
 
     async def _serve(self, session: Session, writer: asyncio.StreamWriter) -> None:
         log.debug("listener %s: connection from %s", self.config.name, session.peer)
@@ -224,6 +305,42 @@ class MllpListener:
         finally:
             await _close(writer)
             log.debug("listener %s: connection from %s closed", self.config.name, session.peer)
+
+
+_KNOWN_OUTCOMES = frozenset({"accepted", "duplicate"})
+"""A block answered so (journaled from an allowed sender) makes its connection known."""
+
+
+class _Watch:
+    """One connection's way to the listener's :class:`FrameHandler`: notes its first
+    complete block and calls ``on_known`` when a block is accepted."""
+
+    __slots__ = ("_handler", "framed", "on_known")
+
+    def __init__(self, handler: FrameHandler) -> None:
+        self._handler = handler
+        self.framed = False
+        self.on_known: Callable[[], None] | None = None
+
+    async def on_event(self, event: FrameEvent, peer: str) -> Reply | None:
+        if isinstance(event, Frame):
+            self.framed = True
+        reply = await self._handler.on_event(event, peer)
+        if reply is not None and reply.outcome in _KNOWN_OUTCOMES and self.on_known is not None:
+            self.on_known()
+        return reply
+
+
+def _evictable(session: Session) -> bool:
+    """An unknown connection may be evicted unless a block of it is being answered."""
+    return not session.busy
+
+
+def _host(writer: asyncio.StreamWriter) -> str:
+    address = writer.get_extra_info("peername")
+    if isinstance(address, tuple) and address:
+        return str(address[0])
+    return ""
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from connectors.mllp._framing import EB, SB, frame
+from eai.hl7 import parse
 from tests._paths import HL7V2
 from tests.integration._mllp_support import (
     FakeJournal,
@@ -362,7 +363,8 @@ def test_oversize_frame_answered_ar_and_stored_truncated() -> None:
             async with await RawClient.connect(listener.port) as bad:
                 ack = await bad.exchange(big)
                 assert msa(ack) == ("AR", "BIG-1")
-                assert err_code(ack) == "100"
+                assert err_code(ack) == "102"  # v2.5 table 0357, with the limit in ERR-8
+                assert f"{limit} bytes" in parse(ack).get("ERR-8")
                 assert msa(await bad.exchange(message("SMALL-1"))) == ("AA", "SMALL-1")
             stop.set()
             await good
@@ -468,7 +470,9 @@ def test_50_connections_x_20_messages_all_aa() -> None:
 
     async def scenario() -> None:
         journal = FakeJournal()
-        async with running_listener(journal, max_connections=64) as listener:
+        async with running_listener(
+            journal, max_connections=64, max_connections_per_peer=64
+        ) as listener:
             results = await asyncio.gather(*(one_sender(listener.port, n) for n in range(50)))
         for number, answers in enumerate(results):
             assert answers == [("AA", f"C{number:02d}-M{i:02d}") for i in range(20)]

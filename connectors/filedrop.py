@@ -6,22 +6,41 @@ Touches: files (lists, reads and renames in the watched directory and its
 Registered as listener type ``filedrop``. Every ``interval`` the directory is
 listed (not recursively). A file is taken only once it is complete:
 
-* producers that write under a temporary name then rename (the atomic rename
-  convention) are served at once: names starting with ``.`` or ending in
-  ``.tmp`` are never looked at;
-* any other file matching ``pattern`` is taken once its size and modification
-  time have stayed the same on two polls at least ``settle`` apart (``settle:
-  0`` takes a file when first seen, for producers that always rename).
+* the convention for producers: write under a temporary name, then rename
+  into place (``rename(2)`` in the same directory is atomic). Names starting
+  with ``.`` or ending in ``.tmp`` or ``.part`` are never looked at, so a
+  renamed file is complete when it appears;
+* on Linux an inotify watch (:mod:`connectors._filewatch`) says which files
+  are still open or written since their last ``IN_CLOSE_WRITE``: such a file
+  is not taken, however long its writer pauses;
+* and, everywhere, a file is taken only once its inode, type, link count,
+  owner, size, mtime and ctime have stayed the same on two listings at
+  least ``settle`` apart (``settle: 0``: when first seen and not busy). Where
+  inotify is not had (other systems, network filesystems whose remote writers
+  the kernel does not see), this stability check is the only one: a writer
+  that keeps a file open and pauses longer than ``settle`` must use the rename
+  convention.
 
-A taken file is read (never through a symbolic link), examined (hardened XML,
-CDA, schema), journaled (``received``, or ``rejected`` with the reason), and
-only after the commit moved to ``processed/`` or ``failed/`` under a name the
-engine makes, ``<message id>-<original name with unsafe characters replaced>``;
+A taken file is checked and read by :mod:`connectors._dropfile`: never
+through a symbolic link, never a FIFO, socket or device, never a hard link
+(more than one name), never a file of another owner than ``owner`` when set,
+never more than ``max_file_bytes``. A refused file is not read: it is
+journaled as ``rejected`` without bytes, logged at WARNING (the reason, no
+name) and moved to ``failed/`` (moving a hard link moves only our name for
+it; the other file is left as it is). A read file is examined (hardened XML,
+CDA, schema), checked unchanged (no inotify change, same ``lstat``), journaled
+(``received``, or ``rejected`` with the reason), checked unchanged again, and
+only then moved to ``processed/`` or ``failed/`` under a name the engine
+makes, ``<message id>-<original name with unsafe characters replaced>``;
 ``failed/<that name>.reason.txt`` says why. Nothing in a document chooses a
-path. When the journal cannot be written the file stays where it is and is
-taken again on a later poll; a file journaled but not moved (crash, rename
-refused) is taken again after a restart, recognised as a retransmission
-(same bytes) and moved under its first id.
+path. A file that changes before it is journaled is not journaled: it waits
+until it is stable again. A file that changes after it is journaled and before
+it is moved stays where it is (a WARNING) and is taken again once stable: the
+same bytes are recognised as a retransmission, other bytes are a new message.
+When the journal cannot be written the file stays where it is and is taken
+again on a later poll; a file journaled but not moved (crash, rename refused)
+is taken again after a restart, recognised as a retransmission (same bytes)
+and moved under its first id.
 
 Logs carry sizes, message ids and outcomes, never file names (they may carry
 patient names) nor content.
@@ -31,13 +50,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import fnmatch
 import logging
 import os
+import pwd
 import re
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -45,6 +65,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from connectors._cda_intake import MIB, CdaIntakeConfig, Verdict, examine, journal_entry, schema_for
+from connectors._dropfile import Limits, Snapshot, read_dropped, unchanged
+from connectors._filewatch import DirWatch, FileWatcher, open_inotify
 from eai._concurrency import run_blocking
 from eai.cda_schema import CdaSchema
 from eai.config import Duration
@@ -58,6 +80,7 @@ log = logging.getLogger(__name__)
 PROCESSED = "processed"
 FAILED = "failed"
 REASON_SUFFIX = ".reason.txt"
+TEMPORARY_SUFFIXES = (".tmp", ".part")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_NAME = 120
 
@@ -76,7 +99,7 @@ class FileDropListenerConfig(CdaIntakeConfig):
         default="*.xml",
         min_length=1,
         description="file names taken (shell pattern, case-sensitive); names starting with . "
-        "or ending in .tmp are always ignored",
+        "or ending in .tmp or .part (write under such a name, then rename) are always ignored",
         examples=["*.xml", "CR-*.xml"],
     )
     interval: Duration = Field(
@@ -87,8 +110,9 @@ class FileDropListenerConfig(CdaIntakeConfig):
     )
     settle: Duration = Field(
         default=1.0,
-        description="how long a file's size and modification time must stay unchanged before "
-        "it is taken (0: take it when first seen, for producers that rename complete files)",
+        description="how long a file's inode, size, modification and change times must stay "
+        "unchanged (and, on Linux, the file stay closed by its writers) before it is taken "
+        "(0: take it when first seen closed, for producers that rename complete files)",
         examples=["1s", 0],
     )
     max_file_bytes: int = Field(
@@ -97,6 +121,12 @@ class FileDropListenerConfig(CdaIntakeConfig):
         description="largest document taken; a bigger file is rejected unread and moved to failed/",
         examples=[20 * MIB],
     )
+    owner: int | str | None = Field(
+        default=None,
+        description="when set, only files owned by this user (uid or user name) are read; a "
+        "file of another owner is rejected unread and moved to failed/",
+        examples=["eai-drop", 1001],
+    )
 
     @field_validator("pattern")
     @classmethod
@@ -104,6 +134,29 @@ class FileDropListenerConfig(CdaIntakeConfig):
         if "/" in value or "\\" in value or "\x00" in value:
             raise ValueError("pattern matches file names in the directory: no path separators")
         return value
+
+    @field_validator("owner")
+    @classmethod
+    def _owner_shape(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("owner: a uid is 0 or more")
+        if isinstance(value, str) and (not value or value != value.strip() or ":" in value):
+            raise ValueError("owner: a user name or a uid")
+        return value
+
+    def owner_uid(self) -> int | None:
+        """The uid files must have (``None``: any); ConfigError for an unknown user name."""
+        owner = self.owner
+        if owner is None or isinstance(owner, int):
+            return owner
+        if owner.isdigit():
+            return int(owner)
+        try:
+            return pwd.getpwnam(owner).pw_uid
+        except KeyError:
+            raise ConfigError(
+                [ConfigIssue(str(self.path), 0, 0, f"listener {self.name}: no user {owner!r}")]
+            ) from None
 
 
 def safe_basename(name: str) -> str:
@@ -120,33 +173,30 @@ def safe_basename(name: str) -> str:
 @dataclass(frozen=True, slots=True)
 class _Entry:
     name: str
-    regular: bool
-    size: int
-    mtime_ns: int
-
-    @property
-    def signature(self) -> tuple[bool, int, int]:
-        return (self.regular, self.size, self.mtime_ns)
-
-
-@dataclass(frozen=True, slots=True)
-class _Read:
-    payload: bytes
-    verdict: Verdict | None  # set when refused before parsing
-    signature: tuple[bool, int, int]
-    changed: bool = False  # grew or was touched while read: not complete yet
+    snapshot: Snapshot
 
 
 class FileDropListener:
-    """Polls one :class:`FileDropListenerConfig` directory; journals through ``ingest``."""
+    """Watches one :class:`FileDropListenerConfig` directory; journals through ``ingest``.
 
-    def __init__(self, config: FileDropListenerConfig, ingest: Ingest) -> None:
+    ``watch`` opens the inotify watch (tests pass one returning ``None`` to force polling).
+    """
+
+    def __init__(
+        self,
+        config: FileDropListenerConfig,
+        ingest: Ingest,
+        *,
+        watch: Callable[[Path], DirWatch | None] = open_inotify,
+    ) -> None:
         self.config = config
         self._ingest = ingest
         self._schema: CdaSchema | None = None
         self._schema_loaded = False
-        self._seen: dict[str, tuple[tuple[bool, int, int], float]] = {}
-        self._unmovable: dict[str, tuple[bool, int, int]] = {}  # journaled, rename failed
+        self._limits: Limits | None = None
+        self._watch = FileWatcher(config.path, watch)
+        self._seen: dict[str, tuple[Snapshot, float]] = {}
+        self._unmovable: dict[str, Snapshot] = {}  # journaled, rename failed
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._poll_lock = asyncio.Lock()
@@ -157,7 +207,7 @@ class FileDropListener:
         return self.config.path
 
     async def start(self) -> None:
-        """Checks the directory, loads the schema, starts polling."""
+        """Checks the directory and the owner, loads the schema, starts watching."""
         cfg = self.config
         if not cfg.path.is_dir():
             raise ConfigError(
@@ -165,29 +215,35 @@ class FileDropListener:
             )
         for sub in (PROCESSED, FAILED):
             (cfg.path / sub).mkdir(exist_ok=True)
+        self._load_limits()
         await self._load_schema()
+        await run_blocking(self._watch.refresh)
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"filedrop:{cfg.name}")
         log.info(
-            "listener %s: watching a directory every %g s (settle %g s, schema %s)",
+            "listener %s: watching a directory every %g s (settle %g s, inotify %s, schema %s)",
             cfg.name,
             cfg.interval,
             cfg.settle,
+            "on" if self._watch.active else "off",
             "on" if self._schema is not None else "off",
         )
 
     async def stop(self, grace: float) -> None:
-        """Stops polling; a file being taken is finished within ``grace`` s."""
+        """Stops watching; a file being taken is finished within ``grace`` s."""
         self._stop.set()
         task, self._task = self._task, None
-        if task is None:
-            return
-        _, pending = await asyncio.wait({task}, timeout=grace)
-        if pending:
-            task.cancel()
-            log.warning("listener %s: file still being taken after %g s", self.config.name, grace)
-            await asyncio.wait({task})
-        log.info("listener %s: stopped", self.config.name)
+        if task is not None:
+            _, pending = await asyncio.wait({task}, timeout=grace)
+            if pending:
+                task.cancel()
+                log.warning(
+                    "listener %s: file still being taken after %g s", self.config.name, grace
+                )
+                await asyncio.wait({task})
+        self._watch.close()
+        if task is not None:
+            log.info("listener %s: stopped", self.config.name)
 
     async def _run(self) -> None:
         while not self._stop.is_set():
@@ -205,8 +261,13 @@ class FileDropListener:
         Serialised: a poll asked for while one runs waits for it.
         """
         async with self._poll_lock:
+            self._load_limits()
             await self._load_schema()
             return await self._poll()
+
+    def _load_limits(self) -> None:
+        if self._limits is None:
+            self._limits = Limits(self.config.max_file_bytes, self.config.owner_uid())
 
     async def _load_schema(self) -> None:
         if not self._schema_loaded:
@@ -214,31 +275,14 @@ class FileDropListener:
             self._schema_loaded = True
 
     async def _poll(self) -> int:
+        await run_blocking(self._watch.refresh)
         try:
             entries = await run_blocking(_scan, self.config.path, self.config.pattern)
         except OSError as exc:
             log.warning("listener %s: cannot list the directory: %s", self.config.name, exc)
             return 0
-        now = time.monotonic()
-        ready: list[_Entry] = []
-        present = {e.name for e in entries}
-        for gone in set(self._seen) - present:
-            del self._seen[gone]
-        for gone in set(self._unmovable) - present:
-            del self._unmovable[gone]
-        for entry in entries:
-            if self._unmovable.get(entry.name) == entry.signature:
-                continue
-            known = self._seen.get(entry.name)
-            if known is None or known[0] != entry.signature:
-                self._seen[entry.name] = (entry.signature, now)
-                if self.config.settle > 0:
-                    continue
-            elif now - known[1] < self.config.settle:
-                continue
-            ready.append(entry)
         taken = 0
-        for entry in ready:
+        for entry in self._ready(entries):
             if self._stop.is_set():
                 break
             try:
@@ -253,32 +297,81 @@ class FileDropListener:
                 break
         return taken
 
+    def _ready(self, entries: list[_Entry]) -> list[_Entry]:
+        """The entries not being written and unchanged for ``settle``."""
+        now = time.monotonic()
+        present = {e.name for e in entries}
+        for gone in set(self._seen) - present:
+            del self._seen[gone]
+        for gone in set(self._unmovable) - present:
+            del self._unmovable[gone]
+        self._watch.forget_except(present)
+        ready: list[_Entry] = []
+        for entry in entries:
+            if self._unmovable.get(entry.name) == entry.snapshot:
+                continue
+            known = self._seen.get(entry.name)
+            if self._watch.busy(entry.name):  # open, or written since closed: settle restarts
+                self._seen[entry.name] = (entry.snapshot, now)
+                continue
+            if known is None or known[0] != entry.snapshot:
+                self._seen[entry.name] = (entry.snapshot, now)
+                if self.config.settle > 0:
+                    continue
+            elif now - known[1] < self.config.settle:
+                continue
+            ready.append(entry)
+        return ready
+
+    def _wait_again(self, name: str, snapshot: Snapshot) -> None:
+        self._seen[name] = (snapshot, time.monotonic())
+
+    async def _unchanged(self, entry: _Entry, snapshot: Snapshot, token: tuple[int, int]) -> bool:
+        await run_blocking(self._watch.refresh)
+        if self._watch.changed_since(entry.name, token):
+            return False
+        return await run_blocking(unchanged, self.config.path / entry.name, snapshot)
+
     async def _take(self, entry: _Entry) -> bool:
         cfg = self.config
         path = cfg.path / entry.name
+        assert self._limits is not None
+        token = self._watch.token(entry.name)
         try:
-            read = await run_blocking(_read, path, cfg.max_file_bytes)
+            read = await run_blocking(read_dropped, path, entry.snapshot, self._limits)
         except FileNotFoundError:
             self._seen.pop(entry.name, None)
             return False
         except OSError as exc:
             log.warning("listener %s: cannot read a file: %s", cfg.name, exc.strerror)
             return False
-        if read.changed or read.signature != entry.signature:  # not complete: wait again
-            self._seen[entry.name] = (read.signature, time.monotonic())
+        if read.changed:  # not complete: wait again
+            self._wait_again(entry.name, read.snapshot)
             return False
         verdict = read.verdict
         if verdict is None:
             verdict = await run_blocking(examine, read.payload, self._schema)
+        if not await self._unchanged(entry, read.snapshot, token):
+            log.info("listener %s: a file changed while it was read; taken once stable", cfg.name)
+            self._wait_again(entry.name, read.snapshot)
+            return False
         record = journal_entry(
             cfg.name, read.payload, verdict, self._peer, keep_payload=read.verdict is None
         )
         result = await self._ingest(record)  # StoreError: the file stays for a later poll
         self._seen.pop(entry.name, None)
+        if not await self._unchanged(entry, read.snapshot, token):
+            log.warning(
+                "listener %s: message %d journaled, but its file changed before it was moved; "
+                "left in place and taken again once stable",
+                cfg.name,
+                result.message_id,
+            )
+            return True
         try:
             where = await run_blocking(_move, path, result.message_id, verdict)
         except OSError as exc:
-            self._unmovable[entry.name] = entry.signature
+            self._unmovable[entry.name] = read.snapshot
             log.error(
                 "listener %s: message %d journaled but the file could not be moved (%s); "
                 "left in place, taken again when it changes or the engine restarts",
@@ -287,10 +380,20 @@ class FileDropListener:
                 exc.strerror,
             )
             return True
+        if read.verdict is not None:
+            log.warning(
+                "listener %s: file refused unread (%s: %s) -> message %d, moved to %s/",
+                cfg.name,
+                verdict.outcome,
+                verdict.reason,
+                result.message_id,
+                where,
+            )
+            return True
         log.info(
             "listener %s: file of %d bytes -> message %d%s, %s, moved to %s/",
             cfg.name,
-            entry.size,
+            read.snapshot.size,
             result.message_id,
             " (already journaled)" if result.duplicate else "",
             verdict.outcome,
@@ -300,12 +403,12 @@ class FileDropListener:
 
 
 def _scan(directory: Path, pattern: str) -> list[_Entry]:
-    """The candidate files, oldest first (hidden, ``*.tmp`` and directories skipped)."""
+    """The candidate names, oldest first (hidden, temporary and directories skipped)."""
     found: list[_Entry] = []
     with os.scandir(directory) as listing:
         for item in listing:
             name = item.name
-            if name.startswith(".") or name.endswith(".tmp"):
+            if name.startswith(".") or name.endswith(TEMPORARY_SUFFIXES):
                 continue
             if not fnmatch.fnmatchcase(name, pattern):
                 continue
@@ -315,43 +418,9 @@ def _scan(directory: Path, pattern: str) -> list[_Entry]:
                 continue
             if stat.S_ISDIR(st.st_mode):
                 continue
-            found.append(_Entry(name, stat.S_ISREG(st.st_mode), st.st_size, st.st_mtime_ns))
-    found.sort(key=lambda e: (e.mtime_ns, e.name))
+            found.append(_Entry(name, Snapshot.of(st)))
+    found.sort(key=lambda e: (e.snapshot.mtime_ns, e.name))
     return found
-
-
-def _read(path: Path, max_bytes: int) -> _Read:
-    """Reads a regular file without following a symbolic link or blocking on a FIFO."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENXIO):  # a symbolic link, a socket
-            st = os.lstat(path)
-            return _Read(b"", _not_file(), (False, st.st_size, st.st_mtime_ns))
-        raise
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        signature = (stat.S_ISREG(st.st_mode), st.st_size, st.st_mtime_ns)
-        if not stat.S_ISREG(st.st_mode):
-            return _Read(b"", _not_file(), signature)
-        if st.st_size > max_bytes:
-            return _Read(
-                b"",
-                Verdict(
-                    "too_large",
-                    f"file of {st.st_size} bytes is larger than max_file_bytes ({max_bytes}); "
-                    "not read",
-                ),
-                signature,
-            )
-        data = f.read(max_bytes + 1)
-        after = os.fstat(f.fileno())
-    changed = len(data) > max_bytes or (after.st_size, after.st_mtime_ns) != signature[1:]
-    return _Read(data, None, signature, changed)
-
-
-def _not_file() -> Verdict:
-    return Verdict("not_file", "not a regular file (symbolic link or special file); not read")
 
 
 def _move(path: Path, message_id: int, verdict: Verdict) -> str:

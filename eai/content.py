@@ -39,6 +39,12 @@ class ParsedContent:
     for_route: Callable[[Route], bytes | None] | None = None
     """The payload of a delivery made by ``route`` when it differs from the message's
     (DICOM: the reference plus the route's ``coerce`` operations); None = as received."""
+    warnings: tuple[str, ...] = ()
+    """What the parser repaired to read the payload (e.g. an embedded document's base64
+    without padding), no patient data: each becomes a ``warning`` event of its journey."""
+    problem: str = ""
+    """Why a part the routes rely on was refused (e.g. the embedded document), no patient
+    data: no route reading a fact takes the message; rejected when no other route does."""
 
     def __repr__(self) -> str:
         return f"ParsedContent(control_id={self.control_id!r}, facts={sorted(self.facts)})"

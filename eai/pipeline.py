@@ -165,6 +165,7 @@ def plan_message(
         ops = _identity_ops(msg, ident, local, reconciled)
     else:
         patient_key = cipher.hash_id(key.ordering_key)
+    warnings = content.warnings
     if verdict is not None and verdict.reject_reason:
         return MessagePlan(
             claimed.id,
@@ -174,14 +175,19 @@ def plan_message(
             reason=verdict.reject_reason,
             facility=facility,
             anomalies=found,
+            warnings=warnings,
         )
-    decision = routing.evaluate(config.routes, claimed.listener, msg, content.facts)
+    # A refused document's facts (DESTDMP...) route nothing; the refusal is the problem.
+    decision = routing.evaluate(
+        config.routes, claimed.listener, msg, content.facts, facts_usable=not content.problem
+    )
     routes = [r for r in config.routes if r.name in decision.routes]
-    problem: str | None = None
+    problem: str | None = content.problem or None
     if any(r.validate_structure for r in routes):
-        problem = structure_problem(msg) if isinstance(msg, hl7.Hl7Message) else None
-        if problem is not None:
+        structure = structure_problem(msg) if isinstance(msg, hl7.Hl7Message) else None
+        if structure is not None:
             routes = [r for r in routes if not r.validate_structure]
+            problem = "; ".join(p for p in (problem, structure) if p)
     bundles: dict[str, bytes] = {}
     if any(r.map_ for r in routes):
         routes, bundles, map_problem = _map_routes(cipher, claimed, payload, content, routes)
@@ -202,6 +208,7 @@ def plan_message(
             anomalies=found,
             patient_local=patient_local,
             identity_ops=ops,
+            warnings=warnings,
         )
     qualified = verdict is not None and verdict.qualified
     held = (
@@ -232,6 +239,7 @@ def plan_message(
         release_held=qualified,
         patient_local=patient_local,
         identity_ops=ops,
+        warnings=warnings,
     )
 
 

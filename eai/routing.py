@@ -19,7 +19,14 @@ from typing import Protocol
 
 from eai.config import Route, When
 
-__all__ = ["Routable", "RoutableHeader", "RouteDecision", "evaluate", "when_matches"]
+__all__ = [
+    "Routable",
+    "RoutableHeader",
+    "RouteDecision",
+    "evaluate",
+    "reads_facts",
+    "when_matches",
+]
 
 
 class RoutableHeader(Protocol):
@@ -67,12 +74,21 @@ def evaluate(
     listener: str,
     message: Routable,
     facts: Mapping[str, str] = _NO_FACTS,
+    *,
+    facts_usable: bool = True,
 ) -> RouteDecision:
-    """The routes from ``listener`` whose ``when`` holds for ``message`` and its ``facts``."""
+    """The routes from ``listener`` whose ``when`` holds for ``message`` and its ``facts``.
+
+    ``facts_usable`` False (the document the facts describe was refused): a route whose
+    ``when`` reads a fact anywhere, under ``not`` too, does not take the message; the
+    sender's DESTDMP=Y does not send an unreadable document to the DMP.
+    """
     names: list[str] = []
     destinations: dict[str, None] = {}
     for route in routes:
         if listener not in route.from_:
+            continue
+        if route.when is not None and not facts_usable and reads_facts(route.when):
             continue
         if route.when is not None and not when_matches(route.when, message, facts):
             continue
@@ -109,6 +125,14 @@ def when_matches(when: When, message: Routable, facts: Mapping[str, str] = _NO_F
     if when.any_ is not None and not any(when_matches(w, message, facts) for w in when.any_):
         return False
     return when.not_ is None or not when_matches(when.not_, message, facts)
+
+
+def reads_facts(when: When) -> bool:
+    """True when ``when`` or any condition nested in it tests a routing fact."""
+    if when.fact is not None:
+        return True
+    nested = [*(when.all_ or ()), *(when.any_ or ()), *([when.not_] if when.not_ else [])]
+    return any(reads_facts(w) for w in nested)
 
 
 def _read(message: Routable, path: str) -> str:

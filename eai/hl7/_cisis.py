@@ -18,6 +18,15 @@ Profile: ANS CI-SIS, *Volet de transmission d'un document CDA-R2 en HL7v2*
 - PRT segments (pre-adopted from v2.9) follow the document OBX: PRT-4.1 SB
   (sender), RCT (an MSSanté recipient; address in PRT-15.4), REPLY (reply-to).
 
+The ED data is base64 "as defined by MIME" (HL7 v2.5 2.A.24): what is
+unambiguous is decoded and said (:func:`decode_base64`): line breaks and
+spaces (MIME lines, ``\\.br\\``), a missing final ``=`` padding (ANS's own
+examples lack it). Anything else (a character outside the alphabet, padding in
+the middle or in excess, a length that no padding completes) is refused.
+:func:`check_documents` says, before routing, whether the message's document
+would be refused, so that its routing facts are not used (see
+``eai.routing``).
+
 Everything here reads the message lazily and never logs a value: recipients
 hold patient data (the patient mailbox is ``<INS>@patient.mssante.fr``).
 """
@@ -29,17 +38,25 @@ import binascii
 import re
 from dataclasses import dataclass
 
+from lxml import etree
+
 from eai.errors import InputError
 from eai.hl7._reader import Hl7Message, Segment
+from eai.xml import parse_xml
 
 __all__ = [
     "CISIS_PROFILE",
+    "DocumentCheck",
     "EmbeddedDocument",
     "MssParticipant",
+    "check_documents",
+    "decode_base64",
     "document_action",
     "document_segments",
+    "embedded_cda",
     "embedded_documents",
     "is_cisis",
+    "is_plain_text",
     "looks_like_xml",
     "meta_dmp_mss",
     "mss_participants",
@@ -59,6 +76,9 @@ _PATIENT_MAILBOX = "@patient.mssante.fr"
 _CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _FLAG = re.compile(r"[A-Z]{1,5}")
 _SPACE = re.compile(r"\s+")
+_BASE64_BODY = re.compile(r"[A-Za-z0-9+/]*")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CLINICAL_DOCUMENT = "{urn:hl7-org:v3}ClinicalDocument"
 
 # Actions: MDM trigger (v2.6 ch. 9; T11 is HL7's "document cancel"), ORC-1, OBX-11 (table 0085).
 _BY_TRIGGER = {"T02": "new", "T10": "replace", "T04": "delete", "T11": "delete"}
@@ -106,25 +126,65 @@ class EmbeddedDocument:
     media_type: str
     """OBX-5.2 / OBX-5.3 as a MIME type, e.g. ``text/xml``."""
     data: bytes
+    repairs: tuple[str, ...] = ()
+    """What :func:`decode_base64` had to repair, named by field (no content)."""
 
     def __repr__(self) -> str:  # the bytes are patient data
         return f"EmbeddedDocument(obx={self.obx}, code={self.code!r}, {len(self.data)} bytes)"
+
+
+_REPAIRS = {
+    "spaces": "base64 split by line breaks or spaces, decoded without them",
+    "padding": "base64 without its final '=' padding, decoded as if padded",
+}
+
+
+def decode_base64(text: str) -> tuple[bytes, tuple[str, ...]]:
+    """The bytes of ED data ``text``, and which unambiguous defects were repaired
+    (``spaces``, ``padding``; see the module docstring).
+
+    Raises ValueError when ``text`` is not base64: a character outside the
+    standard alphabet, ``=`` anywhere but at the end, more ``=`` than the length
+    calls for, or a length (without spaces) of 4n+1, which no padding completes.
+    """
+    tail = text.rstrip("=")
+    if len(text) - len(tail) == -len(tail) % 4:  # padded as it should be: the common case
+        try:
+            return base64.b64decode(text, validate=True), ()
+        except (binascii.Error, ValueError):
+            pass
+    repairs: list[str] = []
+    data = _SPACE.sub("", text)
+    if len(data) != len(text):
+        repairs.append("spaces")
+    body = data.rstrip("=")
+    padding, missing = len(data) - len(body), -len(body) % 4
+    if not _BASE64_BODY.fullmatch(body) or len(body) % 4 == 1 or padding > missing:
+        raise ValueError("not base64")
+    if padding < missing:
+        repairs.append("padding")
+    return base64.b64decode(body + "=" * missing, validate=True), tuple(repairs)
+
+
+def _decode(segment: Segment, where: str) -> tuple[bytes, tuple[str, ...]]:
+    try:
+        raw, repairs = decode_base64(segment.get(5, 1, 5))
+    except (binascii.Error, ValueError):
+        raise InputError(f"{where}: the ED data is not valid base64", "102", where) from None
+    return raw, tuple(f"{where}: {_REPAIRS[r]}" for r in repairs)
 
 
 def embedded_documents(message: Hl7Message) -> list[EmbeddedDocument]:
     """Decode every document OBX (see :func:`document_segments`), in message order.
 
     Raises InputError when an OBX-5.5 is not base64 or does not decode to an XML
-    document; the reason names the OBX, never its content.
+    document; the reason names the OBX, never its content. What was repaired to
+    decode it is in each document's ``repairs``.
     """
     docs = []
     for occurrence, segment in document_segments(message):
         where = f"OBX[{occurrence}]-5.5"
-        data = _SPACE.sub("", segment.get(5, 1, 5))
-        try:
-            raw = base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError):
-            raise InputError(f"{where}: the ED data is not valid base64", "102", where) from None
+        raw, repairs = _decode(segment, where)
         if not looks_like_xml(raw):
             raise InputError(
                 f"{where}: the ED data (OBX-5.3 XML) does not decode to an XML document",
@@ -140,6 +200,7 @@ def embedded_documents(message: Hl7Message) -> list[EmbeddedDocument]:
                 segment.get(11),
                 f"{'application' if kind == 'application' else 'text'}/xml",
                 raw,
+                repairs,
             )
         )
     return docs
@@ -150,6 +211,81 @@ def looks_like_xml(raw: bytes) -> bool:
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         return True
     return raw.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"<")
+
+
+def is_plain_text(raw: bytes) -> bool:
+    """UTF-8 text, not blank, without control characters (tab and line ends allowed): what
+    a sender puts in an ED declared XML when it has no CDA (a placeholder, a note)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return bool(text.strip()) and _CONTROL.search(text) is None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentCheck:
+    """Whether a message's document would be taken, before any mapping runs (no content)."""
+
+    problem: str = ""
+    """Why the document is refused ("" when it is not): OBX named, content never."""
+    warnings: tuple[str, ...] = ()
+    """What was repaired to decode it (see :func:`decode_base64`)."""
+
+
+def check_documents(message: Hl7Message) -> DocumentCheck:
+    """Reads the document OBX as the ``cisis`` mapping source will, and says what it finds.
+
+    Refused: an ED that is not base64 (:func:`decode_base64`), that decodes to XML
+    which is not a CDA R2 document (hardened parse, a ``ClinicalDocument`` root or
+    self-presenting form), or to neither XML nor text. A first document OBX that
+    decodes to plain text is a document carried without a CDA (CI-SIS volume 2's
+    placeholder; ``mappings.functions.cisis_source``): taken, and the OBX after it
+    are not read, as there. A message without document OBX has nothing to check.
+    """
+    warnings: list[str] = []
+    for index, (occurrence, segment) in enumerate(document_segments(message)):
+        where = f"OBX[{occurrence}]-5.5"
+        try:
+            raw, repairs = _decode(segment, where)
+        except InputError as exc:
+            return DocumentCheck(exc.reason, tuple(warnings))
+        warnings.extend(repairs)
+        if looks_like_xml(raw):
+            if _clinical_document(raw) is None:
+                problem = f"{where}: the ED data (OBX-5.3 XML) does not decode to a CDA document"
+                return DocumentCheck(problem, tuple(warnings))
+        elif index == 0 and is_plain_text(raw):
+            break
+        else:
+            problem = f"{where}: the ED data (OBX-5.3 XML) does not decode to an XML document"
+            return DocumentCheck(problem, tuple(warnings))
+    return DocumentCheck("", tuple(warnings))
+
+
+def embedded_cda(message: Hl7Message) -> etree._Element | None:
+    """The ``ClinicalDocument`` of the message's first document OBX, parsed with the
+    hardened settings; None when there is none or it is refused (:func:`check_documents`
+    says why). Patient data: never log it."""
+    segments = document_segments(message)
+    if not segments:
+        return None
+    try:
+        raw, _ = decode_base64(segments[0][1].get(5, 1, 5))
+    except (binascii.Error, ValueError):
+        return None
+    return _clinical_document(raw) if looks_like_xml(raw) else None
+
+
+def _clinical_document(raw: bytes) -> etree._Element | None:
+    """The ``ClinicalDocument`` element (itself the root, or inside a self-presenting root)."""
+    try:
+        root = parse_xml(raw)
+    except InputError:
+        return None
+    if root.tag == _CLINICAL_DOCUMENT:
+        return root
+    return next(root.iter(_CLINICAL_DOCUMENT), None)
 
 
 def meta_dmp_mss(message: Hl7Message) -> dict[str, str]:

@@ -183,6 +183,8 @@ class MessagePlan:
     ``patient_key`` is only its value for a local id the store does not know."""
     identity_ops: tuple[IdentityOp, ...] = ()
     """Cross-reference writes (reconciliation found, A40 merge, A47 id change), in order."""
+    warnings: tuple[str, ...] = ()
+    """What the parser repaired to read the message (no patient data): ``warning`` events."""
 
 
 # Built once: executed with a list of parameter sets, each runs as ONE executemany
@@ -385,6 +387,10 @@ def apply_plans(
             status_writes.append((_SET_PLAN, params))
         if p.patient_id_hashes and not replay:
             id_rows.extend({"message_id": p.message_id, "id_hash": h} for h in p.patient_id_hashes)
+        ev.extend(
+            {"at": now, "message_id": p.message_id, "kind": "warning", "detail": w}
+            for w in p.warnings
+        )
         if p.anomalies:
             anomaly_rows.extend(_anomaly_rows(p, now))
             ev.append(_identity_event(p, now))

@@ -42,7 +42,6 @@ HL7 v2 path read from the message, as in ``source: hl7v2`` (``TXA-13.1``,
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from collections.abc import Sequence
@@ -80,8 +79,6 @@ PATIENT_MAPPING = "pamfr-adt"
 _META = "MetaDMPMSS"
 _TEXT_TYPES = frozenset({"TX", "FT", "ST"})
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9.+-]{0,62}")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_SPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -107,7 +104,7 @@ def carried_document(message: Hl7Message) -> CarriedDocument | None:
         raw = _base64(segment.get(5, 1, 5))
         if raw is None or hl7.looks_like_xml(raw):
             return None
-        return CarriedDocument(segment, "text/plain", raw) if _is_text(raw) else None
+        return CarriedDocument(segment, "text/plain", raw) if hl7.is_plain_text(raw) else None
     obx = [s for s in message.segments() if s.name == "OBX" and s.get(3, 1, 3) != _META]
     for segment in obx:
         if segment.get(2).upper() != "ED" or segment.get(5, 1, 4).upper() != "BASE64":
@@ -125,19 +122,12 @@ def carried_document(message: Hl7Message) -> CarriedDocument | None:
 
 
 def _base64(text: str) -> bytes | None:
+    """The ED data decoded as :func:`eai.hl7.decode_base64` does (missing padding, line
+    breaks repaired), or None when it is not base64."""
     try:
-        return base64.b64decode(_SPACE.sub("", text), validate=True)
+        return hl7.decode_base64(text)[0]
     except (binascii.Error, ValueError):
         return None
-
-
-def _is_text(raw: bytes) -> bool:
-    """UTF-8 text without control characters (tab and line ends allowed)."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return bool(text.strip()) and _CONTROL.search(text) is None
 
 
 @dataclass(repr=False)

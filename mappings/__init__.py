@@ -100,13 +100,20 @@ def default_mapping_for(content_type: str, routable: object) -> str | None:
     """The mapping a route with ``map: auto`` applies to this message, or None.
 
     The first mapping, by name, reading ``content_type`` whose ``default_for``
-    takes the message type (HL7 v2 MSH-9 patterns; CDA document code or
-    template id).
+    takes the message, asked in this order: the message type (HL7 v2 MSH-9
+    patterns; CDA document code), then, for a CDA, templateIds anywhere in it
+    (``content_template_id``: a document, section or entry template the mapping
+    knows how to map, e.g. the lab results of a rapid test report whose code is
+    not 11502-2), then the document's own templateIds (``template_id``).
     """
     message_type = _message_type(routable)
     chosen = _default_by_type(content_type, message_type)
     if chosen is not None:
         return chosen
+    for compiled in _loadable():
+        if compiled.source.content_type == content_type and compiled.content_template_ids:
+            if _has_template(routable, compiled.content_template_ids, anywhere=True):
+                return compiled.name
     for compiled in _loadable():
         if compiled.source.content_type == content_type and compiled.template_ids:
             if _has_template(routable, compiled.template_ids):
@@ -134,13 +141,17 @@ def _loadable() -> list[Mapping]:
     return out
 
 
-def _has_template(routable: object, template_ids: tuple[str, ...]) -> bool:
+def _has_template(
+    routable: object, template_ids: tuple[str, ...], *, anywhere: bool = False
+) -> bool:
+    """True when the document (its header; ``anywhere``: any element) has one of the ids."""
     get = getattr(routable, "get", None)
     if get is None:
         return False
+    where = "(//hl7:templateId" if anywhere else "(hl7:templateId"
     for tid in template_ids:
         try:
-            if get(f"hl7:templateId[@root='{tid}']/@root") == tid:
+            if get(f"{where}[@root='{tid}'])[1]/@root") == tid:
                 return True
         except ValueError:
             return False

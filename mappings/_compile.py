@@ -72,6 +72,8 @@ class CompiledMapping:
     template_ids: tuple[str, ...]
     resources: tuple[_Resource, ...] = field(repr=False)
     message_type_patterns: tuple[str, ...] = ()
+    content_template_ids: tuple[str, ...] = ()
+    """CDA: templateIds anywhere in a document that make ``map: auto`` choose this mapping."""
 
     def run(self, document: Any) -> dict[str, Any]:
         """The FHIR ``Bundle`` (type ``collection``) for ``document``, as JSON.
@@ -425,6 +427,7 @@ class _Compiler:
             tuple(default.template_id or []) if default else (),
             tuple(r for r in resources if r is not None),
             tuple(default.message_type or []) if default else (),
+            tuple(default.content_template_id or []) if default else (),
         )
 
 

@@ -169,6 +169,14 @@ class DefaultFor(_Model):
     message_type: list[str] | None = None
     document_code: list[str] | None = None
     template_id: list[str] | None = None
+    content_template_id: list[str] | None = Field(
+        default=None,
+        description=(
+            "CDA: templateIds looked for anywhere in the document (its own, its sections', its "
+            "entries'); a document holding one is taken when no mapping takes its code, "
+            "before template_id"
+        ),
+    )
 
 
 class MappingFile(_Model):

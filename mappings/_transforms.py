@@ -13,6 +13,9 @@ data); the caller adds the source path.
                ``timezone`` (FHIR requires an offset with a time)
 ``{code: T}``  through table T; unknown codes pass unchanged
 ``{lookup: T}`` through table T; unknown codes give no value
+``{system: T}`` a coding system (CDA ``codeSystem``) through table T; an OID not
+               in it -> ``urn:oid:<OID>``, an absolute URI passes, anything else
+               gives no value (FHIR ``system`` is a URI: never a bare OID)
 ``oid_uri``    ``1.2.250...`` -> ``urn:oid:1.2.250...`` (not an OID: no value)
 ``base64``     base64 text -> decoded UTF-8 text
 ``upper``, ``lower``, ``trim``
@@ -36,7 +39,14 @@ from zoneinfo import ZoneInfo
 
 from mappings import _registry
 
-__all__ = ["Transform", "compile_transform", "hl7_date", "hl7_datetime", "load_table"]
+__all__ = [
+    "Transform",
+    "coding_system",
+    "compile_transform",
+    "hl7_date",
+    "hl7_datetime",
+    "load_table",
+]
 
 Transform = Callable[[Any], Any]
 
@@ -45,6 +55,8 @@ _TS = re.compile(
     r"(?:(?P<s>\d{2})(?P<f>\.\d{1,6})?)?)?)?)?)?(?P<tz>[+-]\d{4}|Z)?"
 )
 _OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]+")
+_UUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 def _each(function: Callable[[str], Any]) -> Transform:
@@ -115,6 +127,23 @@ def _oid_uri(value: str) -> str:
     return f"urn:oid:{value}" if _OID.fullmatch(value) else ""
 
 
+def coding_system(value: str, table: dict[str, str]) -> str:
+    """A coding system as FHIR wants it (``{system: T}``): the table's URI, else
+    ``urn:oid:<OID>`` (``urn:uuid:`` for a UUID), else the value when it is already an
+    absolute URI (a ``urn:oid:`` must hold a valid OID), else ""."""
+    value = value.strip()
+    known = table.get(value)
+    if known:
+        return known
+    if _OID.fullmatch(value):
+        return f"urn:oid:{value}"
+    if _UUID.fullmatch(value):
+        return f"urn:uuid:{value.lower()}"
+    if value[:8].lower() == "urn:oid:":
+        return f"urn:oid:{value[8:]}" if _OID.fullmatch(value[8:]) else ""
+    return value if _URI.fullmatch(value) else ""
+
+
 _SIMPLE: dict[str, Callable[[str], Any]] = {
     "date": hl7_date,
     "oid_uri": _oid_uri,
@@ -123,7 +152,7 @@ _SIMPLE: dict[str, Callable[[str], Any]] = {
     "lower": str.lower,
     "trim": str.strip,
 }
-NAMES = sorted([*_SIMPLE, "datetime", "code", "lookup", "default", "split", "fn"])
+NAMES = sorted([*_SIMPLE, "datetime", "code", "lookup", "system", "default", "split", "fn"])
 
 
 def compile_transform(
@@ -140,13 +169,15 @@ def compile_transform(
     if not isinstance(spec, dict) or len(spec) != 1:
         raise ValueError("a transform is a name or a one-key mapping ({code: TABLE})")
     ((name, arg),) = spec.items()
-    if name in ("code", "lookup"):
+    if name in ("code", "lookup", "system"):
         table = tables.get(str(arg))
         if table is None:
             known = ", ".join(sorted(tables)) or "none defined"
             raise ValueError(f"unknown table {arg!r} (tables: {known})")
         if name == "code":
             return _each(lambda v: table.get(v, v))
+        if name == "system":
+            return _each(lambda v: coding_system(v, table))
         return _each(lambda v: table.get(v, ""))
     if name == "default":
         default = "true" if arg is True else "false" if arg is False else str(arg)

@@ -23,8 +23,12 @@ not a FHIR date``; never a value, it may be patient data):
   value per choice group), about ten times cheaper; ``bench/convert.py``
   compares the two.
 
-Both also check the envelope: ``Bundle.type``, one ``fullUrl`` per entry,
-``urn:uuid`` references that point inside the Bundle.
+Every level also checks the envelope: ``Bundle.type``, one ``fullUrl`` per entry,
+``urn:uuid`` references that point inside the Bundle; and every ``system`` of type
+``uri`` (Coding, Identifier, Quantity... anywhere in a resource, extensions
+included) is an absolute URI, a ``urn:oid:`` holding a valid OID and a
+``urn:uuid:`` a valid UUID: fhir.resources takes a bare OID
+(``1.2.250.1.213.1.1.5.130``) as a ``uri``, FHIR does not (a system is a URI).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from mappings._fhirmodel import Element, elements, resource_model
 
-__all__ = ["Level", "bundle_problems"]
+__all__ = ["Level", "bundle_problems", "system_problem"]
 
 Level = Literal["full", "light", "cached"]
 
@@ -58,6 +62,9 @@ _FORMATS = {
     "uuid": re.compile(r"urn:uuid:[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}"),
 }
 _UUID_URL = _FORMATS["uuid"]
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
+_OID_URN = re.compile(r"urn:oid:[0-2](\.(0|[1-9][0-9]*))+")
+_UUID_URN = re.compile(r"urn:uuid:[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 def bundle_problems(bundle: dict[str, Any], level: Level = "full") -> list[str]:
@@ -91,6 +98,44 @@ def bundle_problems(bundle: dict[str, Any], level: Level = "full") -> list[str]:
         for path, reference in _references(resource, rtype):
             if reference.startswith("urn:uuid:") and reference not in urls:
                 problems.append(f"{path}: reference to no entry of the Bundle")
+        problems += _system_problems(model, resource, rtype)
+    return problems
+
+
+def system_problem(value: Any) -> str:
+    """Why ``value`` is not a FHIR coding/identifier ``system`` ("" when it is one)."""
+    if not isinstance(value, str) or not _ABSOLUTE_URI.fullmatch(value):
+        return "not an absolute URI (a bare OID is written urn:oid:<OID>)"
+    lowered = value[:9].lower()
+    if lowered.startswith("urn:oid:") and not _OID_URN.fullmatch(value):
+        return "not a valid OID after urn:oid:"
+    if lowered == "urn:uuid:" and not _UUID_URN.fullmatch(value):
+        return "not a valid UUID after urn:uuid:"
+    return ""
+
+
+def _system_problems(model: type[BaseModel], node: Any, path: str) -> list[str]:
+    """Every ``system`` (type uri) under ``node`` that is not an absolute URI (see the
+    module docstring); elements the model does not know are left to the other checks."""
+    if not isinstance(node, dict):
+        return []
+    problems: list[str] = []
+    known = elements(model)
+    for name, value in node.items():
+        element = known.get(name)
+        if element is None:
+            continue
+        if element.model is None:
+            if name == "system" and element.primitive == "uri":
+                why = system_problem(value)
+                if why:
+                    problems.append(f"{path}.{name}: {why}")
+            continue
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                problems += _system_problems(element.model, item, f"{path}.{name}[{index}]")
+        else:
+            problems += _system_problems(element.model, value, f"{path}.{name}")
     return problems
 
 

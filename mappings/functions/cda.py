@@ -22,7 +22,10 @@ Rules (``- fn: name``):
   ``lab_group`` and ``lab_result`` resources the mapping declares with a
   resource-level ``for_each`` (one per element of :data:`SPECIMENS`,
   :data:`GROUPS`, :data:`RESULTS`, which the mapping must use verbatim) and
-  sets the report's ``result``, ``specimen`` and ``status``.
+  sets the report's ``result``, ``specimen`` and ``status``; a new version
+  (``relatedDocument[@typeCode='RPLC']``) keeps the replaced document's id as an
+  ``identifier`` ``use`` ``old`` and turns ``final`` into ``corrected``
+  (:mod:`mappings.functions.report_action`).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from mappings._context import MappingContext
 from mappings._registry import mapping_function
 from mappings.functions import cda_lab
 from mappings.functions.cda_document import attachment_of, clinical_document
-from mappings.functions.cda_types import ii_identifier, ts_instant
+from mappings.functions.cda_types import HL7, identifier, ii_identifier, ts_instant
+from mappings.functions.report_action import apply_action
 
 __all__ = [
     "GROUPS",
@@ -164,3 +168,8 @@ def crbio_results(ctx: MappingContext) -> None:
         report["specimen"] = built.specimens
     if built.results:
         report["result"] = built.results
+    parents = doc.findall(
+        f"{{{HL7}}}relatedDocument[@typeCode='RPLC']/{{{HL7}}}parentDocument/{{{HL7}}}id"
+    )
+    replaced = [i for i in map(identifier, parents) if i]
+    apply_action(report, deleted=False, replaces=replaced)

@@ -26,11 +26,20 @@ Decisions (docs/mappings.md, "CR-BIO"):
   ``meta.tag`` ``urn:eai:mapping-flag#no-loinc``;
 - IVL_PQ with one bound -> ``valueQuantity`` with a comparator (``inclusive``
   true: ``>=``/``<=``, false: ``>``/``<``); with two -> ``valueRange``;
-- a reference range interpreted ``N`` gets ``type`` ``referencerange-meaning#normal``.
+- a reference range interpreted ``N`` gets ``type`` ``referencerange-meaning#normal``;
+  one whose low equals its high while its narrative ``text`` says something else
+  (``0.27-4.2`` over ``<low value="4.2"/><high value="4.2"/>``) is copied as given,
+  text included, and the Observation carries the warning ``meta.tag``
+  ``urn:eai:mapping-flag#range-text-differs`` (the bounds are suspect: read the text);
+- a comment (Comment Entry ``1.3.6.1.4.1.19376.1.5.3.1.4.2``) becomes ``note`` of
+  what carries it: an observation or organizer, or, for an ``act`` holding results
+  (the entry's act, e.g. the microbiology "Traitement immédiat"), every top-level
+  result and group of that act (R4 DiagnosticReport has no ``note``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +63,7 @@ __all__ = [
     "ISOLATE",
     "LAB_OBSERVATION",
     "NO_LOINC_TAG",
+    "RANGE_TEXT_TAG",
     "SPECIMEN_COLLECTION",
     "Built",
     "Declared",
@@ -81,6 +91,11 @@ NO_LOINC_TAG: Json = {
     "system": "urn:eai:mapping-flag",
     "code": "no-loinc",
     "display": "result code without LOINC coding: local code kept",
+}
+RANGE_TEXT_TAG: Json = {
+    "system": "urn:eai:mapping-flag",
+    "code": "range-text-differs",
+    "display": "reference range low equals high but its text differs: bounds kept as given",
 }
 _LAB_CATEGORY = {
     "coding": [
@@ -164,6 +179,8 @@ class _Builder:
         self.subject = subject
         self.out = LabReport()
         self._ids: dict[str, Element] | None = None
+        self._built: dict[int, Json] = {}
+        """``id(reference)`` -> the resource it points to (to add an act's notes)."""
 
     @property
     def ids(self) -> dict[str, Element]:
@@ -177,7 +194,9 @@ class _Builder:
         return self._ids
 
     def add(self, element: Element, resource: Json) -> Json:
-        return self._add(element, resource)
+        ref = self._add(element, resource)
+        self._built[id(ref)] = resource
+        return ref
 
     # --- specimens ---------------------------------------------------------------------------
 
@@ -252,12 +271,28 @@ class _Builder:
                 members = list(self.walk(child, inner))
                 if members:
                     yield self.add(child, self.group(child, members, inner))
-            elif child.tag == f"{_Q}act" and _has_template(child.getparent(), ENTRY):
-                yield from self.walk(child, self.specimens_of(child) or specimens)
+            elif child.tag == f"{_Q}act" and _has_template(child, COMMENT):
+                continue  # read as a note by what carries it
+            elif child.tag == f"{_Q}act":
+                inner = specimens
+                if _has_template(child.getparent(), ENTRY):
+                    inner = self.specimens_of(child) or specimens
+                yield from self.with_notes(child, list(self.walk(child, inner)))
             elif child.tag in (f"{_Q}observation", f"{_Q}procedure", f"{_Q}observationMedia"):
                 continue  # other clinical statements hold no lab results of their own
             else:
                 yield from self.walk(child, specimens)
+
+    def with_notes(self, act: Element, refs: list[Json]) -> list[Json]:
+        """``refs`` (the top-level results and groups under ``act``), each resource given
+        the comments ``act`` carries as notes."""
+        notes = self.notes(act)
+        if notes:
+            for ref in refs:
+                resource = self._built.get(id(ref))
+                if resource is not None:
+                    resource["note"] = resource.get("note", []) + [dict(n) for n in notes]
+        return refs
 
     @staticmethod
     def common(element: Element) -> Json:
@@ -301,6 +336,8 @@ class _Builder:
         ranges = [r for r in map(self.reference_range, obs.findall(f"{_Q}referenceRange")) if r]
         if ranges:
             out["referenceRange"] = ranges
+            if any(_point_range_with_other_text(r) for r in ranges):
+                out.setdefault("meta", {}).setdefault("tag", []).append(dict(RANGE_TEXT_TAG))
         notes = self.notes(obs)
         if notes:
             out["note"] = notes
@@ -555,6 +592,19 @@ def _interval_value(value: Element) -> Json:
     center = value.find(f"{_Q}center")
     q = quantity(center)
     return {"valueQuantity": q} if q else {}
+
+
+_NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)?")
+
+
+def _point_range_with_other_text(rng: Json) -> bool:
+    """True when ``low`` equals ``high`` but the narrative text names another number
+    (or none): the bounds were likely filled from one end of the range."""
+    low, high, text = rng.get("low"), rng.get("high"), rng.get("text")
+    if not low or not high or not text or low.get("value") != high.get("value"):
+        return False
+    numbers = {float(n.replace(",", ".")) for n in _NUMBER.findall(str(text))}
+    return numbers != {float(low["value"])}
 
 
 def _time_of(element: Element | None) -> str:

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
-from mappings._transforms import load_table
+from mappings._transforms import coding_system, load_table
 
 __all__ = [
     "HL7",
@@ -63,14 +63,9 @@ def _systems() -> dict[str, str]:
 
 
 def system_uri(oid: str) -> str:
-    """The FHIR system of a CDA ``codeSystem``: the table's URI, else ``urn:oid:<oid>``."""
-    oid = oid.strip()
-    if not oid:
-        return ""
-    known = _systems().get(oid)
-    if known:
-        return known
-    return f"urn:oid:{oid}" if _OID.fullmatch(oid) else oid
+    """The FHIR system of a CDA ``codeSystem``: the table's URI, else ``urn:oid:<oid>``
+    (the ``{system: code_system}`` transform: "" for what is neither an OID nor a URI)."""
+    return coding_system(oid, _systems()) if oid.strip() else ""
 
 
 def _parts(value: str | None) -> re.Match[str] | None:

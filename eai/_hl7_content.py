@@ -1,10 +1,19 @@
-"""The ``hl7v2`` content type: lazy HL7 v2 reader, PID-3 patient key, CI-SIS routing facts.
+"""The ``hl7v2`` content type: lazy HL7 v2 reader, PID-3 patient key, routing facts (CI-SIS, DMP).
 
 Touches: nothing.
 
-Routing facts exist only for messages that may carry a document: ORU and MDM,
+The CI-SIS facts exist only for messages that may carry a document: ORU and MDM,
 or any message whose MSH-21 names ``CISIS_CDA_HL7_V2``; a plain ADT costs one
-substring search more than before. The facts never hold patient data:
+substring search and one segment lookup (ZFA) more. The facts never hold patient data:
+
+- from the PAM FR 2.11 ZFA segment (DMP status and consent, section 6.14), in any
+  message that has one (ADT A01/A04/A05/A14/A28/A31/Z99; the CI-SIS ORU/MDM
+  profile does not list ZFA, but one sent there is read too): ``DMP_STATUS``
+  (ZFA-1: ``ACTIF``, ``FERME``, ``INEXISTANT``), ``DMP_OPPOSITION`` (ZFA-9,
+  opposition to feeding the DMP: ``Y`` for ``IO``, ``N`` for ``INO``, ``NA``
+  for not collected) and ``DMP_CONSULTATION_CONSENT`` (ZFA-11: ``Y`` for ``IC``,
+  ``N`` for ``INC``, ``NA``); an empty field gives no fact, another code
+  ``invalid``. ZFA-4..8 are obsolete since 2.11 and not read;
 
 - ``<MetaDMPMSS code>``: ``Y`` / ``N`` (``DESTDMP``, ``DESTMSSANTEPS``,
   ``DESTMSSANTEPAT``, ``MASQUE_PS``, ``INVISIBLE_PATIENT``,
@@ -19,12 +28,6 @@ substring search more than before. The facts never hold patient data:
   (``organisation,patient,professional``). The addresses themselves, which
   identify the patient for a patient mailbox, are read by connectors with
   :func:`eai.hl7.mss_participants`.
-
-The embedded document is checked at parse time (:func:`eai.hl7.check_documents`):
-what was repaired to decode it becomes the content's ``warnings``; a refused
-document its ``problem``, and then no route reading a fact takes the message
-(:func:`eai.routing.evaluate`): DESTDMP=Y must not send to the DMP a document
-that could not be read.
 """
 
 from __future__ import annotations
@@ -35,9 +38,16 @@ from eai.content import ParsedContent, register_content_type
 from eai.hl7 import Hl7Message
 from identity import patient_key_of
 
-__all__ = ["cisis_facts", "parse_hl7v2"]
+__all__ = ["cisis_facts", "dmp_consent_facts", "parse_hl7v2"]
 
 _DOCUMENT_MESSAGES = ("ORU", "MDM")
+# PAM FR 2.11 tables IHE-FRANCE-ZFA-1, -9, -11 (codes as sent; see the module docstring)
+_ZFA_STATUS = {"ACTIF": "ACTIF", "FERME": "FERME", "INEXISTANT": "INEXISTANT"}
+_ZFA_CODED = (
+    ("DMP_STATUS", 1, _ZFA_STATUS),
+    ("DMP_OPPOSITION", 9, {"IO": "Y", "INO": "N", "NA": "NA"}),
+    ("DMP_CONSULTATION_CONSENT", 11, {"IC": "Y", "INC": "N", "NA": "NA"}),
+)
 
 
 def parse_hl7v2(payload: bytes, listener: ListenerConfig | None) -> ParsedContent:
@@ -45,18 +55,10 @@ def parse_hl7v2(payload: bytes, listener: ListenerConfig | None) -> ParsedConten
     msg = hl7.parse(payload, default_charset=charset)
     key = patient_key_of(msg)
     code = msg.header.message_type.partition("^")[0]
+    dmp = dmp_consent_facts(msg)
     if code in _DOCUMENT_MESSAGES or hl7.is_cisis(msg):
-        # The document is read now: its facts must not route it when it is refused.
-        check = hl7.check_documents(msg)
-        return ParsedContent(
-            msg,
-            key,
-            msg.header.control_id,
-            cisis_facts(msg),
-            warnings=check.warnings,
-            problem=check.problem,
-        )
-    return ParsedContent(msg, key, control_id=msg.header.control_id)
+        return ParsedContent(msg, key, msg.header.control_id, {**cisis_facts(msg), **dmp})
+    return ParsedContent(msg, key, control_id=msg.header.control_id, facts=dmp)
 
 
 def cisis_facts(msg: Hl7Message) -> dict[str, str]:
@@ -75,6 +77,19 @@ def cisis_facts(msg: Hl7Message) -> dict[str, str]:
     if recipients:
         facts["mss_recipients"] = str(len(recipients))
         facts["mss_recipient_kinds"] = ",".join(sorted({p.kind for p in recipients}))
+    return facts
+
+
+def dmp_consent_facts(msg: Hl7Message) -> dict[str, str]:
+    """The DMP facts of the message's ZFA segment (see the module docstring); {} without one."""
+    zfa = msg.segment("ZFA")
+    if zfa is None:
+        return {}
+    facts: dict[str, str] = {}
+    for name, field, table in _ZFA_CODED:
+        value = zfa.get(field, 1, 1).strip()
+        if value and value != '""':  # HL7 explicit null: nothing known
+            facts[name] = table.get(value, "invalid")
     return facts
 
 

@@ -26,6 +26,8 @@ def test_convert_prints_only_the_bundle_on_stdout():
         "Patient",
         "Encounter",
         "Encounter",
+        "Consent",  # ZFA: DMP feeding, then consultation
+        "Consent",
     ]
     assert done.stderr == b""
 

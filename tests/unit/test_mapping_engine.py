@@ -290,7 +290,8 @@ def test_bundle_urns_are_deterministic_and_references_resolve():
     other = mappings.convert(A01.replace(b"|3975|", b"|3976|"), "hl7v2")
     urls = {e["fullUrl"] for e in first["entry"]}
     assert urls.isdisjoint({e["fullUrl"] for e in other["entry"]})
-    refs = [e["resource"]["subject"]["reference"] for e in first["entry"][1:]]
+    refs = [e["resource"].get("subject", e["resource"].get("patient")) for e in first["entry"][1:]]
+    refs = [r["reference"] for r in refs]  # Encounter.subject, Consent.patient (ZFA)
     assert set(refs) == {first["entry"][0]["fullUrl"]}
 
 

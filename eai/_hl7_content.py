@@ -28,6 +28,12 @@ substring search and one segment lookup (ZFA) more. The facts never hold patient
   (``organisation,patient,professional``). The addresses themselves, which
   identify the patient for a patient mailbox, are read by connectors with
   :func:`eai.hl7.mss_participants`.
+
+The embedded document is checked at parse time (:func:`eai.hl7.check_documents`):
+what was repaired to decode it becomes the content's ``warnings``; a refused
+document its ``problem``, and then no route reading a fact takes the message
+(:func:`eai.routing.evaluate`): DESTDMP=Y must not send to the DMP a document
+that could not be read.
 """
 
 from __future__ import annotations
@@ -57,7 +63,16 @@ def parse_hl7v2(payload: bytes, listener: ListenerConfig | None) -> ParsedConten
     code = msg.header.message_type.partition("^")[0]
     dmp = dmp_consent_facts(msg)
     if code in _DOCUMENT_MESSAGES or hl7.is_cisis(msg):
-        return ParsedContent(msg, key, msg.header.control_id, {**cisis_facts(msg), **dmp})
+        # The document is read now: its facts must not route it when it is refused.
+        check = hl7.check_documents(msg)
+        return ParsedContent(
+            msg,
+            key,
+            msg.header.control_id,
+            {**cisis_facts(msg), **dmp},
+            warnings=check.warnings,
+            problem=check.problem,
+        )
     return ParsedContent(msg, key, control_id=msg.header.control_id, facts=dmp)
 
 

@@ -9,10 +9,15 @@ listeners call it on a worker thread (it parses and validates), journal the
 :func:`journal_entry` it leads to, and only then answer or move the file.
 
 A retransmission is the same bytes on the same listener with the same
-verdict: the dedup key is ``<listener>|cda|<status>|sha256:<hex>``, so the
-journal returns the first message id instead of storing a second copy (a
-document rejected under an older schema and sent again after a fix is a new
-entry, since its status differs).
+verdict, line terminators aside (XML 1.0 section 2.11: a parser reads CRLF and CR
+as LF, so a copy that went through a CRLF conversion is the same document): the
+dedup key is ``<listener>|cda|<status>|sha256:<hex of the bytes, CRLF and CR as
+LF>``, so the journal returns the first message id instead of storing a second copy
+(a document rejected under an older schema and sent again after a fix is a new
+entry, since its status differs). This is the rule of HL7 v2 over MLLP too (same
+content, line terminators aside); a CDA has no control id a sender could reuse, its
+key is its content. A document with LF line ends has the digest of its bytes as they
+are, as before this rule.
 """
 
 from __future__ import annotations
@@ -129,7 +134,7 @@ def journal_entry(
     ``keep_payload=False`` (a body refused unread): no bytes stored, no dedup key.
     """
     status: Literal["received", "rejected"] = "received" if verdict.accepted else "rejected"
-    digest = hashlib.sha256(payload).hexdigest()
+    digest = hashlib.sha256(payload.replace(b"\r\n", b"\n").replace(b"\r", b"\n")).hexdigest()
     header = verdict.header
     return JournalEntry(
         listener=listener,

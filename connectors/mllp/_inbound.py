@@ -11,10 +11,17 @@ HL7 v2.5 section 2.9 (acknowledgement modes):
 The ACK goes out only after ``ingest`` returned, that is after the durable
 commit; a journal failure is answered AE/CE (ERR 207), never AA. Logs carry
 ids, sizes, outcomes and the peer address, never payload content.
+
+A retransmission (same listener, MSH-3, MSH-4 and MSH-10, and the same content,
+line terminators aside) gets the stored ACK byte for byte and is journaled once.
+The same control id with another content is a new message: the journal stores and
+routes it, marks it ``control id reused`` and reports it to the sending facility;
+the listener answers it with its own ACK and logs a warning (ids only).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -33,6 +40,29 @@ log = logging.getLogger("connectors.mllp.listener")
 
 REJECTED_HEAD_BYTES = 64 * 1024
 """How much of an oversize block is journaled."""
+
+_KEY_PART_CHARS = 64
+"""Longer MSH-3/4/10 values enter the dedup key as a hash: the key (listener name up to
+64, three parts up to 128 once escaped, the journal's content suffix of 49) fits the
+journal's 512-character column."""
+
+
+def _key_part(value: str) -> str:
+    """One part of a dedup key, unambiguous whatever it contains: ``\\`` and ``|`` are
+    escaped (a sender may choose another field separator and put ``|`` in MSH-3), a long
+    value is replaced by ``#`` and its SHA-256 (header values, not patient data), and a
+    value that starts with ``#`` gets a ``\\`` before it."""
+    if len(value) > _KEY_PART_CHARS:
+        return "#" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    value = value.replace("\\", "\\\\").replace("|", "\\|")
+    return "\\" + value if value.startswith("#") else value
+
+
+def dedup_key(listener: str, header: MessageHeader) -> str:
+    """``<listener>|<MSH-3>|<MSH-4>|<MSH-10>``: the journal's retransmission key (the
+    journal also compares contents: see :class:`eai.messages.JournalEntry`)."""
+    parts = (header.sending_application, header.sending_facility, header.control_id)
+    return "|".join((listener, *(_key_part(p) for p in parts)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,10 +172,8 @@ class FrameHandler:
             received_at=self._clock(),
             status="received",
             peer=peer,
-            dedup_key=(
-                f"{self._name}|{header.sending_application}|{header.sending_facility}"
-                f"|{header.control_id}"
-            ),
+            dedup_key=dedup_key(self._name, header),
+            dedup_by_content=True,
             control_id=header.control_id,
             message_type=header.message_type,
             sending_application=header.sending_application,
@@ -181,6 +209,18 @@ class FrameHandler:
                 result.message_id,
             )
             return self._reply(header, result.stored_ack or ack, "duplicate", success=True)
+        if result.reuses is not None:
+            log.warning(
+                "listener %s: control id %s from %s/%s reused with another content "
+                "(message %d had it): journaled as message %d, reported to the facility",
+                self._name,
+                header.control_id,
+                header.sending_application,
+                header.sending_facility,
+                result.reuses,
+                result.message_id,
+            )
+            return self._reply(header, ack, "accepted", success=True)
         log.debug(
             "listener %s: accepted %s control id %s (%d bytes) from %s as message %d",
             self._name,
@@ -257,7 +297,16 @@ class FrameHandler:
             )
             return Reply(ack, "rejected")
         if err.kind == "oversize":
-            error = InputError(f"message exceeds {self._max} bytes", "100")
+            # HL7 v2.5 table 0357 has no code for a message too large (104 "value too
+            # long" came with v2.7, and is about one field): 102 "data type error" is the
+            # v2.5 code for a value breaking its declared constraints, length included.
+            # Not 100 (segment order), nor 207 (our fault, worth a resend as it is).
+            # ERR-8 says the limit, so that the sender's team knows what to change.
+            error = InputError(
+                f"message exceeds {self._max} bytes, the size limit of listener "
+                f"{self._name} (max_message_bytes): not accepted, do not resend as is",
+                "102",
+            )
             head = err.data[:REJECTED_HEAD_BYTES]
             return await self._reject(head, None, error, peer, journaled_payload=head)
         # bad_end: EB not followed by CR.

@@ -1,6 +1,9 @@
-"""Identity anomalies: recording them, listing them, and what a digest has to send.
+"""Anomalies reported to establishments: recording, listing, and what a digest sends.
 
 Touches: DB.
+
+Most are identity anomalies (the regional charter, the identity server); one is the
+journal's own: a control id reused with another content (:func:`control_id_reused`).
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from eai.store._schema import anomalies
 
 __all__ = [
+    "CONTROL_ID_REUSED",
     "AnomalyRow",
     "DigestLine",
+    "control_id_reused",
     "list_anomalies",
     "mark_notified",
     "pending_for_notification",
@@ -71,6 +76,34 @@ def record_anomalies(
                 for f, m, c, r, s, e in rows
             ],
         )
+
+
+CONTROL_ID_REUSED = "MSH10-REUTILISE"
+"""The rule of a message whose control id its sender had already used for another content."""
+
+_REUSED_TEXT = (
+    "L'identifiant de message (MSH-10) a déjà été envoyé par la même application (MSH-3) "
+    "pour un message au contenu différent (message {earlier} de la plateforme). Le nouveau "
+    "message a été accepté et traité comme un message distinct ; vérifiez le compteur "
+    "d'identifiants de votre interface (remis à zéro après un redémarrage ou une "
+    "restauration ?) : chaque message doit avoir son propre MSH-10, sans quoi une "
+    "retransmission ne peut plus être distinguée d'un nouveau message."
+)
+
+
+def control_id_reused(
+    facility: str, message_id: int, control_id: str, earlier: int
+) -> tuple[str, int | None, str, str, str, str]:
+    """The ``warn`` anomaly row (for :func:`record_anomalies`) of message ``message_id``,
+    which reuses the control id of message ``earlier`` with another content."""
+    return (
+        facility,
+        message_id,
+        control_id,
+        CONTROL_ID_REUSED,
+        "warn",
+        _REUSED_TEXT.format(earlier=earlier),
+    )
 
 
 def _row(r: object) -> AnomalyRow:

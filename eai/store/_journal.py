@@ -9,10 +9,26 @@ the parameters converted by the same SQLAlchemy type processors a ``conn.execute
 would apply; this skips SQLAlchemy's per-execution overhead (cache lookup, execution
 context, result objects), which costs more CPU than the database itself. Batches of
 several entries take the SQLAlchemy statements (ids in parameter order).
+
+Retransmissions. A known ``dedup_key`` is a retransmission, answered with the stored
+ACK. For an entry with ``dedup_by_content`` (HL7 v2 over MLLP: listener, MSH-3, MSH-4,
+MSH-10) it is one only when the content is the same too, compared line by line whatever
+the line terminators (:func:`content_lines`). A different content under a known key is
+a sender that reused a control id: it is journaled as a new message under a content key
+(``<key>|content:<keyed hash of its lines>``, so that its own retransmissions are found
+by one exact lookup), with an ``id_reused`` event in its journey and a ``warn`` anomaly
+for its sending facility, in the same transaction. The unique index on ``dedup_key``
+stays the last guard between engine nodes: of two racing inserts of one key, one fails
+and is run again by the writer (see ``_writer``), which then finds the other.
+The first message of a key is stored under the plain key (as before content keys
+existed), so journals written earlier need no migration: a plain key's content is
+read back from its sealed payload when, and only when, the key comes again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -24,10 +40,11 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
 from eai.messages import IngestResult, JournalEntry
+from eai.store._anomalies import control_id_reused, record_anomalies
 from eai.store._crypto import Cipher
 from eai.store._schema import events, messages
 
-__all__ = ["ack_code", "insert_entries", "naive_utc"]
+__all__ = ["ack_code", "content_lines", "insert_entries", "naive_utc"]
 
 
 def utcnow() -> datetime:
@@ -225,7 +242,7 @@ def _one_entry(dialect: Dialect) -> _OneEntry:
 # -- journaling -------------------------------------------------------------------
 
 
-def _message_row(cipher: Cipher, e: JournalEntry) -> dict[str, Any]:
+def _message_row(cipher: Cipher, e: JournalEntry, dedup_key: str | None) -> dict[str, Any]:
     return {
         "listener": e.listener,
         "received_at": naive_utc(e.received_at),
@@ -236,7 +253,7 @@ def _message_row(cipher: Cipher, e: JournalEntry) -> dict[str, Any]:
         "message_type": e.message_type[:32],
         "sending_application": e.sending_application[:128],
         "sending_facility": e.sending_facility[:128],
-        "dedup_key": e.dedup_key,
+        "dedup_key": dedup_key,
         "size": len(e.payload),
         "payload": cipher.seal(e.payload),
         "ack": e.ack,
@@ -296,40 +313,170 @@ def _insert_many(
     return ids
 
 
+_EOL = re.compile(rb"[\r\n]+")
+
+
+def content_lines(payload: bytes) -> bytes:
+    """``payload``'s lines joined by CR: what two copies of one message share whatever
+    their line terminators (CR as HL7 v2 says, LF, CRLF), blank lines and a missing or
+    doubled final terminator."""
+    return b"\r".join(line for line in _EOL.split(payload) if line)
+
+
+def _content_key(cipher: Cipher, key: str, lines: bytes) -> str:
+    """The dedup key of a message that reuses ``key`` with the content ``lines``.
+
+    A keyed hash (the identifier HMAC key) of the SHA-256 of the lines: the journal's
+    metadata cannot be used to test a guess of a payload, and a sender cannot compute
+    the key of another message's content."""
+    return f"{key}|content:{cipher.hash_id(hashlib.sha256(lines).hexdigest())}"
+
+
+_PAYLOAD_OF = select(messages.c.payload).where(messages.c.id == bindparam("b_id"))
+
+
+class _Holder:
+    """The message that already holds a dedup key: journaled (``message_id``) or earlier
+    in the batch (``position``, its ``payload`` at hand)."""
+
+    __slots__ = ("_lines", "ack", "message_id", "payload", "position")
+
+    def __init__(
+        self,
+        *,
+        message_id: int | None = None,
+        ack: bytes = b"",
+        position: int | None = None,
+        payload: bytes | None = None,
+    ) -> None:
+        self.message_id = message_id
+        self.ack = ack
+        self.position = position
+        self.payload = payload
+        self._lines: bytes | None = None
+
+    def lines(self, conn: Connection, cipher: Cipher) -> bytes:
+        if self._lines is None:
+            payload = self.payload
+            if payload is None:  # a journaled message: read its sealed payload back
+                sealed = conn.execute(_PAYLOAD_OF, {"b_id": self.message_id}).scalar_one()
+                payload = cipher.open(bytes(sealed))
+            self._lines = content_lines(payload)
+        return self._lines
+
+
+def _content_keys(
+    conn: Connection,
+    cipher: Cipher,
+    entries: list[JournalEntry],
+    known: dict[str, tuple[int, bytes]],
+) -> tuple[dict[int, bytes], dict[int, str], dict[str, tuple[int, bytes]]]:
+    """For the content-checked entries whose key is journaled: their lines, their content
+    keys (by position), and the content keys already journaled (one lookup)."""
+    lines: dict[int, bytes] = {}
+    ckeys: dict[int, str] = {}
+    for i, e in enumerate(entries):
+        if e.dedup_by_content and e.dedup_key in known:
+            lines[i] = content_lines(e.payload)
+            ckeys[i] = _content_key(cipher, e.dedup_key, lines[i])
+    found = _known_keys(conn, list(dict.fromkeys(ckeys.values()))) if ckeys else {}
+    return lines, ckeys, found
+
+
+def _record_reuses(conn: Connection, reuses: list[tuple[int, int, JournalEntry]]) -> None:
+    """The journey event and the facility's anomaly of each (new id, earlier id, entry)."""
+    if not reuses:
+        return
+    at = utcnow()
+    conn.execute(
+        _INSERT_EVENTS,
+        [
+            {
+                "at": at,
+                "message_id": mid,
+                "kind": "id_reused",
+                "detail": f"control id reused: message {earlier} has the same "
+                "dedup key (listener, MSH-3, MSH-4, MSH-10) with another content; "
+                "journaled as a new message",
+            }
+            for mid, earlier, _ in reuses
+        ],
+    )
+    record_anomalies(
+        conn,
+        [
+            control_id_reused(e.sending_facility, mid, e.control_id, earlier)
+            for mid, earlier, e in reuses
+        ],
+        at,
+    )
+
+
 def insert_entries(
     conn: Connection, cipher: Cipher, entries: list[JournalEntry]
 ) -> list[IngestResult]:
-    """Journals ``entries``; a retransmission (known dedup key) returns the stored ACK."""
+    """Journals ``entries``; a retransmission returns the stored ACK (see the module doc)."""
     if not conn.in_transaction():
         conn.begin()  # what conn.execute would do (autobegin); the caller commits
     keys = [e.dedup_key for e in entries if e.dedup_key]
     known = _known_keys(conn, keys) if keys else {}
+    lines, ckeys, known_content = _content_keys(conn, cipher, entries, known)
 
     results: list[IngestResult | None] = [None] * len(entries)
-    first_in_batch: dict[str, int] = {}
+    holders: dict[str, _Holder] = {
+        k: _Holder(message_id=mid, ack=ack) for k, (mid, ack) in {**known, **known_content}.items()
+    }
     later_copies: list[tuple[int, int]] = []
+    reused: list[tuple[int, _Holder]] = []  # (position of the new message, earlier holder)
     rows_to_insert: list[dict[str, Any]] = []
     positions: list[int] = []
+
+    def copy_of(i: int, holder: _Holder) -> None:
+        if holder.position is None:
+            assert holder.message_id is not None
+            results[i] = IngestResult(holder.message_id, duplicate=True, stored_ack=holder.ack)
+        else:
+            later_copies.append((i, holder.position))
+
     for i, e in enumerate(entries):
-        if e.dedup_key:
-            if e.dedup_key in known:
-                mid, ack = known[e.dedup_key]
-                results[i] = IngestResult(message_id=mid, duplicate=True, stored_ack=ack)
+        key = e.dedup_key
+        if key:
+            holder = holders.get(key)
+            if holder is not None and not e.dedup_by_content:
+                copy_of(i, holder)
                 continue
-            if e.dedup_key in first_in_batch:
-                later_copies.append((i, first_in_batch[e.dedup_key]))
-                continue
-            first_in_batch[e.dedup_key] = i
+            if holder is not None:
+                mine = lines.get(i)
+                if mine is None:
+                    mine = lines[i] = content_lines(e.payload)
+                ckey = ckeys.get(i) or _content_key(cipher, key, mine)
+                if ckey in holders:  # a retransmission of a message that reused the key
+                    copy_of(i, holders[ckey])
+                    continue
+                if holder.lines(conn, cipher) == mine:
+                    copy_of(i, holder)
+                    continue
+                reused.append((i, holder))
+                key = ckey
+            holders[key] = _Holder(position=i, payload=e.payload)
         positions.append(i)
-        rows_to_insert.append(_message_row(cipher, e))
+        rows_to_insert.append(_message_row(cipher, e, key))
     if len(rows_to_insert) == 1:
         ids = [_insert_one(conn, rows_to_insert[0], entries[positions[0]])]
     elif rows_to_insert:
         ids = _insert_many(conn, rows_to_insert, [entries[p] for p in positions])
     else:
         ids = []
-    for pos, mid in zip(positions, ids, strict=True):
+    inserted = dict(zip(positions, ids, strict=True))
+    for pos, mid in inserted.items():
         results[pos] = IngestResult(message_id=mid)
+    reuses: list[tuple[int, int, JournalEntry]] = []
+    for pos, holder in reused:
+        earlier = holder.message_id if holder.position is None else inserted[holder.position]
+        assert earlier is not None
+        results[pos] = IngestResult(message_id=inserted[pos], reuses=earlier)
+        reuses.append((inserted[pos], earlier, entries[pos]))
+    _record_reuses(conn, reuses)
     for i, first in later_copies:
         res = results[first]
         assert res is not None

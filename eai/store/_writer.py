@@ -10,7 +10,9 @@ When journal entries are queued together with other work (pipeline, delivery),
 the entries get their own transaction first, so that an acknowledgement never
 waits for that work.
 If a grouped transaction fails, each write is retried alone so that one bad
-write cannot fail its neighbours.
+write cannot fail its neighbours; a write that alone hits a unique-key conflict (two
+engine nodes journaling one dedup key at once) is run once more, and then finds the
+other node's row.
 A journal entry may carry a ``before_commit`` callable, run after the rows are
 written and before the commit: the DICOM listener's spool fsync runs while this
 thread writes the rows, and the commit still comes after the file is durable.
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from eai.errors import EaiError, StoreError
 from eai.messages import IngestResult, JournalEntry
@@ -191,17 +193,24 @@ class Writer:
             results = self._apply(conn, batch)
         except Exception as exc:  # noqa: BLE001 - isolate, then retry one by one
             conn = self._reset(conn)
-            if len(batch) == 1 or isinstance(exc, OperationalError):
+            if isinstance(exc, OperationalError) or (
+                len(batch) == 1 and not isinstance(exc, IntegrityError)
+            ):
                 # The journal itself is unavailable (locked, disk full, connection lost):
                 # retrying each write would make every waiter wait again. Fail them all now.
                 err = self._wrap(exc)
                 self._resolve([(item, None, err) for item in batch])
                 return conn
-            log.warning(
-                "grouped commit of %d writes failed (%s); retrying one by one",
-                len(batch),
-                type(exc).__name__,
-            )
+            if len(batch) > 1:
+                log.warning(
+                    "grouped commit of %d writes failed (%s); retrying one by one",
+                    len(batch),
+                    type(exc).__name__,
+                )
+            # A write alone that hit a unique-key conflict is run once more: another
+            # engine node (PostgreSQL) committed the same dedup key between this write's
+            # lookup and its insert, and the lookup now finds that row (a retransmission,
+            # or a reused control id).
             for item in batch:
                 try:
                     self._resolve([(item, self._apply(conn, [item])[0], None)])

@@ -10,6 +10,7 @@ import pytest
 
 from connectors.mllp._framing import ProtocolError
 from connectors.mllp._inbound import FrameHandler, Reply
+from eai.hl7 import parse
 from tests.integration._mllp_support import FakeJournal, err_code, message, msa
 
 FIXED = datetime(2024, 3, 6, 11, 11, 54, tzinfo=UTC)
@@ -99,7 +100,10 @@ def test_oversize_is_ar_and_journals_the_head() -> None:
     assert reply is not None and msa(reply.ack or b"") == ("AR", "BIG-1")
     [entry] = journal.rejected
     assert entry.payload == head
-    assert entry.reject_reason == "message exceeds 1000 bytes"
+    assert entry.reject_reason.startswith("message exceeds 1000 bytes, the size limit")
+    # a code and a text that say it is the size (HL7 v2.5 table 0357: 102), not 100
+    assert err_code(reply.ack or b"") == "102"
+    assert "1000 bytes" in parse(reply.ack or b"").get("ERR-8")
 
 
 @pytest.mark.parametrize("kind", ["junk", "unterminated"])

@@ -1,0 +1,235 @@
+"""Audited raw access (issue 16, point 3): the running engine serves payloads over its Unix
+admin socket, names the reader as the kernel identifies them, and records before answering."""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import socket
+import sqlite3
+import stat
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hl7.client import MLLPClient
+
+from tests.engine_harness import EngineThread, adt, write_routes
+from tests.mllp_peers import MllpPeer
+
+pytestmark = pytest.mark.integration
+
+EAI = [sys.executable, "-c", "from eai.cli import main; main()"]
+SECRET = "PAT-SECRET-NAME"
+ME = pwd.getpwuid(os.getuid()).pw_name
+
+
+def _message(patient: str = "000003") -> bytes:
+    """The PAM FR A01 fixture with a recognisable patient name in PID-5."""
+    text = adt("RAW-1", patient).decode()
+    segs = text.split("\r")
+    for i, seg in enumerate(segs):
+        if seg.startswith("PID"):
+            f = seg.split("|")
+            f[5] = f"{SECRET}^JEAN"
+            segs[i] = "|".join(f)
+    return "\r".join(segs).encode()
+
+
+def _eai(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``eai ARGS -c PATH`` as another process, with a forged $USER and $LOGNAME."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EAI_")}
+    env.update(USER="nobody", LOGNAME="nobody")
+    return subprocess.run(
+        [*EAI, *args, "-c", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=path.parent,
+        timeout=60,
+        check=False,
+    )
+
+
+def _raw_events(path: Path) -> list[str]:
+    db = path.parent / "var" / "eai.db"
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT detail FROM events WHERE kind = 'raw_viewed' ORDER BY id")
+        return [r[0] for r in rows]
+
+
+def _journal_one(tmp_path: Path, sink: MllpPeer, extra: str = "") -> tuple[Path, EngineThread]:
+    path = write_routes(tmp_path, sink.port, extra=extra)
+    eng = EngineThread(path).start()
+    with MLLPClient("127.0.0.1", eng.port("chu-x-adt")) as c:
+        assert b"MSA|AA" in c.send_message(_message())
+    return path, eng
+
+
+def _ask(sock_path: Path, frame: bytes) -> dict[str, object]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(sock_path))
+        s.sendall(frame)
+        head = b""
+        while len(head) < 4:
+            chunk = s.recv(4 - len(head))
+            assert chunk, "the engine closed without answering"
+            head += chunk
+        (n,) = struct.unpack(">I", head)
+        body = b""
+        while len(body) < n:
+            chunk = s.recv(n - len(body))
+            assert chunk
+            body += chunk
+    answer = json.loads(body)
+    assert isinstance(answer, dict)
+    return answer
+
+
+def _frame(obj: object) -> bytes:
+    body = json.dumps(obj).encode()
+    return struct.pack(">I", len(body)) + body
+
+
+def test_record_names_the_kernel_user_not_the_environment(tmp_path):
+    with MllpPeer() as sink:
+        path, eng = _journal_one(tmp_path, sink)
+        try:
+            proc = subprocess.Popen(
+                [*EAI, "messages", "show", "1", "--raw", "--reason", "ticket 42", "-c", str(path)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "USER": "nobody", "LOGNAME": "nobody"},
+                cwd=tmp_path,
+            )
+            out, err = proc.communicate(timeout=60)
+        finally:
+            eng.stop()
+    assert proc.returncode == 0, err
+    assert SECRET in out
+    [record] = _raw_events(path)
+    assert record.startswith(f"payload shown to {ME} (uid {os.getuid()}, pid {proc.pid})")
+    assert "admin socket" in record and "reason: ticket 42" in record
+    assert "nobody" not in record
+    assert "raw_viewed" in out  # the reader sees their own record in the journey
+
+
+def test_raw_read_without_a_running_engine_is_refused(tmp_path):
+    with MllpPeer() as sink:
+        path, eng = _journal_one(tmp_path, sink)
+        eng.stop()
+    res = _eai(path, "messages", "show", "1", "--raw")
+    assert res.returncode == 1
+    assert SECRET not in res.stdout + res.stderr
+    assert "needs the running engine" in res.stderr
+    assert "--break-glass" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert _raw_events(path) == []
+    assert not (tmp_path / "var" / "admin.sock").exists()  # removed when the engine stopped
+
+
+def test_no_payload_when_the_record_cannot_be_written(tmp_path):
+    with MllpPeer() as sink:
+        path, eng = _journal_one(tmp_path, sink)
+        try:
+            with sqlite3.connect(tmp_path / "var" / "eai.db") as conn:
+                conn.execute(
+                    "CREATE TRIGGER refuse_audit BEFORE INSERT ON events "
+                    "WHEN NEW.kind = 'raw_viewed' BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+                )
+            res = _eai(path, "messages", "show", "1", "--raw", "--json")
+        finally:
+            eng.stop()
+    assert res.returncode != 0
+    assert SECRET not in res.stdout + res.stderr
+    assert "could not be recorded" in res.stderr
+    assert _raw_events(path) == []
+
+
+def test_socket_and_data_dir_are_private(tmp_path):
+    with MllpPeer() as sink:
+        path, eng = _journal_one(tmp_path, sink)
+        try:
+            var = tmp_path / "var"
+            sock = os.stat(var / "admin.sock")
+            assert stat.S_ISSOCK(sock.st_mode)
+            assert stat.S_IMODE(sock.st_mode) == 0o600
+            assert stat.S_IMODE(os.stat(var).st_mode) == 0o700
+            for name in ("eai.db", "eai.db-wal", "eai.db-shm", "eai.key", "eai.lock"):
+                assert stat.S_IMODE(os.stat(var / name).st_mode) == 0o600, name
+        finally:
+            eng.stop()
+
+
+def test_admin_group_opens_the_socket_to_the_group(tmp_path):
+    group = os.getgid()
+    name = grp.getgrgid(group).gr_name
+    with MllpPeer() as sink:
+        short = Path(f"/tmp/eai-admin-{os.getpid()}")  # under the 107-byte sun_path limit
+        path = write_routes(tmp_path, sink.port)
+        text = path.read_text().replace(
+            "engine:\n", f"engine:\n  admin_group: {name}\n  admin_socket: {short}/a.sock\n", 1
+        )
+        path.write_text(text)
+        eng = EngineThread(path).start()
+        try:
+            st = os.stat(short / "a.sock")
+            assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == group
+            assert stat.S_IMODE(os.stat(short).st_mode) == 0o710
+            assert _ask(short / "a.sock", _frame({"op": "whoami"}))["uid"] == os.getuid()
+        finally:
+            eng.stop()
+            short.rmdir()
+
+
+def test_bad_requests_get_clear_answers(tmp_path):
+    with MllpPeer() as sink:
+        path, eng = _journal_one(tmp_path, sink)
+        sock = tmp_path / "var" / "admin.sock"
+        try:
+            me = _ask(sock, _frame({"op": "whoami"}))
+            assert me == {
+                "ok": True,
+                "pid": os.getpid(),
+                "uid": os.getuid(),
+                "gid": os.getgid(),
+                "user": ME,
+            }
+            cases = {
+                b"\x00\x00\x00\x05nope!": "bad_request",
+                _frame([1, 2]): "bad_request",
+                struct.pack(">I", 10_000_000): "bad_request",
+                _frame({"op": "drop_tables"}): "unknown_op",
+                _frame({"op": "raw"}): "bad_request",
+                _frame({"op": "raw", "message_id": True}): "bad_request",
+                _frame({"op": "raw", "message_id": 1, "reason": "x" * 201}): "bad_request",
+                _frame({"op": "raw", "message_id": 999}): "not_found",
+            }
+            for frame, code in cases.items():
+                answer = _ask(sock, frame)
+                assert answer["ok"] is False and answer["code"] == code, (frame[:20], answer)
+                assert answer["error"]
+            assert _raw_events(path) == []
+            ok = _ask(sock, _frame({"op": "raw", "message_id": 1}))
+            assert ok["ok"] is True and ok["message"]["id"] == 1  # type: ignore[index]
+        finally:
+            eng.stop()
+
+
+def test_break_glass_as_root_reads_on_record(tmp_path):
+    assert os.getuid() == 0, "CI runs the tests as root (the refusal is a unit test)"
+    with MllpPeer() as sink:
+        path, eng = _journal_one(tmp_path, sink)
+        eng.stop()
+    res = _eai(path, "messages", "show", "1", "--raw", "--break-glass", "--reason", "outage")
+    assert res.returncode == 0, res.stderr
+    assert SECRET in res.stdout
+    [record] = _raw_events(path)
+    assert record.startswith("payload shown to root (uid 0, pid ")
+    assert "break-glass" in record and "reason: outage" in record

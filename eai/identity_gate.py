@@ -7,6 +7,14 @@ Severities act after the acknowledgement (the ACK only says the message is
 safe): ``reject`` routes the message nowhere; ``hold`` and an unqualified
 identity hold its deliveries to destinations with
 ``require_qualified_identity``; ``warn`` only reports.
+
+A message that embeds a CDA (CI-SIS ORU/MDM) is checked against its document
+too: the document's patient (``recordTarget/patientRole``: ``id`` with an INS
+OID as the INS, other ``id`` as local ids under their ``root``; the name with
+``family[@qualifier='BR']`` as birth name, ``given[@qualifier='BR']`` as first
+given name, unqualified ``given`` as the birth given names, ``SP``/``CL`` as
+used name; ``birthTime``; ``administrativeGenderCode``) goes to the charter's
+``same_patient_as_document`` check (rule ``CDA-PATIENT-DIFFERENT``).
 """
 
 from __future__ import annotations
@@ -15,11 +23,14 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+from lxml import etree
+
 from eai import hl7
 from eai.config import Config, ListenerConfig
 from eai.content import ParsedContent
 from identity.charter import CheckContext, Rule, evaluate_charter, load_charter
-from identity.patient import PatientIdentity, identity_from_hl7
+from identity.ins import INS_NIA_OID, INS_NIR_DEMO_OID, INS_NIR_OID, INS_NIR_TEST_OID
+from identity.patient import LocalId, PatientIdentity, identity_from_hl7
 from identity.pdqm import IdentityServerUnavailable
 from identity.reconcile import Reconciliation
 from identity.status import DEFAULT_TABLE, IdentityStatus
@@ -29,6 +40,8 @@ __all__ = [
     "UNQUALIFIED_RULE",
     "IdentityVerdict",
     "Reconciled",
+    "document_patient_of",
+    "identity_from_cda",
     "identity_of",
     "identity_verdict",
 ]
@@ -76,6 +89,71 @@ def identity_of(
     return None
 
 
+_V3 = "{urn:hl7-org:v3}"
+_INS_OIDS = frozenset({INS_NIR_OID, INS_NIA_OID, INS_NIR_TEST_OID, INS_NIR_DEMO_OID})
+
+
+def _text(element: etree._Element | None) -> str:
+    return "" if element is None else " ".join("".join(element.itertext()).split())
+
+
+def _attr(element: etree._Element, path: str, name: str) -> str:
+    found = element.find(path)
+    return "" if found is None else (found.get(name) or "").strip()
+
+
+def identity_from_cda(document: etree._Element) -> PatientIdentity:
+    """The patient a ``ClinicalDocument`` names (``recordTarget``; module docstring)."""
+    role = document.find(f"{_V3}recordTarget/{_V3}patientRole")
+    if role is None:
+        return PatientIdentity()
+    ins = ins_oid = ""
+    local: list[LocalId] = []
+    for element in role.iterfind(f"{_V3}id"):
+        value, root = (element.get("extension") or "").strip(), (element.get("root") or "").strip()
+        if not value:
+            continue
+        if root in _INS_OIDS and not ins:
+            ins, ins_oid = value, root
+        else:
+            local.append(LocalId(value, "", root, "PI"))
+    birth_name = used_name = first = ""
+    given: tuple[str, ...] = ()
+    patient = role.find(f"{_V3}patient")
+    for name in () if patient is None else patient.iterfind(f"{_V3}name"):
+        families = {
+            (f.get("qualifier") or "").upper(): _text(f) for f in name.iterfind(f"{_V3}family")
+        }
+        givens = [(g.get("qualifier") or "").upper() for g in name.iterfind(f"{_V3}given")]
+        texts = [_text(g) for g in name.iterfind(f"{_V3}given")]
+        birth_name = birth_name or families.get("BR", "") or families.get("", "")
+        used_name = used_name or families.get("SP", "") or families.get("CL", "")
+        first = first or next((t for q, t in zip(givens, texts, strict=True) if q == "BR"), "")
+        unqualified = " ".join(t for q, t in zip(givens, texts, strict=True) if not q)
+        given = given or tuple(unqualified.split())
+    return PatientIdentity(
+        ins=ins,
+        ins_oid=ins_oid,
+        local_ids=tuple(local),
+        birth_name=birth_name,
+        used_name=used_name,
+        first_given_name=first,
+        birth_given_names=given,
+        birth_date="" if patient is None else _attr(patient, f"{_V3}birthTime", "value")[:8],
+        sex="" if patient is None else _attr(patient, f"{_V3}administrativeGenderCode", "code"),
+    )
+
+
+def document_patient_of(content: ParsedContent) -> PatientIdentity | None:
+    """The patient of the CDA an HL7 v2 message embeds (its first document OBX), or None
+    (no document, or one refused: :func:`eai.hl7.check_documents` says why)."""
+    msg = content.routable
+    if not isinstance(msg, hl7.Hl7Message):
+        return None
+    document = hl7.embedded_cda(msg)
+    return None if document is None else identity_from_cda(document)
+
+
 @dataclass(frozen=True, slots=True)
 class IdentityVerdict:
     facility: str
@@ -115,9 +193,8 @@ def identity_verdict(
     if ident is None:
         return None
     test_feed = bool(listener is not None and listener.test_feed)
-    found = evaluate_charter(
-        _rules(tuple(config.identity.charter)), ident, CheckContext(test_feed=test_feed)
-    )
+    ctx = CheckContext(test_feed=test_feed, document_patient=document_patient_of(content))
+    found = evaluate_charter(_rules(tuple(config.identity.charter)), ident, ctx)
     anomalies: list[tuple[str, str, str]] = [(a.rule, a.severity, a.message) for a in found]
     if isinstance(reconciled, Reconciliation):
         anomalies.extend(reconciled.anomalies)

@@ -5,6 +5,11 @@ Touches: files (reads the charter files).
 A rule names a check: a built-in one (``ins_key_valid``, ...) registered in
 :data:`CHECKS`, or a generic one (``required``, ``pattern``, ``in``,
 ``not_in``) written in the YAML itself, so a region adds rules without Python.
+
+A check sees the identity the message states (HL7 v2: the PID) and its
+:class:`CheckContext`; when the message embeds a document (a CDA in an
+ORU/MDM), the context holds the document's patient (``recordTarget``) and
+``same_patient_as_document`` compares the two (see :func:`document_patient_differs`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ __all__ = [
     "Anomaly",
     "CheckContext",
     "Rule",
+    "document_patient_differs",
     "evaluate_charter",
     "load_charter",
 ]
@@ -49,6 +55,8 @@ _ALL_INS_OIDS = (INS_NIR_OID, INS_NIA_OID, INS_NIR_TEST_OID, INS_NIR_DEMO_OID)
 class CheckContext:
     test_feed: bool = False
     today: date | None = None
+    document_patient: PatientIdentity | None = None
+    """The patient of the document the message embeds (a CDA's ``recordTarget``), if any."""
 
 
 CheckFn = Callable[[PatientIdentity, CheckContext], bool]
@@ -110,6 +118,66 @@ def _no_test_identity(p: PatientIdentity, ctx: CheckContext) -> bool:
     return normalise_trait(p.birth_name) not in _TEST_NAMES
 
 
+def _same_ins(a: str, b: str) -> bool:
+    return "".join(a.split()).upper() == "".join(b.split()).upper()
+
+
+def _names(p: PatientIdentity) -> set[str]:
+    return {n for n in (normalise_trait(p.birth_name), normalise_trait(p.used_name)) if n}
+
+
+def _first_given(p: PatientIdentity) -> set[str]:
+    """The first given name as either place may carry it (PID-5.2 / CDA ``given BR``, or the
+    first of the birth given names): senders fill one or the other."""
+    candidates = (p.first_given_name, p.birth_given_names[0] if p.birth_given_names else "")
+    return {g for g in (normalise_trait(c) for c in candidates) if g}
+
+
+def _dates_differ(a: str, b: str) -> bool:
+    """YYYYMMDD prefixes compared on the precision both give (at least the year)."""
+    a, b = a.strip()[:8], b.strip()[:8]
+    n = min(len(a), len(b))
+    return n >= 4 and a[:n].isdigit() and b[:n].isdigit() and a[:n] != b[:n]
+
+
+def document_patient_differs(p: PatientIdentity, doc: PatientIdentity) -> str:
+    """What tells the message's patient ``p`` from its document's ``doc`` ("" when nothing
+    does): the name of the first identifier or trait that differs, never a value.
+
+    After normalisation (:func:`identity.traits.normalise_trait`), in order: when both
+    carry an INS, the INS alone decides (the national identifier); else a local id under
+    the same assigning authority OID (PID-3 CX.4.2 / ``patientRole/id/@root``); then the
+    traits: birth family name (or any family name when one side has no birth name),
+    first given name, birth date (on the common precision), sex (M/F only). A trait one
+    side does not give is not compared: absent is not different.
+    """
+    if p.ins and doc.ins:
+        return "" if _same_ins(p.ins, doc.ins) else "ins"
+    for mine in p.local_ids:
+        for theirs in doc.local_ids:
+            same_authority = mine.authority_oid and mine.authority_oid == theirs.authority_oid
+            if same_authority and mine.value.strip() != theirs.value.strip():
+                return "local_id"
+    if p.birth_name and doc.birth_name:
+        if normalise_trait(p.birth_name) != normalise_trait(doc.birth_name):
+            return "birth_name"
+    elif _names(p) and _names(doc) and not _names(p) & _names(doc):
+        return "birth_name"
+    if _first_given(p) and _first_given(doc) and not _first_given(p) & _first_given(doc):
+        return "first_given_name"
+    if _dates_differ(p.birth_date, doc.birth_date):
+        return "birth_date"
+    sexes = {p.sex.strip().upper(), doc.sex.strip().upper()}
+    if sexes == {"M", "F"}:
+        return "sex"
+    return ""
+
+
+def _same_patient_as_document(p: PatientIdentity, ctx: CheckContext) -> bool:
+    doc = ctx.document_patient
+    return doc is None or not document_patient_differs(p, doc)
+
+
 CHECKS: dict[str, CheckFn] = {
     "ins_key_valid": _ins_key_valid,
     "ins_oid_coherent": _ins_oid_coherent,
@@ -118,6 +186,7 @@ CHECKS: dict[str, CheckFn] = {
     "birth_place_format": _birth_place_format,
     "status_coherent": _status_coherent,
     "no_test_identity": _no_test_identity,
+    "same_patient_as_document": _same_patient_as_document,
 }
 
 

@@ -1,0 +1,236 @@
+"""Charter rule CDA-PATIENT-DIFFERENT: the HL7 v2 patient (PID) and the patient of the CDA
+the message embeds (recordTarget) must be one person (issue 15, point 2)."""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eai import hl7
+from eai._hl7_content import parse_hl7v2
+from eai.config import load_config_text
+from eai.identity_gate import document_patient_of, identity_from_cda
+from eai.pipeline import plan_message
+from eai.store import Cipher, ClaimedMessage
+from identity.charter import CheckContext, evaluate_charter, load_charter
+from identity.patient import LocalId, PatientIdentity, identity_from_hl7
+from tests._paths import HL7V2
+
+ORU = (HL7V2 / "oru_r01_crbio_init.hl7").read_bytes()
+CDA = hl7.embedded_documents(hl7.parse(ORU))[0].data
+CIPHER = Cipher(os.urandom(32))
+RULE = "CDA-PATIENT-DIFFERENT"
+OTHER_INS = "180012B01234567"  # not the fixture's 279035121518989
+
+
+def _oru(cda: bytes = CDA, *, pid: tuple[str, str] | None = None, unpadded: bool = False) -> bytes:
+    """The national ORU carrying ``cda``; ``pid``: one (old, new) replacement in PID."""
+    encoded = base64.b64encode(cda).decode("ascii")
+    text = ORU.decode("utf-8").replace("\r\n", "\r").replace("\n", "\r")
+    segs = text.split("\r")
+    for i, seg in enumerate(segs):
+        if seg.startswith("OBX|1|ED|"):
+            fields = seg.split("|")
+            components = fields[5].split("^")
+            components[4] = encoded.rstrip("=") if unpadded else encoded
+            fields[5] = "^".join(components)
+            segs[i] = "|".join(fields)
+        elif seg.startswith("PID|") and pid is not None:
+            assert pid[0] in seg
+            segs[i] = seg.replace(pid[0], pid[1], 1)
+    return "\r".join(segs).encode("utf-8")
+
+
+def _cda(old: str, new: str) -> bytes:
+    """The fixture's CDA with the first ``old`` (in its recordTarget) replaced by ``new``."""
+    text = CDA.decode("utf-8")
+    start = text.index("<recordTarget")
+    at = text.index(old, start)
+    return (text[:at] + new + text[at + len(old) :]).encode("utf-8")
+
+
+# --- reading the document's patient --------------------------------------------------------
+
+
+def test_the_cda_patient_is_read_from_record_target() -> None:
+    content = parse_hl7v2(ORU, None)
+    doc = document_patient_of(content)
+    assert doc is not None
+    assert (doc.ins, doc.ins_oid) == ("279035121518989", "1.2.250.1.213.1.4.10")
+    assert doc.local_ids == (LocalId("1234567890121", "", "1.2.3.4.567.8.9.10", "PI"),)
+    assert (doc.birth_name, doc.used_name) == ("PAT-TROIS", "PAT-TROIS")
+    assert (doc.first_given_name, doc.birth_given_names) == ("DOMINIQUE", ("DOMINIQUE",))
+    assert (doc.birth_date, doc.sex) == ("19790328", "F")
+    assert "PAT-TROIS" not in repr(doc)
+
+
+def test_an_unqualified_name_is_read_as_the_birth_name() -> None:
+    plain = _cda('<family qualifier="BR">PAT-TROIS</family>', "<family>MARTIN</family>")
+    doc = identity_from_cda(hl7.embedded_cda(hl7.parse(_oru(plain))))  # type: ignore[arg-type]
+    assert doc.birth_name == "MARTIN"
+
+
+def test_no_document_no_document_patient() -> None:
+    adt = (HL7V2 / "pamfr_a01_admission.er7").read_bytes()
+    assert document_patient_of(parse_hl7v2(adt, None)) is None
+    refused = _oru().replace(b"^Base64^PD94", b"^Base64^*D94", 1)
+    assert document_patient_of(parse_hl7v2(refused, None)) is None
+
+
+# --- the comparison ------------------------------------------------------------------------
+
+PID = identity_from_hl7(hl7.parse(ORU))
+DOC = replace(PID, facility="")
+LOCAL = LocalId("IPP-1", "CHU-X", "1.2.250.1.999.1", "PI")
+
+
+def _differs(pid: PatientIdentity, doc: PatientIdentity) -> set[str]:
+    ctx = CheckContext(test_feed=True, document_patient=doc)
+    return {a.rule for a in evaluate_charter(load_charter(), pid, ctx)} & {RULE}
+
+
+@pytest.mark.parametrize(
+    ("pid", "doc", "different"),
+    [
+        ({}, {}, False),
+        ({}, {"ins": OTHER_INS}, True),
+        ({}, {"ins": "2790 3512 1518 989"}, False),  # spaces are not a difference
+        # the INS decides when both carry one: a trait typed differently is not another person
+        ({}, {"birth_date": "19790329"}, False),
+        # without an INS on one side: local id under the same authority, then the traits
+        ({"ins": "", "local_ids": (LOCAL,)}, {"local_ids": (replace(LOCAL, value="IPP-2"),)}, True),
+        (
+            {"ins": "", "local_ids": (LOCAL,)},
+            {"local_ids": (replace(LOCAL, authority_oid="9"),)},
+            False,
+        ),
+        ({"ins": ""}, {"birth_name": "PAT-QUATRE"}, True),
+        ({"ins": ""}, {"birth_name": "pat trois"}, False),  # normalised: case, hyphen
+        ({"ins": "", "birth_name": "Lefèvre-D'Ornano"}, {"birth_name": "LEFEVRE D ORNANO"}, False),
+        ({"ins": ""}, {"first_given_name": "CLAUDE", "birth_given_names": ("CLAUDE",)}, True),
+        ({"ins": ""}, {"first_given_name": "", "birth_given_names": ("Dominique", "Marie")}, False),
+        ({"ins": ""}, {"birth_date": "19790329"}, True),
+        ({"ins": ""}, {"birth_date": "1979"}, False),  # compared on the common precision
+        ({"ins": ""}, {"birth_date": "1980"}, True),
+        ({"ins": ""}, {"sex": "M"}, True),
+        ({"ins": ""}, {"sex": "U"}, False),
+        # absent is not different
+        ({"ins": ""}, {"birth_name": "", "used_name": "", "birth_date": "", "sex": ""}, False),
+        # a document without a birth name: its name must be one of the PID's
+        ({"ins": "", "used_name": "MARTIN"}, {"birth_name": "", "used_name": "MARTIN"}, False),
+        ({"ins": ""}, {"birth_name": "", "used_name": "MARTIN"}, True),
+    ],
+)
+def test_the_rule_compares_ins_or_local_id_and_traits_after_normalisation(
+    pid: dict[str, Any], doc: dict[str, Any], different: bool
+) -> None:
+    assert _differs(replace(PID, **pid), replace(DOC, **doc)) == ({RULE} if different else set())
+
+
+def test_the_rule_is_bundled_at_reject_and_silent_without_a_document() -> None:
+    (rule,) = [r for r in load_charter() if r.id == RULE]
+    assert rule.severity == "reject"
+    other = replace(DOC, ins=OTHER_INS)
+    assert not rule.holds(PID, CheckContext(document_patient=other))
+    assert rule.holds(PID, CheckContext())
+    (anomaly,) = [a for a in evaluate_charter([rule], PID, CheckContext(document_patient=other))]
+    assert "recordTarget" in anomaly.message and OTHER_INS not in anomaly.message
+    assert "PAT-TROIS" not in anomaly.message
+
+
+# --- in the pipeline -----------------------------------------------------------------------
+
+ROUTES = """
+listeners:
+  - {{name: in, type: mllp, bind: "127.0.0.1:0", test_feed: true}}
+destinations:
+  - {{name: dmp, type: mllp, host: 127.0.0.1, port: 1}}
+  - {{name: dcc, type: mllp, host: 127.0.0.1, port: 2}}
+routes:
+  - name: to-dmp
+    from: [in]
+    when: {{fact: DESTDMP, equals: "Y"}}
+    to: [dmp]
+  - {{name: all-oru, from: [in], when: {{message_type: [ORU]}}, to: [dcc]}}
+{identity}
+"""
+
+
+def _plan(payload: bytes, identity: str = "") -> Any:
+    config = load_config_text(ROUTES.format(identity=identity), "routes.yaml", env={})
+    claimed = ClaimedMessage(1, "in", datetime(2026, 1, 1), "hl7v2", "", "", CIPHER.seal(payload))
+    return plan_message(config, CIPHER, claimed)
+
+
+def test_the_same_patient_goes_everywhere() -> None:
+    plan = _plan(_oru())
+    assert plan.status == "processed"
+    assert [d.destination for d in plan.deliveries] == ["dmp", "dcc"]
+    assert RULE not in {a[0] for a in plan.anomalies}
+
+
+ANOTHER_INS = _cda('extension="279035121518989"', f'extension="{OTHER_INS}"')
+NO_INS = _cda('root="1.2.250.1.213.1.4.10"', 'root="1.2.3.4.567.8.9.11"')  # a local id now
+
+
+def _no_ins(old: str, new: str) -> bytes:
+    text = NO_INS.decode("utf-8")
+    start = text.index("<recordTarget")
+    at = text.index(old, start)
+    return (text[:at] + new + text[at + len(old) :]).encode("utf-8")
+
+
+def test_a_cda_without_ins_and_the_same_traits_is_the_same_patient() -> None:
+    assert _plan(_oru(NO_INS)).status == "processed"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(_oru(ANOTHER_INS), id="another INS"),
+        pytest.param(_oru(ANOTHER_INS, unpadded=True), id="another INS, base64 unpadded"),
+        pytest.param(
+            _oru(_no_ins('<birthTime value="19790328"/>', '<birthTime value="19790329"/>')),
+            id="no INS in the CDA, another birth date",
+        ),
+        pytest.param(_oru(NO_INS, pid=("|19790328|F|", "|19790328|M|")), id="PID says M"),
+        pytest.param(
+            _oru(
+                _no_ins(
+                    '<given qualifier="BR">DOMINIQUE</given>',
+                    '<given qualifier="BR">CLAUDE</given>',
+                ).replace(b"<given>DOMINIQUE</given>", b"<given>CLAUDE</given>")
+            ),
+            id="no INS in the CDA, another first given name",
+        ),
+    ],
+)
+def test_another_patient_in_the_cda_is_rejected_and_reported(payload: bytes) -> None:
+    plan = _plan(payload)
+    assert plan.status == "rejected" and plan.deliveries == ()
+    assert plan.reason == f"identity charter: {RULE}"
+    assert (RULE, "reject") in {(a[0], a[1]) for a in plan.anomalies}
+    assert plan.facility == "labo"
+
+
+def test_a_region_may_lower_the_severity(tmp_path: Path) -> None:
+    region = tmp_path / "region.yaml"
+    region.write_text(
+        "rules:\n"
+        f"  - id: {RULE}\n"
+        "    severity: warn\n"
+        "    check: same_patient_as_document\n"
+        "    message: patient différent\n",
+        encoding="utf-8",
+    )
+    identity = f"identity:\n  charter: [{region}]\n"
+    payload = _oru(_cda('extension="279035121518989"', f'extension="{OTHER_INS}"'))
+    plan = _plan(payload, identity)
+    assert plan.status == "processed"
+    assert (RULE, "warn") in {(a[0], a[1]) for a in plan.anomalies}

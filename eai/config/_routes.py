@@ -225,9 +225,11 @@ class When(Model):
             "from the parsed content (CI-SIS CDA in HL7 v2: DESTDMP, DESTMSSANTEPS, "
             "DESTMSSANTEPAT, MASQUE_PS, INVISIBLE_PATIENT, ... = Y/N; document_action = "
             "new/replace/delete; document_code; mss_recipients = count; "
-            "mss_recipient_kinds). Not with field in the same condition: use all"
+            "mss_recipient_kinds; PAM FR ZFA: DMP_OPPOSITION = Y/N/NA, "
+            "DMP_CONSULTATION_CONSENT = Y/N/NA, DMP_STATUS). Not with field in the same "
+            "condition: use all"
         ),
-        examples=["DESTDMP", "document_action", "document_code"],
+        examples=["DESTDMP", "document_action", "document_code", "DMP_OPPOSITION"],
     )
     tag: DicomTag | None = Field(
         default=None,

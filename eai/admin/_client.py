@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from eai.admin._address import socket_address
 from eai.admin._protocol import HEADER_SIZE, MAX_ANSWER, ProtocolError, decode, encode, frame_length
 from eai.errors import EaiError, NotFound
 
@@ -50,7 +51,8 @@ def request(path: Path, obj: dict[str, Any], timeout: float = 60.0) -> dict[str,
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         try:
-            sock.connect(str(path))
+            with socket_address(path) as address:
+                sock.connect(address)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise EngineNotRunning(path, exc.strerror or type(exc).__name__) from exc
         except PermissionError as exc:

@@ -15,11 +15,13 @@ import asyncio
 import grp
 import logging
 import os
+import socket
 import stat
 from pathlib import Path
 from typing import Any
 
 from eai._concurrency import run_blocking
+from eai.admin._address import socket_address
 from eai.admin._ops import OPERATIONS, BadRequest
 from eai.admin._peer import Caller, caller_of
 from eai.admin._protocol import (
@@ -36,8 +38,6 @@ from eai.store import Store
 __all__ = ["AdminServer"]
 
 log = logging.getLogger(__name__)
-
-_MAX_PATH = 107  # sun_path holds 108 bytes with the final NUL
 
 
 def _error(code: str, text: str) -> dict[str, Any]:
@@ -65,18 +65,17 @@ class AdminServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        if len(os.fsencode(self.path)) > _MAX_PATH:
-            raise StoreError(
-                f"admin socket path {self.path} is longer than {_MAX_PATH} bytes: "
-                "set engine.admin_socket to a shorter path"
-            )
         gid = self._group_id()
         self._prepare_directory(gid)
         self._remove_stale()
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+            with socket_address(self.path) as address:
+                self._server = await asyncio.start_unix_server(self._serve, path=address)
         except OSError as exc:
-            raise StoreError(f"cannot open the admin socket {self.path}: {exc.strerror}") from exc
+            raise StoreError(
+                f"cannot open the admin socket {self.path}: {exc.strerror or exc}; "
+                "set engine.admin_socket"
+            ) from exc
         # Until this chmod the socket has the umask's mode (no write bit for group or
         # others with the usual 022), and its directory is already closed to others.
         os.chmod(self.path, 0o660 if gid is not None else 0o600)
@@ -119,14 +118,22 @@ class AdminServer:
             raise StoreError(f"cannot set the mode of {parent}: {exc.strerror}") from exc
 
     def _remove_stale(self) -> None:
-        """A socket file left by an engine killed before it could remove it."""
+        """A socket file left by an engine killed before it could remove it; one that an
+        engine still answers on is not taken from it."""
         try:
             mode = os.lstat(self.path).st_mode
         except FileNotFoundError:
             return
         if not stat.S_ISSOCK(mode):
             raise StoreError(f"{self.path} exists and is not a socket: not replacing it")
-        os.unlink(self.path)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                with socket_address(self.path) as address:
+                    probe.connect(address)
+            except OSError:
+                os.unlink(self.path)
+                return
+        raise StoreError(f"another engine answers on the admin socket {self.path}")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._clients += 1

@@ -3,6 +3,7 @@ admin socket, names the reader as the kernel identifies them, and records before
 
 from __future__ import annotations
 
+import asyncio
 import grp
 import json
 import os
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 from hl7.client import MLLPClient
 
+from eai.admin import AdminServer
+from eai.errors import StoreError
 from tests.engine_harness import EngineThread, adt, write_routes
 from tests.mllp_peers import MllpPeer
 
@@ -233,3 +236,31 @@ def test_break_glass_as_root_reads_on_record(tmp_path):
     [record] = _raw_events(path)
     assert record.startswith("payload shown to root (uid 0, pid ")
     assert "break-glass" in record and "reason: outage" in record
+
+
+def test_a_data_dir_too_deep_for_sun_path_still_serves(tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    with MllpPeer() as sink:
+        path, eng = _journal_one(deep, sink)
+        try:
+            assert len(os.fsencode(deep / "var" / "admin.sock")) > 107
+            res = _eai(path, "messages", "show", "1", "--raw")
+        finally:
+            eng.stop()
+    assert res.returncode == 0, res.stderr
+    assert SECRET in res.stdout
+
+
+def test_a_live_socket_is_not_taken_by_a_second_server(tmp_path):
+    with MllpPeer() as sink:
+        path, eng = _journal_one(tmp_path, sink)
+        try:
+            sock = tmp_path / "var" / "admin.sock"
+            store = eng.engine.store
+            assert store is not None
+            with pytest.raises(StoreError, match="another engine answers"):
+                asyncio.run(AdminServer(sock, store).start())
+            assert _ask(sock, _frame({"op": "whoami"}))["ok"] is True
+        finally:
+            eng.stop()

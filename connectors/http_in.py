@@ -16,8 +16,14 @@ and journaled; the answer is JSON:
 code   when                                                          journaled
 =====  ===========================================================  =========
 202    journaled as received: ``{"message_id": N}``                  received
+401    ``api_keys`` set and no valid ``Authorization: Bearer`` key    no
+       (``WWW-Authenticate: Bearer``); 403: a client certificate
+       outside ``allowed_subjects`` and no keys configured
 400    not well-formed, or refused (XXE, entities, external DTD,     rejected
        XInclude, depth): ``{"error": reason, "message_id": N}``
+400    ambiguous framing (Content-Length with Transfer-Encoding,     no
+       Content-Length twice, obs-fold, bare CR/LF: RFC 9112), then
+       the connection is closed; 431 a head over 16 KiB
 422    XML but not a CDA, or not valid against the schema:           rejected
        ``{"error", "errors": [{"line", "message"}], "message_id"}``
 413    body above ``max_body_bytes`` (Content-Length or as read)     no
@@ -31,6 +37,15 @@ code   when                                                          journaled
 
 The same bytes posted again get the first message id (``"duplicate": true``).
 Logs carry peers, sizes, ids and outcomes, never document content.
+
+Who may send (:mod:`connectors._http_auth`): a connection from outside
+``allowed_networks`` is closed before a byte is read; with ``api_keys`` or
+``allowed_subjects``, each request must carry a listed bearer key or come over
+a connection whose client certificate subject is listed. The sender (``key
+lab-x``, ``cert CN=...``) is journaled with the peer address. Each request is
+parsed by a fresh h11 connection fed a head already capped and checked by
+:mod:`connectors._http_head`; a connection is kept open only after a request
+whose framing left no doubt.
 """
 
 from __future__ import annotations
@@ -43,12 +58,22 @@ import logging
 import ssl
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import h11
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from connectors._cda_intake import MIB, CdaIntakeConfig, Verdict, examine, journal_entry, schema_for
+from connectors._http_auth import (
+    ApiKey,
+    Authenticator,
+    CertSubject,
+    Refusal,
+    address_allowed,
+    check_keys,
+    parse_networks,
+)
+from connectors._http_head import BadFraming, check_head, head_end
 from connectors._server import finish_connections
 from connectors.mllp._tls import server_context
 from connectors.mllp.listener import split_bind
@@ -65,6 +90,8 @@ log = logging.getLogger(__name__)
 XML_TYPES = ("application/xml", "text/xml")
 _READ_CHUNK = 64 * 1024
 _MAX_HEADER_BYTES = 16 * 1024
+_LINGER_SECONDS = 1.0  # after an early answer: how long, and how much, to read and discard
+_LINGER_BYTES = 1024 * 1024
 _SERVER = b"eai"
 
 
@@ -110,12 +137,53 @@ class HttpListenerConfig(CdaIntakeConfig):
         description="serve HTTPS; client_ca verifies client certificates "
         "(require_client_cert: mandatory)",
     )
+    allowed_networks: tuple[str, ...] = Field(
+        default=(),
+        description="source addresses or CIDR networks allowed to connect; a connection from "
+        "elsewhere is closed before anything is read (empty: any address)",
+        examples=[["10.1.2.0/24", "192.0.2.7"]],
+    )
+    api_keys: tuple[ApiKey, ...] = Field(
+        default=(),
+        description="bearer keys accepted (Authorization: Bearer <key>), each stored as its "
+        "SHA-256 with the name recorded as the sender; set: a request without one of them "
+        "(or an allowed client certificate) is answered 401",
+        examples=[[{"name": "lab-x", "sha256": "<64 hex digits>"}]],
+    )
+    allowed_subjects: tuple[str, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="client certificate subjects accepted (needs tls.client_ca): the common "
+        "name, or the whole DN in RFC 4514 form (CN=gam.chu-x,O=CHU X,C=FR); set: a request "
+        "over a connection without one of them (or a valid api key) is refused",
+        examples=[["gam.chu-x", "CN=lis.lab-y,O=Labo Y,C=FR"]],
+    )
 
     @field_validator("bind")
     @classmethod
     def _check_bind(cls, value: str) -> str:
         split_bind(value)
         return value
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _check_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_networks(value)
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, value: tuple[ApiKey, ...]) -> tuple[ApiKey, ...]:
+        return check_keys(value)
+
+    @model_validator(mode="after")
+    def _subjects_need_verified_certificates(self) -> Self:
+        if self.allowed_subjects is not None and (self.tls is None or self.tls.client_ca is None):
+            raise ValueError(
+                "allowed_subjects needs tls with client_ca: only a certificate verified "
+                "against that CA says who the client is"
+            )
+        return self
 
 
 @dataclass(slots=True)
@@ -146,6 +214,12 @@ class HttpListener:
         self._stopping = False
         host, port = split_bind(config.bind)
         self._host, self._port = host, port
+        self._networks = parse_networks(config.allowed_networks)
+        self._auth = Authenticator(
+            config.api_keys,
+            config.allowed_subjects,
+            certificates_verified=config.tls is not None and config.tls.client_ca is not None,
+        )
 
     @property
     def port(self) -> int:
@@ -195,7 +269,14 @@ class HttpListener:
 
     def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer(writer)
-        if self._stopping or len(self._tasks) >= self.config.max_connections:
+        if not address_allowed(self._networks, _host(writer)):
+            log.warning(
+                "listener %s: connection from %s refused: address not in allowed_networks",
+                self.config.name,
+                peer,
+            )
+            task = asyncio.create_task(_close(writer), name=f"http-refuse:{peer}")
+        elif self._stopping or len(self._tasks) >= self.config.max_connections:
             log.warning(
                 "listener %s: refused connection from %s: %s",
                 self.config.name,
@@ -219,17 +300,23 @@ class HttpListener:
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
     ) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
+        cert = _client_subject(writer)
+        buffer = bytearray()  # bytes received and not parsed yet (a pipelined request)
         try:
             while not self._stopping:
-                answer = await self._one_request(conn, reader, writer, peer)
+                # One h11 connection per request: it only ever sees a head checked here.
+                conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
+                answer = await self._one_request(conn, buffer, reader, writer, peer, cert)
                 if answer is None:
                     return
                 await self._send(conn, writer, answer)
                 self._busy(False)
-                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                if conn.their_state is not h11.DONE:
+                    await _linger(reader, writer)  # answered before the request ended
                     return
-                conn.start_next_cycle()
+                if conn.our_state is not h11.DONE:
+                    return
+                buffer = bytearray(conn.trailing_data[0])
         except (ConnectionError, ssl.SSLError, TimeoutError, h11.LocalProtocolError) as exc:
             log.debug("listener %s: connection from %s ended: %s", self.config.name, peer, exc)
         except Exception:  # noqa: BLE001 - one connection never takes the listener down
@@ -240,31 +327,30 @@ class HttpListener:
     async def _one_request(
         self,
         conn: h11.Connection,
+        buffer: bytearray,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         peer: str,
+        cert: CertSubject | None,
     ) -> _Answer | None:
         """Reads one request and decides its answer; None: close without answering."""
         cfg = self.config
-        loop = asyncio.get_running_loop()
-        idle = cfg.idle_timeout if cfg.idle_timeout > 0 else None
-        deadline: float | None = loop.time() + idle if idle is not None else None
-        started = False
         try:
-            while True:
+            deadline = await self._read_head(buffer, reader)
+            if deadline is None:
+                return None  # closed or idle before a whole head arrived
+            conn.receive_data(bytes(buffer))
+            event = conn.next_event()
+            while event is h11.NEED_DATA:  # not expected: the head is whole
+                conn.receive_data(await _read(reader, deadline, idle=False))
                 event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    data = await _read(reader, deadline, idle=not started)
-                    if data and not started:
-                        started = True
-                        deadline = loop.time() + cfg.read_timeout
-                    conn.receive_data(data)
-                    continue
-                if isinstance(event, h11.Request):
-                    break
-                return None  # ConnectionClosed (or PAUSED, which a fresh cycle never is)
-            if not started:  # a pipelined request already buffered
-                deadline = loop.time() + cfg.read_timeout
+            if not isinstance(event, h11.Request):
+                return None
+            sender = self._auth.sender(cert, _headers(event, b"authorization"))
+            if isinstance(sender, Refusal):
+                log.info("listener %s: request from %s refused: %s", cfg.name, peer, sender.reason)
+                extra = [(b"www-authenticate", sender.challenge)] if sender.challenge else []
+                return _Answer(sender.status, {"error": sender.reason}, extra, close=True)
             early = self._check_request(event)
             if early is not None:
                 return early
@@ -274,7 +360,12 @@ class HttpListener:
             if isinstance(body, _Answer):
                 return body
             self._busy(True)  # from here, stop() lets the journaling finish within its grace
-            return await self._handle(body, peer)
+            return await self._handle(body, f"{peer} ({sender})" if sender else peer)
+        except BadFraming as exc:
+            log.info("listener %s: bad HTTP from %s: %s", cfg.name, peer, exc.reason)
+            return _Answer(
+                exc.status, {"error": f"malformed HTTP request: {exc.reason}"}, close=True
+            )
         except _Timeout as exc:
             if exc.idle:
                 return None
@@ -286,8 +377,31 @@ class HttpListener:
             log.info("listener %s: bad HTTP from %s: %s", cfg.name, peer, problem)
             if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
                 return None
-            status = exc.error_status_hint if 400 <= exc.error_status_hint < 500 else 400
+            hint = exc.error_status_hint
+            status = hint if 400 <= hint < 500 or hint == 501 else 400
             return _Answer(status, {"error": f"malformed HTTP request: {problem}"}, close=True)
+
+    async def _read_head(self, buffer: bytearray, reader: asyncio.StreamReader) -> float | None:
+        """Reads into ``buffer`` until it starts with a whole request head, capped and
+        checked (:class:`BadFraming`); returns the request's deadline, None on EOF or
+        when the connection stayed idle. Raises :class:`_Timeout` for a slow head."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        idle = cfg.idle_timeout if cfg.idle_timeout > 0 else None
+        deadline: float | None = loop.time() + idle if idle is not None else None
+        if buffer:  # a pipelined request already buffered
+            deadline = loop.time() + cfg.read_timeout
+        started = bool(buffer)
+        while (end := head_end(buffer, _MAX_HEADER_BYTES)) is None:
+            data = await _read(reader, deadline, idle=not started)
+            if not data:
+                return None
+            if not started:
+                started = True
+                deadline = loop.time() + cfg.read_timeout
+            buffer += data
+        check_head(buffer[:end])
+        return deadline if deadline is not None else loop.time() + cfg.read_timeout
 
     def _check_request(self, request: h11.Request) -> _Answer | None:
         """Path, method, Content-Type and declared length, before any body is read."""
@@ -430,12 +544,33 @@ def _header(request: h11.Request, name: bytes) -> bytes:
     return b""
 
 
+def _headers(request: h11.Request, name: bytes) -> list[bytes]:
+    return [bytes(value) for key, value in request.headers if key == name]
+
+
 async def _read(reader: asyncio.StreamReader, deadline: float | None, *, idle: bool) -> bytes:
     try:
         async with asyncio.timeout_at(deadline):
             return await reader.read(_READ_CHUNK)
     except TimeoutError:
         raise _Timeout(idle) from None
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """After answering a request not read to its end: stop writing, discard what the
+    client is still sending for a moment (bounded), so that closing with unread bytes
+    does not reset the connection before the client has read the answer."""
+    if writer.can_write_eof():
+        with contextlib.suppress(OSError):
+            writer.write_eof()
+    with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+        async with asyncio.timeout(_LINGER_SECONDS):
+            discarded = 0
+            while discarded < _LINGER_BYTES:
+                data = await reader.read(_READ_CHUNK)
+                if not data:
+                    return
+                discarded += len(data)
 
 
 async def _refuse(writer: asyncio.StreamWriter) -> None:
@@ -451,6 +586,22 @@ async def _refuse(writer: asyncio.StreamWriter) -> None:
         async with asyncio.timeout(5):
             await writer.drain()
     await _close(writer)
+
+
+def _host(writer: asyncio.StreamWriter) -> str:
+    address = writer.get_extra_info("peername")
+    if isinstance(address, tuple) and address:
+        return str(address[0])
+    return ""
+
+
+def _client_subject(writer: asyncio.StreamWriter) -> CertSubject | None:
+    """The subject of the client certificate, when TLS verified one (None otherwise)."""
+    ssl_object = writer.get_extra_info("ssl_object")
+    if not isinstance(ssl_object, ssl.SSLObject):
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return CertSubject.from_der(der) if der else None
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

@@ -125,6 +125,11 @@ class ListenerConfig(Model):
         default=False,
         description="a test feed: INS test/demo OIDs and test identities are accepted",
     )
+    insecure: bool = Field(
+        default=False,
+        description="network listeners (mllp, http): accept a bind outside loopback without "
+        "tls, credentials or allowed_networks (eai check refuses it otherwise)",
+    )
     identity_status: dict[str, IdentityStatusOverride] = Field(
         default_factory=dict,
         description="PID-32 code -> identity status, overriding the default table "

@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError
 from eai import registry
 from eai.config._base import DestinationConfig, ListenerConfig, Model
 from eai.config._engine import EngineConfig
+from eai.config._exposure import exposure_problems
 from eai.config._identity import IdentityConfig
 from eai.config._routes import Route
 from eai.config._yaml import Loc, format_path
@@ -68,7 +69,8 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 
     Duplicate listener, destination and route names; route ``from``/``to``
     entries naming no listener/destination; ``coerce`` on a route from a
-    listener that is not ``dicom``. Malformed entries are skipped:
+    listener that is not ``dicom``; network listeners open to anyone
+    (:mod:`eai.config._exposure`). Malformed entries are skipped:
     validation reports them.
     """
     problems: list[tuple[Loc, str]] = []
@@ -90,6 +92,7 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                         (("routes", index, key, position), f"unknown {kind} {name!r}{more}")
                     )
         problems.extend(_coerce_problems(data, index, route))
+    problems.extend(exposure_problems(data))
     return problems
 
 

@@ -19,6 +19,7 @@ from eai.config import (
     ListenerConfig,
     check_config,
     config_json_schema,
+    config_model,
     load_config,
     load_config_text,
 )
@@ -536,3 +537,74 @@ def test_json_schema_describes_mllp_fields() -> None:
         and "host" in d["properties"]
     )
     assert {"host", "port", "ack_timeout", "retry"} <= set(destination["properties"])
+
+
+# -- network listeners open to anyone (issue 16, point 7) -------------------------------
+
+KEY_DIGEST = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+
+def _listener(text: str) -> str:
+    return "listeners:\n" + dedent(text).strip("\n").replace("\n", "\n    ").join(["  - ", "\n"])
+
+
+def test_mllp_listener_outside_loopback_needs_tls_or_networks() -> None:
+    text = _listener("name: adt\ntype: mllp\nbind: 0.0.0.0:2575")
+    found = only_issue(text)
+    assert found.startswith("routes.yaml:4:11: listeners[0].bind: listens on 0.0.0.0:2575")
+    assert "insecure: true" in found and "tls" in found
+    ok = [
+        "insecure: true",
+        "tls: {cert: s.pem, key: s.key}",
+    ]
+    if "allowed_networks" in registry.listeners()["mllp"].config_model.model_fields:
+        ok.append("allowed_networks: [10.1.2.0/24]")
+    for extra in ok:
+        assert load_config_text(text + f"    {extra}\n", "routes.yaml", {}).listeners
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1:2575", "127.8.9.1:0", "[::1]:2575", "localhost:1"])
+def test_loopback_listeners_need_nothing(bind: str) -> None:
+    for kind in ("mllp", "http"):
+        text = _listener(f"name: a\ntype: {kind}\nbind: '{bind}'")
+        assert load_config_text(text, "routes.yaml", {}).listeners[0].insecure is False
+
+
+def test_http_listener_outside_loopback_needs_a_sender_control() -> None:
+    text = _listener("name: cda\ntype: http\nbind: '[::]:8443'")
+    found = only_issue(text)
+    assert found.startswith("routes.yaml:4:11: listeners[0].bind: listens on [::]:8443 and")
+    assert "accepts documents from anyone" in found
+    tls = "tls: {cert: s.pem, key: s.key, client_ca: ca.pem"
+    assert "accepts documents from anyone" in only_issue(text + f"    {tls}}}\n")  # TLS alone
+    for extra in (
+        "insecure: true",
+        "allowed_networks: [10.1.2.0/24, 192.0.2.7]",
+        f"{tls}, require_client_cert: true}}",
+        f"{tls}}}\n    allowed_subjects: [gam.chu-x]",
+        f"{tls}}}\n    api_keys: [{{name: lab-x, sha256: {KEY_DIGEST}}}]",
+    ):
+        assert load_config_text(text + f"    {extra}\n", "routes.yaml", {}).listeners, extra
+
+
+def test_http_api_keys_outside_loopback_need_tls() -> None:
+    text = _listener(
+        f"name: cda\ntype: http\nbind: 10.0.0.1:8080\napi_keys: [{{name: x, sha256: {KEY_DIGEST}}}]"
+    )
+    found = only_issue(text)
+    assert found.startswith("routes.yaml:5:15: listeners[0].api_keys: bearer keys on 10.0.0.1")
+    assert load_config_text(text + "    insecure: true\n", "routes.yaml", {}).listeners
+
+
+def test_exposure_checked_on_the_model_too() -> None:
+    with pytest.raises(ValidationError, match="listens on 0.0.0.0:2575"):
+        config_model().model_validate(
+            {"listeners": [{"name": "adt", "type": "mllp", "bind": "0.0.0.0:2575"}]}
+        )
+
+
+def test_every_bundled_config_passes_check() -> None:
+    paths = [REPO / "routes.yaml", *sorted((REPO / "examples").glob("*.yaml"))]
+    assert len(paths) > 1
+    for path in paths:
+        assert load_config(path, {}).listeners, path

@@ -395,8 +395,8 @@ def test_practice_setting_prefers_the_performer_then_the_author_then_the_legal_a
     root = tree(TSH)
     assert _setting(root) == "AMBULATOIRE"
     performer = one(root, "hl7:documentationOf/hl7:serviceEvent/hl7:performer/hl7:assignedEntity")
-    code = one(performer, "hl7:representedOrganization/hl7:standardIndustryClassCode")
-    code.getparent().remove(code)
+    organization = one(performer, "hl7:representedOrganization")
+    organization.remove(one(organization, "hl7:standardIndustryClassCode"))
     _industry(one(root, "hl7:author/hl7:assignedAuthor"), "LIBERAL")
     assert _setting(root) == "LIBERAL"  # no performer code: the author's
     author = one(root, "hl7:author/hl7:assignedAuthor/hl7:representedOrganization")

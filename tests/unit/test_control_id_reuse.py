@@ -8,6 +8,8 @@ database whose writes race (two engine nodes).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,6 +20,8 @@ import pytest
 from sqlalchemy import func, select
 
 from connectors._cda_intake import Verdict, journal_entry
+from connectors.mllp._inbound import FrameHandler, Reply, dedup_key
+from eai.hl7 import MessageHeader, read_header
 from eai.messages import IngestResult, JournalEntry
 from eai.store import Store
 from eai.store import _journal as journal_module
@@ -248,3 +252,66 @@ def test_two_nodes_racing_on_one_control_id(
         count = c.execute(select(func.count()).select_from(messages)).scalar_one()
     node1.engine.dispose()
     assert count == (1 if same_content else 2)
+
+
+# -- the MLLP listener's side: its dedup key, its answer and its log ------------------
+
+
+def _header(msh: bytes) -> MessageHeader:
+    return read_header(msh + b"\r", default_charset="UNICODE UTF-8")
+
+
+def test_dedup_key_parts_cannot_run_into_each_other() -> None:
+    """With ``#`` as field separator a sender can put ``|`` in MSH-3/4: escaped, two
+    senders' keys cannot meet (else one's message is the other's "retransmission")."""
+    one = _header(b"MSH#^~\\&#A|B#C###20240101##ADT^A01#X1#P#2.5")
+    two = _header(b"MSH#^~\\&#A#B|C###20240101##ADT^A01#X1#P#2.5")
+    assert (one.sending_application, two.sending_facility) == ("A|B", "B|C")
+    assert dedup_key("l", one) != dedup_key("l", two)
+    assert dedup_key("l", _header(b"MSH|^~\\&|APP|FAC|||20240101||ADT^A01|X1|P|2.5")) == (
+        "l|APP|FAC|X1"  # plain values: the key journals written before hold
+    )
+    long_id = "9" * 199
+    msh = b"MSH|^~\\&|A|F|||1||ADT^A01|%s|P|2.5"
+    key = dedup_key("x" * 64, _header(msh % long_id.encode()))
+    assert long_id not in key and len(key) + len("|content:") + 40 <= 512
+    hashed = key.rsplit("|", 1)[1]
+    lookalike = _header(msh % hashed.encode())
+    assert dedup_key("x" * 64, lookalike) != key
+
+
+def test_the_listener_answers_a_reuse_with_its_own_ack_and_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(f"sqlite:///{tmp_path}/j.db", tmp_path, None)
+    store.start()
+    handler = FrameHandler(
+        listener="mllp-in",
+        ingest=store.ingest,
+        allowed_senders=None,
+        default_charset="UNICODE UTF-8",
+        max_message_bytes=100_000,
+    )
+
+    async def go() -> list[Reply]:
+        return [
+            await handler.on_frame(body, "127.0.0.1:5000")
+            for body in (BODY_A, BODY_B, crlf(BODY_B), BODY_A + b"\r")
+        ]
+
+    try:
+        with caplog.at_level(logging.DEBUG):
+            a, b, b_again, a_again = asyncio.run(go())
+    finally:
+        store.close()
+    assert (a.outcome, b.outcome, b_again.outcome, a_again.outcome) == (
+        "accepted",
+        "accepted",
+        "duplicate",
+        "duplicate",
+    )
+    assert a.ack is not None and b.ack is not None and a.ack != b.ack
+    assert (b_again.ack, a_again.ack) == (b.ack, a.ack)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "DUP-1" in warnings[0] and "reused" in warnings[0]
+    assert "PAT-A" not in caplog.text and "PAT-B" not in caplog.text

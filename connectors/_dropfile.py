@@ -29,12 +29,20 @@ import errno
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from connectors._cda_intake import Verdict
 
-__all__ = ["Dropped", "Limits", "Snapshot", "read_dropped", "refusal", "unchanged"]
+__all__ = [
+    "Dropped",
+    "Limits",
+    "Snapshot",
+    "read_dropped",
+    "refusal",
+    "settle_key",
+    "unchanged",
+]
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
@@ -68,6 +76,11 @@ class Snapshot:
     @property
     def regular(self) -> bool:
         return self.kind == stat.S_IFREG
+
+    @property
+    def shape(self) -> Snapshot:
+        """The snapshot without size and times: what a refusal for its kind depends on."""
+        return replace(self, size=0, mtime_ns=0, ctime_ns=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +163,24 @@ def refusal(snap: Snapshot, limits: Limits) -> Verdict | None:
     return None
 
 
+def settle_key(snap: Snapshot, limits: Limits) -> Snapshot:
+    """What must stay the same for ``settle`` before the file is taken.
+
+    The whole snapshot for a file to read (or too large: it may still be
+    written); only its :attr:`Snapshot.shape` for one refused for what it is
+    (a link, a special file, another owner), whose contents may change forever
+    (``ln /var/log/syslog drop/x.xml``) and are never read.
+    """
+    refused = refusal(snap, limits)
+    if refused is None or refused.outcome == "too_large":
+        return snap
+    return snap.shape
+
+
 def read_dropped(path: Path, seen: Snapshot, limits: Limits) -> Dropped:
     """Reads ``path`` if it is still ``seen`` and may be read (raises FileNotFoundError if gone)."""
     now = Snapshot.of(os.lstat(path))
-    if now != seen:
+    if settle_key(now, limits) != settle_key(seen, limits):
         return Dropped(b"", None, now, changed=True)
     refused = refusal(now, limits)
     if refused is not None:

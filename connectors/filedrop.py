@@ -65,7 +65,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from connectors._cda_intake import MIB, CdaIntakeConfig, Verdict, examine, journal_entry, schema_for
-from connectors._dropfile import Limits, Snapshot, read_dropped, unchanged
+from connectors._dropfile import Limits, Snapshot, read_dropped, settle_key, unchanged
 from connectors._filewatch import DirWatch, FileWatcher, open_inotify
 from eai._concurrency import run_blocking
 from eai.cda_schema import CdaSchema
@@ -299,6 +299,7 @@ class FileDropListener:
 
     def _ready(self, entries: list[_Entry]) -> list[_Entry]:
         """The entries not being written and unchanged for ``settle``."""
+        assert self._limits is not None
         now = time.monotonic()
         present = {e.name for e in entries}
         for gone in set(self._seen) - present:
@@ -308,14 +309,15 @@ class FileDropListener:
         self._watch.forget_except(present)
         ready: list[_Entry] = []
         for entry in entries:
-            if self._unmovable.get(entry.name) == entry.snapshot:
+            key = settle_key(entry.snapshot, self._limits)
+            if self._unmovable.get(entry.name) == key:
                 continue
             known = self._seen.get(entry.name)
             if self._watch.busy(entry.name):  # open, or written since closed: settle restarts
-                self._seen[entry.name] = (entry.snapshot, now)
+                self._seen[entry.name] = (key, now)
                 continue
-            if known is None or known[0] != entry.snapshot:
-                self._seen[entry.name] = (entry.snapshot, now)
+            if known is None or known[0] != key:
+                self._seen[entry.name] = (key, now)
                 if self.config.settle > 0:
                     continue
             elif now - known[1] < self.config.settle:
@@ -324,7 +326,8 @@ class FileDropListener:
         return ready
 
     def _wait_again(self, name: str, snapshot: Snapshot) -> None:
-        self._seen[name] = (snapshot, time.monotonic())
+        assert self._limits is not None
+        self._seen[name] = (settle_key(snapshot, self._limits), time.monotonic())
 
     async def _unchanged(self, entry: _Entry, snapshot: Snapshot, token: tuple[int, int]) -> bool:
         await run_blocking(self._watch.refresh)
@@ -351,16 +354,15 @@ class FileDropListener:
         verdict = read.verdict
         if verdict is None:
             verdict = await run_blocking(examine, read.payload, self._schema)
-        if not await self._unchanged(entry, read.snapshot, token):
+        unread = read.verdict is not None  # refused for what it is: its bytes do not matter
+        if not unread and not await self._unchanged(entry, read.snapshot, token):
             log.info("listener %s: a file changed while it was read; taken once stable", cfg.name)
             self._wait_again(entry.name, read.snapshot)
             return False
-        record = journal_entry(
-            cfg.name, read.payload, verdict, self._peer, keep_payload=read.verdict is None
-        )
+        record = journal_entry(cfg.name, read.payload, verdict, self._peer, keep_payload=not unread)
         result = await self._ingest(record)  # StoreError: the file stays for a later poll
         self._seen.pop(entry.name, None)
-        if not await self._unchanged(entry, read.snapshot, token):
+        if not unread and not await self._unchanged(entry, read.snapshot, token):
             log.warning(
                 "listener %s: message %d journaled, but its file changed before it was moved; "
                 "left in place and taken again once stable",
@@ -371,7 +373,7 @@ class FileDropListener:
         try:
             where = await run_blocking(_move, path, result.message_id, verdict)
         except OSError as exc:
-            self._unmovable[entry.name] = read.snapshot
+            self._unmovable[entry.name] = settle_key(read.snapshot, self._limits)
             log.error(
                 "listener %s: message %d journaled but the file could not be moved (%s); "
                 "left in place, taken again when it changes or the engine restarts",
@@ -380,7 +382,7 @@ class FileDropListener:
                 exc.strerror,
             )
             return True
-        if read.verdict is not None:
+        if unread:
             log.warning(
                 "listener %s: file refused unread (%s: %s) -> message %d, moved to %s/",
                 cfg.name,

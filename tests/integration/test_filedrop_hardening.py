@@ -10,6 +10,7 @@ import logging
 import os
 import pwd
 import socket
+import stat
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from pydantic import ValidationError
 
 import connectors.filedrop as filedrop
+from connectors._dropfile import Limits, Snapshot, refusal
 from connectors._filewatch import DirWatch, open_inotify
 from connectors.filedrop import FileDropListener, FileDropListenerConfig
 from eai.errors import ConfigError
@@ -320,5 +322,72 @@ def test_replaced_by_another_inode_waits_for_settle(tmp_path: Path) -> None:
         assert await listener.poll() == 0  # another inode: the settle time starts again
         await asyncio.sleep(0.2)
         assert await listener.poll() == 1
+
+    run(scenario())
+
+
+def test_hard_link_to_a_file_that_keeps_changing_is_still_refused(tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    outside = _outside(tmp_path)
+    os.link(outside, drop / "x.xml")
+
+    async def scenario() -> None:
+        journal = FakeJournal()
+        async with running(_listener(journal, drop, settle="100ms")):
+            with open(outside, "ab") as log_file:  # e.g. a link to a log that is always written
+                for _ in range(200):
+                    log_file.write(b"<!-- line -->\n")
+                    log_file.flush()
+                    if _files(drop / "failed"):
+                        break
+                    await asyncio.sleep(0.01)
+        assert _files(drop / "failed") == ["1-x.xml", "1-x.xml.reason.txt"]
+        [entry] = journal.entries
+        assert entry.payload == b"" and "a hard link" in entry.reject_reason
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("kind", "text"),
+    [
+        (stat.S_IFCHR, "a character device"),
+        (stat.S_IFBLK, "a block device"),
+        (stat.S_IFDIR, "a directory"),
+        (stat.S_IFLNK, "a symbolic link"),
+    ],
+)
+def test_special_kinds_are_refused_by_their_snapshot(kind: int, text: str) -> None:
+    snap = Snapshot(1, 2, kind, 1, os.getuid(), 0, 0, 0)
+    verdict = refusal(snap, Limits(max_bytes=10))
+    assert verdict is not None and verdict.outcome == "not_file"
+    assert verdict.reason == f"not a regular file ({text}); not read"
+    assert refusal(Snapshot(1, 2, stat.S_IFREG, 1, os.getuid(), 10, 0, 0), Limits(10)) is None
+
+
+def test_watch_follows_a_recreated_directory(tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    data = TSH.read_bytes()
+
+    async def scenario() -> None:
+        journal = FakeJournal()
+        listener = _listener(journal, drop, settle="50ms")
+        assert await listener.poll() == 0
+        drop.rename(tmp_path / "old-drop")
+        drop.mkdir()
+        assert await listener.poll() == 0  # sees the directory replaced: watches the new one
+        with open(drop / "doc.xml", "wb") as f:
+            f.write(data[:1000])
+            f.flush()
+            for _ in range(4):  # four settle times: still open, not taken
+                assert await listener.poll() == 0
+                await asyncio.sleep(0.06)
+            f.write(data[1000:])
+        for _ in range(4):
+            await listener.poll()
+            await asyncio.sleep(0.06)
+        assert [e.payload for e in journal.entries] == [data]
 
     run(scenario())

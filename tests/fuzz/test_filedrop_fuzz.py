@@ -41,7 +41,7 @@ def _fits(name: str) -> bool:
 
 
 any_text_name = st.text(
-    st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",)),
+    st.characters(exclude_characters="/\x00", exclude_categories=["Cs"]),
     min_size=1,
     max_size=80,
 )

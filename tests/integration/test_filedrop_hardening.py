@@ -20,6 +20,7 @@ import pytest
 from pydantic import ValidationError
 
 import connectors.filedrop as filedrop
+from connectors._cda_intake import examine as real_examine
 from connectors._dropfile import Limits, Snapshot, refusal
 from connectors._filewatch import DirWatch, open_inotify
 from connectors.filedrop import FileDropListener, FileDropListenerConfig
@@ -158,7 +159,6 @@ def test_file_changed_while_examined_is_not_journaled(
 ) -> None:
     data = TSH.read_bytes()
     half = len(data) // 2
-    real_examine = filedrop.examine
     calls: list[int] = []
 
     def examine_then_finish_writing(payload: bytes, schema: Any) -> Any:

@@ -33,10 +33,20 @@ acceptor side only):
 
 Memory: a C-STORE data set larger than ``max_dataset`` bytes is not kept: its
 fragments are read and dropped, and the request is answered 0xA700 (refused:
-out of resources). ``max_associations`` counts established associations; the
-connections still negotiating (at most ``acse_timeout`` each) are capped apart
-(``max_pending``, beyond which new connections are closed at once), so a flood
-of silent connections cannot take the places of the modalities.
+out of resources).
+
+Admission (:mod:`connectors._admission`), at accept, before a byte is read: a
+source address outside ``allowed_networks`` is closed (and counted), one
+address holds at most ``max_per_peer`` connections (negotiating or
+established). ``max_associations`` counts established associations; the
+connections still negotiating are capped apart (``max_pending``): past it, a new
+connection evicts the oldest one still negotiating (an established association,
+whose A-ASSOCIATE-RQ passed the AE title and address checks, is never evicted),
+so a flood of silent connections cannot lock the modalities out. ARTIM runs
+from the accept: the accept loop closes a connection that has not been admitted
+``acse_timeout`` after it was accepted, TLS handshake included (a peer
+trickling its handshake or its A-ASSOCIATE-RQ one byte at a time is closed on
+time).
 
 Every PDU is announced by its header before it is read: a P-DATA-TF longer than
 our Maximum Length Received (``max_pdu``), or any other PDU longer than 1 MiB,
@@ -71,6 +81,7 @@ from pynetdicom.pdu_primitives import (
 )
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 
+from connectors._admission import Admission, IpNetwork
 from dicom_router import _dimse
 from dicom_router._dimse import Command, ProtocolError
 
@@ -163,6 +174,8 @@ class Acceptor:
         dimse_timeout: float = 60.0,
         max_dataset: int = 2 << 30,
         max_pending: int | None = None,
+        allowed_networks: tuple[IpNetwork, ...] = (),
+        max_per_peer: int = 8,
     ) -> None:
         self.name = name
         self.contexts = list(contexts)
@@ -176,7 +189,14 @@ class Acceptor:
         self.dimse_timeout = dimse_timeout
         self.max_dataset = max_dataset
         self.max_pending = max_pending if max_pending is not None else max(64, 4 * max_associations)
-        self._pending_warned = False
+        self.admission: Admission[Association] = Admission(
+            listener=name,
+            networks=allowed_networks,
+            max_per_peer=max_per_peer,
+            capacity=self.max_pending,
+            count_known=False,
+        )
+        """Who holds the connections; its ``counts`` say how many were refused or evicted."""
         self._address = (host, port)
         self._sock: socket.socket | None = None
         self._wake_r: socket.socket | None = None
@@ -238,9 +258,12 @@ class Acceptor:
         poller.register(wake, select.POLLIN)
         while not self.stopping:
             try:
-                ready = {fd for fd, _ in poller.poll()}
+                wait = self._expire_pending()
+                ready = {fd for fd, _ in poller.poll(None if wait is None else wait * 1000 + 1)}
                 if wake.fileno() in ready or self.stopping:
                     return
+                if sock.fileno() not in ready:
+                    continue
                 client, address = sock.accept()
             except OSError as exc:
                 if self.stopping:
@@ -248,24 +271,44 @@ class Acceptor:
                 log.warning("listener %s: accept failed: %s", self.name, exc)
                 time.sleep(0.1)  # e.g. out of file descriptors: do not spin
                 continue
-            if self._pending() >= self.max_pending:
-                self._drop_pending(client, address[0])
+            assoc = Association(self, client, (str(address[0]), int(address[1])))
+            decision = self.admission.admit(assoc, assoc.address[0], _negotiating)
+            if not decision.admitted:
+                client.close()
                 continue
+            if decision.evicted is not None:
+                decision.evicted.evict(f"to admit a connection from {address[0]}")
             try:
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 client.settimeout(self.network_timeout)
                 if self.ssl_context is not None:
-                    client = self.ssl_context.wrap_socket(
+                    assoc.sock = self.ssl_context.wrap_socket(
                         client, server_side=True, do_handshake_on_connect=False
                     )
             except OSError as exc:
                 log.warning("listener %s: connection from %s dropped: %s", self.name, address, exc)
+                self.admission.release(assoc)
                 client.close()
                 continue
-            self._serve(client, (str(address[0]), int(address[1])))
+            self._serve(assoc)
 
-    def _serve(self, client: socket.socket, address: tuple[str, int]) -> None:
-        assoc = Association(self, client, address)
+    def _expire_pending(self) -> float | None:
+        """ARTIM: evicts the connections not admitted ``acse_timeout`` after their accept;
+        the seconds until the next one is due (None: none negotiating)."""
+        now = time.monotonic()
+        with self._lock:
+            pending = [a for a in self._active if not a.admitted and not a.evicted]
+        due: float | None = None
+        for assoc in pending:
+            expiry = assoc.opened + self.acse_timeout
+            if expiry <= now:
+                assoc.evict(f"no association within {self.acse_timeout:g} s of connecting")
+            elif due is None or expiry < due:
+                due = expiry
+        return None if due is None else due - now
+
+    def _serve(self, assoc: Association) -> None:
+        client, address = assoc.sock, assoc.address
         with self._lock:
             self._active.add(assoc)
         thread = threading.Thread(
@@ -279,41 +322,25 @@ class Acceptor:
             self._done(assoc)
             client.close()
 
-    def _pending(self) -> int:
-        """Connections not (yet) admitted: handshaking or negotiating."""
-        with self._lock:
-            pending = sum(1 for a in self._active if not a.admitted)
-        if pending < self.max_pending // 2:
-            self._pending_warned = False
-        return pending
-
-    def _drop_pending(self, client: socket.socket, host: str) -> None:
-        """Closes a new connection while too many others are still negotiating."""
-        level = logging.DEBUG if self._pending_warned else logging.WARNING
-        self._pending_warned = True
-        log.log(
-            level,
-            "listener %s: connection from %s closed: %d connections are still negotiating "
-            "(each for at most %g s)",
-            self.name,
-            host,
-            self.max_pending,
-            self.acse_timeout,
-        )
-        client.close()
-
     def _admit(self, assoc: Association) -> bool:
         """Counts ``assoc`` among the established associations, unless there are
         ``max_associations`` already (checked and counted at once)."""
         with self._lock:
-            if sum(1 for a in self._active if a.admitted) >= self.max_associations:
+            if assoc.evicted or sum(1 for a in self._active if a.admitted) >= self.max_associations:
                 return False
             assoc.admitted = True
-            return True
+        self.admission.mark_known(assoc)
+        return True
 
     def _done(self, assoc: Association) -> None:
         with self._lock:
             self._active.discard(assoc)
+        self.admission.release(assoc)
+
+
+def _negotiating(assoc: Association) -> bool:
+    """A connection still negotiating may be evicted to make room for a new one."""
+    return not assoc.admitted
 
 
 class Association:
@@ -328,6 +355,10 @@ class Association:
         self.accepted: dict[int, PresentationContext] = {}
         self.established = False
         self.admitted = False
+        self.opened = time.monotonic()
+        """When the connection was accepted (ARTIM starts here, PS3.8 AE-5)."""
+        self.evicted = ""
+        """Why the listener closed it while negotiating ('' when it did not)."""
         self._aborted = False
         self._dimse_expiry: float | None = None
         self._spare = b""  # bytes read past the last PDU (the next header's start)
@@ -374,6 +405,21 @@ class Association:
         except OSError:
             pass
 
+    def evict(self, why: str) -> None:
+        """From another thread: closes a connection still negotiating (no A-ABORT: PS3.8
+        AA-2, as on ARTIM expiry)."""
+        with self.server._lock:
+            if self.admitted or self.evicted:
+                return
+            self.evicted = why
+        log.warning(
+            "listener %s: connection from %s closed: %s", self.server.name, self._who(), why
+        )
+        try:  # wakes the thread's recv or handshake; it then closes the socket
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def _who(self) -> str:
         ae = f"{self.calling_ae} at " if self.calling_ae else ""
         return f"{ae}{self.address[0]}:{self.address[1]}"
@@ -385,7 +431,8 @@ class Association:
         try:
             sock.do_handshake()
         except (OSError, ssl.SSLError) as exc:
-            log.warning("DICOM TLS handshake with %s failed: %s", self.address[0], exc)
+            if not self.evicted:
+                log.warning("DICOM TLS handshake with %s failed: %s", self.address[0], exc)
             return False
         return True
 
@@ -499,7 +546,7 @@ class Association:
 
     def _negotiate(self) -> bool:
         server = self.server
-        deadline = time.monotonic() + server.acse_timeout
+        deadline = self.opened + server.acse_timeout
         pdu_type, length = self._read_header(deadline)
         if pdu_type == _dimse.A_ABORT:
             return False
@@ -508,6 +555,8 @@ class Association:
             return False
         self._guard(pdu_type, length)
         body = self._read_body(length, deadline)
+        if self.evicted:
+            return False
         self.sock.settimeout(server.network_timeout)
         header = _dimse.pdu_header(pdu_type, length)
         try:

@@ -82,6 +82,7 @@ from pynetdicom import (
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from connectors._admission import check_networks, parse_networks
 from connectors.mllp._tls import server_context
 from connectors.mllp.listener import split_bind
 from dicom_router._acceptor import (
@@ -225,7 +226,22 @@ class DicomListenerConfig(ListenerConfig):
         ge=1,
         le=1024,
         description="simultaneous established associations; more are refused (transient). "
-        "Connections still negotiating are counted apart (at most max(64, 4 x this))",
+        "Connections still negotiating are counted apart (at most max(64, 4 x this); past "
+        "it a new connection evicts the one negotiating for the longest)",
+    )
+    allowed_networks: tuple[str, ...] = Field(
+        (),
+        description="source addresses or networks (CIDR) allowed to connect; a connection "
+        "from elsewhere is closed at accept, unread. Empty: any address (allowed_callers "
+        "hosts still apply to each AE title)",
+        examples=[["10.1.8.0/24", "192.168.40.17"]],
+    )
+    max_associations_per_peer: int = Field(
+        8,
+        ge=1,
+        description="simultaneous connections (negotiating or established) from one source "
+        "address; one more is closed at once",
+        examples=[8],
     )
     max_instance_size: int = Field(
         2 * 1024**3,
@@ -236,7 +252,11 @@ class DicomListenerConfig(ListenerConfig):
         examples=[2147483648],
     )
     acse_timeout: Duration = Field(
-        30.0, gt=0, description="time allowed for association negotiation", examples=["30s"]
+        30.0,
+        gt=0,
+        description="time from a connection's accept (TLS handshake included) to its "
+        "A-ASSOCIATE-RQ being answered (ARTIM); a connection still negotiating then is closed",
+        examples=["30s"],
     )
     dimse_timeout: Duration = Field(
         60.0,
@@ -281,6 +301,11 @@ class DicomListenerConfig(ListenerConfig):
     def _check_bind(cls, value: str) -> str:
         split_bind(value)
         return value
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _check_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return check_networks(value)
 
     @property
     def host(self) -> str:
@@ -369,6 +394,8 @@ class DicomListener:
             network_timeout=cfg.network_timeout,
             dimse_timeout=cfg.dimse_timeout,
             max_dataset=cfg.max_instance_size,
+            allowed_networks=parse_networks(cfg.allowed_networks),
+            max_per_peer=cfg.max_associations_per_peer,
         )
         server.start()
         self._server = server

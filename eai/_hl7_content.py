@@ -33,7 +33,8 @@ The embedded document is checked at parse time (:func:`eai.hl7.check_documents`)
 what was repaired to decode it becomes the content's ``warnings``; a refused
 document its ``problem``, and then no route reading a fact takes the message
 (:func:`eai.routing.evaluate`): DESTDMP=Y must not send to the DMP a document
-that could not be read.
+that could not be read. The CDA's patient (``recordTarget``) is read once here,
+as the content's ``document_patient``, for the identity charter.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from eai import hl7
 from eai.config import ListenerConfig
 from eai.content import ParsedContent, register_content_type
 from eai.hl7 import Hl7Message
+from eai.identity_gate import identity_from_cda
 from identity import patient_key_of
 
 __all__ = ["cisis_facts", "dmp_consent_facts", "parse_hl7v2"]
@@ -72,6 +74,7 @@ def parse_hl7v2(payload: bytes, listener: ListenerConfig | None) -> ParsedConten
             {**cisis_facts(msg), **dmp},
             warnings=check.warnings,
             problem=check.problem,
+            document_patient=None if check.cda is None else identity_from_cda(check.cda),
         )
     return ParsedContent(msg, key, control_id=msg.header.control_id, facts=dmp)
 

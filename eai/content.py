@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from eai.config import ListenerConfig, Route
 from eai.routing import Routable
 from identity import PatientKey
+from identity.patient import PatientIdentity
 
 __all__ = [
     "ContentParser",
@@ -45,6 +46,9 @@ class ParsedContent:
     problem: str = ""
     """Why a part the routes rely on was refused (e.g. the embedded document), no patient
     data: no route reading a fact takes the message; rejected when no other route does."""
+    document_patient: PatientIdentity | None = None
+    """The patient the embedded document names (the recordTarget of the CDA a CI-SIS
+    ORU/MDM carries): the identity charter checks it is the message's own."""
 
     def __repr__(self) -> str:
         return f"ParsedContent(control_id={self.control_id!r}, facts={sorted(self.facts)})"

@@ -9,11 +9,12 @@ identity hold its deliveries to destinations with
 ``require_qualified_identity``; ``warn`` only reports.
 
 A message that embeds a CDA (CI-SIS ORU/MDM) is checked against its document
-too: the document's patient (``recordTarget/patientRole``: ``id`` with an INS
-OID as the INS, other ``id`` as local ids under their ``root``; the name with
+too: the document's patient, read once by the content parser with
+:func:`identity_from_cda` (``recordTarget/patientRole``: ``id`` with an INS OID
+as the INS, other ``id`` as local ids under their ``root``; the name with
 ``family[@qualifier='BR']`` as birth name, ``given[@qualifier='BR']`` as first
 given name, unqualified ``given`` as the birth given names, ``SP``/``CL`` as
-used name; ``birthTime``; ``administrativeGenderCode``) goes to the charter's
+used name; ``birthTime``; ``administrativeGenderCode``), goes to the charter's
 ``same_patient_as_document`` check (rule ``CDA-PATIENT-DIFFERENT``).
 """
 
@@ -40,7 +41,6 @@ __all__ = [
     "UNQUALIFIED_RULE",
     "IdentityVerdict",
     "Reconciled",
-    "document_patient_of",
     "identity_from_cda",
     "identity_of",
     "identity_verdict",
@@ -144,16 +144,6 @@ def identity_from_cda(document: etree._Element) -> PatientIdentity:
     )
 
 
-def document_patient_of(content: ParsedContent) -> PatientIdentity | None:
-    """The patient of the CDA an HL7 v2 message embeds (its first document OBX), or None
-    (no document, or one refused: :func:`eai.hl7.check_documents` says why)."""
-    msg = content.routable
-    if not isinstance(msg, hl7.Hl7Message):
-        return None
-    document = hl7.embedded_cda(msg)
-    return None if document is None else identity_from_cda(document)
-
-
 @dataclass(frozen=True, slots=True)
 class IdentityVerdict:
     facility: str
@@ -193,7 +183,7 @@ def identity_verdict(
     if ident is None:
         return None
     test_feed = bool(listener is not None and listener.test_feed)
-    ctx = CheckContext(test_feed=test_feed, document_patient=document_patient_of(content))
+    ctx = CheckContext(test_feed=test_feed, document_patient=content.document_patient)
     found = evaluate_charter(_rules(tuple(config.identity.charter)), ident, ctx)
     anomalies: list[tuple[str, str, str]] = [(a.rule, a.severity, a.message) for a in found]
     if isinstance(reconciled, Reconciliation):

@@ -36,7 +36,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lxml import etree
 
@@ -53,7 +53,6 @@ __all__ = [
     "decode_base64",
     "document_action",
     "document_segments",
-    "embedded_cda",
     "embedded_documents",
     "is_cisis",
     "is_plain_text",
@@ -225,12 +224,15 @@ def is_plain_text(raw: bytes) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class DocumentCheck:
-    """Whether a message's document would be taken, before any mapping runs (no content)."""
+    """Whether a message's document would be taken, before any mapping runs."""
 
     problem: str = ""
     """Why the document is refused ("" when it is not): OBX named, content never."""
     warnings: tuple[str, ...] = ()
     """What was repaired to decode it (see :func:`decode_base64`)."""
+    cda: etree._Element | None = field(default=None, repr=False, compare=False)
+    """The ``ClinicalDocument`` of the first document OBX when it is a CDA and nothing is
+    refused (patient data: never log it)."""
 
 
 def check_documents(message: Hl7Message) -> DocumentCheck:
@@ -244,6 +246,7 @@ def check_documents(message: Hl7Message) -> DocumentCheck:
     are not read, as there. A message without document OBX has nothing to check.
     """
     warnings: list[str] = []
+    first: etree._Element | None = None
     for index, (occurrence, segment) in enumerate(document_segments(message)):
         where = f"OBX[{occurrence}]-5.5"
         try:
@@ -252,29 +255,17 @@ def check_documents(message: Hl7Message) -> DocumentCheck:
             return DocumentCheck(exc.reason, tuple(warnings))
         warnings.extend(repairs)
         if looks_like_xml(raw):
-            if _clinical_document(raw) is None:
+            cda = _clinical_document(raw)
+            if cda is None:
                 problem = f"{where}: the ED data (OBX-5.3 XML) does not decode to a CDA document"
                 return DocumentCheck(problem, tuple(warnings))
+            first = cda if index == 0 else first
         elif index == 0 and is_plain_text(raw):
             break
         else:
             problem = f"{where}: the ED data (OBX-5.3 XML) does not decode to an XML document"
             return DocumentCheck(problem, tuple(warnings))
-    return DocumentCheck("", tuple(warnings))
-
-
-def embedded_cda(message: Hl7Message) -> etree._Element | None:
-    """The ``ClinicalDocument`` of the message's first document OBX, parsed with the
-    hardened settings; None when there is none or it is refused (:func:`check_documents`
-    says why). Patient data: never log it."""
-    segments = document_segments(message)
-    if not segments:
-        return None
-    try:
-        raw, _ = decode_base64(segments[0][1].get(5, 1, 5))
-    except (binascii.Error, ValueError):
-        return None
-    return _clinical_document(raw) if looks_like_xml(raw) else None
+    return DocumentCheck("", tuple(warnings), first)
 
 
 def _clinical_document(raw: bytes) -> etree._Element | None:

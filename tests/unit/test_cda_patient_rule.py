@@ -15,7 +15,7 @@ import pytest
 from eai import hl7
 from eai._hl7_content import parse_hl7v2
 from eai.config import load_config_text
-from eai.identity_gate import document_patient_of, identity_from_cda
+from eai.identity_gate import identity_from_cda
 from eai.pipeline import plan_message
 from eai.store import Cipher, ClaimedMessage
 from identity.charter import CheckContext, evaluate_charter, load_charter
@@ -60,7 +60,7 @@ def _cda(old: str, new: str) -> bytes:
 
 def test_the_cda_patient_is_read_from_record_target() -> None:
     content = parse_hl7v2(ORU, None)
-    doc = document_patient_of(content)
+    doc = content.document_patient
     assert doc is not None
     assert (doc.ins, doc.ins_oid) == ("279035121518989", "1.2.250.1.213.1.4.10")
     assert doc.local_ids == (LocalId("1234567890121", "", "1.2.3.4.567.8.9.10", "PI"),)
@@ -72,15 +72,25 @@ def test_the_cda_patient_is_read_from_record_target() -> None:
 
 def test_an_unqualified_name_is_read_as_the_birth_name() -> None:
     plain = _cda('<family qualifier="BR">PAT-TROIS</family>', "<family>MARTIN</family>")
-    doc = identity_from_cda(hl7.embedded_cda(hl7.parse(_oru(plain))))  # type: ignore[arg-type]
+    doc = parse_hl7v2(_oru(plain), None).document_patient
+    assert doc is not None
     assert doc.birth_name == "MARTIN"
 
 
 def test_no_document_no_document_patient() -> None:
     adt = (HL7V2 / "pamfr_a01_admission.er7").read_bytes()
-    assert document_patient_of(parse_hl7v2(adt, None)) is None
+    assert parse_hl7v2(adt, None).document_patient is None
     refused = _oru().replace(b"^Base64^PD94", b"^Base64^*D94", 1)
-    assert document_patient_of(parse_hl7v2(refused, None)) is None
+    assert parse_hl7v2(refused, None).document_patient is None
+
+
+def test_a_cda_without_record_target_names_nobody() -> None:
+    from lxml import etree
+
+    empty = etree.fromstring(b"<ClinicalDocument xmlns='urn:hl7-org:v3'/>")
+    assert identity_from_cda(empty) == PatientIdentity()
+    mdm = (HL7V2 / "mdm_t02_crimg_init.er7").read_bytes()  # a text placeholder, no CDA
+    assert parse_hl7v2(mdm, None).document_patient is None
 
 
 # --- the comparison ------------------------------------------------------------------------

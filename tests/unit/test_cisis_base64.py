@@ -107,7 +107,9 @@ def test_any_bytes_survive_lost_padding_and_line_breaks(
 def test_a_cr_bio_without_its_final_padding_is_decoded_with_a_warning() -> None:
     (doc,) = hl7.embedded_documents(hl7.parse(UNPADDED))
     assert doc.data == CDA
-    assert doc.repairs == ("OBX[1]-5.5: base64 without its final '=' padding, decoded as if padded",)
+    assert doc.repairs == (
+        "OBX[1]-5.5: base64 without its final '=' padding, decoded as if padded",
+    )
     check = hl7.check_documents(hl7.parse(UNPADDED))
     assert check.problem == "" and check.warnings == doc.repairs
 

@@ -15,6 +15,7 @@ from connectors.mllp._framing import Frame, FrameDecoder, frame
 from eai.errors import StoreError
 from eai.hl7 import parse
 from eai.messages import IngestResult, JournalEntry
+from eai.store._journal import content_lines
 
 T = TypeVar("T")
 
@@ -68,7 +69,8 @@ def err_code(ack: bytes) -> str:
 
 
 class FakeJournal:
-    """In-memory ``ingest``: dedup on ``dedup_key`` like the real journal.
+    """In-memory ``ingest``: dedup on ``dedup_key`` (and content, with
+    ``dedup_by_content``) like the real journal.
 
     ``gate`` (when set) holds every call until it is set; ``fail`` makes calls
     raise StoreError; ``crash`` makes them raise RuntimeError.
@@ -90,14 +92,24 @@ class FakeJournal:
             raise StoreError("journal is not writable (test)")
         if self.crash:
             raise RuntimeError("unexpected bug (test)")
-        if entry.dedup_key is not None and entry.dedup_key in self.by_key:
-            message_id, ack = self.by_key[entry.dedup_key]
-            return IngestResult(message_id, duplicate=True, stored_ack=ack)
+        key = entry.dedup_key
+        reuses: int | None = None
+        if key is not None and key in self.by_key:
+            message_id, ack = self.by_key[key]
+            if entry.dedup_by_content:  # same key: a retransmission only if same content
+                key += "|" + content_lines(entry.payload).hex()
+                if content_lines(self.entries[message_id - 1].payload) != content_lines(
+                    entry.payload
+                ):
+                    reuses = message_id
+            if key in self.by_key or reuses is None:
+                message_id, ack = self.by_key.get(key, (message_id, ack))
+                return IngestResult(message_id, duplicate=True, stored_ack=ack)
         self.entries.append(entry)
         message_id = len(self.entries)
-        if entry.dedup_key is not None:
-            self.by_key[entry.dedup_key] = (message_id, entry.ack)
-        return IngestResult(message_id)
+        if key is not None:
+            self.by_key[key] = (message_id, entry.ack)
+        return IngestResult(message_id, reuses=reuses)
 
     @property
     def received(self) -> list[JournalEntry]:

@@ -4,6 +4,7 @@ admin socket, names the reader as the kernel identifies them, and records before
 from __future__ import annotations
 
 import asyncio
+import base64
 import grp
 import json
 import os
@@ -14,12 +15,14 @@ import stat
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hl7.client import MLLPClient
 
-from eai.admin import AdminServer
+from eai.admin import AdminServer, break_glass_read
+from eai.admin import request as admin_request
 from eai.errors import StoreError
 from tests.engine_harness import EngineThread, adt, write_routes
 from tests.mllp_peers import MllpPeer
@@ -264,3 +267,78 @@ def test_a_live_socket_is_not_taken_by_a_second_server(tmp_path):
             assert _ask(sock, _frame({"op": "whoami"}))["ok"] is True
         finally:
             eng.stop()
+
+
+NOBODY = pwd.getpwnam("nobody")
+
+
+def _as_nobody(fn: Callable[[], object]) -> object:
+    """``fn()`` in a forked child that became ``nobody`` (uid and gids dropped by the
+    kernel, as a support engineer's own login would be); its result or its error's text."""
+    assert os.getuid() == 0, "CI runs the tests as root: dropping to nobody needs it"
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(rfd)
+            os.setgroups([])
+            os.setgid(NOBODY.pw_gid)
+            os.setuid(NOBODY.pw_uid)
+            try:
+                out: object = {"ok": fn()}
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                out = {"error": f"{type(exc).__name__}: {exc}"}
+            os.write(wfd, json.dumps(out, default=str).encode())
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as r:
+        data = r.read()
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+def test_another_user_reads_neither_the_key_nor_the_journal_nor_the_socket(tmp_path):
+    with MllpPeer() as sink:
+        path, eng = _journal_one(tmp_path, sink)
+        try:
+            var = tmp_path / "var"
+            config = eng.config
+            attempts = {
+                "key": lambda: (var / "eai.key").read_text(),
+                "journal": lambda: (var / "eai.db").read_bytes()[:16],
+                "socket": lambda: admin_request(var / "admin.sock", {"op": "whoami"}),
+                "break-glass": lambda: break_glass_read(config, 1, "", None),
+            }
+            got = {name: _as_nobody(fn) for name, fn in attempts.items()}
+        finally:
+            eng.stop()
+    assert "PermissionError" in got["key"]["error"]  # type: ignore[index]
+    assert "PermissionError" in got["journal"]["error"]  # type: ignore[index]
+    assert "permission denied" in got["socket"]["error"]  # type: ignore[index]
+    assert "root only" in got["break-glass"]["error"]  # type: ignore[index]
+    assert _raw_events(path) == []
+
+
+def test_a_member_of_admin_group_is_served_and_recorded_by_uid(tmp_path):
+    group = grp.getgrgid(NOBODY.pw_gid).gr_name
+    short = Path(f"/tmp/eai-grp-{os.getpid()}")
+    with MllpPeer() as sink:
+        path = write_routes(tmp_path, sink.port)
+        text = path.read_text().replace(
+            "engine:\n", f"engine:\n  admin_group: {group}\n  admin_socket: {short}/a.sock\n", 1
+        )
+        path.write_text(text)
+        eng = EngineThread(path).start()
+        try:
+            with MLLPClient("127.0.0.1", eng.port("chu-x-adt")) as c:
+                assert b"MSA|AA" in c.send_message(_message())
+            sock = short / "a.sock"
+            got = _as_nobody(lambda: admin_request(sock, {"op": "raw", "message_id": 1}))
+        finally:
+            eng.stop()
+            short.rmdir()
+    answer = got["ok"]  # type: ignore[index]
+    assert SECRET in base64.b64decode(answer["payload"]).decode()
+    [record] = _raw_events(path)
+    assert record.startswith(f"payload shown to nobody (uid {NOBODY.pw_uid}, pid ")

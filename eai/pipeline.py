@@ -190,7 +190,10 @@ def plan_message(
             problem = "; ".join(p for p in (problem, structure) if p)
     bundles: dict[str, bytes] = {}
     if any(r.map_ for r in routes):
-        routes, bundles, map_problem = _map_routes(cipher, claimed, payload, content, routes)
+        routes, bundles, map_problem, flagged = _map_routes(
+            cipher, claimed, payload, content, routes
+        )
+        warnings = (*warnings, *flagged)
         problem = "; ".join(p for p in (problem, map_problem) if p) or None
     by_dest: dict[str, str] = {}
     for route in routes:
@@ -255,12 +258,13 @@ def _map_routes(
     payload: bytes,
     content: ParsedContent,
     routes: list[Route],
-) -> tuple[list[Route], dict[str, bytes], str]:
+) -> tuple[list[Route], dict[str, bytes], str, tuple[str, ...]]:
     """Convert the message once per mapping named by ``routes`` (``map:``).
 
     Returns the routes kept (a route whose mapping fails is dropped, fail
-    closed), the sealed Bundle JSON by route name, and the problems (no
-    patient data: mapping reasons name rules and elements, never values).
+    closed), the sealed Bundle JSON by route name, the problems (no
+    patient data: mapping reasons name rules and elements, never values) and
+    the warnings the mappings left in their Bundles (``urn:eai:mapping-flag``).
     """
     import mappings  # lazy: no mapping work unless a matched route has `map`
 
@@ -268,6 +272,7 @@ def _map_routes(
     kept: list[Route] = []
     sealed: dict[str, bytes] = {}
     problems: list[str] = []
+    flagged: list[str] = []
     for route in routes:
         if not route.map_:
             kept.append(route)
@@ -276,20 +281,26 @@ def _map_routes(
         if name == mappings.AUTO:
             name = mappings.default_mapping_for(claimed.content_type, content.routable) or ""
         if name not in done:
-            done[name] = _convert(cipher, claimed, payload, content, name)
+            done[name] = _convert(cipher, claimed, payload, content, name, flagged)
         result = done[name]
         if isinstance(result, bytes):
             kept.append(route)
             sealed[route.name] = result
         else:
             problems.append(f"route {route.name}: {result}")
-    return kept, sealed, "; ".join(problems)
+    return kept, sealed, "; ".join(problems), tuple(flagged)
 
 
 def _convert(
-    cipher: Cipher, claimed: ClaimedMessage, payload: bytes, content: ParsedContent, name: str
+    cipher: Cipher,
+    claimed: ClaimedMessage,
+    payload: bytes,
+    content: ParsedContent,
+    name: str,
+    flagged: list[str],
 ) -> bytes | str:
-    """The sealed Bundle JSON (UTF-8) of mapping ``name``, or why there is none."""
+    """The sealed Bundle JSON (UTF-8) of mapping ``name``, or why there is none; the
+    Bundle's mapping flags are added to ``flagged``."""
     import mappings
 
     if not name:
@@ -300,6 +311,7 @@ def _convert(
         )
     except EaiError as exc:
         return str(exc)
+    flagged.extend(mappings.bundle_warnings(bundle, name))
     text = json.dumps(bundle, ensure_ascii=False, separators=(",", ":"))
     return cipher.seal(text.encode("utf-8"))
 

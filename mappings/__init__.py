@@ -10,6 +10,8 @@ Messages that no mapping changes are forwarded byte for byte as received.
 - :func:`load_mapping`, :func:`available_mappings`, :func:`default_mapping_for`
   (``map: auto`` in routes.yaml);
 - :func:`mapping_function`: registers the Python functions a mapping names;
+- :func:`bundle_warnings`: the warnings a mapping left in a Bundle (``meta.tag``
+  ``urn:eai:mapping-flag``), which the pipeline records in the message's journey;
 - :func:`run_mapping_tests`: the ``<name>.tests.yaml`` cases (``eai mapping test``).
 
 The language is specified in ``docs/mappings.md``; the flow is
@@ -32,6 +34,7 @@ from mappings._context import MappingContext, MappingFailure
 from mappings._loader import available_mappings, load_mapping
 from mappings._registry import mapping_function
 from mappings._validate import Level, bundle_problems
+from mappings._warnings import bundle_warnings
 
 __all__ = [
     "AUTO",
@@ -39,6 +42,7 @@ __all__ = [
     "Mapping",
     "MappingContext",
     "available_mappings",
+    "bundle_warnings",
     "convert",
     "default_mapping_for",
     "load_mapping",

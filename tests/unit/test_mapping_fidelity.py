@@ -431,3 +431,39 @@ def test_a_point_range_whose_text_differs_is_flagged() -> None:
     assert _flagged(root)
     text.text = "4,2 mUI/L"  # the text says the same single value: nothing to say
     assert not _flagged(root)
+
+
+def test_the_pipeline_records_mapping_flags_as_journey_warnings() -> None:
+    import os
+    from datetime import datetime
+
+    from eai.config import load_config_text
+    from eai.pipeline import plan_message
+    from eai.store import Cipher, ClaimedMessage
+
+    root = tree(TSH)
+    rng = _tsh_range(root)
+    one(rng, "hl7:value/hl7:low").set("value", "4.200")
+    sub(rng, "text").text = "0,27 - 4,2 mUI/L"
+    config = load_config_text(
+        """
+engine: {data_dir: /tmp/x}
+listeners:
+  - {name: in, type: mllp, bind: "127.0.0.1:0", test_feed: true}
+destinations:
+  - {name: fhir, type: mllp, host: 127.0.0.1, port: 2}
+routes:
+  - {name: lab, from: [in], to: [fhir], map: auto}
+""",
+        "routes.yaml",
+        env={},
+    )
+    cipher = Cipher(os.urandom(32))
+    sealed = cipher.seal(data(root))
+    claimed = ClaimedMessage(1, "in", datetime(2026, 1, 1), "cda", "", "CDA^11502-2", sealed)
+    plan = plan_message(config, cipher, claimed)
+    assert [d.destination for d in plan.deliveries] == ["fhir"]
+    assert plan.warnings == (
+        "mapping crbio: 1 Observation flagged range-text-differs (urn:eai:mapping-flag)",
+    )
+    assert "4.2" not in " ".join(plan.warnings)

@@ -207,10 +207,11 @@ class Writer:
                     len(batch),
                     type(exc).__name__,
                 )
-            # A write alone that hit a unique-key conflict is run once more: another
-            # engine node (PostgreSQL) committed the same dedup key between this write's
-            # lookup and its insert, and the lookup now finds that row (a retransmission,
-            # or a reused control id).
+            # Each write alone: a group's bad write must not fail its neighbours, and a
+            # lone write that hit a unique-key conflict gets its second try (another
+            # engine node committed the same dedup key between this write's lookup and
+            # its insert; the lookup now finds that row: a retransmission, or a reused
+            # control id).
             for item in batch:
                 try:
                     self._resolve([(item, self._apply(conn, [item])[0], None)])

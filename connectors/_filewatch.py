@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["DirWatch", "FileWatcher", "open_inotify"]
+__all__ = ["DirWatch", "Event", "FileWatcher", "open_inotify"]
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+import connectors._filewatch as fw
 import connectors.filedrop as filedrop
 from connectors._cda_intake import examine as real_examine
 from connectors._dropfile import Limits, Snapshot, refusal
-from connectors._filewatch import DirWatch, open_inotify
+from connectors._filewatch import DirWatch, Event, FileWatcher, open_inotify
 from connectors.filedrop import FileDropListener, FileDropListenerConfig
 from eai.errors import ConfigError
 from eai.messages import IngestResult, JournalEntry
@@ -389,5 +390,63 @@ def test_watch_follows_a_recreated_directory(tmp_path: Path) -> None:
             await listener.poll()
             await asyncio.sleep(0.06)
         assert [e.payload for e in journal.entries] == [data]
+
+    run(scenario())
+
+
+class ScriptedWatch(DirWatch):
+    """A watch whose events are given by the test, one batch per refresh."""
+
+    def __init__(self, directory: Path, batches: list[list[Event]]) -> None:
+        st = os.stat(directory)
+        super().__init__(os.open(os.devnull, os.O_RDONLY), (st.st_dev, st.st_ino))
+        self.batches = batches
+
+    def read(self) -> list[Event] | None:
+        return self.batches.pop(0) if self.batches else []
+
+
+def test_watcher_states_from_events(tmp_path: Path) -> None:
+    batches = [
+        [Event(fw.IN_CREATE, "a"), Event(fw.IN_OPEN, "a"), Event(fw.IN_MODIFY, "a")],
+        [Event(fw.IN_Q_OVERFLOW, "")],
+        [Event(fw.IN_OPEN, "b")],  # a reader, or a writer that has not written yet
+        [Event(fw.IN_CLOSE_NOWRITE, "b"), Event(fw.IN_MODIFY, "c")],  # c: opened before
+        [Event(fw.IN_OPEN, "c"), Event(fw.IN_CLOSE_NOWRITE, "c")],  # a reader of c comes and goes
+        [Event(fw.IN_CLOSE_WRITE, "c")],
+        [Event(fw.IN_OPEN, "d"), Event(fw.IN_MODIFY, "d"), Event(fw.IN_MOVED_FROM, "d")],
+    ]
+    watcher = FileWatcher(tmp_path, lambda d: ScriptedWatch(d, batches))
+    watcher.refresh()
+    assert watcher.active
+    watcher.refresh()
+    assert watcher.busy("a")
+    token = watcher.token("a")
+    watcher.refresh()  # overflow: nothing known any more, every token stale
+    assert not watcher.busy("a") and watcher.changed_since("a", token)
+    watcher.refresh()
+    assert watcher.busy("b")
+    watcher.refresh()
+    assert not watcher.busy("b") and watcher.busy("c")
+    token = watcher.token("c")
+    watcher.refresh()
+    assert watcher.busy("c") and not watcher.changed_since("c", token)  # reads change nothing
+    watcher.refresh()
+    assert not watcher.busy("c") and watcher.changed_since("c", token)
+    watcher.refresh()
+    assert not watcher.busy("d")  # renamed away: that name is free
+    watcher.close()
+    assert not watcher.active
+
+
+def test_file_held_open_by_a_reader_waits_until_closed(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        journal = FakeJournal()
+        listener = _listener(journal, tmp_path, settle=0)
+        assert await listener.poll() == 0  # the watch is on
+        (tmp_path / "doc.xml").write_bytes(TSH.read_bytes())
+        with open(tmp_path / "doc.xml", "rb"):
+            assert await listener.poll() == 0
+        assert await listener.poll() == 1
 
     run(scenario())

@@ -38,14 +38,15 @@ __all__ = ["Engine"]
 log = logging.getLogger(__name__)
 
 
-def _private_data_dir(data_dir: Path) -> None:
+def _private_data_dir(data_dir: Path, group_traverses: bool) -> None:
     """The data dir is the engine's alone (0700): journal, key, spool, admin socket.
 
-    :class:`eai.admin.AdminServer` opens it to ``engine.admin_group`` (0710) when set.
+    :class:`eai.admin.AdminServer` lets ``engine.admin_group`` traverse it (0710) when
+    the socket is inside: that bit is left as it is.
     """
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = data_dir.stat()
-    if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+    if st.st_uid == os.geteuid() and st.st_mode & (0o067 if group_traverses else 0o077):
         log.warning("data_dir %s was open to others (%o): now 0700", data_dir, st.st_mode & 0o777)
         data_dir.chmod(0o700)
 
@@ -136,13 +137,18 @@ class Engine:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stopping.set)
         cfg = self.config
-        _private_data_dir(Path(cfg.engine.data_dir))
+        admin_path = cfg.engine.admin_socket_path()
+        _private_data_dir(
+            Path(cfg.engine.data_dir),
+            cfg.engine.admin_group is not None
+            and admin_path.absolute().parent == Path(cfg.engine.data_dir).absolute(),
+        )
         lock = None
         if cfg.engine.database.startswith("sqlite"):
             lock = _lock_data_dir(Path(cfg.engine.data_dir))
         store = self.store = Store(cfg.engine.database, Path(cfg.engine.data_dir), self._key)
         store.start()
-        admin = AdminServer(cfg.engine.admin_socket_path(), store, group=cfg.engine.admin_group)
+        admin = AdminServer(admin_path, store, group=cfg.engine.admin_group)
         tasks: list[asyncio.Task[None]] = []
         scheduler = AsyncIOScheduler(timezone="UTC")
         try:

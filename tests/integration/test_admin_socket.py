@@ -7,6 +7,7 @@ import asyncio
 import base64
 import grp
 import json
+import logging
 import os
 import pwd
 import socket
@@ -342,3 +343,19 @@ def test_a_member_of_admin_group_is_served_and_recorded_by_uid(tmp_path):
     assert SECRET in base64.b64decode(answer["payload"]).decode()
     [record] = _raw_events(path)
     assert record.startswith(f"payload shown to nobody (uid {NOBODY.pw_uid}, pid ")
+
+
+def test_admin_group_with_the_socket_in_data_dir_traverses_it_only(tmp_path, caplog):
+    group = NOBODY.pw_gid
+    with MllpPeer() as sink:
+        path = write_routes(tmp_path, sink.port)
+        name = grp.getgrgid(group).gr_name
+        path.write_text(path.read_text().replace("engine:\n", f"engine:\n  admin_group: {name}\n"))
+        var = tmp_path / "var"
+        for _ in range(2):  # a restart keeps the group's traverse bit, without a warning
+            with caplog.at_level(logging.WARNING), EngineThread(path):
+                st = os.stat(var)
+                assert stat.S_IMODE(st.st_mode) == 0o710 and st.st_gid == group
+                assert stat.S_IMODE(os.stat(var / "admin.sock").st_mode) == 0o660
+                assert stat.S_IMODE(os.stat(var / "eai.db").st_mode) == 0o600
+    assert "open to others" not in caplog.text

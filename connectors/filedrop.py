@@ -11,8 +11,9 @@ listed (not recursively). A file is taken only once it is complete:
   with ``.`` or ending in ``.tmp`` or ``.part`` are never looked at, so a
   renamed file is complete when it appears;
 * on Linux an inotify watch (:mod:`connectors._filewatch`) says which files
-  are still open or written since their last ``IN_CLOSE_WRITE``: such a file
-  is not taken, however long its writer pauses;
+  are still open (by anyone: a reader holding a file also delays it) or
+  written since their last ``IN_CLOSE_WRITE``: such a file is not taken,
+  however long its writer pauses (a writer that dies is closed by the kernel);
 * and, everywhere, a file is taken only once its inode, type, link count,
   owner, size, mtime and ctime have stayed the same on two listings at
   least ``settle`` apart (``settle: 0``: when first seen and not busy). Where

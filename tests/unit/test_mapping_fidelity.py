@@ -121,6 +121,13 @@ def test_a_replacement_report_keeps_the_replaced_document_id() -> None:
     assert {o["status"] for o in of_type(bundle, "Observation")} == {"final"}
 
 
+def test_a_replacement_naming_no_parent_still_corrects_the_report() -> None:
+    bundle = convert(oru_with(TSH.read_bytes(), "RO", "C"), "hl7v2")
+    report = first(bundle, "DiagnosticReport")
+    assert report["status"] == "corrected"
+    assert all(i.get("use") != "old" for i in report["identifier"])
+
+
 def test_a_cda_replacing_another_links_its_report_without_hl7() -> None:
     root = tree(TSH)
     version = one(root, "hl7:versionNumber")

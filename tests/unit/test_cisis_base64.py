@@ -245,3 +245,25 @@ def test_reads_facts_looks_under_every_combinator() -> None:
     assert usable.destinations == ("dmp", "mss", "mss-unless", "archive")
     refused = evaluate(config.routes, "in", message, facts, facts_usable=False)
     assert refused.destinations == ("archive",)
+
+
+_PROBLEMS = {
+    "",
+    "OBX[1]-5.5: the ED data is not valid base64",
+    "OBX[1]-5.5: the ED data (OBX-5.3 XML) does not decode to a CDA document",
+    "OBX[1]-5.5: the ED data (OBX-5.3 XML) does not decode to an XML document",
+}
+
+
+@given(
+    st.one_of(
+        st.text(alphabet=st.characters(blacklist_characters="|^~\\&\r\n"), max_size=80),
+        st.binary(max_size=120).map(lambda b: base64.b64encode(b).decode().rstrip("=")),
+        st.sampled_from(["<a/>", "<ClinicalDocument xmlns='urn:hl7-org:v3'/>", "<!DOCTYPE x>"]).map(
+            lambda x: base64.b64encode(x.encode()).decode()
+        ),
+    )
+)
+def test_any_ed_data_gets_a_clear_answer(data: str) -> None:
+    parsed = parse_hl7v2(_oru_with(data), None)  # never raises for the ED's sake
+    assert parsed.problem in _PROBLEMS

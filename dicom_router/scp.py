@@ -14,9 +14,13 @@ there and may block:
    directory (:class:`dicom_router.spool.Spool`); failure: 0xA700;
 2. check it: the encoded dataset is complete (:mod:`dicom_router._framing`),
    pydicom reads its header, SOP Class and Instance UIDs are UIDs and match
-   the C-STORE request; failure: the file goes to ``quarantine/`` with its
-   reason, the instance is journaled ``rejected``, the answer is 0xA900
-   (SOP class mismatch) or 0xC000-0xC002 (cannot understand);
+   the C-STORE request, and the Study and Series Instance UIDs (the router
+   orders deliveries by study) are UIDs when present (PS3.5 9.1: digits and
+   dots, no leading zero, at most 64 characters); failure: the file goes to
+   ``quarantine/`` with its reason, the instance is journaled ``rejected``,
+   the answer is 0xA900 (SOP class mismatch) or 0xC000-0xC002 (cannot
+   understand; 0xC001 for every UID that is not one: a malformed UI value is an
+   encoding error the SCP cannot interpret, not a data set of another SOP class);
 3. journal the reference, with the data key (the engine's ingest called in the
    association's thread, :class:`eai.registry.ThreadIngest`, straight to the
    writer thread, waiting for the commit; the journal encrypts it; any other
@@ -100,7 +104,7 @@ from dicom_router._sealing import retention_tag, uid_digest
 from dicom_router.content import message_type_of
 from dicom_router.reference import ROUTING_KEYWORDS, InstanceRef
 from dicom_router.spool import PendingWrite, Spool, SpooledFile
-from eai.config import Duration, ListenerConfig, Model, TlsServerConfig
+from eai.config import Duration, ListenerConfig, Model, TlsServerConfig, is_uid
 from eai.errors import StoreError
 from eai.messages import IngestResult, JournalEntry
 from eai.registry import Ingest, ListenerSpec, ThreadIngest, register_listener
@@ -133,21 +137,16 @@ STATUS_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
 """Error: the dataset cannot be decoded (truncated, malformed)."""
 STATUS_INVALID_UID = 0xC001
-"""Error: the SOP Instance or Class UID is not a UID (e.g. contains ``../``)."""
+"""Error: a UID the router keys on (SOP Class, SOP Instance, Study or Series Instance)
+is not a UID (e.g. contains ``../``)."""
 STATUS_UID_MISMATCH = 0xC002
 """Error: the dataset's SOP Instance UID is not the one the C-STORE request announced."""
 
-_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE: no backslash, no control
 _PREAMBLE = b"\x00" * 128 + b"DICM"
 _MAX_SYNC_THREADS = 8
 """Threads per listener that make spooled instances durable (fsyncs on one disk)."""
 _TRANSFER_SYNTAXES = list(dict.fromkeys([*ALL_TRANSFER_SYNTAXES, *AllTransferSyntaxes]))
-
-
-def is_uid(value: str) -> bool:
-    """A UID per PS3.5 9.1: digits and dots, no leading zero in a component, <= 64 chars."""
-    return 0 < len(value) <= 64 and _UID.match(value) is not None
 
 
 def _check_ae_title(value: str) -> str:
@@ -530,6 +529,11 @@ class DicomListener:
                 # no UID here: the reason is kept in clear beside the sealed file
                 "the dataset's SOP Instance UID is not the one the C-STORE request announced",
             )
+        for name, value in (("Study", study), ("Series", series)):
+            if value and not is_uid(value):
+                raise _Rejected(
+                    STATUS_INVALID_UID, f"the dataset's {name} Instance UID is not a UID"
+                )
         return InstanceRef(
             spool_dir=str(self.spool.root),
             spool=spooled.name,
@@ -537,8 +541,8 @@ class DicomListener:
             sha256=spooled.sha256,
             sop_class_uid=sop_class,
             sop_instance_uid=sop_instance,
-            study_instance_uid=study if is_uid(study) else "",
-            series_instance_uid=series if is_uid(series) else "",
+            study_instance_uid=study,
+            series_instance_uid=series,
             transfer_syntax=str(ts),
             calling_ae=calling,
             peer=peer,

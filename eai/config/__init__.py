@@ -19,7 +19,7 @@ from eai.config._base import (
     TlsServerConfig,
     parse_duration,
 )
-from eai.config._dicom import Coercion, DicomTag, parse_tag
+from eai.config._dicom import Coercion, DicomTag, is_uid, parse_tag
 from eai.config._engine import EngineConfig
 from eai.config._identity import IdentityConfig, IdentityServerConfig, SmtpConfig
 from eai.config._loader import check_config, load_config, load_config_text
@@ -50,6 +50,7 @@ __all__ = [
     "check_config",
     "config_json_schema",
     "config_model",
+    "is_uid",
     "load_config",
     "load_config_text",
     "parse_tag",

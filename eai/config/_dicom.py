@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from eai.config._base import Model
 
-__all__ = ["Coercion", "DicomTag", "parse_tag", "tag_vr"]
+__all__ = ["Coercion", "DicomTag", "is_uid", "parse_tag", "tag_vr"]
 
 _HEX_TAG = re.compile(r"^\(\s*([0-9A-Fa-f]{4})\s*,\s*([0-9A-Fa-f]{4})\s*\)$")
 _KEYWORD = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
@@ -42,6 +42,11 @@ _INT_RANGE = {
 }  # fmt: skip
 _FLOAT_VRS = frozenset({"FL", "FD"})
 _SETTABLE = frozenset(_TEXT_MAX) | frozenset(_INT_RANGE) | _FLOAT_VRS | {"SQ"}
+
+
+def is_uid(value: str) -> bool:
+    """A UID per PS3.5 9.1: digits and dots, no leading zero in a component, <= 64 chars."""
+    return 0 < len(value) <= 64 and _UID.match(value) is not None
 
 
 def parse_tag(text: str) -> int:
@@ -259,7 +264,7 @@ def _value_problem(vr: str, value: Scalar | tuple[Scalar, ...]) -> str:
             return "a backslash separates values: give a list instead"
         if len(text) > _TEXT_MAX[vr]:
             return f"at most {_TEXT_MAX[vr]} characters"
-        if vr == "UI" and text and not _UID.match(text):
+        if vr == "UI" and text and not is_uid(text):
             return f"{text!r} is not a UID"
         if vr == "CS" and not _CS.match(text):
             return "code strings use A-Z, 0-9, space and underscore"

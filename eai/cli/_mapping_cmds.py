@@ -104,5 +104,9 @@ def list_cmd() -> None:
             takes.append(",".join(compiled.message_type_patterns))
         if compiled.document_codes:
             takes.append("document codes " + ",".join(sorted(compiled.document_codes)))
+        if compiled.content_template_ids:
+            takes.append("templates anywhere " + ",".join(compiled.content_template_ids))
+        if compiled.template_ids:
+            takes.append("document templates " + ",".join(compiled.template_ids))
         default = f" (map: auto: {'; '.join(takes)})" if takes else ""
         click.echo(f"{name}\t{compiled.source.name}\t{compiled.description}{default}")

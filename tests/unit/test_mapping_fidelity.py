@@ -474,3 +474,16 @@ routes:
         "mapping crbio: 1 Observation flagged range-text-differs (urn:eai:mapping-flag)",
     )
     assert "4.2" not in " ".join(plan.warnings)
+
+
+def test_mapping_list_says_which_templates_choose_a_mapping() -> None:
+    from click.testing import CliRunner
+
+    from eai.cli import cli
+
+    done = CliRunner().invoke(cli, ["mapping", "list"])
+    assert done.exit_code == 0, done.output
+    (crbio,) = [line for line in done.output.splitlines() if line.startswith("crbio\t")]
+    assert f"templates anywhere {XD_LAB}," in crbio
+    (generic,) = [line for line in done.output.splitlines() if line.startswith("cda-document\t")]
+    assert "document templates 1.2.250.1.213.1.1.1.1" in generic

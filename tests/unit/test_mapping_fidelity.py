@@ -78,8 +78,7 @@ def oru_with(cda: bytes, orc: str = "NW", status: str = "F") -> bytes:
 
 def _cda_obx() -> int:
     obx = [s for s in ORU.decode().replace("\n", "\r").split("\r") if s.startswith("OBX|")]
-    (index,) = [i for i, s in enumerate(obx, 1) if s.split("|")[2] == "ED"][:1]
-    return index
+    return next(i for i, s in enumerate(obx, 1) if s.split("|")[2] == "ED")
 
 
 # --------------------------------------------------------------------------- point 3

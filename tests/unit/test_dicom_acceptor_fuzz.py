@@ -227,3 +227,149 @@ def test_requestor_reads_a_response_or_fails_with_its_errors(stream: bytes) -> N
     finally:
         ours.close()
         theirs.close()
+
+
+# -- association-level garbage, through a whole Association ------------------------
+
+
+def _associate_rq(calling: str = "FUZZ", called: str = "SCP") -> bytes:
+    from pynetdicom import build_context
+    from pynetdicom.pdu import A_ASSOCIATE_RQ
+    from pynetdicom.pdu_primitives import (
+        A_ASSOCIATE,
+        ImplementationClassUIDNotification,
+        MaximumLengthNotification,
+    )
+
+    rq = A_ASSOCIATE()
+    rq.application_context_name = "1.2.840.10008.3.1.1.1"
+    rq.calling_ae_title = calling
+    rq.called_ae_title = called
+    cx = build_context("1.2.840.10008.1.1", ["1.2.840.10008.1.2"])
+    cx.context_id = 1
+    rq.presentation_context_definition_list = [cx]
+    max_len = MaximumLengthNotification()
+    max_len.maximum_length_received = 0
+    impl = ImplementationClassUIDNotification()
+    impl.implementation_class_uid = "1.2.3.4"
+    rq.user_information = [max_len, impl]
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(rq)
+    return bytes(pdu.encode())
+
+
+_RQ = _associate_rq()
+_ECHO = _pdu(
+    0x04,
+    pdv_item(
+        1,
+        0x03,
+        _dimse.encode_command(
+            Command(
+                command_field=_dimse.C_ECHO_RQ,
+                message_id=1,
+                affected_sop_class_uid="1.2.840.10008.1.1",
+            )
+        ),
+    ),
+)
+
+
+def _flip(data: bytes, positions: list[tuple[int, int]]) -> bytes:
+    out = bytearray(data)
+    for pos, value in positions:
+        out[pos % len(out)] = value
+    return bytes(out)
+
+
+_garbage_pdus = st.one_of(
+    st.builds(_pdu, st.integers(0, 255), st.binary(max_size=64)),  # any type, any body
+    st.builds(  # a header whose length lies (up to 4 GiB), then a few bytes
+        lambda t, n, body: struct.pack(">BxL", t, n) + body,
+        st.integers(0, 255),
+        st.integers(0, 0xFFFFFFFF),
+        st.binary(max_size=16),
+    ),
+    st.builds(lambda body: _pdu(0x04, body), pdv_items),  # P-DATA with any PDV items
+    st.builds(  # an A-ASSOCIATE-RQ with bytes overwritten
+        _flip,
+        st.just(_RQ),
+        st.lists(st.tuples(st.integers(0, len(_RQ) - 1), st.integers(0, 255)), max_size=6),
+    ),
+    st.builds(lambda n: _RQ[:n], st.integers(0, len(_RQ))),  # truncated
+    st.just(_ECHO),
+    st.just(bytes([0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0])),  # A-RELEASE-RQ
+    st.binary(max_size=24),
+)
+_association_streams = st.tuples(
+    st.sampled_from([b"", _RQ, _associate_rq(called="OTHER")]),
+    st.lists(_garbage_pdus, max_size=5).map(b"".join),
+)
+
+_ANSWERS = {0x02, 0x03, 0x04, 0x06, 0x07}  # AC, RJ, P-DATA (responses), RELEASE-RP, ABORT
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom on bad UIDs: as in production
+@settings(max_examples=300, deadline=None)
+@given(stream=_association_streams)
+def test_association_level_garbage_gets_an_abort_a_reject_or_a_close(
+    stream: tuple[bytes, bytes],
+) -> None:
+    """Whatever a peer sends from the first byte on: the association never fails inside
+    (no 'internal error'), answers only with PDUs an acceptor may send, and ends
+    closed; garbage before an association is established gets an A-ASSOCIATE-RJ, an
+    A-ABORT or a close, never an A-ASSOCIATE-AC."""
+    import logging
+    import socket
+
+    from dicom_router._acceptor import Acceptor, Association
+    from dicom_router.scp import _SUPPORTED_CONTEXTS
+
+    prefix, garbage = stream
+    server = Acceptor(
+        name="fuzz",
+        host="127.0.0.1",
+        port=0,
+        contexts=_SUPPORTED_CONTEXTS,
+        screen=lambda calling, called, address: None if called == "SCP" else (1, 1, 7),
+        on_store=lambda request: 0,
+        acse_timeout=2,
+        network_timeout=2,
+        dimse_timeout=2,
+        max_pdu=4096,
+    )
+    errors: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = errors.append  # type: ignore[method-assign]
+    logger = logging.getLogger("dicom_router._acceptor")
+    logger.addHandler(handler)
+    ours, theirs = socket.socketpair()
+    try:
+        ours.settimeout(2)
+        theirs.settimeout(5)
+        association = Association(server, ours, ("127.0.0.1", 104))
+        theirs.sendall(prefix + garbage)
+        theirs.shutdown(socket.SHUT_WR)
+        started = time.monotonic()
+        association.run()  # must return, not raise
+        assert time.monotonic() - started < 4
+        answer = b""
+        while chunk := theirs.recv(65536):
+            answer += chunk
+    finally:
+        logger.removeHandler(handler)
+        ours.close()
+        theirs.close()
+    assert not errors, [r.getMessage() for r in errors]
+    kinds = []
+    while len(answer) >= 6:
+        kind, length = struct.unpack(">BxL", answer[:6])
+        kinds.append(kind)
+        answer = answer[6 + length :]
+    assert answer == b"" and set(kinds) <= _ANSWERS, kinds
+    if prefix == _RQ:
+        assert kinds[:1] == [0x02]  # established; whatever follows ends as listed above
+    elif prefix:
+        assert kinds == [0x03]  # called AE not ours: A-ASSOCIATE-RJ, then closed
+    elif kinds:
+        assert kinds[0] in (0x02, 0x03, 0x07)  # never a P-DATA or RELEASE-RP first

@@ -21,10 +21,14 @@ from pathlib import Path
 
 import pytest
 from hl7.client import MLLPClient
+from sqlalchemy import select
 
 from eai.admin import AdminServer, break_glass_read
 from eai.admin import request as admin_request
 from eai.errors import StoreError
+from eai.store import Store
+from eai.store._read import set_paused
+from eai.store._schema import events
 from tests.engine_harness import EngineThread, adt, write_routes
 from tests.mllp_peers import MllpPeer
 
@@ -359,3 +363,16 @@ def test_admin_group_with_the_socket_in_data_dir_traverses_it_only(tmp_path, cap
                 assert stat.S_IMODE(os.stat(var / "admin.sock").st_mode) == 0o660
                 assert stat.S_IMODE(os.stat(var / "eai.db").st_mode) == 0o600
     assert "open to others" not in caplog.text
+
+
+def test_pause_record_names_the_real_user_not_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("USER", "nobody")
+    monkeypatch.setenv("LOGNAME", "nobody")
+    store = Store(f"sqlite:///{tmp_path}/eai.db", tmp_path)
+    try:
+        set_paused(store.engine, "dcc", True)
+        with store.engine.connect() as conn:
+            [detail] = conn.execute(select(events.c.detail)).scalars().all()
+    finally:
+        store.engine.dispose()
+    assert detail == f"destination dcc by {ME}"

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from connectors._cda_intake import Verdict, journal_entry
@@ -315,3 +317,20 @@ def test_the_listener_answers_a_reuse_with_its_own_ack_and_warns(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "DUP-1" in warnings[0] and "reused" in warnings[0]
     assert "PAT-A" not in caplog.text and "PAT-B" not in caplog.text
+
+
+_SEGMENT = st.binary(min_size=1, max_size=30).filter(lambda b: b"\r" not in b and b"\n" not in b)
+_EOLS = st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"\r\r", b"\n\r\n"]), min_size=1)
+
+
+@given(st.lists(_SEGMENT, min_size=1, max_size=8), st.data())
+def test_content_lines_of_any_terminators_are_the_cr_form(
+    segments: list[bytes], data: st.DataObject
+) -> None:
+    """Any mix of terminators (and blank lines) between and after the same segments gives
+    the CR form; another segment list gives another result."""
+    ends = [b"".join(data.draw(_EOLS)) for _ in segments]
+    mixed = b"".join(s + e for s, e in zip(segments, ends, strict=True))
+    assert content_lines(mixed) == b"\r".join(segments)
+    other = segments[:-1] + [segments[-1] + b"x"]
+    assert content_lines(mixed) != content_lines(b"\r".join(other))

@@ -37,6 +37,7 @@ from identity.traits import normalise_trait
 __all__ = [
     "BUNDLED_CHARTER",
     "CHECKS",
+    "EXPLAINS",
     "Anomaly",
     "CheckContext",
     "Rule",
@@ -61,6 +62,9 @@ class CheckContext:
 
 CheckFn = Callable[[PatientIdentity, CheckContext], bool]
 """True when the identity respects the rule."""
+ExplainFn = Callable[[PatientIdentity, CheckContext], str]
+"""What a broken built-in check adds to the rule's message: which identifier or trait,
+never its value ("" for nothing)."""
 
 
 def _ins_key_valid(p: PatientIdentity, ctx: CheckContext) -> bool:
@@ -178,6 +182,22 @@ def _same_patient_as_document(p: PatientIdentity, ctx: CheckContext) -> bool:
     return doc is None or not document_patient_differs(p, doc)
 
 
+_DIFFERENCE_FR = {
+    "ins": "l'INS",
+    "local_id": "l'identifiant local",
+    "birth_name": "le nom de naissance",
+    "first_given_name": "le premier prénom",
+    "birth_date": "la date de naissance",
+    "sex": "le sexe",
+}
+
+
+def _document_difference(p: PatientIdentity, ctx: CheckContext) -> str:
+    doc = ctx.document_patient
+    found = document_patient_differs(p, doc) if doc is not None else ""
+    return f"Différence constatée : {_DIFFERENCE_FR[found]}." if found else ""
+
+
 CHECKS: dict[str, CheckFn] = {
     "ins_key_valid": _ins_key_valid,
     "ins_oid_coherent": _ins_oid_coherent,
@@ -188,6 +208,8 @@ CHECKS: dict[str, CheckFn] = {
     "no_test_identity": _no_test_identity,
     "same_patient_as_document": _same_patient_as_document,
 }
+EXPLAINS: dict[str, ExplainFn] = {"same_patient_as_document": _document_difference}
+"""Built-in checks that can say what they found (see :data:`ExplainFn`)."""
 
 
 @dataclass(frozen=True)
@@ -197,9 +219,15 @@ class Rule:
     reads: tuple[str, ...]
     message: str
     check: CheckFn
+    explain: ExplainFn | None = None
 
     def holds(self, identity: PatientIdentity, ctx: CheckContext) -> bool:
         return self.check(identity, ctx)
+
+    def explanation(self, identity: PatientIdentity, ctx: CheckContext) -> str:
+        """The message, and what the check found when it can say (no trait values)."""
+        found = self.explain(identity, ctx) if self.explain is not None else ""
+        return f"{self.message} {found}" if found and self.message else found or self.message
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,15 +279,17 @@ def _rules_from(path: Path) -> list[Rule]:
                 raise ValueError(f"{where}.severity: one of reject, hold, warn")
             reads = tuple(str(r) for r in raw.get("reads", ()))
             check = raw.get("check")
+            explain: ExplainFn | None = None
             if isinstance(check, str):
                 if check not in CHECKS:
                     raise ValueError(f"{where}.check: unknown check {check!r}")
-                fn = CHECKS[check]
+                fn, explain = CHECKS[check], EXPLAINS.get(check)
             elif isinstance(check, dict):
                 fn = _generic(check, reads, f"{where}.check")
             else:
                 raise ValueError(f"{where}.check: a check name or a mapping")
-            rules.append(Rule(str(raw["id"]), severity, reads, str(raw.get("message", "")), fn))
+            message = str(raw.get("message", ""))
+            rules.append(Rule(str(raw["id"]), severity, reads, message, fn, explain))
         except (KeyError, ValueError, re.error) as exc:
             raise ConfigError([ConfigIssue(str(path), 1, 1, str(exc))]) from exc
     return rules
@@ -279,5 +309,7 @@ def evaluate_charter(
 ) -> list[Anomaly]:
     ctx = ctx or CheckContext()
     return [
-        Anomaly(r.id, r.severity, r.message, r.reads) for r in rules if not r.holds(identity, ctx)
+        Anomaly(r.id, r.severity, r.explanation(identity, ctx), r.reads)
+        for r in rules
+        if not r.holds(identity, ctx)
     ]

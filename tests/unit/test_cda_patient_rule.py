@@ -18,7 +18,12 @@ from eai.config import load_config_text
 from eai.identity_gate import identity_from_cda
 from eai.pipeline import plan_message
 from eai.store import Cipher, ClaimedMessage
-from identity.charter import CheckContext, evaluate_charter, load_charter
+from identity.charter import (
+    CheckContext,
+    document_patient_differs,
+    evaluate_charter,
+    load_charter,
+)
 from identity.patient import LocalId, PatientIdentity, identity_from_hl7
 from tests._paths import HL7V2
 
@@ -106,41 +111,51 @@ def _differs(pid: PatientIdentity, doc: PatientIdentity) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    ("pid", "doc", "different"),
+    ("pid", "doc", "difference"),
     [
-        ({}, {}, False),
-        ({}, {"ins": OTHER_INS}, True),
-        ({}, {"ins": "2790 3512 1518 989"}, False),  # spaces are not a difference
+        ({}, {}, ""),
+        ({}, {"ins": OTHER_INS}, "ins"),
+        ({}, {"ins": "2790 3512 1518 989"}, ""),  # spaces are not a difference
         # the INS decides when both carry one: a trait typed differently is not another person
-        ({}, {"birth_date": "19790329"}, False),
+        ({}, {"birth_date": "19790329"}, ""),
         # without an INS on one side: local id under the same authority, then the traits
-        ({"ins": "", "local_ids": (LOCAL,)}, {"local_ids": (replace(LOCAL, value="IPP-2"),)}, True),
+        (
+            {"ins": "", "local_ids": (LOCAL,)},
+            {"local_ids": (replace(LOCAL, value="IPP-2"),)},
+            "local_id",
+        ),
         (
             {"ins": "", "local_ids": (LOCAL,)},
             {"local_ids": (replace(LOCAL, authority_oid="9"),)},
-            False,
+            "",
         ),
-        ({"ins": ""}, {"birth_name": "PAT-QUATRE"}, True),
-        ({"ins": ""}, {"birth_name": "pat trois"}, False),  # normalised: case, hyphen
-        ({"ins": "", "birth_name": "Lefèvre-D'Ornano"}, {"birth_name": "LEFEVRE D ORNANO"}, False),
-        ({"ins": ""}, {"first_given_name": "CLAUDE", "birth_given_names": ("CLAUDE",)}, True),
-        ({"ins": ""}, {"first_given_name": "", "birth_given_names": ("Dominique", "Marie")}, False),
-        ({"ins": ""}, {"birth_date": "19790329"}, True),
-        ({"ins": ""}, {"birth_date": "1979"}, False),  # compared on the common precision
-        ({"ins": ""}, {"birth_date": "1980"}, True),
-        ({"ins": ""}, {"sex": "M"}, True),
-        ({"ins": ""}, {"sex": "U"}, False),
+        ({"ins": ""}, {"birth_name": "PAT-QUATRE"}, "birth_name"),
+        ({"ins": ""}, {"birth_name": "pat trois"}, ""),  # normalised: case, hyphen
+        ({"ins": "", "birth_name": "Lefèvre-D'Ornano"}, {"birth_name": "LEFEVRE D ORNANO"}, ""),
+        (
+            {"ins": ""},
+            {"first_given_name": "CLAUDE", "birth_given_names": ("CLAUDE",)},
+            "first_given_name",
+        ),
+        ({"ins": ""}, {"first_given_name": "", "birth_given_names": ("Dominique", "Marie")}, ""),
+        ({"ins": ""}, {"birth_date": "19790329"}, "birth_date"),
+        ({"ins": ""}, {"birth_date": "1979"}, ""),  # compared on the common precision
+        ({"ins": ""}, {"birth_date": "1980"}, "birth_date"),
+        ({"ins": ""}, {"sex": "M"}, "sex"),
+        ({"ins": ""}, {"sex": "U"}, ""),
         # absent is not different
-        ({"ins": ""}, {"birth_name": "", "used_name": "", "birth_date": "", "sex": ""}, False),
+        ({"ins": ""}, {"birth_name": "", "used_name": "", "birth_date": "", "sex": ""}, ""),
         # a document without a birth name: its name must be one of the PID's
-        ({"ins": "", "used_name": "MARTIN"}, {"birth_name": "", "used_name": "MARTIN"}, False),
-        ({"ins": ""}, {"birth_name": "", "used_name": "MARTIN"}, True),
+        ({"ins": "", "used_name": "MARTIN"}, {"birth_name": "", "used_name": "MARTIN"}, ""),
+        ({"ins": ""}, {"birth_name": "", "used_name": "MARTIN"}, "birth_name"),
     ],
 )
 def test_the_rule_compares_ins_or_local_id_and_traits_after_normalisation(
-    pid: dict[str, Any], doc: dict[str, Any], different: bool
+    pid: dict[str, Any], doc: dict[str, Any], difference: str
 ) -> None:
-    assert _differs(replace(PID, **pid), replace(DOC, **doc)) == ({RULE} if different else set())
+    mine, theirs = replace(PID, **pid), replace(DOC, **doc)
+    assert document_patient_differs(mine, theirs) == difference
+    assert _differs(mine, theirs) == ({RULE} if difference else set())
 
 
 def test_the_rule_is_bundled_at_reject_and_silent_without_a_document() -> None:
@@ -151,7 +166,12 @@ def test_the_rule_is_bundled_at_reject_and_silent_without_a_document() -> None:
     assert rule.holds(PID, CheckContext())
     (anomaly,) = [a for a in evaluate_charter([rule], PID, CheckContext(document_patient=other))]
     assert "recordTarget" in anomaly.message and OTHER_INS not in anomaly.message
+    assert anomaly.message.endswith(" Différence constatée : l'INS.")
     assert "PAT-TROIS" not in anomaly.message
+    later = replace(DOC, ins="", birth_date="19800101")
+    (dated,) = evaluate_charter([rule], replace(PID, ins=""), CheckContext(document_patient=later))
+    assert dated.message.endswith(" Différence constatée : la date de naissance.")
+    assert "1980" not in dated.message
 
 
 # --- in the pipeline -----------------------------------------------------------------------

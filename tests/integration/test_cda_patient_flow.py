@@ -117,6 +117,7 @@ def test_cisis_documents_through_the_engine(tmp_path: Path) -> None:
     (mail,) = inbox.mails
     body = mail.get_content()
     assert "CDA-PATIENT-DIFFERENT" in body and "OTHER2" in body
+    assert "Différence constatée : l'INS." in " ".join(body.split())
     assert mail["To"] == "interop@labo.test"
     for secret in ("PAT-TROIS", "DOMINIQUE", "19790328", INS, "180012B01234567"):
         assert secret not in body + str(mail["Subject"])

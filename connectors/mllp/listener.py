@@ -14,7 +14,9 @@ connection is *known* once a block it sent was accepted (journaled from an
 allowed MSH-4; a retransmission counts); when ``max_connections`` are open, a new
 one evicts the oldest connection that is not known (and not being answered), so
 silent or trickling sockets cannot lock the known senders out; when all are
-known, the new one is closed.
+known, the new one is closed. Over TLS, the handshake runs in the connection's
+task once it is admitted (within ``first_frame_timeout`` and ``frame_timeout``),
+so an address outside the networks is closed before its ClientHello is read.
 """
 
 from __future__ import annotations
@@ -183,6 +185,7 @@ class MllpListener:
         self._tasks: dict[Session, asyncio.Task[None]] = {}
         self._timers: dict[Session, asyncio.TimerHandle] = {}
         self._stopping = False
+        self._tls: ssl.SSLContext | None = None
 
     @property
     def port(self) -> int:
@@ -202,14 +205,11 @@ class MllpListener:
         cfg = self.config
         self._stopping = False
         ctx: ssl.SSLContext | None = server_context(cfg.tls) if cfg.tls is not None else None
-        handshake = cfg.frame_timeout if cfg.frame_timeout > 0 else None
+        self._tls = ctx
+        # TLS is started by the connection's task, once admitted: an address outside
+        # allowed_networks is closed before its handshake is read.
         self._server = await asyncio.start_server(
-            self._on_connection,
-            cfg.host,
-            cfg.port,
-            ssl=ctx,
-            ssl_handshake_timeout=handshake if ctx is not None else None,
-            reuse_address=True,
+            self._on_connection, cfg.host, cfg.port, reuse_address=True
         )
         log.info(
             "listener %s: MLLP%s on %s (port %d)",
@@ -296,10 +296,27 @@ class MllpListener:
         if timer is not None:
             timer.cancel()
 
+    async def _handshake(self, writer: asyncio.StreamWriter, peer: str) -> bool:
+        """The server side of the TLS handshake, within ``frame_timeout``; False when it failed."""
+        assert self._tls is not None
+        timeout = self.config.frame_timeout if self.config.frame_timeout > 0 else None
+        try:
+            await writer.start_tls(self._tls, ssl_handshake_timeout=timeout)
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            log.warning(
+                "listener %s: TLS handshake with %s failed: %s",
+                self.config.name,
+                peer,
+                type(exc).__name__,
+            )
+            return False
+        return True
+
     async def _serve(self, session: Session, writer: asyncio.StreamWriter) -> None:
         log.debug("listener %s: connection from %s", self.config.name, session.peer)
         try:
-            await session.run()
+            if self._tls is None or await self._handshake(writer, session.peer):
+                await session.run()
         except Exception:
             log.exception("listener %s: connection from %s failed", self.config.name, session.peer)
         finally:

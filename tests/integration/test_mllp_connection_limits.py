@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 
 import pytest
 from pydantic import ValidationError
 
 from connectors.mllp import MllpListenerConfig
 from connectors.mllp._framing import SB
+from eai.config import TlsServerConfig
+from tests._pki import Pki, make_pki
 from tests.integration._mllp_support import (
     FakeJournal,
     RawClient,
@@ -171,3 +174,58 @@ def test_allowed_networks_are_checked_when_the_config_is_loaded() -> None:
     cfg = MllpListenerConfig(name="x", bind="127.0.0.1:0", allowed_networks=["10.1.2.0/24"])
     assert cfg.allowed_networks == ("10.1.2.0/24",)
     assert cfg.max_connections_per_peer == 8 and cfg.first_frame_timeout == 10.0
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def test_over_tls_the_address_is_checked_before_the_handshake_and_a_silent_one_evicted(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    tls = TlsServerConfig(cert=pki.server_cert, key=pki.server_key)
+    client_ctx = ssl.create_default_context(cafile=str(pki.ca))
+
+    async def scenario() -> None:
+        async with running_listener(
+            FakeJournal(),
+            tls=tls,
+            max_connections=2,
+            allowed_networks=["127.0.0.0/30"],  # .1 to .3; not .5
+            first_frame_timeout=60,
+        ) as listener:
+            # Outside the networks: closed at accept, its ClientHello never read.
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                await RawClient.connect(
+                    listener.port,
+                    local_addr=("127.0.0.5", 0),
+                    ssl=client_ctx,
+                    server_hostname="localhost",
+                    ssl_handshake_timeout=5,
+                )
+            # Two sockets that never start their handshake fill the listener (2) ...
+            silent = [await connect_from(listener.port, s) for s in ("127.0.0.2", "127.0.0.3")]
+            await wait_for(lambda: len(listener.admission) == 2)
+            # ... and a TLS sender still gets in, in the place of the first.
+            async with await RawClient.connect(
+                listener.port,
+                local_addr=("127.0.0.1", 0),
+                ssl=client_ctx,
+                server_hostname="localhost",
+                ssl_handshake_timeout=5,
+            ) as sender:
+                assert msa(await sender.exchange(message("TLS-1"))) == ("AA", "TLS-1")
+            assert await silent[0].closed_by_server(timeout=5.0)
+            for sock in silent:
+                await sock.close()
+        assert listener.admission.counts["refused_network"] == 1
+        assert listener.admission.counts["evicted"] == 1
+
+    with caplog.at_level(logging.WARNING):
+        run(scenario())
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1 and "127.0.0.5" in refused[0]
+    assert not [
+        r for r in caplog.records if "127.0.0.5" in r.getMessage() and "TLS" in r.getMessage()
+    ]

@@ -1,4 +1,4 @@
-"""Who may send to the HTTP intake: source networks, client certificate subjects, bearer API keys.
+"""Who sent an HTTP request: its client certificate subject or its bearer API key.
 
 Touches: nothing (reads the certificate bytes and header values it is given).
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 from dataclasses import dataclass
 from typing import Self
 
@@ -40,11 +39,8 @@ __all__ = [
     "Authenticator",
     "CertSubject",
     "Refusal",
-    "IpNetwork",
-    "address_allowed",
     "check_keys",
     "hash_key",
-    "parse_networks",
 ]
 
 _KEY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -90,36 +86,6 @@ def check_keys(keys: tuple[ApiKey, ...]) -> tuple[ApiKey, ...]:
                 raise ValueError(f"api_keys: {attr} {shown} appears twice")
             seen.add(value)
     return keys
-
-
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(values: tuple[str, ...]) -> tuple[IpNetwork, ...]:
-    """``("10.1.2.0/24", "10.9.9.9", "::1")`` -> networks; ValueError naming a bad entry."""
-    out: list[IpNetwork] = []
-    for value in values:
-        try:
-            out.append(ipaddress.ip_network(value.strip(), strict=False))
-        except ValueError:
-            raise ValueError(
-                f"{value!r} is not an IP address or network in CIDR notation "
-                "(e.g. 10.1.2.0/24; host names are not resolved)"
-            ) from None
-    return tuple(out)
-
-
-def address_allowed(networks: tuple[IpNetwork, ...], host: str) -> bool:
-    """True when ``networks`` is empty or holds ``host`` (an IPv4-mapped IPv6 counts as IPv4)."""
-    if not networks:
-        return True
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in net for net in networks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,16 +63,9 @@ from typing import Any, Literal, Self
 import h11
 from pydantic import Field, field_validator, model_validator
 
+from connectors._admission import address_allowed, check_networks, parse_networks
 from connectors._cda_intake import MIB, CdaIntakeConfig, Verdict, examine, journal_entry, schema_for
-from connectors._http_auth import (
-    ApiKey,
-    Authenticator,
-    CertSubject,
-    Refusal,
-    address_allowed,
-    check_keys,
-    parse_networks,
-)
+from connectors._http_auth import ApiKey, Authenticator, CertSubject, Refusal, check_keys
 from connectors._http_head import BadFraming, check_head, head_end
 from connectors._server import finish_connections
 from connectors.mllp._tls import server_context
@@ -92,6 +85,8 @@ _READ_CHUNK = 64 * 1024
 _MAX_HEADER_BYTES = 16 * 1024
 _LINGER_SECONDS = 1.0  # after an early answer: how long, and how much, to read and discard
 _LINGER_BYTES = 1024 * 1024
+_WARN_EVERY = 60.0  # seconds between two WARNINGs about the same refused address
+_WARNED_MAX = 4096
 _SERVER = b"eai"
 
 
@@ -168,8 +163,7 @@ class HttpListenerConfig(CdaIntakeConfig):
     @field_validator("allowed_networks")
     @classmethod
     def _check_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        parse_networks(value)
-        return value
+        return check_networks(value)
 
     @field_validator("api_keys")
     @classmethod
@@ -215,6 +209,8 @@ class HttpListener:
         host, port = split_bind(config.bind)
         self._host, self._port = host, port
         self._networks = parse_networks(config.allowed_networks)
+        self._tls: ssl.SSLContext | None = None
+        self._warned: dict[str, float] = {}  # address -> when its last refusal was a WARNING
         self._auth = Authenticator(
             config.api_keys,
             config.allowed_subjects,
@@ -235,13 +231,11 @@ class HttpListener:
         self._stopping = False
         self._schema = await run_blocking(schema_for, cfg)
         ctx: ssl.SSLContext | None = server_context(cfg.tls) if cfg.tls is not None else None
+        self._tls = ctx
+        # TLS is started by the connection's task, once admitted: an address outside
+        # allowed_networks is closed before its ClientHello is read.
         self._server = await asyncio.start_server(
-            self._on_connection,
-            self._host,
-            self._port,
-            ssl=ctx,
-            ssl_handshake_timeout=cfg.read_timeout if ctx is not None else None,
-            reuse_address=True,
+            self._on_connection, self._host, self._port, reuse_address=True
         )
         log.info(
             "listener %s: HTTP%s POST %s on %s (port %d, schema %s)",
@@ -269,8 +263,10 @@ class HttpListener:
 
     def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer(writer)
-        if not address_allowed(self._networks, _host(writer)):
-            log.warning(
+        host = _host(writer)
+        if not address_allowed(self._networks, host):
+            log.log(
+                self._refusal_level(host),
                 "listener %s: connection from %s refused: address not in allowed_networks",
                 self.config.name,
                 peer,
@@ -289,6 +285,17 @@ class HttpListener:
         self._tasks[task] = False
         task.add_done_callback(self._forget)
 
+    def _refusal_level(self, host: str) -> int:
+        """WARNING once a minute per address, DEBUG in between: a flood cannot flood the log."""
+        now = asyncio.get_running_loop().time()
+        last = self._warned.get(host)
+        if last is not None and now - last < _WARN_EVERY:
+            return logging.DEBUG
+        if len(self._warned) >= _WARNED_MAX:
+            self._warned.clear()
+        self._warned[host] = now
+        return logging.WARNING
+
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
 
@@ -300,6 +307,9 @@ class HttpListener:
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
     ) -> None:
+        if self._tls is not None and not await self._handshake(writer, peer):
+            await _close(writer)
+            return
         cert = _client_subject(writer)
         buffer = bytearray()  # bytes received and not parsed yet (a pipelined request)
         try:
@@ -323,6 +333,21 @@ class HttpListener:
             log.exception("listener %s: connection from %s failed", self.config.name, peer)
         finally:
             await _close(writer)
+
+    async def _handshake(self, writer: asyncio.StreamWriter, peer: str) -> bool:
+        """The server side of the TLS handshake, within ``read_timeout``; False when it failed."""
+        assert self._tls is not None
+        try:
+            await writer.start_tls(self._tls, ssl_handshake_timeout=self.config.read_timeout)
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            log.info(
+                "listener %s: TLS handshake with %s failed: %s",
+                self.config.name,
+                peer,
+                type(exc).__name__,
+            )
+            return False
+        return True
 
     async def _one_request(
         self,

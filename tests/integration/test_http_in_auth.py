@@ -6,6 +6,7 @@ from the throw-away PKI of ``tests._pki`` plus one more client of the same CA.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -285,6 +286,28 @@ def test_connection_from_outside_allowed_networks_closed_unread(
         assert "127.0.0.1" in refused[0].getMessage()
 
     run(scenario())
+
+
+def test_outside_networks_closed_before_the_tls_handshake(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Even with a valid client certificate: no handshake, so no TLS work for outsiders;
+    the second refusal of the same address within a minute is logged at DEBUG only."""
+
+    async def scenario() -> None:
+        async with serving(FakeJournal(), tls=_tls(pki), allowed_networks=["10.9.9.0/24"]) as lis:
+            context = _client(pki, (pki.client_cert, pki.client_key))
+            with caplog.at_level(logging.DEBUG, logger="connectors.http_in"):
+                for _ in range(2):
+                    with pytest.raises((ssl.SSLError, ConnectionError)):
+                        await asyncio.open_connection(
+                            "127.0.0.1", lis.port, ssl=context, server_hostname="localhost"
+                        )
+
+    run(scenario())
+    refused = [r for r in caplog.records if "allowed_networks" in r.getMessage()]
+    assert [r.levelno for r in refused] == [logging.WARNING, logging.DEBUG]
+    assert not any("handshake" in r.getMessage() for r in caplog.records)
 
 
 def test_connection_from_an_allowed_network_served() -> None:

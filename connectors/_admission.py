@@ -216,20 +216,21 @@ class Admission(Generic[C]):
     # -- refusals ----------------------------------------------------------
 
     def _refuse(self, kind: str, host: str, reason: str) -> Decision[C]:
-        now = self._clock()
         with self._lock:
             self.counts[f"refused_{kind}"] += 1
+        self.report(kind, host, f"connection from {host} refused: {reason}")
+        return Decision(reason)
+
+    def report(self, kind: str, host: str, text: str) -> None:
+        """Logs ``listener <name>: <text>`` at WARNING, or at DEBUG when the same
+        ``kind`` was reported for ``host`` less than a minute ago (a flood of
+        connections cannot flood the log)."""
+        now = self._clock()
+        with self._lock:
             last = self._warned.get((kind, host))
             loud = last is None or now - last >= _WARN_EVERY
             if loud:
                 if len(self._warned) >= _WARNED_MAX:
                     self._warned.clear()
                 self._warned[(kind, host)] = now
-        log.log(
-            logging.WARNING if loud else logging.DEBUG,
-            "listener %s: connection from %s refused: %s",
-            self.listener,
-            host,
-            reason,
-        )
-        return Decision(reason)
+        log.log(logging.WARNING if loud else logging.DEBUG, "listener %s: %s", self.listener, text)

@@ -412,8 +412,8 @@ class Association:
             if self.admitted or self.evicted:
                 return
             self.evicted = why
-        log.warning(
-            "listener %s: connection from %s closed: %s", self.server.name, self._who(), why
+        self.server.admission.report(
+            "closed", self.address[0], f"connection from {self._who()} closed: {why}"
         )
         try:  # wakes the thread's recv or handshake; it then closes the socket
             socket.socket.shutdown(self.sock, socket.SHUT_RDWR)

@@ -280,9 +280,8 @@ class MllpListener:
         task = self._tasks.get(session)
         if task is None or task.done():
             return
-        log.warning(
-            "listener %s: closing connection from %s: %s", self.config.name, session.peer, why
-        )
+        host = session.peer.rpartition(":")[0]
+        self.admission.report("closed", host, f"closing connection from {session.peer}: {why}")
         self.admission.release(session)
         task.cancel()
 

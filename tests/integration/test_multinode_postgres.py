@@ -48,7 +48,11 @@ def _routes(tmp: Path, node: str, sink_port: int, database: str, batch: int = 20
     text = path.read_text()
     assert "\nengine:\n" in text
     engine = f"\nengine:\n  node_id: {node}\n  pipeline_batch: {batch}\n  delivery_batch: {batch}\n"
-    path.write_text(text.replace("\nengine:\n", engine, 1))
+    text = text.replace("\nengine:\n", engine, 1)
+    # Every test sender connects from 127.0.0.1: ten of them exceed the per-address cap.
+    cap = "    test_feed: true"
+    assert cap in text
+    path.write_text(text.replace(cap, cap + "\n    max_connections_per_peer: 32", 1))
     return path
 
 

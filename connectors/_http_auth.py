@@ -9,15 +9,16 @@ Two ways for a sender to prove who it is, either one enough:
   (``gam.chu-x``) or its whole distinguished name in RFC 4514 form, most
   specific first (``CN=gam.chu-x,O=CHU X,C=FR``); without ``allowed_subjects``
   every certificate the CA signed is accepted;
+- an OAuth2 access token (:mod:`connectors._http_oauth`) as bearer;
 - a bearer key (RFC 6750 ``Authorization: Bearer <key>``) whose SHA-256 is
   listed in ``api_keys`` with a name. Keys are random (``secrets.token_urlsafe(32)``,
   256 bits), so one unsalted SHA-256 is enough: there is nothing to guess by
   brute force, and the config holds no usable secret. Every listed digest is
   compared in constant time (``hmac.compare_digest``), none skipped.
 
-The name that passed (``key lab-x``, ``cert CN=...``) is recorded with the
+The name that passed (``key lab-x``, ``cert CN=...``, ``oauth2 <client>``) is recorded with the
 message as the sender. A request without a valid credential is answered 401
-with ``WWW-Authenticate: Bearer`` (when keys are configured) or 403 (a
+with ``WWW-Authenticate: Bearer`` (when keys or OAuth2 are configured) or 403 (a
 certificate outside ``allowed_subjects`` and no keys to fall back on).
 """
 
@@ -32,6 +33,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from pydantic import Field, field_validator
 
+from connectors._http_oauth import Jwks, TokenError, verify_token
 from eai.config import Model
 
 __all__ = [
@@ -112,6 +114,7 @@ class Refusal:
     status: int
     reason: str
     challenge: bytes = b""  # the WWW-Authenticate value (401)
+    unknown_key: bool = False  # an OAuth2 token signed by a key not known yet
 
 
 class Authenticator:
@@ -123,12 +126,15 @@ class Authenticator:
         allowed_subjects: tuple[str, ...] | None = None,
         *,
         certificates_verified: bool = False,
+        jwks: Jwks | None = None,
     ) -> None:
-        """``certificates_verified``: the TLS layer checks client certificates (client_ca)."""
+        """``certificates_verified``: the TLS layer checks client certificates (client_ca);
+        ``jwks``: OAuth2 access tokens are accepted, checked against these keys."""
         self._digests = tuple((bytes.fromhex(k.sha256), k.name) for k in api_keys)
         self._subjects = frozenset(allowed_subjects) if allowed_subjects is not None else None
         self._certs = certificates_verified
-        self.required = bool(api_keys) or allowed_subjects is not None
+        self._jwks = jwks
+        self.required = bool(api_keys) or allowed_subjects is not None or jwks is not None
 
     def sender(self, cert: CertSubject | None, authorization: list[bytes]) -> str | Refusal:
         """``"key <name>"``, ``"cert <dn>"`` or ``""`` (nothing required, nothing shown);
@@ -140,7 +146,7 @@ class Authenticator:
             return f"cert {cert.dn}"
         if not self.required:
             return ""
-        if self._digests:
+        if self._digests or self._jwks is not None:
             return self._bearer(authorization)
         return Refusal(403, "client certificate missing or its subject not in allowed_subjects")
 
@@ -162,6 +168,13 @@ class Authenticator:
         invalid = Refusal(401, "invalid credentials", b'Bearer realm="eai", error="invalid_token"')
         if token is None:
             return invalid
+        if self._jwks is not None and token.count(b".") == 2:
+            try:
+                return f"oauth2 {verify_token(token, self._jwks.keys, self._jwks.config)}"
+            except TokenError as exc:
+                return Refusal(
+                    401, f"invalid token: {exc.reason}", invalid.challenge, exc.unknown_key
+                )
         digest = hashlib.sha256(token).digest()
         found = ""
         for expected, name in self._digests:  # every entry compared: no timing hint

@@ -61,19 +61,21 @@ from http import HTTPStatus
 from typing import Any, Literal, Self
 
 import h11
+import httpx
 from pydantic import Field, field_validator, model_validator
 
 from connectors._admission import address_allowed, check_networks, parse_networks
 from connectors._cda_intake import MIB, CdaIntakeConfig, Verdict, examine, journal_entry, schema_for
 from connectors._http_auth import ApiKey, Authenticator, CertSubject, Refusal, check_keys
 from connectors._http_head import BadFraming, check_head, head_end
+from connectors._http_oauth import Jwks, OAuth2Config
 from connectors._server import finish_connections
 from connectors.mllp._tls import server_context
 from connectors.mllp.listener import split_bind
 from eai._concurrency import run_blocking
 from eai.cda_schema import CdaSchema
 from eai.config import Duration, TlsServerConfig
-from eai.errors import StoreError
+from eai.errors import ConfigError, ConfigIssue, StoreError
 from eai.registry import Ingest, ListenerSpec, register_listener
 
 __all__ = ["HttpListener", "HttpListenerConfig"]
@@ -154,6 +156,12 @@ class HttpListenerConfig(CdaIntakeConfig):
         examples=[["gam.chu-x", "CN=lis.lab-y,O=Labo Y,C=FR"]],
     )
 
+    oauth2: OAuth2Config | None = Field(
+        default=None,
+        description="accept OAuth2 access tokens (JWT, client credentials) from this issuer as "
+        "bearer, checked against its published keys; the client id is recorded as the sender",
+    )
+
     @field_validator("bind")
     @classmethod
     def _check_bind(cls, value: str) -> str:
@@ -209,12 +217,14 @@ class HttpListener:
         host, port = split_bind(config.bind)
         self._host, self._port = host, port
         self._networks = parse_networks(config.allowed_networks)
+        self._jwks = Jwks(config.oauth2) if config.oauth2 is not None else None
         self._tls: ssl.SSLContext | None = None
         self._warned: dict[str, float] = {}  # address -> when its last refusal was a WARNING
         self._auth = Authenticator(
             config.api_keys,
             config.allowed_subjects,
             certificates_verified=config.tls is not None and config.tls.client_ca is not None,
+            jwks=self._jwks,
         )
 
     @property
@@ -230,6 +240,8 @@ class HttpListener:
         cfg = self.config
         self._stopping = False
         self._schema = await run_blocking(schema_for, cfg)
+        if self._jwks is not None:
+            await self._load_jwks()
         ctx: ssl.SSLContext | None = server_context(cfg.tls) if cfg.tls is not None else None
         self._tls = ctx
         # TLS is started by the connection's task, once admitted: an address outside
@@ -246,6 +258,17 @@ class HttpListener:
             self.port,
             "on" if self._schema is not None else "off",
         )
+
+    async def _load_jwks(self) -> None:
+        """The issuer's keys, before the first request (ConfigError when they cannot load)."""
+        assert self._jwks is not None and self.config.oauth2 is not None
+        oauth = self.config.oauth2
+        where = str(oauth.jwks_file or oauth.jwks_url)
+        try:
+            await self._jwks.load()
+        except (OSError, ValueError, httpx.HTTPError) as exc:
+            issue = ConfigIssue(where, 0, 0, f"listener {self.config.name}: oauth2 keys: {exc}")
+            raise ConfigError([issue]) from exc
 
     async def stop(self, grace: float) -> None:
         """Stops accepting; requests being journaled are answered within ``grace`` s."""
@@ -371,7 +394,11 @@ class HttpListener:
                 event = conn.next_event()
             if not isinstance(event, h11.Request):
                 return None
-            sender = self._auth.sender(cert, _headers(event, b"authorization"))
+            authorization = _headers(event, b"authorization")
+            sender = self._auth.sender(cert, authorization)
+            if isinstance(sender, Refusal) and sender.unknown_key and self._jwks is not None:
+                if await self._jwks.refresh():  # the issuer may have rotated its keys
+                    sender = self._auth.sender(cert, authorization)
             if isinstance(sender, Refusal):
                 log.info("listener %s: request from %s refused: %s", cfg.name, peer, sender.reason)
                 extra = [(b"www-authenticate", sender.challenge)] if sender.challenge else []

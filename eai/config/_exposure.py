@@ -8,10 +8,11 @@ them: ``bind``, ``tls``, ``allowed_networks``, ``insecure`` and, for HTTP,
 ``api_keys`` and ``allowed_subjects``. One rule per listener type:
 
 - ``mllp`` (HL7 v2): ``tls`` or ``allowed_networks``;
-- ``http`` (CDA intake): a way to tell who sends: ``api_keys``,
+- ``http`` (CDA intake): a way to tell who sends: ``api_keys``, ``oauth2``,
   ``allowed_subjects`` or required client certificates (``tls.client_ca`` with
-  ``require_client_cert``), or ``allowed_networks``; and ``api_keys`` only
-  over ``tls`` (a bearer key sent in clear can be replayed by anyone on the path).
+  ``require_client_cert``), or ``allowed_networks``; and bearer credentials
+  (``api_keys``, ``oauth2``) only over ``tls`` (a bearer sent in clear can be
+  replayed by anyone on the path).
 
 ``insecure: true`` on the listener says it is meant (a closed network, a
 TLS-terminating proxy on the same host) and silences the rule. A loopback
@@ -62,14 +63,16 @@ def _http(listener: Mapping[str, Any]) -> tuple[str, str] | None:
         and bool(tls.get("client_ca"))
         and bool(tls.get("require_client_cert"))
     )
-    if listener.get("api_keys") and not tls:
-        return (
-            "api_keys",
-            f"bearer keys on {listener['bind']} without tls would cross the network in clear; "
-            f"add tls, {_OVERRIDE}",
-        )
+    for bearer in ("api_keys", "oauth2"):
+        if listener.get(bearer) and not tls:
+            return (
+                bearer,
+                f"bearer credentials on {listener['bind']} without tls would cross the network "
+                f"in clear; add tls, {_OVERRIDE}",
+            )
     if (
         listener.get("api_keys")
+        or listener.get("oauth2")
         or listener.get("allowed_subjects")
         or client_certs
         or listener.get("allowed_networks")
@@ -78,7 +81,7 @@ def _http(listener: Mapping[str, Any]) -> tuple[str, str] | None:
     return (
         "bind",
         f"listens on {listener['bind']} and accepts documents from anyone: set api_keys, "
-        "allowed_subjects (or tls.require_client_cert), or allowed_networks, "
+        "oauth2, allowed_subjects (or tls.require_client_cert), or allowed_networks, "
         f"{_OVERRIDE}",
     )
 

@@ -11,20 +11,26 @@ import datetime as dt
 import json
 import logging
 import ssl
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import ValidationError
 
 from connectors._http_auth import hash_key
+from connectors.http_in import HttpListener
+from eai.errors import ConfigError
 from tests._pki import Pki, _write, make_pki
 from tests.integration._mllp_support import FakeJournal, run
 from tests.integration.test_http_in import TSH, _config, post, raw, serving
+from tests.unit import test_http_oauth as oauth_unit
 
 pytestmark = pytest.mark.integration
 
@@ -364,3 +370,118 @@ def test_journey_records_the_key_name(tmp_path: Path) -> None:
     received = next(e for e in shown["events"] if e["kind"] == "received")
     assert "(key lab-x)" in received["detail"]
     assert KEY_X not in res.output
+
+
+# --- OAuth2 access tokens (client credentials) ----------------------------------------
+
+
+def _oauth(**fields: Any) -> dict[str, Any]:
+    return {"issuer": oauth_unit.ISSUER, "audience": "eai-cda", **fields}
+
+
+def test_oauth2_token_names_the_client(tmp_path: Path) -> None:
+    keys = tmp_path / "jwks.json"
+    keys.write_bytes(oauth_unit.jwks(oauth_unit.jwk_rsa(), oauth_unit.jwk_ec()))
+    good = oauth_unit.sign(oauth_unit.claims()).decode()
+    expired = oauth_unit.sign(oauth_unit.claims(exp=int(time.time()) - 600)).decode()
+
+    async def scenario() -> None:
+        journal = FakeJournal()
+        oauth = _oauth(jwks_file=str(keys), required_scope="cda.write")
+        async with serving(journal, oauth2=oauth, api_keys=KEYS[:1]) as listener:
+            accepted = await post(listener.port, DOC, headers=_bearer(good))
+            late = await post(listener.port, DOC, headers=_bearer(expired))
+            by_key = await post(
+                listener.port, DOC.replace(b"<title>", b"<title>k", 1), headers=_bearer(KEY_X)
+            )
+            missing = await post(listener.port, DOC)
+        assert (accepted.status, late.status, missing.status) == (202, 401, 401)
+        assert late.body["error"] == "invalid token: expired"
+        assert 'error="invalid_token"' in late.headers["www-authenticate"]
+        assert journal.entries[0].peer.endswith("(oauth2 lis-lab-x)")
+        assert by_key.status in (202, 422) and journal.entries[-1].peer.endswith("(key lab-x)")
+
+    run(scenario())
+
+
+class _JwksServer:
+    """Serves a JWKS that the test can change (the issuer rotating its keys)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.hits = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                outer.hits += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(outer.body)))
+                self.end_headers()
+                self.wfile.write(outer.body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/certs"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _JwksServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def test_oauth2_keys_fetched_and_refreshed_on_rotation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors import _http_oauth
+
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rotated = oauth_unit.sign(oauth_unit.claims(), kid="r2", key=new_key).decode()
+    unknown = oauth_unit.sign(oauth_unit.claims(), kid="never", key=new_key).decode()
+    with _JwksServer(oauth_unit.jwks(oauth_unit.jwk_rsa())) as issuer:
+
+        async def scenario() -> None:
+            journal = FakeJournal()
+            async with serving(
+                journal, oauth2=_oauth(jwks_url=issuer.url), validate_schema=False
+            ) as listener:
+                first = await post(
+                    listener.port,
+                    DOC,
+                    headers=_bearer(oauth_unit.sign(oauth_unit.claims()).decode()),
+                )
+                issuer.body = oauth_unit.jwks(oauth_unit.jwk_rsa("r2", new_key))
+                too_soon = await post(listener.port, DOC, headers=_bearer(rotated))
+                monkeypatch.setattr(_http_oauth, "_REFRESH_EVERY", 0.0)
+                after = await post(
+                    listener.port, DOC.replace(b"<title>", b"<title>r", 1), headers=_bearer(rotated)
+                )
+                never = await post(listener.port, DOC, headers=_bearer(unknown))
+            assert (first.status, too_soon.status, after.status, never.status) == (
+                202,
+                401,
+                202,
+                401,
+            )
+            assert issuer.hits == 3  # start, the rotation, the unknown kid (rate limit off)
+
+        run(scenario())
+
+
+def test_oauth2_keys_unreachable_fail_the_start(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        for oauth in (
+            _oauth(jwks_url="http://127.0.0.1:9/certs"),
+            _oauth(jwks_file=str(tmp_path / "none.json")),
+        ):
+            listener = HttpListener(_config(oauth2=oauth), FakeJournal())
+            with pytest.raises(ConfigError, match="oauth2 keys"):
+                await listener.start()
+
+    run(scenario())

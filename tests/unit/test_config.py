@@ -583,6 +583,7 @@ def test_http_listener_outside_loopback_needs_a_sender_control() -> None:
         f"{tls}, require_client_cert: true}}",
         f"{tls}}}\n    allowed_subjects: [gam.chu-x]",
         f"{tls}}}\n    api_keys: [{{name: lab-x, sha256: {KEY_DIGEST}}}]",
+        f"{tls}}}\n    oauth2: {{issuer: 'https://idp', audience: eai, jwks_file: k.json}}",
     ):
         assert load_config_text(text + f"    {extra}\n", "routes.yaml", {}).listeners, extra
 
@@ -592,8 +593,11 @@ def test_http_api_keys_outside_loopback_need_tls() -> None:
         f"name: cda\ntype: http\nbind: 10.0.0.1:8080\napi_keys: [{{name: x, sha256: {KEY_DIGEST}}}]"
     )
     found = only_issue(text)
-    assert found.startswith("routes.yaml:5:15: listeners[0].api_keys: bearer keys on 10.0.0.1")
+    assert found.startswith("routes.yaml:5:15: listeners[0].api_keys: bearer credentials on 10.0")
     assert load_config_text(text + "    insecure: true\n", "routes.yaml", {}).listeners
+    oauth = "oauth2: {issuer: 'https://idp', audience: eai, jwks_file: k.json}"
+    text = _listener(f"name: cda\ntype: http\nbind: 10.0.0.1:8080\n{oauth}")
+    assert "listeners[0].oauth2: bearer credentials" in only_issue(text)
 
 
 def test_exposure_checked_on_the_model_too() -> None:

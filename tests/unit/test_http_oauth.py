@@ -1,0 +1,194 @@
+"""OAuth2 access tokens for the http intake: JWKS parsing, signature, algorithm and claim checks."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from pydantic import ValidationError
+
+from connectors._http_oauth import OAuth2Config, TokenError, parse_jwks, verify_token
+
+ISSUER = "https://auth.region.example/realms/esante"
+CONFIG = OAuth2Config(issuer=ISSUER, audience="eai-cda", jwks_file="jwks.json")  # type: ignore[arg-type]
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _uint(value: int, size: int | None = None) -> str:
+    size = size or (value.bit_length() + 7) // 8
+    return _b64(value.to_bytes(size, "big"))
+
+
+def jwk_rsa(kid: str = "r1", key: rsa.RSAPrivateKey = RSA_KEY) -> dict[str, Any]:
+    n = key.public_key().public_numbers()
+    return {"kty": "RSA", "kid": kid, "use": "sig", "n": _uint(n.n), "e": _uint(n.e)}
+
+
+def jwk_ec(kid: str = "e1") -> dict[str, Any]:
+    n = EC_KEY.public_key().public_numbers()
+    return {"kty": "EC", "crv": "P-256", "kid": kid, "x": _uint(n.x, 32), "y": _uint(n.y, 32)}
+
+
+def jwks(*entries: dict[str, Any]) -> bytes:
+    return json.dumps({"keys": list(entries)}).encode()
+
+
+KEYS = parse_jwks(jwks(jwk_rsa(), jwk_ec()))
+
+
+def claims(**over: Any) -> dict[str, Any]:
+    now = int(time.time())
+    base = {
+        "iss": ISSUER,
+        "aud": ["eai-cda", "other"],
+        "exp": now + 300,
+        "iat": now,
+        "nbf": now,
+        "client_id": "lis-lab-x",
+        "scope": "openid cda.write",
+    }
+    base.update(over)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def sign(
+    body: dict[str, Any], alg: str = "RS256", kid: str = "r1", key: Any = RSA_KEY, **head: Any
+) -> bytes:
+    header = {"alg": alg, "typ": "at+jwt", "kid": kid, **head}
+    signed = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(body).encode())}".encode()
+    if alg == "RS256":
+        sig = key.sign(signed, padding.PKCS1v15(), hashes.SHA256())
+    elif alg == "PS256":
+        sig = key.sign(
+            signed, padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256()
+        )
+    elif alg == "ES256":
+        r, s = decode_dss_signature(key.sign(signed, ec.ECDSA(hashes.SHA256())))
+        sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    elif alg == "HS256":
+        mac = hmac.HMAC(key, hashes.SHA256())
+        mac.update(signed)
+        sig = mac.finalize()
+    else:
+        sig = b""
+    return signed + b"." + _b64(sig).encode()
+
+
+@pytest.mark.parametrize(
+    ("alg", "kid", "key"),
+    [("RS256", "r1", RSA_KEY), ("PS256", "r1", RSA_KEY), ("ES256", "e1", EC_KEY)],
+)
+def test_valid_tokens_name_their_client(alg: str, kid: str, key: Any) -> None:
+    assert verify_token(sign(claims(), alg, kid, key), KEYS, CONFIG) == "lis-lab-x"
+
+
+def test_client_from_azp_then_sub() -> None:
+    token = sign(claims(client_id=None, azp="from-azp", sub="from-sub"))
+    assert verify_token(token, KEYS, CONFIG) == "from-azp"
+    assert verify_token(sign(claims(client_id=None, sub="from-sub")), KEYS, CONFIG) == "from-sub"
+
+
+def _refused(token: bytes, config: OAuth2Config = CONFIG) -> TokenError:
+    with pytest.raises(TokenError) as info:
+        verify_token(token, KEYS, config)
+    return info.value
+
+
+def test_forged_and_confused_algorithms_refused() -> None:
+    public_pem = jwk_rsa()["n"].encode()  # HS256 keyed with public material: the classic
+    assert "not accepted" in _refused(sign(claims(), "HS256", key=public_pem)).reason
+    assert "not accepted" in _refused(sign(claims(), "none")).reason
+    assert "not accepted" in _refused(sign(claims(), "RS512")).reason
+    # an RSA-signed token naming the EC key, and the other way round
+    assert "does not fit" in _refused(sign(claims(), "RS256", "e1")).reason
+    assert "does not fit" in _refused(sign(claims(), "ES256", "r1", EC_KEY)).reason
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert _refused(sign(claims(), key=other)).reason == "bad signature"
+    assert "critical" in _refused(sign(claims(), crit=["exp"])).reason
+    listed = sign(claims()).split(b".")
+    listed[0] = _b64(json.dumps({"alg": ["RS256"], "kid": "r1"}).encode()).encode()
+    assert "not accepted" in _refused(b".".join(listed)).reason
+
+
+def test_tampered_claims_refused() -> None:
+    head, _, sig = sign(claims()).split(b".")
+    forged = _b64(json.dumps(claims(client_id="admin")).encode()).encode()
+    assert _refused(head + b"." + forged + b"." + sig).reason == "bad signature"
+
+
+def test_unknown_key_id_says_so() -> None:
+    error = _refused(sign(claims(), kid="rotated"))
+    assert error.unknown_key
+    assert not _refused(sign(claims(), "none")).unknown_key
+
+
+@pytest.mark.parametrize(
+    ("over", "reason"),
+    [
+        ({"iss": "https://evil.example"}, "another issuer"),
+        ({"aud": "someone-else"}, "another audience"),
+        ({"aud": None}, "another audience"),
+        ({"exp": int(time.time()) - 31}, "expired"),
+        ({"exp": None}, "no expiry"),
+        ({"exp": "never"}, "no expiry"),
+        ({"nbf": int(time.time()) + 120}, "not valid yet"),
+        ({"iat": int(time.time()) + 120}, "not valid yet"),
+        ({"client_id": None, "sub": None}, "no client id"),
+    ],
+)
+def test_claims_checked(over: dict[str, Any], reason: str) -> None:
+    assert reason in _refused(sign(claims(**over))).reason
+
+
+def test_leeway_allows_small_skew() -> None:
+    assert verify_token(sign(claims(exp=int(time.time()) - 10)), KEYS, CONFIG)
+    assert verify_token(sign(claims(nbf=int(time.time()) + 10)), KEYS, CONFIG)
+
+
+def test_scope_and_allowed_clients() -> None:
+    strict = CONFIG.model_copy(update={"required_scope": "cda.write", "allowed_clients": ("a",)})
+    assert "allowed_clients" in _refused(sign(claims()), strict).reason
+    assert verify_token(sign(claims(client_id="a")), KEYS, strict) == "a"
+    assert "scope" in _refused(sign(claims(client_id="a", scope="openid")), strict).reason
+    assert "scope" in _refused(sign(claims(client_id="a", scope="cda.writes")), strict).reason
+
+
+@pytest.mark.parametrize(
+    "token", [b"", b"a.b", b"a.b.c.d", b"!!.??.**", b"e30.e30.", b"W10.W10.", b"x" * 9000]
+)
+def test_garbage_is_not_a_jwt(token: bytes) -> None:
+    assert _refused(token).reason in ("not a JWT", "algorithm 'None' not accepted")
+
+
+def test_jwks_parsing_keeps_signing_keys_with_a_kid() -> None:
+    enc = {**jwk_rsa("enc"), "use": "enc"}
+    no_kid = {k: v for k, v in jwk_rsa().items() if k != "kid"}
+    broken = {**jwk_rsa("broken"), "n": 5}
+    oct_key = {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"}
+    keys = parse_jwks(jwks(jwk_rsa("ok"), enc, no_kid, broken, oct_key, jwk_ec("ec")))
+    assert sorted(keys) == ["ec", "ok"]
+    with pytest.raises(ValueError, match="not a JWKS"):
+        parse_jwks(b'{"k": []}')
+    with pytest.raises(ValueError, match="larger"):
+        parse_jwks(b" " * 300_000)
+
+
+def test_config_needs_one_key_source() -> None:
+    with pytest.raises(ValidationError, match="exactly one"):
+        OAuth2Config(issuer=ISSUER, audience="a")
+    with pytest.raises(ValidationError, match="exactly one"):
+        OAuth2Config(issuer=ISSUER, audience="a", jwks_file="k", jwks_url="https://x/k")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        OAuth2Config(issuer=ISSUER, audience="a", jwks_url="http://idp.example/k")
+    assert OAuth2Config(issuer=ISSUER, audience="a", jwks_url="http://127.0.0.1:8/k").jwks_url

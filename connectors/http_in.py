@@ -333,9 +333,9 @@ class HttpListener:
         if self._tls is not None and not await self._handshake(writer, peer):
             await _close(writer)
             return
-        cert = _client_subject(writer)
         buffer = bytearray()  # bytes received and not parsed yet (a pipelined request)
         try:
+            cert = _client_subject(writer)
             while not self._stopping:
                 # One h11 connection per request: it only ever sees a head checked here.
                 conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)

@@ -600,6 +600,11 @@ def test_http_api_keys_outside_loopback_need_tls() -> None:
     assert "listeners[0].oauth2: bearer credentials" in only_issue(text)
 
 
+def test_host_names_other_than_localhost_count_as_exposed() -> None:
+    text = _listener("name: adt\ntype: mllp\nbind: 'eai.chu-x.example:2575'")
+    assert "listens on eai.chu-x.example:2575 without tls" in only_issue(text)
+
+
 def test_exposure_checked_on_the_model_too() -> None:
     with pytest.raises(ValidationError, match="listens on 0.0.0.0:2575"):
         config_model().model_validate(

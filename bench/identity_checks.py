@@ -92,7 +92,7 @@ async def measure(messages: int) -> dict[str, Any]:
     from identity.patient import identity_from_hl7
     from identity.pdqm import IdentityServerClient
     from identity.reconcile import reconcile
-    from identity.standin import StandinServer, StandinService
+    from standins.identity import StandinServer, StandinService
 
     parsed = hl7.parse(FIXTURE.read_bytes())
     base = identity_from_hl7(parsed)

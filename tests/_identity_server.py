@@ -15,7 +15,7 @@ import httpx
 
 from eai.config import IdentityServerConfig
 from identity.pdqm import IdentityServerClient
-from identity.standin import StandinServer, StandinService
+from standins.identity import StandinServer, StandinService
 
 REGIONAL = "urn:oid:1.2.250.1.999.1.1"
 CHU_X = "urn:oid:1.2.250.1.999.2.1"  # CHU-X's local patient ids (IPP)

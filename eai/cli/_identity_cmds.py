@@ -132,7 +132,7 @@ def lookup_cmd(config_path: Path, facility: str, local_id: str, as_json: bool) -
     "--patients",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="JSON file of patients (see identity/standin.py)",
+    help="JSON file of patients (see standins/identity/__init__.py)",
 )
 @click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
@@ -140,7 +140,7 @@ def lookup_cmd(config_path: Path, facility: str, local_id: str, as_json: bool) -
 def standin_cmd(patients: Path, port: int, host: str, base: str) -> None:
     """Run the identity-server stand-in (PDQm + PIXm, for tests and the demo; NOT a real
     identity server). Stops on Ctrl-C or SIGTERM."""
-    from identity.standin import StandinServer, StandinService
+    from standins.identity import StandinServer, StandinService
 
     try:
         service = StandinService.from_file(patients, base=base)

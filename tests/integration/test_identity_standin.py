@@ -29,7 +29,7 @@ from identity.pdqm import (
     TraitsQuery,
 )
 from identity.reconcile import reconcile
-from identity.standin import StandinServer
+from standins.identity import StandinServer
 from tests._identity_server import (
     CHU_X,
     REGIONAL,

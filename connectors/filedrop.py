@@ -68,10 +68,10 @@ from pydantic import Field, field_validator
 from connectors._cda_intake import MIB, CdaIntakeConfig, Verdict, examine, journal_entry, schema_for
 from connectors._dropfile import Limits, Snapshot, read_dropped, settle_key, unchanged
 from connectors._filewatch import DirWatch, FileWatcher, open_inotify
-from eai._concurrency import run_blocking
 from eai.cda_schema import CdaSchema
 from eai.config import Duration
 from eai.errors import ConfigError, ConfigIssue, StoreError
+from eai.net import run_blocking
 from eai.registry import Ingest, ListenerSpec, register_listener
 
 __all__ = ["FileDropListener", "FileDropListenerConfig", "safe_basename"]

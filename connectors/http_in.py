@@ -64,18 +64,22 @@ import h11
 import httpx
 from pydantic import Field, field_validator, model_validator
 
-from connectors._admission import address_allowed, check_networks, parse_networks
 from connectors._cda_intake import MIB, CdaIntakeConfig, Verdict, examine, journal_entry, schema_for
 from connectors._http_auth import ApiKey, Authenticator, CertSubject, Refusal, check_keys
 from connectors._http_head import BadFraming, check_head, head_end
 from connectors._http_oauth import Jwks, OAuth2Config
-from connectors._server import finish_connections
-from connectors.mllp._tls import server_context
-from connectors.mllp.listener import split_bind
-from eai._concurrency import run_blocking
 from eai.cda_schema import CdaSchema
 from eai.config import Duration, TlsServerConfig
 from eai.errors import ConfigError, ConfigIssue, StoreError
+from eai.net import (
+    address_allowed,
+    check_networks,
+    finish_connections,
+    parse_networks,
+    run_blocking,
+    server_context,
+    split_bind,
+)
 from eai.registry import Ingest, ListenerSpec, register_listener
 
 __all__ = ["HttpListener", "HttpListenerConfig"]

@@ -35,7 +35,7 @@ Memory: a C-STORE data set larger than ``max_dataset`` bytes is not kept: its
 fragments are read and dropped, and the request is answered 0xA700 (refused:
 out of resources).
 
-Admission (:mod:`connectors._admission`), at accept, before a byte is read: a
+Admission (:class:`eai.net.Admission`), at accept, before a byte is read: a
 source address outside ``allowed_networks`` is closed (and counted), one
 address holds at most ``max_per_peer`` connections (negotiating or
 established). ``max_associations`` counts established associations; the
@@ -81,9 +81,9 @@ from pynetdicom.pdu_primitives import (
 )
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 
-from connectors._admission import Admission, IpNetwork
 from dicom_router import _dimse
 from dicom_router._dimse import Command, ProtocolError
+from eai.net import Admission, IpNetwork
 
 __all__ = [
     "Acceptor",
@@ -722,61 +722,3 @@ class Association:
             log.debug("C-STORE handler failure", exc_info=True)
             status = STATUS_HANDLER_FAILED
         self._send_command(context_id, _dimse.store_rsp(command, status))
-
-
-class _Message:
-    """A DIMSE message being reassembled from PDV fragments (PS3.8 E.2)."""
-
-    __slots__ = (
-        "context_id",
-        "command",
-        "_command_parts",
-        "_command_size",
-        "data",
-        "data_size",
-        "dropped",
-        "_max_data",
-    )
-
-    def __init__(self, max_data: int) -> None:
-        self._max_data = max_data
-        self.dropped = False
-        """True when the data set went over ``max_data`` bytes: its fragments are not kept."""
-        self.context_id = -1
-        self.command: Command | None = None
-        self._command_parts: list[memoryview] = []
-        self._command_size = 0
-        self.data: list[memoryview] = []
-        self.data_size = 0
-
-    def add(self, context_id: int, control: int, data: memoryview) -> bool:
-        """Adds one PDV; True when the message is complete."""
-        if self.context_id < 0:
-            self.context_id = context_id
-        elif context_id != self.context_id:
-            raise ProtocolError(
-                f"PDV on presentation context {context_id} inside a message on {self.context_id}"
-            )
-        last = bool(control & 0x02)
-        if control & 0x01:
-            if self.command is not None:
-                raise ProtocolError("command fragment after the last one")
-            self._command_size += len(data)
-            if self._command_size > _dimse.MAX_COMMAND:
-                raise ProtocolError(f"command set longer than {_dimse.MAX_COMMAND} bytes")
-            self._command_parts.append(data)
-            if not last:
-                return False
-            parts = self._command_parts
-            self.command = _dimse.decode_command(parts[0] if len(parts) == 1 else b"".join(parts))
-            self._command_parts = []
-            return not self.command.has_dataset
-        if self.command is None or not self.command.has_dataset:
-            raise ProtocolError("data set fragment without a command announcing one")
-        self.data_size += len(data)
-        if self.data_size > self._max_data:
-            self.dropped = True
-            self.data = []
-        else:
-            self.data.append(data)
-        return last

@@ -28,7 +28,6 @@ from pydicom import Dataset, dcmread
 from pydicom.uid import UID
 from pynetdicom.dsutils import encode
 
-from connectors.mllp._tls import client_context
 from dicom_router._dimse import ProtocolError
 from dicom_router._requestor import MAX_CONTEXTS, Aborted, NoResponse, Rejected, Requestor
 from dicom_router.coercion import apply_coercion
@@ -36,6 +35,7 @@ from dicom_router.reference import InstanceRef
 from dicom_router.spool import SpoolIntegrityError
 from eai.errors import PermanentDeliveryError, TransientDeliveryError
 from eai.messages import DeliveryResult
+from eai.net import client_context
 
 if TYPE_CHECKING:
     from dicom_router.forward import DicomDestinationConfig

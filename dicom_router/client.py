@@ -3,7 +3,7 @@
 Touches: network (outbound associations), files (reads the DICOM files sent).
 
 ``AE@HOST:PORT`` names the peer; ``tls`` (an :class:`ssl.SSLContext`, e.g.
-``connectors.mllp._tls.client_context``) makes the association DICOM TLS
+``eai.net.client_context``) makes the association DICOM TLS
 (PS3.15 B.12), the server certificate checked against ``peer.host``. Files are
 sent as they are (their dataset bytes, in their own transfer syntax: pynetdicom
 reads them from disk); one association carries up to 128 (SOP class, transfer

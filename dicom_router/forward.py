@@ -67,14 +67,13 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from connectors.mllp._tls import client_context
 from dicom_router import _forward_child
 from dicom_router._forward_child import Answer, Request
 from dicom_router._store_scu import store_verdict
-from eai._concurrency import run_blocking
 from eai.config import DestinationConfig, Duration, TlsClientConfig
 from eai.errors import PermanentDeliveryError, TransientDeliveryError
 from eai.messages import DeliveryResult, OutboxItem
+from eai.net import client_context, run_blocking
 from eai.registry import DestinationSpec, register_destination
 
 __all__ = ["DicomDestination", "DicomDestinationConfig", "store_verdict"]

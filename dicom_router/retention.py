@@ -35,9 +35,9 @@ from pydicom.filereader import read_file_meta_info
 from dicom_router._sealing import read_tag
 from dicom_router.scp import DicomListenerConfig
 from dicom_router.spool import Spool, is_spool_name
-from eai._concurrency import run_blocking
 from eai.config import Config
 from eai.errors import StoreError
+from eai.net import run_blocking
 from eai.registry import JournalView, PeriodicSpec, register_periodic
 
 __all__ = ["INTERVAL", "ORPHAN_GRACE", "RetentionReport", "retention_pass", "run_retention"]

@@ -86,9 +86,6 @@ from pynetdicom import (
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from connectors._admission import check_networks, parse_networks
-from connectors.mllp._tls import server_context
-from connectors.mllp.listener import split_bind
 from dicom_router._acceptor import (
     REJECT_CALLED_AE,
     REJECT_CALLING_AE,
@@ -107,6 +104,7 @@ from dicom_router.spool import PendingWrite, Spool, SpooledFile
 from eai.config import Duration, ListenerConfig, Model, TlsServerConfig, is_uid
 from eai.errors import StoreError
 from eai.messages import IngestResult, JournalEntry
+from eai.net import check_networks, parse_networks, server_context, split_bind
 from eai.registry import Ingest, ListenerSpec, ThreadIngest, register_listener
 
 __all__ = [
@@ -367,7 +365,7 @@ class DicomListener:
 
     async def start(self) -> None:
         """Open the spool, bind and start accepting; returns once bound."""
-        from eai._concurrency import run_blocking
+        from eai.net import run_blocking
 
         cfg = self.config
         self._loop = asyncio.get_running_loop()
@@ -409,7 +407,7 @@ class DicomListener:
 
     async def stop(self, grace: float) -> None:
         """Refuse new associations; let those in progress finish within ``grace`` s; abort."""
-        from eai._concurrency import run_blocking
+        from eai.net import run_blocking
 
         self._stopping = True
         server = self._server

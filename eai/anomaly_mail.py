@@ -10,8 +10,8 @@ import functools
 import logging
 import smtplib
 
-from eai._concurrency import run_blocking
 from eai.config import IdentityConfig
+from eai.net import run_blocking
 from eai.store import Store, utcnow
 from eai.store._anomalies import mark_notified, pending_for_notification
 from identity.notify import build_mail, send_mail

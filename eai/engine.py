@@ -18,13 +18,13 @@ from typing import IO
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from eai._concurrency import run_blocking
 from eai.admin import AdminServer
 from eai.anomaly_mail import AnomalyMailer
 from eai.config import Config
 from eai.delivery import DeliveryWorker
 from eai.errors import StoreError
 from eai.messages import IngestResult, JournalEntry
+from eai.net import run_blocking
 from eai.pipeline import Pipeline
 from eai.reconciler import Reconciler
 from eai.registry import Listener, build_destination, build_listener, periodic_jobs
@@ -164,7 +164,7 @@ class Engine:
                     self.node_id,
                     window=cfg.engine.delivery_batch,
                     lease=cfg.engine.lease,
-                    concurrency=int(getattr(dcfg, "connections", 1)),
+                    concurrency=dcfg.send_limits().connections,
                     pace=cfg.engine.batch_wait,
                 )
             self.mailer = AnomalyMailer(store, cfg.identity)

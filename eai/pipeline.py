@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
 from eai import hl7, routing
-from eai._concurrency import run_blocking
+from eai._worker import BATCH_WAIT, WorkerLoop
 from eai.config import Config, ListenerConfig, Route
 from eai.content import ParsedContent, content_parser
 from eai.errors import EaiError, InputError, StoreError
 from eai.hl7 import structure_problem
 from eai.identity_gate import SERVER_UNAVAILABLE, Reconciled, identity_of, identity_verdict
+from eai.net import run_blocking
 from eai.reconciler import Reconciler
 from eai.store import Cipher, ClaimedMessage, MessagePlan, PlannedDelivery, Store, utcnow
 from eai.store._work import apply_plans, claim_messages, held_messages, settle_held
@@ -353,10 +354,6 @@ def plan_all(
     return plans
 
 
-PACE = 0.01
-"""Seconds between the starts of two pipeline steps when the last batch was not full."""
-
-
 class Pipeline:
     """Moves ``received`` messages to ``processed``/``filtered``/``rejected``."""
 
@@ -368,34 +365,39 @@ class Pipeline:
         on_routed: Callable[[set[str]], None] = lambda _d: None,
         on_reject_anomaly: Callable[[], None] = lambda: None,
         *,
-        pace: float = PACE,
+        pace: float = BATCH_WAIT,
         reconciler: Reconciler | None = None,
     ) -> None:
         self._config = config
         self._reconciler = reconciler
-        self._pace = pace
         self._store = store
         self._node = node_id
         self._on_routed = on_routed
         self._on_reject_anomaly = on_reject_anomaly
-        self.wake = asyncio.Event()
+        self._loop = WorkerLoop(
+            "pipeline",
+            self._claim,
+            self._process,
+            batch=config.engine.pipeline_batch,
+            batch_wait=pace,
+        )
+        self.wake = self._loop.wake
         self.processed = 0
 
-    async def step(self) -> int:
-        """Processes one batch; returns how many messages it took."""
-        batch = self._config.engine.pipeline_batch
+    async def _claim(self, limit: int) -> list[ClaimedMessage]:
+        """Leases up to ``limit`` received messages, oldest first."""
         lease = self._config.engine.lease
-        claimed = await self._store.writer.run(
-            lambda c: claim_messages(c, self._node, utcnow(), lease, batch)
+        return await self._store.writer.run(
+            lambda c: claim_messages(c, self._node, utcnow(), lease, limit)
         )
-        if not claimed:
-            return 0
+
+    async def _process(self, claimed: list[ClaimedMessage]) -> None:
+        """Plans the messages and applies the plans in one transaction."""
         cipher = self._store.cipher
         plans = await self._plan(claimed)
         await self._store.writer.run(lambda c: apply_plans(c, plans, utcnow(), cipher=cipher))
         self.processed += len(plans)
         self._after(plans, {d.destination for p in plans for d in p.deliveries})
-        return len(claimed)
 
     async def _plan(
         self, claimed: list[ClaimedMessage], *, retrying: bool = False
@@ -444,23 +446,5 @@ class Pipeline:
         return len(plans)
 
     async def run(self, stopping: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
-        batch = self._config.engine.pipeline_batch
-        while not stopping.is_set():
-            started = loop.time()
-            try:
-                n = await self.step()
-            except StoreError as exc:
-                log.error("pipeline: %s; retrying in 1 s", exc)
-                n = 0
-                await asyncio.sleep(1.0)
-            if n == 0:
-                self.wake.clear()
-                try:
-                    await asyncio.wait_for(self.wake.wait(), timeout=0.5)
-                except TimeoutError:
-                    pass
-            elif n < batch:
-                # A partial batch: let the next one gather what arrives meanwhile, so
-                # that under load each transaction carries many messages.
-                await asyncio.sleep(max(0.0, started + self._pace - loop.time()))
+        """Processes batches until ``stopping`` is set (see :mod:`eai._worker`)."""
+        await self._loop.run(stopping)

@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable, Mapping
 from email.message import EmailMessage
 
-from eai._concurrency import run_blocking
 from eai.config import IdentityConfig
 from eai.identity_gate import Reconciled
+from eai.net import run_blocking
 from identity.notify import send_mail
 from identity.patient import PatientIdentity
 from identity.pdqm import IdentityServerClient, IdentityServerUnavailable

@@ -21,10 +21,10 @@ from pydantic import Field
 
 from connectors.mllp._ack import AckError, AckSummary, read_ack_frame, summarise_ack
 from connectors.mllp._framing import FrameDecoder, frame
-from connectors.mllp._tls import client_context
 from eai.config import DestinationConfig, Duration, TlsClientConfig
 from eai.errors import PermanentDeliveryError, TransientDeliveryError
 from eai.messages import DeliveryResult, OutboxItem
+from eai.net import client_context
 from eai.registry import DestinationSpec, register_destination
 
 __all__ = ["MllpDestination", "MllpDestinationConfig"]

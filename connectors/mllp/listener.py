@@ -6,7 +6,7 @@ Registered as listener type ``mllp``. Each accepted connection is a
 :class:`~connectors.mllp._session.Session`; what a block becomes (journal entry,
 AA/CA/AE/CE/AR/CR) is decided by :class:`~connectors.mllp._inbound.FrameHandler`.
 
-Who may hold a connection (:mod:`connectors._admission`), checked at accept before
+Who may hold a connection (:class:`eai.net.Admission`), checked at accept before
 anything is read: the source address must be in ``allowed_networks``; one address
 holds at most ``max_connections_per_peer``; a connection must deliver its first
 complete block within ``first_frame_timeout`` of the accept or it is closed. A
@@ -29,36 +29,27 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from connectors._admission import Admission, check_networks, parse_networks
-from connectors._server import finish_connections
 from connectors.mllp._framing import Frame, FrameEvent
 from connectors.mllp._inbound import FrameHandler, Reply
 from connectors.mllp._session import Session
-from connectors.mllp._tls import server_context
 from eai.config import Duration, ListenerConfig, TlsServerConfig
 from eai.errors import InputError
 from eai.hl7 import codec_for_charset
+from eai.net import (
+    Admission,
+    check_networks,
+    finish_connections,
+    parse_networks,
+    server_context,
+    split_bind,
+)
 from eai.registry import Ingest, ListenerSpec, register_listener
 
-__all__ = ["MllpListener", "MllpListenerConfig", "split_bind"]
+__all__ = ["MllpListener", "MllpListenerConfig"]
 
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
-
-
-def split_bind(bind: str) -> tuple[str, int]:
-    """``"host:port"`` or ``"[v6]:port"`` -> (host, port); ValueError when malformed."""
-    host, sep, port_text = bind.rpartition(":")
-    if not sep:
-        raise ValueError(f"bind {bind!r} must be host:port, e.g. 0.0.0.0:2575")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not host.strip():
-        raise ValueError(f"bind {bind!r}: the host is empty (use 0.0.0.0 for every interface)")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"bind {bind!r}: the port must be a number from 0 to 65535")
-    return host, int(port_text)
 
 
 class MllpListenerConfig(ListenerConfig):

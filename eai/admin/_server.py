@@ -20,7 +20,6 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from eai._concurrency import run_blocking
 from eai.admin._address import socket_address
 from eai.admin._ops import OPERATIONS, BadRequest
 from eai.admin._peer import Caller, caller_of
@@ -33,6 +32,7 @@ from eai.admin._protocol import (
     frame_length,
 )
 from eai.errors import EaiError, NotFound, StoreError
+from eai.net import run_blocking
 from eai.store import Store
 
 __all__ = ["AdminServer"]

@@ -117,7 +117,7 @@ def tls_client_context(
         raise click.BadParameter("--key needs --cert", param_hint="--key")
     if not (tls or ca or cert):
         return None
-    from connectors.mllp._tls import client_context
     from eai.config import TlsClientConfig
+    from eai.net import client_context
 
     return client_context(TlsClientConfig(ca=ca, cert=cert, key=key))

@@ -27,12 +27,12 @@ from pynetdicom.pdu_primitives import (
 )
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from connectors._admission import parse_networks
 from dicom_router import _dimse
 from dicom_router._acceptor import Acceptor, StoreRequest, Verdict
 from dicom_router._dimse import Command
 from dicom_router.scp import _SUPPORTED_CONTEXTS, DicomListener, DicomListenerConfig
 from eai.messages import IngestResult, JournalEntry
+from eai.net import parse_networks
 from tests._pki import Pki, make_pki
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -1,4 +1,4 @@
-"""connectors._admission: allow-list, per-address cap, eviction order, log rate limit."""
+"""eai.net.Admission: allow-list, per-address cap, eviction order, log rate limit."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from connectors._admission import Admission, address_allowed, parse_networks
+from eai.net import Admission, address_allowed, parse_networks
 
 
 class Clock:
@@ -77,7 +77,7 @@ def test_capacity_of_unknown_only() -> None:
 
 def test_refusals_are_warned_once_a_minute_per_address(caplog: pytest.LogCaptureFixture) -> None:
     adm = admission(networks=parse_networks(["10.0.0.0/8"]))
-    with caplog.at_level(logging.DEBUG, logger="connectors._admission"):
+    with caplog.at_level(logging.DEBUG, logger="eai.net._admission"):
         for _ in range(5):
             assert not adm.admit("x", "192.0.2.7").admitted
         assert not adm.admit("y", "192.0.2.8").admitted

@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.mllp import MllpDestinationConfig, MllpListenerConfig
-from connectors.mllp.listener import split_bind
 from eai import registry
+from eai.net import split_bind
 
 
 def test_registered_under_mllp() -> None:

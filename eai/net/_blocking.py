@@ -13,6 +13,8 @@ from typing import ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
+__all__ = ["run_blocking"]
+
 
 async def run_blocking(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Runs ``fn`` on the default executor so the loop keeps serving sockets."""

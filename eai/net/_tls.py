@@ -1,15 +1,23 @@
-"""Build the TLS contexts of the MLLP listener and destination from their config.
+"""Build TLS contexts (>= 1.2, optionally mutual) from a listener's or destination's config.
 
 Touches: files (reads the PEM certificates and keys).
+
+The models are :class:`eai.config.TlsServerConfig` (``cert``, ``key``, ``client_ca``,
+``require_client_cert``) and :class:`eai.config.TlsClientConfig` (``ca``, ``cert``,
+``key``); every listener and destination (MLLP, HTTP, DICOM) builds its context here.
+An unreadable file is a :class:`~eai.errors.ConfigError` naming it.
 """
 
 from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from eai.config import TlsClientConfig, TlsServerConfig
 from eai.errors import ConfigError, ConfigIssue
+
+if TYPE_CHECKING:
+    from eai.config import TlsClientConfig, TlsServerConfig
 
 __all__ = ["client_context", "server_context"]
 

@@ -2,7 +2,8 @@
 
 Touches: nothing (bookkeeping only; the listener closes the sockets it is told to close).
 
-Shared by the MLLP listener and the DICOM acceptor. A new connection is checked
+Shared by the MLLP listener and the DICOM acceptor (the HTTP listener uses the
+allow-list and :class:`LogThrottle` only). A new connection is checked
 at accept, before a byte is read from it:
 
 1. its source address must be in ``allowed_networks`` (empty: any address);
@@ -17,7 +18,8 @@ the listener accepted (MLLP: a message journaled from an allowed MSH-4; DICOM:
 an A-ASSOCIATE-RQ that passed the AE title and address checks), a flood of new
 connections cannot take its place. Refusals are counted (:attr:`Admission.counts`)
 and logged at WARNING with the listener and the address, once a minute per
-address and reason (then at DEBUG, so a flood cannot flood the log).
+address and reason (then at DEBUG, so a flood cannot flood the log), on the
+listener's logger when it passes one.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "Admission",
     "Decision",
     "IpNetwork",
+    "LogThrottle",
     "address_allowed",
     "check_networks",
     "parse_networks",
@@ -84,6 +87,38 @@ def address_allowed(networks: tuple[IpNetwork, ...], host: str) -> bool:
     return any(ip in net for net in networks)
 
 
+class LogThrottle:
+    """Says at which level to log a repeated complaint: WARNING the first time for a key
+    and then once every ``every`` seconds, DEBUG in between; thread-safe.
+
+    At most ``remember`` keys are kept (all forgotten at once past it), so a flood of
+    new addresses cannot grow it without bound."""
+
+    def __init__(
+        self,
+        every: float = _WARN_EVERY,
+        remember: int = _WARNED_MAX,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._every = every
+        self._remember = remember
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: dict[Hashable, float] = {}
+
+    def level(self, key: Hashable) -> int:
+        """``logging.WARNING`` when ``key`` was not reported in the last ``every`` s, else DEBUG."""
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self._every:
+                return logging.DEBUG
+            if len(self._last) >= self._remember:
+                self._last.clear()
+            self._last[key] = now
+            return logging.WARNING
+
+
 @dataclass(slots=True)
 class _Entry:
     host: str
@@ -116,18 +151,21 @@ class Admission(Generic[C]):
         capacity: int,
         count_known: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        logger: logging.Logger = log,
     ) -> None:
-        """``capacity`` bounds all connections (``count_known``) or only the unknown ones."""
+        """``capacity`` bounds all connections (``count_known``) or only the unknown ones;
+        refusals and evictions are logged on ``logger`` (the listener's own)."""
         self.listener = listener
         self.networks = networks
         self.max_per_peer = max_per_peer
         self.capacity = capacity
         self._count_known = count_known
         self._clock = clock
+        self._log = logger
+        self._throttle = LogThrottle(clock=clock)
         self._lock = threading.Lock()
         self._entries: dict[C, _Entry] = {}
         self._per_host: Counter[str] = Counter()
-        self._warned: dict[tuple[str, str], float] = {}
         self.counts: Counter[str] = Counter()
         """``refused_network``, ``refused_per_peer``, ``refused_full``, ``evicted``."""
 
@@ -225,12 +263,4 @@ class Admission(Generic[C]):
         """Logs ``listener <name>: <text>`` at WARNING, or at DEBUG when the same
         ``kind`` was reported for ``host`` less than a minute ago (a flood of
         connections cannot flood the log)."""
-        now = self._clock()
-        with self._lock:
-            last = self._warned.get((kind, host))
-            loud = last is None or now - last >= _WARN_EVERY
-            if loud:
-                if len(self._warned) >= _WARNED_MAX:
-                    self._warned.clear()
-                self._warned[(kind, host)] = now
-        log.log(logging.WARNING if loud else logging.DEBUG, "listener %s: %s", self.listener, text)
+        self._log.log(self._throttle.level((kind, host)), "listener %s: %s", self.listener, text)

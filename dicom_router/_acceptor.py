@@ -64,25 +64,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
 
 from pydicom.uid import UID
-from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
-from pynetdicom._globals import APPLICATION_CONTEXT_NAME
-from pynetdicom.pdu import A_ASSOCIATE_AC as AssociateAcPdu
-from pynetdicom.pdu import A_ASSOCIATE_RJ as AssociateRjPdu
-from pynetdicom.pdu import A_ASSOCIATE_RQ as AssociateRqPdu
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    ImplementationVersionNameNotification,
-    MaximumLengthNotification,
-    SCP_SCU_RoleSelectionNegotiation,
-)
-from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
+from pynetdicom.presentation import PresentationContext
 
-from dicom_router import _dimse
-from dicom_router._dimse import Command, ProtocolError
+from dicom_router import _acse, _dimse
+from dicom_router._dimse import Command, Message, ProtocolError
+from dicom_router._pdu_io import Closed, MessageExpired, PduSocket
 from eai.net import Admission, IpNetwork
 
 __all__ = [
@@ -123,8 +111,6 @@ STATUS_OUT_OF_RESOURCES = 0xA700
 
 OTHER_PDU_MAX = 1 << 20
 """Longest non-P-DATA PDU accepted (an A-ASSOCIATE-RQ is a few kB)."""
-_CLOSE_WAIT = 1.0
-"""How long a closing connection waits for the peer to close its side."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,14 +130,6 @@ Screen = Callable[[str, str, str], Verdict | None]
 """(calling AE, called AE, peer address) -> None to go on, or the rejection."""
 StoreHandler = Callable[[StoreRequest], int]
 """A C-STORE-RQ -> the C-STORE-RSP status; may block; answered after it returns."""
-
-
-class _Closed(Exception):
-    """The peer closed the connection, or we did."""
-
-
-class _DimseExpired(Exception):
-    """A DIMSE message still incomplete at its ``dimse_timeout``."""
 
 
 class Acceptor:
@@ -282,7 +260,7 @@ class Acceptor:
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 client.settimeout(self.network_timeout)
                 if self.ssl_context is not None:
-                    assoc.sock = self.ssl_context.wrap_socket(
+                    assoc.io.sock = self.ssl_context.wrap_socket(
                         client, server_side=True, do_handshake_on_connect=False
                     )
             except OSError as exc:
@@ -308,7 +286,7 @@ class Acceptor:
         return None if due is None else due - now
 
     def _serve(self, assoc: Association) -> None:
-        client, address = assoc.sock, assoc.address
+        client, address = assoc.io.sock, assoc.address
         with self._lock:
             self._active.add(assoc)
         thread = threading.Thread(
@@ -348,7 +326,8 @@ class Association:
 
     def __init__(self, server: Acceptor, sock: socket.socket, address: tuple[str, int]) -> None:
         self.server = server
-        self.sock = sock
+        self.io = PduSocket(sock)
+        """The connection (:mod:`dicom_router._pdu_io`): PDU input, output, close."""
         self.address = address
         self.calling_ae = ""
         self.peer_max_pdu = 0
@@ -360,9 +339,11 @@ class Association:
         self.evicted = ""
         """Why the listener closed it while negotiating ('' when it did not)."""
         self._aborted = False
-        self._dimse_expiry: float | None = None
-        self._spare = b""  # bytes read past the last PDU (the next header's start)
-        self._send_lock = threading.Lock()
+
+    @property
+    def sock(self) -> socket.socket:
+        """The connection's socket (TLS once wrapped)."""
+        return self.io.sock
 
     # -- life cycle --------------------------------------------------------
 
@@ -371,14 +352,14 @@ class Association:
         try:
             if self._handshake() and self._negotiate():
                 self._serve()
-        except _DimseExpired:
+        except MessageExpired:
             log.warning(
                 "association from %s: DIMSE message not complete within %g s, aborted",
                 self._who(),
                 self.server.dimse_timeout,
             )
             self._abort_and_close(_dimse.abort_pdu(0x02, 0x00))
-        except _Closed:
+        except Closed:
             if self._aborted:  # stop(): the listener aborts as service user
                 self._abort_and_close(_dimse.abort_pdu(0x00, 0x00))
         except TimeoutError:
@@ -394,16 +375,14 @@ class Association:
             log.exception("association from %s: internal error, aborted", self._who())
             self._abort_and_close(_dimse.abort_pdu(0x02, 0x00))
         finally:
-            self._close()
+            self.io.close()
             self.server._done(self)
 
     def abort(self) -> None:
         """From another thread: the association thread answers A-ABORT and closes."""
         self._aborted = True
-        try:  # wakes the thread's recv (0 bytes); it then sends the A-ABORT itself
-            socket.socket.shutdown(self.sock, socket.SHUT_RD)
-        except OSError:
-            pass
+        # wakes the thread's recv (0 bytes); it then sends the A-ABORT itself
+        self.io.interrupt(socket.SHUT_RD)
 
     def evict(self, why: str) -> None:
         """From another thread: closes a connection still negotiating (no A-ABORT: PS3.8
@@ -415,10 +394,8 @@ class Association:
         self.server.admission.report(
             "closed", self.address[0], f"connection from {self._who()} closed: {why}"
         )
-        try:  # wakes the thread's recv or handshake; it then closes the socket
-            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
-        except OSError:
-            pass
+        # wakes the thread's recv or handshake; it then closes the socket
+        self.io.interrupt(socket.SHUT_RDWR)
 
     def _who(self) -> str:
         ae = f"{self.calling_ae} at " if self.calling_ae else ""
@@ -436,50 +413,7 @@ class Association:
             return False
         return True
 
-    # -- reading -----------------------------------------------------------
-
-    def _recv_into(self, view: memoryview, deadline: float | None) -> int:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            self.sock.settimeout(left)
-        n = self.sock.recv_into(view)
-        if n == 0:
-            raise _Closed
-        expiry = self._dimse_expiry
-        if expiry is not None and time.monotonic() > expiry:
-            raise _DimseExpired
-        return n
-
-    def _read_header(self, deadline: float | None = None) -> tuple[int, int]:
-        spare = self._spare
-        if len(spare) >= _dimse.PDU_HEADER:
-            head, self._spare = spare[: _dimse.PDU_HEADER], spare[_dimse.PDU_HEADER :]
-            return _dimse.parse_pdu_header(head)
-        buf = bytearray(_dimse.PDU_HEADER)
-        buf[: len(spare)] = spare
-        got, self._spare = len(spare), b""
-        view = memoryview(buf)
-        while got < _dimse.PDU_HEADER:
-            got += self._recv_into(view[got:], deadline)
-        return _dimse.parse_pdu_header(buf)
-
-    def _read_body(self, length: int, deadline: float | None = None) -> memoryview:
-        """The next ``length`` bytes; reads the next PDU header too when it is there."""
-        spare = self._spare
-        buf = bytearray(length + _dimse.PDU_HEADER)
-        got = min(len(spare), length)
-        buf[:got] = spare[:got]
-        rest = spare[got:]
-        view = memoryview(buf)
-        if rest:  # the spare already holds this body and more: read nothing
-            self._spare = rest
-            return view[:length]
-        while got < length:
-            got += self._recv_into(view[got:], deadline)
-        self._spare = bytes(view[length:got])
-        return view[:length]
+    # -- reading, writing and closing -------------------------------------
 
     def _guard(self, pdu_type: int, length: int) -> None:
         limit = self.server.max_pdu if pdu_type == _dimse.P_DATA_TF else OTHER_PDU_MAX
@@ -491,39 +425,21 @@ class Association:
                 limit,
             )
             self._abort_and_close(_dimse.abort_pdu(0x02, 0x06))
-            raise _Closed
-
-    # -- writing and closing ----------------------------------------------
-
-    def _send(self, data: bytes) -> None:
-        with self._send_lock:
-            self.sock.sendall(data)
+            raise Closed
 
     def _send_command(self, context_id: int, command_set: bytes) -> None:
-        self._send(b"".join(_dimse.pdata_pdus(context_id, command_set, self.peer_max_pdu)))
+        self.io.send(b"".join(_dimse.pdata_pdus(context_id, command_set, self.peer_max_pdu)))
 
     def _abort_and_close(self, pdu: bytes) -> None:
+        """Sends our last PDU, then closes our side and waits for the peer's close
+        (:meth:`dicom_router._pdu_io.PduSocket.linger`); the association no longer
+        counts against ``max_associations`` meanwhile."""
         try:
-            self._send(pdu)
+            self.io.send(pdu)
         except OSError:
             pass
-        self._linger()
-
-    def _linger(self) -> None:
-        """Closes our side, then reads (discarding) until the peer closes its side or
-        :data:`_CLOSE_WAIT`: data left unread would turn the close into a reset, which
-        can destroy our last PDU before the peer reads it. The association no
-        longer counts against ``max_associations`` meanwhile."""
         self.server._done(self)
-        raw = self.sock
-        try:
-            socket.socket.shutdown(raw, socket.SHUT_WR)
-            raw.settimeout(_CLOSE_WAIT)
-            deadline = time.monotonic() + _CLOSE_WAIT
-            while time.monotonic() < deadline and socket.socket.recv(raw, 65536):
-                pass
-        except OSError:
-            pass
+        self.io.linger()
 
     def _unexpected(self, pdu_type: int) -> None:
         """A-ABORT (PS3.8 AA-1): unexpected PDU (a known type), or unrecognized PDU."""
@@ -536,37 +452,23 @@ class Association:
         )
         self._abort_and_close(_dimse.abort_pdu(0x02, 0x02 if known else 0x01))
 
-    def _close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
     # -- negotiation (PS3.8 7.1) -------------------------------------------
 
     def _negotiate(self) -> bool:
-        server = self.server
+        server, io = self.server, self.io
         deadline = self.opened + server.acse_timeout
-        pdu_type, length = self._read_header(deadline)
+        pdu_type, length = io.read_header(deadline)
         if pdu_type == _dimse.A_ABORT:
             return False
         if pdu_type != _dimse.A_ASSOCIATE_RQ:
             self._unexpected(pdu_type)
             return False
         self._guard(pdu_type, length)
-        body = self._read_body(length, deadline)
+        body = io.read_body(length, deadline)
         if self.evicted:
             return False
-        self.sock.settimeout(server.network_timeout)
-        header = _dimse.pdu_header(pdu_type, length)
-        try:
-            pdu = AssociateRqPdu()
-            pdu.decode(header + bytes(body))
-            rq = pdu.to_primitive()
-            calling = str(rq.calling_ae_title or "").strip()
-            called = str(rq.called_ae_title or "").strip()
-        except Exception as exc:  # noqa: BLE001 - pynetdicom raises many kinds on bad input
-            raise ProtocolError(f"A-ASSOCIATE-RQ cannot be decoded: {type(exc).__name__}") from None
+        io.sock.settimeout(server.network_timeout)
+        rq, calling, called = _acse.decode_rq(_dimse.pdu_header(pdu_type, length) + bytes(body))
         self.calling_ae = calling
         verdict = server.screen(calling, called, self.address[0])
         if verdict is None and server.stopping:
@@ -580,74 +482,36 @@ class Association:
             )
             verdict = REJECT_LIMIT
         if verdict is not None:
-            self._reject(verdict)
+            self._abort_and_close(_acse.reject(*verdict))
             return False
-        self._send(self._accept(rq))
+        accepted = _acse.accept(rq, server.contexts, server.max_pdu)
+        self.accepted, self.peer_max_pdu = accepted.contexts, accepted.peer_max_pdu
+        io.send(accepted.pdu)
         self.established = True
         log.debug("association from %s accepted", self._who())
         return True
 
-    def _reject(self, verdict: Verdict) -> None:
-        rj = A_ASSOCIATE()
-        rj.result, rj.result_source, rj.diagnostic = verdict
-        pdu = AssociateRjPdu()
-        pdu.from_primitive(rj)
-        self._abort_and_close(pdu.encode())
-
-    def _accept(self, rq: A_ASSOCIATE) -> bytes:
-        """Negotiates the presentation contexts; the A-ASSOCIATE-AC PDU to send."""
-        roles: dict[UID, tuple[bool | None, bool | None]] = {}
-        for item in rq.user_information:
-            if isinstance(item, MaximumLengthNotification):
-                self.peer_max_pdu = int(item.maximum_length_received or 0)
-            elif isinstance(item, SCP_SCU_RoleSelectionNegotiation) and item.sop_class_uid:
-                roles[UID(str(item.sop_class_uid))] = (item.scu_role, item.scp_role)
-        result, ac_roles = negotiate_as_acceptor(
-            rq.presentation_context_definition_list,
-            self.server.contexts,
-            roles or None,
-        )
-        self.accepted = {cast(int, cx.context_id): cx for cx in result if cx.result == 0x00}
-        ac = A_ASSOCIATE()
-        ac.application_context_name = UID(APPLICATION_CONTEXT_NAME)
-        ac.calling_ae_title = rq.calling_ae_title
-        ac.called_ae_title = rq.called_ae_title
-        ac.result = 0x00
-        ac.result_source = 0x01
-        ac.presentation_context_definition_results_list = result
-        max_length = MaximumLengthNotification()
-        max_length.maximum_length_received = self.server.max_pdu
-        impl_uid = ImplementationClassUIDNotification()
-        impl_uid.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
-        impl_name = ImplementationVersionNameNotification()
-        impl_name.implementation_version_name = PYNETDICOM_IMPLEMENTATION_VERSION
-        ac.user_information = [max_length, impl_uid, impl_name, *ac_roles]
-        pdu = AssociateAcPdu()
-        pdu.from_primitive(ac)
-        return pdu.encode()
-
     # -- established: P-DATA-TF, release, abort ---------------------------
 
     def _serve(self) -> None:
-        max_dataset = self.server.max_dataset
-        message = _Message(max_dataset)
+        max_dataset, io = self.server.max_dataset, self.io
+        message = Message(max_dataset)
         while True:
             if self._aborted:
-                raise _Closed
-            pdu_type, length = self._read_header()
+                raise Closed
+            pdu_type, length = io.read_header()
             self._guard(pdu_type, length)
             if pdu_type == _dimse.P_DATA_TF:
-                for context_id, control, data in _dimse.parse_pdvs(self._read_body(length)):
+                for context_id, control, data in _dimse.parse_pdvs(io.read_body(length)):
                     if message.add(context_id, control, data):
-                        self._dimse_expiry = None
+                        io.message_deadline = None
                         self._dispatch(message)
-                        message = _Message(max_dataset)
-                if message.context_id >= 0 and self._dimse_expiry is None:
-                    self._dimse_expiry = time.monotonic() + self.server.dimse_timeout
+                        message = Message(max_dataset)
+                if message.context_id >= 0 and io.message_deadline is None:
+                    io.message_deadline = time.monotonic() + self.server.dimse_timeout
             elif pdu_type == _dimse.A_RELEASE_RQ:
-                self._read_body(length)
-                self._send(_dimse.RELEASE_RP)
-                self._linger()
+                io.read_body(length)
+                self._abort_and_close(_dimse.RELEASE_RP)
                 return
             elif pdu_type == _dimse.A_ABORT:
                 log.info("association from %s: aborted by the peer", self._who())
@@ -656,7 +520,7 @@ class Association:
                 self._unexpected(pdu_type)
                 return
 
-    def _dispatch(self, message: _Message) -> None:
+    def _dispatch(self, message: Message) -> None:
         command = message.command
         assert command is not None
         context_id = message.context_id

@@ -1,21 +1,18 @@
-"""The DIMSE wire codec: PDU headers, P-DATA-TF items, DIMSE command sets, File Meta Information.
+"""DIMSE messages (PS3.7): command sets, their reassembly from PDVs, File Meta Information.
 
 Touches: nothing (pure functions on bytes).
 
-Only what the C-STORE / C-ECHO acceptor (:mod:`dicom_router._acceptor`) and
-the C-STORE requestor (:mod:`dicom_router._requestor`: :func:`store_rq`,
-:func:`pdata_message`, :func:`response_status`, :data:`RELEASE_RQ`) need on
-their hot path; association negotiation (A-ASSOCIATE-RQ/AC/RJ) stays with
-``pynetdicom.pdu``. Names follow the standard:
+Above :mod:`dicom_router._pdu` (PDU headers and P-DATA-TF items, whose names
+this module re-exports for its callers), below the associations that send
+and receive these messages (:mod:`dicom_router._acceptor`,
+:mod:`dicom_router._requestor`). Names follow the standard:
 
-- PDU header (PS3.8 9.3.1): PDU-type (1), reserved (1), PDU-length (4, big
-  endian), then that many bytes;
-- P-DATA-TF (PS3.8 9.3.5): one or more PDV items, each Item-length (4, big
-  endian), Presentation-context-ID (1), Message Control Header (1: bit 0 set
-  for a command fragment, bit 1 set for the last fragment, PS3.8 E.2), data;
 - command set (PS3.7 6.3, E): group 0000 in Implicit VR Little Endian. The
   elements below are decoded (:class:`Command`), any other group 0000 element
   is skipped;
+- a DIMSE message is its command set then, if announced, its data set, each
+  sent as PDV fragments on one presentation context (PS3.8 E.2):
+  :class:`Message` puts them back together;
 - File Meta Information (PS3.10 7.1): group 0002 in Explicit VR Little Endian,
   built from a byte template (:func:`encode_file_meta`).
 
@@ -26,6 +23,27 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+
+from dicom_router._pdu import (
+    A_ABORT,
+    A_ASSOCIATE_AC,
+    A_ASSOCIATE_RJ,
+    A_ASSOCIATE_RQ,
+    A_RELEASE_RP,
+    A_RELEASE_RQ,
+    P_DATA_TF,
+    PDU_HEADER,
+    RELEASE_RP,
+    RELEASE_RQ,
+    Pdv,
+    ProtocolError,
+    abort_pdu,
+    parse_pdu_header,
+    parse_pdvs,
+    pdata_message,
+    pdata_pdus,
+    pdu_header,
+)
 
 __all__ = [
     "A_ABORT",
@@ -41,6 +59,7 @@ __all__ = [
     "C_STORE_RSP",
     "Command",
     "MAX_COMMAND",
+    "Message",
     "NO_DATASET",
     "PDU_HEADER",
     "P_DATA_TF",
@@ -48,8 +67,11 @@ __all__ = [
     "ProtocolError",
     "RELEASE_RP",
     "RELEASE_RQ",
+    "VERIFICATION",
     "abort_pdu",
     "decode_command",
+    "echo_rq",
+    "echo_rsp",
     "encode_command",
     "encode_file_meta",
     "failure_rsp",
@@ -61,18 +83,10 @@ __all__ = [
     "response_status",
     "store_rq",
     "store_rsp",
-    "echo_rsp",
 ]
 
-# PDU types (PS3.8 9.3.1)
-A_ASSOCIATE_RQ = 0x01
-A_ASSOCIATE_AC = 0x02
-A_ASSOCIATE_RJ = 0x03
-P_DATA_TF = 0x04
-A_RELEASE_RQ = 0x05
-A_RELEASE_RP = 0x06
-A_ABORT = 0x07
-PDU_HEADER = 6
+VERIFICATION = "1.2.840.10008.1.1"
+"""Verification SOP Class UID (PS3.4 A.4), the abstract syntax of C-ECHO."""
 
 # Command Field values (PS3.7 E.1)
 C_STORE_RQ = 0x0001
@@ -86,128 +100,9 @@ NO_DATASET = 0x0101
 MAX_COMMAND = 1 << 16
 """Largest command set accepted, all fragments together (a real one is ~200 bytes)."""
 
-_HEADER = struct.Struct(">BxL")
-_ITEM = struct.Struct(">LBB")
 _ELEMENT = struct.Struct("<HHL")
 _US = struct.Struct("<H")
 _UL = struct.Struct("<L")
-
-RELEASE_RP = bytes([A_RELEASE_RP, 0, 0, 0, 0, 4, 0, 0, 0, 0])
-"""A-RELEASE-RP PDU (PS3.8 9.3.7)."""
-RELEASE_RQ = bytes([A_RELEASE_RQ, 0, 0, 0, 0, 4, 0, 0, 0, 0])
-"""A-RELEASE-RQ PDU (PS3.8 9.3.6)."""
-
-
-class ProtocolError(ValueError):
-    """Bytes that are not the PDU, PDV item or command set they should be."""
-
-
-def abort_pdu(source: int = 0x02, reason: int = 0x00) -> bytes:
-    """A-ABORT PDU (PS3.8 9.3.8): source 0 (service user) or 2 (service provider),
-    reason (provider only): 0 not specified, 1 unrecognized PDU, 2 unexpected PDU,
-    4 unrecognized PDU parameter, 5 unexpected PDU parameter, 6 invalid PDU parameter value."""
-    return bytes([A_ABORT, 0, 0, 0, 0, 4, 0, 0, source & 0xFF, reason & 0xFF])
-
-
-def parse_pdu_header(header: bytes | bytearray | memoryview) -> tuple[int, int]:
-    """(PDU-type, PDU-length) of the 6-byte PDU header."""
-    if len(header) != PDU_HEADER:
-        raise ProtocolError(f"PDU header of {len(header)} bytes")
-    pdu_type, length = _HEADER.unpack_from(header)
-    return int(pdu_type), int(length)
-
-
-def pdu_header(pdu_type: int, length: int) -> bytes:
-    """The 6-byte PDU header (the inverse of :func:`parse_pdu_header`)."""
-    return _HEADER.pack(pdu_type, length)
-
-
-Pdv = tuple[int, int, memoryview]
-"""A PDV item: (Presentation-context-ID, Message Control Header, data, not copied)."""
-
-
-def parse_pdvs(body: bytes | bytearray | memoryview) -> list[Pdv]:
-    """The PDV items of a P-DATA-TF PDU's variable field (``body``); slices, no copy."""
-    view = memoryview(body).cast("B") if not isinstance(body, memoryview) else body
-    end = len(view)
-    if end == 0:
-        raise ProtocolError("P-DATA-TF without any PDV item")
-    out: list[Pdv] = []
-    pos = 0
-    while pos < end:
-        if pos + 6 > end:
-            raise ProtocolError(f"truncated PDV item header at byte {pos}")
-        length, context_id, control = _ITEM.unpack_from(view, pos)
-        if length < 2:
-            raise ProtocolError(f"PDV item of length {length}")
-        stop = pos + 4 + length
-        if stop > end:
-            raise ProtocolError(f"PDV item announces {length} bytes, {end - pos - 4} left")
-        out.append((int(context_id), int(control), view[pos + 6 : stop]))
-        pos = stop
-    return out
-
-
-def pdata_pdus(
-    context_id: int, data: bytes, peer_max_pdu: int, *, command: bool = True
-) -> list[bytes]:
-    """``data`` as P-DATA-TF PDUs of one PDV each, fragmented to the peer's Maximum
-    Length Received (``peer_max_pdu``, the PDU variable field; 0: no limit)."""
-    chunk = max(peer_max_pdu - 6, 1) if peer_max_pdu > 0 else max(len(data), 1)
-    flag = 0x01 if command else 0x00
-    out = []
-    pos = 0
-    while True:
-        piece = data[pos : pos + chunk]
-        pos += len(piece)
-        last = pos >= len(data)
-        control = flag | (0x02 if last else 0x00)
-        item = len(piece) + 2
-        out.append(
-            _HEADER.pack(P_DATA_TF, item + 4) + _ITEM.pack(item, context_id, control) + piece
-        )
-        if last:
-            return out
-
-
-_PDU_PDV = struct.Struct(">BxLLBB")  # P-DATA-TF header and the header of its one PDV item
-
-
-def pdata_message(
-    context_id: int,
-    command_set: bytes | bytearray | memoryview,
-    dataset: bytes | bytearray | memoryview | None,
-    peer_max_pdu: int,
-) -> bytearray:
-    """A DIMSE message as P-DATA-TF PDUs of one PDV each, in one buffer: the command
-    set, then the data set (if any), each fragmented to the peer's Maximum Length
-    Received (``peer_max_pdu``, the PDU variable field; 0: no limit). Each data
-    byte is copied once."""
-    parts = [(memoryview(command_set).cast("B"), 0x01)]
-    if dataset is not None:
-        parts.append((memoryview(dataset).cast("B"), 0x00))
-    sizes = []
-    total = 0
-    for view, _flag in parts:
-        size = len(view)
-        chunk = max(peer_max_pdu - 6, 1) if peer_max_pdu > 0 else max(size, 1)
-        count = max(-(-size // chunk), 1)
-        sizes.append((chunk, count))
-        total += size + count * _PDU_PDV.size
-    out = bytearray(total)
-    pos = 0
-    for (view, flag), (chunk, count) in zip(parts, sizes, strict=True):
-        start = 0
-        for i in range(count):
-            piece = view[start : start + chunk]
-            start += len(piece)
-            control = flag | (0x02 if i == count - 1 else 0x00)
-            item = len(piece) + 2
-            _PDU_PDV.pack_into(out, pos, P_DATA_TF, item + 4, item, context_id, control)
-            pos += _PDU_PDV.size
-            out[pos : pos + len(piece)] = piece
-            pos += len(piece)
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +220,17 @@ def store_rq(
     )
 
 
+def echo_rq(message_id: int) -> bytes:
+    """The C-ECHO-RQ command set (PS3.7 9.3.5.1), no data set following."""
+    return encode_command(
+        Command(
+            command_field=C_ECHO_RQ,
+            message_id=message_id,
+            affected_sop_class_uid=VERIFICATION,
+        )
+    )
+
+
 def response_status(command: Command, command_field: int, message_id: int) -> int:
     """The Status of ``command``, the response (``command_field``) to request ``message_id``;
     :class:`ProtocolError` if it is not that response or has no Status."""
@@ -379,6 +285,64 @@ def failure_rsp(request: Command, status: int) -> bytes:
             status=status,
         )
     )
+
+
+class Message:
+    """A DIMSE message being reassembled from PDV fragments (PS3.8 E.2)."""
+
+    __slots__ = (
+        "context_id",
+        "command",
+        "_command_parts",
+        "_command_size",
+        "data",
+        "data_size",
+        "dropped",
+        "_max_data",
+    )
+
+    def __init__(self, max_data: int) -> None:
+        self._max_data = max_data
+        self.dropped = False
+        """True when the data set went over ``max_data`` bytes: its fragments are not kept."""
+        self.context_id = -1
+        self.command: Command | None = None
+        self._command_parts: list[memoryview] = []
+        self._command_size = 0
+        self.data: list[memoryview] = []
+        self.data_size = 0
+
+    def add(self, context_id: int, control: int, data: memoryview) -> bool:
+        """Adds one PDV; True when the message is complete."""
+        if self.context_id < 0:
+            self.context_id = context_id
+        elif context_id != self.context_id:
+            raise ProtocolError(
+                f"PDV on presentation context {context_id} inside a message on {self.context_id}"
+            )
+        last = bool(control & 0x02)
+        if control & 0x01:
+            if self.command is not None:
+                raise ProtocolError("command fragment after the last one")
+            self._command_size += len(data)
+            if self._command_size > MAX_COMMAND:
+                raise ProtocolError(f"command set longer than {MAX_COMMAND} bytes")
+            self._command_parts.append(data)
+            if not last:
+                return False
+            parts = self._command_parts
+            self.command = decode_command(parts[0] if len(parts) == 1 else b"".join(parts))
+            self._command_parts = []
+            return not self.command.has_dataset
+        if self.command is None or not self.command.has_dataset:
+            raise ProtocolError("data set fragment without a command announcing one")
+        self.data_size += len(data)
+        if self.data_size > self._max_data:
+            self.dropped = True
+            self.data = []
+        else:
+            self.data.append(data)
+        return last
 
 
 # -- File Meta Information (PS3.10 7.1), Explicit VR Little Endian ----------

@@ -1,7 +1,7 @@
 """Property tests of the SCP's wire parsers: any bytes give a result or ProtocolError, nothing else.
 
 Covers :mod:`dicom_router._dimse` (PDU header, PDV items, command sets) and the
-acceptor's message reassembly (``dicom_router._acceptor._Message``), with
+acceptor's message reassembly (``dicom_router._dimse.Message``), with
 random bytes and with structurally plausible input (element and item headers
 around random lengths), where the interesting paths are.
 """
@@ -16,8 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dicom_router import _dimse
-from dicom_router._acceptor import _Message
-from dicom_router._dimse import Command, ProtocolError
+from dicom_router._dimse import Command, Message, ProtocolError
 
 pytestmark = pytest.mark.fuzz
 
@@ -135,7 +134,7 @@ fragments = st.lists(
 def test_message_reassembly_completes_or_raises_protocol_error(
     pdvs: list[tuple[int, int, bytes]], max_data: int
 ) -> None:
-    message = _Message(max_data)
+    message = Message(max_data)
     data_in = b""
     try:
         for context_id, control, data in pdvs:
@@ -143,7 +142,7 @@ def test_message_reassembly_completes_or_raises_protocol_error(
                 data_in += data
             if message.add(context_id, control, memoryview(data)):
                 assert message.command is not None
-                message = _Message(max_data)
+                message = Message(max_data)
                 data_in = b""
                 continue
             # A data set is kept whole while within max_data, and dropped past it.

@@ -18,6 +18,7 @@ import random
 from collections import OrderedDict
 from datetime import datetime, timedelta
 
+from eai._worker import BATCH_WAIT, WorkerLoop
 from eai.config import DestinationConfig, RetryPolicy
 from eai.errors import PermanentDeliveryError, StoreError, TransientDeliveryError
 from eai.messages import OutboxItem
@@ -39,10 +40,6 @@ def backoff_delay(policy: RetryPolicy, attempts: int, rng: random.Random | None 
     return max(0.0, min(policy.max, base + r))
 
 
-PACE = 0.01
-"""Seconds between the starts of two rounds when the last window was not full."""
-
-
 class DeliveryWorker:
     """Drains the outbox of one destination."""
 
@@ -56,36 +53,39 @@ class DeliveryWorker:
         window: int = 200,
         lease: float = 60.0,
         concurrency: int = 1,
-        pace: float = PACE,
+        pace: float = BATCH_WAIT,
     ) -> None:
         self.name = config.name
-        self._pace = pace
         self._policy = config.retry
         self._dest = destination
         self._store = store
         self._node = node_id
-        self._window = window
         self._lease = lease
         self._sem = asyncio.Semaphore(max(1, concurrency))
-        self.wake = asyncio.Event()
+        self._loop = WorkerLoop(
+            f"delivery worker {self.name}",
+            self._claim,
+            self._process,
+            batch=window,
+            batch_wait=pace,
+        )
+        self.wake = self._loop.wake
         self.sent = 0
 
-    async def step(self) -> int:
-        """Claims and sends one window; returns how many rows it took."""
-        claimed = await self._store.writer.run(
-            lambda c: claim_deliveries(
-                c, self.name, self._node, utcnow(), self._lease, self._window
-            )
+    async def _claim(self, limit: int) -> list[ClaimedDelivery]:
+        """Leases up to ``limit`` sendable rows of this destination."""
+        return await self._store.writer.run(
+            lambda c: claim_deliveries(c, self.name, self._node, utcnow(), self._lease, limit)
         )
-        if not claimed:
-            return 0
+
+    async def _process(self, claimed: list[ClaimedDelivery]) -> None:
+        """Sends the window, each patient's chain in order, and records the outcomes."""
         chains: OrderedDict[str, list[ClaimedDelivery]] = OrderedDict()
         for row in claimed:
             chains.setdefault(row.patient_key, []).append(row)
         results = await asyncio.gather(*(self._send_chain(ch) for ch in chains.values()))
         outcomes = [o for chain in results for o in chain]
         await self._store.writer.run(lambda c: record_outcomes(c, outcomes, utcnow()))
-        return len(claimed)
 
     async def _send_chain(self, chain: list[ClaimedDelivery]) -> list[DeliveryOutcome]:
         out: list[DeliveryOutcome] = []
@@ -156,25 +156,11 @@ class DeliveryWorker:
         )
 
     async def run(self, stopping: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
+        """Prepares the destination, sends windows until ``stopping`` (see
+        :mod:`eai._worker`), then closes the destination."""
         try:
             await self._dest.start()
         except Exception:  # noqa: BLE001 - the first send tries again (and reports)
             log.exception("destination %s: could not prepare; first send will retry", self.name)
-        while not stopping.is_set():
-            started = loop.time()
-            try:
-                n = await self.step()
-            except StoreError as exc:
-                log.error("delivery worker %s: %s; retrying in 1 s", self.name, exc)
-                n = 0
-            if n == 0:
-                self.wake.clear()
-                try:
-                    await asyncio.wait_for(self.wake.wait(), timeout=0.5)
-                except TimeoutError:
-                    pass
-            elif n < self._window:
-                # A partial window: let the next one gather more rows (fewer transactions).
-                await asyncio.sleep(max(0.0, started + self._pace - loop.time()))
+        await self._loop.run(stopping)
         await self._dest.close()

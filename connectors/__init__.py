@@ -1,14 +1,10 @@
-"""The bundled connectors: importing this package registers every one of them.
+"""The bundled connectors (MLLP, HTTP intake, file drop): one module per listener or destination.
 
-Touches: nothing itself (each connector module registers its listener or
-destination with :mod:`eai.registry` on import).
+Touches: nothing (importing the package registers nothing; :mod:`eai.plugins`
+lists the connector modules and imports each by name, and each registers its
+listener or destination with :mod:`eai.registry` on import).
 
-Like Redpanda Connect's ``public/components/all``: one import per bundled
-connector module, so ``eai.registry.load_builtin_connectors()`` loads them all.
-A new connector adds its line here.
+Connectors use only the public API of :mod:`eai` (``eai.net``, ``eai.registry``,
+``eai.config``, ``eai.messages``, ``eai.errors``, ...); they never import
+``dicom_router``, nor ``dicom_router`` them.
 """
-
-import connectors.filedrop  # noqa: F401  - listener type "filedrop" (CDA documents dropped as files)
-import connectors.http_in  # noqa: F401  - listener type "http" (CDA documents by HTTP POST)
-import connectors.mllp  # noqa: F401  - listener and destination type "mllp"
-import dicom_router  # noqa: F401  - listener, destination and content type "dicom" (e-m@ge imaging)

@@ -11,7 +11,6 @@ on its scheduler with a :class:`JournalView`, the only journal reads it gets.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_check
 
 from pydantic import BaseModel
 
+from eai import plugins
 from eai.messages import DeliveryResult, IngestResult, JournalEntry, OutboxItem
 
 if TYPE_CHECKING:
@@ -176,8 +176,8 @@ def destinations() -> dict[str, DestinationSpec[Any]]:
 
 
 def load_builtin_connectors() -> None:
-    """Import ``connectors`` so that every bundled connector registers."""
-    importlib.import_module("connectors")
+    """Import the bundled plugins (:data:`eai.plugins.BUILTIN`) so that each registers."""
+    plugins.load_builtin()
 
 
 def build_listener(config: ListenerConfig, ingest: Ingest) -> Listener:

@@ -37,10 +37,14 @@ from eai.errors import InputError
 from eai.hl7 import codec_for_charset
 from eai.net import (
     Admission,
+    StreamServer,
     check_networks,
-    finish_connections,
+    close_stream,
     parse_networks,
+    peer_host,
+    peer_name,
     server_context,
+    server_handshake,
     split_bind,
 )
 from eai.registry import Ingest, ListenerSpec, register_listener
@@ -169,9 +173,10 @@ class MllpListener:
             networks=parse_networks(config.allowed_networks),
             max_per_peer=config.max_connections_per_peer,
             capacity=config.max_connections,
+            logger=log,
         )
         """Who holds the connections; its ``counts`` say how many were refused or evicted."""
-        self._server: asyncio.Server | None = None
+        self._server = StreamServer(config.name, log)
         self._sessions: dict[asyncio.Task[None], Session] = {}
         self._tasks: dict[Session, asyncio.Task[None]] = {}
         self._timers: dict[Session, asyncio.TimerHandle] = {}
@@ -181,10 +186,7 @@ class MllpListener:
     @property
     def port(self) -> int:
         """The bound port (the OS's choice when ``bind`` says port 0)."""
-        if self._server is None or not self._server.sockets:
-            raise RuntimeError("listener is not started")
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
+        return self._server.port
 
     @property
     def connections(self) -> int:
@@ -199,9 +201,7 @@ class MllpListener:
         self._tls = ctx
         # TLS is started by the connection's task, once admitted: an address outside
         # allowed_networks is closed before its handshake is read.
-        self._server = await asyncio.start_server(
-            self._on_connection, cfg.host, cfg.port, reuse_address=True
-        )
+        await self._server.start(self._on_connection, cfg.host, cfg.port)
         log.info(
             "listener %s: MLLP%s on %s (port %d)",
             cfg.name,
@@ -213,21 +213,17 @@ class MllpListener:
     async def stop(self, grace: float) -> None:
         """Stop accepting; blocks being journaled get their ACK within ``grace`` s; close all."""
         self._stopping = True
-        if self._server is None:
+        if not self._server.close():
             return
-        self._server.close()
         for task, session in list(self._sessions.items()):
             session.request_stop()
             if not session.busy:
                 task.cancel()
-        await finish_connections(list(self._sessions), grace, self.config.name, "connection(s)")
-        await self._server.wait_closed()
-        self._server = None
-        log.info("listener %s: stopped", self.config.name)
+        await self._server.finish(list(self._sessions), grace, "connection(s)")
 
     def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Accept callback: admit (or refuse, unread), then serve in a task we own."""
-        peer = _peer(writer)
+        peer = peer_name(writer)
         if self._stopping:
             log.warning("listener %s: refused connection from %s: stopping", self.config.name, peer)
             writer.close()
@@ -243,7 +239,7 @@ class MllpListener:
             idle_timeout=self.config.idle_timeout,
             frame_timeout=self.config.frame_timeout,
         )
-        decision = self.admission.admit(session, _host(writer), _evictable)
+        decision = self.admission.admit(session, peer_host(writer), _evictable)
         if not decision.admitted:
             writer.close()
             return
@@ -290,17 +286,9 @@ class MllpListener:
         """The server side of the TLS handshake, within ``frame_timeout``; False when it failed."""
         assert self._tls is not None
         timeout = self.config.frame_timeout if self.config.frame_timeout > 0 else None
-        try:
-            await writer.start_tls(self._tls, ssl_handshake_timeout=timeout)
-        except (OSError, ssl.SSLError, TimeoutError) as exc:
-            log.warning(
-                "listener %s: TLS handshake with %s failed: %s",
-                self.config.name,
-                peer,
-                type(exc).__name__,
-            )
-            return False
-        return True
+        return await server_handshake(
+            writer, self._tls, timeout, listener=self.config.name, peer=peer, logger=log
+        )
 
     async def _serve(self, session: Session, writer: asyncio.StreamWriter) -> None:
         log.debug("listener %s: connection from %s", self.config.name, session.peer)
@@ -310,7 +298,7 @@ class MllpListener:
         except Exception:
             log.exception("listener %s: connection from %s failed", self.config.name, session.peer)
         finally:
-            await _close(writer)
+            await close_stream(writer)
             log.debug("listener %s: connection from %s closed", self.config.name, session.peer)
 
 
@@ -341,29 +329,6 @@ class _Watch:
 def _evictable(session: Session) -> bool:
     """An unknown connection may be evicted unless a block of it is being answered."""
     return not session.busy
-
-
-def _host(writer: asyncio.StreamWriter) -> str:
-    address = writer.get_extra_info("peername")
-    if isinstance(address, tuple) and address:
-        return str(address[0])
-    return ""
-
-
-def _peer(writer: asyncio.StreamWriter) -> str:
-    address = writer.get_extra_info("peername")
-    if isinstance(address, tuple) and len(address) >= 2:
-        return f"{address[0]}:{address[1]}"
-    return str(address or "?")
-
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    try:
-        async with asyncio.timeout(5):
-            await writer.wait_closed()
-    except (OSError, ssl.SSLError, TimeoutError):
-        pass
 
 
 def _factory(config: MllpListenerConfig, ingest: Ingest) -> MllpListener:

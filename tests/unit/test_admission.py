@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from eai.net import Admission, address_allowed, parse_networks
+from eai.net import Admission, LogThrottle, address_allowed, parse_networks
 
 
 class Clock:
@@ -87,3 +87,27 @@ def test_refusals_are_warned_once_a_minute_per_address(caplog: pytest.LogCapture
     ]
     assert "listener adt" in caplog.records[0].getMessage()
     assert adm.counts["refused_network"] == 6
+
+
+def test_log_throttle_warns_once_per_period_per_key() -> None:
+    now = [0.0]
+    throttle = LogThrottle(every=60.0, remember=2, clock=lambda: now[0])
+    assert throttle.level("a") == logging.WARNING
+    assert throttle.level("a") == logging.DEBUG
+    now[0] = 59.9
+    assert throttle.level("a") == logging.DEBUG
+    now[0] = 60.0
+    assert throttle.level("a") == logging.WARNING
+    assert throttle.level("b") == logging.WARNING
+    assert throttle.level("b") == logging.DEBUG
+    assert throttle.level("c") == logging.WARNING  # past ``remember`` keys: all forgotten
+    assert throttle.level("b") == logging.WARNING  # so b is warned again within its minute
+
+
+def test_refusals_go_to_the_listeners_logger(caplog: pytest.LogCaptureFixture) -> None:
+    own = logging.getLogger("connectors.some_listener")
+    adm = admission(networks=parse_networks(["10.0.0.0/8"]), logger=own)
+    with caplog.at_level(logging.WARNING):
+        assert not adm.admit("x", "192.0.2.7").admitted
+    [record] = caplog.records
+    assert record.name == "connectors.some_listener"

@@ -1,0 +1,32 @@
+"""The plugins bundled with eai: the one module of the core that names them.
+
+Touches: nothing itself (importing a plugin module registers its listeners,
+destinations, content types and jobs with :mod:`eai.registry`).
+
+Like Redpanda Connect's ``public/components/all/package.go``: a list of module
+names, imported by name with :mod:`importlib`, so the core has no static import
+of a plugin package (``connectors``, ``dicom_router``) and the layers contract
+can forbid one. A new bundled plugin module adds its line to :data:`BUILTIN`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["BUILTIN", "load_builtin"]
+
+BUILTIN: tuple[str, ...] = (
+    "connectors.filedrop",  # listener "filedrop": CDA documents dropped as files
+    "connectors.http_in",  # listener "http": CDA documents by HTTP POST
+    "connectors.mllp",  # listener and destination "mllp": HL7 v2 over MLLP
+    "dicom_router",  # listener, destination and content type "dicom" (e-m@ge imaging)
+)
+"""Module names of the bundled plugins, imported in this order."""
+
+
+def load_builtin() -> None:
+    """Imports every module of :data:`BUILTIN` (once; later calls are dictionary lookups).
+
+    An import error of a plugin propagates: a broken bundled plugin is a broken install."""
+    for name in BUILTIN:
+        importlib.import_module(name)

@@ -1,26 +1,22 @@
-"""C-STORE SCU: sends spooled instances to one Storage SCP on reused associations (blocking).
+"""The forwarder's C-STORE SCU: sends spooled instances to one Storage SCP (blocking).
 
-Touches: network (outbound associations, optionally TLS), files (reads spool
-files and TLS certificates).
+Touches: network (through :mod:`dicom_router._scu`), files (reads spool files and
+TLS certificates).
 
 What :mod:`dicom_router.forward` documents as the forwarding steps, for one
-destination: :class:`StoreScu` reads and checks the spool file (:meth:`StoreScu.load`),
-keeps ``connections`` associations (:class:`Link`, one send at a time each,
-a :class:`dicom_router._requestor.Requestor`: no thread of its own, no pynetdicom
-machinery past the A-ASSOCIATE PDUs), sends and turns the answer into a
+destination: :class:`StoreScu` reads and checks the spool file
+(:meth:`StoreScu.load`), sends it with the package's one SCU
+(:class:`dicom_router._scu.Scu`: ``connections`` links, reused associations,
+each a :class:`dicom_router._requestor.Requestor`) and turns the answer into a
 :class:`DeliveryResult` or a delivery error (:func:`store_verdict`). Every call
 blocks: it runs in the forwarding process (:mod:`dicom_router._forward_child`),
-one thread per link. ``eai dicom send`` (:mod:`dicom_router.client`, pynetdicom's
-requestor) shares :func:`tls_reason`.
+one thread per link. ``eai dicom send|echo`` (:mod:`dicom_router.client`) use
+the same SCU.
 """
 
 from __future__ import annotations
 
 import logging
-import ssl
-import threading
-import time
-from collections import OrderedDict
 from io import BytesIO
 from typing import TYPE_CHECKING
 
@@ -28,8 +24,7 @@ from pydicom import Dataset, dcmread
 from pydicom.uid import UID
 from pynetdicom.dsutils import encode
 
-from dicom_router._dimse import ProtocolError
-from dicom_router._requestor import MAX_CONTEXTS, Aborted, NoResponse, Rejected, Requestor
+from dicom_router._scu import Link, Scu, Target, tls_reason
 from dicom_router.coercion import apply_coercion
 from dicom_router.reference import InstanceRef
 from dicom_router.spool import SpoolIntegrityError
@@ -61,42 +56,28 @@ def store_verdict(status: int, address: str) -> DeliveryResult:
     raise PermanentDeliveryError(f"{text} (failure)")
 
 
-_Context = tuple[str, str]  # (SOP Class UID, Transfer Syntax UID)
-
-
-class Link:
-    """One association and the contexts it proposed; used by one send at a time."""
-
-    def __init__(self) -> None:
-        self.assoc: Requestor | None = None
-        self.proposed: OrderedDict[_Context, None] = OrderedDict()
-        self.last_used = 0.0
-        self.lock = threading.Lock()
-
-
-class StoreScu:
+class StoreScu(Scu):
     """Sends spooled instances to one Storage SCP over ``config.connections`` links."""
 
     def __init__(self, config: DicomDestinationConfig) -> None:
         self.config = config
-        self.address = f"{config.ae_title}@{config.host}:{config.port}"
-        self._ssl: ssl.SSLContext | None = (
-            client_context(config.tls) if config.tls is not None else None
+        tls = config.tls
+        target = Target(
+            name=config.name,
+            host=config.host,
+            port=config.port,
+            ae_title=config.ae_title,
+            calling_ae=config.calling_ae,
+            max_pdu=config.max_pdu,
+            connect_timeout=config.connect_timeout,
+            acse_timeout=config.acse_timeout,
+            network_timeout=config.network_timeout,
+            dimse_timeout=config.dimse_timeout,
+            idle_release=config.idle_release,
+            ssl_context=client_context(tls) if tls is not None else None,
+            server_hostname=tls.server_hostname if tls is not None else None,
         )
-        self.links = [Link() for _ in range(config.connections)]
-
-    def release_idle(self, idle: float) -> None:
-        """Releases the associations unused for ``idle`` seconds (0: all), but not one
-        that is sending."""
-        now = time.monotonic()
-        for link in self.links:
-            if not link.lock.acquire(blocking=False):
-                continue  # sending now
-            try:
-                if link.assoc is not None and now - link.last_used >= idle:
-                    self._drop(link, release=True)
-            finally:
-                link.lock.release()
+        super().__init__(target, config.connections)
 
     def send(self, link: Link, ref: InstanceRef) -> DeliveryResult:
         """C-STORE the instance of ``ref`` on ``link``; raises the delivery errors."""
@@ -110,22 +91,7 @@ class StoreScu:
                 data: bytes | memoryview = _encode(source, ref)
             else:
                 data = source
-            assoc = self._association(link, context)
-            cfg = self.config
-            try:
-                status = assoc.store(
-                    context, sop_instance, data, cfg.dimse_timeout, sop_class_uid=sop_class
-                )
-            except (Aborted, NoResponse) as exc:
-                self._drop(link, release=False)
-                raise TransientDeliveryError(
-                    f"{self.address}: no C-STORE response (aborted, or nothing within "
-                    f"{cfg.dimse_timeout:g} s)"
-                ) from exc
-            except (OSError, ProtocolError) as exc:
-                self._drop(link, release=False)
-                raise TransientDeliveryError(f"{self.address}: C-STORE failed: {exc}") from exc
-            link.last_used = time.monotonic()
+            status = self.store(link, context, sop_instance, data, sop_class=sop_class)
             return store_verdict(status, self.address)
 
     def load(self, ref: InstanceRef) -> memoryview | Dataset:
@@ -156,80 +122,6 @@ class StoreScu:
             ) from exc
         return ds
 
-    def _association(self, link: Link, context: _Context) -> Requestor:
-        cfg = self.config
-        current = link.assoc
-        if current is not None and current.alive():
-            if context in current.accepted:
-                if time.monotonic() - link.last_used < cfg.idle_release:
-                    return current
-            elif context in link.proposed:
-                raise PermanentDeliveryError(
-                    f"{self.address} does not accept SOP class {context[0]} "
-                    f"in transfer syntax {_ts_name(context[1])}"
-                )
-        self._drop(link, release=True)
-        wanted = OrderedDict(link.proposed)
-        wanted[context] = None
-        wanted.move_to_end(context)
-        while len(wanted) > MAX_CONTEXTS:
-            wanted.popitem(last=False)
-        hostname = (cfg.tls.server_hostname if cfg.tls else None) or cfg.host
-        try:
-            assoc = Requestor.open(
-                cfg.host,
-                cfg.port,
-                list(wanted),
-                calling_ae=cfg.calling_ae,
-                called_ae=cfg.ae_title,
-                max_pdu=cfg.max_pdu,
-                connect_timeout=cfg.connect_timeout,
-                acse_timeout=cfg.acse_timeout,
-                network_timeout=cfg.network_timeout,
-                ssl_context=self._ssl,
-                server_hostname=hostname,
-            )
-        except Rejected as exc:
-            text = f"{self.address} rejected the association ({exc})"
-            if exc.permanent:
-                raise PermanentDeliveryError(text) from exc
-            raise TransientDeliveryError(text) from exc
-        except ssl.SSLError as exc:
-            raise TransientDeliveryError(
-                f"{self.address}: TLS handshake failed: {tls_reason(exc)}"
-            ) from exc
-        except Aborted as exc:
-            raise TransientDeliveryError(f"{self.address} aborted the association") from exc
-        except NoResponse as exc:
-            raise TransientDeliveryError(f"{self.address}: {exc}") from exc
-        except (OSError, ProtocolError) as exc:
-            raise TransientDeliveryError(
-                f"{self.address}: cannot connect or negotiate: {_os_reason(exc)}"
-            ) from exc
-        link.assoc = assoc
-        link.proposed = wanted
-        link.last_used = time.monotonic()
-        log.debug("destination %s: associated with %s", cfg.name, self.address)
-        if context not in assoc.accepted:
-            raise PermanentDeliveryError(
-                f"{self.address} does not accept SOP class {context[0]} "
-                f"in transfer syntax {_ts_name(context[1])}"
-            )
-        return assoc
-
-    def _drop(self, link: Link, *, release: bool) -> None:
-        assoc, link.assoc = link.assoc, None
-        if assoc is None:
-            return
-        try:
-            if release:
-                assoc.release()
-            else:
-                assoc.abort()
-        except Exception:  # noqa: BLE001 - closing is best effort
-            log.debug("destination %s: closing an association failed", self.config.name)
-            assoc.close()
-
 
 def _encode(ds: Dataset, ref: InstanceRef) -> bytes:
     """The coerced ``ds`` encoded in the instance's transfer syntax (as pynetdicom's
@@ -244,12 +136,6 @@ def _encode(ds: Dataset, ref: InstanceRef) -> bytes:
     if data is None:
         raise PermanentDeliveryError("cannot encode the marked instance")
     return data
-
-
-def _os_reason(exc: Exception) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
 
 
 def _dataset_offset(part10: bytes) -> int:
@@ -269,14 +155,3 @@ def _dataset_offset(part10: bytes) -> int:
     if pos > len(part10):
         raise ValueError("File Meta Information is truncated")
     return pos
-
-
-def _ts_name(uid: str) -> str:
-    return f"{UID(uid).name} ({uid})"
-
-
-def tls_reason(exc: ssl.SSLError) -> str:
-    """The reason of a TLS failure, e.g. "certificate verify failed: ..."."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"certificate verify failed: {exc.verify_message}"
-    return str(exc.reason or exc)

@@ -30,7 +30,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from eai._cda_content import CdaHeader, find_clinical_document, read_cda
+from eai.cda import CdaHeader, find_clinical_document, read_cda
 from eai.cda_schema import CdaSchema, SchemaIssue, load_schema
 from eai.config import ListenerConfig
 from eai.errors import InputError

@@ -587,7 +587,7 @@ routes:
 
 
 def _ack_for_cda(payload: bytes) -> bytes:
-    from eai._cda_content import parse_cda
+    from eai.cda import parse_cda
 
     control_id = parse_cda(payload, None).control_id
     return (

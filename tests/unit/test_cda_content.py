@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from eai._cda_content import CdaDocument, find_clinical_document, parse_cda, read_cda
+from eai.cda import CdaDocument, find_clinical_document, parse_cda, read_cda
 from eai.cda_schema import default_schema_path, load_schema
 from eai.config import When
 from eai.content import content_parser, content_types

@@ -15,7 +15,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from lxml import etree
 
 import mappings
-from eai._cda_content import parse_cda
+from eai.cda import parse_cda
 from eai.errors import InputError
 from mappings._loader import MAPPINGS_DIR
 from mappings._validate import bundle_problems

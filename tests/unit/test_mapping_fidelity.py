@@ -17,7 +17,7 @@ import pytest
 from lxml import etree
 
 import mappings
-from eai._cda_content import parse_cda
+from eai.cda import parse_cda
 from mappings._transforms import compile_transform
 from mappings._validate import bundle_problems, system_problem
 from mappings.functions.cda_lab import RANGE_TEXT_TAG

@@ -58,7 +58,7 @@ routes:
 
 def test_xpath_condition_on_cda_and_harmless_on_hl7():
     from eai import hl7
-    from eai._cda_content import parse_cda
+    from eai.cda import parse_cda
     from eai.routing import evaluate
     from tests._paths import CDA, HL7V2
 

@@ -3,7 +3,7 @@
 Touches: nothing (works on a pydicom Dataset in memory).
 
 The operations were checked when ``routes.yaml`` was loaded
-(:class:`eai.config.Coercion`: tag, VR, value). ``set`` replaces or creates the
+(:class:`dicom_router.config.Coercion`: tag, VR, value). ``set`` replaces or creates the
 element with the route's value; ``remove`` deletes it when present. Every other
 element is left as pydicom read it: elements it never decoded are written back
 byte for byte. Regional routers mark the origin establishment this way (CI-SIS
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pydicom import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
-from eai.config import Coercion
+from dicom_router.config import Coercion
 
 __all__ = ["apply_coercion"]
 

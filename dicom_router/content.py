@@ -31,8 +31,9 @@ from pydicom import Dataset
 from pydicom.datadict import keyword_for_tag
 
 from dicom_router._elements import element_text, read_header
+from dicom_router.config import parse_tag
 from dicom_router.reference import InstanceRef
-from eai.config import ListenerConfig, Route, parse_tag
+from eai.config import ListenerConfig, Route
 from eai.content import ParsedContent, register_content_type
 from eai.errors import InputError
 from identity import PatientKey
@@ -110,7 +111,8 @@ def _marking(ref: InstanceRef) -> Callable[[Route], bytes | None]:
     """A route's delivery payload: the reference with its ``coerce`` ops (None: as received)."""
 
     def for_route(route: Route) -> bytes | None:
-        return ref.with_coercion(route.coerce).to_json() if route.coerce else None
+        ops = getattr(route, "coerce", ())  # the route key dicom_router.routing registers
+        return ref.with_coercion(ops).to_json() if ops else None
 
     return for_route
 

@@ -24,7 +24,7 @@ change of the listener's ``spool_dir`` does not lose the instances already
 spooled). ``attrs`` holds the elements routes test most (:data:`ROUTING_KEYWORDS`) so
 that routing reads no file; any other tag is read from the spool file. A
 delivery's payload is the same reference plus ``"coerce": [...]``, the route's
-marking operations (``eai.config.Coercion`` dumped by alias), applied by the
+marking operations (``dicom_router.config.Coercion`` dumped by alias), applied by the
 forwarder to the copy it sends.
 """
 
@@ -38,8 +38,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from dicom_router.config import Coercion
 from dicom_router.spool import instance_path, read_instance
-from eai.config import Coercion
 from eai.errors import InputError
 
 __all__ = ["ROUTING_KEYWORDS", "InstanceRef"]

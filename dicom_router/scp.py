@@ -98,10 +98,11 @@ from dicom_router._dimse import Command, encode_file_meta
 from dicom_router._elements import collected_texts
 from dicom_router._framing import DatasetFramingError, RawElement, check_framing, inflate
 from dicom_router._sealing import retention_tag, uid_digest
+from dicom_router.config import is_uid
 from dicom_router.content import message_type_of
 from dicom_router.reference import ROUTING_KEYWORDS, InstanceRef
 from dicom_router.spool import PendingWrite, Spool, SpooledFile
-from eai.config import Duration, ListenerConfig, Model, TlsServerConfig, is_uid
+from eai.config import Duration, ListenerConfig, Model, TlsServerConfig
 from eai.errors import StoreError
 from eai.messages import IngestResult, JournalEntry
 from eai.net import check_networks, parse_networks, server_context, split_bind

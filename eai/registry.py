@@ -11,7 +11,7 @@ on its scheduler with a :class:`JournalView`, the only journal reads it gets.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
@@ -22,9 +22,26 @@ from eai import plugins
 from eai.messages import DeliveryResult, IngestResult, JournalEntry, OutboxItem
 
 if TYPE_CHECKING:
+    import click
+
     from eai.config import Config, DestinationConfig, ListenerConfig
+    from eai.routing import Routable
 
 __all__ = [
+    "CheckSpec",
+    "CommandSpec",
+    "ConditionSpec",
+    "Loc",
+    "Probe",
+    "RouteOptionSpec",
+    "checks",
+    "commands",
+    "conditions",
+    "register_check",
+    "register_command",
+    "register_condition",
+    "register_route_option",
+    "route_options",
     "Destination",
     "DestinationSpec",
     "Ingest",
@@ -173,6 +190,119 @@ def listeners() -> dict[str, ListenerSpec[Any]]:
 def destinations() -> dict[str, DestinationSpec[Any]]:
     load_builtin_connectors()
     return dict(_destinations)
+
+
+Probe = Callable[["Routable", Mapping[str, str]], Any]
+"""A compiled route condition: reads a message (and its routing facts) and returns what
+its :class:`ConditionSpec` says: the value tested (a subject) or whether it holds."""
+
+Loc = tuple[str | int, ...]
+"""A place in ``routes.yaml`` as keys and indexes (``("routes", 0, "coerce")``)."""
+
+
+@dataclass(frozen=True, eq=False)
+class ConditionSpec:
+    """A key of a route's ``when:`` (``message_type``, ``fact``; DICOM ``tag``...).
+
+    ``annotation`` and ``field`` (a ``pydantic.Field(default=None, ...)``) type its value
+    in ``routes.yaml`` (checked when the file is loaded); ``compile`` turns a loaded value
+    into a :data:`Probe`, once per condition. A ``subject`` probe returns the string the
+    condition's one comparator (``in``, ``equals``, ``matches``, ``exists``) tests, and
+    two subjects cannot share a condition; any other probe returns True when it holds.
+    """
+
+    key: str
+    annotation: Any
+    field: Any
+    compile: Callable[[Any], Probe]
+    summary: str
+    subject: bool = False
+    reads_facts: bool = False
+    """True when the probe reads the routing facts (see ``eai.routing.reads_facts``)."""
+
+
+@dataclass(frozen=True, eq=False)
+class RouteOptionSpec:
+    """A key a connector adds to every route (DICOM ``coerce:``); typed like a
+    :class:`ConditionSpec`, read by the connector with ``getattr(route, key)``."""
+
+    key: str
+    annotation: Any
+    field: Any
+    summary: str
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """A cross-check ``eai check`` runs on the whole file (plain data, before typing, so
+    it runs even when another part is invalid); each problem is reported at its
+    :data:`Loc` as ``FILE:LINE:COL: path: message``. ``run`` must skip malformed
+    entries (validation reports them) and never raise."""
+
+    name: str
+    run: Callable[[Mapping[str, Any]], Iterable[tuple[Loc, str]]]
+    summary: str
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """A ``click`` command or group a plugin adds to the ``eai`` command line."""
+
+    name: str
+    load: Callable[[], click.Command]
+    summary: str
+
+
+_conditions: dict[str, ConditionSpec] = {}
+_route_options: dict[str, RouteOptionSpec] = {}
+_checks: dict[str, CheckSpec] = {}
+_commands: dict[str, CommandSpec] = {}
+
+
+def register_condition(spec: ConditionSpec) -> None:
+    taken = _conditions.get(spec.key) or _route_options.get(spec.key)
+    if taken is not None and taken is not spec:
+        raise ValueError(f"route condition {spec.key!r} registered twice")
+    _conditions[spec.key] = spec
+
+
+def register_route_option(spec: RouteOptionSpec) -> None:
+    if spec.key in _route_options and _route_options[spec.key] is not spec:
+        raise ValueError(f"route option {spec.key!r} registered twice")
+    _route_options[spec.key] = spec
+
+
+def register_check(spec: CheckSpec) -> None:
+    if spec.name in _checks and _checks[spec.name] is not spec:
+        raise ValueError(f"config check {spec.name!r} registered twice")
+    _checks[spec.name] = spec
+
+
+def register_command(spec: CommandSpec) -> None:
+    if spec.name in _commands and _commands[spec.name] is not spec:
+        raise ValueError(f"command {spec.name!r} registered twice")
+    _commands[spec.name] = spec
+
+
+def conditions() -> dict[str, ConditionSpec]:
+    """Every ``when:`` key, core ones first (in registration order)."""
+    load_builtin_connectors()
+    return dict(_conditions)
+
+
+def route_options() -> dict[str, RouteOptionSpec]:
+    load_builtin_connectors()
+    return dict(_route_options)
+
+
+def checks() -> dict[str, CheckSpec]:
+    load_builtin_connectors()
+    return dict(_checks)
+
+
+def commands() -> dict[str, CommandSpec]:
+    load_builtin_connectors()
+    return dict(_commands)
 
 
 def load_builtin_connectors() -> None:

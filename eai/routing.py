@@ -2,13 +2,13 @@
 
 Touches: nothing.
 
-The patterns were checked and compiled when ``routes.yaml`` was loaded
-(:mod:`eai.config`); evaluating a route is set lookups, string comparisons and
-precompiled regex searches, on the message (``field``) or on the routing facts
-its parser derived (``fact``, e.g. the CI-SIS MetaDMPMSS flags); for DICOM,
-on an element (``tag``, read with ``message.get``) and the calling AE title
-(``calling_ae``, the header's ``sending_application``). A message no
-route takes gets an empty decision: the engine keeps it as ``filtered``.
+The conditions were checked and compiled into probes when ``routes.yaml`` was
+loaded (:mod:`eai.config`; each ``when`` key is a registered
+:class:`eai.registry.ConditionSpec`, the core's or a plugin's): evaluating a route
+is calling those probes, set lookups, string comparisons and precompiled regex
+searches on the message (``field``) or on the routing facts its parser derived
+(``fact``, e.g. the CI-SIS MetaDMPMSS flags). A message no route takes gets an
+empty decision: the engine keeps it as ``filtered``.
 """
 
 from __future__ import annotations
@@ -99,27 +99,9 @@ def evaluate(
 
 def when_matches(when: When, message: Routable, facts: Mapping[str, str] = _NO_FACTS) -> bool:
     """True when every key given in ``when`` holds for ``message`` and its ``facts``."""
-    header = message.header
-    types = when.message_types
-    if types is not None and header.message_type not in types:
-        return False
-    apps = when.sending_application
-    if apps is not None and header.sending_application not in apps:
-        return False
-    facilities = when.sending_facility
-    if facilities is not None and header.sending_facility not in facilities:
-        return False
-    if when.field is not None and not _field_holds(when, message.get(when.field)):
-        return False
-    if when.fact is not None and not _field_holds(when, facts.get(when.fact, "")):
-        return False
-    callers = when.calling_ae
-    if callers is not None and header.sending_application not in callers:
-        return False  # DICOM: the journal keeps the calling AE title as the sending application
-    if when.tag is not None and not _field_holds(when, _read(message, when.tag)):
-        return False
-    if when.xpath is not None and not _field_holds(when, _read(message, when.xpath)):
-        return False  # CDA: the content type's get() evaluates XPath
+    for probe in when.probes:
+        if not probe(message, facts):
+            return False
     if when.all_ is not None and not all(when_matches(w, message, facts) for w in when.all_):
         return False
     if when.any_ is not None and not any(when_matches(w, message, facts) for w in when.any_):
@@ -129,28 +111,4 @@ def when_matches(when: When, message: Routable, facts: Mapping[str, str] = _NO_F
 
 def reads_facts(when: When) -> bool:
     """True when ``when`` or any condition nested in it tests a routing fact."""
-    if when.fact is not None:
-        return True
-    nested = [*(when.all_ or ()), *(when.any_ or ()), *([when.not_] if when.not_ else [])]
-    return any(reads_facts(w) for w in nested)
-
-
-def _read(message: Routable, path: str) -> str:
-    """A DICOM tag or a CDA XPath read on content of another type is absent, not an error."""
-    try:
-        return message.get(path)
-    except ValueError:
-        return ""
-
-
-def _field_holds(when: When, value: str) -> bool:
-    """The one comparator given with ``field`` or ``fact`` (the model guarantees there is one)."""
-    if when.in_ is not None:
-        return value in when.in_
-    if when.equals is not None:
-        return value == when.equals
-    if when.matches is not None:
-        return when.matches.search(value) is not None
-    if when.exists is not None:
-        return (value != "") is when.exists
-    return False
+    return when.reads_facts

@@ -6,7 +6,9 @@ Touches: files (``load_config`` reads the file), the environment (``${NAME}``).
 ``routes.yaml:LINE:COL: <path>: <problem>``; ``config_json_schema`` describes
 the file for the connectors registered. A connector's model-level check can
 raise ``PydanticCustomError(type, msg, {"key": "<yaml key>", ...})`` to have
-the issue point at that key rather than at the whole mapping.
+the issue point at that key rather than at the whole mapping. Plugins add
+``when`` conditions, route keys and cross-checks through :mod:`eai.registry`;
+:func:`route_model` / :func:`when_model` are the models with them.
 """
 
 from eai.config._base import (
@@ -19,19 +21,17 @@ from eai.config._base import (
     TlsServerConfig,
     parse_duration,
 )
-from eai.config._dicom import Coercion, DicomTag, is_uid, parse_tag
+from eai.config._conditions import HL7Path, MessageTypePattern, MessageTypeSet
 from eai.config._engine import EngineConfig
 from eai.config._identity import IdentityConfig, IdentityServerConfig, SmtpConfig
 from eai.config._loader import check_config, load_config, load_config_text
-from eai.config._model import Config, config_model
-from eai.config._routes import HL7Path, MessageTypePattern, MessageTypeSet, Route, When
+from eai.config._model import Config, config_model, route_model, when_model
+from eai.config._routes import Route, When
 from eai.config._schema import config_json_schema
 
 __all__ = [
-    "Coercion",
     "Config",
     "DestinationConfig",
-    "DicomTag",
     "Duration",
     "EngineConfig",
     "HL7Path",
@@ -50,9 +50,9 @@ __all__ = [
     "check_config",
     "config_json_schema",
     "config_model",
-    "is_uid",
     "load_config",
     "load_config_text",
-    "parse_tag",
     "parse_duration",
+    "route_model",
+    "when_model",
 ]

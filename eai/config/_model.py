@@ -4,8 +4,10 @@ Touches: nothing.
 
 :class:`Config` is the static shape (listeners typed as their common base);
 :func:`config_model` subclasses it with ``listeners`` and ``destinations`` as
-discriminated unions (on ``type``) of the registered connector models, so a
-new connector is one registration and no edit here.
+discriminated unions (on ``type``) of the registered connector models, and
+``routes`` with the registered route keys and ``when`` conditions
+(:func:`route_model`), so a new connector is one registration and no
+edit here. The registered cross-checks run with the core ones (:func:`cross_check`).
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from eai.config._base import DestinationConfig, ListenerConfig, Model
 from eai.config._engine import EngineConfig
 from eai.config._exposure import exposure_problems
 from eai.config._identity import IdentityConfig
-from eai.config._routes import Route
+from eai.config._routes import Route, When, route_model_for, when_model_for
 from eai.config._yaml import Loc, format_path
 
-__all__ = ["Config", "config_model", "cross_check"]
+__all__ = ["Config", "config_model", "cross_check", "route_model", "when_model"]
 
 _LISTENERS = "the inbound endpoints (one entry per listening socket, directory, ...)"
 _DESTINATIONS = "the outbound endpoints messages are delivered to"
@@ -46,7 +48,7 @@ class Config(Model):
     routes: tuple[Route, ...] = Field(
         default=(),
         description="which messages go where; a message no route takes is kept as filtered",
-    )
+    )  # config_model(): with the plugins' route keys and when conditions
     identity: IdentityConfig = Field(
         default_factory=lambda: IdentityConfig(),
         description="identity checks: regional charter, establishment contacts, anomaly mails",
@@ -68,9 +70,9 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     """Checks across sections, on plain data (raw YAML or a dumped model).
 
     Duplicate listener, destination and route names; route ``from``/``to``
-    entries naming no listener/destination; ``coerce`` on a route from a
-    listener that is not ``dicom``; network listeners open to anyone
-    (:mod:`eai.config._exposure`). Malformed entries are skipped:
+    entries naming no listener/destination; network listeners open to anyone
+    (:mod:`eai.config._exposure`); then the checks plugins registered
+    (:func:`eai.registry.register_check`). Malformed entries are skipped:
     validation reports them.
     """
     problems: list[tuple[Loc, str]] = []
@@ -91,36 +93,18 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                     problems.append(
                         (("routes", index, key, position), f"unknown {kind} {name!r}{more}")
                     )
-        problems.extend(_coerce_problems(data, index, route))
     problems.extend(exposure_problems(data))
+    for check in registry.checks().values():
+        problems.extend(_run_check(check, data))
     return problems
 
 
-def _coerce_problems(
-    data: Mapping[str, Any], index: int, route: Mapping[str, Any]
-) -> list[tuple[Loc, str]]:
-    """``coerce:`` marks DICOM instances: only on routes whose listeners are all ``dicom``."""
-    if not route.get("coerce"):
-        return []
-    types = {
-        item.get("name"): item.get("type")
-        for item in data.get("listeners") or ()
-        if isinstance(item, Mapping)
-    }
-    names = route.get("from")
-    others = [
-        n
-        for n in (names if isinstance(names, list | tuple) else ())
-        if isinstance(n, str) and n in types and types[n] != "dicom"
-    ]
-    if not others:
-        return []
-    return [
-        (
-            ("routes", index, "coerce"),
-            f"coerce marks DICOM instances; listener {others[0]!r} is {types[others[0]]!r}",
-        )
-    ]
+def _run_check(check: registry.CheckSpec, data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    """A plugin's check; one that fails is a finding naming it, never a crash of ``eai check``."""
+    try:
+        return list(check.run(data))
+    except Exception as exc:  # noqa: BLE001 - a plugin's bug must not hide the other findings
+        return [((), f"the {check.name!r} check failed: {type(exc).__name__}: {exc}")]
 
 
 def _names(
@@ -149,7 +133,18 @@ def config_model() -> type[Config]:
     """The ``routes.yaml`` model for the connectors registered now (cached)."""
     listener_models = tuple(spec.config_model for spec in registry.listeners().values())
     destination_models = tuple(spec.config_model for spec in registry.destinations().values())
-    return _build(listener_models, destination_models)
+    return _build(listener_models, destination_models, route_model())
+
+
+def route_model() -> type[Route]:
+    """:class:`Route` with the registered route keys and ``when`` conditions (cached)."""
+    conditions = tuple(registry.conditions().values())
+    return route_model_for(conditions, tuple(registry.route_options().values()))
+
+
+def when_model() -> type[When]:
+    """:class:`When` with the registered conditions (cached)."""
+    return when_model_for(tuple(registry.conditions().values()))
 
 
 _tuple: Any = tuple  # subscripted with types known only at run time
@@ -157,7 +152,9 @@ _tuple: Any = tuple  # subscripted with types known only at run time
 
 @functools.lru_cache(maxsize=16)
 def _build(
-    listener_models: tuple[type[BaseModel], ...], destination_models: tuple[type[BaseModel], ...]
+    listener_models: tuple[type[BaseModel], ...],
+    destination_models: tuple[type[BaseModel], ...],
+    route: type[Route],
 ) -> type[Config]:
     listeners = _tagged_union(listener_models, ListenerConfig, "listener")
     destinations = _tagged_union(destination_models, DestinationConfig, "destination")
@@ -167,6 +164,7 @@ def _build(
         __module__=__name__,
         listeners=(_tuple[listeners, ...], Field(default=(), description=_LISTENERS)),
         destinations=(_tuple[destinations, ...], Field(default=(), description=_DESTINATIONS)),
+        routes=(_tuple[route, ...], Config.model_fields["routes"]),
     )
 
 

@@ -2,181 +2,48 @@
 
 Touches: nothing.
 
-Patterns are checked and compiled once, when the file is loaded: message type
-patterns into a :class:`MessageTypeSet`, ``matches`` into a ``re.Pattern``,
-``field`` against the HL7 path syntax of ``eai.hl7``, ``fact`` against the
-fact name syntax, ``tag`` against the DICOM dictionary (``eai.config._dicom``).
-Evaluating them against a message is :mod:`eai.routing`'s job.
+A ``when`` key is a registered condition (:class:`eai.registry.ConditionSpec`): the
+core ones (:mod:`eai.config._conditions`) are declared on :class:`When`, a plugin's
+(DICOM ``tag``) are added by :func:`when_model_for`, and a plugin's route keys (DICOM
+``coerce``) by :func:`route_model_for`; :func:`eai.config.config_model` uses both. Each
+condition is checked and compiled into a probe once, when the file is loaded;
+evaluating probes against a message is :mod:`eai.routing`'s job.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Annotated, Any, Self
+import functools
+from collections.abc import Callable
+from typing import Any, ClassVar, Optional, Self
 
-from pydantic import (
-    AfterValidator,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    WithJsonSchema,
-    model_validator,
-)
+from pydantic import ConfigDict, Field, PrivateAttr, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
 from eai.config._base import _NAME, Model
-from eai.config._dicom import Coercion, DicomTag
-
-__all__ = ["HL7Path", "MessageTypePattern", "MessageTypeSet", "Route", "When"]
-
-# HL7 v2: a 3-character code and trigger. The engine's other content types have their
-# own "trigger": CDA^<document LOINC code> (CDA^11502-2), DICOM^<Modality> (DICOM^CT).
-_MT_PATTERN = re.compile(
-    r"(?P<code>\*|[A-Z0-9]{3})(?:\^(?P<trigger>\*|[A-Z0-9]{3}))?"
-    r"|(?P<doc>CDA|DICOM)(?:\^(?P<doctrigger>\*|[A-Za-z0-9][A-Za-z0-9._-]{0,31}))?"
+from eai.config._conditions import (
+    CORE_CONDITIONS,
+    FACT,
+    FIELD,
+    MESSAGE_TYPE,
+    SENDING_APPLICATION,
+    SENDING_FACILITY,
+    XPATH,
+    CdaXPath,
+    HL7Path,
+    MessageTypePattern,
+    MessageTypeSet,
+    Regex,
 )
-_MT_HELP = (
-    "use ADT^A01 (exact), ADT or ADT^* (any trigger), *^A01 (any message code), "
-    "CDA^11502-2 (document code), DICOM^CT (modality)"
-)
+from eai.registry import ConditionSpec, Probe, RouteOptionSpec
+
+__all__ = ["Route", "When", "route_model_for", "when_model_for"]
+
 _COMPARATORS = ("in", "equals", "matches", "exists")
-_FACT_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 
 
-def _check_message_type(value: str) -> str:
-    if _MT_PATTERN.fullmatch(value) is None:
-        raise ValueError(f"{value!r} is not a message type pattern: {_MT_HELP}")
-    return value
-
-
-def _check_hl7_path(value: str) -> str:
-    from eai.hl7 import validate_path  # lazy: the config model loads without the HL7 reader
-
-    validate_path(value)
-    return value
-
-
-def _compile_regex(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value  # pydantic reports the wrong type
-    try:
-        return re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
-
-
-_XPATH_NS = {
-    "hl7": "urn:hl7-org:v3",
-    "sdtc": "urn:hl7-org:sdtc",
-    "lab": "urn:oid:1.3.6.1.4.1.19376.1.3.2",
-    "xsi": "http://www.w3.org/2001/XMLSchema-instance",
-}
-
-
-def _check_xpath(value: str) -> str:
-    from lxml import etree  # lazy: only configs with xpath conditions need lxml here
-
-    try:
-        etree.XPath(value, namespaces=_XPATH_NS)
-    except etree.XPathSyntaxError as exc:
-        raise ValueError(f"invalid XPath: {exc}") from None
-    return value
-
-
-CdaXPath = Annotated[
-    str,
-    AfterValidator(_check_xpath),
-    WithJsonSchema({"type": "string", "description": "XPath 1.0, prefix hl7: = urn:hl7-org:v3"}),
-]
-
-MessageTypePattern = Annotated[
-    str,
-    AfterValidator(_check_message_type),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": r"^((\*|[A-Z0-9]{3})(\^(\*|[A-Z0-9]{3}))?"
-            r"|(CDA|DICOM)(\^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,31}))?)$",
-            "description": "MSH-9 pattern: ADT^A01, ADT^* or ADT (any trigger), *^A01; "
-            "quote a leading * in YAML",
-            "examples": ["ADT^A01", "ADT^*", "ORU", "'*^A01'"],
-        }
-    ),
-]
-"""An MSH-9 pattern: ``ADT^A01``, ``ADT^*`` / ``ADT`` (any trigger), ``*^A01``."""
-
-HL7Path = Annotated[
-    str,
-    AfterValidator(_check_hl7_path),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": r"^[A-Z0-9]{3}(\[[1-9][0-9]*\])?-[1-9][0-9]*(\[[1-9][0-9]*\])?"
-            r"(\.[1-9][0-9]*){0,2}$",
-            "description": "SEG[occ]-field[rep].component.subcomponent",
-            "examples": ["PV1-2", "PID-3[2].4.2", "OBX[3]-5"],
-        }
-    ),
-]
-"""An HL7 v2 field path, as ``eai.hl7.validate_path`` accepts it."""
-
-Regex = Annotated[
-    re.Pattern[str],
-    BeforeValidator(_compile_regex),
-    WithJsonSchema({"type": "string", "format": "regex"}),
-]
-
-
-@dataclass(frozen=True, slots=True)
-class MessageTypeSet:
-    """Compiled message type patterns; ``"ADT^A01" in types`` tests an MSH-9 value.
-
-    The value tested is ``code^trigger`` (further components, such as the
-    message structure, are ignored) or a bare ``code``.
-    """
-
-    exact: frozenset[tuple[str, str]]
-    codes: frozenset[str]
-    triggers: frozenset[str]
-    everything: bool
-
-    @classmethod
-    def of(cls, patterns: Iterable[str]) -> MessageTypeSet:
-        exact: set[tuple[str, str]] = set()
-        codes: set[str] = set()
-        triggers: set[str] = set()
-        everything = False
-        for pattern in patterns:
-            match = _MT_PATTERN.fullmatch(pattern)
-            if match is None:
-                raise ValueError(f"{pattern!r} is not a message type pattern: {_MT_HELP}")
-            code = match.group("code") or match.group("doc")
-            trigger = match.group("trigger") or match.group("doctrigger") or "*"
-            if code == "*" and trigger == "*":
-                everything = True
-            elif trigger == "*":
-                codes.add(code)
-            elif code == "*":
-                triggers.add(trigger)
-            else:
-                exact.add((code, trigger))
-        return cls(frozenset(exact), frozenset(codes), frozenset(triggers), everything)
-
-    def __contains__(self, message_type: object) -> bool:
-        if self.everything:
-            return True
-        if not isinstance(message_type, str):
-            return False
-        code, _, rest = message_type.partition("^")
-        trigger = rest.partition("^")[0]
-        return (
-            code in self.codes
-            or (bool(trigger) and trigger in self.triggers)
-            or (code, trigger) in self.exact
-        )
+_ALL = "every one of these conditions holds"
+_ANY = "at least one of these conditions holds"
+_NOT = "this condition does not hold"
 
 
 class When(Model):
@@ -187,69 +54,20 @@ class When(Model):
     ``equals``, ``matches`` (a regular expression searched in the value) or
     ``exists``. An absent field or fact reads as the empty string. One condition
     tests either a field or a fact; ``all``/``any``/``not`` combine conditions.
-
-    For DICOM instances, ``tag`` (a keyword such as ``Modality`` or ``(gggg,eeee)``)
-    is tested like ``field``, and ``calling_ae`` lists the accepted calling AE titles.
+    Plugins add keys (:func:`when_model_for`): a subject key (DICOM ``tag``) is tested
+    like ``field``, any other key holds or not on its own.
     """
 
     model_config = ConfigDict(populate_by_name=True)
 
-    message_type: tuple[MessageTypePattern, ...] | None = Field(
-        default=None,
-        min_length=1,
-        description="MSH-9 patterns, any of which may match",
-        examples=[["ADT^A01", "ADT^A08"], ["ORU"]],
-    )
-    sending_application: tuple[str, ...] | None = Field(
-        default=None,
-        min_length=1,
-        description="accepted MSH-3 values (first component), any of which may match",
-        examples=[["ORBIS"]],
-    )
-    sending_facility: tuple[str, ...] | None = Field(
-        default=None,
-        min_length=1,
-        description="accepted MSH-4 values (first component), any of which may match",
-        examples=[["CHU-X"]],
-    )
-    field: HL7Path | None = Field(
-        default=None,
-        description="HL7 path tested by exactly one of in, equals, matches, exists",
-        examples=["PV1-2", "PID-3[2].4.2", "OBX[3]-5"],
-    )
-    fact: str | None = Field(
-        default=None,
-        pattern=_FACT_NAME,
-        description=(
-            "routing fact tested by exactly one of in, equals, matches, exists; facts come "
-            "from the parsed content (CI-SIS CDA in HL7 v2: DESTDMP, DESTMSSANTEPS, "
-            "DESTMSSANTEPAT, MASQUE_PS, INVISIBLE_PATIENT, ... = Y/N; document_action = "
-            "new/replace/delete; document_code; mss_recipients = count; "
-            "mss_recipient_kinds; PAM FR ZFA: DMP_OPPOSITION = Y/N/NA, "
-            "DMP_CONSULTATION_CONSENT = Y/N/NA, DMP_STATUS). Not with field in the same "
-            "condition: use all"
-        ),
-        examples=["DESTDMP", "document_action", "document_code", "DMP_OPPOSITION"],
-    )
-    tag: DicomTag | None = Field(
-        default=None,
-        description="DICOM element (keyword or (gggg,eeee)) tested by exactly one of in, "
-        "equals, matches, exists; multi-valued elements read as values joined by a backslash",
-        examples=["Modality", "InstitutionName", "StationName", "(0008,1030)"],
-    )
-    xpath: CdaXPath | None = Field(
-        default=None,
-        description="CDA documents: XPath 1.0 from the ClinicalDocument (prefix hl7: for "
-        "urn:hl7-org:v3) whose first string value is tested by exactly one of in, equals, "
-        "matches, exists",
-        examples=["hl7:code/@code", "hl7:custodian//hl7:id/@extension"],
-    )
-    calling_ae: tuple[str, ...] | None = Field(
-        default=None,
-        min_length=1,
-        description="DICOM: accepted calling AE titles of the sender, any of which may match",
-        examples=[["CT_SCANNER_1", "PACS_CHU_X"]],
-    )
+    __conditions__: ClassVar[tuple[ConditionSpec, ...]] = CORE_CONDITIONS
+
+    message_type: tuple[MessageTypePattern, ...] | None = MESSAGE_TYPE.field
+    sending_application: tuple[str, ...] | None = SENDING_APPLICATION.field
+    sending_facility: tuple[str, ...] | None = SENDING_FACILITY.field
+    field: HL7Path | None = FIELD.field
+    fact: str | None = FACT.field
+    xpath: CdaXPath | None = XPATH.field
     in_: tuple[str, ...] | None = Field(
         default=None,
         validation_alias="in",
@@ -273,64 +91,39 @@ class When(Model):
         examples=[True],
     )
     all_: tuple[When, ...] | None = Field(
-        default=None,
-        validation_alias="all",
-        serialization_alias="all",
-        min_length=1,
-        description="every one of these conditions holds",
-    )
+        default=None, validation_alias="all", serialization_alias="all", min_length=1,
+        description=_ALL,
+    )  # fmt: skip
     any_: tuple[When, ...] | None = Field(
-        default=None,
-        validation_alias="any",
-        serialization_alias="any",
-        min_length=1,
-        description="at least one of these conditions holds",
-    )
+        default=None, validation_alias="any", serialization_alias="any", min_length=1,
+        description=_ANY,
+    )  # fmt: skip
     not_: When | None = Field(
-        default=None,
-        validation_alias="not",
-        serialization_alias="not",
-        description="this condition does not hold",
+        default=None, validation_alias="not", serialization_alias="not", description=_NOT
     )
 
     _message_types: MessageTypeSet | None = PrivateAttr(None)
+    _probes: tuple[Probe, ...] = PrivateAttr(())
+    _reads_facts: bool = PrivateAttr(False)
 
     @model_validator(mode="after")
     def _one_comparator(self) -> Self:
         given = [name for name in _COMPARATORS if getattr(self, _attr(name)) is not None]
-        if self.xpath is not None and (
-            self.field is not None or self.fact is not None or self.tag is not None
-        ):
-            other = "field" if self.field is not None else "fact" if self.fact else "tag"
+        subjects = [
+            spec.key
+            for spec in self.__conditions__
+            if spec.subject and getattr(self, spec.key) is not None
+        ]
+        if len(subjects) > 1:
+            first, second = subjects[0], subjects[1]
             reason = (
-                f"'{other}' and 'xpath' cannot be tested in one condition: combine them with 'all'"
+                f"'{first}' and '{second}' cannot be tested in one condition: "
+                "combine two with 'all'"
             )
             raise PydanticCustomError(
-                "when_predicate", "{reason}", {"reason": reason, "key": "xpath"}
+                "when_predicate", "{reason}", {"reason": reason, "key": second}
             )
-        if self.tag is not None and (self.field is not None or self.fact is not None):
-            other = "field" if self.field is not None else "fact"
-            reason = (
-                f"'{other}' and 'tag' cannot be tested in one condition: combine them with 'all'"
-            )
-            raise PydanticCustomError(
-                "when_predicate", "{reason}", {"reason": reason, "key": "tag"}
-            )
-        if self.field is not None and self.fact is not None:
-            reason = "'field' and 'fact' cannot be tested in one condition: combine two with 'all'"
-            raise PydanticCustomError(
-                "when_predicate", "{reason}", {"reason": reason, "key": "fact"}
-            )
-        subject = (
-            "xpath"
-            if self.xpath is not None
-            else "tag"
-            if self.tag is not None
-            else "field"
-            if self.fact is None
-            else "fact"
-        )
-        if self.field is None and self.fact is None and self.tag is None and self.xpath is None:
+        if not subjects:
             if given:
                 raise PydanticCustomError(
                     "when_predicate",
@@ -338,13 +131,13 @@ class When(Model):
                     {"reason": f"'{given[0]}' needs 'field'", "key": given[0]},
                 )
         elif not given:
-            reason = f"'{subject}' needs one of: in, equals, matches, exists"
+            reason = f"'{subjects[0]}' needs one of: in, equals, matches, exists"
             raise PydanticCustomError(
-                "when_predicate", "{reason}", {"reason": reason, "key": subject}
+                "when_predicate", "{reason}", {"reason": reason, "key": subjects[0]}
             )
         elif len(given) > 1:
             reason = (
-                f"'{subject}' takes exactly one of in, equals, matches, exists; "
+                f"'{subjects[0]}' takes exactly one of in, equals, matches, exists; "
                 f"got {', '.join(given)}"
             )
             raise PydanticCustomError(
@@ -355,11 +148,52 @@ class When(Model):
     def model_post_init(self, context: Any, /) -> None:
         if self.message_type is not None:
             self._message_types = MessageTypeSet.of(self.message_type)
+        probes: list[Probe] = []
+        reads_facts = False
+        for spec in self.__conditions__:
+            value = getattr(self, spec.key)
+            if value is None:
+                continue
+            reads_facts = reads_facts or spec.reads_facts
+            probe = spec.compile(value)
+            probes.append(_compared(probe, self._comparator()) if spec.subject else probe)
+        nested = [*(self.all_ or ()), *(self.any_ or ()), *([self.not_] if self.not_ else [])]
+        self._probes = tuple(probes)
+        self._reads_facts = reads_facts or any(w.reads_facts for w in nested)
+
+    def _comparator(self) -> Callable[[str], bool]:
+        """The one comparator given (the validator guarantees there is one)."""
+        if self.in_ is not None:
+            return frozenset(self.in_).__contains__
+        if self.equals is not None:
+            expected = self.equals
+            return lambda value: value == expected
+        if self.matches is not None:
+            pattern = self.matches
+            return lambda value: pattern.search(value) is not None
+        if self.exists:
+            return lambda value: value != ""
+        return lambda value: value == ""
 
     @property
     def message_types(self) -> MessageTypeSet | None:
         """``message_type`` compiled, or None when the key is absent."""
         return self._message_types
+
+    @property
+    def probes(self) -> tuple[Probe, ...]:
+        """This condition's own keys compiled (``all``/``any``/``not`` aside): each takes
+        ``(message, facts)`` and returns whether it holds."""
+        return self._probes
+
+    @property
+    def reads_facts(self) -> bool:
+        """True when this condition or one nested in it reads a routing fact."""
+        return self._reads_facts
+
+
+def _compared(read: Probe, compare: Callable[[str], bool]) -> Probe:
+    return lambda message, facts: compare(read(message, facts))
 
 
 def _attr(key: str) -> str:
@@ -387,15 +221,6 @@ class Route(Model):
         min_length=1, description="names of the destinations to deliver to", examples=[["dcc"]]
     )
     description: str = Field(default="", description="free text for people reading the file")
-    coerce: tuple[Coercion, ...] = Field(
-        default=(),
-        description=(
-            "DICOM marking: operations applied, in order, to the copy this route forwards "
-            "(the spooled original is kept as received), e.g. {set: InstitutionName, value: "
-            "CHU-X}, {set: '(0009,0010)', vr: LO, value: EAI}, {remove: PatientComments}. "
-            "Only on routes whose listeners are DICOM listeners"
-        ),
-    )
     validate_structure: bool = Field(
         default=False,
         description=(
@@ -444,3 +269,38 @@ def _mapping_problem(name: str) -> str:
     except ConfigError as exc:
         return f"mapping {name!r} has errors: {exc.issues[0]}"
     return ""
+
+
+@functools.lru_cache(maxsize=16)
+def when_model_for(conditions: tuple[ConditionSpec, ...] = ()) -> type[When]:
+    """:class:`When` with the plugin ``conditions`` (not core keys) added, nested
+    conditions (``all``/``any``/``not``) included; :class:`When` itself without any."""
+    extra = [spec for spec in conditions if spec.key not in When.model_fields]
+    if not extra:
+        return When
+    fields: dict[str, Any] = {spec.key: (_optional(spec.annotation), spec.field) for spec in extra}
+    nested: Any = "When"  # resolved by pydantic to the model being built: nested keys too
+    fields["all_"] = (_optional(tuple[nested, ...]), When.model_fields["all_"])
+    fields["any_"] = (_optional(tuple[nested, ...]), When.model_fields["any_"])
+    fields["not_"] = (_optional(nested), When.model_fields["not_"])
+    model = create_model("When", __base__=When, __module__=__name__, **fields)
+    model.__conditions__ = (*When.__conditions__, *extra)
+    return model
+
+
+@functools.lru_cache(maxsize=16)
+def route_model_for(
+    conditions: tuple[ConditionSpec, ...] = (), options: tuple[RouteOptionSpec, ...] = ()
+) -> type[Route]:
+    """:class:`Route` whose ``when`` takes the plugin ``conditions`` and which has the
+    plugin route keys ``options`` (DICOM ``coerce``); :class:`Route` itself without any."""
+    when = when_model_for(conditions)
+    if when is When and not options:
+        return Route
+    fields: dict[str, Any] = {spec.key: (spec.annotation, spec.field) for spec in options}
+    fields["when"] = (_optional(when), Route.model_fields["when"])
+    return create_model("Route", __base__=Route, __module__=__name__, **fields)
+
+
+def _optional(annotation: Any) -> Any:
+    return Optional[annotation]  # noqa: UP045 - X | None needs types, this may be a string

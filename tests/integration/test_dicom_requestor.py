@@ -26,9 +26,9 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
 from dicom_router import _dimse
 from dicom_router._dimse import Command
 from dicom_router._store_scu import StoreScu, _dataset_offset
+from dicom_router.config import Coercion
 from dicom_router.forward import DicomDestinationConfig
 from dicom_router.reference import InstanceRef
-from eai.config import Coercion
 from eai.errors import PermanentDeliveryError, TransientDeliveryError
 from tests._dicom_peers import HOST, StoreScp, dataset_bytes
 from tests._dicom_spool import spooled_ct as spooled_part10

@@ -13,11 +13,12 @@ from pydicom.data import get_testdata_file
 
 from dicom_router._store_scu import StoreScu, _dataset_offset
 from dicom_router.coercion import apply_coercion
+from dicom_router.config import Coercion, is_uid
 from dicom_router.content import parse_dicom
 from dicom_router.forward import DicomDestinationConfig, store_verdict
 from dicom_router.reference import InstanceRef
-from dicom_router.scp import DicomListenerConfig, is_uid
-from eai.config import Coercion, Route, load_config_text
+from dicom_router.scp import DicomListenerConfig
+from eai.config import Route, load_config_text, route_model
 from eai.errors import (
     ConfigError,
     InputError,
@@ -258,7 +259,7 @@ def test_content_type_routes_on_tags_and_calling_ae(tmp_path: Path) -> None:
     assert msg.get("PV1-2") == "" and msg.get("(7FE0,0010)") == ""
 
     def route(when: dict[str, Any], coerce: list[dict[str, Any]] | None = None) -> Route:
-        return Route.model_validate(
+        return route_model().model_validate(
             {"name": "r", "from": ["img"], "to": ["pacs"], "when": when, "coerce": coerce or []}
         )
 

@@ -24,9 +24,9 @@ from pydicom.uid import UID
 from dicom_router import _dimse
 from dicom_router._acceptor import StoreRequest
 from dicom_router._dimse import Command
+from dicom_router.config import is_uid
 from dicom_router.reference import InstanceRef
 from dicom_router.scp import STATUS_INVALID_UID, DicomListener, DicomListenerConfig
-from eai.config import is_uid
 from eai.messages import IngestResult, JournalEntry
 from tests._dicom_peers import ct_small_path
 

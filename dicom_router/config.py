@@ -2,6 +2,10 @@
 
 Touches: nothing.
 
+The models behind the keys :mod:`dicom_router.routing` registers (``when: {tag: ...}``,
+``coerce:``); the listener and destination models are in :mod:`dicom_router.scp` and
+:mod:`dicom_router.forward`.
+
 A tag is written as a DICOM keyword (``InstitutionName``) or as
 ``(gggg,eeee)`` in hexadecimal (``(0008,0080)``, ``(0009,1001)``); keywords and
 value representations are checked against pydicom's data dictionary when the
@@ -22,7 +26,7 @@ from typing import Annotated, Any, Self
 from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
-from eai.config._base import Model
+from eai.config import Model
 
 __all__ = ["Coercion", "DicomTag", "is_uid", "parse_tag", "tag_vr"]
 

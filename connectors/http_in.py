@@ -72,12 +72,17 @@ from eai.cda_schema import CdaSchema
 from eai.config import Duration, TlsServerConfig
 from eai.errors import ConfigError, ConfigIssue, StoreError
 from eai.net import (
+    LogThrottle,
+    StreamServer,
     address_allowed,
     check_networks,
-    finish_connections,
+    close_stream,
     parse_networks,
+    peer_host,
+    peer_name,
     run_blocking,
     server_context,
+    server_handshake,
     split_bind,
 )
 from eai.registry import Ingest, ListenerSpec, register_listener
@@ -91,8 +96,6 @@ _READ_CHUNK = 64 * 1024
 _MAX_HEADER_BYTES = 16 * 1024
 _LINGER_SECONDS = 1.0  # after an early answer: how long, and how much, to read and discard
 _LINGER_BYTES = 1024 * 1024
-_WARN_EVERY = 60.0  # seconds between two WARNINGs about the same refused address
-_WARNED_MAX = 4096
 _SERVER = b"eai"
 
 
@@ -215,7 +218,7 @@ class HttpListener:
         self.config = config
         self._ingest = ingest
         self._schema: CdaSchema | None = None
-        self._server: asyncio.Server | None = None
+        self._server = StreamServer(config.name, log)
         self._tasks: dict[asyncio.Task[None], bool] = {}  # task -> busy with a request
         self._stopping = False
         host, port = split_bind(config.bind)
@@ -223,7 +226,7 @@ class HttpListener:
         self._networks = parse_networks(config.allowed_networks)
         self._jwks = Jwks(config.oauth2) if config.oauth2 is not None else None
         self._tls: ssl.SSLContext | None = None
-        self._warned: dict[str, float] = {}  # address -> when its last refusal was a WARNING
+        self._refusals = LogThrottle()  # WARNING once a minute per refused address, else DEBUG
         self._auth = Authenticator(
             config.api_keys,
             config.allowed_subjects,
@@ -234,10 +237,7 @@ class HttpListener:
     @property
     def port(self) -> int:
         """The bound port (the OS's choice when ``bind`` says port 0)."""
-        if self._server is None or not self._server.sockets:
-            raise RuntimeError("listener is not started")
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
+        return self._server.port
 
     async def start(self) -> None:
         """Loads the schema and TLS context, binds; returns once bound."""
@@ -250,9 +250,7 @@ class HttpListener:
         self._tls = ctx
         # TLS is started by the connection's task, once admitted: an address outside
         # allowed_networks is closed before its ClientHello is read.
-        self._server = await asyncio.start_server(
-            self._on_connection, self._host, self._port, reuse_address=True
-        )
+        await self._server.start(self._on_connection, self._host, self._port)
         log.info(
             "listener %s: HTTP%s POST %s on %s (port %d, schema %s)",
             cfg.name,
@@ -277,28 +275,24 @@ class HttpListener:
     async def stop(self, grace: float) -> None:
         """Stops accepting; requests being journaled are answered within ``grace`` s."""
         self._stopping = True
-        if self._server is None:
+        if not self._server.close():
             return
-        self._server.close()
         for task, busy in list(self._tasks.items()):
             if not busy:
                 task.cancel()
-        await finish_connections(list(self._tasks), grace, self.config.name, "request(s)")
-        await self._server.wait_closed()
-        self._server = None
-        log.info("listener %s: stopped", self.config.name)
+        await self._server.finish(list(self._tasks), grace, "request(s)")
 
     def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = _peer(writer)
-        host = _host(writer)
+        peer = peer_name(writer)
+        host = peer_host(writer)
         if not address_allowed(self._networks, host):
             log.log(
-                self._refusal_level(host),
+                self._refusals.level(host),
                 "listener %s: connection from %s refused: address not in allowed_networks",
                 self.config.name,
                 peer,
             )
-            task = asyncio.create_task(_close(writer), name=f"http-refuse:{peer}")
+            task = asyncio.create_task(close_stream(writer), name=f"http-refuse:{peer}")
         elif self._stopping or len(self._tasks) >= self.config.max_connections:
             log.warning(
                 "listener %s: refused connection from %s: %s",
@@ -312,17 +306,6 @@ class HttpListener:
         self._tasks[task] = False
         task.add_done_callback(self._forget)
 
-    def _refusal_level(self, host: str) -> int:
-        """WARNING once a minute per address, DEBUG in between: a flood cannot flood the log."""
-        now = asyncio.get_running_loop().time()
-        last = self._warned.get(host)
-        if last is not None and now - last < _WARN_EVERY:
-            return logging.DEBUG
-        if len(self._warned) >= _WARNED_MAX:
-            self._warned.clear()
-        self._warned[host] = now
-        return logging.WARNING
-
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
 
@@ -335,7 +318,7 @@ class HttpListener:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
     ) -> None:
         if self._tls is not None and not await self._handshake(writer, peer):
-            await _close(writer)
+            await close_stream(writer)
             return
         buffer = bytearray()  # bytes received and not parsed yet (a pipelined request)
         try:
@@ -359,22 +342,20 @@ class HttpListener:
         except Exception:  # noqa: BLE001 - one connection never takes the listener down
             log.exception("listener %s: connection from %s failed", self.config.name, peer)
         finally:
-            await _close(writer)
+            await close_stream(writer)
 
     async def _handshake(self, writer: asyncio.StreamWriter, peer: str) -> bool:
         """The server side of the TLS handshake, within ``read_timeout``; False when it failed."""
         assert self._tls is not None
-        try:
-            await writer.start_tls(self._tls, ssl_handshake_timeout=self.config.read_timeout)
-        except (OSError, ssl.SSLError, TimeoutError) as exc:
-            log.info(
-                "listener %s: TLS handshake with %s failed: %s",
-                self.config.name,
-                peer,
-                type(exc).__name__,
-            )
-            return False
-        return True
+        return await server_handshake(
+            writer,
+            self._tls,
+            self.config.read_timeout,
+            listener=self.config.name,
+            peer=peer,
+            logger=log,
+            level=logging.INFO,
+        )
 
     async def _one_request(
         self,
@@ -641,14 +622,7 @@ async def _refuse(writer: asyncio.StreamWriter) -> None:
     with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
         async with asyncio.timeout(5):
             await writer.drain()
-    await _close(writer)
-
-
-def _host(writer: asyncio.StreamWriter) -> str:
-    address = writer.get_extra_info("peername")
-    if isinstance(address, tuple) and address:
-        return str(address[0])
-    return ""
+    await close_stream(writer)
 
 
 def _client_subject(writer: asyncio.StreamWriter) -> CertSubject | None:
@@ -658,20 +632,6 @@ def _client_subject(writer: asyncio.StreamWriter) -> CertSubject | None:
         return None
     der = ssl_object.getpeercert(binary_form=True)
     return CertSubject.from_der(der) if der else None
-
-
-def _peer(writer: asyncio.StreamWriter) -> str:
-    address = writer.get_extra_info("peername")
-    if isinstance(address, tuple) and len(address) >= 2:
-        return f"{address[0]}:{address[1]}"
-    return str(address or "?")
-
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
-        async with asyncio.timeout(5):
-            await writer.wait_closed()
 
 
 def _factory(config: HttpListenerConfig, ingest: Ingest) -> HttpListener:

@@ -1,97 +1,42 @@
-"""A small DICOM SCU for the CLI: C-ECHO a peer, C-STORE files to it.
+"""``eai dicom echo|send``: C-ECHO a peer, C-STORE files to it, with the router's own SCU.
 
 Touches: network (outbound associations), files (reads the DICOM files sent).
 
 ``AE@HOST:PORT`` names the peer; ``tls`` (an :class:`ssl.SSLContext`, e.g.
-``eai.net.client_context``) makes the association DICOM TLS
-(PS3.15 B.12), the server certificate checked against ``peer.host``. Files are
-sent as they are (their dataset bytes, in their own transfer syntax: pynetdicom
-reads them from disk); one association carries up to 128 (SOP class, transfer
-syntax) contexts, more open another.
+``eai.net.client_context``) makes the association DICOM TLS (PS3.15 B.12),
+the server certificate checked against ``peer.host``. Both go through
+:class:`dicom_router._scu.Scu`, the SCU the forwarder sends with (requestor,
+PDU reader and writer included), so the CLI exercises the production sender.
+Files are sent as they are: their dataset bytes, after the File Meta
+Information, in their own transfer syntax (the SOP class and instance from
+that File Meta Information, as pynetdicom's ``send_c_store`` of a file path).
+One association carries up to 128 (SOP class, transfer syntax) contexts, more
+open another. An association that cannot be opened fails the files that were
+to go on it, with its reason.
 """
 
 from __future__ import annotations
 
 import re
-import socket
 import ssl
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydicom.errors import InvalidDicomError
-from pydicom.filereader import read_file_meta_info
-from pynetdicom import AE, _config, build_context, evt
-from pynetdicom.association import Association
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import AssociationSocket
+from pynetdicom.dsutils import split_dataset
 
-from dicom_router._requestor import MAX_CONTEXTS
-from dicom_router._store_scu import tls_reason
+from dicom_router._scu import MAX_CONTEXTS, Link, Scu, Target
+from eai.errors import PermanentDeliveryError, TransientDeliveryError
 
 __all__ = ["Peer", "SendResult", "echo", "list_files", "parse_peer", "send_files"]
 
 _PEER = re.compile(r"^(?P<ae>[^@\\]{1,16})@(?P<host>\[[^\]]+\]|[^:]+):(?P<port>\d{1,5})$")
+MAX_PDU = 16382
+"""Our Maximum Length Received (pynetdicom's default, as before)."""
 
-
-# pynetdicom sends a file's dataset straight from disk (bytes as they are) only in
-# this mode; without it, it decodes and re-encodes the file. ``eai dicom send``
-# sends files this way.
-_config.STORE_SEND_CHUNKED_DATASET = True
-
-
-class ClosingAE(AE):
-    """An AE that closes the socket of a connection that failed.
-
-    pynetdicom 3.0's ``AssociationSocket.connect`` drops a refused socket without
-    closing it (its ``_shutdown_socket`` stops at ``shutdown()``, which fails on an
-    unconnected socket): call :meth:`close_failed` after an association that did
-    not establish.
-    """
-
-    def __init__(self, ae_title: str) -> None:
-        super().__init__(ae_title=ae_title)
-        self._sockets: weakref.WeakKeyDictionary[Association, socket.socket] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def _create_socket(self, assoc: Association, address: Any, tls_args: Any) -> AssociationSocket:
-        sock = super()._create_socket(assoc, address, tls_args)
-        if sock.socket is not None:
-            self._sockets[assoc] = sock.socket
-        return sock
-
-    def close_failed(self, assoc: Association) -> None:
-        raw = self._sockets.pop(assoc, None)
-        # With TLS, ``connect`` replaced the raw socket by the SSL one wrapping it.
-        wrapped = getattr(assoc.dul.socket, "socket", None)
-        for sock in (wrapped, raw):
-            if sock is not None:
-                sock.close()
-
-
-def tls_problem(
-    ctx: ssl.SSLContext, host: str, port: int, server_hostname: str, timeout: float
-) -> str:
-    """Why a TLS handshake with ``host:port`` fails ('' if it succeeds or TCP fails).
-
-    pynetdicom only logs the handshake error of an association (``transport.py``,
-    ``AssociationSocket.connect``): after a failed association, one more handshake
-    (nothing else sent) gives the reason for ``last_error`` (e.g. "certificate
-    verify failed").
-    """
-    try:
-        with (
-            socket.create_connection((host, port), timeout=timeout) as raw,
-            ctx.wrap_socket(raw, server_hostname=server_hostname),
-        ):
-            return ""
-    except ssl.SSLError as exc:
-        return tls_reason(exc)
-    except OSError:
-        return ""
+_Context = tuple[str, str]
+_Failure = (TransientDeliveryError, PermanentDeliveryError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,44 +64,45 @@ class SendResult:
     detail: str
 
 
-def _nodelay(event: evt.Event) -> None:
-    raw = getattr(event.assoc.dul.socket, "socket", None)
-    if raw is not None:
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def _scu(peer: Peer, calling_ae: str, timeout: float, tls: ssl.SSLContext | None) -> Scu:
+    return Scu(
+        Target(
+            name="cli",
+            host=peer.host,
+            port=peer.port,
+            ae_title=peer.ae_title,
+            calling_ae=calling_ae,
+            max_pdu=MAX_PDU,
+            connect_timeout=timeout,
+            acse_timeout=timeout,
+            network_timeout=timeout,
+            dimse_timeout=timeout,
+            ssl_context=tls,
+            server_hostname=peer.host,
+        )
+    )
 
 
-def _ae(calling_ae: str, timeout: float) -> ClosingAE:
-    ae = ClosingAE(calling_ae)
-    ae.acse_timeout = timeout
-    ae.dimse_timeout = timeout
-    ae.network_timeout = timeout
-    ae.connection_timeout = timeout
-    return ae
+def _why(peer: Peer, exc: Exception) -> str:
+    """The SCU's error text without the peer's ``AE@HOST:PORT`` it starts with."""
+    text = str(exc)
+    if text.startswith(str(peer)):
+        text = text[len(str(peer)) :].lstrip(": ")
+    return text
 
 
 def echo(
     peer: Peer, calling_ae: str = "EAI", timeout: float = 10.0, tls: ssl.SSLContext | None = None
 ) -> int:
-    """C-ECHO ``peer``; returns the status (0 = success). OSError when no association."""
-    ae = _ae(calling_ae, timeout)
-    assoc = ae.associate(
-        peer.host,
-        peer.port,
-        contexts=[build_context(Verification)],
-        ae_title=peer.ae_title,
-        tls_args=None if tls is None else (tls, peer.host),
-        evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)],
-    )
-    if not assoc.is_established:
-        ae.close_failed(assoc)
-        raise OSError(_refusal(assoc, peer, tls, timeout))
+    """C-ECHO ``peer``; returns the status (0 = success). OSError when no association
+    or no response."""
+    scu = _scu(peer, calling_ae, timeout, tls)
     try:
-        status = assoc.send_c_echo()
+        return scu.echo(scu.links[0])
+    except _Failure as exc:
+        raise OSError(_why(peer, exc)) from exc
     finally:
-        assoc.release()
-    if "Status" not in status:
-        raise OSError(f"{peer}: no C-ECHO response")
-    return int(status.Status)
+        scu.release_idle(0.0)
 
 
 def list_files(paths: Iterable[Path]) -> list[Path]:
@@ -170,6 +116,32 @@ def list_files(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _File:
+    path: Path
+    context: _Context
+    sop_instance: str
+    offset: int
+
+
+def _file(path: Path) -> _File:
+    """The file's File Meta Information; raises what pydicom raises on a non-DICOM file."""
+    meta, offset = split_dataset(path)
+    missing = [
+        kw
+        for kw in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID")
+        if kw not in meta
+    ]
+    if missing:
+        raise AttributeError(f"File Meta Information without {', '.join(missing)}")
+    return _File(
+        path,
+        (str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)),
+        str(meta.MediaStorageSOPInstanceUID),
+        offset,
+    )
+
+
 def send_files(
     peer: Peer,
     files: Iterable[Path],
@@ -178,87 +150,66 @@ def send_files(
     progress: Callable[[SendResult], None] = lambda _r: None,
     tls: ssl.SSLContext | None = None,
 ) -> list[SendResult]:
-    """C-STORE each file to ``peer`` as it is; one result per file, in order."""
+    """C-STORE each file to ``peer`` as it is; one result per file, in order (the files
+    that are not DICOM first)."""
     results: list[SendResult] = []
-    readable: list[tuple[Path, tuple[str, str]]] = []
+
+    def done(result: SendResult) -> None:
+        results.append(result)
+        progress(result)
+
+    readable: list[_File] = []
     for path in files:
         try:
-            meta = read_file_meta_info(path)
-            context = (str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID))
+            readable.append(_file(path))
         except (OSError, InvalidDicomError, AttributeError, ValueError) as exc:
-            result = SendResult(path, False, f"not a DICOM file: {exc}")
-            results.append(result)
-            progress(result)
-            continue
-        readable.append((path, context))
-    ae = _ae(calling_ae, timeout)
-    for batch in _batches(readable):
-        contexts = sorted({c for _, c in batch})
-        assoc = ae.associate(
-            peer.host,
-            peer.port,
-            contexts=[build_context(sop, ts) for sop, ts in contexts],
-            ae_title=peer.ae_title,
-            tls_args=None if tls is None else (tls, peer.host),
-            evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay)],
-        )
-        if not assoc.is_established:
-            ae.close_failed(assoc)
-            why = _refusal(assoc, peer, tls, timeout)
-            for path, _ in batch:
-                result = SendResult(path, False, why)
-                results.append(result)
-                progress(result)
-            continue
-        try:
-            for path, _ in batch:
-                result = _store(assoc, path)
-                results.append(result)
-                progress(result)
-        finally:
-            if assoc.is_established:
-                assoc.release()
+            done(SendResult(path, False, f"not a DICOM file: {exc}"))
+    scu = _scu(peer, calling_ae, timeout, tls)
+    link = scu.links[0]
+    try:
+        for batch in _batches(readable):
+            scu.propose(link, sorted({f.context for f in batch}))
+            refused = ""
+            for item in batch:
+                if refused:
+                    done(SendResult(item.path, False, refused))
+                    continue
+                result, refused = _store(scu, link, peer, item)
+                done(result)
+    finally:
+        scu.release_idle(0.0)
     return results
 
 
-def _batches(
-    items: list[tuple[Path, tuple[str, str]]],
-) -> Iterator[list[tuple[Path, tuple[str, str]]]]:
-    batch: list[tuple[Path, tuple[str, str]]] = []
-    seen: set[tuple[str, str]] = set()
+def _batches(items: list[_File]) -> Iterator[list[_File]]:
+    batch: list[_File] = []
+    seen: set[_Context] = set()
     for item in items:
-        if item[1] not in seen and len(seen) >= MAX_CONTEXTS:
+        if item.context not in seen and len(seen) >= MAX_CONTEXTS:
             yield batch
             batch, seen = [], set()
         batch.append(item)
-        seen.add(item[1])
+        seen.add(item.context)
     if batch:
         yield batch
 
 
-def _store(assoc: Association, path: Path) -> SendResult:
-    if not assoc.is_established:
-        return SendResult(path, False, "association lost")
+def _store(scu: Scu, link: Link, peer: Peer, item: _File) -> tuple[SendResult, str]:
+    """The file's result, and why the association could not be opened ('' if it was)."""
     try:
-        status = assoc.send_c_store(path)
-    except (ValueError, AttributeError, OSError) as exc:
-        return SendResult(path, False, str(exc))
-    if "Status" not in status:
-        return SendResult(path, False, "no C-STORE response")
-    code = int(status.Status)
+        scu.association(link, item.context)
+    except _Failure as exc:
+        why = _why(peer, exc)
+        return SendResult(item.path, False, why), "" if link.assoc is not None else why
+    try:
+        with item.path.open("rb") as f:
+            f.seek(item.offset)
+            data = f.read()
+    except OSError as exc:
+        return SendResult(item.path, False, str(exc)), ""
+    try:
+        code = scu.store(link, item.context, item.sop_instance, data)
+    except _Failure as exc:
+        return SendResult(item.path, False, _why(peer, exc)), ""
     ok = code == 0 or code == 1 or 0xB000 <= code <= 0xBFFF
-    return SendResult(path, ok, f"0x{code:04X}")
-
-
-def _refusal(assoc: Association, peer: Peer, tls: ssl.SSLContext | None, timeout: float) -> str:
-    if assoc.is_rejected:
-        rj = assoc.acceptor.primitive
-        if rj is not None:
-            return f"association rejected: {rj.result_str}, {rj.source_str}: {rj.reason_str}"
-        return "association rejected"
-    problem = "" if tls is None else tls_problem(tls, peer.host, peer.port, peer.host, timeout)
-    if problem:
-        return f"TLS handshake failed: {problem}"
-    if assoc.is_aborted:
-        return "association aborted"
-    return "cannot connect or negotiate"
+    return SendResult(item.path, ok, f"0x{code:04X}"), ""

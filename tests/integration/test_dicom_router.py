@@ -208,7 +208,7 @@ def decrypted_spool(eng: EngineThread, tmp: Path) -> list[Path]:
     keys of their journal references, under their spool names."""
     from sqlalchemy import select
 
-    from eai.store._schema import messages
+    from eai.store.schema import messages
 
     store = eng.engine.store
     assert store is not None
@@ -474,7 +474,7 @@ def test_spool_fsync_failure_after_the_rows_are_written_answers_out_of_resources
     fails, the rows are rolled back, the answer is 0xA700 and nothing is left."""
     from sqlalchemy import func, select
 
-    from eai.store._schema import messages
+    from eai.store.schema import messages
 
     real = os.fsync
     spool_tmp = str(tmp_path / "spool" / "tmp")
@@ -588,17 +588,17 @@ def test_retention_removes_delivered_instances(tmp_path: Path) -> None:
 
 
 def test_nagle_is_off_on_both_sides(tmp_path: Path) -> None:
-    from pynetdicom import build_context
+    from pynetdicom import AE, build_context
     from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
     from dicom_router._store_scu import StoreScu
-    from dicom_router.client import _ae
     from dicom_router.forward import DicomDestination, DicomDestinationConfig
     from dicom_router.scp import DicomListener
 
     with router(tmp_path) as (eng, plain, _marked, _cfg):
         port = eng.port("img")
-        ae = _ae("STORESCU", 10)
+        ae = AE("STORESCU")
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = 10
         assoc = ae.associate(HOST, port, [build_context(Verification)], ae_title="EAI")
         try:
             assert assoc.is_established
@@ -655,7 +655,7 @@ def journaled_refs(eng: EngineThread) -> list[InstanceRef]:
     """The references of the instances journaled (decrypted)."""
     from sqlalchemy import select
 
-    from eai.store._schema import messages
+    from eai.store.schema import messages
 
     store = eng.engine.store
     assert store is not None

@@ -31,13 +31,16 @@ there and may block:
    spool file's retention tag) is answered success and not routed twice.
 
 Associations are served by :mod:`dicom_router._acceptor`, a thread per
-association reading its blocking socket, with our own P-DATA / DIMSE codec
-(:mod:`dicom_router._dimse`); pynetdicom is used only to decode the
-A-ASSOCIATE-RQ, negotiate the presentation contexts and encode the
-A-ASSOCIATE-AC/RJ. The C-STORE callback above gets the data set as the views
-of the received PDUs (no copy, no pydicom decoding of the command set), and the
-File Meta Information is encoded from a byte template, as pynetdicom's
-``encode_file_meta`` would write it.
+association reading its blocking socket (:mod:`dicom_router._pdu_io`), with our
+own P-DATA / DIMSE codec (:mod:`dicom_router._pdu`, :mod:`dicom_router._dimse`);
+pynetdicom's public ``pdu`` and ``presentation`` modules are used only to decode
+the A-ASSOCIATE-RQ, negotiate the presentation contexts and encode the
+A-ASSOCIATE-AC/RJ (:mod:`dicom_router._acse`). No pynetdicom DIMSE runs in the
+router (SCP or SCU), so none of its identifier logging applies. The C-STORE
+callback above gets the data set as the views of the received PDUs (no copy,
+no pydicom decoding of the command set), and the File Meta Information is
+encoded from a byte template, as pynetdicom's ``encode_file_meta`` would write
+it.
 
 Associations are filtered when requested (PS3.8 7.1.1.9): a called AE title
 that is not ours gets A-ASSOCIATE-RJ permanent / "called-AE-title-not-
@@ -80,7 +83,6 @@ from pynetdicom import (
     PYNETDICOM_IMPLEMENTATION_UID,
     PYNETDICOM_IMPLEMENTATION_VERSION,
     AllStoragePresentationContexts,
-    _config,
     build_context,
 )
 from pynetdicom.presentation import PresentationContext
@@ -121,12 +123,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# Query identifiers may name patients: pynetdicom logs them by default
-# (_config.py); we never log them (as its apps/qrscp does). The SCP no longer
-# runs pynetdicom's DIMSE; this covers the package's SCU side (client, forward).
-_config.LOG_REQUEST_IDENTIFIERS = False
-_config.LOG_RESPONSE_IDENTIFIERS = False
 
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700

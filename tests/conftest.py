@@ -19,6 +19,11 @@ Tests that make SQLAlchemy engines must ``engine.dispose()`` them: warnings are 
 and a connection left open is reported as a ResourceWarning.
 
 Network helper: ``tests._net.free_port()``.
+
+Markers follow folders (:func:`pytest_collection_modifyitems`): ``tests/unit`` -> ``unit``
+(no I/O, enforced by ``tests/unit/conftest.py``), ``tests/integration`` -> ``integration``,
+``tests/fault`` -> ``fault``, ``tests/fuzz`` -> ``fuzz``, ``tests/contract`` -> ``contract``;
+a test carrying another folder's marker is a collection error (move the file instead).
 """
 
 from __future__ import annotations
@@ -29,6 +34,35 @@ from pathlib import Path
 import pytest
 
 from tests._postgres import PostgresServer, PostgresStartError, PostgresUnavailable
+
+#: Folder under ``tests/`` -> the marker every test in it carries.
+FOLDER_MARKERS = {
+    "unit": "unit",
+    "integration": "integration",
+    "fault": "fault",
+    "fuzz": "fuzz",
+    "contract": "contract",
+}
+_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks each test by its folder; refuses a test marked as belonging to another folder."""
+    wrong: list[str] = []
+    for item in items:
+        try:
+            folder = item.path.resolve().relative_to(_TESTS).parts[0]
+        except (ValueError, IndexError):
+            continue
+        marker = FOLDER_MARKERS.get(folder)
+        if marker is None:
+            continue
+        item.add_marker(marker)
+        others = {m.name for m in item.iter_markers()} & set(FOLDER_MARKERS.values()) - {marker}
+        if others:
+            wrong.append(f"{item.nodeid}: marked {', '.join(sorted(others))} in tests/{folder}/")
+    if wrong:
+        raise pytest.UsageError("markers must match folders:\n" + "\n".join(wrong))
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ from tests.fault._proc import (
 )
 from tests.mllp_peers import MllpPeer, ack_for
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.fault
 
 MAX_MESSAGE_BYTES = 8192
 

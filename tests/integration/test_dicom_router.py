@@ -26,7 +26,6 @@ import socket
 import time
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,67 +43,17 @@ from dicom_router.reference import InstanceRef
 from eai.cli import cli
 from tests._dicom_peers import (
     TRAILING_PADDING,
-    StoreScp,
     ct_small_path,
     dataset_bytes,
     echoscu,
     make_ct_series,
     storescu,
 )
+from tests._dicom_routes import CALLERS, HOST, deliveries, router
 from tests.engine_harness import EngineThread
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
-HOST = "127.0.0.1"
-CALLERS = [f"MOD{i}" for i in range(12)]
-
-ROUTES = """
-engine:
-  data_dir: {tmp}/var
-  database: sqlite:///{tmp}/var/eai.db
-listeners:
-  - name: img
-    type: dicom
-    ae_title: EAI
-    bind: 127.0.0.1:0
-    spool_dir: {tmp}/spool
-    acse_timeout: 2s
-    network_timeout: 5s
-    max_pdu: 65536
-    max_instance_size: 1048576
-    retention: 0s
-    allowed_callers:
-{callers}
-destinations:
-  - name: plain
-    type: dicom
-    ae_title: PLAINSCP
-    host: 127.0.0.1
-    port: {plain_port}
-    retry: {{initial: 0.2s, max: 1s, jitter: 0}}
-  - name: marked
-    type: dicom
-    ae_title: MARKEDSCP
-    host: 127.0.0.1
-    port: {marked_port}
-    retry: {{initial: 0.2s, max: 1s, jitter: 0}}
-routes:
-  - name: as-received
-    from: [img]
-    when: {{not: {{calling_ae: [ONLYMARKED]}}}}
-    to: [plain]
-  - name: marked
-    from: [img]
-    when: {{calling_ae: [{marked_callers}]}}
-    to: [marked]
-    coerce:
-      - {{set: InstitutionName, value: CHU-X 750712184}}
-      - {{set: IssuerOfPatientID, value: ASIP-SANTE-INS-NIR}}
-      - {{set: "(0009,0010)", vr: LO, value: EAI ORIGIN}}
-      - {{set: "(0009,1001)", vr: LO, value: "750712184"}}
-      - set: OtherPatientIDsSequence
-        items: [{{PatientID: "IPP-42", IssuerOfPatientID: CHU-X, TypeOfPatientID: TEXT}}]
-"""
 
 # storescu proposes uncompressed transfer syntaxes unless told (dcmtk 3.6 options).
 PROPOSE = {
@@ -143,39 +92,6 @@ COERCED = {
     0x00091001: "750712184",
 }
 COERCED_TAGS = {*COERCED, 0x00101002}
-
-
-def write_routes(
-    tmp: Path, plain: int, marked: int, marked_callers: list[str] | None = None
-) -> Path:
-    callers = "\n".join(
-        f"      - {{ae_title: {ae}}}"
-        for ae in [*CALLERS, "STORESCU", "ECHOSCU", "EAI", "ONLYMARKED", "NOWHERE"]
-    )
-    path = tmp / "routes.yaml"
-    path.write_text(
-        ROUTES.format(
-            tmp=tmp,
-            callers=callers,
-            plain_port=plain,
-            marked_port=marked,
-            marked_callers=", ".join(marked_callers or ["ONLYMARKED"]),
-        )
-    )
-    return path
-
-
-@contextlib.contextmanager
-def router(
-    tmp: Path, marked_callers: list[str] | None = None
-) -> Iterator[tuple[EngineThread, StoreScp, StoreScp, Path]]:
-    with (
-        StoreScp(tmp / "plain", "PLAINSCP") as plain,
-        StoreScp(tmp / "marked", "MARKEDSCP") as marked,
-    ):
-        config = write_routes(tmp, plain.port, marked.port, marked_callers)
-        with EngineThread(config) as eng:
-            yield eng, plain, marked, config
 
 
 def sendable_test_files() -> list[Path]:
@@ -668,12 +584,6 @@ def journaled_refs(eng: EngineThread) -> list[InstanceRef]:
     return [InstanceRef.from_json(store.cipher.open(sealed)) for (sealed,) in rows]
 
 
-def _deliveries(cfg: Path) -> list[dict[str, Any]]:
-    result = CliRunner().invoke(cli, ["messages", "list", "-c", str(cfg), "--json"])
-    assert result.exit_code == 0, result.output
-    return [d for m in json.loads(result.output) for d in m["deliveries"]]
-
-
 def test_spool_is_encrypted_and_a_tampered_file_is_never_sent(tmp_path: Path) -> None:
     series = make_ct_series(2, tmp_path / "ct")
     originals = [pydicom.dcmread(p, stop_before_pixels=True) for p in series]
@@ -699,7 +609,7 @@ def test_spool_is_encrypted_and_a_tampered_file_is_never_sent(tmp_path: Path) ->
         deadline = time.monotonic() + 60
         states: list[str] = []
         while time.monotonic() < deadline:
-            dl = [d for d in _deliveries(cfg) if d["destination"] == "plain"]
+            dl = [d for d in deliveries(cfg) if d["destination"] == "plain"]
             states = sorted(d["status"] for d in dl)
             if states == ["dead", "delivered"]:
                 break
@@ -716,7 +626,7 @@ def test_spool_is_encrypted_and_a_tampered_file_is_never_sent(tmp_path: Path) ->
         result = CliRunner().invoke(cli, ["resend", "-c", str(cfg), str(dead["id"])])
         assert result.exit_code == 0, result.output
         while time.monotonic() < deadline:
-            again = [d for d in _deliveries(cfg) if d["destination"] == "plain"]
+            again = [d for d in deliveries(cfg) if d["destination"] == "plain"]
             if sum(d["status"] == "dead" for d in again) == 2:
                 break
             time.sleep(0.2)

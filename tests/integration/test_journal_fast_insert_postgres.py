@@ -13,9 +13,8 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from eai.errors import StoreError
-from eai.store import Store
-from eai.store._journal import insert_entries
-from tests.unit.test_journal_fast_insert import (
+from eai.store import Store, insert_entries
+from tests._journal_checks import (
     check_batch_ids_follow_entry_order,
     check_duplicates,
     check_failed_write_rolls_back_its_transaction,

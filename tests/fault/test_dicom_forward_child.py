@@ -1,7 +1,7 @@
 """The forwarding process of a ``dicom`` destination, under faults, with real peers.
 
 dcmtk's storescu -> eai (``dicom`` listener) -> forwarding process -> dcmtk's
-storescp (``tests._dicom_peers``; the routes of ``test_dicom_router``). The
+storescp (``tests._dicom_peers``; the routes of ``tests._dicom_routes``). The
 forwarding process is killed with SIGKILL in the middle of a study; the engine
 it belongs to is killed with SIGKILL; the engine stops normally: nothing is
 lost, and no process is left behind.
@@ -22,10 +22,10 @@ import pytest
 
 from dicom_router.forward import DicomDestination
 from tests._dicom_peers import StoreScp, make_ct_series, storescu
+from tests._dicom_routes import HOST, deliveries, router, write_routes
 from tests.fault._proc import EaiProcess, listener_port
-from tests.integration.test_dicom_router import HOST, _deliveries, router, write_routes
 
-pytestmark = [pytest.mark.integration, pytest.mark.fault, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 
 
 def _destination(eng: object, name: str = "plain") -> DicomDestination:
@@ -89,7 +89,7 @@ def test_killed_forwarding_process_loses_no_instance(
         # A new forwarding process took over, and the engine goes on.
         assert dest.pid is not None and dest.pid != victim
         _wait(
-            lambda: all(d["status"] == "delivered" for d in _deliveries(cfg)),
+            lambda: all(d["status"] == "delivered" for d in deliveries(cfg)),
             30,
             "not every delivery is delivered",
         )

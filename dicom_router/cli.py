@@ -3,6 +3,9 @@
 Touches: network (echo, send), files (the files sent, TLS certificates, config),
 DB (queue reads).
 
+The ``eai dicom`` group: a plugin command (:class:`eai.registry.CommandSpec`, declared
+in :data:`eai.plugins.COMMANDS`), imported only when it runs.
+
 ``echo`` and ``send`` speak DICOM TLS (PS3.15 B.12) with ``--tls`` (system CAs),
 ``--ca`` (implies ``--tls``), and ``--cert``/``--key`` for a client certificate,
 as ``eai send`` does for MLLP.
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from eai.cli._common import (
+from eai.cli import (
     CONFIG_OPTION,
     emit_json,
     open_store,
@@ -131,7 +134,7 @@ _STATES = ("pending", "retrying", "held", "delivered", "dead")
 @click.option("--json", "as_json", is_flag=True)
 def queue_cmd(config_path: Path, since: str | None, as_json: bool) -> None:
     """Forwarding progress per destination and study: instances pending, delivered, dead."""
-    from eai.store._read import content_deliveries
+    from eai.store import content_deliveries
 
     store = open_store(read_config(config_path))
     try:

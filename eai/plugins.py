@@ -23,6 +23,17 @@ BUILTIN: tuple[str, ...] = (
 )
 """Module names of the bundled plugins, imported in this order."""
 
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    (
+        "dicom",
+        "dicom_router.cli:dicom",
+        "DICOM: C-ECHO and C-STORE to a peer, the forwarding queue per study.",
+    ),
+)
+"""The bundled plugins' ``eai`` subcommands: name, ``module:attribute`` of the click
+command (imported only when it runs) and its ``eai --help`` line
+(:class:`eai.registry.CommandSpec`)."""
+
 
 def load_builtin() -> None:
     """Imports every module of :data:`BUILTIN` (once; later calls are dictionary lookups).

@@ -11,6 +11,8 @@ on its scheduler with a :class:`JournalView`, the only journal reads it gets.
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,13 +51,16 @@ __all__ = [
     "JournalView",
     "Listener",
     "ListenerSpec",
+    "ListingSpec",
     "PeriodicSpec",
     "destinations",
     "listeners",
+    "listing_specs",
     "load_builtin_connectors",
     "periodic_jobs",
     "register_destination",
     "register_listener",
+    "register_listing",
     "register_periodic",
 ]
 
@@ -124,6 +129,9 @@ class ListenerSpec(Generic[LC]):
     config_model: type[LC]
     factory: Callable[[LC, Ingest], Listener]
     summary: str
+    produces: tuple[str, ...] = ()
+    """Media types (``eai.messages.MEDIA_*``) of what it journals, for ``eai check``'s
+    route-to-destination check; () = not declared (not checked)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,9 @@ class DestinationSpec(Generic[DC]):
     config_model: type[DC]
     factory: Callable[[DC], Destination]
     summary: str
+    accepts: tuple[str, ...] = ()
+    """Media types (``eai.messages.MEDIA_*``) it can deliver; ``eai check`` refuses a
+    route that would hand it another. () = not declared (anything)."""
 
 
 class JournalView(Protocol):
@@ -154,9 +165,26 @@ class PeriodicSpec:
     summary: str
 
 
+@dataclass(frozen=True)
+class ListingSpec:
+    """What the messages of one content type add to ``eai messages list|show``: fields
+    read from their payload (e.g. DICOM: Study, Series and SOP Instance UIDs)."""
+
+    content_type: str
+    fields: tuple[str, ...]
+    """JSON keys, in order; every listed message carries them (null: unknown, or a message
+    of another content type). Never patient data: listing them records no access."""
+    read: Callable[[bytes], Mapping[str, str | None]]
+    """The payload in clear -> values of some of ``fields``; raises ValueError when it
+    cannot read it (the row's fields are then null: a listing never fails on one row)."""
+    line: Callable[[Mapping[str, Any]], str]
+    """The text listing's extra line for such a message, from its fields."""
+
+
 _listeners: dict[str, ListenerSpec[Any]] = {}
 _destinations: dict[str, DestinationSpec[Any]] = {}
 _periodic: dict[str, PeriodicSpec] = {}
+_listings: dict[str, ListingSpec] = {}
 
 
 def register_listener(spec: ListenerSpec[Any]) -> None:
@@ -175,6 +203,18 @@ def register_periodic(spec: PeriodicSpec) -> None:
     if spec.name in _periodic and _periodic[spec.name] is not spec:
         raise ValueError(f"periodic job {spec.name!r} registered twice")
     _periodic[spec.name] = spec
+
+
+def register_listing(spec: ListingSpec) -> None:
+    if spec.content_type in _listings and _listings[spec.content_type] is not spec:
+        raise ValueError(f"listing fields of {spec.content_type!r} registered twice")
+    _listings[spec.content_type] = spec
+
+
+def listing_specs() -> dict[str, ListingSpec]:
+    """The listing fields per content type (:class:`ListingSpec`)."""
+    load_builtin_connectors()
+    return dict(_listings)
 
 
 def periodic_jobs() -> dict[str, PeriodicSpec]:
@@ -246,7 +286,10 @@ class CheckSpec:
 
 @dataclass(frozen=True)
 class CommandSpec:
-    """A ``click`` command or group a plugin adds to the ``eai`` command line."""
+    """A ``click`` command or group a plugin adds to the ``eai`` command line: ``load``
+    is called when it runs; ``summary`` is its line in ``eai --help`` (which loads nothing).
+    A bundled plugin declares its commands in :data:`eai.plugins.COMMANDS`, so that
+    listing them imports no plugin; another registers with :func:`register_command`."""
 
     name: str
     load: Callable[[], click.Command]
@@ -301,8 +344,20 @@ def checks() -> dict[str, CheckSpec]:
 
 
 def commands() -> dict[str, CommandSpec]:
-    load_builtin_connectors()
-    return dict(_commands)
+    """The plugins' commands: those of :data:`eai.plugins.COMMANDS` and those registered
+    by plugins imported so far (plugins are not loaded for this: ``eai --help`` stays fast)."""
+    declared = {
+        name: CommandSpec(name, functools.partial(_command_at, target), summary)
+        for name, target, summary in plugins.COMMANDS
+    }
+    return {**declared, **_commands}
+
+
+def _command_at(target: str) -> click.Command:
+    """``"package.module:attribute"`` imported."""
+    module, _, attribute = target.partition(":")
+    command: click.Command = getattr(importlib.import_module(module), attribute)
+    return command
 
 
 def load_builtin_connectors() -> None:

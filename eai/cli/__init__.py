@@ -5,6 +5,11 @@ Touches: whatever its commands touch (see each module).
 Errors the engine raises on purpose (:class:`eai.errors.EaiError`) print one
 line per problem on stderr and exit with the class's code; tracebacks only
 with ``--debug``.
+
+Plugins add subcommands (``eai dicom``) through :func:`eai.registry.commands`: listed
+by ``eai --help`` from their summaries, imported only when one runs. The helpers a
+plugin's commands share with the core's (config option, store, TLS client options,
+JSON output) are exported here.
 """
 
 from __future__ import annotations
@@ -14,17 +19,66 @@ import sys
 
 import click
 
-from eai.cli._dicom_cmds import dicom
+from eai import registry
+from eai.cli._common import (
+    CONFIG_OPTION,
+    emit_json,
+    open_store,
+    parse_time,
+    read_config,
+    tls_client_context,
+    tls_client_options,
+)
 from eai.cli._engine_cmds import check, run, schema, send
 from eai.cli._identity_cmds import identity
 from eai.cli._mapping_cmds import convert, mapping
 from eai.cli._support_cmds import messages, queue, replay, resend_cmd
 from eai.errors import ConfigError, EaiError
 
-__all__ = ["cli", "main"]
+__all__ = [
+    "CONFIG_OPTION",
+    "cli",
+    "emit_json",
+    "main",
+    "open_store",
+    "parse_time",
+    "read_config",
+    "tls_client_context",
+    "tls_client_options",
+]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Eai(click.Group):
+    """The core's commands, then the plugins' (:func:`eai.registry.commands`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *registry.commands()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            spec = registry.commands().get(cmd_name)
+            if spec is not None:
+                command = spec.load()
+                self.add_command(command, cmd_name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``eai --help``: a plugin's line is its summary (nothing
+        is imported for it)."""
+        plugins = registry.commands()
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows: list[tuple[str, str]] = []
+        for name in names:
+            command = self.commands.get(name) or click.Command(name, help=plugins[name].summary)
+            if not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_Eai, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="show tracebacks and debug logs")
 @click.version_option(package_name="eai")
 @click.pass_context
@@ -43,7 +97,6 @@ for command in (run, check, schema, send, messages, replay, resend_cmd, queue):
 cli.add_command(identity)
 cli.add_command(convert)
 cli.add_command(mapping)
-cli.add_command(dicom)
 
 
 def main(argv: list[str] | None = None) -> None:

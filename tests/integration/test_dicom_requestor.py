@@ -405,3 +405,107 @@ def test_no_response_is_transient(tmp_path: Path, behaviour: str) -> None:
         assert "no C-STORE response" in str(err.value)
     if behaviour in ("silence", "release", "garbage"):
         assert aborted == [True]
+
+
+# -- the close after our last PDU, over TLS too ---------------------------------
+
+
+def test_over_tls_a_protocol_abort_reaches_the_peer_then_a_clean_close(tmp_path: Path) -> None:
+    """The requestor aborts a P-DATA-TF announcing more than its Maximum Length Received
+    while more bytes are on the way: over TLS as over TCP, it half-closes and drains
+    (``_pdu_io.PduSocket.linger``), so the peer finishes sending, reads the A-ABORT
+    then an end of stream, not a reset (a close with unread data sends RST, which can
+    lose the A-ABORT)."""
+    import ssl
+
+    from dicom_router._dimse import ProtocolError
+    from dicom_router._requestor import Requestor
+    from tests._pki import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(pki.server_cert, pki.server_key)
+    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_ctx.load_verify_locations(pki.ca)
+    listener = socket.create_server((HOST, 0))
+    seen: dict[str, Any] = {}
+
+    def peer() -> None:
+        raw, _ = listener.accept()
+        with server_ctx.wrap_socket(raw, server_side=True) as tls:
+            tls.settimeout(10)
+            conn = Conn(tls)
+            conn.accept(max_pdu=16384)
+            conn.request()
+            try:
+                # a P-DATA-TF announcing 8 MiB (over the requestor's 16 kB), then 4 MiB of
+                # it: more than the socket buffers hold, so most arrives after the abort
+                tls.sendall(_dimse.pdu_header(_dimse.P_DATA_TF, 8 << 20) + bytes(4 << 20))
+                seen["pdu"] = conn.pdu()
+                seen["end"] = tls.recv(10)
+            except OSError as exc:
+                seen["error"] = exc
+
+    thread = threading.Thread(target=peer, daemon=True)
+    thread.start()
+    try:
+        ct = ("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1")
+        requestor = Requestor.open(
+            HOST,
+            int(listener.getsockname()[1]),
+            [ct],
+            calling_ae="EAI",
+            called_ae="PACS",
+            max_pdu=16384,
+            connect_timeout=5,
+            acse_timeout=5,
+            network_timeout=5,
+            ssl_context=client_ctx,
+        )
+        with pytest.raises(ProtocolError, match="announcing 8388608 bytes"):
+            requestor.store(ct, "1.2.3", b"\0" * 64, 5)
+        assert not requestor.established
+        thread.join(10)
+        assert not thread.is_alive()
+    finally:
+        listener.close()
+    assert "error" not in seen, seen
+    assert seen["pdu"] == (_dimse.A_ABORT, bytes([0, 0, 2, 2])) and seen["end"] == b""
+
+
+# -- eai dicom echo|send: the production requestor ------------------------------
+
+
+def test_the_cli_speaks_through_the_forwarders_requestor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``eai dicom echo`` and ``send`` open their associations with the requestor the
+    forwarder uses (``dicom_router._requestor.Requestor``), not with pynetdicom's AE."""
+    from click.testing import CliRunner
+
+    from dicom_router._requestor import Requestor
+    from eai.cli import cli
+    from tests._dicom_peers import make_ct_series
+
+    opened: list[list[tuple[str, str]]] = []
+    real_open = Requestor.open.__func__  # type: ignore[attr-defined]
+
+    def counting_open(cls: type[Requestor], host: str, port: int, contexts: Any, **kw: Any) -> Any:
+        opened.append(list(contexts))
+        return real_open(cls, host, port, contexts, **kw)
+
+    monkeypatch.setattr(Requestor, "open", classmethod(counting_open))
+    series = make_ct_series(2, tmp_path / "ct")
+    with StoreScp(tmp_path / "out", "PACS") as scp:
+        runner = CliRunner()
+        result = runner.invoke(cli, ["dicom", "echo", f"PACS@{HOST}:{scp.port}"])
+        assert result.exit_code == 0 and "0x0000" in result.output, result.output
+        assert opened == [[("1.2.840.10008.1.1", "1.2.840.10008.1.2")]]
+        result = runner.invoke(
+            cli, ["dicom", "send", f"PACS@{HOST}:{scp.port}", str(tmp_path / "ct")]
+        )
+        assert result.exit_code == 0 and "2 sent, 0 failed" in result.output, result.output
+        assert len(opened) == 2  # one association for both files
+        assert sorted(dataset_bytes(f) for f in scp.wait_files(2)) == sorted(
+            dataset_bytes(f) for f in series
+        )

@@ -11,7 +11,7 @@ from eai.cda import CdaDocument, find_clinical_document, parse_cda, read_cda
 from eai.cda_schema import default_schema_path, load_schema
 from eai.config import When
 from eai.content import content_parser, content_types
-from eai.errors import ConfigError, InputError
+from eai.errors import InputError
 from eai.routing import when_matches
 from eai.xml import parse_xml
 from tests._paths import CDA, FIXTURES
@@ -216,15 +216,3 @@ def test_at_most_ten_errors_reported() -> None:
 def test_self_presenting_document_validates() -> None:
     root = parse_xml(_self_presenting(TSH.read_bytes()))
     assert load_schema(XSD).validate(find_clinical_document(root)) == []
-
-
-def test_missing_schema_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not found"):
-        load_schema(tmp_path / "nope.xsd")
-
-
-def test_broken_schema_is_a_config_error(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.xsd"
-    bad.write_text("<xs:schema xmlns:xs='http://www.w3.org/2001/XMLSchema'><xs:element/>")
-    with pytest.raises(ConfigError, match="cannot load"):
-        load_schema(bad)

@@ -3,21 +3,14 @@ the message embeds (recordTarget) must be one person (issue 15, point 2)."""
 
 from __future__ import annotations
 
-import base64
-import os
 from dataclasses import replace
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from eai import hl7
 from eai._hl7_content import parse_hl7v2
-from eai.config import load_config_text
 from eai.identity_gate import identity_from_cda
-from eai.pipeline import plan_message
-from eai.store import Cipher, ClaimedMessage
 from identity.charter import (
     CheckContext,
     document_patient_differs,
@@ -25,40 +18,15 @@ from identity.charter import (
     load_charter,
 )
 from identity.patient import LocalId, PatientIdentity, identity_from_hl7
+from tests._cda_patient import (
+    ORU,
+    OTHER_INS,
+    RULE,
+    cda_with,
+    oru,
+    plan_of,
+)
 from tests._paths import HL7V2
-
-ORU = (HL7V2 / "oru_r01_crbio_init.hl7").read_bytes()
-CDA = hl7.embedded_documents(hl7.parse(ORU))[0].data
-CIPHER = Cipher(os.urandom(32))
-RULE = "CDA-PATIENT-DIFFERENT"
-OTHER_INS = "180012B01234567"  # not the fixture's 279035121518989
-
-
-def _oru(cda: bytes = CDA, *, pid: tuple[str, str] | None = None, unpadded: bool = False) -> bytes:
-    """The national ORU carrying ``cda``; ``pid``: one (old, new) replacement in PID."""
-    encoded = base64.b64encode(cda).decode("ascii")
-    text = ORU.decode("utf-8").replace("\r\n", "\r").replace("\n", "\r")
-    segs = text.split("\r")
-    for i, seg in enumerate(segs):
-        if seg.startswith("OBX|1|ED|"):
-            fields = seg.split("|")
-            components = fields[5].split("^")
-            components[4] = encoded.rstrip("=") if unpadded else encoded
-            fields[5] = "^".join(components)
-            segs[i] = "|".join(fields)
-        elif seg.startswith("PID|") and pid is not None:
-            assert pid[0] in seg
-            segs[i] = seg.replace(pid[0], pid[1], 1)
-    return "\r".join(segs).encode("utf-8")
-
-
-def _cda(old: str, new: str) -> bytes:
-    """The fixture's CDA with the first ``old`` (in its recordTarget) replaced by ``new``."""
-    text = CDA.decode("utf-8")
-    start = text.index("<recordTarget")
-    at = text.index(old, start)
-    return (text[:at] + new + text[at + len(old) :]).encode("utf-8")
-
 
 # --- reading the document's patient --------------------------------------------------------
 
@@ -76,8 +44,8 @@ def test_the_cda_patient_is_read_from_record_target() -> None:
 
 
 def test_an_unqualified_name_is_read_as_the_birth_name() -> None:
-    plain = _cda('<family qualifier="BR">PAT-TROIS</family>', "<family>MARTIN</family>")
-    doc = parse_hl7v2(_oru(plain), None).document_patient
+    plain = cda_with('<family qualifier="BR">PAT-TROIS</family>', "<family>MARTIN</family>")
+    doc = parse_hl7v2(oru(plain), None).document_patient
     assert doc is not None
     assert doc.birth_name == "MARTIN"
 
@@ -85,7 +53,7 @@ def test_an_unqualified_name_is_read_as_the_birth_name() -> None:
 def test_no_document_no_document_patient() -> None:
     adt = (HL7V2 / "pamfr_a01_admission.er7").read_bytes()
     assert parse_hl7v2(adt, None).document_patient is None
-    refused = _oru().replace(b"^Base64^PD94", b"^Base64^*D94", 1)
+    refused = oru().replace(b"^Base64^PD94", b"^Base64^*D94", 1)
     assert parse_hl7v2(refused, None).document_patient is None
 
 
@@ -176,37 +144,16 @@ def test_the_rule_is_bundled_at_reject_and_silent_without_a_document() -> None:
 
 # --- in the pipeline -----------------------------------------------------------------------
 
-ROUTES = """
-listeners:
-  - {{name: in, type: mllp, bind: "127.0.0.1:0", test_feed: true}}
-destinations:
-  - {{name: dmp, type: mllp, host: 127.0.0.1, port: 1}}
-  - {{name: dcc, type: mllp, host: 127.0.0.1, port: 2}}
-routes:
-  - name: to-dmp
-    from: [in]
-    when: {{fact: DESTDMP, equals: "Y"}}
-    to: [dmp]
-  - {{name: all-oru, from: [in], when: {{message_type: [ORU]}}, to: [dcc]}}
-{identity}
-"""
-
-
-def _plan(payload: bytes, identity: str = "") -> Any:
-    config = load_config_text(ROUTES.format(identity=identity), "routes.yaml", env={})
-    claimed = ClaimedMessage(1, "in", datetime(2026, 1, 1), "hl7v2", "", "", CIPHER.seal(payload))
-    return plan_message(config, CIPHER, claimed)
-
 
 def test_the_same_patient_goes_everywhere() -> None:
-    plan = _plan(_oru())
+    plan = plan_of(oru())
     assert plan.status == "processed"
     assert [d.destination for d in plan.deliveries] == ["dmp", "dcc"]
     assert RULE not in {a[0] for a in plan.anomalies}
 
 
-ANOTHER_INS = _cda('extension="279035121518989"', f'extension="{OTHER_INS}"')
-NO_INS = _cda('root="1.2.250.1.213.1.4.10"', 'root="1.2.3.4.567.8.9.11"')  # a local id now
+ANOTHER_INS = cda_with('extension="279035121518989"', f'extension="{OTHER_INS}"')
+NO_INS = cda_with('root="1.2.250.1.213.1.4.10"', 'root="1.2.3.4.567.8.9.11"')  # a local id now
 
 
 def _no_ins(old: str, new: str) -> bytes:
@@ -217,21 +164,21 @@ def _no_ins(old: str, new: str) -> bytes:
 
 
 def test_a_cda_without_ins_and_the_same_traits_is_the_same_patient() -> None:
-    assert _plan(_oru(NO_INS)).status == "processed"
+    assert plan_of(oru(NO_INS)).status == "processed"
 
 
 @pytest.mark.parametrize(
     "payload",
     [
-        pytest.param(_oru(ANOTHER_INS), id="another INS"),
-        pytest.param(_oru(ANOTHER_INS, unpadded=True), id="another INS, base64 unpadded"),
+        pytest.param(oru(ANOTHER_INS), id="another INS"),
+        pytest.param(oru(ANOTHER_INS, unpadded=True), id="another INS, base64 unpadded"),
         pytest.param(
-            _oru(_no_ins('<birthTime value="19790328"/>', '<birthTime value="19790329"/>')),
+            oru(_no_ins('<birthTime value="19790328"/>', '<birthTime value="19790329"/>')),
             id="no INS in the CDA, another birth date",
         ),
-        pytest.param(_oru(NO_INS, pid=("|19790328|F|", "|19790328|M|")), id="PID says M"),
+        pytest.param(oru(NO_INS, pid=("|19790328|F|", "|19790328|M|")), id="PID says M"),
         pytest.param(
-            _oru(
+            oru(
                 _no_ins(
                     '<given qualifier="BR">DOMINIQUE</given>',
                     '<given qualifier="BR">CLAUDE</given>',
@@ -242,25 +189,8 @@ def test_a_cda_without_ins_and_the_same_traits_is_the_same_patient() -> None:
     ],
 )
 def test_another_patient_in_the_cda_is_rejected_and_reported(payload: bytes) -> None:
-    plan = _plan(payload)
+    plan = plan_of(payload)
     assert plan.status == "rejected" and plan.deliveries == ()
     assert plan.reason == f"identity charter: {RULE}"
     assert (RULE, "reject") in {(a[0], a[1]) for a in plan.anomalies}
     assert plan.facility == "labo"
-
-
-def test_a_region_may_lower_the_severity(tmp_path: Path) -> None:
-    region = tmp_path / "region.yaml"
-    region.write_text(
-        "rules:\n"
-        f"  - id: {RULE}\n"
-        "    severity: warn\n"
-        "    check: same_patient_as_document\n"
-        "    message: patient différent\n",
-        encoding="utf-8",
-    )
-    identity = f"identity:\n  charter: [{region}]\n"
-    payload = _oru(_cda('extension="279035121518989"', f'extension="{OTHER_INS}"'))
-    plan = _plan(payload, identity)
-    assert plan.status == "processed"
-    assert (RULE, "warn") in {(a[0], a[1]) for a in plan.anomalies}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from pydantic import ValidationError
 
@@ -86,13 +84,6 @@ def test_destination_defaults_and_limits() -> None:
     for bad in ({"port": 0}, {"port": 65536}, {"host": ""}, {"connections": 0}):
         with pytest.raises(ValidationError):
             MllpDestinationConfig.model_validate({"name": "d", "host": "h", "port": 1, **bad})
-
-
-def test_destination_tls_model(tmp_path: Path) -> None:
-    cfg = MllpDestinationConfig.model_validate(
-        {"name": "d", "host": "h", "port": 1, "tls": {"ca": str(tmp_path / "ca.pem")}}
-    )
-    assert cfg.tls is not None and cfg.tls.ca == tmp_path / "ca.pem"
 
 
 def test_schema_is_generated() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
 import httpx
 import pytest
@@ -449,15 +448,6 @@ def test_routes_yaml_identity_server_section():
         (3, "identity.server.regional_id_system"),
         (4, "identity.server.cache_size"),
     ]
-
-
-def test_missing_tls_files_are_a_config_error(tmp_path: Path):
-    cfg = config(
-        url="https://x/fhir",
-        tls={"ca": str(tmp_path / "none.pem"), "cert": "c.pem", "key": "k.pem"},
-    )
-    with pytest.raises(ConfigError, match="TLS"):
-        IdentityServerClient(cfg)
 
 
 def test_fixture_patients_are_valid_for_the_stand_in():

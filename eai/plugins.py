@@ -29,6 +29,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "dicom_router.cli:dicom",
         "DICOM: C-ECHO and C-STORE to a peer, the forwarding queue per study.",
     ),
+    (
+        "send",
+        "connectors.mllp.cli:send",
+        "MLLP test client: send each message of FILES to HOST:PORT, print each MSA.",
+    ),
 )
 """The bundled plugins' ``eai`` subcommands: name, ``module:attribute`` of the click
 command (imported only when it runs) and its ``eai --help`` line

@@ -6,7 +6,7 @@ Errors the engine raises on purpose (:class:`eai.errors.EaiError`) print one
 line per problem on stderr and exit with the class's code; tracebacks only
 with ``--debug``.
 
-Plugins add subcommands (``eai dicom``) through :func:`eai.registry.commands`: listed
+Plugins add subcommands (``eai dicom``, ``eai send``) through :func:`eai.registry.commands`: listed
 by ``eai --help`` from their summaries, imported only when one runs. The helpers a
 plugin's commands share with the core's (config option, store, TLS client options,
 JSON output) are exported here.
@@ -29,7 +29,7 @@ from eai.cli._common import (
     tls_client_context,
     tls_client_options,
 )
-from eai.cli._engine_cmds import check, run, schema, send
+from eai.cli._engine_cmds import check, run, schema
 from eai.cli._identity_cmds import identity
 from eai.cli._mapping_cmds import convert, mapping
 from eai.cli._support_cmds import messages, queue, replay, resend_cmd
@@ -92,7 +92,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     )
 
 
-for command in (run, check, schema, send, messages, replay, resend_cmd, queue):
+for command in (run, check, schema, messages, replay, resend_cmd, queue):
     cli.add_command(command)
 cli.add_command(identity)
 cli.add_command(convert)

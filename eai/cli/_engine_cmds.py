@@ -1,6 +1,6 @@
-"""CLI commands that run or check the engine: run, check, schema, send.
+"""CLI commands that run or check the engine: run, check, schema.
 
-Touches: files (config), network (send, run), DB (run).
+Touches: files (config), network (run), DB (run).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import click
 
-from eai.cli._common import CONFIG_OPTION, read_config, tls_client_context, tls_client_options
+from eai.cli._common import CONFIG_OPTION, read_config
 from eai.config import check_config, config_json_schema
-from eai.errors import ConfigError, ConfigIssue, EaiError
+from eai.errors import ConfigError
 
-__all__ = ["check", "run", "schema", "send"]
+__all__ = ["check", "run", "schema"]
 
 
 @click.command()
@@ -51,61 +51,3 @@ def check(config_path: Path) -> None:
 def schema() -> None:
     """Print the JSON Schema of routes.yaml (for editors)."""
     click.echo(json.dumps(config_json_schema(), indent=2))
-
-
-def _address(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"{value!r}: expected HOST:PORT")
-    return host, int(port)
-
-
-@click.command()
-@click.argument("address")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--timeout", default=30.0, show_default=True, help="seconds to wait for each ACK")
-@tls_client_options
-def send(
-    address: str,
-    files: tuple[Path, ...],
-    timeout: float,
-    tls: bool,
-    ca: Path | None,
-    cert: Path | None,
-    key: Path | None,
-) -> None:
-    """MLLP test client: send each message of FILES to HOST:PORT, print each MSA.
-
-    Exit 0 only if every acknowledgement was AA or CA.
-    """
-    from connectors.mllp.client import send_messages, split_file
-
-    host, port = _address(address)
-    payloads: list[bytes] = []
-    for f in files:
-        try:
-            data = f.read_bytes()
-        except OSError as exc:
-            raise ConfigError([ConfigIssue(str(f), 1, 1, exc.strerror or str(exc))]) from exc
-        msgs = split_file(data)
-        if not msgs:
-            issue = ConfigIssue(str(f), 1, 1, "no HL7 message (no line starts with MSH)")
-            raise ConfigError([issue])
-        payloads.extend(msgs)
-    ctx = tls_client_context(tls, ca, cert, key)
-    try:
-        acks = asyncio.run(send_messages(host, port, payloads, timeout=timeout, tls=ctx))
-    except (OSError, TimeoutError) as exc:
-        raise EaiError(f"cannot send to {host}:{port}: {exc or type(exc).__name__}") from exc
-    ok = True
-    for ack in acks:
-        line = f"MSA|{ack.code}|{ack.control_id}"
-        if ack.text:
-            line += f"|{ack.text}"
-        click.echo(line)
-        ok = ok and ack.code in ("AA", "CA")
-    if len(acks) < len(payloads):
-        click.echo(f"eai: {len(payloads) - len(acks)} message(s) got no acknowledgement", err=True)
-        ok = False
-    if not ok:
-        raise SystemExit(1)

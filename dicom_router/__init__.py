@@ -6,6 +6,7 @@ Touches: network, files (through the modules below; importing registers them).
 - :mod:`dicom_router.spool`: durable, encrypted spool files under router-made names,
   quarantine, quota;
 - :mod:`dicom_router.content`: content type ``dicom`` (what routes see of an instance);
+- :mod:`dicom_router.listing`: its Study, Series and SOP Instance UIDs in ``eai messages``;
 - :mod:`dicom_router.coercion`: a route's marking operations on the forwarded copy;
 - :mod:`dicom_router.forward`: C-STORE SCU, destination type ``dicom``;
 - :mod:`dicom_router.retention`: removes delivered instances from the spool (engine job);
@@ -16,6 +17,7 @@ Touches: network, files (through the modules below; importing registers them).
 - :mod:`dicom_router.cli`: the ``eai dicom`` commands (registered, loaded when used).
 """
 
+from dicom_router import listing as _listing  # noqa: F401 - registers its listing fields
 from dicom_router import routing as _routing  # noqa: F401  - registers tag, calling_ae, coerce
 from dicom_router.coercion import apply_coercion
 from dicom_router.config import is_uid

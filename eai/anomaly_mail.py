@@ -12,8 +12,7 @@ import smtplib
 
 from eai.config import IdentityConfig
 from eai.net import run_blocking
-from eai.store import Store, utcnow
-from eai.store._anomalies import mark_notified, pending_for_notification
+from eai.store import Store, mark_notified, pending_for_notification, utcnow
 from identity.notify import build_mail, send_mail
 
 __all__ = ["AnomalyMailer"]

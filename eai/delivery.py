@@ -3,7 +3,7 @@
 Touches: DB (through the writer thread), network (through the connectors).
 
 One worker per destination. It leases a window of sendable rows (see
-:func:`eai.store._work.claim_deliveries`), sends each patient's chain in
+:func:`eai.store.claim_deliveries`), sends each patient's chain in
 order, patients in parallel, and records every attempt. A transient failure
 schedules a retry with exponential backoff and jitter and stops that
 patient's chain; a permanent one (or ``max_attempts`` reached) dead-letters
@@ -23,8 +23,14 @@ from eai.config import DestinationConfig, RetryPolicy
 from eai.errors import PermanentDeliveryError, StoreError, TransientDeliveryError
 from eai.messages import OutboxItem
 from eai.registry import Destination
-from eai.store import ClaimedDelivery, DeliveryOutcome, Store, utcnow
-from eai.store._work import claim_deliveries, record_outcomes
+from eai.store import (
+    ClaimedDelivery,
+    DeliveryOutcome,
+    Store,
+    claim_deliveries,
+    record_outcomes,
+    utcnow,
+)
 
 __all__ = ["DeliveryWorker", "backoff_delay"]
 

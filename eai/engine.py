@@ -28,9 +28,7 @@ from eai.net import run_blocking
 from eai.pipeline import Pipeline
 from eai.reconciler import Reconciler
 from eai.registry import Listener, build_destination, build_listener, periodic_jobs
-from eai.store import Store
-from eai.store._read import settlement
-from eai.store._work import clear_leases
+from eai.store import Store, clear_leases, settlement
 from identity.pdqm import IdentityServerClient
 
 __all__ = ["Engine"]

@@ -3,7 +3,7 @@
 Touches: DB (through the writer thread).
 
 For each message, :func:`plan_message` decides (pure: decrypt, parse, route)
-and :func:`eai.store._work.apply_plans` writes the outbox rows and the new
+and :func:`eai.store.apply_plans` writes the outbox rows and the new
 status in ONE transaction (transactional outbox). Replay uses the same plan.
 """
 
@@ -24,9 +24,22 @@ from eai.hl7 import structure_problem
 from eai.identity_gate import SERVER_UNAVAILABLE, Reconciled, identity_of, identity_verdict
 from eai.net import run_blocking
 from eai.reconciler import Reconciler
-from eai.store import Cipher, ClaimedMessage, MessagePlan, PlannedDelivery, Store, utcnow
-from eai.store._work import apply_plans, claim_messages, held_messages, settle_held
-from eai.store._xref import IdentityOp, XrefRecord, XrefRedirect, local_ordering_key
+from eai.store import (
+    Cipher,
+    ClaimedMessage,
+    IdentityOp,
+    MessagePlan,
+    PlannedDelivery,
+    Store,
+    XrefRecord,
+    XrefRedirect,
+    apply_plans,
+    claim_messages,
+    held_messages,
+    local_ordering_key,
+    settle_held,
+    utcnow,
+)
 from identity.patient import PatientIdentity
 from identity.pdqm import IdentityServerUnavailable
 from identity.reconcile import Reconciliation

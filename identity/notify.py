@@ -1,7 +1,7 @@
 """Mails establishments about identity anomalies: one digest per facility per period,
 an immediate mail for reject-level rules.
 
-Touches: network (SMTP), DB (through the functions given to :func:`notify_once`).
+Touches: network (SMTP).
 
 Mails carry rule ids, explanations, counts and MSH-10 control ids (so the
 establishment finds its messages); never names, birth dates or INS.
@@ -13,14 +13,48 @@ import logging
 import smtplib
 import ssl
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from email.message import EmailMessage
+from typing import Protocol
 
-from eai.config import SmtpConfig
-from eai.store._anomalies import DigestLine
-
-__all__ = ["build_mail", "send_mail"]
+__all__ = ["DigestLine", "SmtpSettings", "build_mail", "send_mail"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DigestLine:
+    """One rule broken by a facility's messages since the last mail."""
+
+    rule: str
+    severity: str
+    explanation: str
+    messages: int
+    control_ids: tuple[str, ...]
+
+
+class _Secret(Protocol):
+    def get_secret_value(self) -> str: ...
+
+
+class SmtpSettings(Protocol):
+    """What :func:`send_mail` reads of its settings (``eai.config.SmtpConfig``)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def ssl(self) -> bool: ...
+    @property
+    def starttls(self) -> bool: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def password(self) -> _Secret | None: ...
+
 
 _SEVERITY_FR = {"reject": "rejet", "hold": "mise en attente", "warn": "avertissement"}
 
@@ -67,7 +101,7 @@ def build_mail(
     return msg
 
 
-def send_mail(settings: SmtpConfig, msg: EmailMessage) -> None:
+def send_mail(settings: SmtpSettings, msg: EmailMessage) -> None:
     """Sends one mail (blocking: call it through ``run_blocking``)."""
     context = ssl.create_default_context()
     smtp: smtplib.SMTP

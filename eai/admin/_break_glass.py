@@ -15,8 +15,7 @@ from typing import Any
 from eai.admin._client import AdminRefused
 from eai.admin._peer import local_caller
 from eai.config import Config
-from eai.store import Store
-from eai.store._read import message_detail, read_raw
+from eai.store import Store, message_detail, read_raw
 
 __all__ = ["break_glass_read"]
 

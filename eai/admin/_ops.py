@@ -18,8 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from eai.admin._peer import Caller
 from eai.errors import StoreError
-from eai.store import Store
-from eai.store._read import message_detail, read_raw
+from eai.store import Store, message_detail, read_raw
 
 __all__ = ["OPERATIONS", "BadRequest", "Operation"]
 

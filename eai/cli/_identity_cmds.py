@@ -15,9 +15,7 @@ import click
 
 from eai.cli._common import CONFIG_OPTION, emit_json, open_store, parse_time, read_config
 from eai.errors import ConfigError, ConfigIssue, NotFound
-from eai.store._anomalies import list_anomalies
-from eai.store._read import release
-from eai.store._xref import lookup as xref_lookup
+from eai.store import list_anomalies, release, xref_lookup
 from identity.ins import check_ins
 
 __all__ = ["identity"]

@@ -19,18 +19,17 @@ from eai.admin import request as admin_request
 from eai.cli._common import CONFIG_OPTION, emit_json, open_store, parse_time, read_config
 from eai.errors import EaiError
 from eai.pipeline import plan_all
-from eai.store import utcnow
-from eai.store._read import (
-    DICOM,
-    DicomUids,
+from eai.registry import listing_specs
+from eai.store import (
+    apply_plans,
     list_messages,
     message_detail,
     messages_for_replay,
     queue_stats,
     resend,
     set_paused,
+    utcnow,
 )
-from eai.store._work import apply_plans
 
 __all__ = ["messages", "queue", "replay", "resend_cmd"]
 
@@ -87,7 +86,7 @@ def list_cmd(
             listener=listener,
             message_type=message_type,
             patient=patient,
-            study=study,
+            where_field=None if study is None else ("study_instance_uid", study),
             limit=limit,
         )
     finally:
@@ -102,22 +101,16 @@ def list_cmd(
         f"{'ID':>8}  {'RECEIVED (UTC)':19}  {'LISTENER':14} {'TYPE':10} {'CONTROL ID':14} "
         f"{'STATUS':9} DELIVERIES"
     )
+    specs = listing_specs()
     for m in rows:
         dl = ", ".join(f"{d.destination}:{d.status}({d.attempts})" for d in m.deliveries) or "-"
         click.echo(
             f"{m.id:>8}  {m.received_at[:19]:19}  {m.listener[:14]:14} "
             f"{m.message_type[:10]:10} {m.control_id[:14]:14} {m.status:9} {dl}"
         )
-        if m.content_type == DICOM:
-            click.echo(f"{'':10}{_uids_line(m.dicom)}")
-
-
-def _uids_line(uids: DicomUids) -> str:
-    """``study <uid>  series <uid>  sop <uid>`` (``-`` for an unknown one), UIDs whole."""
-    return (
-        f"study {uids.study_instance_uid or '-'}  series {uids.series_instance_uid or '-'}  "
-        f"sop {uids.sop_instance_uid or '-'}"
-    )
+        spec = specs.get(m.content_type)
+        if spec is not None:
+            click.echo(f"{'':10}{spec.line(m.fields)}")
 
 
 @messages.command("show")
@@ -190,11 +183,9 @@ def _print_journey(data: dict[str, Any]) -> None:
         f"  received {data['received_at']} on {data['listener']} from "
         f"{data['sending_application']}/{data['sending_facility']} ({data['size']} bytes)"
     )
-    if data["content_type"] == DICOM:
-        uids = DicomUids(
-            data["study_instance_uid"], data["series_instance_uid"], data["sop_instance_uid"]
-        )
-        click.echo(f"  {_uids_line(uids)}")
+    spec = listing_specs().get(data["content_type"])
+    if spec is not None:
+        click.echo(f"  {spec.line(data)}")
     if data["reject_reason"]:
         click.echo(f"  rejected: {data['reject_reason']}")
     click.echo("journey:")
@@ -254,7 +245,7 @@ def replay(
                 message_type=message_type,
                 limit=None,
                 oldest_first=True,
-                dicom_uids=False,
+                with_fields=False,
             )
             selected = [v.id for v in views]
         if not selected:

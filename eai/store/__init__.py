@@ -2,8 +2,19 @@
 
 Touches: DB, files (key file).
 
-Public surface: :class:`Store` (opens the database, owns the cipher and the
-writer thread) and the typed rows/outcomes the pipeline and delivery use.
+The public API of the store; its modules are private, one job each:
+
+- :class:`Store` (here): opens the database, owns the cipher and the writer thread;
+- claims with leases (``_claims``): :func:`claim_messages`, :func:`claim_deliveries`;
+- the pipeline's decisions (``_plans``): :class:`MessagePlan`, :func:`apply_plans`,
+  :func:`settle_held`; the outbox rows' outcomes (``_outbox``): :func:`record_outcomes`;
+- support queries (``_listing``, ``_support_queries``): :func:`list_messages`,
+  :func:`message_detail`, :func:`queue_stats`, :func:`settlement`...;
+- support actions (``_support_actions``): :func:`read_raw`, :func:`resend`,
+  :func:`set_paused`, :func:`release`;
+- anomalies (``_anomalies``) and identity cross-references (``_xref``);
+- the journal itself (``_journal``): :func:`insert_entries`; its tables, for tests and
+  tooling, in :mod:`eai.store.schema`.
 """
 
 from __future__ import annotations
@@ -14,28 +25,105 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine
 
 from eai.messages import IngestResult, JournalEntry
-from eai.store._crypto import Cipher, load_master_key
-from eai.store._db import is_sqlite, open_engine, prepare_schema
-from eai.store._journal import insert_entries, naive_utc, utcnow
-from eai.store._work import (
+from eai.store._anomalies import (
+    CONTROL_ID_REUSED,
+    AnomalyRow,
+    list_anomalies,
+    mark_notified,
+    pending_for_notification,
+)
+from eai.store._claims import (
     ClaimedDelivery,
     ClaimedMessage,
-    DeliveryOutcome,
-    MessagePlan,
-    PlannedDelivery,
+    claim_deliveries,
+    claim_messages,
+    clear_leases,
+)
+from eai.store._crypto import KEY_FILE, Cipher, load_master_key
+from eai.store._db import is_sqlite, open_engine, prepare_schema
+from eai.store._journal import content_lines, insert_entries, naive_utc, utcnow
+from eai.store._listing import DeliveryView, EventView, MessageView, list_messages, message_detail
+from eai.store._outbox import DeliveryOutcome, record_outcomes
+from eai.store._plans import MessagePlan, PlannedDelivery, apply_plans, held_messages, settle_held
+from eai.store._support_actions import read_raw, release, resend, set_paused
+from eai.store._support_queries import (
+    QueueView,
+    content_deliveries,
+    messages_for_replay,
+    queue_stats,
+    settlement,
 )
 from eai.store._writer import Writer
+from eai.store._xref import (
+    IdentityOp,
+    MergeEvent,
+    RecordOutcome,
+    XrefEntry,
+    XrefRecord,
+    XrefRedirect,
+    XrefView,
+    change_identifier,
+    local_ordering_key,
+    ordering_key_for,
+    record_xref,
+)
+from eai.store._xref import lookup as xref_lookup
+from eai.store._xref import merge as merge_identities
 
 __all__ = [
+    "CONTROL_ID_REUSED",
+    "KEY_FILE",
+    "AnomalyRow",
     "Cipher",
     "ClaimedDelivery",
     "ClaimedMessage",
     "DeliveryOutcome",
+    "DeliveryView",
+    "EventView",
+    "IdentityOp",
+    "MergeEvent",
     "MessagePlan",
+    "MessageView",
     "PlannedDelivery",
+    "QueueView",
+    "RecordOutcome",
     "Store",
+    "XrefEntry",
+    "XrefRecord",
+    "XrefRedirect",
+    "XrefView",
+    "apply_plans",
+    "change_identifier",
+    "claim_deliveries",
+    "claim_messages",
+    "clear_leases",
+    "content_deliveries",
+    "content_lines",
+    "held_messages",
+    "insert_entries",
+    "list_anomalies",
+    "list_messages",
+    "load_master_key",
+    "local_ordering_key",
+    "mark_notified",
+    "merge_identities",
+    "message_detail",
+    "messages_for_replay",
     "naive_utc",
+    "open_engine",
+    "ordering_key_for",
+    "pending_for_notification",
+    "queue_stats",
+    "read_raw",
+    "record_outcomes",
+    "record_xref",
+    "release",
+    "resend",
+    "set_paused",
+    "settle_held",
+    "settlement",
     "utcnow",
+    "xref_lookup",
 ]
 
 

@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from eai.store._schema import anomalies
+from identity.notify import DigestLine
 
 __all__ = [
     "CONTROL_ID_REUSED",
     "AnomalyRow",
-    "DigestLine",
     "control_id_reused",
     "list_anomalies",
     "mark_notified",
@@ -124,17 +124,6 @@ def list_anomalies(
         q = q.where(anomalies.c.at >= since)
     with engine.connect() as conn:
         return [_row(r) for r in conn.execute(q)]
-
-
-@dataclass(frozen=True, slots=True)
-class DigestLine:
-    """One rule broken by a facility's messages since the last mail."""
-
-    rule: str
-    severity: str
-    explanation: str
-    messages: int
-    control_ids: tuple[str, ...]
 
 
 def pending_for_notification(

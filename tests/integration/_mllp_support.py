@@ -15,7 +15,7 @@ from connectors.mllp._framing import Frame, FrameDecoder, frame
 from eai.errors import StoreError
 from eai.hl7 import parse
 from eai.messages import IngestResult, JournalEntry
-from eai.store._journal import content_lines
+from eai.store import content_lines
 
 T = TypeVar("T")
 

@@ -26,9 +26,8 @@ from sqlalchemy import select
 from eai.admin import AdminServer, break_glass_read
 from eai.admin import request as admin_request
 from eai.errors import StoreError
-from eai.store import Store
-from eai.store._read import set_paused
-from eai.store._schema import events
+from eai.store import Store, set_paused
+from eai.store.schema import events
 from tests.engine_harness import EngineThread, adt, write_routes
 from tests.mllp_peers import MllpPeer
 

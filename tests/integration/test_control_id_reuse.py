@@ -25,11 +25,9 @@ from connectors._cda_intake import Verdict, journal_entry
 from connectors.mllp._inbound import FrameHandler, Reply, dedup_key
 from eai.hl7 import MessageHeader, read_header
 from eai.messages import IngestResult, JournalEntry
-from eai.store import Store
+from eai.store import CONTROL_ID_REUSED, Store, content_lines, insert_entries, list_anomalies
 from eai.store import _journal as journal_module
-from eai.store._anomalies import CONTROL_ID_REUSED, list_anomalies
-from eai.store._journal import content_lines, insert_entries
-from eai.store._schema import events, messages
+from eai.store.schema import events, messages
 
 KEY = "mllp-in|APP|FAC|DUP-1"
 BODY_A = b"MSH|^~\\&|APP|FAC|||20240101||ADT^A01|DUP-1|P|2.5\rPID|||PAT-A^^^FAC\rPV1|1|I\r"

@@ -20,11 +20,17 @@ from sqlalchemy import event, func, select
 from eai.config import load_config
 from eai.messages import IngestResult, JournalEntry
 from eai.pipeline import plan_all
-from eai.store import MessagePlan, PlannedDelivery, Store
-from eai.store._db import open_engine
-from eai.store._journal import insert_entries
-from eai.store._schema import deliveries, events, messages
-from eai.store._work import apply_plans, claim_deliveries, claim_messages
+from eai.store import (
+    MessagePlan,
+    PlannedDelivery,
+    Store,
+    apply_plans,
+    claim_deliveries,
+    claim_messages,
+    insert_entries,
+    open_engine,
+)
+from eai.store.schema import deliveries, events, messages
 from tests.engine_harness import EngineThread, adt, write_routes
 from tests.mllp_peers import MllpPeer
 

@@ -2,8 +2,8 @@
 
 Covers the writer thread (group commit, retransmissions, encryption at rest, failing
 writes, wrong key), the claim logic the pipeline and delivery workers rely on
-(``eai.store._work``, driven directly with synthetic plans), the CLI queries
-(``eai.store._read``) and, last, a whole engine run on each backend.
+(``eai.store``'s claims and plans, driven directly with synthetic plans), the CLI queries
+(``eai.store``'s support queries) and, last, a whole engine run on each backend.
 """
 
 from __future__ import annotations
@@ -20,21 +20,26 @@ import pytest
 from hl7.client import MLLPClient
 from sqlalchemy import Connection, func, select
 
+from eai import store as read
 from eai.errors import NotFound, StoreError
 from eai.messages import IngestResult, JournalEntry
-from eai.store import MessagePlan, PlannedDelivery, Store
-from eai.store import _read as read
-from eai.store._schema import deliveries, events, messages
-from eai.store._work import (
+from eai.store import (
     ClaimedDelivery,
     DeliveryOutcome,
+    IdentityOp,
+    MessagePlan,
+    PlannedDelivery,
+    Store,
+    XrefRecord,
+    XrefRedirect,
     apply_plans,
     claim_deliveries,
     claim_messages,
+    local_ordering_key,
     record_outcomes,
+    xref_lookup,
 )
-from eai.store._xref import IdentityOp, XrefRecord, XrefRedirect, local_ordering_key
-from eai.store._xref import lookup as xref_lookup
+from eai.store.schema import deliveries, events, messages
 from tests.engine_harness import EngineThread, adt, write_routes
 from tests.mllp_peers import MllpPeer
 

@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from eai.errors import ConfigError, StoreError
-from eai.store._crypto import KEY_FILE, Cipher, load_master_key
+from eai.store import KEY_FILE, Cipher, load_master_key
 
 
 def test_key_file_created_0600_and_reused(tmp_path):

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from eai.errors import StoreError
 from eai.messages import JournalEntry
 from eai.store import Store
-from eai.store._schema import events, messages
+from eai.store.schema import events, messages
 
 
 def _entry(i: int, key: str | None = "auto", status: str = "received") -> JournalEntry:

@@ -13,16 +13,16 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from eai.cli import cli, main
-from eai.store import Store
-from eai.store._schema import identity_merges, identity_xref
-from eai.store._xref import (
+from eai.store import (
+    Store,
     change_identifier,
     local_ordering_key,
-    lookup,
-    merge,
     ordering_key_for,
     record_xref,
 )
+from eai.store import merge_identities as merge
+from eai.store import xref_lookup as lookup
+from eai.store.schema import identity_merges, identity_xref
 
 T0 = datetime(2026, 11, 23, 10, 0, 0)
 F = "CHU-X"

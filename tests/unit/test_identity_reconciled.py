@@ -15,9 +15,7 @@ from eai.config import IdentityConfig, load_config_text
 from eai.identity_gate import SERVER_UNAVAILABLE, Reconciled
 from eai.pipeline import identities_of, parse_all, plan_message
 from eai.reconciler import Reconciler
-from eai.store import Cipher, ClaimedMessage
-from eai.store._work import MessagePlan
-from eai.store._xref import XrefRecord, XrefRedirect
+from eai.store import Cipher, ClaimedMessage, MessagePlan, XrefRecord, XrefRedirect
 from identity.patient import identity_from_hl7
 from identity.pdqm import IdentityServerUnavailable
 from identity.reconcile import reconcile

@@ -5,8 +5,7 @@ from datetime import datetime
 
 from eai.config import load_config_text
 from eai.pipeline import plan_all, plan_message
-from eai.store import Cipher, ClaimedMessage
-from eai.store._xref import local_ordering_key
+from eai.store import Cipher, ClaimedMessage, local_ordering_key
 from tests.engine_harness import A01, adt
 
 ROUTES = """

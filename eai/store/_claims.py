@@ -1,0 +1,246 @@
+"""Leases on the journal's work: the pipeline claims messages, delivery workers claim rows.
+
+Touches: DB (every function runs inside a transaction given by the caller,
+on the writer thread).
+
+Claims use leases (owner + expiry) so several engine nodes can share one
+PostgreSQL: on PostgreSQL a claim also takes a transaction-scoped advisory
+lock, which serialises claims across nodes; on SQLite the single writer thread
+already does. It is ONE lock for every claim (pipeline and all destinations): the
+writer groups several claims in one transaction, in no fixed order, so with a
+lock per queue two nodes could each hold one and wait for the other's (deadlock,
+broken by PostgreSQL only after deadlock_timeout, stalling the whole writer).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Integer, bindparam, func, or_, select, text, update
+
+from eai.store._schema import ACTIVE_DELIVERY, deliveries, destination_state, messages
+
+__all__ = [
+    "CLAIMED_COLUMNS",
+    "ClaimedDelivery",
+    "ClaimedMessage",
+    "claim_deliveries",
+    "claim_messages",
+    "claimed_messages",
+    "clear_leases",
+    "is_paused",
+]
+
+
+_CLAIMS_LOCK = zlib.crc32(b"eai:claims")
+
+
+def _advisory_lock(conn: Connection) -> None:
+    """Takes the claims lock until the commit (re-entrant within a transaction)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIMS_LOCK})
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedMessage:
+    id: int
+    listener: str
+    received_at: datetime
+    content_type: str
+    control_id: str
+    message_type: str
+    sealed_payload: bytes
+
+
+CLAIMED_COLUMNS = (
+    messages.c.id,
+    messages.c.listener,
+    messages.c.received_at,
+    messages.c.content_type,
+    messages.c.control_id,
+    messages.c.message_type,
+    messages.c.payload,
+)
+"""The columns a :class:`ClaimedMessage` is made of (:func:`claimed_messages`)."""
+
+
+def claimed_messages(rows: Sequence[Any]) -> list[ClaimedMessage]:
+    """Rows selected with :data:`CLAIMED_COLUMNS`, as messages to plan."""
+    return [
+        ClaimedMessage(
+            r.id, r.listener, r.received_at, r.content_type, r.control_id, r.message_type, r.payload
+        )
+        for r in rows
+    ]
+
+
+# The claims' statements are built once (the pipeline and delivery loops run them
+# many times a second): no statement construction per call.
+_CLAIMABLE_MESSAGES = (
+    select(*CLAIMED_COLUMNS)
+    .where(
+        messages.c.status == "received",
+        or_(
+            messages.c.lease_until.is_(None),
+            messages.c.lease_until < bindparam("b_now"),
+            # Our own lease is stale by the time we claim again: one pipeline loop per
+            # node, and a batch whose write failed (disk full) must not wait for expiry.
+            messages.c.lease_owner == bindparam("b_owner"),
+        ),
+    )
+    .order_by(messages.c.id)
+    .limit(bindparam("b_limit", type_=Integer))
+)
+_LEASE_MESSAGES = (
+    update(messages)
+    .where(messages.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"))
+)
+
+
+def claim_messages(
+    conn: Connection, owner: str, now: datetime, lease: float, limit: int
+) -> list[ClaimedMessage]:
+    """Leases the oldest ``received`` messages not leased by a live owner."""
+    _advisory_lock(conn)
+    rows = conn.execute(
+        _CLAIMABLE_MESSAGES, {"b_now": now, "b_limit": limit, "b_owner": owner}
+    ).all()
+    if not rows:
+        return []
+    conn.execute(
+        _LEASE_MESSAGES,
+        {
+            "b_ids": [r.id for r in rows],
+            "b_owner": owner,
+            "b_until": now + timedelta(seconds=lease),
+        },
+    )
+    return claimed_messages(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    id: int
+    message_id: int
+    destination: str
+    patient_key: str
+    control_id: str
+    attempts: int
+    sealed_payload: bytes
+
+
+_PAUSED = select(destination_state.c.paused).where(destination_state.c.name == bindparam("b_name"))
+# The watermark is a subquery of the same statement: one snapshot. Read apart
+# (READ COMMITTED on PostgreSQL), another node could commit in between a
+# patient's later message routed while its earlier one is still ``received``.
+_WATERMARK = (
+    select(func.min(messages.c.id)).where(messages.c.status == "received").scalar_subquery()
+)
+_CLAIMABLE_DELIVERIES = (
+    select(
+        deliveries.c.id,
+        deliveries.c.message_id,
+        deliveries.c.patient_key,
+        deliveries.c.control_id,
+        deliveries.c.attempts,
+        deliveries.c.next_attempt_at,
+        deliveries.c.lease_until,
+        deliveries.c.lease_owner,
+        deliveries.c.payload,
+        deliveries.c.status,
+    )
+    .where(
+        deliveries.c.destination == bindparam("b_destination"),
+        # held rows are read too: they block their patient's later rows
+        deliveries.c.status.in_((*ACTIVE_DELIVERY, "held")),
+        or_(_WATERMARK.is_(None), deliveries.c.message_id < _WATERMARK),
+    )
+    .order_by(deliveries.c.message_id, deliveries.c.id)
+    .limit(bindparam("b_limit", type_=Integer))
+)
+_LEASE_DELIVERIES = (
+    update(deliveries)
+    .where(deliveries.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"))
+)
+_PAYLOADS = select(messages.c.id, messages.c.payload).where(
+    messages.c.id.in_(bindparam("b_ids", expanding=True))
+)
+
+
+def is_paused(conn: Connection, destination: str) -> bool:
+    return bool(conn.execute(_PAUSED, {"b_name": destination}).scalar())
+
+
+def claim_deliveries(
+    conn: Connection, destination: str, owner: str, now: datetime, lease: float, window: int
+) -> list[ClaimedDelivery]:
+    """Leases the deliveries of ``destination`` that may be sent now, in order.
+
+    Per patient, rows are taken in (message_id, id) order as a chain; a patient
+    whose oldest active row is leased elsewhere or waiting for its retry time
+    is skipped entirely, so nothing overtakes it. Rows of messages newer than
+    the oldest message the pipeline has not processed yet are not taken (they
+    could be overtaken by a patient's earlier message still in the pipeline).
+    """
+    _advisory_lock(conn)
+    if is_paused(conn, destination):
+        return []
+    rows = conn.execute(
+        _CLAIMABLE_DELIVERIES, {"b_destination": destination, "b_limit": window}
+    ).all()
+    blocked: set[str] = set()
+    chosen = []
+    for r in rows:
+        if r.patient_key in blocked:
+            continue
+        if (
+            r.status == "held"
+            # our own lease is stale: one worker per destination per node, and its last
+            # round ended (a round whose outcome could not be recorded is sent again)
+            or (r.lease_until is not None and r.lease_until >= now and r.lease_owner != owner)
+            or r.next_attempt_at > now
+        ):
+            blocked.add(r.patient_key)
+            continue
+        chosen.append(r)
+    if not chosen:
+        return []
+    conn.execute(
+        _LEASE_DELIVERIES,
+        {
+            "b_ids": [r.id for r in chosen],
+            "b_owner": owner,
+            "b_until": now + timedelta(seconds=lease),
+        },
+    )
+    need_message = [r.message_id for r in chosen if r.payload is None]
+    payloads: dict[int, bytes] = {}
+    if need_message:
+        payloads = dict(conn.execute(_PAYLOADS, {"b_ids": need_message}).all())
+    return [
+        ClaimedDelivery(
+            r.id,
+            r.message_id,
+            destination,
+            r.patient_key,
+            r.control_id,
+            r.attempts,
+            r.payload if r.payload is not None else payloads[r.message_id],
+        )
+        for r in chosen
+    ]
+
+
+def clear_leases(conn: Connection, owner: str | None) -> None:
+    """At start-up: what this node (``None``: any node) had leased is free again."""
+    for table in (messages, deliveries):
+        stmt = update(table).values(lease_owner=None, lease_until=None)
+        if owner is not None:
+            stmt = stmt.where(table.c.lease_owner == owner)
+        conn.execute(stmt)

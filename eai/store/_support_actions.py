@@ -1,0 +1,133 @@
+"""Support actions from the CLI: read a payload (recorded), resend, pause, release held rows.
+
+Touches: DB (short transactions of its own; safe while the engine runs).
+
+Every action writes an event naming who did it (the process's real user, or the
+reader the kernel identified on the admin socket) in the transaction that does it.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from collections.abc import Sequence
+
+from sqlalchemy import Engine, insert, select, update
+
+from eai.errors import EaiError, NotFound
+from eai.store._crypto import Cipher
+from eai.store._journal import utcnow
+from eai.store._outbox import release_deliveries
+from eai.store._schema import deliveries, destination_state, events, messages
+
+__all__ = ["read_raw", "release", "resend", "set_paused"]
+
+
+def _real_user() -> str:
+    """This process's user by its real uid (never ``$USER``, which anyone can set)."""
+    uid = os.getuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid-{uid}"
+
+
+def read_raw(engine: Engine, cipher: Cipher, message_id: int, *, reader: str, via: str) -> bytes:
+    """The payload in clear, once its access is recorded: the ``raw_viewed`` event naming
+    ``reader`` (as the kernel identified them) and ``via`` is committed before the payload
+    is decrypted; if the record cannot be written, nothing is returned."""
+    with engine.begin() as conn:
+        sealed = conn.execute(
+            select(messages.c.payload).where(messages.c.id == message_id)
+        ).scalar()
+        if sealed is None:
+            raise NotFound(f"no message with id {message_id}")
+        conn.execute(
+            insert(events).values(
+                at=utcnow(),
+                message_id=message_id,
+                kind="raw_viewed",
+                detail=f"payload shown to {reader} {via}",
+            )
+        )
+    return cipher.open(sealed)
+
+
+def resend(engine: Engine, delivery_ids: Sequence[int]) -> list[int]:
+    """Queues each delivery again, as it was (same payload, same destination)."""
+    created: list[int] = []
+    now = utcnow()
+    with engine.begin() as conn:
+        for did in delivery_ids:
+            r = conn.execute(select(deliveries).where(deliveries.c.id == did)).first()
+            if r is None:
+                raise NotFound(f"no delivery with id {did}")
+            new_id = conn.execute(
+                insert(deliveries)
+                .values(
+                    message_id=r.message_id,
+                    destination=r.destination,
+                    route=r.route,
+                    patient_key=r.patient_key,
+                    control_id=r.control_id,
+                    status="pending",
+                    attempts=0,
+                    created_at=now,
+                    next_attempt_at=now,
+                    last_error="",
+                    payload=r.payload,
+                    resend_of=r.id,
+                )
+                .returning(deliveries.c.id)
+            ).scalar_one()
+            conn.execute(
+                insert(events).values(
+                    at=now,
+                    message_id=r.message_id,
+                    delivery_id=new_id,
+                    kind="resent",
+                    detail=f"delivery {did} to {r.destination} queued again as {new_id} "
+                    f"by {_real_user()}",
+                )
+            )
+            created.append(new_id)
+    return created
+
+
+def set_paused(engine: Engine, name: str, paused: bool) -> None:
+    now = utcnow()
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(destination_state)
+            .where(destination_state.c.name == name)
+            .values(paused=paused, updated_at=now)
+        ).rowcount
+        if not done:
+            conn.execute(insert(destination_state).values(name=name, paused=paused, updated_at=now))
+        conn.execute(
+            insert(events).values(
+                at=now,
+                kind="paused" if paused else "resumed",
+                detail=f"destination {name} by {_real_user()}",
+            )
+        )
+
+
+def release(engine: Engine, delivery_ids: Sequence[int]) -> int:
+    """An operator releases held deliveries (the identity was checked by hand)."""
+    now = utcnow()
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(deliveries.c.id, deliveries.c.message_id, deliveries.c.status).where(
+                deliveries.c.id.in_(list(delivery_ids))
+            )
+        ).all()
+        found = {r.id: r for r in rows}
+        for did in delivery_ids:
+            if did not in found:
+                raise NotFound(f"no delivery with id {did}")
+            if found[did].status != "held":
+                raise EaiError(f"delivery {did} is {found[did].status}, not held")
+        who = f"released by {_real_user()}"
+        release_deliveries(conn, [(d, found[d].message_id, who) for d in delivery_ids], now)
+    return len(delivery_ids)

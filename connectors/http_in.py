@@ -64,6 +64,7 @@ import h11
 import httpx
 from pydantic import Field, field_validator, model_validator
 
+from connectors import _http_exposure  # noqa: F401 - registers its eai check
 from connectors._cda_intake import MIB, CdaIntakeConfig, Verdict, examine, journal_entry, schema_for
 from connectors._http_auth import ApiKey, Authenticator, CertSubject, Refusal, check_keys
 from connectors._http_head import BadFraming, check_head, head_end
@@ -71,6 +72,7 @@ from connectors._http_oauth import Jwks, OAuth2Config
 from eai.cda_schema import CdaSchema
 from eai.config import Duration, TlsServerConfig
 from eai.errors import ConfigError, ConfigIssue, StoreError
+from eai.messages import MEDIA_CDA_XML
 from eai.net import (
     LogThrottle,
     StreamServer,
@@ -644,5 +646,6 @@ register_listener(
         config_model=HttpListenerConfig,
         factory=_factory,
         summary="CDA R2 documents by HTTP(S) POST: journal each, answer 202 with its message id",
+        produces=(MEDIA_CDA_XML,),
     )
 )

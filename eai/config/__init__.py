@@ -23,6 +23,7 @@ from eai.config._base import (
 )
 from eai.config._conditions import HL7Path, MessageTypePattern, MessageTypeSet
 from eai.config._engine import EngineConfig
+from eai.config._exposure import INSECURE_HINT, ExposureRule, exposure_check, is_loopback
 from eai.config._identity import IdentityConfig, IdentityServerConfig, SmtpConfig
 from eai.config._loader import check_config, load_config, load_config_text
 from eai.config._model import Config, config_model, route_model, when_model
@@ -34,6 +35,8 @@ __all__ = [
     "DestinationConfig",
     "Duration",
     "EngineConfig",
+    "ExposureRule",
+    "INSECURE_HINT",
     "HL7Path",
     "IdentityConfig",
     "IdentityServerConfig",
@@ -50,6 +53,8 @@ __all__ = [
     "check_config",
     "config_json_schema",
     "config_model",
+    "exposure_check",
+    "is_loopback",
     "load_config",
     "load_config_text",
     "parse_duration",

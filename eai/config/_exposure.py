@@ -1,18 +1,12 @@
-"""Refuses network listeners open to anyone: outside loopback, TLS, credentials or networks.
+"""Refuses network listeners open to anyone: the shared part of each listener type's rule.
 
 Touches: nothing.
 
-Runs on plain data (raw YAML or a dumped model) like the other cross checks,
-reading each listener's keys by name, so a listener model only has to carry
-them: ``bind``, ``tls``, ``allowed_networks``, ``insecure`` and, for HTTP,
-``api_keys`` and ``allowed_subjects``. One rule per listener type:
-
-- ``mllp`` (HL7 v2): ``tls`` or ``allowed_networks``;
-- ``http`` (CDA intake): a way to tell who sends: ``api_keys``, ``oauth2``,
-  ``allowed_subjects`` or required client certificates (``tls.client_ca`` with
-  ``require_client_cert``), or ``allowed_networks``; and bearer credentials
-  (``api_keys``, ``oauth2``) only over ``tls`` (a bearer sent in clear can be
-  replayed by anyone on the path).
+A network listener's connector registers its rule as an ``eai check`` cross-check
+(:func:`exposure_check` in a :class:`eai.registry.CheckSpec`; the MLLP and HTTP
+listeners do). It runs on plain data (raw YAML or a dumped model) like the other
+cross checks, reading the listener's keys by name: ``bind`` and ``insecure``
+here, the rest (``tls``, ``allowed_networks``, credentials) in the rule.
 
 ``insecure: true`` on the listener says it is meant (a closed network, a
 TLS-terminating proxy on the same host) and silences the rule. A loopback
@@ -21,15 +15,23 @@ bind (127.0.0.0/8, ::1, localhost) is always accepted.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from eai.config._yaml import Loc
 
-__all__ = ["exposure_problems", "is_loopback"]
+__all__ = ["INSECURE_HINT", "ExposureCheck", "ExposureRule", "exposure_check", "is_loopback"]
 
-_OVERRIDE = "or write insecure: true on the listener if this is meant"
+INSECURE_HINT = "or write insecure: true on the listener if this is meant"
+"""How a rule's message ends: the way to say an exposed listener is meant."""
+
+ExposureRule = Callable[[Mapping[str, Any]], tuple[str, str] | None]
+"""A listener type's rule: its entry (plain data, bound outside loopback, not
+``insecure``) -> None when it is protected enough, else the key to change and why."""
+
+ExposureCheck = Callable[[Mapping[str, Any]], list[tuple[Loc, str]]]
 
 
 def is_loopback(bind: str) -> bool:
@@ -46,62 +48,23 @@ def is_loopback(bind: str) -> bool:
         return False
 
 
-def _mllp(listener: Mapping[str, Any]) -> tuple[str, str] | None:
-    if listener.get("tls") or listener.get("allowed_networks"):
-        return None
-    return (
-        "bind",
-        f"listens on {listener['bind']} without tls or allowed_networks: anyone who can "
-        f"reach the port can send HL7 messages; add one, {_OVERRIDE}",
-    )
+def exposure_check(listener_type: str, rule: ExposureRule) -> ExposureCheck:
+    """The ``eai check`` cross-check (:class:`eai.registry.CheckSpec`'s ``run``) applying
+    ``rule`` to every listener of ``listener_type`` reachable from the network: one problem
+    per exposed listener, located at the key ``rule`` names."""
+    return functools.partial(_exposure_problems, listener_type, rule)
 
 
-def _http(listener: Mapping[str, Any]) -> tuple[str, str] | None:
-    tls = listener.get("tls")
-    client_certs = (
-        isinstance(tls, Mapping)
-        and bool(tls.get("client_ca"))
-        and bool(tls.get("require_client_cert"))
-    )
-    for bearer in ("api_keys", "oauth2"):
-        if listener.get(bearer) and not tls:
-            return (
-                bearer,
-                f"bearer credentials on {listener['bind']} without tls would cross the network "
-                f"in clear; add tls, {_OVERRIDE}",
-            )
-    if (
-        listener.get("api_keys")
-        or listener.get("oauth2")
-        or listener.get("allowed_subjects")
-        or client_certs
-        or listener.get("allowed_networks")
-    ):
-        return None
-    return (
-        "bind",
-        f"listens on {listener['bind']} and accepts documents from anyone: set api_keys, "
-        "oauth2, allowed_subjects (or tls.require_client_cert), or allowed_networks, "
-        f"{_OVERRIDE}",
-    )
-
-
-_RULES: dict[str, Callable[[Mapping[str, Any]], tuple[str, str] | None]] = {
-    "mllp": _mllp,
-    "http": _http,
-}
-
-
-def exposure_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
-    """One problem per exposed listener, located at the key to change."""
+def _exposure_problems(
+    listener_type: str, rule: ExposureRule, data: Mapping[str, Any]
+) -> list[tuple[Loc, str]]:
     problems: list[tuple[Loc, str]] = []
     listeners = data.get("listeners")
     for index, listener in enumerate(listeners if isinstance(listeners, list | tuple) else ()):
-        if not isinstance(listener, Mapping):
+        if not isinstance(listener, Mapping) or listener.get("type") != listener_type:
             continue
-        rule = _RULES.get(str(listener.get("type")))
         bind = listener.get("bind")
-        if rule is None or not isinstance(bind, str) or listener.get("insecure") is True:
+        if not isinstance(bind, str) or listener.get("insecure") is True:
             continue
         if is_loopback(bind):
             continue

@@ -24,7 +24,6 @@ from pydantic_core import PydanticCustomError
 from eai import registry
 from eai.config._base import DestinationConfig, ListenerConfig, Model
 from eai.config._engine import EngineConfig
-from eai.config._exposure import exposure_problems
 from eai.config._identity import IdentityConfig
 from eai.config._routes import Route, When, route_model_for, when_model_for
 from eai.config._yaml import Loc, format_path
@@ -70,10 +69,10 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     """Checks across sections, on plain data (raw YAML or a dumped model).
 
     Duplicate listener, destination and route names; route ``from``/``to``
-    entries naming no listener/destination; network listeners open to anyone
-    (:mod:`eai.config._exposure`); then the checks plugins registered
-    (:func:`eai.registry.register_check`). Malformed entries are skipped:
-    validation reports them.
+    entries naming no listener/destination; then the checks plugins registered
+    (:func:`eai.registry.register_check`: network listeners open to anyone,
+    :mod:`eai.config._exposure`; DICOM ``coerce`` on other listeners...). Malformed
+    entries are skipped: validation reports them.
     """
     problems: list[tuple[Loc, str]] = []
     known: dict[str, dict[str, int]] = {}
@@ -93,7 +92,6 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                     problems.append(
                         (("routes", index, key, position), f"unknown {kind} {name!r}{more}")
                     )
-    problems.extend(exposure_problems(data))
     for check in registry.checks().values():
         problems.extend(_run_check(check, data))
     return problems

@@ -1,4 +1,4 @@
-"""The registry of listener and destination connectors.
+"""The registry: everything a plugin (connector) contributes to the core.
 
 Touches: nothing. A connector module registers itself on import; the config
 loader builds the ``routes.yaml`` model (a discriminated union on ``type``)
@@ -7,6 +7,14 @@ Adding a destination is one module that calls :func:`register_destination`,
 plus its tests: no edit to the core. A connector that needs housekeeping (the
 DICOM spool's retention) registers a :class:`PeriodicSpec`; the engine runs it
 on its scheduler with a :class:`JournalView`, the only journal reads it gets.
+
+Beyond listeners and destinations, a plugin adds ``when:`` keys to routes
+(:class:`ConditionSpec`: DICOM ``tag``, ``calling_ae``), keys to every route
+(:class:`RouteOptionSpec`: DICOM ``coerce``), ``eai check`` cross-checks on the
+whole file reported at ``FILE:LINE:COL`` (:class:`CheckSpec`: "coerce only from
+dicom listeners", a listener type's exposure rule), listing fields
+(:class:`ListingSpec`) and ``eai`` subcommands (:class:`CommandSpec`). The core's
+own ``when:`` keys are registered the same way (``eai.config``).
 """
 
 from __future__ import annotations

@@ -2,49 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import pytest
 from pydantic import ValidationError
 
-from eai.config import MessageTypeSet, Route, When
+from eai.config import MessageTypeSet, Route
 from eai.routing import Routable, RouteDecision, evaluate, when_matches
-
-
-@dataclass(frozen=True)
-class Header:
-    message_type: str = "ADT^A01"
-    sending_application: str = "ORBIS"
-    sending_facility: str = "CHU-X"
-
-
-@dataclass(frozen=True)
-class Message:
-    header: Header = field(default_factory=Header)
-    fields: dict[str, str] = field(default_factory=dict)
-
-    def get(self, path: str) -> str:
-        return self.fields.get(path, "")
-
-
-def msg(message_type: str = "ADT^A01", fields: dict[str, str] | None = None) -> Message:
-    return Message(Header(message_type=message_type), fields or {})
-
-
-def when(data: dict[str, Any]) -> When:
-    return When.model_validate(data)
-
-
-def route(name: str, when_: dict[str, Any] | None = None, **kw: Any) -> Route:
-    data: dict[str, Any] = {
-        "name": name,
-        "from": kw.get("from_", ["in"]),
-        "to": kw.get("to", ["out"]),
-    }
-    if when_ is not None:
-        data["when"] = when_
-    return Route.model_validate(data)
+from tests._routing import Header, Message, msg, route, when
 
 
 def test_fake_message_is_routable() -> None:

@@ -15,8 +15,8 @@ from eai.pipeline import plan_message
 from eai.routing import evaluate, when_matches
 from eai.store import Cipher, ClaimedMessage
 from tests._paths import HL7V2
+from tests._routing import msg, route
 from tests.engine_harness import A01
-from tests.unit.test_routing import msg, route
 
 ORU = (HL7V2 / "oru_r01_crbio_init.hl7").read_bytes()
 MDM = (HL7V2 / "mdm_t02_crimg_init.er7").read_bytes()

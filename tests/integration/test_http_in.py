@@ -11,9 +11,6 @@ import http.client
 import json
 import socket
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ from connectors.http_in import HttpListener, HttpListenerConfig
 from eai.config import TlsServerConfig
 from eai.errors import ConfigError
 from eai.registry import listeners
+from tests._http_client import TSH, http_config, post, raw, request, serving, status_of
 from tests._paths import CDA
 from tests._pki import Pki, make_pki
 from tests.integration._mllp_support import FakeJournal, run
@@ -31,83 +29,7 @@ from tests.integration._mllp_support import FakeJournal, run
 pytestmark = pytest.mark.integration
 
 CDA_FILES = sorted(CDA.glob("*.xml"))
-TSH = CDA / "BIO-CR-BIO_2024.01_TSH_1.xml"
 CANARY = "CANARY-http-51aa"
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: dict[str, Any]
-
-
-def _config(**fields: Any) -> HttpListenerConfig:
-    data: dict[str, Any] = {"name": "cda-http", "bind": "127.0.0.1:0"}
-    data.update(fields)
-    return HttpListenerConfig.model_validate(data)
-
-
-@asynccontextmanager
-async def serving(journal: FakeJournal, **fields: Any) -> AsyncIterator[HttpListener]:
-    listener = HttpListener(_config(**fields), journal)
-    await listener.start()
-    try:
-        yield listener
-    finally:
-        await listener.stop(2.0)
-
-
-def _request(
-    port: int,
-    body: Any,
-    *,
-    method: str = "POST",
-    path: str = "/cda",
-    content_type: str | None = "application/xml",
-    headers: dict[str, str] | None = None,
-    context: ssl.SSLContext | None = None,
-) -> Reply:
-    if context is None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    else:
-        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
-    try:
-        sent = dict(headers or {})
-        if content_type is not None:
-            sent["Content-Type"] = content_type
-        chunked = body is not None and not isinstance(body, bytes)
-        conn.request(method, path, body=body, headers=sent, encode_chunked=chunked)
-        response = conn.getresponse()
-        data = response.read()
-        return Reply(
-            response.status,
-            {k.lower(): v for k, v in response.getheaders()},
-            json.loads(data) if data else {},
-        )
-    finally:
-        conn.close()
-
-
-async def post(port: int, body: bytes | None, **kwargs: Any) -> Reply:
-    return await asyncio.to_thread(_request, port, body, **kwargs)
-
-
-async def raw(port: int, data: bytes, timeout: float = 10.0) -> bytes:
-    """Sends ``data`` and returns everything until the server closes."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        await writer.drain()
-        async with asyncio.timeout(timeout):
-            return await reader.read(-1)
-    finally:
-        writer.close()
-        await writer.wait_closed()
-
-
-def _status(response: bytes) -> int:
-    return int(response.split(b" ", 2)[1])
 
 
 def _invalid_tsh() -> bytes:
@@ -123,14 +45,14 @@ def test_registered_as_http() -> None:
 
 def test_config_is_strict() -> None:
     with pytest.raises(ValidationError):
-        _config(surprise=True)
+        http_config(surprise=True)
     with pytest.raises(ValidationError):
-        _config(bind="nowhere")
+        http_config(bind="nowhere")
     with pytest.raises(ValidationError):
-        _config(path="cda")  # must start with /
+        http_config(path="cda")  # must start with /
     with pytest.raises(ValidationError, match="client_ca"):
-        _config(tls={"cert": "a.pem", "key": "b.pem", "require_client_cert": True})
-    cfg = _config(read_timeout="2s")
+        http_config(tls={"cert": "a.pem", "key": "b.pem", "require_client_cert": True})
+    cfg = http_config(read_timeout="2s")
     assert (cfg.path, cfg.read_timeout, cfg.validate_schema) == ("/cda", 2.0, True)
     for name, info in HttpListenerConfig.model_fields.items():
         assert info.description, name
@@ -426,7 +348,7 @@ def test_malformed_http_answered_4xx_and_closed(request_bytes: bytes) -> None:
         journal = FakeJournal()
         async with serving(journal) as listener:
             response = await raw(listener.port, request_bytes)
-            assert 400 <= _status(response) < 500
+            assert 400 <= status_of(response) < 500
             assert b"THIS IS" not in response and b"aaaa" not in response  # nothing echoed
             assert (await post(listener.port, TSH.read_bytes())).status == 202
         assert len(journal.entries) == 1
@@ -447,7 +369,7 @@ def test_slow_body_answered_408() -> None:
                 response = await reader.read(-1)
             writer.close()
             await writer.wait_closed()
-        assert _status(response) == 408
+        assert status_of(response) == 408
 
     run(scenario())
 
@@ -470,7 +392,7 @@ def test_too_many_connections_answered_503() -> None:
             reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
             await asyncio.sleep(0.1)
             response = await raw(listener.port, b"")
-            assert _status(response) == 503
+            assert status_of(response) == 503
             writer.close()
             await writer.wait_closed()
             await asyncio.sleep(0.1)
@@ -483,7 +405,7 @@ def test_stop_finishes_a_request_being_journaled() -> None:
     async def scenario() -> None:
         journal = FakeJournal()
         journal.gate = asyncio.Event()
-        listener = HttpListener(_config(), journal)
+        listener = HttpListener(http_config(), journal)
         await listener.start()
         pending = asyncio.create_task(post(listener.port, TSH.read_bytes()))
         while journal.calls == 0:
@@ -500,7 +422,7 @@ def test_stop_finishes_a_request_being_journaled() -> None:
 
 def test_missing_schema_fails_at_start(tmp_path: Path) -> None:
     async def scenario() -> None:
-        listener = HttpListener(_config(cda_schema=str(tmp_path / "none.xsd")), FakeJournal())
+        listener = HttpListener(http_config(cda_schema=str(tmp_path / "none.xsd")), FakeJournal())
         with pytest.raises(ConfigError, match="CDA schema not found"):
             await listener.start()
 
@@ -654,8 +576,8 @@ def test_cda_intake_through_the_engine(tmp_path: Path) -> None:
         )
         with EngineThread(config) as eng:
             port = eng.port("cda-http")
-            accepted = _request(port, TSH.read_bytes())
-            invalid = _request(port, _invalid_tsh())
+            accepted = request(port, TSH.read_bytes())
+            invalid = request(port, _invalid_tsh())
             (drop / "electro.xml").write_bytes(electro.read_bytes())
             (drop / "tlm.xml").write_bytes(tlm.read_bytes())
             assert sink.wait_for(lambda s: len(s.received) == 2, 20)

@@ -27,9 +27,9 @@ from pydantic import ValidationError
 from connectors._http_auth import hash_key
 from connectors.http_in import HttpListener
 from eai.errors import ConfigError
+from tests._http_client import TSH, http_config, post, raw, serving
 from tests._pki import Pki, _write, make_pki
 from tests.integration._mllp_support import FakeJournal, run
-from tests.integration.test_http_in import TSH, _config, post, raw, serving
 from tests.unit import test_http_oauth as oauth_unit
 
 pytestmark = pytest.mark.integration
@@ -128,7 +128,9 @@ def test_two_authorization_headers_refused() -> None:
 
 def test_api_keys_config_is_checked() -> None:
     digest = hash_key(KEY_X)
-    assert _config(api_keys=[{"name": "a", "sha256": digest.upper()}]).api_keys[0].sha256 == digest
+    assert (
+        http_config(api_keys=[{"name": "a", "sha256": digest.upper()}]).api_keys[0].sha256 == digest
+    )
     for bad, match in [
         ([{"name": "a", "sha256": "abc"}], "sha256"),
         ([{"name": "a", "sha256": digest, "key": KEY_X}], "key"),
@@ -136,8 +138,8 @@ def test_api_keys_config_is_checked() -> None:
         ([{"name": "a", "sha256": digest}, {"name": "b", "sha256": digest}], "twice"),
     ]:
         with pytest.raises(ValidationError, match=match):
-            _config(api_keys=bad)
-    assert digest not in repr(_config(api_keys=[{"name": "a", "sha256": digest}]))
+            http_config(api_keys=bad)
+    assert digest not in repr(http_config(api_keys=[{"name": "a", "sha256": digest}]))
 
 
 # --- mutual TLS with allowed subjects -----------------------------------------------
@@ -258,12 +260,12 @@ def test_required_client_certificate_recorded_as_sender(pki: Pki) -> None:
 
 def test_allowed_subjects_need_a_client_ca(pki: Pki) -> None:
     with pytest.raises(ValidationError, match="allowed_subjects needs tls with client_ca"):
-        _config(allowed_subjects=["gam.chu-x"])
+        http_config(allowed_subjects=["gam.chu-x"])
     tls = {"cert": str(pki.server_cert), "key": str(pki.server_key)}
     with pytest.raises(ValidationError, match="allowed_subjects needs tls with client_ca"):
-        _config(allowed_subjects=["gam.chu-x"], tls=tls)
+        http_config(allowed_subjects=["gam.chu-x"], tls=tls)
     with pytest.raises(ValidationError):
-        _config(allowed_subjects=[], tls=_tls(pki))
+        http_config(allowed_subjects=[], tls=_tls(pki))
 
 
 # --- source networks ------------------------------------------------------------------
@@ -328,8 +330,8 @@ def test_connection_from_an_allowed_network_served() -> None:
 
 def test_allowed_networks_config_is_checked() -> None:
     with pytest.raises(ValidationError, match="CIDR"):
-        _config(allowed_networks=["lab.example"])
-    assert _config(allowed_networks=["10.1.2.0/24", "::1"]).allowed_networks
+        http_config(allowed_networks=["lab.example"])
+    assert http_config(allowed_networks=["10.1.2.0/24", "::1"]).allowed_networks
 
 
 # --- through the real engine: the journey says who sent it --------------------------
@@ -350,15 +352,15 @@ def test_journey_records_the_key_name(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from eai.cli import cli
+    from tests._http_client import request
     from tests.engine_harness import EngineThread
-    from tests.integration.test_http_in import _request
 
     config = tmp_path / "routes.yaml"
     config.write_text(ENGINE_ROUTES.format(data_dir=tmp_path / "var", digest=hash_key(KEY_X)))
     with EngineThread(config) as eng:
         port = eng.port("cda-http")
-        refused = _request(port, DOC)
-        accepted = _request(port, DOC, headers=_bearer(KEY_X))
+        refused = request(port, DOC)
+        accepted = request(port, DOC, headers=_bearer(KEY_X))
     assert (refused.status, accepted.status) == (401, 202)
     res = CliRunner().invoke(
         cli,
@@ -480,7 +482,7 @@ def test_oauth2_keys_unreachable_fail_the_start(tmp_path: Path) -> None:
             _oauth(jwks_url="http://127.0.0.1:9/certs"),
             _oauth(jwks_file=str(tmp_path / "none.json")),
         ):
-            listener = HttpListener(_config(oauth2=oauth), FakeJournal())
+            listener = HttpListener(http_config(oauth2=oauth), FakeJournal())
             with pytest.raises(ConfigError, match="oauth2 keys"):
                 await listener.start()
 

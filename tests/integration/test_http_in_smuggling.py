@@ -12,8 +12,8 @@ import contextlib
 
 import pytest
 
+from tests._http_client import TSH, post, raw, serving, status_of
 from tests.integration._mllp_support import FakeJournal, run
-from tests.integration.test_http_in import TSH, _status, post, raw, serving
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +72,7 @@ def test_ambiguous_framing_answered_400_closed_nothing_journaled(attack: bytes) 
         async with serving(journal) as listener:
             response = await raw(listener.port, attack)
             assert (await post(listener.port, DOC)).status == 202  # the listener goes on
-        assert _status(response) == 400, response[:200]
+        assert status_of(response) == 400, response[:200]
         assert response.count(b"HTTP/1.1 ") == 1  # one answer: the rest was never read
         assert b"connection: close" in response.lower()
         assert len(journal.entries) == 1  # only the later, proper post
@@ -89,7 +89,7 @@ def test_other_transfer_codings_answered_501_and_closed(encoding: bytes) -> None
         async with serving(journal) as listener:
             attack = HEAD + b"Transfer-Encoding: " + encoding + b"\r\n\r\n" + _chunked(DOC)
             response = await raw(listener.port, attack + SMUGGLED)
-        assert 400 <= _status(response) <= 501
+        assert 400 <= status_of(response) <= 501
         assert response.count(b"HTTP/1.1 ") == 1
         assert journal.entries == []
 
@@ -122,7 +122,7 @@ def test_header_cap_holds_whatever_the_chunking(piece: int) -> None:
                 writer.close()
                 with contextlib.suppress(ConnectionError):
                     await writer.wait_closed()
-        assert _status(response) == 431
+        assert status_of(response) == 431
         assert b"connection: close" in response.lower()
         assert journal.entries == []
 
@@ -138,7 +138,7 @@ def test_head_just_under_the_cap_accepted() -> None:
             response = await raw(
                 listener.port, request.replace(HEAD, HEAD + b"Connection: close\r\n")
             )
-        assert _status(response) == 202
+        assert status_of(response) == 202
         assert len(journal.entries) == 1
 
     run(scenario())
@@ -176,7 +176,7 @@ def test_smuggled_request_after_a_refused_one_is_never_journaled() -> None:
         )
         async with serving(journal) as listener:
             response = await raw(listener.port, attack)
-        assert _status(response) == 400
+        assert status_of(response) == 400
         assert journal.entries == []
 
     run(scenario())

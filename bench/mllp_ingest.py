@@ -9,7 +9,7 @@ Every party is its own process, all on 127.0.0.1:
 - the engine: ``eai run -c <tmp>/routes.yaml`` (SQLite in a tmp dir, WAL,
   ``synchronous=FULL`` as shipped, log level INFO as shipped), one MLLP
   listener routed to one MLLP destination;
-- the sink (the destination): :class:`tests.mllp_peers.MllpPeer`, answering AA
+- the sink (the destination): :class:`standins.mllp.MllpPeer`, answering AA
   and counting the distinct MSH-10 it received;
 - the bare server: the same ``MllpPeer`` counting nothing (ACK without storing);
 - the senders: one asyncio process with ``--senders`` connections, each
@@ -83,7 +83,7 @@ def _peer_main(
 ) -> None:
     """Child process: an :class:`MllpPeer`; ``count`` = distinct MSH-10 received (sink)."""
     _repo_on_path()
-    from tests.mllp_peers import MllpPeer, ack_for, msh10
+    from standins.mllp import MllpPeer, ack_for, msh10
 
     seen: set[str] = set()
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from standins.mllp import MllpPeer
 from tests.engine_harness import adt
 from tests.fault._proc import (
     EaiProcess,
@@ -36,7 +37,6 @@ from tests.fault._proc import (
     msa,
     segments,
 )
-from tests.mllp_peers import MllpPeer
 
 pytestmark = pytest.mark.fault
 

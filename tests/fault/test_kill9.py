@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from standins.mllp import MllpPeer
 from tests.engine_harness import adt
 from tests.fault._proc import (
     EaiProcess,
@@ -28,7 +29,6 @@ from tests.fault._proc import (
     listener_port,
     msa,
 )
-from tests.mllp_peers import MllpPeer
 
 pytestmark = pytest.mark.fault
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from standins.mllp import MllpPeer, ack_for
 from tests._paths import HL7V2
 from tests.engine_harness import A01
 from tests.fault._proc import (
@@ -28,7 +29,6 @@ from tests.fault._proc import (
     listener_port,
     wait_port,
 )
-from tests.mllp_peers import MllpPeer, ack_for
 
 pytestmark = pytest.mark.fault
 

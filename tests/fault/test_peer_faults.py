@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from standins.mllp import MllpPeer, ack_for, msh10
 from tests.engine_harness import adt
 from tests.fault._proc import (
     EB,
@@ -32,7 +33,6 @@ from tests.fault._proc import (
     listener_port,
     msa,
 )
-from tests.mllp_peers import MllpPeer, ack_for, msh10
 
 pytestmark = pytest.mark.fault
 

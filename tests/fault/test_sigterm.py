@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from standins.mllp import MllpPeer, ack_for
 from tests.engine_harness import adt
 from tests.fault._proc import (
     EaiProcess,
@@ -23,7 +24,6 @@ from tests.fault._proc import (
     listener_port,
     msa,
 )
-from tests.mllp_peers import MllpPeer, ack_for
 
 pytestmark = pytest.mark.fault
 

@@ -28,8 +28,8 @@ from eai.admin import request as admin_request
 from eai.errors import StoreError
 from eai.store import Store, set_paused
 from eai.store.schema import events
+from standins.mllp import MllpPeer
 from tests.engine_harness import EngineThread, adt, write_routes
-from tests.mllp_peers import MllpPeer
 
 pytestmark = pytest.mark.integration
 

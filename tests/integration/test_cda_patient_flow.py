@@ -17,10 +17,10 @@ from hl7.client import MLLPClient
 
 from eai import hl7
 from eai.cli import cli
+from standins.mllp import MllpPeer
 from tests._paths import HL7V2
 from tests._smtp import smtp_server
 from tests.engine_harness import EngineThread
-from tests.mllp_peers import MllpPeer
 
 pytestmark = pytest.mark.integration
 

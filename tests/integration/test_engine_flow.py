@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from hl7.client import MLLPClient
 
 from eai.cli import cli
+from standins.mllp import MllpPeer, ack_for, msh10
 from tests.engine_harness import A01, EngineThread, adt, write_routes
-from tests.mllp_peers import MllpPeer, ack_for, msh10
 
 pytestmark = pytest.mark.integration
 

@@ -533,8 +533,8 @@ def _messages(config: Path, *args: str) -> list[dict[str, Any]]:
 
 
 def _large_message_sink() -> Any:
-    """tests.mllp_peers.MllpPeer reading blocks up to 16 MiB (CDA fixtures exceed its 64 KiB)."""
-    from tests.mllp_peers import MllpPeer
+    """standins.mllp.MllpPeer reading blocks up to 16 MiB (CDA fixtures exceed its 64 KiB)."""
+    from standins.mllp import MllpPeer
 
     class LargeSink(MllpPeer):
         def _run(self) -> None:

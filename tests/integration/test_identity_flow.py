@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from hl7.client import MLLPClient
 
 from eai.cli import cli
+from standins.mllp import MllpPeer
 from tests._net import free_port
 from tests._smtp import smtp_server
 from tests.engine_harness import A01, EngineThread
-from tests.mllp_peers import MllpPeer
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from hl7.client import MLLPClient
 
 from eai.cli import cli
+from standins.mllp import MllpPeer, msh10
 from tests.engine_harness import EngineThread, adt, write_routes
-from tests.mllp_peers import MllpPeer, msh10
 
 pytestmark = pytest.mark.integration
 

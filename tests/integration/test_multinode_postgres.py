@@ -31,8 +31,8 @@ from eai.store import (
     open_engine,
 )
 from eai.store.schema import deliveries, events, messages
+from standins.mllp import MllpPeer
 from tests.engine_harness import EngineThread, adt, write_routes
-from tests.mllp_peers import MllpPeer
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 

@@ -40,8 +40,8 @@ from eai.store import (
     xref_lookup,
 )
 from eai.store.schema import deliveries, events, messages
+from standins.mllp import MllpPeer
 from tests.engine_harness import EngineThread, adt, write_routes
-from tests.mllp_peers import MllpPeer
 
 pytestmark = pytest.mark.integration
 

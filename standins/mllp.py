@@ -1,13 +1,17 @@
-"""MLLP peers for tests and benchmarks: a downstream sink and a bare ACK server.
+"""An MLLP peer for demos, tests and benchmarks: a threaded server answering each block.
 
-Written independently of connectors/mllp (readuntil on the end block), so the
-engine is checked against a peer that does not share its code. Each peer runs
-its own event loop on a thread and binds 127.0.0.1 on an OS-chosen port.
+Touches: network (binds 127.0.0.1 on an OS-chosen or given port).
+
+Written independently of connectors/mllp (readuntil on the end block), so the engine is
+checked against a peer that does not share its code. It answers AA by default, or what
+``answer(payload)`` returns (None: no answer), after ``delay`` seconds, over TLS if given;
+it runs its own event loop on a thread. :func:`msh10` and :func:`ack_for` build answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -37,15 +41,20 @@ def ack_for(payload: bytes, code: str = "AA") -> bytes:
 
 
 class MllpPeer:
-    """A threaded MLLP server. ``answer(payload) -> ack bytes | None`` (None: no answer)."""
+    """A threaded MLLP server. ``answer(payload) -> ack bytes | None`` (None: no answer),
+    after ``delay`` seconds; over TLS with ``tls`` (a server context)."""
 
     def __init__(
         self,
         answer: Callable[[bytes], bytes | None] | None = None,
         port: int = 0,
         record: bool = True,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.answer = answer or (lambda p: ack_for(p, "AA"))
+        self.tls = tls
+        self.delay = 0.0
+        """Seconds to wait before answering each message."""
         self.requested_port = port
         self.port = 0
         self.record = record
@@ -71,7 +80,11 @@ class MllpPeer:
 
         async def main() -> None:
             self._server = await asyncio.start_server(
-                self._handle, "127.0.0.1", self.requested_port, limit=64 * 1024 * 1024
+                self._handle,
+                "127.0.0.1",
+                self.requested_port,
+                limit=64 * 1024 * 1024,
+                ssl=self.tls,
             )
             self.port = self._server.sockets[0].getsockname()[1]
             self._ready.set()
@@ -100,6 +113,8 @@ class MllpPeer:
                 if self.record:
                     with self._lock:
                         self.received.append(payload)
+                if self.delay:
+                    await asyncio.sleep(self.delay)
                 ack = self.answer(payload)
                 if ack is not None:
                     writer.write(SB + ack + EB)

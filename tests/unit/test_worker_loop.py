@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from eai._worker import IDLE_WAIT, Backoff, WorkerLoop
-from eai.config import DestinationConfig
+from eai.config import Config, DestinationConfig
 from eai.delivery import DeliveryWorker
 from eai.errors import StoreError
+from eai.pipeline import Pipeline
 
 
 class _FailingWriter:
@@ -51,21 +52,28 @@ class _IdleDestination:
         return None
 
 
-def test_delivery_worker_waits_after_a_failing_claim() -> None:
+def _delivery_worker(store: Any) -> DeliveryWorker:
+    return DeliveryWorker(
+        DestinationConfig(name="dest", type="fake"), _IdleDestination(), store, "node"
+    )
+
+
+def _pipeline(store: Any) -> Pipeline:
+    return Pipeline(Config.model_validate({}), store, "node")
+
+
+@pytest.mark.parametrize("make", [_delivery_worker, _pipeline], ids=["delivery", "pipeline"])
+def test_worker_waits_after_a_failing_claim(make: Any) -> None:
     """The old delivery loop logged "retrying in 1 s" and claimed again at once when new
     work woke it (a hot loop against a failing database): the claim after a failure comes
-    only after the back-off, whatever wakes the worker."""
+    only after the back-off, whatever wakes the worker (the pipeline and the delivery
+    workers share the loop)."""
 
     async def scenario() -> list[float]:
         stopping = asyncio.Event()
         wakes: list[asyncio.Event] = []
         writer = _FailingWriter(1, stopping, wakes)
-        worker = DeliveryWorker(
-            DestinationConfig(name="dest", type="fake"),
-            _IdleDestination(),
-            _FakeStore(writer),  # type: ignore[arg-type]
-            "node",
-        )
+        worker = make(_FakeStore(writer))
         wakes.append(worker.wake)
         await asyncio.wait_for(worker.run(stopping), timeout=30)
         return writer.times

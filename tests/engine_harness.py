@@ -5,30 +5,26 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 from eai.config import load_config
 from eai.engine import Engine
+from standins.hl7 import adt_from
 from tests._paths import HL7V2
 
 A01 = (HL7V2 / "pamfr_a01_admission.er7").read_bytes()
 
 
 def adt(
-    control_id: str, patient: str = "000003", trigger: str = "A01", facility: str = "CHU-X"
+    control_id: str,
+    patient: str = "000003",
+    trigger: str = "A01",
+    facility: str = "CHU-X",
+    **fields: Any,
 ) -> bytes:
-    """The national PAM FR A01 fixture with another MSH-10, patient id and trigger."""
-    text = A01.decode("utf-8").replace("\r\n", "\r").replace("\n", "\r").rstrip("\r")
-    segs = text.split("\r")
-    msh = segs[0].split("|")
-    msh[3] = facility
-    msh[8] = f"ADT^{trigger}^ADT_{trigger}"
-    msh[9] = control_id
-    segs[0] = "|".join(msh)
-    segs = [
-        s.replace("000003^^^CHU-X", f"{patient}^^^CHU-X", 1) if s.startswith("PID") else s
-        for s in segs
-    ]
-    return ("\r".join(segs) + "\r").encode("utf-8")
+    """The national PAM FR A01 fixture with another MSH-10, patient id and trigger
+    (:func:`standins.hl7.adt_from`: ``fields`` replace MSH-3/12/15/18, PID-5, the separator)."""
+    return adt_from(A01, control_id, patient, trigger, facility, **fields)
 
 
 ROUTES = """

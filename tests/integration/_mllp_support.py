@@ -1,4 +1,6 @@
-"""Shared pieces of the MLLP tests: a fake journal, a raw MLLP test client, message builders.
+"""Shared pieces of the MLLP tests: a fake journal, a raw MLLP test client, ACK readers.
+
+Messages: :func:`tests.engine_harness.adt` (the national A01 with another header).
 
 Touches: network (127.0.0.1 sockets opened by the tests).
 """
@@ -30,31 +32,6 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = TEST_TIMEOUT) -> T:
             return await coro
 
     return asyncio.run(bounded())
-
-
-def message(
-    control_id: str = "MSG00001",
-    *,
-    facility: str = "CHU-X",
-    application: str = "GAM",
-    msh15: str = "",
-    version: str = "2.5",
-    charset: str = "UNICODE UTF-8",
-    sep: str = "\r",
-    pid_name: str = "TEST^PATIENT",
-) -> bytes:
-    """A small ADT^A01; ``sep`` is the segment separator."""
-    msh = (
-        f"MSH|^~\\&|{application}|{facility}|DPI|CHU-X|20240306111154||ADT^A01^ADT_A01|"
-        f"{control_id}|P|{version}|||{msh15}||FRA|{charset}"
-    )
-    segments = [
-        msh,
-        "EVN||20240306111154",
-        f"PID|1||000003^^^CHU-X^PI||{pid_name}||19790328|F",
-        "PV1|1|I",
-    ]
-    return (sep.join(segments) + sep).encode("utf-8")
 
 
 def msa(ack: bytes) -> tuple[str, str]:

@@ -11,7 +11,8 @@ import pytest
 from connectors.mllp import send_messages, split_file
 from eai.errors import TransientDeliveryError
 from tests._paths import HL7V2
-from tests.integration._mllp_support import FakeJournal, message, run, running_listener
+from tests.engine_harness import adt
+from tests.integration._mllp_support import FakeJournal, run, running_listener
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ def test_python_hl7_mllp_client_against_the_listener() -> None:
         answers = []
         with hl7.client.MLLPClient("127.0.0.1", port) as client:
             answers.append(client.send_message(text))
-            answers.append(client.send_message(hl7.parse(message("HL7LIB-2").decode())))
+            answers.append(client.send_message(hl7.parse(adt("HL7LIB-2").decode())))
         return answers
 
     async def scenario() -> list[bytes]:
@@ -42,7 +43,7 @@ def test_python_hl7_mllp_client_against_the_listener() -> None:
 
 
 def test_send_messages_over_one_connection() -> None:
-    data = FIXTURE.read_bytes() + b"\n" + message("FILE-2", sep="\n") + b"\n\n"
+    data = FIXTURE.read_bytes() + b"\n" + adt("FILE-2", sep="\n") + b"\n\n"
     payloads = split_file(data)
     assert len(payloads) == 2
 
@@ -52,7 +53,7 @@ def test_send_messages_over_one_connection() -> None:
             answers = await send_messages(
                 "127.0.0.1",
                 listener.port,
-                [*payloads, message("FILE-3", facility="ELSEWHERE"), b"not hl7"],
+                [*payloads, adt("FILE-3", facility="ELSEWHERE"), b"not hl7"],
             )
         assert [(a.code, a.control_id) for a in answers] == [
             ("AA", "3975"),
@@ -64,7 +65,7 @@ def test_send_messages_over_one_connection() -> None:
         assert answers[0].raw.startswith(b"MSH|")
         assert len({e.peer for e in journal.entries}) == 1  # one connection
         # Separators were normalised before framing.
-        assert journal.received[1].payload == message("FILE-2")
+        assert journal.received[1].payload == adt("FILE-2")
 
     run(scenario())
 
@@ -76,7 +77,7 @@ def test_send_messages_to_a_closed_port() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(TransientDeliveryError, match="cannot connect"):
-        run(send_messages("127.0.0.1", port, [message()], timeout=2))
+        run(send_messages("127.0.0.1", port, [adt("MSG00001")], timeout=2))
 
 
 def test_send_messages_times_out() -> None:
@@ -85,7 +86,7 @@ def test_send_messages_times_out() -> None:
         journal.gate = asyncio.Event()  # ingest never returns: no ACK
         async with running_listener(journal) as listener:
             with pytest.raises(TransientDeliveryError, match="message 1 of 1: no ACK"):
-                await send_messages("127.0.0.1", listener.port, [message()], timeout=0.5)
+                await send_messages("127.0.0.1", listener.port, [adt("MSG00001")], timeout=0.5)
             journal.gate.set()
 
     run(scenario())

@@ -19,10 +19,10 @@ from connectors.mllp import MllpListenerConfig
 from connectors.mllp._framing import SB
 from eai.config import TlsServerConfig
 from tests._pki import Pki, make_pki
+from tests.engine_harness import adt
 from tests.integration._mllp_support import (
     FakeJournal,
     RawClient,
-    message,
     msa,
     run,
     running_listener,
@@ -50,7 +50,7 @@ def test_idle_sockets_filling_the_listener_do_not_lock_out_a_sender() -> None:
             journal, max_connections=4, max_connections_per_peer=2, first_frame_timeout=60
         ) as listener:
             known = await connect_from(listener.port, "127.0.0.1")
-            assert msa(await known.exchange(message("KNOWN-1"))) == ("AA", "KNOWN-1")
+            assert msa(await known.exchange(adt("KNOWN-1"))) == ("AA", "KNOWN-1")
             # Three silent sockets from two other addresses fill the listener (4).
             idle = [
                 await connect_from(listener.port, source)
@@ -59,16 +59,16 @@ def test_idle_sockets_filling_the_listener_do_not_lock_out_a_sender() -> None:
             await wait_for(lambda: len(listener.admission) == 4)
             # A sender still gets in: the oldest silent socket makes room, not the known one.
             sender = await connect_from(listener.port, "127.0.0.4")
-            assert msa(await sender.exchange(message("NEW-1"))) == ("AA", "NEW-1")
+            assert msa(await sender.exchange(adt("NEW-1"))) == ("AA", "NEW-1")
             assert await idle[0].closed_by_server(timeout=5.0)
-            assert msa(await known.exchange(message("KNOWN-2"))) == ("AA", "KNOWN-2")
+            assert msa(await known.exchange(adt("KNOWN-2"))) == ("AA", "KNOWN-2")
             assert listener.admission.counts["evicted"] == 1
             # Once every connection is known, a newcomer is the one closed.
             for n, sock in enumerate(idle[1:]):
-                assert msa(await sock.exchange(message(f"LATE-{n}"))) == ("AA", f"LATE-{n}")
+                assert msa(await sock.exchange(adt(f"LATE-{n}"))) == ("AA", f"LATE-{n}")
             async with await connect_from(listener.port, "127.0.0.5") as third:
                 assert await third.closed_by_server(timeout=5.0)
-            assert msa(await known.exchange(message("KNOWN-3"))) == ("AA", "KNOWN-3")
+            assert msa(await known.exchange(adt("KNOWN-3"))) == ("AA", "KNOWN-3")
             for sock in (known, sender, *idle):
                 await sock.close()
         assert listener.admission.counts["refused_full"] == 1
@@ -88,7 +88,7 @@ def test_a_socket_trickling_one_byte_a_second_is_closed_at_the_first_frame_deadl
             async with await RawClient.connect(listener.port) as slow:
                 started = loop.time()
                 closed = False
-                for byte in (SB + message("SLOW-1"))[:8]:  # 8 s at most, bounded
+                for byte in (SB + adt("SLOW-1"))[:8]:  # 8 s at most, bounded
                     try:
                         await slow.send_raw(bytes([byte]))
                     except (ConnectionError, OSError):
@@ -107,9 +107,9 @@ def test_a_socket_trickling_one_byte_a_second_is_closed_at_the_first_frame_deadl
             async with await RawClient.connect(listener.port) as silent:
                 assert await silent.closed_by_server(timeout=5.0)
             async with await RawClient.connect(listener.port) as sender:
-                assert msa(await sender.exchange(message("FAST-1"))) == ("AA", "FAST-1")
+                assert msa(await sender.exchange(adt("FAST-1"))) == ("AA", "FAST-1")
                 await asyncio.sleep(2.0)  # past first_frame_timeout: a known one stays
-                assert msa(await sender.exchange(message("FAST-2"))) == ("AA", "FAST-2")
+                assert msa(await sender.exchange(adt("FAST-2"))) == ("AA", "FAST-2")
 
     run(scenario())
 
@@ -124,12 +124,12 @@ def test_an_address_outside_allowed_networks_is_closed_unread(
         ) as listener:
             async with await connect_from(listener.port, "127.0.0.3") as outsider:
                 try:
-                    await outsider.send(message("OUT-1"))
+                    await outsider.send(adt("OUT-1"))
                 except (ConnectionError, OSError):
                     pass
                 assert await outsider.closed_by_server(timeout=5.0)
             async with await connect_from(listener.port, "127.0.0.2") as insider:
-                assert msa(await insider.exchange(message("IN-1"))) == ("AA", "IN-1")
+                assert msa(await insider.exchange(adt("IN-1"))) == ("AA", "IN-1")
         assert [e.control_id for e in journal.entries] == ["IN-1"]
         assert listener.admission.counts["refused_network"] == 1
 
@@ -149,20 +149,20 @@ def test_one_address_holds_at_most_max_connections_per_peer() -> None:
             first = await connect_from(listener.port, "127.0.0.2")
             second = await connect_from(listener.port, "127.0.0.2")
             try:
-                assert msa(await first.exchange(message("P-1"))) == ("AA", "P-1")
+                assert msa(await first.exchange(adt("P-1"))) == ("AA", "P-1")
                 async with await connect_from(listener.port, "127.0.0.2") as third:
                     assert await third.closed_by_server(timeout=5.0)
                 # Another address is not affected, nor the two already open.
                 async with await connect_from(listener.port, "127.0.0.3") as other:
-                    assert msa(await other.exchange(message("Q-1"))) == ("AA", "Q-1")
-                assert msa(await second.exchange(message("P-2"))) == ("AA", "P-2")
+                    assert msa(await other.exchange(adt("Q-1"))) == ("AA", "Q-1")
+                assert msa(await second.exchange(adt("P-2"))) == ("AA", "P-2")
             finally:
                 await first.close()
                 await second.close()
             # A place freed is usable again.
             await wait_for(lambda: listener.admission.peers("127.0.0.2") == 0)
             async with await connect_from(listener.port, "127.0.0.2") as again:
-                assert msa(await again.exchange(message("P-3"))) == ("AA", "P-3")
+                assert msa(await again.exchange(adt("P-3"))) == ("AA", "P-3")
         assert listener.admission.counts["refused_per_peer"] == 1
 
     run(scenario())
@@ -215,7 +215,7 @@ def test_over_tls_the_address_is_checked_before_the_handshake_and_a_silent_one_e
                 server_hostname="localhost",
                 ssl_handshake_timeout=5,
             ) as sender:
-                assert msa(await sender.exchange(message("TLS-1"))) == ("AA", "TLS-1")
+                assert msa(await sender.exchange(adt("TLS-1"))) == ("AA", "TLS-1")
             assert await silent[0].closed_by_server(timeout=5.0)
             for sock in silent:
                 await sock.close()

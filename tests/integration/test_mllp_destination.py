@@ -15,7 +15,8 @@ from connectors.mllp._framing import Frame, FrameDecoder, frame
 from eai.errors import InputError, PermanentDeliveryError, TransientDeliveryError
 from eai.hl7 import build_ack, read_header
 from eai.messages import OutboxItem
-from tests.integration._mllp_support import FakeJournal, message, msa, run, running_listener
+from tests.engine_harness import adt
+from tests.integration._mllp_support import FakeJournal, msa, run, running_listener
 
 pytestmark = pytest.mark.integration
 
@@ -136,7 +137,7 @@ def item(control_id: str, delivery_id: int = 1) -> OutboxItem:
         delivery_id=delivery_id,
         message_id=delivery_id,
         destination="peer",
-        payload=message(control_id),
+        payload=adt(control_id),
         control_id=control_id,
         patient_key="p1",
     )
@@ -151,7 +152,7 @@ def test_accepted(code: str) -> None:
             assert result.detail == code
             assert msa(result.response) == (code, "D-1")
             assert msa(result2.response) == (code, "D-2")
-            assert peer.received == [message("D-1"), message("D-2")]
+            assert peer.received == [adt("D-1"), adt("D-2")]
             assert peer.connections == 1  # the connection is reused
 
     run(scenario())

@@ -10,11 +10,11 @@ import pytest
 from connectors.mllp._framing import EB, SB, frame
 from eai.hl7 import parse
 from tests._paths import HL7V2
+from tests.engine_harness import adt
 from tests.integration._mllp_support import (
     FakeJournal,
     RawClient,
     err_code,
-    message,
     msa,
     run,
     running_listener,
@@ -34,7 +34,7 @@ def test_aa_only_after_ingest_returns() -> None:
         journal.gate = asyncio.Event()
         async with running_listener(journal) as listener:
             async with await RawClient.connect(listener.port) as client:
-                await client.send(message("CTRL-1"))
+                await client.send(adt("CTRL-1"))
                 for _ in range(100):  # wait until the listener is inside ingest
                     if journal.calls:
                         break
@@ -47,7 +47,7 @@ def test_aa_only_after_ingest_returns() -> None:
         assert ack is not None
         assert msa(ack) == ("AA", "CTRL-1")
         [entry] = journal.received
-        assert entry.payload == message("CTRL-1")
+        assert entry.payload == adt("CTRL-1")
         assert entry.dedup_key == "test|GAM|CHU-X|CTRL-1"
         assert entry.control_id == "CTRL-1"
         assert entry.message_type == "ADT^A01"
@@ -94,7 +94,7 @@ def test_segment_separators_accepted(sep: str) -> None:
     async def scenario() -> bytes:
         async with running_listener(FakeJournal()) as listener:
             async with await RawClient.connect(listener.port) as client:
-                return await client.exchange(message("SEP-1", sep=sep))
+                return await client.exchange(adt("SEP-1", sep=sep))
 
     assert msa(run(scenario())) == ("AA", "SEP-1")
 
@@ -104,9 +104,9 @@ def test_retransmission_gets_the_stored_ack() -> None:
         journal = FakeJournal()
         async with running_listener(journal) as listener:
             async with await RawClient.connect(listener.port) as client:
-                first = await client.exchange(message("DUP-1"))
+                first = await client.exchange(adt("DUP-1"))
             async with await RawClient.connect(listener.port) as client:
-                second = await client.exchange(message("DUP-1"))
+                second = await client.exchange(adt("DUP-1"))
         assert second == first
         assert msa(first) == ("AA", "DUP-1")
         assert len(journal.received) == 1
@@ -121,7 +121,7 @@ def test_enhanced_mode_answers_ca() -> None:
     async def scenario() -> bytes:
         async with running_listener(FakeJournal()) as listener:
             async with await RawClient.connect(listener.port) as client:
-                return await client.exchange(message("ENH-1", msh15="AL"))
+                return await client.exchange(adt("ENH-1", msh15="AL"))
 
     assert msa(run(scenario())) == ("CA", "ENH-1")
 
@@ -134,7 +134,7 @@ def test_enhanced_mode_success_answer_follows_msh15(msh15: str, answered: bool) 
         journal = FakeJournal()
         async with running_listener(journal) as listener:
             async with await RawClient.connect(listener.port) as client:
-                await client.send(message("E-1", msh15=msh15))
+                await client.send(adt("E-1", msh15=msh15))
                 if answered:
                     ack = await client.read_frame()
                     assert ack is not None and msa(ack) == ("CA", "E-1")
@@ -142,7 +142,7 @@ def test_enhanced_mode_success_answer_follows_msh15(msh15: str, answered: bool) 
                     with pytest.raises(TimeoutError):
                         await client.read_frame(timeout=0.5)
                 # Still journaled, and the connection still served.
-                assert msa(await client.exchange(message("E-2"))) == ("AA", "E-2")
+                assert msa(await client.exchange(adt("E-2"))) == ("AA", "E-2")
         assert [e.control_id for e in journal.received] == ["E-1", "E-2"]
 
     run(scenario())
@@ -156,7 +156,7 @@ def test_enhanced_mode_refusal_answer_follows_msh15(msh15: str, answered: bool) 
         journal = FakeJournal()
         async with running_listener(journal, allowed_senders=["OTHER"]) as listener:
             async with await RawClient.connect(listener.port) as client:
-                await client.send(message("R-1", msh15=msh15))
+                await client.send(adt("R-1", msh15=msh15))
                 if answered:
                     ack = await client.read_frame()
                     assert ack is not None and msa(ack) == ("CR", "R-1")
@@ -184,7 +184,7 @@ REJECTED = {
     "truncated_segment": (_GOOD_MSH + b"TRUNC-2|P|2.5\rPI", "TRUNC-2", "100"),
     "truncated_utf8": (_GOOD_MSH + b"TRUNC-3|P|2.5\rPID|1||\xc3", "TRUNC-3", "102"),
     "invalid_utf8": (
-        message("UTF-1").replace(b"TEST^PATIENT", b"TEST^H\xe9L\xe8NE"),
+        adt("UTF-1", pid_name="TEST^PATIENT").replace(b"TEST^PATIENT", b"TEST^H\xe9L\xe8NE"),
         "UTF-1",
         "102",
     ),
@@ -206,7 +206,7 @@ def test_unacceptable_message_gets_ar_with_err(case: str) -> None:
             async with await RawClient.connect(listener.port) as client:
                 ack = await client.exchange(payload)
                 # The connection keeps being served.
-                assert msa(await client.exchange(message("AFTER-1"))) == ("AA", "AFTER-1")
+                assert msa(await client.exchange(adt("AFTER-1"))) == ("AA", "AFTER-1")
         assert msa(ack) == ("AR", control_id)
         assert err_code(ack) == code
         [entry] = journal.rejected
@@ -224,8 +224,8 @@ def test_sender_not_allowed_gets_ar_207() -> None:
         journal = FakeJournal()
         async with running_listener(journal, allowed_senders=["CHU-Y"]) as listener:
             async with await RawClient.connect(listener.port) as client:
-                refused = await client.exchange(message("S-1", facility="CHU-X"))
-                accepted = await client.exchange(message("S-2", facility="CHU-Y"))
+                refused = await client.exchange(adt("S-1", facility="CHU-X"))
+                accepted = await client.exchange(adt("S-2", facility="CHU-Y"))
         assert msa(refused) == ("AR", "S-1")
         assert err_code(refused) == "207"
         assert msa(accepted) == ("AA", "S-2")
@@ -246,9 +246,9 @@ def test_store_error_answers_ae_never_aa(msh15: str, code: str) -> None:
         journal.fail = True
         async with running_listener(journal) as listener:
             async with await RawClient.connect(listener.port) as client:
-                ack = await client.exchange(message("STORE-1", msh15=msh15))
+                ack = await client.exchange(adt("STORE-1", msh15=msh15))
                 journal.fail = False
-                ok = await client.exchange(message("STORE-2"))
+                ok = await client.exchange(adt("STORE-2"))
         assert msa(ack) == (code, "STORE-1")
         assert err_code(ack) == "207"
         assert msa(ok) == ("AA", "STORE-2")
@@ -264,9 +264,9 @@ def test_unexpected_exception_answers_ae_and_keeps_serving(
         journal.crash = True
         async with running_listener(journal) as listener:
             async with await RawClient.connect(listener.port) as client:
-                ack = await client.exchange(message("BUG-1", pid_name="SECRET^NAME"))
+                ack = await client.exchange(adt("BUG-1", pid_name="SECRET^NAME"))
                 journal.crash = False
-                ok = await client.exchange(message("BUG-2"))
+                ok = await client.exchange(adt("BUG-2"))
         assert msa(ack) == ("AE", "BUG-1")
         assert msa(ok) == ("AA", "BUG-2")
 
@@ -285,7 +285,7 @@ async def _good_traffic(port: int, stop: asyncio.Event, counter: list[int]) -> N
         n = 0
         while not stop.is_set() and n < 500:
             n += 1
-            ack = await client.exchange(message(f"GOOD-{n}"))
+            ack = await client.exchange(adt(f"GOOD-{n}"))
             assert msa(ack) == ("AA", f"GOOD-{n}")
             counter[0] += 1
             await asyncio.sleep(0.005)
@@ -293,10 +293,10 @@ async def _good_traffic(port: int, stop: asyncio.Event, counter: list[int]) -> N
 
 BAD_FRAMES = {
     # raw bytes, expected answer (None: no answer; the connection still serves afterwards)
-    "no_start_block": (message("NOSB-1") + EB + b"\r", None),
+    "no_start_block": (adt("NOSB-1") + EB + b"\r", None),
     "binary_junk": (bytes(range(12, 256)) * 20 + b"\x00\x01\x02", None),
     "empty_frame": (SB + EB + b"\r", ("AR", "")),
-    "end_block_without_cr": (SB + message("NOCR-1") + EB + b"X", ("AR", "NOCR-1")),
+    "end_block_without_cr": (SB + adt("NOCR-1") + EB + b"X", ("AR", "NOCR-1")),
     "wrong_field_separator": (frame(b"MSH1^~\\&1GAM1CHU-X"), ("AR", "")),
 }
 
@@ -320,7 +320,7 @@ def test_bad_frame_answered_and_others_served(case: str) -> None:
                     ack = await bad.read_frame()
                     assert ack is not None and msa(ack) == expected
                 # The same connection is served after the bad frame.
-                assert msa(await bad.exchange(message("NEXT-1"))) == ("AA", "NEXT-1")
+                assert msa(await bad.exchange(adt("NEXT-1"))) == ("AA", "NEXT-1")
             stop.set()
             await good
             assert counter[0] > 0
@@ -337,11 +337,11 @@ def test_missing_end_block_then_close() -> None:
             counter = [0]
             good = asyncio.create_task(_good_traffic(listener.port, stop, counter))
             bad = await RawClient.connect(listener.port)
-            await bad.send_raw(SB + message("NOEB-1"))
+            await bad.send_raw(SB + adt("NOEB-1"))
             await bad.close()
             await asyncio.sleep(0.2)
             async with await RawClient.connect(listener.port) as again:
-                assert msa(await again.exchange(message("AGAIN-1"))) == ("AA", "AGAIN-1")
+                assert msa(await again.exchange(adt("AGAIN-1"))) == ("AA", "AGAIN-1")
             stop.set()
             await good
             assert counter[0] > 0
@@ -352,7 +352,7 @@ def test_missing_end_block_then_close() -> None:
 
 def test_oversize_frame_answered_ar_and_stored_truncated() -> None:
     limit = 2000
-    big = message("BIG-1").replace(b"PV1|1|I\r", b"NTE|1||" + b"x" * 50_000 + b"\rPV1|1|I\r")
+    big = adt("BIG-1").replace(b"\rPV1|", b"\rNTE|1||" + b"x" * 50_000 + b"\rPV1|")
 
     async def scenario() -> None:
         journal = FakeJournal()
@@ -365,7 +365,7 @@ def test_oversize_frame_answered_ar_and_stored_truncated() -> None:
                 assert msa(ack) == ("AR", "BIG-1")
                 assert err_code(ack) == "102"  # v2.5 table 0357, with the limit in ERR-8
                 assert f"{limit} bytes" in parse(ack).get("ERR-8")
-                assert msa(await bad.exchange(message("SMALL-1"))) == ("AA", "SMALL-1")
+                assert msa(await bad.exchange(adt("SMALL-1"))) == ("AA", "SMALL-1")
             stop.set()
             await good
             assert counter[0] > 0
@@ -378,7 +378,7 @@ def test_oversize_frame_answered_ar_and_stored_truncated() -> None:
 
 
 def test_oversize_head_kept_is_64k_at_most() -> None:
-    big = message("HUGE-1") + b"NTE|1||" + b"y" * 300_000 + b"\r"
+    big = adt("HUGE-1") + b"NTE|1||" + b"y" * 300_000 + b"\r"
 
     async def scenario() -> None:
         journal = FakeJournal()
@@ -400,7 +400,7 @@ def test_slow_sender_closed_by_frame_timeout() -> None:
             async with await RawClient.connect(listener.port) as client:
                 loop = asyncio.get_running_loop()
                 started = loop.time()
-                data = SB + message("SLOW-1")
+                data = SB + adt("SLOW-1")
                 closed = False
                 for byte in data[:60]:  # 60 x 0.2 s = 12 s, far past the 1 s limit
                     try:
@@ -417,7 +417,7 @@ def test_slow_sender_closed_by_frame_timeout() -> None:
                 elapsed = loop.time() - started
             # Other connections are still served.
             async with await RawClient.connect(listener.port) as other:
-                assert msa(await other.exchange(message("FAST-1"))) == ("AA", "FAST-1")
+                assert msa(await other.exchange(adt("FAST-1"))) == ("AA", "FAST-1")
         assert closed
         assert elapsed < 5.0
 
@@ -428,7 +428,7 @@ def test_idle_connection_closed() -> None:
     async def scenario() -> None:
         async with running_listener(FakeJournal(), idle_timeout=0.5) as listener:
             async with await RawClient.connect(listener.port) as client:
-                assert msa(await client.exchange(message("IDLE-1"))) == ("AA", "IDLE-1")
+                assert msa(await client.exchange(adt("IDLE-1"))) == ("AA", "IDLE-1")
                 assert await client.closed_by_server(timeout=5.0)
 
     run(scenario())
@@ -440,13 +440,13 @@ def test_connections_over_the_cap_are_closed() -> None:
             first = await RawClient.connect(listener.port)
             second = await RawClient.connect(listener.port)
             try:
-                assert msa(await first.exchange(message("CAP-1"))) == ("AA", "CAP-1")
-                assert msa(await second.exchange(message("CAP-2"))) == ("AA", "CAP-2")
+                assert msa(await first.exchange(adt("CAP-1"))) == ("AA", "CAP-1")
+                assert msa(await second.exchange(adt("CAP-2"))) == ("AA", "CAP-2")
                 async with await RawClient.connect(listener.port) as third:
                     assert await third.closed_by_server(timeout=5.0)
                 assert listener.connections == 2
-                assert msa(await first.exchange(message("CAP-3"))) == ("AA", "CAP-3")
-                assert msa(await second.exchange(message("CAP-4"))) == ("AA", "CAP-4")
+                assert msa(await first.exchange(adt("CAP-3"))) == ("AA", "CAP-3")
+                assert msa(await second.exchange(adt("CAP-4"))) == ("AA", "CAP-4")
             finally:
                 await first.close()
                 await second.close()
@@ -456,7 +456,7 @@ def test_connections_over_the_cap_are_closed() -> None:
                     break
                 await asyncio.sleep(0.01)
             async with await RawClient.connect(listener.port) as fourth:
-                assert msa(await fourth.exchange(message("CAP-5"))) == ("AA", "CAP-5")
+                assert msa(await fourth.exchange(adt("CAP-5"))) == ("AA", "CAP-5")
 
     run(scenario())
 
@@ -464,9 +464,7 @@ def test_connections_over_the_cap_are_closed() -> None:
 def test_50_connections_x_20_messages_all_aa() -> None:
     async def one_sender(port: int, number: int) -> list[tuple[str, str]]:
         async with await RawClient.connect(port) as client:
-            return [
-                msa(await client.exchange(message(f"C{number:02d}-M{i:02d}"))) for i in range(20)
-            ]
+            return [msa(await client.exchange(adt(f"C{number:02d}-M{i:02d}"))) for i in range(20)]
 
     async def scenario() -> None:
         journal = FakeJournal()
@@ -492,7 +490,7 @@ def test_stop_lets_in_flight_message_get_its_ack() -> None:
             busy = await RawClient.connect(listener.port)
             idle = await RawClient.connect(listener.port)
             try:
-                await busy.send(message("STOP-1"))
+                await busy.send(adt("STOP-1"))
                 for _ in range(100):
                     if journal.calls:
                         break
@@ -519,7 +517,7 @@ def test_stop_gives_up_after_grace() -> None:
         journal.gate = asyncio.Event()  # never set: ingest hangs
         async with running_listener(journal) as listener:
             async with await RawClient.connect(listener.port) as client:
-                await client.send(message("HANG-1"))
+                await client.send(adt("HANG-1"))
                 for _ in range(100):
                     if journal.calls:
                         break
@@ -561,7 +559,7 @@ def test_port_needs_start_and_stop_is_idempotent() -> None:
         await listener.start()
         assert listener.port > 0
         async with await RawClient.connect(listener.port) as client:
-            assert msa(await client.exchange(message("RE-1"))) == ("AA", "RE-1")
+            assert msa(await client.exchange(adt("RE-1"))) == ("AA", "RE-1")
         await listener.stop(1.0)
         await listener.stop(1.0)
 

@@ -15,7 +15,8 @@ from eai.config import TlsServerConfig
 from eai.errors import TransientDeliveryError
 from eai.messages import OutboxItem
 from tests._pki import Pki, make_pki
-from tests.integration._mllp_support import FakeJournal, message, msa, run, running_listener
+from tests.engine_harness import adt
+from tests.integration._mllp_support import FakeJournal, msa, run, running_listener
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,7 @@ def test_client_with_certificate_accepted(pki: Pki) -> None:
         journal = FakeJournal()
         async with running_listener(journal, tls=_tls(pki)) as listener:
             answers = await send_messages(
-                "127.0.0.1", listener.port, [message("TLS-1")], tls=_client_context(pki)
+                "127.0.0.1", listener.port, [adt("TLS-1")], tls=_client_context(pki)
             )
         assert [(a.code, a.control_id) for a in answers] == [("AA", "TLS-1")]
         assert journal.received[0].control_id == "TLS-1"
@@ -63,12 +64,10 @@ def test_client_without_valid_certificate_refused(pki: Pki, rogue: bool) -> None
         async with running_listener(journal, tls=_tls(pki)) as listener:
             ctx = _client_context(pki, with_cert=False, rogue=rogue)
             with pytest.raises(TransientDeliveryError):
-                await send_messages(
-                    "127.0.0.1", listener.port, [message("TLS-2")], tls=ctx, timeout=5
-                )
+                await send_messages("127.0.0.1", listener.port, [adt("TLS-2")], tls=ctx, timeout=5)
             # The listener still serves good clients.
             answers = await send_messages(
-                "127.0.0.1", listener.port, [message("TLS-3")], tls=_client_context(pki)
+                "127.0.0.1", listener.port, [adt("TLS-3")], tls=_client_context(pki)
             )
         assert answers[0].code == "AA"
         assert [e.control_id for e in journal.entries] == ["TLS-3"]
@@ -80,7 +79,7 @@ def test_optional_client_certificate(pki: Pki) -> None:
     async def scenario() -> None:
         async with running_listener(FakeJournal(), tls=_tls(pki, require=False)) as listener:
             ctx = _client_context(pki, with_cert=False)
-            answers = await send_messages("127.0.0.1", listener.port, [message("OPT-1")], tls=ctx)
+            answers = await send_messages("127.0.0.1", listener.port, [adt("OPT-1")], tls=ctx)
         assert answers[0].code == "AA"
 
     run(scenario())
@@ -91,7 +90,7 @@ def test_plain_tcp_client_gets_nothing_from_a_tls_listener(pki: Pki) -> None:
         journal = FakeJournal()
         async with running_listener(journal, tls=_tls(pki)) as listener:
             with pytest.raises(TransientDeliveryError):
-                await send_messages("127.0.0.1", listener.port, [message("PLAIN-1")], timeout=3)
+                await send_messages("127.0.0.1", listener.port, [adt("PLAIN-1")], timeout=3)
         assert journal.entries == []
 
     run(scenario())
@@ -115,9 +114,7 @@ def test_destination_over_mutual_tls(pki: Pki) -> None:
             )
             dest = MllpDestination(config)
             try:
-                result = await dest.send(
-                    OutboxItem(1, 1, "peer", message("DTLS-1"), "DTLS-1", "p1")
-                )
+                result = await dest.send(OutboxItem(1, 1, "peer", adt("DTLS-1"), "DTLS-1", "p1"))
             finally:
                 await dest.close()
         assert msa(result.response) == ("AA", "DTLS-1")
@@ -128,7 +125,7 @@ def test_destination_over_mutual_tls(pki: Pki) -> None:
 def test_cli_send_over_mutual_tls(pki: Pki, tmp_path: Path) -> None:
     """``eai send --ca --cert --key`` (the TLS options it shares with ``eai dicom``)."""
     msg = tmp_path / "a01.hl7"
-    msg.write_bytes(message("CLI-TLS"))
+    msg.write_bytes(adt("CLI-TLS"))
     runner = CliRunner()
 
     async def scenario() -> None:

@@ -11,7 +11,8 @@ import pytest
 from connectors.mllp._framing import ProtocolError
 from connectors.mllp._inbound import FrameHandler, Reply
 from eai.hl7 import parse
-from tests.integration._mllp_support import FakeJournal, err_code, message, msa
+from tests.engine_harness import adt
+from tests.integration._mllp_support import FakeJournal, err_code, msa
 
 FIXED = datetime(2024, 3, 6, 11, 11, 54, tzinfo=UTC)
 
@@ -39,7 +40,7 @@ def on_error(h: FrameHandler, err: ProtocolError) -> Reply | None:
 
 def test_accept_journals_then_answers_aa() -> None:
     journal = FakeJournal()
-    reply = on_frame(handler(journal), message("A-1"))
+    reply = on_frame(handler(journal), adt("A-1"))
     assert reply.ack is not None and msa(reply.ack) == ("AA", "A-1")
     assert reply.outcome == "accepted"
     [entry] = journal.entries
@@ -52,8 +53,8 @@ def test_accept_journals_then_answers_aa() -> None:
 def test_each_ack_has_its_own_control_id() -> None:
     journal = FakeJournal()
     h = handler(journal)
-    first = on_frame(h, message("A-1")).ack
-    second = on_frame(h, message("A-2")).ack
+    first = on_frame(h, adt("A-1")).ack
+    second = on_frame(h, adt("A-2")).ack
     assert first is not None and second is not None
     assert first.split(b"|")[9] != second.split(b"|")[9]
     assert len(first.split(b"|")[9]) == 20
@@ -62,14 +63,16 @@ def test_each_ack_has_its_own_control_id() -> None:
 def test_duplicate_returns_stored_ack() -> None:
     journal = FakeJournal()
     h = handler(journal)
-    first = on_frame(h, message("D-1"))
-    again = on_frame(h, message("D-1"))
+    first = on_frame(h, adt("D-1"))
+    again = on_frame(h, adt("D-1"))
     assert again.ack == first.ack
     assert again.outcome == "duplicate"
 
 
 def test_default_charset_applies_when_msh18_empty() -> None:
-    latin = message("C-1", charset="").replace(b"TEST^PATIENT", b"H\xe9L\xe8NE^TEST")
+    latin = adt("C-1", charset="", pid_name="TEST^PATIENT").replace(
+        b"TEST^PATIENT", b"H\xe9L\xe8NE^TEST"
+    )
     assert msa(on_frame(handler(FakeJournal()), latin).ack or b"")[0] == "AR"
     reply = on_frame(handler(FakeJournal(), default_charset="8859/1"), latin)
     assert msa(reply.ack or b"") == ("AA", "C-1")
@@ -95,7 +98,7 @@ def test_empty_frame_is_ar_not_journaled() -> None:
 
 def test_oversize_is_ar_and_journals_the_head() -> None:
     journal = FakeJournal()
-    head = message("BIG-1")[:100]
+    head = adt("BIG-1")[:100]
     reply = on_error(handler(journal), ProtocolError("oversize", 1001, head))
     assert reply is not None and msa(reply.ack or b"") == ("AR", "BIG-1")
     [entry] = journal.rejected
@@ -119,16 +122,16 @@ def test_logs_never_hold_payload_content(caplog: pytest.LogCaptureFixture) -> No
     journal = FakeJournal()
     h = handler(journal, allowed_senders=frozenset({"CHU-X"}))
     with caplog.at_level(logging.DEBUG):
-        on_frame(h, message("P-1", pid_name=secret))
-        on_frame(h, message("P-2", pid_name=secret, facility="OTHER"))
-        on_frame(h, message("P-3", pid_name=secret).replace(b"DUPONT", b"DUP\xffONT"))
+        on_frame(h, adt("P-1", pid_name=secret))
+        on_frame(h, adt("P-2", pid_name=secret, facility="OTHER"))
+        on_frame(h, adt("P-3", pid_name=secret).replace(b"DUPONT", b"DUP\xffONT"))
         journal.fail = True
-        on_frame(h, message("P-4", pid_name=secret))
+        on_frame(h, adt("P-4", pid_name=secret))
         journal.fail = False
         journal.crash = True
-        on_frame(h, message("P-5", pid_name=secret))
-        on_error(h, ProtocolError("oversize", 1001, message("P-6", pid_name=secret)))
-        on_error(h, ProtocolError("bad_end", 50, message("P-7", pid_name=secret)))
+        on_frame(h, adt("P-5", pid_name=secret))
+        on_error(h, ProtocolError("oversize", 1001, adt("P-6", pid_name=secret)))
+        on_error(h, ProtocolError("bad_end", 50, adt("P-7", pid_name=secret)))
     assert caplog.records
     assert "DUPONT" not in caplog.text and "JEANNE" not in caplog.text
     for record in caplog.records:

@@ -14,7 +14,7 @@ Every party is its own process, all on 127.0.0.1:
 - the bare server: the same ``MllpPeer`` counting nothing (ACK without storing);
 - the senders: one asyncio process with ``--senders`` connections, each
   waiting for the ACK before sending its next message (as real interfaces do).
-  Messages are the PAM FR A01 fixture (``tests.engine_harness.adt``) with a
+  Messages are the PAM FR A01 fixture (``standins.hl7.adt_from``) with a
   unique MSH-10, spread over a handful of patients.
 
 Phases of one invocation: the bare server (``--senders`` connections), then
@@ -58,6 +58,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
+A01_FIXTURE = REPO.parent / "shared" / "fixtures" / "hl7v2" / "pamfr_a01_admission.er7"
 SB, EB = b"\x0b", b"\x1c\r"
 PLACEHOLDER = "BENCHCTRLID000000000"  # 20 characters, the v2.5 MSH-10 maximum
 PATIENTS = ("000003", "000104", "000205", "000306", "000407")
@@ -217,9 +218,10 @@ def _sender_main(
     tag: str,
 ) -> None:
     _repo_on_path()
-    from tests.engine_harness import adt
+    from standins.hl7 import adt_from
 
-    templates = [adt(PLACEHOLDER, patient=p) for p in PATIENTS]
+    a01 = A01_FIXTURE.read_bytes()
+    templates = [adt_from(a01, PLACEHOLDER, patient=p) for p in PATIENTS]
     latencies, errors, n, start, end = asyncio.run(
         _send_loop(port, senders, seconds, max_messages, tag, templates)
     )

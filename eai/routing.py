@@ -90,7 +90,7 @@ def evaluate(
             continue
         if route.when is not None and not facts_usable and reads_facts(route.when):
             continue
-        if route.when is not None and not when_matches(route.when, message, facts):
+        if route.when is not None and not route.when.matcher(message, facts):
             continue
         names.append(route.name)
         destinations.update(dict.fromkeys(route.to))
@@ -99,14 +99,7 @@ def evaluate(
 
 def when_matches(when: When, message: Routable, facts: Mapping[str, str] = _NO_FACTS) -> bool:
     """True when every key given in ``when`` holds for ``message`` and its ``facts``."""
-    for probe in when.probes:
-        if not probe(message, facts):
-            return False
-    if when.all_ is not None and not all(when_matches(w, message, facts) for w in when.all_):
-        return False
-    if when.any_ is not None and not any(when_matches(w, message, facts) for w in when.any_):
-        return False
-    return when.not_ is None or not when_matches(when.not_, message, facts)
+    return bool(when.matcher(message, facts))
 
 
 def reads_facts(when: When) -> bool:

@@ -7,13 +7,12 @@ core ones (:mod:`eai.config._conditions`) are declared on :class:`When`, a plugi
 (DICOM ``tag``) are added by :func:`when_model_for`, and a plugin's route keys (DICOM
 ``coerce``) by :func:`route_model_for`; :func:`eai.config.config_model` uses both. Each
 condition is checked and compiled into a probe once, when the file is loaded;
-evaluating probes against a message is :mod:`eai.routing`'s job.
+evaluating them against a message is :mod:`eai.routing`'s job.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any, ClassVar, Optional, Self
 
 from pydantic import ConfigDict, Field, PrivateAttr, create_model, model_validator
@@ -103,7 +102,7 @@ class When(Model):
     )
 
     _message_types: MessageTypeSet | None = PrivateAttr(None)
-    _probes: tuple[Probe, ...] = PrivateAttr(())
+    _compiled: _Compiled = PrivateAttr(default_factory=lambda: _Compiled(_always))
     _reads_facts: bool = PrivateAttr(False)
 
     @model_validator(mode="after")
@@ -148,7 +147,7 @@ class When(Model):
     def model_post_init(self, context: Any, /) -> None:
         if self.message_type is not None:
             self._message_types = MessageTypeSet.of(self.message_type)
-        probes: list[Probe] = []
+        checks: list[Probe] = []
         reads_facts = False
         for spec in self.__conditions__:
             value = getattr(self, spec.key)
@@ -156,24 +155,41 @@ class When(Model):
                 continue
             reads_facts = reads_facts or spec.reads_facts
             probe = spec.compile(value)
-            probes.append(_compared(probe, self._comparator()) if spec.subject else probe)
+            checks.append(self._compared(probe) if spec.subject else probe)
+        if self.all_ is not None:
+            checks.append(_every(tuple(w.matcher for w in self.all_)))
+        if self.any_ is not None:
+            checks.append(_some(tuple(w.matcher for w in self.any_)))
+        if self.not_ is not None:
+            checks.append(_negated(self.not_.matcher))
         nested = [*(self.all_ or ()), *(self.any_ or ()), *([self.not_] if self.not_ else [])]
-        self._probes = tuple(probes)
+        self._compiled = _Compiled(_every(tuple(checks)))
         self._reads_facts = reads_facts or any(w.reads_facts for w in nested)
 
-    def _comparator(self) -> Callable[[str], bool]:
-        """The one comparator given (the validator guarantees there is one)."""
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        private = dict(state.get("__pydantic_private__") or {})
+        private.pop("_compiled", None)  # closures: compiled again on unpickling
+        return {**state, "__pydantic_private__": private}
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self.model_post_init(None)
+
+    def _compared(self, read: Probe) -> Probe:
+        """``read`` tested by the one comparator given (the validator guarantees one)."""
         if self.in_ is not None:
-            return frozenset(self.in_).__contains__
+            accepted = frozenset(self.in_)
+            return lambda message, facts: read(message, facts) in accepted
         if self.equals is not None:
             expected = self.equals
-            return lambda value: value == expected
+            return lambda message, facts: read(message, facts) == expected
         if self.matches is not None:
-            pattern = self.matches
-            return lambda value: pattern.search(value) is not None
+            search = self.matches.search
+            return lambda message, facts: search(read(message, facts)) is not None
         if self.exists:
-            return lambda value: value != ""
-        return lambda value: value == ""
+            return lambda message, facts: read(message, facts) != ""
+        return lambda message, facts: read(message, facts) == ""
 
     @property
     def message_types(self) -> MessageTypeSet | None:
@@ -181,10 +197,11 @@ class When(Model):
         return self._message_types
 
     @property
-    def probes(self) -> tuple[Probe, ...]:
-        """This condition's own keys compiled (``all``/``any``/``not`` aside): each takes
-        ``(message, facts)`` and returns whether it holds."""
-        return self._probes
+    def matcher(self) -> Probe:
+        """The whole condition compiled: ``matcher(message, facts)`` is True when every key
+        given holds (nested ``all``/``any``/``not`` included)."""
+        compiled: _Compiled = self.__pydantic_private__["_compiled"]  # type: ignore[index]
+        return compiled.matcher  # not through BaseModel.__getattr__: routing calls this a lot
 
     @property
     def reads_facts(self) -> bool:
@@ -192,8 +209,56 @@ class When(Model):
         return self._reads_facts
 
 
-def _compared(read: Probe, compare: Callable[[str], bool]) -> Probe:
-    return lambda message, facts: compare(read(message, facts))
+def _always(message: Any, facts: Any) -> bool:
+    return True
+
+
+class _Compiled:
+    """A :class:`When` compiled; derived from its fields, so any two compare equal (the
+    conditions' equality is their fields')."""
+
+    __slots__ = ("matcher",)
+
+    def __init__(self, matcher: Probe) -> None:
+        self.matcher = matcher
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Compiled)
+
+    def __hash__(self) -> int:
+        return 0
+
+
+def _every(checks: tuple[Probe, ...]) -> Probe:
+    if not checks:
+        return _always
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda message, facts: bool(first(message, facts) and second(message, facts))
+
+    def every(message: Any, facts: Any) -> bool:
+        for check in checks:
+            if not check(message, facts):
+                return False
+        return True
+
+    return every
+
+
+def _some(checks: tuple[Probe, ...]) -> Probe:
+    def some(message: Any, facts: Any) -> bool:
+        for check in checks:
+            if check(message, facts):
+                return True
+        return False
+
+    return some
+
+
+def _negated(check: Probe) -> Probe:
+    return lambda message, facts: not check(message, facts)
 
 
 def _attr(key: str) -> str:

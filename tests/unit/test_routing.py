@@ -151,3 +151,16 @@ def test_route_needs_from_and_to() -> None:
     with pytest.raises(ValidationError):
         Route.model_validate({"name": "r", "to": ["b"]})
     assert Route(name="r", from_=("a",), to=("b",)).from_ == ("a",)
+
+
+def test_conditions_compare_by_their_keys_and_survive_pickling() -> None:
+    import pickle
+
+    data = {"all": [{"field": "PV1-2", "in": ["I"]}, {"not": {"message_type": ["ORU"]}}]}
+    condition = when(data)
+    assert condition == when(data) and hash(condition) == hash(when(data))
+    assert condition != when({**data, "any": [{"sending_facility": ["CHU-Y"]}]})
+    back = pickle.loads(pickle.dumps(condition))
+    assert back == condition
+    assert when_matches(back, msg("ADT^A01", {"PV1-2": "I"}))
+    assert not when_matches(back, msg("ORU^R01", {"PV1-2": "I"}))

@@ -12,9 +12,10 @@ The public API of the store; its modules are private, one job each:
   :func:`message_detail`, :func:`queue_stats`, :func:`settlement`...;
 - support actions (``_support_actions``): :func:`read_raw`, :func:`resend`,
   :func:`set_paused`, :func:`release`;
-- anomalies (``_anomalies``) and identity cross-references (``_xref``);
-- the journal itself (``_journal``): :func:`insert_entries`; its tables, for tests and
-  tooling, in :mod:`eai.store.schema`.
+- anomalies (``_anomalies``); identity cross-references (``_xref``), the pipeline's
+  identity writes (``_identity_ops``) and ``eai identity lookup`` (``_xref_lookup``);
+- the journal itself (``_journal``, its hot path on ``_driver_sql``): :func:`insert_entries`;
+  its tables, for tests and tooling, in :mod:`eai.store.schema`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from eai.store._claims import (
 )
 from eai.store._crypto import KEY_FILE, Cipher, load_master_key
 from eai.store._db import is_sqlite, open_engine, prepare_schema
+from eai.store._identity_ops import IdentityOp, XrefRecord, XrefRedirect
 from eai.store._journal import content_lines, insert_entries, naive_utc, utcnow
 from eai.store._listing import DeliveryView, EventView, MessageView, list_messages, message_detail
 from eai.store._outbox import DeliveryOutcome, record_outcomes
@@ -55,20 +57,15 @@ from eai.store._support_queries import (
 )
 from eai.store._writer import Writer
 from eai.store._xref import (
-    IdentityOp,
-    MergeEvent,
     RecordOutcome,
-    XrefEntry,
-    XrefRecord,
-    XrefRedirect,
-    XrefView,
     change_identifier,
     local_ordering_key,
     ordering_key_for,
     record_xref,
 )
-from eai.store._xref import lookup as xref_lookup
 from eai.store._xref import merge as merge_identities
+from eai.store._xref_lookup import MergeEvent, XrefEntry, XrefView
+from eai.store._xref_lookup import lookup as xref_lookup
 
 __all__ = [
     "CONTROL_ID_REUSED",

@@ -20,9 +20,10 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from eai.store._claims import CLAIMED_COLUMNS, ClaimedMessage, claimed_messages
 from eai.store._crypto import Cipher
+from eai.store._identity_ops import IdentityOp, apply_identity_op
 from eai.store._outbox import INSERT_EVENTS, execute_runs, release_deliveries, release_patients
 from eai.store._schema import anomalies, deliveries, messages, patient_ids
-from eai.store._xref import IdentityOp, apply_identity_op, known_local_ids, ordering_key_of_hash
+from eai.store._xref import known_local_ids, ordering_key_of_hash
 
 __all__ = [
     "MessagePlan",

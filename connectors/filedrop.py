@@ -71,6 +71,7 @@ from connectors._filewatch import DirWatch, FileWatcher, open_inotify
 from eai.cda_schema import CdaSchema
 from eai.config import Duration
 from eai.errors import ConfigError, ConfigIssue, StoreError
+from eai.messages import MEDIA_CDA_XML
 from eai.net import run_blocking
 from eai.registry import Ingest, ListenerSpec, register_listener
 
@@ -460,5 +461,6 @@ register_listener(
         factory=_factory,
         summary="CDA R2 documents dropped in a directory: journal each, then move it to "
         "processed/ or failed/ (with the reason)",
+        produces=(MEDIA_CDA_XML,),
     )
 )

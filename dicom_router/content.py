@@ -36,6 +36,7 @@ from dicom_router.reference import InstanceRef
 from eai.config import ListenerConfig, Route
 from eai.content import ParsedContent, register_content_type
 from eai.errors import InputError
+from eai.messages import MEDIA_DICOM_REF
 from identity import PatientKey
 
 __all__ = ["DicomHeader", "DicomInstance", "message_type_of", "parse_dicom"]
@@ -117,4 +118,4 @@ def _marking(ref: InstanceRef) -> Callable[[Route], bytes | None]:
     return for_route
 
 
-register_content_type("dicom", parse_dicom)
+register_content_type("dicom", parse_dicom, MEDIA_DICOM_REF)

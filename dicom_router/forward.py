@@ -72,7 +72,7 @@ from dicom_router._forward_child import Answer, Request
 from dicom_router._store_scu import store_verdict
 from eai.config import DestinationConfig, Duration, TlsClientConfig
 from eai.errors import PermanentDeliveryError, TransientDeliveryError
-from eai.messages import DeliveryResult, OutboxItem
+from eai.messages import MEDIA_DICOM_REF, DeliveryResult, OutboxItem, SendLimits
 from eai.net import client_context, run_blocking
 from eai.registry import DestinationSpec, register_destination
 
@@ -135,6 +135,11 @@ class DicomDestinationConfig(DestinationConfig):
         10.0, gt=0, description="release an association unused this long", examples=["10s"]
     )
 
+    def send_limits(self) -> SendLimits:
+        return SendLimits(
+            self.connections, self.connect_timeout, self.acse_timeout + self.dimse_timeout
+        )
+
     @field_validator("ae_title", "calling_ae")
     @classmethod
     def _titles(cls, value: str) -> str:
@@ -176,6 +181,11 @@ class DicomDestination:
             self._start()
 
     async def send(self, item: OutboxItem) -> DeliveryResult:
+        if item.media_type != MEDIA_DICOM_REF:
+            raise PermanentDeliveryError(
+                f"destination {self.config.name} sends spooled DICOM instances, "
+                f"not {item.media_type}"
+            )
         if self._closed:
             raise TransientDeliveryError(f"destination {self.config.name} is closed")
         child = self._child or self._start()
@@ -325,5 +335,6 @@ register_destination(
         config_model=DicomDestinationConfig,
         factory=_factory,
         summary="DICOM C-STORE to a Storage SCP (optional TLS): as received, or marked per route",
+        accepts=(MEDIA_DICOM_REF,),
     )
 )

@@ -106,7 +106,7 @@ from dicom_router.reference import ROUTING_KEYWORDS, InstanceRef
 from dicom_router.spool import PendingWrite, Spool, SpooledFile
 from eai.config import Duration, ListenerConfig, Model, TlsServerConfig
 from eai.errors import StoreError
-from eai.messages import IngestResult, JournalEntry
+from eai.messages import MEDIA_DICOM_REF, IngestResult, JournalEntry
 from eai.net import check_networks, parse_networks, server_context, split_bind
 from eai.registry import Ingest, ListenerSpec, ThreadIngest, register_listener
 
@@ -718,5 +718,6 @@ register_listener(
         config_model=DicomListenerConfig,
         factory=_factory,
         summary="DICOM Storage SCP (C-STORE, C-ECHO; optional TLS): spool, journal, then success",
+        produces=(MEDIA_DICOM_REF,),
     )
 )

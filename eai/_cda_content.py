@@ -42,6 +42,7 @@ from lxml import etree
 from eai.config import ListenerConfig
 from eai.content import ParsedContent, register_content_type
 from eai.errors import InputError
+from eai.messages import MEDIA_CDA_XML
 from eai.xml import parse_xml
 from identity import PatientKey
 
@@ -208,4 +209,4 @@ def parse_cda(payload: bytes, listener: ListenerConfig | None) -> ParsedContent:
     )
 
 
-register_content_type("cda", parse_cda)
+register_content_type("cda", parse_cda, MEDIA_CDA_XML)

@@ -39,11 +39,14 @@ as the content's ``document_patient``, for the identity charter.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from eai import hl7
 from eai.config import ListenerConfig
 from eai.content import ParsedContent, register_content_type
 from eai.hl7 import Hl7Message
 from eai.identity_gate import identity_from_cda
+from eai.messages import MEDIA_HL7V2, Recipient
 from identity import patient_key_of
 
 __all__ = ["cisis_facts", "dmp_consent_facts", "parse_hl7v2"]
@@ -67,20 +70,35 @@ def parse_hl7v2(payload: bytes, listener: ListenerConfig | None) -> ParsedConten
     if code in _DOCUMENT_MESSAGES or hl7.is_cisis(msg):
         # The document is read now: its facts must not route it when it is refused.
         check = hl7.check_documents(msg)
+        participants = hl7.mss_participants(msg)
         return ParsedContent(
             msg,
             key,
             msg.header.control_id,
-            {**cisis_facts(msg), **dmp},
+            {**cisis_facts(msg, participants), **dmp},
             warnings=check.warnings,
             problem=check.problem,
             document_patient=None if check.cda is None else identity_from_cda(check.cda),
+            recipients=tuple(
+                Recipient(
+                    p.role,
+                    p.kind,
+                    p.address,
+                    p.identifier,
+                    p.identifier_system,
+                    p.identifier_type,
+                )
+                for p in participants
+            ),
         )
     return ParsedContent(msg, key, control_id=msg.header.control_id, facts=dmp)
 
 
-def cisis_facts(msg: Hl7Message) -> dict[str, str]:
-    """The routing facts of a message that may carry a document (see the module docstring).
+def cisis_facts(
+    msg: Hl7Message, participants: Sequence[hl7.MssParticipant] | None = None
+) -> dict[str, str]:
+    """The routing facts of a message that may carry a document (see the module docstring);
+    ``participants``: its PRT segments when already read.
 
     Raises InputError when the document action is inconsistent.
     """
@@ -91,7 +109,9 @@ def cisis_facts(msg: Hl7Message) -> dict[str, str]:
     documents = hl7.document_segments(msg)
     if documents:
         facts["document_code"] = documents[0][1].get(3, 1, 1)
-    recipients = [p for p in hl7.mss_participants(msg) if p.role == "RCT"]
+    if participants is None:
+        participants = hl7.mss_participants(msg)
+    recipients = [p for p in participants if p.role == "RCT"]
     if recipients:
         facts["mss_recipients"] = str(len(recipients))
         facts["mss_recipient_kinds"] = ",".join(sorted({p.kind for p in recipients}))
@@ -111,4 +131,4 @@ def dmp_consent_facts(msg: Hl7Message) -> dict[str, str]:
     return facts
 
 
-register_content_type("hl7v2", parse_hl7v2)
+register_content_type("hl7v2", parse_hl7v2, MEDIA_HL7V2)

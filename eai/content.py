@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from eai.config import ListenerConfig, Route
+from eai.messages import Recipient
 from eai.routing import Routable
 from identity import PatientKey
 from identity.patient import PatientIdentity
@@ -24,6 +25,7 @@ __all__ = [
     "ParsedContent",
     "content_parser",
     "content_types",
+    "media_type_of",
     "register_content_type",
 ]
 
@@ -47,6 +49,9 @@ class ParsedContent:
     """Why a part the routes rely on was refused (e.g. the embedded document), no patient
     data: no route reading a fact takes the message; rejected when no other route does."""
     document_patient: PatientIdentity | None = None
+    recipients: tuple[Recipient, ...] = ()
+    """The participants the message names for its delivery (CI-SIS PRT), read once here
+    for the destinations (:class:`eai.messages.MessageFacts`); patient data."""
     """The patient the embedded document names (the recordTarget of the CDA a CI-SIS
     ORU/MDM carries): the identity charter checks it is the message's own."""
 
@@ -59,12 +64,22 @@ ContentParser = Callable[[bytes, ListenerConfig | None], ParsedContent]
 the config). Raises :class:`eai.errors.InputError` when it cannot."""
 
 _parsers: dict[str, ContentParser] = {}
+_media: dict[str, str] = {}
 
 
-def register_content_type(name: str, parser: ContentParser) -> None:
+def register_content_type(name: str, parser: ContentParser, media_type: str = "") -> None:
+    """``media_type``: what a delivery of such a message as received carries
+    (``eai.messages.MEDIA_*``; "" = ``application/octet-stream``)."""
     if name in _parsers and _parsers[name] is not parser:
         raise ValueError(f"content type {name!r} registered twice")
     _parsers[name] = parser
+    _media[name] = media_type or "application/octet-stream"
+
+
+def media_type_of(name: str) -> str:
+    """The media type of a message of content type ``name`` delivered as received."""
+    _load_builtin()
+    return _media.get(name, "application/octet-stream")
 
 
 def content_parser(name: str) -> ContentParser | None:

@@ -20,10 +20,12 @@ from datetime import datetime, timedelta
 
 from eai._worker import BATCH_WAIT, WorkerLoop
 from eai.config import DestinationConfig, RetryPolicy
+from eai.content import media_type_of
 from eai.errors import PermanentDeliveryError, StoreError, TransientDeliveryError
-from eai.messages import OutboxItem
+from eai.messages import NO_FACTS, MessageFacts, OutboxItem
 from eai.registry import Destination
 from eai.store import (
+    Cipher,
     ClaimedDelivery,
     DeliveryOutcome,
     Store,
@@ -32,7 +34,7 @@ from eai.store import (
     utcnow,
 )
 
-__all__ = ["DeliveryWorker", "backoff_delay"]
+__all__ = ["DeliveryWorker", "backoff_delay", "outbox_item"]
 
 log = logging.getLogger(__name__)
 _RNG = random.Random()
@@ -44,6 +46,27 @@ def backoff_delay(policy: RetryPolicy, attempts: int, rng: random.Random | None 
     spread = base * policy.jitter
     r: float = (rng or _RNG).uniform(-spread, spread)
     return max(0.0, min(policy.max, base + r))
+
+
+def outbox_item(row: ClaimedDelivery, cipher: Cipher, attempts: int) -> OutboxItem:
+    """The destination contract's view of a claimed outbox row (payload and facts opened;
+    a row older than the contract gets its message's media type, no mapping, no facts)."""
+    facts = NO_FACTS
+    if row.sealed_facts is not None:
+        facts = MessageFacts.from_json(cipher.open(row.sealed_facts))
+    return OutboxItem(
+        row.id,
+        row.message_id,
+        row.destination,
+        cipher.open(row.sealed_payload),
+        row.control_id,
+        row.patient_key,
+        attempts,
+        media_type=row.media_type or media_type_of(row.content_type),
+        route=row.route,
+        mapping=row.mapping,
+        facts=facts,
+    )
 
 
 class DeliveryWorker:
@@ -112,16 +135,7 @@ class DeliveryWorker:
         attempts = row.attempts + 1
         now = utcnow()
         try:
-            payload = self._store.cipher.open(row.sealed_payload)
-            item = OutboxItem(
-                row.id,
-                row.message_id,
-                self.name,
-                payload,
-                row.control_id,
-                row.patient_key,
-                attempts,
-            )
+            item = outbox_item(row, self._store.cipher, attempts)
             result = await self._dest.send(item)
         except PermanentDeliveryError as exc:
             log.warning("delivery %d to %s dead: %s", row.id, self.name, exc)

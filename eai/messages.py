@@ -4,23 +4,51 @@ Touches: nothing.
 
 listener --JournalEntry--> journal --IngestResult--> listener (ACK)
 journal --StoredMessage--> pipeline --OutboxItem--> delivery --DeliveryResult--> journal
+
+The destination contract: an :class:`OutboxItem` says what it carries (``media_type``,
+one of the ``MEDIA_*`` constants), which route and mapping made it, and the message
+facts a destination needs (:class:`MessageFacts`) without parsing the payload again; a
+destination's config declares its pool width and time bounds (:class:`SendLimits`).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
+    "MEDIA_CDA_XML",
+    "MEDIA_DICOM_REF",
+    "MEDIA_FHIR_JSON",
+    "MEDIA_HL7V2",
+    "MEDIA_TYPES",
     "DeliveryResult",
     "IngestResult",
     "JournalEntry",
+    "NO_FACTS",
+    "MessageFacts",
     "MessageStatus",
     "DeliveryStatus",
     "OutboxItem",
+    "Recipient",
+    "SendLimits",
     "StoredMessage",
 ]
+
+MEDIA_HL7V2 = "application/hl7-v2"
+"""An HL7 v2 message (ER7), as received."""
+MEDIA_FHIR_JSON = "application/fhir+json"
+"""A FHIR R4 resource (a mapping's Bundle), JSON in UTF-8."""
+MEDIA_CDA_XML = "application/cda+xml"
+"""A CDA R2 document, as received."""
+MEDIA_DICOM_REF = "application/vnd.eai.dicom-ref+json"
+"""A reference to a spooled DICOM instance (``dicom_router.reference.InstanceRef`` JSON:
+spool name, data key, digests, the route's marking), never the instance itself."""
+MEDIA_TYPES = (MEDIA_HL7V2, MEDIA_FHIR_JSON, MEDIA_CDA_XML, MEDIA_DICOM_REF)
+"""Every media type an outbox item may carry."""
 
 MessageStatus = Literal["received", "processed", "filtered", "rejected"]
 DeliveryStatus = Literal["pending", "retrying", "delivered", "dead"]
@@ -86,9 +114,88 @@ class StoredMessage:
     message_type: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
+class Recipient:
+    """One participant a message names for its delivery (CI-SIS PRT: RCT recipient, SB
+    sender, REPLY reply-to). Patient data when ``kind`` is ``patient``: never logged."""
+
+    role: str
+    """PRT-4.1: SB, RCT or REPLY."""
+    kind: str
+    """``patient``, ``professional``, ``organisation``, ``device`` or ``address``."""
+    address: str = ""
+    """The MSSante mail address ("" when none)."""
+    identifier: str = ""
+    identifier_system: str = ""
+    identifier_type: str = ""
+
+    def __repr__(self) -> str:
+        return f"Recipient(role={self.role!r}, kind={self.kind!r})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class MessageFacts:
+    """What the pipeline learnt of a message that a destination needs, so that no
+    destination parses the payload again (stored sealed with the outbox row: the INS
+    and the recipients are patient data).
+
+    ``flags``: the routing facts (CI-SIS MetaDMPMSS ``DESTDMP``..., ``document_action``,
+    PAM FR ZFA ``DMP_OPPOSITION``...; see :mod:`eai.content`), no patient data;
+    ``recipients``: the participants (PRT) in message order; ``ins``/``ins_oid``: the
+    patient's INS, set only when the identity is qualified (``""`` otherwise)."""
+
+    flags: Mapping[str, str] = field(default_factory=dict)
+    recipients: tuple[Recipient, ...] = ()
+    ins: str = ""
+    ins_oid: str = ""
+
+    def __repr__(self) -> str:
+        return (
+            f"MessageFacts(flags={sorted(self.flags)}, recipients={len(self.recipients)}, "
+            f"ins={'yes' if self.ins else 'no'})"
+        )
+
+    def is_empty(self) -> bool:
+        return not (self.flags or self.recipients or self.ins)
+
+    def to_json(self) -> bytes:
+        """Compact UTF-8 JSON (for the outbox row, sealed)."""
+        data: dict[str, Any] = {}
+        if self.flags:
+            data["flags"] = dict(self.flags)
+        if self.recipients:
+            data["recipients"] = [
+                [r.role, r.kind, r.address, r.identifier, r.identifier_system, r.identifier_type]
+                for r in self.recipients
+            ]
+        if self.ins:
+            data["ins"] = [self.ins, self.ins_oid]
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> MessageFacts:
+        data = json.loads(raw.decode("utf-8"))
+        ins = data.get("ins") or ["", ""]
+        return cls(
+            flags={str(k): str(v) for k, v in (data.get("flags") or {}).items()},
+            recipients=tuple(Recipient(*map(str, r)) for r in data.get("recipients") or ()),
+            ins=str(ins[0]),
+            ins_oid=str(ins[1]),
+        )
+
+
+NO_FACTS = MessageFacts()
+"""A message with no facts for its destinations."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class OutboxItem:
-    """One delivery of one message to one destination."""
+    """One delivery of one message to one destination: what it carries and why.
+
+    ``payload`` is in ``media_type`` (a ``MEDIA_*`` constant); ``route`` is the route
+    that made the delivery and ``mapping`` the mapping that converted it ("" when the
+    payload is the message as received); ``facts`` are the message's (never parse the
+    payload again for them)."""
 
     delivery_id: int
     message_id: int
@@ -97,7 +204,34 @@ class OutboxItem:
     control_id: str
     patient_key: str
     attempts: int = 0
-    headers: dict[str, str] = field(default_factory=dict)
+    media_type: str = MEDIA_HL7V2
+    route: str = ""
+    mapping: str = ""
+    facts: MessageFacts = NO_FACTS
+
+    def __repr__(self) -> str:
+        return (
+            f"OutboxItem(delivery_id={self.delivery_id}, destination={self.destination!r}, "
+            f"media_type={self.media_type!r}, route={self.route!r}, attempts={self.attempts})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SendLimits:
+    """A destination's part of the contract the delivery worker relies on: how many
+    sends may run at once (``connections``: 1 keeps the overall order; the worker
+    always keeps each patient's), and the longest a connection (``connect_timeout``)
+    and an answer (``response_timeout``) may take, in seconds; a send that gives up on
+    either raises :class:`eai.errors.TransientDeliveryError`."""
+
+    connections: int = 1
+    connect_timeout: float = 10.0
+    response_timeout: float = 30.0
+
+    @property
+    def longest_send(self) -> float:
+        """The longest one send may take before it fails (a delivery lease must outlast it)."""
+        return self.connect_timeout + self.response_timeout
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,10 +18,11 @@ from typing import Literal
 from eai import hl7, routing
 from eai._worker import BATCH_WAIT, WorkerLoop
 from eai.config import Config, ListenerConfig, Route
-from eai.content import ParsedContent, content_parser
+from eai.content import ParsedContent, content_parser, media_type_of
 from eai.errors import EaiError, InputError, StoreError
 from eai.hl7 import structure_problem
 from eai.identity_gate import SERVER_UNAVAILABLE, Reconciled, identity_of, identity_verdict
+from eai.messages import MEDIA_FHIR_JSON, MessageFacts
 from eai.net import run_blocking
 from eai.reconciler import Reconciler
 from eai.store import (
@@ -203,9 +204,10 @@ def plan_message(
             routes = [r for r in routes if not r.validate_structure]
             problem = "; ".join(p for p in (problem, structure) if p)
     bundles: dict[str, bytes] = {}
+    mapped: dict[str, str] = {}
     if any(r.map_ for r in routes):
         routes, bundles, map_problem, flagged = _map_routes(
-            cipher, claimed, payload, content, routes
+            cipher, claimed, payload, content, routes, mapped
         )
         warnings = (*warnings, *flagged)
         problem = "; ".join(p for p in (problem, map_problem) if p) or None
@@ -234,6 +236,8 @@ def plan_message(
         else (verdict.hold_reason or "identity not qualified" if verdict else "no patient identity")
     )
     strict = {d.name for d in config.destinations if d.require_qualified_identity}
+    as_received = media_type_of(claimed.content_type)
+    facts = _sealed_facts(cipher, content, ident if qualified else None)
     return MessagePlan(
         claimed.id,
         "processed",
@@ -244,6 +248,9 @@ def plan_message(
                 route,
                 held=held if d in strict else "",
                 payload=bundles.get(route) or _route_payload(cipher, content, routes, route),
+                media_type=MEDIA_FHIR_JSON if route in mapped else as_received,
+                mapping=mapped.get(route, ""),
+                facts=facts,
             )
             for d, route in by_dest.items()
         ),
@@ -272,8 +279,10 @@ def _map_routes(
     payload: bytes,
     content: ParsedContent,
     routes: list[Route],
+    mapped: dict[str, str],
 ) -> tuple[list[Route], dict[str, bytes], str, tuple[str, ...]]:
-    """Convert the message once per mapping named by ``routes`` (``map:``).
+    """Convert the message once per mapping named by ``routes`` (``map:``); ``mapped``
+    gets the mapping used by each route kept (``auto`` resolved).
 
     Returns the routes kept (a route whose mapping fails is dropped, fail
     closed), the sealed Bundle JSON by route name, the problems (no
@@ -300,6 +309,7 @@ def _map_routes(
         if isinstance(result, bytes):
             kept.append(route)
             sealed[route.name] = result
+            mapped[route.name] = name
         else:
             problems.append(f"route {route.name}: {result}")
     return kept, sealed, "; ".join(problems), tuple(flagged)
@@ -328,6 +338,20 @@ def _convert(
     flagged.extend(mappings.bundle_warnings(bundle, name))
     text = json.dumps(bundle, ensure_ascii=False, separators=(",", ":"))
     return cipher.seal(text.encode("utf-8"))
+
+
+def _sealed_facts(
+    cipher: Cipher, content: ParsedContent, qualified: PatientIdentity | None
+) -> bytes | None:
+    """The message's facts for its destinations, sealed once for all its deliveries
+    (None when there are none); the INS only when the identity is ``qualified``."""
+    facts = MessageFacts(
+        content.facts,
+        content.recipients,
+        qualified.ins if qualified is not None else "",
+        qualified.ins_oid if qualified is not None else "",
+    )
+    return None if facts.is_empty() else cipher.seal(facts.to_json())
 
 
 def _route_payload(

@@ -23,7 +23,7 @@ from connectors.mllp._ack import AckError, AckSummary, read_ack_frame, summarise
 from connectors.mllp._framing import FrameDecoder, frame
 from eai.config import DestinationConfig, Duration, TlsClientConfig
 from eai.errors import PermanentDeliveryError, TransientDeliveryError
-from eai.messages import DeliveryResult, OutboxItem
+from eai.messages import MEDIA_HL7V2, DeliveryResult, OutboxItem, SendLimits
 from eai.net import client_context
 from eai.registry import DestinationSpec, register_destination
 
@@ -65,6 +65,9 @@ class MllpDestinationConfig(DestinationConfig):
     )
     tls: TlsClientConfig | None = Field(None, description="connect over TLS")
 
+    def send_limits(self) -> SendLimits:
+        return SendLimits(self.connections, self.connect_timeout, self.ack_timeout)
+
 
 class _Connection:
     __slots__ = ("decoder", "reader", "writer")
@@ -95,6 +98,10 @@ class MllpDestination:
 
     async def send(self, item: OutboxItem) -> DeliveryResult:
         """Deliver ``item``: AA/CA return; AE/CE and I/O trouble: transient; AR/CR: permanent."""
+        if item.media_type != MEDIA_HL7V2:
+            raise PermanentDeliveryError(
+                f"destination {self.config.name} sends HL7 v2, not {item.media_type}"
+            )
         if self._closed:
             raise TransientDeliveryError(f"destination {self.config.name} is closed")
         conn = await self._slots.get()
@@ -218,5 +225,6 @@ register_destination(
         config_model=MllpDestinationConfig,
         factory=_factory,
         summary="HL7 v2 over MLLP (TCP, optional TLS): send, wait for the ACK, check MSA-2",
+        accepts=(MEDIA_HL7V2,),
     )
 )

@@ -35,6 +35,7 @@ from connectors.mllp._session import Session
 from eai.config import Duration, ListenerConfig, TlsServerConfig
 from eai.errors import InputError
 from eai.hl7 import codec_for_charset
+from eai.messages import MEDIA_HL7V2
 from eai.net import (
     Admission,
     StreamServer,
@@ -341,5 +342,6 @@ register_listener(
         config_model=MllpListenerConfig,
         factory=_factory,
         summary="HL7 v2 over MLLP (TCP, optional TLS): journal each message, then ACK",
+        produces=(MEDIA_HL7V2,),
     )
 )

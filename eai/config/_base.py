@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
+from eai.messages import SendLimits
+
 __all__ = [
     "DestinationConfig",
     "Duration",
@@ -151,3 +153,8 @@ class DestinationConfig(Model):
     retry: RetryPolicy = Field(
         default_factory=lambda: RetryPolicy(), description="backoff between attempts"
     )
+
+    def send_limits(self) -> SendLimits:
+        """Pool width and time bounds of one send (the destination contract, read by the
+        engine); a connector whose config has them overrides this."""
+        return SendLimits()

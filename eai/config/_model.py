@@ -25,6 +25,7 @@ from eai import registry
 from eai.config._base import DestinationConfig, ListenerConfig, Model
 from eai.config._engine import EngineConfig
 from eai.config._identity import IdentityConfig
+from eai.config._media import media_problems
 from eai.config._routes import Route, When, route_model_for, when_model_for
 from eai.config._yaml import Loc, format_path
 
@@ -92,6 +93,7 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                     problems.append(
                         (("routes", index, key, position), f"unknown {kind} {name!r}{more}")
                     )
+    problems.extend(media_problems(data))
     for check in registry.checks().values():
         problems.extend(_run_check(check, data))
     return problems

@@ -132,6 +132,13 @@ class ClaimedDelivery:
     control_id: str
     attempts: int
     sealed_payload: bytes
+    route: str = ""
+    media_type: str = ""
+    """"" on rows older than the destination contract: see ``content_type``."""
+    mapping: str = ""
+    sealed_facts: bytes | None = None
+    content_type: str = ""
+    """The message's content type, read only when ``media_type`` is ""."""
 
 
 _PAUSED = select(destination_state.c.paused).where(destination_state.c.name == bindparam("b_name"))
@@ -153,6 +160,10 @@ _CLAIMABLE_DELIVERIES = (
         deliveries.c.lease_owner,
         deliveries.c.payload,
         deliveries.c.status,
+        deliveries.c.route,
+        deliveries.c.media_type,
+        deliveries.c.mapping,
+        deliveries.c.facts,
     )
     .where(
         deliveries.c.destination == bindparam("b_destination"),
@@ -169,6 +180,9 @@ _LEASE_DELIVERIES = (
     .values(lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"))
 )
 _PAYLOADS = select(messages.c.id, messages.c.payload).where(
+    messages.c.id.in_(bindparam("b_ids", expanding=True))
+)
+_CONTENT_TYPES = select(messages.c.id, messages.c.content_type).where(
     messages.c.id.in_(bindparam("b_ids", expanding=True))
 )
 
@@ -223,6 +237,10 @@ def claim_deliveries(
     payloads: dict[int, bytes] = {}
     if need_message:
         payloads = dict(conn.execute(_PAYLOADS, {"b_ids": need_message}).all())
+    untyped = [r.message_id for r in chosen if r.media_type is None]
+    content_types: dict[int, str] = {}
+    if untyped:  # rows older than the destination contract
+        content_types = dict(conn.execute(_CONTENT_TYPES, {"b_ids": untyped}).all())
     return [
         ClaimedDelivery(
             r.id,
@@ -232,6 +250,11 @@ def claim_deliveries(
             r.control_id,
             r.attempts,
             r.payload if r.payload is not None else payloads[r.message_id],
+            r.route,
+            r.media_type or "",
+            r.mapping or "",
+            r.facts,
+            content_types.get(r.message_id, ""),
         )
         for r in chosen
     ]

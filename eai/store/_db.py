@@ -9,9 +9,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.schema import CreateColumn
 
 from eai.errors import StoreError
 from eai.store._crypto import Cipher
@@ -71,6 +72,26 @@ def open_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
 
 
+def _add_new_columns(conn: Connection) -> None:
+    """A journal made by an older version lacks the columns added since: they are all
+    nullable (NULL = "as before"), added here with ALTER TABLE ... ADD COLUMN."""
+    found = inspect(conn)
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in found.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            if not column.nullable:
+                raise StoreError(
+                    f"the journal's table {table.name} lacks column {column.name}, "
+                    "which cannot be added to existing rows"
+                )
+            ddl = CreateColumn(column).compile(dialect=conn.dialect)
+            # IF NOT EXISTS: another node may be adding it at the same time (PostgreSQL)
+            guard = "IF NOT EXISTS " if conn.dialect.name == "postgresql" else ""
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {guard}{ddl}")
+
+
 def prepare_schema(engine: Engine, cipher: Cipher) -> None:
     """Creates missing tables and checks that the key matches the journal's."""
     try:
@@ -81,6 +102,7 @@ def prepare_schema(engine: Engine, cipher: Cipher) -> None:
             for table in metadata.sorted_tables:
                 for index in table.indexes:
                     index.create(conn, checkfirst=True)
+            _add_new_columns(conn)
         with engine.begin() as conn:
             stored = conn.execute(select(meta.c.value).where(meta.c.key == "key_check")).scalar()
             if stored is None:

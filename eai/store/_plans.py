@@ -42,6 +42,12 @@ class PlannedDelivery:
     """Why the delivery is held (identity not qualified, charter rule); "" = sendable."""
     payload: bytes | None = None
     """Sealed payload for this delivery only (a mapping's output); None = the plan's."""
+    media_type: str = ""
+    """What the payload is (``eai.messages.MEDIA_*``); "" = unknown (stored as NULL)."""
+    mapping: str = ""
+    """The mapping that made ``payload`` ("" = the message as received)."""
+    facts: bytes | None = None
+    """Sealed ``eai.messages.MessageFacts`` JSON; None = no facts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +256,9 @@ def apply_plans(
                     "next_attempt_at": now,
                     "last_error": d.held,
                     "payload": d.payload if d.payload is not None else p.payload,
+                    "media_type": d.media_type or None,
+                    "mapping": d.mapping or None,
+                    "facts": d.facts,
                 }
                 for d in p.deliveries
             )

@@ -91,6 +91,12 @@ deliveries = Table(
     # NULL = the message's payload as received (nothing changed it).
     Column("payload", LargeBinary, nullable=True),
     Column("resend_of", Id, nullable=True),
+    # The destination contract (eai.messages.OutboxItem); NULL on rows older than it:
+    # media type from the message's content type, no mapping, no facts.
+    Column("media_type", String(64), nullable=True),
+    Column("mapping", String(64), nullable=True),
+    # sealed eai.messages.MessageFacts JSON (qualified INS, PRT recipients, CI-SIS flags)
+    Column("facts", LargeBinary, nullable=True),
     Column("lease_owner", String(128), nullable=True),
     Column("lease_until", DateTime, nullable=True),
     Index("ix_deliveries_queue", "destination", "status", "message_id", "id"),

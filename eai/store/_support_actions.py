@@ -76,6 +76,9 @@ def resend(engine: Engine, delivery_ids: Sequence[int]) -> list[int]:
                     next_attempt_at=now,
                     last_error="",
                     payload=r.payload,
+                    media_type=r.media_type,
+                    mapping=r.mapping,
+                    facts=r.facts,
                     resend_of=r.id,
                 )
                 .returning(deliveries.c.id)

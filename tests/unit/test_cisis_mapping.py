@@ -10,6 +10,7 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 import mappings
+import tests._fhir_sink  # noqa: F401 - registers the fhir-sink destination (map: routes)
 from eai import hl7
 from eai.errors import InputError
 from mappings._validate import bundle_problems
@@ -251,7 +252,7 @@ engine: {data_dir: /tmp/x}
 listeners:
   - {name: in, type: mllp, bind: "127.0.0.1:0", test_feed: true}   # national test INS
 destinations:
-  - {name: dmp, type: mllp, host: 127.0.0.1, port: 1}
+  - {name: dmp, type: fhir-sink}
   - {name: patient-mss, type: mllp, host: 127.0.0.1, port: 2}
 routes:
   - name: to-dmp

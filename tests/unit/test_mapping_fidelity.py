@@ -17,6 +17,7 @@ import pytest
 from lxml import etree
 
 import mappings
+import tests._fhir_sink  # noqa: F401 - registers the fhir-sink destination (map: routes)
 from eai.cda import parse_cda
 from mappings._transforms import compile_transform
 from mappings._validate import bundle_problems, system_problem
@@ -457,7 +458,7 @@ engine: {data_dir: /tmp/x}
 listeners:
   - {name: in, type: mllp, bind: "127.0.0.1:0", test_feed: true}
 destinations:
-  - {name: fhir, type: mllp, host: 127.0.0.1, port: 2}
+  - {name: fhir, type: fhir-sink}
 routes:
   - {name: lab, from: [in], to: [fhir], map: auto}
 """,

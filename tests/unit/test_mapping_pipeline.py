@@ -8,6 +8,7 @@ from datetime import datetime
 
 import pytest
 
+import tests._fhir_sink  # noqa: F401 - registers the fhir-sink destination (map: routes)
 from eai.config import load_config_text
 from eai.errors import ConfigError
 from eai.pipeline import plan_message
@@ -20,8 +21,8 @@ listeners:
   - {{name: in, type: mllp, bind: "127.0.0.1:0", test_feed: true}}
 destinations:
   - {{name: raw, type: mllp, host: 127.0.0.1, port: 1}}
-  - {{name: fhir, type: mllp, host: 127.0.0.1, port: 2}}
-  - {{name: fhir2, type: mllp, host: 127.0.0.1, port: 3}}
+  - {{name: fhir, type: fhir-sink}}
+  - {{name: fhir2, type: fhir-sink}}
 routes:
   - name: forward
     from: [in]

@@ -1,0 +1,51 @@
+"""A test destination that takes FHIR Bundles (``map:`` routes) and keeps them in memory.
+
+Touches: nothing.
+
+No bundled destination delivers FHIR yet (the FHIR client is a later connector), and
+``eai check`` refuses a route handing a Bundle to a destination that does not accept
+``application/fhir+json``: the pipeline's mapping tests route to this one. Importing
+the module registers the destination type ``fhir-sink``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from eai.config import DestinationConfig
+from eai.messages import MEDIA_FHIR_JSON, DeliveryResult, OutboxItem
+from eai.registry import DestinationSpec, register_destination
+
+__all__ = ["FhirSink", "FhirSinkConfig"]
+
+
+class FhirSinkConfig(DestinationConfig):
+    """Keeps what it is sent (tests only)."""
+
+    type: Literal["fhir-sink"] = "fhir-sink"
+
+
+class FhirSink:
+    def __init__(self, config: FhirSinkConfig) -> None:
+        self.config = config
+        self.items: list[OutboxItem] = []
+
+    async def start(self) -> None:
+        """Nothing to prepare."""
+
+    async def send(self, item: OutboxItem) -> DeliveryResult:
+        self.items.append(item)
+        return DeliveryResult(detail="kept")
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+SPEC: DestinationSpec[FhirSinkConfig] = DestinationSpec(
+    type_name="fhir-sink",
+    config_model=FhirSinkConfig,
+    factory=FhirSink,
+    summary="tests: keeps the FHIR Bundles it is sent",
+    accepts=(MEDIA_FHIR_JSON,),
+)
+register_destination(SPEC)

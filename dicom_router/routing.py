@@ -2,6 +2,7 @@
 
 Touches: nothing (importing it registers with :mod:`eai.registry`).
 
+- ``message_type: [DICOM^CT]``: the kind ``DICOM``, whose trigger is the modality;
 - ``when: {tag: Modality, in: [CT]}``: a DICOM element (keyword or ``(gggg,eeee)``)
   read with the content's ``get`` and tested like ``field``;
 - ``when: {calling_ae: [CT_SCANNER_1]}``: the calling AE title, which the journal
@@ -23,15 +24,20 @@ from eai.registry import (
     CheckSpec,
     ConditionSpec,
     Loc,
+    MessageKindSpec,
     Probe,
     RouteOptionSpec,
     register_check,
     register_condition,
+    register_message_kind,
     register_route_option,
 )
 from eai.routing import Routable
 
-__all__ = ["CALLING_AE", "COERCE", "COERCE_CHECK", "TAG", "coerce_problems"]
+__all__ = ["CALLING_AE", "COERCE", "COERCE_CHECK", "DICOM_KIND", "TAG", "coerce_problems"]
+
+DICOM_KIND = MessageKindSpec("DICOM", "modality", "DICOM^CT")
+"""``message_type: [DICOM^CT]``: an instance's message type is DICOM^<Modality>."""
 
 
 def _tag(tag: str) -> Probe:
@@ -131,6 +137,7 @@ COERCE_CHECK = CheckSpec(
     summary="coerce only on routes from dicom listeners",
 )
 
+register_message_kind(DICOM_KIND)
 register_condition(TAG)
 register_condition(CALLING_AE)
 register_route_option(COERCE)

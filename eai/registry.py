@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from eai.routing import Routable
 
 __all__ = [
+    "MessageKindSpec",
+    "message_kinds",
+    "register_message_kind",
     "CheckSpec",
     "CommandSpec",
     "ConditionSpec",
@@ -302,6 +305,35 @@ class CommandSpec:
     name: str
     load: Callable[[], click.Command]
     summary: str
+
+
+@dataclass(frozen=True)
+class MessageKindSpec:
+    """A kind of content whose message type is ``KIND^<trigger>`` (``CDA^11502-2``,
+    DICOM ``DICOM^CT``), which routes' ``message_type`` patterns may name."""
+
+    name: str
+    """Upper case, 3 to 16 letters or digits (``CDA``, ``DICOM``)."""
+    trigger: str
+    """What the trigger is, for error messages (``document code``, ``modality``)."""
+    example: str
+    """A pattern (``DICOM^CT``)."""
+
+
+_message_kinds: dict[str, MessageKindSpec] = {}
+
+
+def register_message_kind(spec: MessageKindSpec) -> None:
+    if spec.name in _message_kinds and _message_kinds[spec.name] != spec:
+        raise ValueError(f"message kind {spec.name!r} registered twice")
+    _message_kinds[spec.name] = spec
+
+
+def message_kinds(*, load: bool = True) -> dict[str, MessageKindSpec]:
+    """The registered message kinds; ``load=False``: without loading the plugins."""
+    if load:
+        load_builtin_connectors()
+    return dict(_message_kinds)
 
 
 _conditions: dict[str, ConditionSpec] = {}

@@ -7,12 +7,15 @@ plugin's (DICOM ``tag``): ``message_type``, ``sending_application``,
 ``sending_facility`` (header tests), ``field`` (an HL7 path), ``fact`` (a routing
 fact of the parsed content) and ``xpath`` (CDA documents: CDA is core content, read
 by ``eai._cda_content`` and embedded in CI-SIS HL7 messages, so its condition is
-core too). Patterns are checked and compiled once, when the file is loaded;
+core too). ``message_type`` patterns are HL7 v2's or ``KIND^trigger`` for a
+registered kind of content (:class:`eai.registry.MessageKindSpec`: ``CDA`` here).
+Patterns are checked and compiled once, when the file is loaded;
 :class:`eai.config.When` declares these keys and compiles their probes.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from eai import registry
-from eai.registry import ConditionSpec, Probe
+from eai.registry import ConditionSpec, MessageKindSpec, Probe
 
 if TYPE_CHECKING:
     from eai.routing import Routable
@@ -35,22 +38,41 @@ __all__ = [
     "Regex",
 ]
 
-# HL7 v2: a 3-character code and trigger. The engine's other content types have their
-# own "trigger": CDA^<document LOINC code> (CDA^11502-2), DICOM^<Modality> (DICOM^CT).
-_MT_PATTERN = re.compile(
-    r"(?P<code>\*|[A-Z0-9]{3})(?:\^(?P<trigger>\*|[A-Z0-9]{3}))?"
-    r"|(?P<doc>CDA|DICOM)(?:\^(?P<doctrigger>\*|[A-Za-z0-9][A-Za-z0-9._-]{0,31}))?"
-)
-_MT_HELP = (
-    "use ADT^A01 (exact), ADT or ADT^* (any trigger), *^A01 (any message code), "
-    "CDA^11502-2 (document code), DICOM^CT (modality)"
-)
+# HL7 v2: a 3-character code and trigger. The engine's other content types register
+# their kind (eai.registry.MessageKindSpec) and their own "trigger": CDA^<document code>
+# (core, below), DICOM^<Modality> (dicom_router).
+_HL7_PATTERN = r"(?P<code>\*|[A-Z0-9]{3})(?:\^(?P<trigger>\*|[A-Z0-9]{3}))?"
+_KIND_TRIGGER = r"(?:\^(?P<doctrigger>\*|[A-Za-z0-9][A-Za-z0-9._-]{0,31}))?"
+_HL7_HELP = "use ADT^A01 (exact), ADT or ADT^* (any trigger), *^A01 (any message code)"
+
+CDA_KIND = MessageKindSpec("CDA", "document code", "CDA^11502-2")
+registry.register_message_kind(CDA_KIND)
+
+
+@functools.lru_cache(maxsize=8)
+def _grammar(kinds: tuple[MessageKindSpec, ...]) -> tuple[re.Pattern[str], str]:
+    """The message type pattern grammar for these kinds, and its help text."""
+    names = "|".join(re.escape(kind.name) for kind in kinds)
+    pattern = _HL7_PATTERN + (f"|(?P<doc>{names}){_KIND_TRIGGER}" if names else "")
+    more = "".join(f", {kind.example} ({kind.trigger})" for kind in kinds)
+    return re.compile(pattern), _HL7_HELP + more
+
+
+def _match(pattern: str) -> re.Match[str]:
+    """``pattern`` parsed with the kinds registered (the plugins loaded when it needs them)."""
+    for load in (False, True):
+        grammar, help_text = _grammar(tuple(registry.message_kinds(load=load).values()))
+        match = grammar.fullmatch(pattern)
+        if match is not None:
+            return match
+    raise ValueError(f"{pattern!r} is not a message type pattern: {help_text}")
+
+
 _FACT_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 
 
 def _check_message_type(value: str) -> str:
-    if _MT_PATTERN.fullmatch(value) is None:
-        raise ValueError(f"{value!r} is not a message type pattern: {_MT_HELP}")
+    _match(value)
     return value
 
 
@@ -101,9 +123,9 @@ MessageTypePattern = Annotated[
         {
             "type": "string",
             "pattern": r"^((\*|[A-Z0-9]{3})(\^(\*|[A-Z0-9]{3}))?"
-            r"|(CDA|DICOM)(\^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,31}))?)$",
+            r"|([A-Z][A-Z0-9]{2,15})(\^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,31}))?)$",
             "description": "MSH-9 pattern: ADT^A01, ADT^* or ADT (any trigger), *^A01; "
-            "quote a leading * in YAML",
+            "another content kind and its trigger: CDA^11502-2; quote a leading * in YAML",
             "examples": ["ADT^A01", "ADT^*", "ORU", "'*^A01'"],
         }
     ),
@@ -152,9 +174,7 @@ class MessageTypeSet:
         triggers: set[str] = set()
         everything = False
         for pattern in patterns:
-            match = _MT_PATTERN.fullmatch(pattern)
-            if match is None:
-                raise ValueError(f"{pattern!r} is not a message type pattern: {_MT_HELP}")
+            match = _match(pattern)
             code = match.group("code") or match.group("doc")
             trigger = match.group("trigger") or match.group("doctrigger") or "*"
             if code == "*" and trigger == "*":

@@ -12,9 +12,16 @@ from click.testing import CliRunner
 from pydantic import Field
 
 from eai import registry
-from eai.config import load_config_text, route_model, when_model
+from eai.config import MessageTypeSet, load_config_text, route_model, when_model
 from eai.errors import ConfigError
-from eai.registry import CheckSpec, CommandSpec, ConditionSpec, Probe, RouteOptionSpec
+from eai.registry import (
+    CheckSpec,
+    CommandSpec,
+    ConditionSpec,
+    MessageKindSpec,
+    Probe,
+    RouteOptionSpec,
+)
 from eai.routing import evaluate, reads_facts, when_matches
 
 BASE = """\
@@ -113,11 +120,13 @@ def plugin(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(registry, "_route_options", dict(registry._route_options))
     monkeypatch.setattr(registry, "_checks", dict(registry._checks))
     monkeypatch.setattr(registry, "_commands", dict(registry._commands))
+    monkeypatch.setattr(registry, "_message_kinds", dict(registry._message_kinds))
     registry.register_condition(WARD)
     registry.register_condition(WEEKDAY)
     registry.register_route_option(PRIORITY)
     registry.register_check(CheckSpec("priority-when", _no_priority_without_when, "test"))
     registry.register_command(CommandSpec("hello", lambda: hello, "Say hello."))
+    registry.register_message_kind(MessageKindSpec("ECG", "lead count", "ECG^12"))
     yield
 
 
@@ -209,3 +218,17 @@ def test_two_plugins_cannot_take_one_key(plugin: None) -> None:
     with pytest.raises(ValueError, match="route condition 'ward' registered twice"):
         registry.register_condition(clash)
     registry.register_condition(WARD)  # the same spec again is harmless
+
+
+def test_a_plugin_message_kind_in_message_type_patterns(plugin: None) -> None:
+    config = load_config_text(BASE + "    when: {message_type: ['ECG^12', DICOM]}\n")
+    assert config.routes[0].when is not None
+    types = config.routes[0].when.message_types
+    assert types is not None and "ECG^12" in types and "ECG^3" not in types
+    with pytest.raises(ValueError, match=r"DICOM\^CT \(modality\), ECG\^12 \(lead count\)"):
+        MessageTypeSet.of(["XDS^1234"])
+
+
+def test_without_the_plugin_its_message_kind_is_refused() -> None:
+    (issue,) = issues(BASE + "    when: {message_type: ['ECG^12']}\n")
+    assert "routes[0].when.message_type[0]: 'ECG^12' is not a message type pattern" in issue

@@ -21,12 +21,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+import eai.store
 from connectors._cda_intake import Verdict, journal_entry
 from connectors.mllp._inbound import FrameHandler, Reply, dedup_key
 from eai.hl7 import MessageHeader, read_header
 from eai.messages import IngestResult, JournalEntry
 from eai.store import CONTROL_ID_REUSED, Store, content_lines, insert_entries, list_anomalies
-from eai.store import _journal as journal_module
 from eai.store.schema import events, messages
 
 KEY = "mllp-in|APP|FAC|DUP-1"
@@ -212,6 +212,55 @@ def test_cda_retransmission_ignores_line_terminators() -> None:
     assert journal_entry("drop", doc.replace(b"urn", b"URN"), verdict, "").dedup_key != key
 
 
+class _SpiedCursor:
+    """A DBAPI cursor that reports each statement it ran when it is closed."""
+
+    def __init__(self, cursor: Any, on_close: Any) -> None:
+        self._cursor, self._on_close, self._ran = cursor, on_close, None
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        self._ran = (sql, params)
+        return self._cursor.execute(sql, params)
+
+    def close(self) -> None:
+        self._cursor.close()
+        if self._ran is not None:
+            self._on_close(*self._ran)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
+class _SpiedConnection:
+    """A SQLAlchemy connection whose DBAPI cursors (the journal's one-entry statements
+    run on them) are :class:`_SpiedCursor`; everything else is the connection's."""
+
+    def __init__(self, conn: Any, on_close: Any) -> None:
+        self._conn, self._on_close = conn, on_close
+
+    @property
+    def connection(self) -> Any:
+        pooled, on_close = self._conn.connection, self._on_close
+
+        class _Dbapi:
+            def cursor(self) -> _SpiedCursor:
+                return _SpiedCursor(pooled.dbapi_connection.cursor(), on_close)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(pooled.dbapi_connection, name)
+
+        class _Pooled:
+            dbapi_connection = _Dbapi()
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(pooled, name)
+
+        return _Pooled()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
 @pytest.mark.parametrize("same_content", [True, False], ids=["retransmission", "reuse"])
 def test_two_nodes_racing_on_one_control_id(
     journal_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, same_content: bool
@@ -223,18 +272,25 @@ def test_two_nodes_racing_on_one_control_id(
     node2 = Store(journal_url, tmp_path / "data", None)
     node1.start()
     node2.start()
-    real_lookup = journal_module._known_keys
     armed = threading.Event()
     raced: list[IngestResult] = []
 
-    def stale_lookup(conn: Any, keys: list[str]) -> dict[str, tuple[int, bytes]]:
-        found = real_lookup(conn, keys)
-        if armed.is_set() and KEY in keys:
+    def after_lookup(sql: str, params: Any) -> None:
+        """Called when one of node 2's cursors closes: after its lookup of KEY, node 1
+        journals KEY before node 2 goes on (its lookup result is now stale)."""
+        values = params.values() if isinstance(params, dict) else params
+        if armed.is_set() and sql.lstrip().upper().startswith("SELECT") and KEY in values:
             armed.clear()
             raced.append(node1.ingest_blocking(hl7(BODY_A, b"ack of node 1"), 10))
-        return found
 
-    monkeypatch.setattr(journal_module, "_known_keys", stale_lookup)
+    real_insert = eai.store.insert_entries
+
+    def insert_on_node2(conn: Any, cipher: Any, entries: Any) -> Any:
+        if conn.engine is node2.engine:
+            conn = _SpiedConnection(conn, after_lookup)
+        return real_insert(conn, cipher, entries)
+
+    monkeypatch.setattr(eai.store, "insert_entries", insert_on_node2)
     try:
         armed.set()
         body = BODY_A if same_content else BODY_B

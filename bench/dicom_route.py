@@ -4,7 +4,7 @@ Run by hand::
 
     .venv/bin/python bench/dicom_route.py [--images 500] [--rounds 3] [--profile]
 
-Every party is its own process on 127.0.0.1 (``tests/_dicom_peers.py``):
+Every party is its own process on 127.0.0.1 (``standins/dicom/``):
 
 - (a) ``storescu`` -> dcmtk ``storescp`` (``+xa -pm +B +uf``: writes each file,
   no fsync);
@@ -69,7 +69,7 @@ RESULTS = REPO / "bench" / "results"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests._dicom_peers import (  # noqa: E402
+from standins.dicom import (  # noqa: E402
     HOST,
     Orthanc,
     StoreScp,
@@ -78,7 +78,7 @@ from tests._dicom_peers import (  # noqa: E402
     require_binary,
     storescu,
 )
-from tests._net import free_port  # noqa: E402
+from standins.net import free_port  # noqa: E402
 
 #: From the issue: receive-and-spool ahead of Orthanc's receive rate and at least
 #: 0.3x storescp's; end-to-end store-and-forward at least 0.8x Orthanc's receive rate.

@@ -15,7 +15,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from eai.cli import cli
-from tests._dicom_peers import StoreScp
+from standins.dicom import StoreScp
 from tests.engine_harness import EngineThread
 
 HOST = "127.0.0.1"

@@ -42,7 +42,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from tests._net import free_port
+from standins.net import free_port
 
 PG_LIB = Path("/usr/lib/postgresql")
 SUPERUSER = "postgres"

@@ -12,7 +12,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message
 
-from tests._net import free_port
+from standins.net import free_port
 
 __all__ = ["Inbox", "smtp_server"]
 

@@ -18,7 +18,7 @@ they fail and say what to install.
 Tests that make SQLAlchemy engines must ``engine.dispose()`` them: warnings are errors,
 and a connection left open is reported as a ResourceWarning.
 
-Network helper: ``tests._net.free_port()``.
+Network helper: ``standins.net.free_port()``.
 
 Markers follow folders (:func:`pytest_collection_modifyitems`): ``tests/unit`` -> ``unit``
 (no I/O, enforced by ``tests/unit/conftest.py``), ``tests/integration`` -> ``integration``,

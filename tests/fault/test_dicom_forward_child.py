@@ -1,7 +1,7 @@
 """The forwarding process of a ``dicom`` destination, under faults, with real peers.
 
 dcmtk's storescu -> eai (``dicom`` listener) -> forwarding process -> dcmtk's
-storescp (``tests._dicom_peers``; the routes of ``tests._dicom_routes``). The
+storescp (``standins.dicom``; the routes of ``tests._dicom_routes``). The
 forwarding process is killed with SIGKILL in the middle of a study; the engine
 it belongs to is killed with SIGKILL; the engine stops normally: nothing is
 lost, and no process is left behind.
@@ -21,7 +21,7 @@ import pydicom
 import pytest
 
 from dicom_router.forward import DicomDestination
-from tests._dicom_peers import StoreScp, make_ct_series, storescu
+from standins.dicom import StoreScp, make_ct_series, storescu
 from tests._dicom_routes import HOST, deliveries, router, write_routes
 from tests.fault._proc import EaiProcess, listener_port
 

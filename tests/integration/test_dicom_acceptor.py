@@ -31,7 +31,7 @@ from dicom_router import _dimse
 from dicom_router._acceptor import Acceptor, StoreRequest, Verdict
 from dicom_router._dimse import Command
 from dicom_router.scp import _SUPPORTED_CONTEXTS
-from tests._dicom_peers import ct_small_path, storescu
+from standins.dicom import ct_small_path, storescu
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

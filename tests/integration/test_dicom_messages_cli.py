@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from hl7.client import MLLPClient
 
 from eai.cli import cli
+from standins.dicom import StoreScp, make_ct_series, storescu
 from standins.mllp import MllpPeer
-from tests._dicom_peers import StoreScp, make_ct_series, storescu
 from tests.engine_harness import A01, EngineThread
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -1,6 +1,6 @@
 """The real DICOM peers of the test suite work (dcmtk storescp/storescu/echoscu, Orthanc).
 
-These only prove the harness in ``tests/_dicom_peers.py``; the router's own tests
+These only prove the harness in ``standins/dicom/``; the router's own tests
 use it to talk to real implementations.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from tests._dicom_peers import (
+from standins.dicom import (
     TIMEOUT_RC,
     Orthanc,
     StoreScp,

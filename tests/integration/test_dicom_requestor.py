@@ -30,9 +30,9 @@ from dicom_router.config import Coercion
 from dicom_router.forward import DicomDestinationConfig
 from dicom_router.reference import InstanceRef
 from eai.errors import PermanentDeliveryError, TransientDeliveryError
-from tests._dicom_peers import HOST, StoreScp, dataset_bytes
+from standins.dicom import HOST, StoreScp, dataset_bytes
+from standins.net import free_port
 from tests._dicom_spool import spooled_ct as spooled_part10
-from tests._net import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -485,7 +485,7 @@ def test_the_cli_speaks_through_the_forwarders_requestor(
 
     from dicom_router._requestor import Requestor
     from eai.cli import cli
-    from tests._dicom_peers import make_ct_series
+    from standins.dicom import make_ct_series
 
     opened: list[list[tuple[str, str]]] = []
     real_open = Requestor.open.__func__  # type: ignore[attr-defined]

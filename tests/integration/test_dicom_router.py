@@ -3,7 +3,7 @@
 The engine runs on a thread (``tests.engine_harness.EngineThread``) with a
 ``dicom`` listener, two ``dicom`` destinations (storescp ``plain`` without
 marking, storescp ``marked`` with the route's coercion) and the peers of
-``tests._dicom_peers``.
+``standins.dicom``.
 
 Test set for "every file pydicom can read": pydicom's bundled test files that are
 DICOM Part-10 files of a standard storage SOP class which pydicom reads without
@@ -41,7 +41,7 @@ from pynetdicom import StoragePresentationContexts
 from dicom_router.client import Peer, echo, send_files
 from dicom_router.reference import InstanceRef
 from eai.cli import cli
-from tests._dicom_peers import (
+from standins.dicom import (
     TRAILING_PADDING,
     ct_small_path,
     dataset_bytes,

@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from eai.cli import cli
-from tests._dicom_peers import StoreScp, dataset_bytes, echoscu, make_ct_series, storescu
+from standins.dicom import StoreScp, dataset_bytes, echoscu, make_ct_series, storescu
 from tests._pki import Pki, make_pki
 from tests.engine_harness import EngineThread
 

@@ -26,7 +26,7 @@ from dicom_router._dimse import Command
 from dicom_router.reference import InstanceRef
 from dicom_router.scp import STATUS_INVALID_UID, DicomListener, DicomListenerConfig
 from eai.messages import IngestResult, JournalEntry
-from tests._dicom_peers import ct_small_path
+from standins.dicom import ct_small_path
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 

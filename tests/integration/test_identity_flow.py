@@ -13,7 +13,7 @@ from hl7.client import MLLPClient
 
 from eai.cli import cli
 from standins.mllp import MllpPeer
-from tests._net import free_port
+from standins.net import free_port
 from tests._smtp import smtp_server
 from tests.engine_harness import A01, EngineThread
 

@@ -23,8 +23,8 @@ from hl7.client import MLLPClient
 from eai.cli import cli
 from eai.identity_gate import SERVER_UNAVAILABLE
 from standins.mllp import MllpPeer, ack_for, msh10
+from standins.net import free_port
 from tests._identity_server import REGIONAL, SECRETS, StandinThread, service
-from tests._net import free_port
 from tests._paths import HL7V2, REPO
 from tests._smtp import Inbox, smtp_server
 from tests.engine_harness import A01, EngineThread, adt

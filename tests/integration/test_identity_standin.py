@@ -30,6 +30,7 @@ from identity.pdqm import (
 )
 from identity.reconcile import reconcile
 from standins.identity import StandinServer
+from standins.net import free_port
 from tests._identity_server import (
     CHU_X,
     REGIONAL,
@@ -38,7 +39,6 @@ from tests._identity_server import (
     config,
     service,
 )
-from tests._net import free_port
 from tests._paths import REPO
 
 pytestmark = pytest.mark.integration

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from pydicom.data import get_testdata_files
 
 from dicom_router._framing import DatasetFramingError, RawElement, check_framing, inflate
-from tests._dicom_peers import dataset_bytes
+from standins.dicom import dataset_bytes
 
 # -- the reference: the walker before its fast path, verbatim ----------------------------
 

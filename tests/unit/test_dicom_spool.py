@@ -8,7 +8,7 @@ from pydicom.data import get_testdata_file
 
 from dicom_router._elements import element_text, raw_dataset
 from dicom_router._framing import DatasetFramingError, RawElement, check_framing, inflate
-from tests._dicom_peers import dataset_bytes
+from standins.dicom import dataset_bytes
 
 # -- framing --------------------------------------------------------------------------
 

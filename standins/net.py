@@ -1,8 +1,13 @@
-"""Small network helpers for tests."""
+"""Free TCP ports for stand-ins and tests.
+
+Touches: network (binds and closes a socket on ``host``).
+"""
 
 from __future__ import annotations
 
 import socket
+
+__all__ = ["free_port"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -22,7 +22,7 @@ from pynetdicom.events import Event
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
-from tests._dicom_peers import make_ct_series, storescu
+from standins.dicom import make_ct_series, storescu
 from tests._pki import Pki
 from tests.contract._peer import Mode, server_tls
 

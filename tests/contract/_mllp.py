@@ -1,4 +1,4 @@
-"""The MLLP destination's contract peer: ``tests.mllp_peers.MllpPeer`` answering by mode.
+"""The MLLP destination's contract peer: ``standins.mllp.MllpPeer`` answering by mode.
 
 Touches: network (127.0.0.1: the peer's listener, an MLLP sender to the engine).
 """
@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from standins.mllp import MllpPeer, msh10
 from tests._pki import Pki
 from tests.contract._peer import Mode, server_tls
 from tests.engine_harness import adt
 from tests.fault._proc import MllpSender, msa
-from tests.mllp_peers import MllpPeer, msh10
 
 __all__ = ["MllpContractPeer"]
 

@@ -261,6 +261,7 @@ def plan_message(
         facility=facility,
         anomalies=found,
         release_held=qualified,
+        qualified_facts=_qualified_ins(cipher, ident) if qualified and strict else None,
         patient_local=patient_local,
         identity_ops=ops,
         warnings=warnings,
@@ -352,6 +353,14 @@ def _sealed_facts(
         qualified.ins_oid if qualified is not None else "",
     )
     return None if facts.is_empty() else cipher.seal(facts.to_json())
+
+
+def _qualified_ins(cipher: Cipher, ident: PatientIdentity | None) -> bytes | None:
+    """The qualified INS, sealed as facts, for the held deliveries the message releases
+    (held because their own message's identity was not qualified: they had no INS)."""
+    if ident is None or not ident.ins:
+        return None
+    return cipher.seal(MessageFacts(ins=ident.ins, ins_oid=ident.ins_oid).to_json())
 
 
 def _route_payload(

@@ -6,17 +6,20 @@ on the writer thread).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from eai.messages import MessageFacts
+from eai.store._crypto import Cipher
 from eai.store._schema import deliveries, events
 
 __all__ = [
     "INSERT_EVENTS",
+    "SET_FACTS",
     "DeliveryOutcome",
     "execute_runs",
     "record_outcomes",
@@ -42,7 +45,7 @@ def execute_runs(conn: Connection, writes: Sequence[tuple[Any, dict[str, Any]]])
 
 
 _HELD = (
-    select(deliveries.c.id, deliveries.c.message_id, deliveries.c.patient_key)
+    select(deliveries.c.id, deliveries.c.message_id, deliveries.c.patient_key, deliveries.c.facts)
     .where(
         deliveries.c.patient_key.in_(bindparam("b_keys", expanding=True)),
         deliveries.c.status == "held",
@@ -73,16 +76,40 @@ def release_deliveries(
     )
 
 
-def release_patients(conn: Connection, releases: Sequence[tuple[int, str]], now: datetime) -> None:
+SET_FACTS = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("b_id"))
+    .values(facts=bindparam("b_facts"))
+)
+"""Replaces a delivery's sealed facts (executemany with ``b_id``, ``b_facts``)."""
+
+
+def release_patients(
+    conn: Connection,
+    releases: Sequence[tuple[int, str]],
+    now: datetime,
+    qualified: Mapping[int, bytes] | None = None,
+    cipher: Cipher | None = None,
+) -> None:
     """Held deliveries of these patients may go: a later message qualified the identity.
 
     ``releases`` holds (message id, patient key) in plan order; a patient's rows are
     released by its first qualifying message. One query for the whole batch.
+    ``qualified``: per message id, sealed facts with the INS it qualified, written into
+    the facts of the rows it releases (with ``cipher``: they were planned without it).
     """
     by_key: dict[str, int] = {}
     for mid, key in releases:
         by_key.setdefault(key, mid)
     held = conn.execute(_HELD, {"b_keys": list(by_key)}).all()
+    if qualified and cipher is not None:
+        refacts = [
+            {"b_id": h.id, "b_facts": _with_ins(cipher, h.facts, qualified[by_key[h.patient_key]])}
+            for h in held
+            if by_key[h.patient_key] in qualified
+        ]
+        if refacts:
+            conn.execute(SET_FACTS, refacts)
     release_deliveries(
         conn,
         [
@@ -91,6 +118,15 @@ def release_patients(conn: Connection, releases: Sequence[tuple[int, str]], now:
         ],
         now,
     )
+
+
+def _with_ins(cipher: Cipher, sealed: bytes | None, qualified: bytes) -> bytes:
+    """A row's sealed facts with the INS of ``qualified`` (sealed facts too)."""
+    if sealed is None:
+        return qualified
+    ins = MessageFacts.from_json(cipher.open(qualified))
+    facts = MessageFacts.from_json(cipher.open(sealed))
+    return cipher.seal(replace(facts, ins=ins.ins, ins_oid=ins.ins_oid).to_json())
 
 
 @dataclass(frozen=True, slots=True)

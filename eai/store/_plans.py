@@ -21,7 +21,13 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from eai.store._claims import CLAIMED_COLUMNS, ClaimedMessage, claimed_messages
 from eai.store._crypto import Cipher
 from eai.store._identity_ops import IdentityOp, apply_identity_op
-from eai.store._outbox import INSERT_EVENTS, execute_runs, release_deliveries, release_patients
+from eai.store._outbox import (
+    INSERT_EVENTS,
+    SET_FACTS,
+    execute_runs,
+    release_deliveries,
+    release_patients,
+)
 from eai.store._schema import anomalies, deliveries, messages, patient_ids
 from eai.store._xref import known_local_ids, ordering_key_of_hash
 
@@ -67,6 +73,9 @@ class MessagePlan:
     anomalies: tuple[tuple[str, str, str], ...] = ()
     """(rule, severity, explanation) of the identity checks that failed."""
     release_held: bool = False
+    qualified_facts: bytes | None = None
+    """Sealed ``eai.messages.MessageFacts`` with the INS the message qualified: written
+    into the facts of the held deliveries it releases (planned without an INS)."""
     """The message qualifies its patient's identity: held deliveries may go."""
     patient_local: tuple[str, str] | None = None
     """(facility, keyed hash of the local id) when the message names a local patient id:
@@ -268,7 +277,7 @@ def apply_plans(
             )
     execute_runs(conn, status_writes)
     if releases:  # before inserting: this batch's own rows are not released
-        release_patients(conn, releases, now)
+        release_patients(conn, releases, now, _qualified(plans), cipher)
     if anomaly_rows:
         conn.execute(insert(anomalies), anomaly_rows)
     if id_rows:
@@ -296,6 +305,10 @@ def held_messages(conn: Connection, reason: str, limit: int) -> list[ClaimedMess
         .order_by(messages.c.id)
     ).all()
     return claimed_messages(rows)
+
+
+def _qualified(plans: Sequence[MessagePlan]) -> dict[int, bytes]:
+    return {p.message_id: p.qualified_facts for p in plans if p.qualified_facts is not None}
 
 
 _SET_HELD_REASON = (
@@ -330,6 +343,7 @@ def settle_held(
     ).all()
     release: list[tuple[int, int, str]] = []
     relabel: list[dict[str, object]] = []
+    refacts: list[dict[str, object]] = []
     destinations: list[str] = []
     for h in held:
         p = by_message[h.message_id]
@@ -340,11 +354,14 @@ def settle_held(
             relabel.append({"b_id": h.id, "b_reason": planned.held})
         else:
             release.append((h.id, h.message_id, "identity reconciled with the identity server"))
+            refacts.append({"b_id": h.id, "b_facts": planned.facts})
             destinations.append(h.destination)
     keys = _ordering_keys(conn, cipher, plans, set(by_message), now, write=True)
     if relabel:
         conn.execute(_SET_HELD_REASON, relabel)
     release_deliveries(conn, release, now)
+    if refacts:  # the new plan's facts: its identity is qualified now (the INS)
+        conn.execute(SET_FACTS, refacts)
     rows = [r for p in plans for r in _anomaly_rows(p, now)]
     if rows:
         conn.execute(insert(anomalies), rows)
@@ -353,5 +370,5 @@ def settle_held(
         (p.message_id, keys.get(p.message_id, p.patient_key)) for p in plans if p.release_held
     ]
     if qualified:
-        release_patients(conn, qualified, now)
+        release_patients(conn, qualified, now, _qualified(plans), cipher)
     return sorted(set(destinations))

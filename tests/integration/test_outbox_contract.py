@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 import tests._fhir_sink  # noqa: F401 - registers the fhir-sink destination (map: routes)
+from eai.config import load_config_text
 from eai.delivery import outbox_item
 from eai.messages import MEDIA_FHIR_JSON, MEDIA_HL7V2, JournalEntry, MessageFacts
+from eai.pipeline import plan_message
 from eai.store import (
     DeliveryOutcome,
     MessagePlan,
@@ -32,7 +34,7 @@ from eai.store import (
 )
 from standins.mllp import MllpPeer
 from tests._fhir_sink import FhirSink
-from tests.engine_harness import A01, EngineThread
+from tests.engine_harness import A01, EngineThread, adt
 from tests.fault._proc import MllpSender, msa
 
 pytestmark = pytest.mark.integration
@@ -147,3 +149,42 @@ def test_the_engine_hands_a_destination_the_whole_contract(tmp_path: Path) -> No
     assert item.payload.startswith(b'{"resourceType":"Bundle"')
     assert item.facts.ins == "279035121518989" and item.facts.flags["DMP_STATUS"] == "ACTIF"
     assert len(peer.received) == 1
+
+
+STRICT = """
+engine: {data_dir: /tmp/x}
+listeners:
+  - {name: in, type: mllp, bind: "127.0.0.1:0", test_feed: true}
+destinations:
+  - {name: dmp, type: mllp, host: 127.0.0.1, port: 1, require_qualified_identity: true}
+routes:
+  - {name: r, from: [in], to: [dmp]}
+"""
+
+
+def test_a_held_delivery_released_by_a_qualified_identity_gets_its_ins(tmp_path: Path) -> None:
+    """Planned while the identity was provisional (no INS in its facts), released by a
+    later message that qualifies it: delivered with the qualified INS."""
+    config = load_config_text(STRICT, "routes.yaml", env={})
+    store = Store(f"sqlite:///{tmp_path}/eai.db", tmp_path / "data")
+    store.start()
+    try:
+        provisional = adt("H-1").replace(b"|VALI", b"|PROV")
+        assert provisional != adt("H-1")
+        for body in (provisional, adt("H-2", trigger="A08")):
+            entry = JournalEntry(
+                listener="in", payload=body, received_at=datetime.now(UTC), message_type="ADT"
+            )
+            asyncio.run(store.ingest(entry))
+            (claimed,) = store.writer.run_sync(lambda c: claim_messages(c, "n", _now(), 30, 10))
+            plan = plan_message(config, store.cipher, claimed)
+            store.writer.run_sync(
+                lambda c, p=plan: apply_plans(c, [p], _now(), cipher=store.cipher)
+            )
+        rows = store.writer.run_sync(lambda c: claim_deliveries(c, "dmp", "n", _now(), 30, 10))
+        items = [outbox_item(r, store.cipher, 1) for r in rows]
+        assert [i.control_id for i in items] == ["H-1", "H-2"]
+        assert [i.facts.ins for i in items] == ["279035121518989"] * 2
+        assert items[0].facts.flags == items[1].facts.flags  # its own facts kept
+    finally:
+        store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -133,21 +134,32 @@ def test_unknown_key_id_says_so() -> None:
     assert not _refused(sign(claims(), "none")).unknown_key
 
 
+@dataclass(frozen=True)
+class Ago:
+    """A claim time ``seconds`` before the test runs (negative: after)."""
+
+    seconds: int
+
+
 @pytest.mark.parametrize(
     ("over", "reason"),
     [
         ({"iss": "https://evil.example"}, "another issuer"),
         ({"aud": "someone-else"}, "another audience"),
         ({"aud": None}, "another audience"),
-        ({"exp": int(time.time()) - 31}, "expired"),
+        ({"exp": Ago(31)}, "expired"),
         ({"exp": None}, "no expiry"),
         ({"exp": "never"}, "no expiry"),
-        ({"nbf": int(time.time()) + 120}, "not valid yet"),
-        ({"iat": int(time.time()) + 120}, "not valid yet"),
+        ({"nbf": Ago(-120)}, "not valid yet"),
+        ({"iat": Ago(-120)}, "not valid yet"),
         ({"client_id": None, "sub": None}, "no client id"),
     ],
 )
 def test_claims_checked(over: dict[str, Any], reason: str) -> None:
+    # Times are taken when the test runs, not when it is collected (a slow run
+    # would otherwise make "in 120 s" a time already past).
+    now = int(time.time())
+    over = {k: now - v.seconds if isinstance(v, Ago) else v for k, v in over.items()}
     assert reason in _refused(sign(claims(**over))).reason
 
 

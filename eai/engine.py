@@ -31,7 +31,7 @@ from eai.registry import Listener, build_destination, build_listener, periodic_j
 from eai.store import Store, clear_leases, settlement
 from identity.pdqm import IdentityServerClient
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "lease_problems"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,19 @@ def _lock_data_dir(data_dir: Path) -> IO[str]:
     f.write(str(os.getpid()))
     f.flush()
     return f
+
+
+def lease_problems(config: Config) -> list[str]:
+    """Destinations whose longest send (connect + response timeouts, from their declared
+    :class:`eai.messages.SendLimits`) outlasts the delivery lease: on several nodes,
+    another one could claim and send the row again while the first still waits."""
+    lease = config.engine.lease
+    return [
+        f"destination {d.name}: one send may take {d.send_limits().longest_send:g} s, "
+        f"longer than engine.lease ({lease:g} s): another node may send it again meanwhile"
+        for d in config.destinations
+        if d.send_limits().longest_send >= lease
+    ]
 
 
 class _JournalView:
@@ -154,6 +167,8 @@ class Engine:
             owner = None if store.is_sqlite else self.node_id
             await store.writer.run(lambda c: clear_leases(c, owner))
             await admin.start()
+            for problem in () if store.is_sqlite else lease_problems(cfg):
+                log.warning("%s", problem)  # one engine per SQLite journal: no other node
             for dcfg in cfg.destinations:
                 self.workers[dcfg.name] = DeliveryWorker(
                     dcfg,

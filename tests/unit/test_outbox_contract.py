@@ -19,6 +19,7 @@ from connectors.mllp.destination import MllpDestination, MllpDestinationConfig
 from dicom_router.forward import DicomDestinationConfig
 from eai.config import DestinationConfig, load_config_text
 from eai.delivery import outbox_item
+from eai.engine import lease_problems
 from eai.errors import ConfigError, PermanentDeliveryError
 from eai.messages import (
     MEDIA_DICOM_REF,
@@ -195,3 +196,18 @@ def test_check_refuses_a_route_handing_a_destination_what_it_does_not_accept() -
     )
     assert "application/vnd.eai.dicom-ref+json" in found[1][2]
     assert "destination 'pacs' (dicom)" in found[2][2]
+
+
+def test_a_send_longer_than_the_delivery_lease_is_reported() -> None:
+    config = load_config_text(
+        ROUTES.replace(
+            "engine: {data_dir: /tmp/x}", "engine: {data_dir: /tmp/x, lease: 45s}"
+        ).replace("port: 1}", "port: 1, ack_timeout: 40s}"),
+        "routes.yaml",
+        env={},
+    )
+    assert lease_problems(config) == [
+        "destination raw: one send may take 50 s, longer than engine.lease (45 s): another "
+        "node may send it again meanwhile"
+    ]
+    assert lease_problems(load_config_text(ROUTES, "routes.yaml", env={})) == []

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from standins.mllp import MllpPeer, msh10
+from tests._mllp import MllpSender, msa
 from tests._pki import Pki
 from tests.contract._peer import Mode, server_tls
 from tests.engine_harness import adt
-from tests.fault._proc import MllpSender, msa
 
 __all__ = ["MllpContractPeer"]
 

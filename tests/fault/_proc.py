@@ -6,8 +6,8 @@ Touches: processes (spawns and kills ``eai``), network (127.0.0.1 sockets), file
 :class:`EaiProcess` starts ``eai run`` on a fixed listener port (so that a restarted
 engine listens where the senders reconnect), waits until the port accepts
 connections, appends the engine's stderr to one file across restarts, and always
-kills and reaps the process on :meth:`EaiProcess.close`. :class:`MllpSender` is a
-minimal blocking MLLP client: it does not share code with ``connectors/mllp``.
+kills and reaps the process on :meth:`EaiProcess.close`. The MLLP client is
+:class:`tests._mllp.MllpSender`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from typing import IO, Any
 
 from tests.engine_harness import write_routes
 
-SB, EB = b"\x0b", b"\x1c\r"
 EAI = [sys.executable, "-c", "from eai.cli import main; main()"]
 
 
@@ -202,91 +201,3 @@ def by_control_id(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 # -- raw MLLP -------------------------------------------------------------------
-
-
-class MllpError(Exception):
-    """The connection closed, timed out or spoke something that is not MLLP."""
-
-
-def segments(ack: bytes) -> dict[str, list[str]]:
-    """First occurrence of each segment of an ACK, split on ``|``."""
-    out: dict[str, list[str]] = {}
-    for seg in ack.replace(b"\n", b"\r").split(b"\r"):
-        if len(seg) >= 3:
-            out.setdefault(seg[:3].decode("latin-1"), seg.decode("latin-1").split("|"))
-    return out
-
-
-def msa(ack: bytes) -> tuple[str, str]:
-    """(MSA-1, MSA-2) of an ACK."""
-    f = segments(ack).get("MSA")
-    if f is None or len(f) < 3:
-        raise MllpError(f"no MSA in {ack[:200]!r}")
-    return f[1], f[2]
-
-
-class MllpSender:
-    """One blocking MLLP connection to 127.0.0.1:``port``; reconnect with :meth:`reset`."""
-
-    def __init__(self, port: int, timeout: float = 10.0) -> None:
-        self.port = port
-        self.timeout = timeout
-        self.sock: socket.socket | None = None
-        self._buf = b""
-
-    def connect(self) -> None:
-        if self.sock is None:
-            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
-            self._buf = b""
-
-    def reset(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-        self._buf = b""
-
-    def send_raw(self, data: bytes) -> None:
-        self.connect()
-        assert self.sock is not None
-        self.sock.sendall(data)
-
-    def read_block(self, timeout: float | None = None) -> bytes:
-        """The payload of the next MLLP block; MllpError on EOF, timeout or bad framing."""
-        assert self.sock is not None
-        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
-        while EB not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise MllpError("no ACK in time")
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError as exc:
-                raise MllpError("no ACK in time") from exc
-            except OSError as exc:
-                raise MllpError(f"connection failed: {exc}") from exc
-            if not chunk:
-                raise MllpError("connection closed")
-            self._buf += chunk
-        block, _, self._buf = self._buf.partition(EB)
-        start = block.find(SB)
-        if start < 0:
-            raise MllpError(f"block without start byte: {block[:80]!r}")
-        return block[start + 1 :]
-
-    def exchange(self, payload: bytes, timeout: float | None = None) -> bytes:
-        """Send one message, return its ACK (MllpError/OSError when the engine is gone)."""
-        try:
-            self.send_raw(SB + payload + EB)
-        except OSError as exc:
-            raise MllpError(f"cannot send: {exc}") from exc
-        return self.read_block(timeout)
-
-    def close(self) -> None:
-        self.reset()
-
-    def __enter__(self) -> MllpSender:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

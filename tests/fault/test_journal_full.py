@@ -26,17 +26,9 @@ from pathlib import Path
 import pytest
 
 from standins.mllp import MllpPeer
+from tests._mllp import MllpSender, msa, segments
 from tests.engine_harness import adt
-from tests.fault._proc import (
-    EaiProcess,
-    MllpSender,
-    by_control_id,
-    fixed_routes,
-    journal,
-    listener_port,
-    msa,
-    segments,
-)
+from tests.fault._proc import EaiProcess, by_control_id, fixed_routes, journal, listener_port
 
 pytestmark = pytest.mark.fault
 

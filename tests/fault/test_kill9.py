@@ -18,17 +18,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from standins.mllp import MllpPeer
+from tests._mllp import MllpError, MllpSender, msa
 from tests.engine_harness import adt
-from tests.fault._proc import (
-    EaiProcess,
-    MllpError,
-    MllpSender,
-    eai_cli,
-    fixed_routes,
-    journal,
-    listener_port,
-    msa,
-)
+from tests.fault._proc import EaiProcess, eai_cli, fixed_routes, journal, listener_port
 
 pytestmark = pytest.mark.fault
 

@@ -16,19 +16,10 @@ from pathlib import Path
 import pytest
 
 from standins.mllp import MllpPeer, ack_for
+from tests._mllp import EB, SB, MllpError, MllpSender
 from tests._paths import HL7V2
 from tests.engine_harness import A01
-from tests.fault._proc import (
-    EAI,
-    EB,
-    SB,
-    EaiProcess,
-    MllpError,
-    MllpSender,
-    journal,
-    listener_port,
-    wait_port,
-)
+from tests.fault._proc import EAI, EaiProcess, journal, listener_port, wait_port
 
 pytestmark = pytest.mark.fault
 

@@ -20,18 +20,15 @@ from typing import Any
 import pytest
 
 from standins.mllp import MllpPeer, ack_for, msh10
+from tests._mllp import EB, SB, MllpSender, msa
 from tests.engine_harness import adt
 from tests.fault._proc import (
-    EB,
-    SB,
     EaiProcess,
-    MllpSender,
     by_control_id,
     eai_cli,
     fixed_routes,
     journal,
     listener_port,
-    msa,
 )
 
 pytestmark = pytest.mark.fault

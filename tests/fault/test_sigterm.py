@@ -14,16 +14,9 @@ import time
 import pytest
 
 from standins.mllp import MllpPeer, ack_for
+from tests._mllp import MllpError, MllpSender, msa
 from tests.engine_harness import adt
-from tests.fault._proc import (
-    EaiProcess,
-    MllpError,
-    MllpSender,
-    fixed_routes,
-    journal,
-    listener_port,
-    msa,
-)
+from tests.fault._proc import EaiProcess, fixed_routes, journal, listener_port
 
 pytestmark = pytest.mark.fault
 

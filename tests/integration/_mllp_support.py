@@ -1,6 +1,6 @@
-"""Shared pieces of the MLLP tests: a fake journal, a raw MLLP test client, ACK readers.
+"""Shared pieces of the listener tests: a fake journal, a bounded runner, a running MLLP listener.
 
-Messages: :func:`tests.engine_harness.adt` (the national A01 with another header).
+Messages: :func:`tests.engine_harness.adt`; the MLLP client and ACK readers: :mod:`tests._mllp`.
 
 Touches: network (127.0.0.1 sockets opened by the tests).
 """
@@ -13,9 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from connectors.mllp import MllpListener, MllpListenerConfig
-from connectors.mllp._framing import Frame, FrameDecoder, frame
 from eai.errors import StoreError
-from eai.hl7 import parse
 from eai.messages import IngestResult, JournalEntry
 from eai.store import content_lines
 
@@ -32,17 +30,6 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = TEST_TIMEOUT) -> T:
             return await coro
 
     return asyncio.run(bounded())
-
-
-def msa(ack: bytes) -> tuple[str, str]:
-    """(MSA-1, MSA-2) of an ACK payload."""
-    m = parse(ack)
-    return m.get("MSA-1"), m.get("MSA-2")
-
-
-def err_code(ack: bytes) -> str:
-    """ERR-3.1 of an ACK payload ("" without ERR)."""
-    return parse(ack).get("ERR-3.1")
 
 
 class FakeJournal:
@@ -109,66 +96,3 @@ async def running_listener(
         yield listener
     finally:
         await listener.stop(2.0)
-
-
-class RawClient:
-    """A raw MLLP peer: write any bytes, read whole blocks, see when the server closes."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.decoder = FrameDecoder(16 * 1024 * 1024)
-        self.frames: list[bytes] = []
-
-    @classmethod
-    async def connect(cls, port: int, **kwargs: Any) -> RawClient:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, **kwargs)
-        return cls(reader, writer)
-
-    async def send_raw(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def send(self, payload: bytes) -> None:
-        await self.send_raw(frame(payload))
-
-    async def read_frame(self, timeout: float = 10.0) -> bytes | None:
-        """The next block's payload; None when the server closed the connection."""
-        async with asyncio.timeout(timeout):
-            while not self.frames:
-                try:
-                    data = await self.reader.read(65536)
-                except (ConnectionError, OSError):
-                    data = b""
-                if not data:
-                    return None
-                for event in self.decoder.feed(data):
-                    if isinstance(event, Frame):
-                        self.frames.append(event.payload)
-        return self.frames.pop(0)
-
-    async def exchange(self, payload: bytes, timeout: float = 10.0) -> bytes:
-        await self.send(payload)
-        ack = await self.read_frame(timeout)
-        assert ack is not None, "connection closed instead of an ACK"
-        return ack
-
-    async def closed_by_server(self, timeout: float = 10.0) -> bool:
-        """True when the server closes (EOF or reset) within ``timeout``; any block read is kept."""
-        try:
-            return await self.read_frame(timeout) is None
-        except TimeoutError:
-            return False
-
-    async def close(self) -> None:
-        self.writer.close()
-        try:
-            await self.writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
-
-    async def __aenter__(self) -> RawClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()

@@ -11,17 +11,10 @@ from hl7.client import MLLPClient
 
 from eai.cli import cli
 from standins.mllp import MllpPeer, ack_for, msh10
+from tests._mllp import msa
 from tests.engine_harness import A01, EngineThread, adt, write_routes
 
 pytestmark = pytest.mark.integration
-
-
-def _msa(ack: bytes) -> tuple[str, str]:
-    for seg in ack.strip(b"\x0b\x1c\r").split(b"\r"):
-        if seg.startswith(b"MSA"):
-            f = seg.decode().split("|")
-            return f[1], f[2]
-    raise AssertionError(f"no MSA in {ack!r}")
 
 
 def _free_port() -> int:
@@ -47,7 +40,7 @@ def test_fixture_acknowledged_then_delivered_byte_for_byte(tmp_path):
     with MllpPeer() as sink:
         path = write_routes(tmp_path, sink.port)
         with EngineThread(path) as eng, MLLPClient("127.0.0.1", eng.port("chu-x-adt")) as c:
-            code, cid = _msa(c.send_message(A01))
+            code, cid = msa(c.send_message(A01))
             assert (code, cid) == ("AA", "3975")
             assert sink.wait_for(lambda s: len(s.received) == 1, 10)
         assert sink.received[0] == A01  # forwarded exactly as received (\n separators kept)
@@ -67,9 +60,9 @@ def test_order_per_patient_and_filtered_kept(tmp_path):
             for i in range(60):
                 pid = f"P{i % 5}"
                 cid = f"{pid}-{i:03d}"
-                assert _msa(c.send_message(adt(cid, pid)))[0] == "AA"
+                assert msa(c.send_message(adt(cid, pid)))[0] == "AA"
                 sent.append(cid)
-            assert _msa(c.send_message(adt("A28-1", "P9", trigger="A28")))[0] == "AA"
+            assert msa(c.send_message(adt("A28-1", "P9", trigger="A28")))[0] == "AA"
             assert sink.wait_for(lambda s: len(s.received) >= 60, 20)
         got = sink.control_ids()
         assert sorted(got) == sorted(sent)
@@ -87,7 +80,7 @@ def test_downstream_down_then_up_nothing_lost_order_kept(tmp_path):
     with EngineThread(path) as eng, MLLPClient("127.0.0.1", eng.port("chu-x-adt")) as c:
         sent = [f"D{i:03d}" for i in range(20)]
         for i, cid in enumerate(sent):
-            assert _msa(c.send_message(adt(cid, f"P{i % 3}")))[0] == "AA"
+            assert msa(c.send_message(adt(cid, f"P{i % 3}")))[0] == "AA"
         import time
 
         time.sleep(1.0)  # several failed attempts
@@ -114,7 +107,7 @@ def test_ar_dead_letters_and_chain_goes_on(tmp_path):
         path = write_routes(tmp_path, sink.port)
         with EngineThread(path) as eng, MLLPClient("127.0.0.1", eng.port("chu-x-adt")) as c:
             for cid in ("X0", "X1", "X2"):
-                assert _msa(c.send_message(adt(cid, "SAME")))[0] == "AA"
+                assert msa(c.send_message(adt(cid, "SAME")))[0] == "AA"
             assert sink.wait_for(lambda s: len(s.received) >= 3, 10)
     assert sink.control_ids() == ["X0", "X1", "X2"]
     st = {m["control_id"]: m["deliveries"][0]["status"] for m in _json(path, "messages", "list")}
@@ -140,12 +133,12 @@ def test_cli_support_commands_while_engine_runs(tmp_path):
     with MllpPeer() as sink:
         path = write_routes(tmp_path, sink.port)
         with EngineThread(path) as eng, MLLPClient("127.0.0.1", eng.port("chu-x-adt")) as c:
-            assert _msa(c.send_message(adt("C1", "IPP42")))[0] == "AA"
+            assert msa(c.send_message(adt("C1", "IPP42")))[0] == "AA"
             assert sink.wait_for(lambda s: len(s.received) == 1, 10)
             runner = CliRunner()
             assert runner.invoke(cli, ["queue", "pause", "dcc", "-c", str(path)]).exit_code == 0
             assert _json(path, "queue", "list")[0]["state"] == "paused"
-            assert _msa(c.send_message(adt("C2", "IPP42")))[0] == "AA"
+            assert msa(c.send_message(adt("C2", "IPP42")))[0] == "AA"
             import time
 
             time.sleep(0.8)

@@ -18,17 +18,10 @@ from hl7.client import MLLPClient
 
 from eai.cli import cli
 from standins.mllp import MllpPeer, msh10
+from tests._mllp import msa
 from tests.engine_harness import EngineThread, adt, write_routes
 
 pytestmark = pytest.mark.integration
-
-
-def _msa(ack: bytes) -> tuple[str, str]:
-    for seg in ack.strip(b"\x0b\x1c\r").split(b"\r"):
-        if seg.startswith(b"MSA"):
-            f = seg.decode().split("|")
-            return f[1], f[2]
-    raise AssertionError(f"no MSA in {ack!r}")
 
 
 def _cli(path: object, *args: str) -> str:
@@ -52,7 +45,7 @@ def test_a_reused_control_id_is_journaled_routed_and_marked(
         ):
             ack1 = client.send_message(first)
             ack2 = client.send_message(second)
-            assert _msa(ack1) == _msa(ack2) == ("AA", "DUP-1")
+            assert msa(ack1) == msa(ack2) == ("AA", "DUP-1")
             assert ack2 != ack1, "the second body got the first one's stored ACK"
             # true retransmissions, with other line terminators: the stored ACKs, byte for byte
             assert client.send_message(second.replace(b"\r", b"\r\n")) == ack2

@@ -32,6 +32,7 @@ from eai.store import (
 )
 from eai.store.schema import deliveries, events, messages
 from standins.mllp import MllpPeer
+from tests._mllp import msa
 from tests.engine_harness import EngineThread, adt, write_routes
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -60,14 +61,6 @@ def _routes(tmp: Path, node: str, sink_port: int, database: str, batch: int = 20
     assert cap in text
     path.write_text(text.replace(cap, cap + "\n    max_connections_per_peer: 32", 1))
     return path
-
-
-def _msa(ack: bytes) -> tuple[str, str]:
-    for seg in ack.strip(b"\x0b\x1c\r").split(b"\r"):
-        if seg.startswith(b"MSA"):
-            f = seg.decode().split("|")
-            return f[1], f[2]
-    raise AssertionError(f"no MSA in {ack!r}")
 
 
 def _entry(cid: str, patient: str) -> JournalEntry:
@@ -118,7 +111,7 @@ def test_two_nodes_share_one_database_each_message_once_in_order(
                 for k in range(per_patient):
                     cid = f"{patient}-{k:03d}"
                     client = (c0, c1)[(p + k) % 2]  # each patient alternates nodes
-                    assert _msa(client.send_message(adt(cid, patient))) == ("AA", cid)
+                    assert msa(client.send_message(adt(cid, patient))) == ("AA", cid)
                     sent[patient].append(cid)  # the next one leaves after this ACK
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)

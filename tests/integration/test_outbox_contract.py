@@ -34,8 +34,8 @@ from eai.store import (
 )
 from standins.mllp import MllpPeer
 from tests._fhir_sink import FhirSink
+from tests._mllp import MllpSender, msa
 from tests.engine_harness import A01, EngineThread, adt
-from tests.fault._proc import MllpSender, msa
 
 pytestmark = pytest.mark.integration
 

@@ -41,6 +41,7 @@ from eai.store import (
 )
 from eai.store.schema import deliveries, events, messages
 from standins.mllp import MllpPeer
+from tests._mllp import msa
 from tests.engine_harness import EngineThread, adt, write_routes
 
 pytestmark = pytest.mark.integration
@@ -489,14 +490,6 @@ def test_resend_queue_stats_and_pause(store: Store) -> None:
 # -- the whole engine --------------------------------------------------------------
 
 
-def _msa(ack: bytes) -> tuple[str, str]:
-    for seg in ack.strip(b"\x0b\x1c\r").split(b"\r"):
-        if seg.startswith(b"MSA"):
-            f = seg.decode().split("|")
-            return f[1], f[2]
-    raise AssertionError(f"no MSA in {ack!r}")
-
-
 def test_engine_end_to_end(journal_url: str, tmp_path: Path) -> None:
     patients = ["P0", "P1", "P2"]
     sent: dict[str, list[str]] = {p: [] for p in patients}
@@ -507,7 +500,7 @@ def test_engine_end_to_end(journal_url: str, tmp_path: Path) -> None:
             with MLLPClient("127.0.0.1", port) as client:
                 for i in range(10):
                     cid = f"{patient}-{i:02d}"
-                    assert _msa(client.send_message(adt(cid, patient))) == ("AA", cid)
+                    assert msa(client.send_message(adt(cid, patient))) == ("AA", cid)
                     sent[patient].append(cid)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)

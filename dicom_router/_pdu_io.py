@@ -55,14 +55,20 @@ class MessageExpired(Exception):
 class PduSocket:
     """PDU input and output on one connected blocking socket (plain or TLS)."""
 
-    __slots__ = ("sock", "message_deadline", "send_timeout", "_spare", "_send_lock")
+    __slots__ = ("sock", "message_deadline", "send_timeout", "readahead", "_spare", "_send_lock")
 
-    def __init__(self, sock: socket.socket, *, send_timeout: float | None = None) -> None:
+    def __init__(
+        self, sock: socket.socket, *, send_timeout: float | None = None, readahead: int = 0
+    ) -> None:
         self.sock = sock
         self.message_deadline: float | None = None
         """When set, a read that returns after it raises :class:`MessageExpired`."""
         self.send_timeout = send_timeout
         """Timeout of each :meth:`send` (None: the socket's own, as the last read left it)."""
+        self.readahead = readahead
+        """A header read from the socket asks for this many bytes (at least the header's 6):
+        a small PDU then comes in one system call (the requestor's responses). The
+        acceptor keeps 0: its bodies are read with the next header behind them."""
         self._spare = b""  # bytes read past the last PDU body (the next header's start)
         self._send_lock = threading.Lock()
 
@@ -88,13 +94,17 @@ class PduSocket:
         if len(spare) >= PDU_HEADER:
             head, self._spare = spare[:PDU_HEADER], spare[PDU_HEADER:]
             return parse_pdu_header(head)
-        buf = bytearray(PDU_HEADER)
+        size = max(PDU_HEADER, self.readahead)
+        buf = bytearray(size)
         buf[: len(spare)] = spare
         got, self._spare = len(spare), b""
         view = memoryview(buf)
         while got < PDU_HEADER:
             got += self._recv_into(view[got:], deadline)
-        return parse_pdu_header(buf)
+        if size == PDU_HEADER:
+            return parse_pdu_header(buf)
+        self._spare = bytes(view[PDU_HEADER:got])
+        return parse_pdu_header(view[:PDU_HEADER])
 
     def read_body(self, length: int, deadline: float | None = None) -> memoryview:
         """The next ``length`` bytes (the body announced by :meth:`read_header`); reads the

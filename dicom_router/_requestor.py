@@ -60,6 +60,8 @@ __all__ = [
 
 OTHER_PDU_MAX = 1 << 20
 """Longest PDU accepted from the peer other than P-DATA-TF (an A-ASSOCIATE-AC is small)."""
+_READAHEAD = 1024
+"""Bytes asked for with each PDU header: a whole response (~100 bytes) in one read."""
 _MAX_RESPONSE_DATA = 1 << 20
 """A data set after a response is read and dropped past this many bytes."""
 
@@ -103,7 +105,7 @@ class Requestor:
         acse_timeout: float,
         network_timeout: float,
     ) -> None:
-        self.io = PduSocket(sock, send_timeout=network_timeout)
+        self.io = PduSocket(sock, send_timeout=network_timeout, readahead=_READAHEAD)
         """The connection (:mod:`dicom_router._pdu_io`): PDU input, output, close."""
         self.accepted = accepted
         """Accepted (SOP class, transfer syntax) -> presentation context ID."""

@@ -27,10 +27,10 @@ from pydantic import ValidationError
 from connectors._http_auth import hash_key
 from connectors.http_in import HttpListener
 from eai.errors import ConfigError
+from tests import _jwt as oauth_unit
 from tests._http_client import TSH, http_config, post, raw, serving
 from tests._pki import Pki, _write, make_pki
 from tests.integration._mllp_support import FakeJournal, run
-from tests.unit import test_http_oauth as oauth_unit
 
 pytestmark = pytest.mark.integration
 

@@ -16,21 +16,11 @@ from eai.errors import InputError
 from mappings._validate import bundle_problems
 from mappings.functions.cisis import ACTION_TAG_SYSTEM, DMP_CONFIDENTIALITY, parent_document
 from mappings.functions.cisis_source import CisisSource
-from tests._paths import CDA, HL7V2
-from tests.unit.test_cisis_message import ORU, build, edit, segments
+from tests._cisis import MDM, ORU, build, edit, mdm_with, segments
+from tests._paths import CDA
 
-MDM = (HL7V2 / "mdm_t02_crimg_init.er7").read_bytes()
 IMG = (CDA / "IMG_CR_IMG_2024.01.xml").read_bytes()
 TSH = (CDA / "BIO-CR-BIO_2024.01_TSH_1.xml").read_bytes()
-
-
-def mdm_with(cda: bytes, trigger: str = "T02", orc: str = "NW", status: str = "F") -> bytes:
-    """The national MDM example carrying ``cda`` (its placeholder replaced)."""
-    data = base64.b64encode(cda).decode()
-    out = edit(MDM, "OBX", 5, f"^text^XML^Base64^{data}", occurrence=1)
-    out = edit(out, "MSH", 9, f"MDM^{trigger}^MDM_T02")
-    out = edit(out, "ORC", 1, orc)
-    return edit(out, "OBX", 11, status, occurrence=1)
 
 
 def convert(payload: bytes) -> dict[str, Any]:
@@ -296,18 +286,3 @@ def test_pipeline_routes_on_facts_and_maps_the_embedded_cda() -> None:
     deletion = plan(edit(edit(ORU, "ORC", 1, "CA"), "OBX", 11, "D", occurrence=1))
     assert [d.destination for d in deletion.deliveries] == ["patient-mss"]
     assert "279035121518989" not in repr(oru) + oru.reason
-
-
-def test_an_inner_type_the_mapping_does_not_declare_is_an_error(tmp_path: Any) -> None:
-    from mappings._context import MappingFailure
-    from mappings._loader import load_mapping_file
-
-    (tmp_path / "cisis-partial.yaml").write_text(
-        "name: cisis-partial\nsource: cisis\nresources:\n"
-        "  - {id: patient, type: Patient, for_each: 'entry:Patient', rules: [{fn: cisis_copy}]}\n",
-        encoding="utf-8",
-    )
-    partial = load_mapping_file(tmp_path / "cisis-partial.yaml")
-    document = CisisSource().parse(ORU)
-    with pytest.raises(MappingFailure, match=r"declares 0: declare a resource with for_each"):
-        partial.run(document)

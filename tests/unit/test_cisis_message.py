@@ -10,10 +10,10 @@ import pytest
 from eai import hl7
 from eai._hl7_content import cisis_facts, parse_hl7v2
 from eai.errors import InputError
+from tests._cisis import ORU, build, edit, segments
 from tests._paths import HL7V2
 from tests.engine_harness import A01
 
-ORU = (HL7V2 / "oru_r01_crbio_init.hl7").read_bytes()
 MDM = (HL7V2 / "mdm_t02_crimg_init.er7").read_bytes()
 ZAM = (HL7V2 / "zam_business_ack_mss.er7").read_bytes()
 INS = "279035121518989"
@@ -30,30 +30,6 @@ FLAGS = (
     "ACK_RECEPTION",
     "ACK_LECTURE_MSS",
 )
-
-
-def segments(payload: bytes) -> list[str]:
-    text = payload.decode("utf-8").replace("\r\n", "\r").replace("\n", "\r")
-    return [s for s in text.split("\r") if s]
-
-
-def build(segs: list[str]) -> bytes:
-    return ("\r".join(segs) + "\r").encode("utf-8")
-
-
-def edit(payload: bytes, name: str, field: int, value: str, occurrence: int = 1) -> bytes:
-    """``payload`` with field ``field`` of the ``occurrence``-th ``name`` segment replaced."""
-    segs, seen = segments(payload), 0
-    for i, seg in enumerate(segs):
-        if seg.startswith(name + "|"):
-            seen += 1
-            if seen == occurrence:
-                fields = seg.split("|")
-                index = field - 1 if name == "MSH" else field
-                fields += [""] * (index + 1 - len(fields))
-                fields[index] = value
-                segs[i] = "|".join(fields)
-    return build(segs)
 
 
 def facts(payload: bytes) -> dict[str, str]:

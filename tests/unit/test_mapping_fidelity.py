@@ -23,9 +23,8 @@ from mappings._transforms import compile_transform
 from mappings._validate import bundle_problems, system_problem
 from mappings.functions.cda_lab import RANGE_TEXT_TAG
 from mappings.functions.cisis_patient import RELIABILITY
+from tests._cisis import ORU, edit, mdm_with
 from tests._paths import CDA
-from tests.unit.test_cisis_mapping import mdm_with
-from tests.unit.test_cisis_message import ORU, edit
 
 H = "urn:hl7-org:v3"
 NS = {"hl7": H}

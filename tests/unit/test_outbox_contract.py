@@ -32,8 +32,8 @@ from eai.messages import (
 )
 from eai.pipeline import plan_message
 from eai.store import Cipher, ClaimedDelivery, ClaimedMessage
+from tests._cisis import ORU
 from tests.engine_harness import A01
-from tests.unit.test_cisis_message import ORU
 
 CIPHER = Cipher(os.urandom(32))
 INS = "279035121518989"

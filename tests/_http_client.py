@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.http_in import HttpListener, HttpListenerConfig
+from tests._listeners import FakeJournal
 from tests._paths import CDA
-from tests.integration._mllp_support import FakeJournal
 
 TSH = CDA / "BIO-CR-BIO_2024.01_TSH_1.xml"
 

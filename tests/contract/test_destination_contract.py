@@ -23,10 +23,10 @@ from click.testing import CliRunner
 from eai import registry
 from eai.cli import cli
 from tests._pki import Pki
+from tests._proc import EaiProcess, listener_port
 from tests.contract._peer import ContractPeer, black_hole, client_tls
 from tests.contract.conftest import PEERS
 from tests.engine_harness import EngineThread
-from tests.fault._proc import EaiProcess, listener_port
 
 pytestmark = [pytest.mark.contract, pytest.mark.timeout(120)]
 

@@ -23,7 +23,7 @@ import pytest
 from dicom_router.forward import DicomDestination
 from standins.dicom import StoreScp, make_ct_series, storescu
 from tests._dicom_routes import HOST, deliveries, router, write_routes
-from tests.fault._proc import EaiProcess, listener_port
+from tests._proc import EaiProcess, listener_port
 
 pytestmark = pytest.mark.timeout(300)
 

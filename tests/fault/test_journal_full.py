@@ -27,8 +27,8 @@ import pytest
 
 from standins.mllp import MllpPeer
 from tests._mllp import MllpSender, msa, segments
+from tests._proc import EaiProcess, by_control_id, fixed_routes, journal, listener_port
 from tests.engine_harness import adt
-from tests.fault._proc import EaiProcess, by_control_id, fixed_routes, journal, listener_port
 
 pytestmark = pytest.mark.fault
 

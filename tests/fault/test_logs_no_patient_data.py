@@ -18,8 +18,8 @@ import pytest
 from standins.mllp import MllpPeer, ack_for
 from tests._mllp import EB, SB, MllpError, MllpSender
 from tests._paths import HL7V2
+from tests._proc import EAI, EaiProcess, journal, listener_port, wait_port
 from tests.engine_harness import A01
-from tests.fault._proc import EAI, EaiProcess, journal, listener_port, wait_port
 
 pytestmark = pytest.mark.fault
 

@@ -21,8 +21,7 @@ import pytest
 
 from standins.mllp import MllpPeer, ack_for, msh10
 from tests._mllp import EB, SB, MllpSender, msa
-from tests.engine_harness import adt
-from tests.fault._proc import (
+from tests._proc import (
     EaiProcess,
     by_control_id,
     eai_cli,
@@ -30,6 +29,7 @@ from tests.fault._proc import (
     journal,
     listener_port,
 )
+from tests.engine_harness import adt
 
 pytestmark = pytest.mark.fault
 

@@ -15,8 +15,8 @@ import pytest
 
 from standins.mllp import MllpPeer, ack_for
 from tests._mllp import MllpError, MllpSender, msa
+from tests._proc import EaiProcess, fixed_routes, journal, listener_port
 from tests.engine_harness import adt
-from tests.fault._proc import EaiProcess, fixed_routes, journal, listener_port
 
 pytestmark = pytest.mark.fault
 

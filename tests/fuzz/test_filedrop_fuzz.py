@@ -23,8 +23,8 @@ from connectors.filedrop import (
     FileDropListener,
     FileDropListenerConfig,
 )
+from tests._listeners import FakeJournal
 from tests._paths import CDA
-from tests.integration._mllp_support import FakeJournal
 
 pytestmark = pytest.mark.fuzz
 

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.http_in import HttpListener, HttpListenerConfig
-from tests.integration._mllp_support import FakeJournal
+from tests._listeners import FakeJournal
 
 pytestmark = pytest.mark.fuzz
 

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from connectors.filedrop import FileDropListener, FileDropListenerConfig, safe_basename
 from eai.errors import ConfigError
 from eai.registry import listeners
+from tests._listeners import FakeJournal, run
 from tests._paths import CDA
-from tests.integration._mllp_support import FakeJournal, run
 
 pytestmark = pytest.mark.integration
 

@@ -27,8 +27,8 @@ from connectors._filewatch import DirWatch, Event, FileWatcher, open_inotify
 from connectors.filedrop import FileDropListener, FileDropListenerConfig
 from eai.errors import ConfigError
 from eai.messages import IngestResult, JournalEntry
+from tests._listeners import FakeJournal, run
 from tests._paths import CDA
-from tests.integration._mllp_support import FakeJournal, run
 
 pytestmark = pytest.mark.integration
 

@@ -22,9 +22,9 @@ from eai.config import TlsServerConfig
 from eai.errors import ConfigError
 from eai.registry import listeners
 from tests._http_client import TSH, http_config, post, raw, request, serving, status_of
+from tests._listeners import FakeJournal, run
 from tests._paths import CDA
 from tests._pki import Pki, make_pki
-from tests.integration._mllp_support import FakeJournal, run
 
 pytestmark = pytest.mark.integration
 

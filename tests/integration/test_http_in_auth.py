@@ -29,8 +29,8 @@ from connectors.http_in import HttpListener
 from eai.errors import ConfigError
 from tests import _jwt as oauth_unit
 from tests._http_client import TSH, http_config, post, raw, serving
+from tests._listeners import FakeJournal, run
 from tests._pki import Pki, _write, make_pki
-from tests.integration._mllp_support import FakeJournal, run
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import contextlib
 import pytest
 
 from tests._http_client import TSH, post, raw, serving, status_of
-from tests.integration._mllp_support import FakeJournal, run
+from tests._listeners import FakeJournal, run
 
 pytestmark = pytest.mark.integration
 

@@ -26,9 +26,9 @@ from standins.mllp import MllpPeer, ack_for, msh10
 from standins.net import free_port
 from tests._identity_server import REGIONAL, SECRETS, StandinThread, service
 from tests._paths import HL7V2, REPO
+from tests._proc import EAI, listener_port, wait_port
 from tests._smtp import Inbox, smtp_server
 from tests.engine_harness import A01, EngineThread, adt
-from tests.fault._proc import EAI, listener_port, wait_port
 
 pytestmark = pytest.mark.integration
 

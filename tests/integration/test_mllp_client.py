@@ -10,9 +10,9 @@ import pytest
 
 from connectors.mllp import send_messages, split_file
 from eai.errors import TransientDeliveryError
+from tests._listeners import FakeJournal, run, running_listener
 from tests._paths import HL7V2
 from tests.engine_harness import adt
-from tests.integration._mllp_support import FakeJournal, run, running_listener
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from connectors.mllp import MllpListenerConfig
 from connectors.mllp._framing import SB
 from eai.config import TlsServerConfig
+from tests._listeners import FakeJournal, run, running_listener
 from tests._mllp import RawClient, msa
 from tests._pki import Pki, make_pki
 from tests.engine_harness import adt
-from tests.integration._mllp_support import FakeJournal, run, running_listener
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ from connectors.mllp._framing import Frame, FrameDecoder, frame
 from eai.errors import InputError, PermanentDeliveryError, TransientDeliveryError
 from eai.hl7 import build_ack, read_header
 from eai.messages import OutboxItem
+from tests._listeners import FakeJournal, run, running_listener
 from tests._mllp import msa
 from tests.engine_harness import adt
-from tests.integration._mllp_support import FakeJournal, run, running_listener
 
 pytestmark = pytest.mark.integration
 

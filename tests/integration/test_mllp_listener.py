@@ -9,10 +9,10 @@ import pytest
 
 from connectors.mllp._framing import EB, SB, frame
 from eai.hl7 import parse
+from tests._listeners import FakeJournal, run, running_listener
 from tests._mllp import RawClient, err_code, msa
 from tests._paths import HL7V2
 from tests.engine_harness import adt
-from tests.integration._mllp_support import FakeJournal, run, running_listener
 
 pytestmark = pytest.mark.integration
 

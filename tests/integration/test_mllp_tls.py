@@ -14,10 +14,10 @@ from eai.cli import cli
 from eai.config import TlsServerConfig
 from eai.errors import TransientDeliveryError
 from eai.messages import OutboxItem
+from tests._listeners import FakeJournal, run, running_listener
 from tests._mllp import msa
 from tests._pki import Pki, make_pki
 from tests.engine_harness import adt
-from tests.integration._mllp_support import FakeJournal, run, running_listener
 
 pytestmark = pytest.mark.integration
 

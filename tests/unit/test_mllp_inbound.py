@@ -11,9 +11,9 @@ import pytest
 from connectors.mllp._framing import ProtocolError
 from connectors.mllp._inbound import FrameHandler, Reply
 from eai.hl7 import parse
+from tests._listeners import FakeJournal
 from tests._mllp import err_code, msa
 from tests.engine_harness import adt
-from tests.integration._mllp_support import FakeJournal
 
 FIXED = datetime(2024, 3, 6, 11, 11, 54, tzinfo=UTC)
 

@@ -2,7 +2,7 @@
 # Install the external programs the test suite starts for real:
 #   - the PostgreSQL server binaries (Debian's /usr/lib/postgresql/<ver>/bin/{initdb,pg_ctl,postgres});
 #   - dcmtk (storescp, storescu, echoscu) and Orthanc, the DICOM peers of the
-#     router's tests and of bench/dicom_route.py (tests/_dicom_peers.py).
+#     router's tests and of bench/dicom_route.py (standins/dicom/).
 #
 # Runs apt-get only for what is missing and only as root, so local reruns are
 # fast. Without root it only warns: the fixtures then fail with a message that

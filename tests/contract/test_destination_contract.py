@@ -200,12 +200,13 @@ def test_mutual_tls(peer: ContractPeer, tmp_path: Path, pki: Pki) -> None:
 def test_kill9_mid_send_then_restart(peer: ContractPeer, tmp_path: Path) -> None:
     """Delivered at least once, each patient's messages in the order they were sent."""
     peer.start(tmp_path)
-    peer.behave("accept", delay=0.2)
+    peer.behave("transient")  # everything is in the outbox before the first is taken
     port = listener_port()
     config = _routes(tmp_path, peer, port=port)
     with EaiProcess(config, port, tmp_path / "eai.log") as eng:
         eng.start()
         sent = peer.feed(port, tmp_path, ["P1", "P2"], 4)
+        peer.behave("accept", delay=0.3)
         _wait(lambda: len(peer.accepted()) >= 2, "the first deliveries")
         eng.kill9()
         taken = len(peer.accepted())

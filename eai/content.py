@@ -78,7 +78,8 @@ def register_content_type(name: str, parser: ContentParser, media_type: str = ""
 
 def media_type_of(name: str) -> str:
     """The media type of a message of content type ``name`` delivered as received."""
-    _load_builtin()
+    if name not in _media:
+        _load_builtin()
     return _media.get(name, "application/octet-stream")
 
 

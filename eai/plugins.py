@@ -34,10 +34,17 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "connectors.mllp.cli:send",
         "MLLP test client: send each message of FILES to HOST:PORT, print each MSA.",
     ),
+    (
+        "identity standin",
+        "standins.identity.cli:standin",
+        "Run the identity-server stand-in (PDQm + PIXm, for tests and the demo; NOT a real "
+        "identity server).",
+    ),
 )
-"""The bundled plugins' ``eai`` subcommands: name, ``module:attribute`` of the click
-command (imported only when it runs) and its ``eai --help`` line
-(:class:`eai.registry.CommandSpec`)."""
+"""The bundled plugins' ``eai`` subcommands: name (its path under ``eai``: ``"identity
+standin"`` is ``eai identity standin``), ``module:attribute`` of the click command (imported
+only when it runs) and its ``--help`` line (:class:`eai.registry.CommandSpec`). The demo
+package :mod:`standins` adds its command here too, so the core never imports it."""
 
 
 def load_builtin() -> None:

@@ -6,8 +6,9 @@ Errors the engine raises on purpose (:class:`eai.errors.EaiError`) print one
 line per problem on stderr and exit with the class's code; tracebacks only
 with ``--debug``.
 
-Plugins add subcommands (``eai dicom``, ``eai send``) through :func:`eai.registry.commands`: listed
-by ``eai --help`` from their summaries, imported only when one runs. The helpers a
+Plugins add subcommands (``eai dicom``, ``eai send``, ``eai identity standin``) through
+:func:`eai.registry.commands` (:class:`~eai.cli._plugin_group.PluginGroup`): listed
+by ``--help`` from their summaries, imported only when one runs. The helpers a
 plugin's commands share with the core's (config option, store, TLS client options,
 JSON output) are exported here.
 """
@@ -19,7 +20,6 @@ import sys
 
 import click
 
-from eai import registry
 from eai.cli._common import (
     CONFIG_OPTION,
     emit_json,
@@ -32,6 +32,7 @@ from eai.cli._common import (
 from eai.cli._engine_cmds import check, run, schema
 from eai.cli._identity_cmds import identity
 from eai.cli._mapping_cmds import convert, mapping
+from eai.cli._plugin_group import PluginGroup
 from eai.cli._support_cmds import messages, queue, replay, resend_cmd
 from eai.errors import ConfigError, EaiError
 
@@ -48,37 +49,7 @@ __all__ = [
 ]
 
 
-class _Eai(click.Group):
-    """The core's commands, then the plugins' (:func:`eai.registry.commands`)."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *registry.commands()})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        command = super().get_command(ctx, cmd_name)
-        if command is None:
-            spec = registry.commands().get(cmd_name)
-            if spec is not None:
-                command = spec.load()
-                self.add_command(command, cmd_name)
-        return command
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """The command list of ``eai --help``: a plugin's line is its summary (nothing
-        is imported for it)."""
-        plugins = registry.commands()
-        names = self.list_commands(ctx)
-        limit = formatter.width - 6 - max(len(name) for name in names)
-        rows: list[tuple[str, str]] = []
-        for name in names:
-            command = self.commands.get(name) or click.Command(name, help=plugins[name].summary)
-            if not command.hidden:
-                rows.append((name, command.get_short_help_str(limit)))
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
-
-
-@click.group(cls=_Eai, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="show tracebacks and debug logs")
 @click.version_option(package_name="eai")
 @click.pass_context

@@ -1,27 +1,28 @@
 """CLI commands about patient identity: INS checks, anomalies, releasing held deliveries,
-cross-references, and the identity-server stand-in.
+cross-references.
 
-Touches: DB (anomalies, release, cross-references), files (config, patients), network
-(the stand-in listens).
+Touches: DB (anomalies, release, cross-references), files (config).
+
+``eai identity standin`` (the demo identity server) is a command of :mod:`standins`,
+declared in :data:`eai.plugins.COMMANDS` and listed here by :class:`PluginGroup`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from pathlib import Path
 
 import click
 
 from eai.cli._common import CONFIG_OPTION, emit_json, open_store, parse_time, read_config
-from eai.errors import ConfigError, ConfigIssue, NotFound
+from eai.cli._plugin_group import PluginGroup
+from eai.errors import NotFound
 from eai.store import list_anomalies, release, xref_lookup
 from identity.ins import check_ins
 
 __all__ = ["identity"]
 
 
-@click.group()
+@click.group(cls=PluginGroup, plugin_path="identity")
 def identity() -> None:
     """Patient identity: INS checks, charter anomalies, held deliveries."""
 
@@ -123,42 +124,3 @@ def lookup_cmd(config_path: Path, facility: str, local_id: str, as_json: bool) -
             f"  {m.at:%Y-%m-%d %H:%M:%S} {what}: {m.merged} -> {m.surviving}"
             f" (regional {m.regional_before or '-'} -> {m.regional_after or '-'})"
         )
-
-
-@identity.command("standin")
-@click.option(
-    "--patients",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="JSON file of patients (see standins/identity/__init__.py)",
-)
-@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
-@click.option("--base", default="/fhir", show_default=True, help="FHIR base path")
-def standin_cmd(patients: Path, port: int, host: str, base: str) -> None:
-    """Run the identity-server stand-in (PDQm + PIXm, for tests and the demo; NOT a real
-    identity server). Stops on Ctrl-C or SIGTERM."""
-    from standins.identity import StandinServer, StandinService
-
-    try:
-        service = StandinService.from_file(patients, base=base)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(
-            [ConfigIssue(str(patients), 1, 1, f"cannot read patients: {exc}")]
-        ) from exc
-
-    async def serve() -> None:
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stopping.set)
-        async with StandinServer(service, host=host, port=port) as server:
-            click.echo(f"identity stand-in (not a real identity server) on {server.url}", err=True)
-            click.echo(f"regional_id_system: {service.regional_system}", err=True)
-            await stopping.wait()
-        click.echo(
-            f"stopped after {service.request_count} request(s), {len(service.violations)} refused",
-            err=True,
-        )
-
-    asyncio.run(serve())

@@ -1,8 +1,9 @@
 # eai — set-up and entry points.
 #
 #   make run     create .venv if missing, install eai, run the engine on routes.yaml
-#   make test    install test peers (PostgreSQL, dcmtk, Orthanc) + .[test], then ruff, mypy, pytest
-#   make lint    ruff + mypy
+#   make test    install test peers (PostgreSQL, dcmtk, Orthanc) + .[test], then ruff, mypy,
+#                lint-imports (the layers contracts of pyproject.toml), pytest
+#   make lint    ruff + mypy + lint-imports
 #   make bench   MLLP ingest benchmark (bench-convert, bench-dicom: the others)
 #
 # Needs Python >= 3.11 as `python3` (override: make PYTHON=python3.11 ...).
@@ -23,7 +24,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check --no-input
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help run test lint bench bench-convert bench-dicom venv install install-test test-peers ruff mypy pytest
+.PHONY: help run test lint bench bench-convert bench-dicom venv install install-test test-peers ruff mypy lint-imports pytest
 
 help:
 	@echo "targets: run test lint bench bench-convert bench-dicom"
@@ -56,6 +57,10 @@ ruff:
 mypy:
 	"$(BIN)/mypy"
 
+# The import contracts of pyproject.toml [tool.importlinter]: a forbidden import fails.
+lint-imports:
+	"$(BIN)/lint-imports" --no-cache
+
 # pytest exit 5 ("no tests collected") is a failure too.
 pytest:
 	rc=0; "$(BIN)/python" -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) || rc=$$?; \
@@ -66,11 +71,13 @@ pytest:
 test: test-peers install-test
 	$(MAKE) --no-print-directory ruff
 	$(MAKE) --no-print-directory mypy
+	$(MAKE) --no-print-directory lint-imports
 	$(MAKE) --no-print-directory pytest
 
 lint: install-test
 	$(MAKE) --no-print-directory ruff
 	$(MAKE) --no-print-directory mypy
+	$(MAKE) --no-print-directory lint-imports
 
 bench: install
 	"$(BIN)/python" bench/mllp_ingest.py

@@ -7,6 +7,7 @@ network (``messages show --raw`` asks the running engine over its admin socket).
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -21,14 +22,13 @@ from eai.errors import EaiError
 from eai.pipeline import plan_all
 from eai.registry import listing_specs
 from eai.store import (
-    apply_plans,
     list_messages,
     message_detail,
     messages_for_replay,
     queue_stats,
+    replay_plans,
     resend,
     set_paused,
-    utcnow,
 )
 
 __all__ = ["messages", "queue", "replay", "resend_cmd"]
@@ -226,10 +226,15 @@ def replay(
     yes: bool,
     as_json: bool,
 ) -> None:
-    """Run journaled messages through today's routes.yaml again."""
+    """Run journaled messages through today's routes.yaml again.
+
+    Each replayed message gets a ``replayed`` event naming who replayed it, its status
+    before, and the config (path and SHA-256 of the file); an identity anomaly it
+    already has is not recorded, nor mailed, again. --dry-run writes nothing."""
     if not ids and not (status or since or until or listener or message_type):
         raise click.UsageError("give message ids or at least one filter (--status, --since, ...)")
     config = read_config(config_path)
+    config_sha256 = hashlib.sha256(config_path.read_bytes()).hexdigest()
     store = open_store(config)
     try:
         if ids:
@@ -262,15 +267,21 @@ def replay(
         report: list[dict[str, object]] = []
         chunk = 200
         with click.progressbar(
-            length=len(selected), label="replaying", file=sys.stderr, show_pos=True
+            length=len(selected),
+            label="planning (dry run)" if dry_run else "replaying",
+            file=sys.stderr,
+            show_pos=True,
         ) as bar:
             for start in range(0, len(selected), chunk):
                 part = messages_for_replay(store.engine, selected[start : start + chunk])
                 plans = plan_all(config, store.cipher, part)
                 if not dry_run:
-                    now = utcnow()
-                    with store.engine.begin() as conn:
-                        apply_plans(conn, plans, now, replay=True, only_received=False)
+                    replay_plans(
+                        store.engine,
+                        plans,
+                        config_path=str(config_path.resolve()),
+                        config_sha256=config_sha256,
+                    )
                 for p in plans:
                     report.append(
                         {

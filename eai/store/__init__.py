@@ -11,7 +11,7 @@ The public API of the store; its modules are private, one job each:
 - support queries (``_listing``, ``_support_queries``): :func:`list_messages`,
   :func:`message_detail`, :func:`queue_stats`, :func:`settlement`...;
 - support actions (``_support_actions``): :func:`read_raw`, :func:`resend`,
-  :func:`set_paused`, :func:`release`;
+  :func:`set_paused`, :func:`release`, :func:`replay_plans`;
 - anomalies (``_anomalies``); identity cross-references (``_xref``), the pipeline's
   identity writes (``_identity_ops``) and ``eai identity lookup`` (``_xref_lookup``);
 - the journal itself (``_journal``, its hot path on ``_driver_sql``): :func:`insert_entries`;
@@ -47,7 +47,7 @@ from eai.store._journal import content_lines, insert_entries, naive_utc, utcnow
 from eai.store._listing import DeliveryView, EventView, MessageView, list_messages, message_detail
 from eai.store._outbox import DeliveryOutcome, record_outcomes
 from eai.store._plans import MessagePlan, PlannedDelivery, apply_plans, held_messages, settle_held
-from eai.store._support_actions import read_raw, release, resend, set_paused
+from eai.store._support_actions import read_raw, release, replay_plans, resend, set_paused
 from eai.store._support_queries import (
     QueueView,
     content_deliveries,
@@ -115,6 +115,7 @@ __all__ = [
     "record_outcomes",
     "record_xref",
     "release",
+    "replay_plans",
     "resend",
     "set_paused",
     "settle_held",

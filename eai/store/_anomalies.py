@@ -23,6 +23,7 @@ __all__ = [
     "control_id_reused",
     "list_anomalies",
     "mark_notified",
+    "new_anomalies",
     "pending_for_notification",
     "record_anomalies",
 ]
@@ -76,6 +77,25 @@ def record_anomalies(
                 for f, m, c, r, s, e in rows
             ],
         )
+
+
+def new_anomalies(conn: Connection, rows: Sequence[dict[str, object]]) -> list[dict[str, object]]:
+    """The anomaly rows (``identity_anomalies`` columns) not yet recorded for their message:
+    one per (message id, rule). A message planned again (``eai replay``, held deliveries
+    settled after the identity server answered) finds the same anomalies; recorded once,
+    its establishment is mailed once."""
+    ids = {r["message_id"] for r in rows if r["message_id"] is not None}
+    seen: set[tuple[object, object]] = set()
+    if ids:
+        q = select(anomalies.c.message_id, anomalies.c.rule).where(anomalies.c.message_id.in_(ids))
+        seen = {(m, r) for m, r in conn.execute(q)}
+    fresh: list[dict[str, object]] = []
+    for row in rows:
+        key = (row["message_id"], row["rule"])
+        if row["message_id"] is None or key not in seen:
+            seen.add(key)
+            fresh.append(row)
+    return fresh
 
 
 CONTROL_ID_REUSED = "MSH10-REUTILISE"

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from eai.store._anomalies import new_anomalies
 from eai.store._claims import CLAIMED_COLUMNS, ClaimedMessage, claimed_messages
 from eai.store._crypto import Cipher
 from eai.store._identity_ops import IdentityOp, apply_identity_op
@@ -187,6 +188,8 @@ def apply_plans(
     The plans' identity writes (``identity_ops``) are applied first, in order, except
     on replay; ``cipher`` is needed as soon as a plan names a patient the
     cross-references know. Returns the ids of the deliveries created.
+    On replay, an anomaly already recorded for the message is not recorded (nor mailed)
+    again, and the caller writes the ``replayed`` event (who, with which config).
     """
     if not plans:
         return []
@@ -202,7 +205,6 @@ def apply_plans(
     anomaly_rows: list[dict[str, object]] = []
     releases: list[tuple[int, str]] = []
     ev: list[dict[str, object]] = []
-    kind = "replayed" if replay else "parsed"
     for p in plans:
         if p.message_id not in live:
             continue
@@ -234,7 +236,8 @@ def apply_plans(
                 {"at": now, "message_id": p.message_id, "kind": "rejected", "detail": p.reason}
             )
             continue
-        ev.append({"at": now, "message_id": p.message_id, "kind": kind, "detail": ""})
+        if not replay:
+            ev.append({"at": now, "message_id": p.message_id, "kind": "parsed", "detail": ""})
         if p.reason:
             ev.append(
                 {"at": now, "message_id": p.message_id, "kind": "invalid", "detail": p.reason}
@@ -278,6 +281,8 @@ def apply_plans(
     execute_runs(conn, status_writes)
     if releases:  # before inserting: this batch's own rows are not released
         release_patients(conn, releases, now, _qualified(plans), cipher)
+    if anomaly_rows and replay:
+        anomaly_rows = new_anomalies(conn, anomaly_rows)
     if anomaly_rows:
         conn.execute(insert(anomalies), anomaly_rows)
     if id_rows:
@@ -362,7 +367,7 @@ def settle_held(
     release_deliveries(conn, release, now)
     if refacts:  # the new plan's facts: its identity is qualified now (the INS)
         conn.execute(SET_FACTS, refacts)
-    rows = [r for p in plans for r in _anomaly_rows(p, now)]
+    rows = new_anomalies(conn, [r for p in plans for r in _anomaly_rows(p, now)])
     if rows:
         conn.execute(insert(anomalies), rows)
         conn.execute(INSERT_EVENTS, [_identity_event(p, now) for p in plans if p.anomalies])

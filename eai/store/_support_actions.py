@@ -1,4 +1,4 @@
-"""Support actions from the CLI: read a payload (recorded), resend, pause, release held rows.
+"""Support actions from the CLI: read a payload (recorded), replay, resend, pause, release.
 
 Touches: DB (short transactions of its own; safe while the engine runs).
 
@@ -17,10 +17,11 @@ from sqlalchemy import Engine, insert, select, update
 from eai.errors import EaiError, NotFound
 from eai.store._crypto import Cipher
 from eai.store._journal import utcnow
-from eai.store._outbox import release_deliveries
+from eai.store._outbox import INSERT_EVENTS, release_deliveries
+from eai.store._plans import MessagePlan, apply_plans
 from eai.store._schema import deliveries, destination_state, events, messages
 
-__all__ = ["read_raw", "release", "resend", "set_paused"]
+__all__ = ["read_raw", "release", "replay_plans", "resend", "set_paused"]
 
 
 def _real_user() -> str:
@@ -51,6 +52,43 @@ def read_raw(engine: Engine, cipher: Cipher, message_id: int, *, reader: str, vi
             )
         )
     return cipher.open(sealed)
+
+
+def replay_plans(
+    engine: Engine, plans: Sequence[MessagePlan], *, config_path: str, config_sha256: str
+) -> list[int]:
+    """Applies the plans of messages replayed through the config at ``config_path`` (its
+    file's SHA-256 ``config_sha256``), in one transaction: each message gets a ``replayed``
+    event naming who replayed it, its status before and the config, then its new plan's
+    events and deliveries. Anomalies the message already has are not recorded (nor
+    mailed) again (:func:`apply_plans`). Returns the ids of the deliveries created."""
+    if not plans:
+        return []
+    now = utcnow()
+    who = _real_user()
+    with engine.begin() as conn:
+        before: dict[int, str] = {
+            r.id: r.status
+            for r in conn.execute(
+                select(messages.c.id, messages.c.status).where(
+                    messages.c.id.in_({p.message_id for p in plans})
+                )
+            )
+        }
+        conn.execute(
+            INSERT_EVENTS,
+            [
+                {
+                    "at": now,
+                    "message_id": p.message_id,
+                    "kind": "replayed",
+                    "detail": f"by {who} (was {before.get(p.message_id, '?')}) with "
+                    f"{config_path} sha256:{config_sha256}",
+                }
+                for p in plans
+            ],
+        )
+        return apply_plans(conn, plans, now, replay=True, only_received=False)
 
 
 def resend(engine: Engine, delivery_ids: Sequence[int]) -> list[int]:

@@ -1,17 +1,21 @@
-"""Base models and field types shared by every piece of ``routes.yaml``.
+"""Base models shared by every piece of ``routes.yaml``: listener, destination, retry.
 
-Touches: files (only to check that TLS paths exist when asked).
+Touches: nothing.
+
+``Model``, ``Duration`` and ``parse_duration`` come from :mod:`eai.model`, the TLS
+models from :mod:`eai.net` (base modules that import no config); they are re-exported
+here and by :mod:`eai.config`, so routes.yaml and the plugins' imports are unchanged.
 """
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import Field
 
 from eai.messages import SendLimits
+from eai.model import Duration, Model, parse_duration
+from eai.net import TlsClientConfig, TlsServerConfig
 
 __all__ = [
     "DestinationConfig",
@@ -24,45 +28,6 @@ __all__ = [
     "parse_duration",
 ]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: Any) -> float:
-    """``"30s"``, ``"10m"``, ``"500ms"``, ``"1h"``, ``2`` (seconds) -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like 30s, 10m, 500ms")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            return float(m.group(1)) * _UNIT[m.group(2)]
-    raise ValueError(f"invalid duration {value!r}: use a number of seconds or 30s, 10m, 500ms, 1h")
-
-
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "minimum": 0},
-                {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)?$"},
-            ],
-            "description": "seconds, or a string such as 500ms, 30s, 10m, 1h",
-        }
-    ),
-]
-
-
-class Model(BaseModel):
-    """Strict, frozen: an unknown key is an error, a loaded config never changes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
 
 class RetryPolicy(Model):
     initial: Duration = Field(default=1.0, description="first backoff delay")
@@ -74,34 +39,6 @@ class RetryPolicy(Model):
     )
     jitter: float = Field(
         default=0.2, ge=0, le=1, description="random +/- fraction applied to each delay"
-    )
-
-
-class TlsServerConfig(Model):
-    cert: Path = Field(description="PEM certificate chain of this listener")
-    key: Path = Field(description="PEM private key of this listener")
-    client_ca: Path | None = Field(
-        default=None, description="PEM CA bundle; when set, client certificates are verified"
-    )
-    require_client_cert: bool = Field(
-        default=False, description="refuse clients without a certificate signed by client_ca"
-    )
-
-    @model_validator(mode="after")
-    def _client_ca_for_required_certs(self) -> TlsServerConfig:
-        if self.require_client_cert and self.client_ca is None:
-            raise ValueError("require_client_cert needs client_ca to verify clients against")
-        return self
-
-
-class TlsClientConfig(Model):
-    ca: Path | None = Field(
-        default=None, description="PEM CA bundle to verify the server; default: system"
-    )
-    cert: Path | None = Field(default=None, description="client certificate (mutual TLS)")
-    key: Path | None = Field(default=None, description="client private key (mutual TLS)")
-    server_hostname: str | None = Field(
-        default=None, description="name to check in the server certificate"
     )
 
 

@@ -5,8 +5,9 @@ socket, loading certificates); importing it touches nothing.
 
 What a connector uses, whatever its protocol:
 
-* :func:`server_context`, :func:`client_context`: TLS >= 1.2 contexts (mutual TLS
-  when configured) from :class:`eai.config.TlsServerConfig` / ``TlsClientConfig``;
+* :class:`TlsServerConfig`, :class:`TlsClientConfig`: the ``tls:`` models of
+  routes.yaml (re-exported by :mod:`eai.config`), and :func:`server_context`,
+  :func:`client_context`: TLS >= 1.2 contexts (mutual TLS when configured) from them;
 * :func:`split_bind`: ``host:port`` / ``[v6]:port`` of a ``bind`` setting;
 * :class:`Admission`, :func:`parse_networks`, :func:`check_networks`,
   :func:`address_allowed`: who may hold a listener's connections
@@ -37,7 +38,7 @@ from eai.net._server import (
     peer_name,
     server_handshake,
 )
-from eai.net._tls import client_context, server_context
+from eai.net._tls import TlsClientConfig, TlsServerConfig, client_context, server_context
 
 __all__ = [
     "Admission",
@@ -45,6 +46,8 @@ __all__ = [
     "IpNetwork",
     "LogThrottle",
     "StreamServer",
+    "TlsClientConfig",
+    "TlsServerConfig",
     "address_allowed",
     "check_networks",
     "client_context",

@@ -1,10 +1,11 @@
-"""Build TLS contexts (>= 1.2, optionally mutual) from a listener's or destination's config.
+"""TLS config models and the contexts (>= 1.2, optionally mutual) built from them.
 
 Touches: files (reads the PEM certificates and keys).
 
-The models are :class:`eai.config.TlsServerConfig` (``cert``, ``key``, ``client_ca``,
-``require_client_cert``) and :class:`eai.config.TlsClientConfig` (``ca``, ``cert``,
-``key``); every listener and destination (MLLP, HTTP, DICOM) builds its context here.
+The models are :class:`TlsServerConfig` (``cert``, ``key``, ``client_ca``,
+``require_client_cert``) and :class:`TlsClientConfig` (``ca``, ``cert``, ``key``,
+``server_hostname``), the ``tls:`` of routes.yaml (re-exported by :mod:`eai.config`);
+every listener and destination (MLLP, HTTP, DICOM) builds its context here.
 An unreadable file is a :class:`~eai.errors.ConfigError` naming it.
 """
 
@@ -12,14 +13,41 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from pydantic import Field, model_validator
 
 from eai.errors import ConfigError, ConfigIssue
+from eai.model import Model
 
-if TYPE_CHECKING:
-    from eai.config import TlsClientConfig, TlsServerConfig
+__all__ = ["TlsClientConfig", "TlsServerConfig", "client_context", "server_context"]
 
-__all__ = ["client_context", "server_context"]
+
+class TlsServerConfig(Model):
+    cert: Path = Field(description="PEM certificate chain of this listener")
+    key: Path = Field(description="PEM private key of this listener")
+    client_ca: Path | None = Field(
+        default=None, description="PEM CA bundle; when set, client certificates are verified"
+    )
+    require_client_cert: bool = Field(
+        default=False, description="refuse clients without a certificate signed by client_ca"
+    )
+
+    @model_validator(mode="after")
+    def _client_ca_for_required_certs(self) -> TlsServerConfig:
+        if self.require_client_cert and self.client_ca is None:
+            raise ValueError("require_client_cert needs client_ca to verify clients against")
+        return self
+
+
+class TlsClientConfig(Model):
+    ca: Path | None = Field(
+        default=None, description="PEM CA bundle to verify the server; default: system"
+    )
+    cert: Path | None = Field(default=None, description="client certificate (mutual TLS)")
+    key: Path | None = Field(default=None, description="client private key (mutual TLS)")
+    server_hostname: str | None = Field(
+        default=None, description="name to check in the server certificate"
+    )
 
 
 def server_context(cfg: TlsServerConfig) -> ssl.SSLContext:

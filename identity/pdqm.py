@@ -37,8 +37,9 @@ from typing import Any, TypeVar
 
 import httpx
 
-from eai.config import IdentityServerConfig, TlsClientConfig
 from eai.errors import ConfigError, ConfigIssue, EaiError
+from eai.net import TlsClientConfig
+from identity.config import IdentityServerConfig
 from identity.ins import INS_NIA_OID, INS_NIR_DEMO_OID, INS_NIR_OID, INS_NIR_TEST_OID
 
 __all__ = [

@@ -1,0 +1,181 @@
+"""Render a submission set and its document entry as an ITI-41 ProvideAndRegisterDocumentSetRequest.
+
+Touches: nothing.
+
+ebRIM 3.0 / ebRS 3.0 (``urn:oasis:names:tc:ebxml-regrep:xsd:*:3.0``) inside the XDS.b
+``ProvideAndRegisterDocumentSetRequest`` (``urn:ihe:iti:xds-b:2007``), laid out as IHE
+ITI TF-3 §4.2 and the ANS sample (``ansforge/DRIM-M_DATA``, ``informatif/XDS/
+publication.xml``): a RegistryPackage (submission set: submissionTime slot, author and
+contentTypeCode classifications, the submission-set classification node, patientId,
+sourceId and uniqueId external identifiers), an ExtrinsicObject per document (slots,
+coded classifications each with its codingScheme slot and display name, patientId and
+uniqueId), a HasMember association (``SubmissionSetStatus`` ``Original``), and the
+``Document`` element holding the bytes (base64 here: the MTOM layer moves them into
+their own part behind an ``xop:Include``). Built with lxml, one element at a time.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from lxml import etree
+
+from connectors.dmp._codes import SCHEME
+from connectors.dmp._header import Code
+from connectors.dmp._metadata import DocumentEntry, SubmissionSet
+
+__all__ = [
+    "DOCUMENT_ID",
+    "LCM",
+    "RIM",
+    "SUBMISSION_SET_ID",
+    "XDSB",
+    "build_request",
+]
+
+RIM = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
+LCM = "urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0"
+XDSB = "urn:ihe:iti:xds-b:2007"
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+_NSMAP = {"rim": RIM, "lcm": LCM, "xdsb": XDSB}
+SUBMISSION_SET_ID = "SubmissionSet01"
+DOCUMENT_ID = "Document01"
+
+
+def _rim(tag: str) -> str:
+    return f"{{{RIM}}}{tag}"
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self._count = 0
+
+    def next_id(self, prefix: str) -> str:
+        self._count += 1
+        return f"{prefix}{self._count:02d}"
+
+    @staticmethod
+    def slot(parent: etree._Element, name: str, *values: str) -> None:
+        slot = etree.SubElement(parent, _rim("Slot"), name=name)
+        value_list = etree.SubElement(slot, _rim("ValueList"))
+        for value in values:
+            etree.SubElement(value_list, _rim("Value")).text = value
+
+    @staticmethod
+    def name(parent: etree._Element, text: str, tag: str = "Name") -> None:
+        element = etree.SubElement(parent, _rim(tag))
+        localized = etree.SubElement(element, _rim("LocalizedString"), value=text)
+        localized.set("charset", "UTF-8")
+        localized.set(_XML_LANG, "fr-FR")
+
+    def coded(self, parent: etree._Element, scheme: str, code: Code) -> None:
+        element = etree.SubElement(
+            parent,
+            _rim("Classification"),
+            classificationScheme=SCHEME[scheme],
+            classifiedObject=str(parent.get("id")),
+            id=self.next_id("cl"),
+            nodeRepresentation=code.code,
+        )
+        self.slot(element, "codingScheme", code.system)
+        self.name(element, code.display or code.code)
+
+    def author(
+        self, parent: etree._Element, scheme: str, person: str, institution: str, specialty: str
+    ) -> None:
+        element = etree.SubElement(
+            parent,
+            _rim("Classification"),
+            classificationScheme=SCHEME[scheme],
+            classifiedObject=str(parent.get("id")),
+            id=self.next_id("cl"),
+            nodeRepresentation="",
+        )
+        self.slot(element, "authorPerson", person)
+        self.slot(element, "authorInstitution", institution)
+        if specialty:
+            self.slot(element, "authorSpecialty", specialty)
+
+    def external_id(self, parent: etree._Element, scheme: str, value: str, label: str) -> None:
+        element = etree.SubElement(
+            parent,
+            _rim("ExternalIdentifier"),
+            id=self.next_id("ei"),
+            identificationScheme=SCHEME[scheme],
+            registryObject=str(parent.get("id")),
+            value=value,
+        )
+        self.name(element, label)
+
+
+def _document_entry(b: _Builder, parent: etree._Element, entry: DocumentEntry) -> None:
+    eo = etree.SubElement(
+        parent,
+        _rim("ExtrinsicObject"),
+        id=DOCUMENT_ID,
+        mimeType=entry.mime_type,
+        objectType=SCHEME["de.object"],
+    )
+    b.slot(eo, "creationTime", entry.creation_time)
+    b.slot(eo, "hash", entry.hash)
+    b.slot(eo, "languageCode", entry.language)
+    b.slot(eo, "legalAuthenticator", entry.legal_authenticator)
+    b.slot(eo, "serviceStartTime", entry.service_start)
+    if entry.service_stop:
+        b.slot(eo, "serviceStopTime", entry.service_stop)
+    b.slot(eo, "size", str(entry.size))
+    b.slot(eo, "sourcePatientId", entry.source_patient_id)
+    if entry.source_patient_info:
+        b.slot(eo, "sourcePatientInfo", *entry.source_patient_info)
+    b.name(eo, entry.title)
+    b.author(eo, "de.author", entry.author_person, entry.author_institution, entry.author_specialty)
+    b.coded(eo, "de.classCode", entry.class_code)
+    for code in entry.confidentiality:
+        b.coded(eo, "de.confidentialityCode", code)
+    b.coded(eo, "de.formatCode", entry.format_code)
+    b.coded(eo, "de.healthcareFacilityTypeCode", entry.facility_type)
+    b.coded(eo, "de.practiceSettingCode", entry.practice_setting)
+    b.coded(eo, "de.typeCode", entry.type_code)
+    b.external_id(eo, "de.patientId", entry.patient_id, "XDSDocumentEntry.patientId")
+    b.external_id(eo, "de.uniqueId", entry.unique_id, "XDSDocumentEntry.uniqueId")
+
+
+def _submission_set(b: _Builder, parent: etree._Element, submission: SubmissionSet) -> None:
+    rp = etree.SubElement(parent, _rim("RegistryPackage"), id=SUBMISSION_SET_ID)
+    b.slot(rp, "submissionTime", submission.submission_time)
+    b.author(rp, "ss.author", submission.author_person, submission.author_institution, "")
+    b.coded(rp, "ss.contentTypeCode", submission.content_type)
+    etree.SubElement(
+        rp,
+        _rim("Classification"),
+        classificationNode=SCHEME["ss.object"],
+        classifiedObject=SUBMISSION_SET_ID,
+        id=b.next_id("cl"),
+    )
+    b.external_id(rp, "ss.patientId", submission.patient_id, "XDSSubmissionSet.patientId")
+    b.external_id(rp, "ss.sourceId", submission.source_id, "XDSSubmissionSet.sourceId")
+    b.external_id(rp, "ss.uniqueId", submission.unique_id, "XDSSubmissionSet.uniqueId")
+
+
+def build_request(
+    submission: SubmissionSet, entry: DocumentEntry, document: bytes
+) -> etree._Element:
+    """The ``xdsb:ProvideAndRegisterDocumentSetRequest`` element publishing ``document``."""
+    b = _Builder()
+    request = etree.Element(f"{{{XDSB}}}ProvideAndRegisterDocumentSetRequest", nsmap=_NSMAP)
+    submit = etree.SubElement(request, f"{{{LCM}}}SubmitObjectsRequest")
+    objects = etree.SubElement(submit, _rim("RegistryObjectList"))
+    _submission_set(b, objects, submission)
+    _document_entry(b, objects, entry)
+    association = etree.SubElement(
+        objects,
+        _rim("Association"),
+        associationType="urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember",
+        id=b.next_id("as"),
+        sourceObject=SUBMISSION_SET_ID,
+        targetObject=DOCUMENT_ID,
+    )
+    b.slot(association, "SubmissionSetStatus", "Original")
+    doc = etree.SubElement(request, f"{{{XDSB}}}Document", id=DOCUMENT_ID)
+    doc.text = base64.b64encode(document).decode("ascii")
+    return request

@@ -1,0 +1,255 @@
+"""The XDS.b metadata values of one DMP publication (submission set and document entry).
+
+Touches: nothing.
+
+From a :class:`~connectors.dmp._source.Publication` per the IG's ``mapping.md`` ("Mapping
+XDS", "Lot de soumission" and "Fiche") and the CI-SIS rules in ``docs-fr.md``: patientId
+``<INS>^^^&<OID>&ISO^NH``; author and legalAuthenticator as XCN with the RPPS authority
+``&1.2.250.1.71.4.2.1&ISO`` and type ``IDNPS``; institution as XON ``&1.2.250.1.71.4.2.2&ISO``
+``IDNST``; hash SHA-1 (hex) and size of the exact bytes sent. Unique ids are OIDs: the
+DMP refuses ``OID^extension`` (docs-fr.md), so the document's uniqueId is the CDA
+``id@root`` (the IG: "CDA : id@root"), or ``root.extension`` when the extension is a
+number (still an OID); any other extension cannot be published and is refused. A
+submission set's uniqueId is a UUID-derived OID (``2.25.<n>``, ITU-T X.667), as the ANS
+sample does for its signature document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from connectors.dmp._codes import (
+    CONFIDENTIALITY_FLAGS,
+    CONTENT_TYPE_BY_PATIENT_CLASS,
+    DEFAULT_CLASS_CODES,
+    DEFAULT_FORMAT_CODES,
+    FORMAT_PDF,
+    INS_OIDS,
+    RPPS_OID,
+)
+from connectors.dmp._header import Code, InstanceId, Person
+from connectors.dmp._source import Publication
+from eai.errors import PermanentDeliveryError
+from eai.hl7 import escape
+
+__all__ = ["DocumentEntry", "MetadataSettings", "SubmissionSet", "build_metadata", "xcn", "xon"]
+
+_OID = re.compile(r"^[0-2](\.(0|[1-9]\d*))+$")
+_NUMBER = re.compile(r"^(0|[1-9]\d*)$")
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataSettings:
+    """The destination's part of the metadata (not in the message)."""
+
+    source_id: str
+    """XDSSubmissionSet.sourceId: the OID of the publishing system."""
+    content_type: Code | None = None
+    """contentTypeCode when PV1-2 gives none (a CDA alone, or an unknown patient class)."""
+    class_codes: Mapping[str, Code] = field(default_factory=lambda: dict(DEFAULT_CLASS_CODES))
+    """classCode by typeCode (LOINC)."""
+    format_codes: Mapping[str, Code] = field(default_factory=lambda: dict(DEFAULT_FORMAT_CODES))
+    """formatCode by CDA model templateId."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class SubmissionSet:
+    unique_id: str
+    source_id: str
+    submission_time: str
+    patient_id: str
+    author_person: str
+    author_institution: str
+    content_type: Code
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class DocumentEntry:
+    unique_id: str
+    mime_type: str
+    title: str
+    class_code: Code
+    type_code: Code
+    format_code: Code
+    confidentiality: tuple[Code, ...]
+    facility_type: Code
+    practice_setting: Code
+    creation_time: str
+    service_start: str
+    service_stop: str
+    language: str
+    legal_authenticator: str
+    author_person: str
+    author_institution: str
+    author_specialty: str
+    patient_id: str
+    source_patient_id: str
+    source_patient_info: tuple[str, ...]
+    hash: str
+    size: int
+
+
+def _esc(value: str) -> str:
+    return escape(value, "^~\\&", "|")
+
+
+def xcn(person_id: InstanceId, family: str = "", given: str = "") -> str:
+    """An HL7 v2 XCN for a professional (IDNPS under the RPPS authority, else EI)."""
+    kind = "D^^^IDNPS" if person_id.root == RPPS_OID else "U^^^EI"
+    return (
+        f"{_esc(person_id.extension)}^{_esc(family)}^{_esc(given)}^^^^^^"
+        f"&{person_id.root}&ISO^{kind}"
+    )
+
+
+def xon(name: str, organisation: InstanceId) -> str:
+    """An HL7 v2 XON for a structure (IDNST)."""
+    return f"{_esc(name)}^^^^^&{organisation.root}&ISO^IDNST^^^{_esc(organisation.extension)}"
+
+
+def _person_xcn(person: Person) -> str:
+    return xcn(person.id, person.family, person.given)
+
+
+def _document_unique_id(document_id: InstanceId) -> str:
+    if not _OID.match(document_id.root):
+        raise PermanentDeliveryError(
+            "the document's ClinicalDocument/id@root (uniqueId) is not an OID"
+        )
+    if not document_id.extension:
+        return document_id.root
+    if _NUMBER.match(document_id.extension):
+        return f"{document_id.root}.{document_id.extension}"
+    raise PermanentDeliveryError(
+        "the document's ClinicalDocument/id has a non-numeric extension: the DMP takes an OID "
+        "uniqueId, never OID^extension"
+    )
+
+
+def _author_institution(person: Person) -> str:
+    if person.organisation is None:
+        raise PermanentDeliveryError(
+            "the document header lacks ClinicalDocument/author/assignedAuthor/"
+            "representedOrganization/id (authorInstitution), required by the DMP metadata"
+        )
+    return xon(person.organisation_name, person.organisation)
+
+
+def _submission_author(publication: Publication) -> str:
+    sender = publication.sender
+    if (
+        sender is not None
+        and sender.kind == "professional"
+        and sender.identifier
+        and sender.identifier_system == RPPS_OID
+    ):
+        return xcn(InstanceId(RPPS_OID, sender.identifier))
+    return _person_xcn(publication.header.author)
+
+
+def _source_patient_id(publication: Publication) -> str:
+    for pid in publication.header.patient_ids:
+        if pid.root not in INS_OIDS and pid.extension and _OID.match(pid.root):
+            return f"{_esc(pid.extension)}^^^&{pid.root}&ISO^PI"
+    return f"{publication.ins}^^^&{publication.ins_oid}&ISO^NH"
+
+
+def _content_type(publication: Publication, settings: MetadataSettings) -> Code:
+    code = CONTENT_TYPE_BY_PATIENT_CLASS.get(publication.patient_class) or settings.content_type
+    if code is None:
+        raise PermanentDeliveryError(
+            "no contentTypeCode: PV1-2 gives no known patient class and the destination sets "
+            "no content_type_code"
+        )
+    return code
+
+
+def _class_code(publication: Publication, settings: MetadataSettings) -> Code:
+    type_code = publication.header.type.code
+    code = settings.class_codes.get(type_code)
+    if code is None:
+        raise PermanentDeliveryError(
+            f"no classCode for the document type {type_code} (ClinicalDocument/code): add it "
+            "to the destination's class_codes"
+        )
+    return code
+
+
+def _format_code(publication: Publication, settings: MetadataSettings) -> Code:
+    if not publication.header.structured:
+        return FORMAT_PDF
+    for template in publication.header.template_ids:
+        code = settings.format_codes.get(template)
+        if code is not None:
+            return code
+    raise PermanentDeliveryError(
+        "no formatCode for the document's model (ClinicalDocument/templateId): add its "
+        "templateId to the destination's format_codes"
+    )
+
+
+def _confidentiality(publication: Publication) -> tuple[Code, ...]:
+    codes = [publication.header.confidentiality]
+    codes += [code for flag, code in CONFIDENTIALITY_FLAGS if publication.flags.get(flag) == "Y"]
+    return tuple(codes)
+
+
+def build_metadata(
+    publication: Publication,
+    settings: MetadataSettings,
+    *,
+    now: datetime | None = None,
+    new_uuid: Callable[[], uuid.UUID] = uuid.uuid4,
+) -> tuple[SubmissionSet, DocumentEntry]:
+    """The submission set and document entry of ``publication``.
+
+    Raises PermanentDeliveryError naming what is missing or cannot be published."""
+    header = publication.header
+    if not _OID.match(settings.source_id):
+        raise PermanentDeliveryError("the destination's source_id is not an OID")
+    patient_id = f"{publication.ins}^^^&{publication.ins_oid}&ISO^NH"
+    when = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    author = header.author
+    specialty = ""
+    if author.specialty is not None:
+        s = author.specialty
+        specialty = f"{_esc(s.code)}^{_esc(s.display)}^{s.system}"
+    submission = SubmissionSet(
+        unique_id=f"2.25.{new_uuid().int}",
+        source_id=settings.source_id,
+        submission_time=when,
+        patient_id=patient_id,
+        author_person=_submission_author(publication),
+        author_institution=_author_institution(author),
+        content_type=_content_type(publication, settings),
+    )
+    entry = DocumentEntry(
+        unique_id=_document_unique_id(header.id),
+        mime_type="text/xml",
+        title=header.title,
+        class_code=_class_code(publication, settings),
+        type_code=header.type,
+        format_code=_format_code(publication, settings),
+        confidentiality=_confidentiality(publication),
+        facility_type=header.facility_type,
+        practice_setting=header.practice_setting,
+        creation_time=header.creation_time,
+        service_start=header.service_start,
+        service_stop=header.service_stop,
+        language=header.language,
+        legal_authenticator=_person_xcn(header.legal_authenticator),
+        author_person=_person_xcn(author),
+        author_institution=_author_institution(author),
+        author_specialty=specialty,
+        patient_id=patient_id,
+        source_patient_id=_source_patient_id(publication),
+        source_patient_info=publication.source_patient_info,
+        hash=hashlib.sha1(publication.document).hexdigest(),  # noqa: S324 - XDS mandates SHA-1
+        size=len(publication.document),
+    )
+    return submission, entry

@@ -43,7 +43,7 @@ from dicom_router._requestor import (
 )
 from eai.errors import PermanentDeliveryError, TransientDeliveryError
 
-__all__ = ["ECHO_CONTEXT", "Link", "Scu", "Target", "tls_reason"]
+__all__ = ["ECHO_CONTEXT", "MAX_CONTEXTS", "Context", "Link", "Scu", "Target", "tls_reason"]
 
 log = logging.getLogger("dicom_router.forward")  # the destination's logger, as before the split
 

@@ -151,7 +151,10 @@ def check_duplicates(store: Store) -> None:
     assert again == IngestResult(first.message_id, True, b"MSH|^~\\&|\rMSA|AA|d1")
     batch = journal(store, [entry("d1"), entry("d1")])
     assert batch == [again, again]
-    assert counts(store) == before
+    # no new message; each copy is a "retransmitted" event of the original's journey
+    assert counts(store) == (before[0], before[1] + 3)
+    kinds = [e["kind"] for e in event_rows(store, first.message_id)]
+    assert kinds == ["received", "acknowledged", *["retransmitted"] * 3]
 
     # a copy within the batch gets the first copy's ACK; results follow the entries
     res = journal(
@@ -162,7 +165,7 @@ def check_duplicates(store: Store) -> None:
     assert res[1] == again
     assert res[2] == IngestResult(res[0].message_id, True, b"ack one")
     assert res[3].message_id > res[0].message_id
-    assert counts(store) == (before[0] + 2, before[1] + 4)
+    assert counts(store) == (before[0] + 2, before[1] + 3 + 4 + 2)
     assert message_row(store, res[0].message_id)["ack"] == b"ack one"
     assert message_row(store, res[3].message_id)["control_id"] == "d3"
 
@@ -170,7 +173,7 @@ def check_duplicates(store: Store) -> None:
     res = journal(store, [entry("d4", ack=b"four"), entry("d4"), entry("d1")])
     assert res[1] == IngestResult(res[0].message_id, True, b"four")
     assert res[2] == again
-    assert counts(store) == (before[0] + 3, before[1] + 6)
+    assert counts(store) == (before[0] + 3, before[1] + 9 + 2 + 2)
     # entries without a dedup key are never duplicates
     a, b = journal(store, [entry("n", key=None), entry("n", key=None)])
     (c,) = journal(store, [entry("n", key=None)])

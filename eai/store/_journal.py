@@ -17,7 +17,8 @@ the line terminators (:func:`content_lines`). A different content under a known 
 a sender that reused a control id: it is journaled as a new message under a content key
 (``<key>|content:<keyed hash of its lines>``, so that its own retransmissions are found
 by one exact lookup), with an ``id_reused`` event in its journey and a ``warn`` anomaly
-for its sending facility, in the same transaction. The unique index on ``dedup_key``
+for its sending facility, in the same transaction; a retransmission leaves a
+``retransmitted`` event on the original (``_ingest_events``). The unique index on ``dedup_key``
 stays the last guard between engine nodes: of two racing inserts of one key, one fails
 and is run again by the writer (see ``_writer``), which then finds the other.
 The first message of a key is stored under the plain key (as before content keys
@@ -37,9 +38,9 @@ from sqlalchemy import Connection, Dialect, bindparam, insert, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from eai.messages import IngestResult, JournalEntry
-from eai.store._anomalies import control_id_reused, record_anomalies
 from eai.store._crypto import Cipher
 from eai.store._driver_sql import DriverStatement
+from eai.store._ingest_events import record_retransmissions, record_reuses
 from eai.store._schema import events, messages
 
 __all__ = ["ack_code", "content_lines", "insert_entries", "naive_utc"]
@@ -291,35 +292,6 @@ def _content_keys(
     return lines, ckeys, found
 
 
-def _record_reuses(conn: Connection, reuses: list[tuple[int, int, JournalEntry]]) -> None:
-    """The journey event and the facility's anomaly of each (new id, earlier id, entry)."""
-    if not reuses:
-        return
-    at = utcnow()
-    conn.execute(
-        _INSERT_EVENTS,
-        [
-            {
-                "at": at,
-                "message_id": mid,
-                "kind": "id_reused",
-                "detail": f"control id reused: message {earlier} has the same "
-                "dedup key (listener, MSH-3, MSH-4, MSH-10) with another content; "
-                "journaled as a new message",
-            }
-            for mid, earlier, _ in reuses
-        ],
-    )
-    record_anomalies(
-        conn,
-        [
-            control_id_reused(e.sending_facility, mid, e.control_id, earlier)
-            for mid, earlier, e in reuses
-        ],
-        at,
-    )
-
-
 def insert_entries(
     conn: Connection, cipher: Cipher, entries: list[JournalEntry]
 ) -> list[IngestResult]:
@@ -384,11 +356,20 @@ def insert_entries(
         assert earlier is not None
         results[pos] = IngestResult(message_id=inserted[pos], reuses=earlier)
         reuses.append((inserted[pos], earlier, entries[pos]))
-    _record_reuses(conn, reuses)
+    record_reuses(conn, reuses)
     for i, first in later_copies:
         res = results[first]
         assert res is not None
         results[i] = IngestResult(
             message_id=res.message_id, duplicate=True, stored_ack=entries[first].ack
         )
-    return [r for r in results if r is not None]
+    done = [r for r in results if r is not None]
+    record_retransmissions(
+        conn,
+        [
+            (r.message_id, e, ack_code(r.stored_ack))
+            for r, e in zip(done, entries, strict=True)
+            if r.duplicate
+        ],
+    )
+    return done

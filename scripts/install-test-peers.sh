@@ -2,7 +2,9 @@
 # Install the external programs the test suite starts for real:
 #   - the PostgreSQL server binaries (Debian's /usr/lib/postgresql/<ver>/bin/{initdb,pg_ctl,postgres});
 #   - dcmtk (storescp, storescu, echoscu) and Orthanc, the DICOM peers of the
-#     router's tests and of bench/dicom_route.py (standins/dicom/).
+#     router's tests and of bench/dicom_route.py (standins/dicom/);
+#   - xmlsec1, which verifies the DMP VIHF signature in the tests and the DMP stand-in
+#     (another implementation than the signxml that signs it).
 #
 # Runs apt-get only for what is missing and only as root, so local reruns are
 # fast. Without root it only warns: the fixtures then fail with a message that
@@ -23,6 +25,10 @@ have_dcmtk() {
     command -v storescp >/dev/null && command -v storescu >/dev/null && command -v echoscu >/dev/null
 }
 
+have_xmlsec1() {
+    command -v xmlsec1 >/dev/null
+}
+
 have_orthanc() {
     command -v Orthanc >/dev/null || [[ -x /usr/sbin/Orthanc ]]
 }
@@ -31,11 +37,13 @@ missing=()
 have_pg || missing+=(postgresql)
 have_dcmtk || missing+=(dcmtk)
 have_orthanc || missing+=(orthanc)
+have_xmlsec1 || missing+=(xmlsec1)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-test-peers: PostgreSQL server binaries present:" $(compgen -G '/usr/lib/postgresql/*/bin/initdb')
     echo "install-test-peers: dcmtk present: $(command -v storescp storescu echoscu | tr '\n' ' ')"
     echo "install-test-peers: Orthanc present: $(command -v Orthanc || echo /usr/sbin/Orthanc)"
+    echo "install-test-peers: xmlsec1 present: $(command -v xmlsec1)"
     exit 0
 fi
 

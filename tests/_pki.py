@@ -17,10 +17,10 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["Pki", "make_pki"]
+__all__ = ["Pki", "make_pki", "make_seal"]
 
 
 @dataclass(frozen=True)
@@ -123,3 +123,45 @@ def make_pki(directory: Path) -> Pki:
     r_cert, r_key = _write(directory, "rogue", rogue_cert, rogue_key)
     rs_cert, rs_key = _write(directory, "rogue-server", rogue_server, rogue_server_key)
     return Pki(ca_path, s_cert, s_key, c_cert, c_key, r_cert, r_key, rs_cert, rs_key)
+
+
+def make_seal(
+    subject: str = "eai DMP seal",
+) -> tuple[x509.Certificate, rsa.RSAPrivateKey, x509.Certificate]:
+    """In memory: an RSA-2048 seal certificate (XML signatures: the DMP VIHF is RSA-SHA256)
+    with an O/OU/C subject like a structure's, its key, and the CA certificate that issued it."""
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_name = _name("eai test seal CA")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = dt.datetime.now(dt.UTC)
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "FR"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "GRADeS test"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "499700367909006"),
+            x509.NameAttribute(NameOID.COMMON_NAME, subject),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert, key, ca

@@ -35,6 +35,24 @@ class AnomalyMailer:
     def urgent(self) -> None:
         self._urgent.set()
 
+    def check_sendable(self) -> bool:
+        """Says once, as a WARNING, that anomalies will not be mailed (no ``identity.smtp``);
+        the engine calls it at start-up and after a reload that removes the SMTP server."""
+        if self._config.smtp is not None:
+            return True
+        log.warning(
+            "identity.smtp is not set: anomalies will be stored, not mailed "
+            "(eai identity anomalies lists them)"
+        )
+        return False
+
+    def reconfigure(self, config: IdentityConfig) -> None:
+        """Takes a reloaded identity section (contacts, SMTP server) for the next mails."""
+        unset = config.smtp is None and self._config.smtp is not None
+        self._config = config
+        if unset:
+            self.check_sendable()
+
     async def notify(self, severities: tuple[str, ...], *, immediate: bool) -> int:
         smtp = self._config.smtp
         if smtp is None:

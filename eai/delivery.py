@@ -138,9 +138,14 @@ class DeliveryWorker:
             item = outbox_item(row, self._store.cipher, attempts)
             result = await self._dest.send(item)
         except PermanentDeliveryError as exc:
-            log.warning("delivery %d to %s dead: %s", row.id, self.name, exc)
+            log.error(
+                "delivery %d to %s dead-lettered (attempt %d): %s", row.id, self.name, attempts, exc
+            )
             return DeliveryOutcome(row.id, row.message_id, "dead", attempts, now, str(exc))
-        except (TransientDeliveryError, StoreError, OSError) as exc:
+        except TransientDeliveryError as exc:
+            detail = str(exc) or type(exc).__name__
+            return self._retry(row, attempts, now, detail, exc.retry_after)
+        except (StoreError, OSError) as exc:
             return self._retry(row, attempts, now, str(exc) or type(exc).__name__)
         except Exception as exc:  # noqa: BLE001 - a connector bug must not stop the worker
             log.exception("delivery %d to %s: unexpected error", row.id, self.name)
@@ -149,11 +154,22 @@ class DeliveryWorker:
         return DeliveryOutcome(row.id, row.message_id, "delivered", attempts, now, result.detail)
 
     def _retry(
-        self, row: ClaimedDelivery, attempts: int, now: datetime, detail: str
+        self,
+        row: ClaimedDelivery,
+        attempts: int,
+        now: datetime,
+        detail: str,
+        at_least: float | None = None,
     ) -> DeliveryOutcome:
         limit = self._policy.max_attempts
         if limit is not None and attempts >= limit:
-            log.warning("delivery %d to %s dead after %d attempts", row.id, self.name, attempts)
+            log.error(
+                "delivery %d to %s dead-lettered after %d attempts: %s",
+                row.id,
+                self.name,
+                attempts,
+                detail,
+            )
             return DeliveryOutcome(
                 row.id,
                 row.message_id,
@@ -163,17 +179,19 @@ class DeliveryWorker:
                 f"gave up after {attempts} attempts: {detail}",
             )
         delay = backoff_delay(self._policy, attempts)
-        log.info(
-            "delivery %d to %s failed (attempt %d), retry in %.1fs: %s",
+        if at_least is not None:  # the peer's Retry-After, counted from its answer (now)
+            delay = max(delay, at_least + (utcnow() - now).total_seconds())
+        retry_at = now + timedelta(seconds=delay)
+        log.warning(
+            "delivery %d to %s failed (attempt %d): %s; next retry at %sZ (in %.1f s)",
             row.id,
             self.name,
             attempts,
-            delay,
             detail,
+            retry_at.isoformat(timespec="seconds"),
+            delay,
         )
-        return DeliveryOutcome(
-            row.id, row.message_id, "retrying", attempts, now + timedelta(seconds=delay), detail
-        )
+        return DeliveryOutcome(row.id, row.message_id, "retrying", attempts, retry_at, detail)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Prepares the destination, sends windows until ``stopping`` (see

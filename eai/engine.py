@@ -1,6 +1,10 @@
 """The running engine: wires listeners, the journal, the pipeline and delivery workers.
 
-Touches: DB, network, files (data_dir lock), signals.
+Touches: DB, network, files (data_dir lock, routes.yaml on reload), signals.
+
+SIGHUP (or ``eai reload``, through the admin socket) reloads routes.yaml: see
+:meth:`Engine.reload` and :mod:`eai._reload` for what a reload applies and what
+waits for a restart.
 """
 
 from __future__ import annotations
@@ -17,18 +21,24 @@ from pathlib import Path
 from typing import IO
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import Connection, insert
 
-from eai.admin import AdminServer
+from eai._delivery_pool import DeliveryPool
+from eai._reload import ReloadPlan, config_hash, plan_reload
+from eai._scheduler_logs import quiet_scheduler_logs
+from eai.admin import AdminServer, Caller
 from eai.anomaly_mail import AnomalyMailer
-from eai.config import Config
+from eai.config import Config, DestinationConfig, load_config_text
 from eai.delivery import DeliveryWorker
-from eai.errors import StoreError
+from eai.errors import ConfigError, ConfigIssue, EaiError, StoreError
+from eai.identity_gate import reload_charter
 from eai.messages import IngestResult, JournalEntry
 from eai.net import run_blocking
 from eai.pipeline import Pipeline
 from eai.reconciler import Reconciler
-from eai.registry import Listener, build_destination, build_listener, periodic_jobs
-from eai.store import Store, clear_leases, settlement
+from eai.registry import Listener, build_listener, periodic_jobs
+from eai.store import Store, clear_leases, settlement, utcnow
+from eai.store.schema import events
 from identity.pdqm import IdentityServerClient
 
 __all__ = ["Engine", "lease_problems"]
@@ -117,11 +127,44 @@ class _Ingest:
         return result
 
 
-class Engine:
-    """Start with :meth:`run`; stop by setting the ``stopping`` event (or SIGTERM)."""
+class ReloadRefused(EaiError):
+    """A reload that could not be applied (a destination could not be built...): the
+    running config stays."""
 
-    def __init__(self, config: Config, *, key: str | None = None, grace: float = 10.0) -> None:
+
+def _record_event(conn: Connection, kind: str, detail: str) -> None:
+    """An engine-wide event (no message): who reloaded the config, when, which file."""
+    conn.execute(insert(events).values(at=utcnow(), message_id=None, kind=kind, detail=detail))
+
+
+def _mapping_problems(config: Config) -> None:
+    """Reads again the mapping files the routes name (ConfigError when one is broken),
+    then forgets the compiled ones so the pipeline compiles the files as they are now."""
+    named = {r.map_ for r in config.routes if r.map_}
+    if not named:
+        return
+    import mappings  # lazy, as in the pipeline: only configs that map load it
+
+    named.discard(mappings.AUTO)
+    for name in sorted(named):
+        mappings.load_mapping.__wrapped__(name)  # the file itself, not the cached compile
+    mappings.load_mapping.cache_clear()
+
+
+class Engine:
+    """Start with :meth:`run`; stop by setting the ``stopping`` event (or SIGTERM);
+    reload routes.yaml with :meth:`reload` (or SIGHUP, or ``eai reload``)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        key: str | None = None,
+        grace: float = 10.0,
+        config_path: Path | None = None,
+    ) -> None:
         self.config = config
+        self.config_path = config_path
         self.grace = grace
         self.node_id = config.engine.node_id or socket.gethostname()
         self._key = key if key is not None else os.environ.get("EAI_KEY")
@@ -132,12 +175,124 @@ class Engine:
         self.reconciler: Reconciler | None = None
         self.workers: dict[str, DeliveryWorker] = {}
         self.started = asyncio.Event()
+        self._pool: DeliveryPool | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self._reloading = asyncio.Lock()
+        self._background: set[asyncio.Task[object]] = set()
 
     def _wake_workers(self, destinations: set[str]) -> None:
-        for d in destinations:
-            w = self.workers.get(d)
-            if w is not None:
-                w.wake.set()
+        if self._pool is not None:
+            self._pool.wake(destinations)
+
+    async def reload(self, by: str) -> dict[str, object]:
+        """Reads routes.yaml again and applies it (see :mod:`eai._reload`); ``by`` names who
+        asked (the admin socket's caller, or the signal). An invalid file raises
+        :class:`ConfigError` with its FILE:LINE:COL issues and the running config stays.
+        Both outcomes are logged and journaled as an event."""
+        if self.config_path is None or self._pool is None or self.store is None:
+            raise ReloadRefused("this engine was not started from a routes.yaml: nothing to reload")
+        async with self._reloading:
+            path = self.config_path
+            try:
+                text = await run_blocking(path.read_bytes)
+            except OSError as exc:
+                raise await self._refused(by, "", ConfigError([_unreadable(path, exc)])) from exc
+            digest = config_hash(text)
+            try:
+                new = await run_blocking(self._validate, text, str(path))
+                plan = plan_reload(self.config, new)
+                workers = {n: self._pool.build(d) for n, d in _rebuilt(plan).items()}
+            except (ConfigError, ReloadRefused) as exc:
+                raise await self._refused(by, digest, exc) from exc
+            except Exception as exc:  # noqa: BLE001 - a connector that cannot be built
+                refused = ReloadRefused(f"a destination cannot be built: {exc}")
+                raise await self._refused(by, digest, refused) from exc
+            await self._apply(plan, workers)
+            detail = f"by {by}; {path} sha256 {digest}; {plan.summary()}"
+            await self.store.writer.run(lambda c: _record_event(c, "config_reloaded", detail))
+            log.info("config reloaded by %s (sha256 %s): %s", by, digest[:12], plan.summary())
+            for item in plan.restart_needed:
+                log.warning("reload: %s changed in %s; kept until a restart", item, path)
+            return {
+                "sha256": digest,
+                "summary": plan.summary(),
+                "restart_needed": list(plan.restart_needed),
+            }
+
+    @staticmethod
+    def _validate(text: bytes, filename: str) -> Config:
+        """The new config, with its charter and mapping files read (ConfigError if not)."""
+        try:
+            decoded = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            issue = _unreadable(Path(filename), exc)
+            raise ConfigError([issue]) from exc
+        config = load_config_text(decoded, filename)
+        reload_charter(tuple(config.identity.charter))
+        _mapping_problems(config)
+        return config
+
+    async def _refused(self, by: str, digest: str, exc: EaiError) -> EaiError:
+        lines = str(exc).splitlines() or [type(exc).__name__]
+        log.error("reload by %s refused; the running config stays:", by)
+        for line in lines:
+            log.error("  %s", line)
+        if self.store is not None:
+            detail = f"by {by}; {self.config_path} sha256 {digest or '-'}; " + "; ".join(lines)
+            await self.store.writer.run(lambda c: _record_event(c, "config_reload_refused", detail))
+        return exc
+
+    async def _apply(self, plan: ReloadPlan, workers: dict[str, DeliveryWorker]) -> None:
+        """New destinations start first, then the pipeline plans with the new routes,
+        then changed destinations are rebuilt and removed ones stopped."""
+        assert self._pool is not None
+        for name in plan.added:
+            self._pool.start(workers[name])
+        self.config = plan.config
+        if self.pipeline is not None:
+            self.pipeline.reconfigure(plan.config)
+        if self.mailer is not None:
+            self.mailer.reconfigure(plan.config.identity)
+        self._reschedule(plan.config)
+        for name in plan.changed:
+            await self._pool.retire(name)  # its batch finishes: no row sent twice
+            self._pool.start(workers[name])
+        for name in plan.removed:
+            await self._pool.retire(name)
+            log.warning(
+                "destination %s removed by the reload: its worker stopped; rows still in "
+                "its outbox stay there (eai queue list) until it comes back",
+                name,
+            )
+
+    def _reschedule(self, config: Config) -> None:
+        scheduler = self._scheduler
+        if scheduler is None or not scheduler.running:
+            return
+        scheduler.reschedule_job(
+            "identity-digest", trigger="interval", seconds=config.identity.digest_every
+        )
+        view = _JournalView(self.store) if self.store is not None else None
+        for job in periodic_jobs().values():
+            if scheduler.get_job(f"periodic:{job.name}") is not None:
+                scheduler.modify_job(f"periodic:{job.name}", args=[config, view])
+
+    def _on_sighup(self) -> None:
+        task = asyncio.create_task(self._reload_logged("signal SIGHUP"))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _reload_logged(self, by: str) -> object:
+        try:
+            return await self.reload(by)
+        except EaiError:
+            return None  # logged and journaled by reload()
+        except Exception:  # noqa: BLE001 - a reload never stops the engine
+            log.exception("reload by %s failed; the running config stays", by)
+            return None
+
+    async def _admin_reload(self, caller: Caller, _request: dict[str, object]) -> dict[str, object]:
+        return await self.reload(f"{caller.describe()} through the admin socket")
 
     async def run(
         self, stopping: asyncio.Event | None = None, install_signals: bool = False
@@ -147,6 +302,8 @@ class Engine:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stopping.set)
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        quiet_scheduler_logs()
         cfg = self.config
         admin_path = cfg.engine.admin_socket_path()
         _private_data_dir(
@@ -159,9 +316,13 @@ class Engine:
             lock = _lock_data_dir(Path(cfg.engine.data_dir))
         store = self.store = Store(cfg.engine.database, Path(cfg.engine.data_dir), self._key)
         store.start()
-        admin = AdminServer(admin_path, store, group=cfg.engine.admin_group)
+        admin = AdminServer(
+            admin_path, store, group=cfg.engine.admin_group, actions={"reload": self._admin_reload}
+        )
         tasks: list[asyncio.Task[None]] = []
-        scheduler = AsyncIOScheduler(timezone="UTC")
+        scheduler = self._scheduler = AsyncIOScheduler(timezone="UTC")
+        pool = self._pool = DeliveryPool(store, self.node_id, cfg)
+        self.workers = pool.workers
         try:
             # Single-process SQLite: every lease in the journal was this engine's.
             owner = None if store.is_sqlite else self.node_id
@@ -169,18 +330,9 @@ class Engine:
             await admin.start()
             for problem in () if store.is_sqlite else lease_problems(cfg):
                 log.warning("%s", problem)  # one engine per SQLite journal: no other node
-            for dcfg in cfg.destinations:
-                self.workers[dcfg.name] = DeliveryWorker(
-                    dcfg,
-                    build_destination(dcfg),
-                    store,
-                    self.node_id,
-                    window=cfg.engine.delivery_batch,
-                    lease=cfg.engine.lease,
-                    concurrency=dcfg.send_limits().connections,
-                    pace=cfg.engine.batch_wait,
-                )
+            built = [pool.build(dcfg) for dcfg in cfg.destinations]
             self.mailer = AnomalyMailer(store, cfg.identity)
+            self.mailer.check_sendable()
             if cfg.identity.server is not None:
                 client = IdentityServerClient(cfg.identity.server)
                 self.reconciler = Reconciler(client, cfg.identity)
@@ -231,8 +383,8 @@ class Engine:
                     max_instances=1,
                 )
             scheduler.start()
-            for w in self.workers.values():
-                tasks.append(asyncio.create_task(w.run(stopping), name=f"delivery:{w.name}"))
+            for worker in built:
+                pool.start(worker)
             log.info(
                 "engine %s started: %d listener(s), %d destination(s), %d route(s)",
                 self.node_id,
@@ -255,9 +407,23 @@ class Engine:
                 scheduler.shutdown(wait=False)
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+            for task in list(self._background):
+                task.cancel()
+            await pool.close()
             if self.reconciler is not None:
                 await self.reconciler.aclose()
             store.close()
             if lock is not None:
                 lock.close()
             log.info("engine stopped")
+
+
+def _rebuilt(plan: ReloadPlan) -> dict[str, DestinationConfig]:
+    """The destinations a reload starts a worker for (added and changed), by name."""
+    by_name = {d.name: d for d in plan.config.destinations}
+    return {n: by_name[n] for n in (*plan.added, *plan.changed)}
+
+
+def _unreadable(path: Path, exc: Exception) -> ConfigIssue:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return ConfigIssue(str(path), 1, 1, f"cannot read the file: {reason}")

@@ -44,6 +44,7 @@ __all__ = [
     "identity_from_cda",
     "identity_of",
     "identity_verdict",
+    "reload_charter",
 ]
 
 SERVER_UNAVAILABLE = "identity server unavailable"
@@ -65,6 +66,13 @@ _UNQUALIFIED_TEXT = (
 @functools.lru_cache(maxsize=8)
 def _rules(paths: tuple[Path, ...]) -> tuple[Rule, ...]:
     return tuple(load_charter(paths))
+
+
+def reload_charter(paths: tuple[Path, ...]) -> None:
+    """Reads the charter files again (a reload); ConfigError, and the rules in use kept,
+    when one is invalid."""
+    load_charter(paths)  # raises before the rules in use are forgotten
+    _rules.cache_clear()
 
 
 def _status_table(

@@ -430,6 +430,10 @@ class Pipeline:
         self.wake = self._loop.wake
         self.processed = 0
 
+    def reconfigure(self, config: Config) -> None:
+        """Plans the next batches under ``config`` (a reload: routes, mappings, charter)."""
+        self._config = config
+
     async def _claim(self, limit: int) -> list[ClaimedMessage]:
         """Leases up to ``limit`` received messages, oldest first."""
         lease = self._config.engine.lease
@@ -451,14 +455,15 @@ class Pipeline:
         """Plans the messages, after asking the identity server about their identities
         (parsed once for both). Retrying: [] while the server still cannot be asked."""
         cipher = self._store.cipher
+        config = self._config  # one config for the whole batch, even if a reload swaps it
         if self._reconciler is None:
-            return await run_blocking(plan_all, self._config, cipher, claimed)
-        parsed = await run_blocking(parse_all, self._config, cipher, claimed)
-        identities = identities_of(self._config, claimed, parsed)
+            return await run_blocking(plan_all, config, cipher, claimed)
+        parsed = await run_blocking(parse_all, config, cipher, claimed)
+        identities = identities_of(config, claimed, parsed)
         reconciled = await self._reconciler.reconcile_all(identities)
         if retrying and any(isinstance(r, IdentityServerUnavailable) for r in reconciled.values()):
             return []
-        return await run_blocking(plan_all, self._config, cipher, claimed, reconciled, parsed)
+        return await run_blocking(plan_all, config, cipher, claimed, reconciled, parsed)
 
     def _after(self, plans: list[MessagePlan], destinations: set[str]) -> None:
         if any(sev == "reject" for p in plans for _, sev, _ in p.anomalies):

@@ -87,7 +87,7 @@ class EngineThread:
 
     def __init__(self, config_path: Path, key: str | None = None) -> None:
         self.config = load_config(config_path, env={})
-        self.engine = Engine(self.config, key=key, grace=5.0)
+        self.engine = Engine(self.config, key=key, grace=5.0, config_path=config_path)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._thread: threading.Thread | None = None

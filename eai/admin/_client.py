@@ -11,7 +11,7 @@ from typing import Any
 
 from eai.admin._address import socket_address
 from eai.admin._protocol import HEADER_SIZE, MAX_ANSWER, ProtocolError, decode, encode, frame_length
-from eai.errors import EaiError, NotFound
+from eai.errors import ConfigError, ConfigIssue, EaiError, NotFound
 
 __all__ = ["AdminRefused", "EngineNotRunning", "request"]
 
@@ -45,6 +45,17 @@ def _receive(sock: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
+def _issues(raw: Any, text: str) -> list[ConfigIssue]:
+    """The FILE:LINE:COL issues of an ``invalid_config`` answer."""
+    try:
+        return [
+            ConfigIssue(str(i["file"]), int(i["line"]), int(i["column"]), str(i["message"]))
+            for i in raw
+        ]
+    except (TypeError, KeyError, ValueError):
+        return [ConfigIssue("routes.yaml", 1, 1, text)]
+
+
 def request(path: Path, obj: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
     """Sends ``obj`` and returns the answer's fields; an error answer raises
     :class:`eai.errors.NotFound` or :class:`AdminRefused`."""
@@ -70,4 +81,6 @@ def request(path: Path, obj: dict[str, Any], timeout: float = 60.0) -> dict[str,
     text = str(answer.get("error", "the engine refused the request"))
     if answer.get("code") == "not_found":
         raise NotFound(text)
+    if answer.get("code") == "invalid_config":
+        raise ConfigError(_issues(answer.get("issues"), text))
     raise AdminRefused(f"the engine refused: {text}")

@@ -7,6 +7,10 @@ connect at all is the socket file's mode (0600: the engine's user; 0660 with
 ``engine.admin_group``). A request is one length-prefixed JSON object
 (:mod:`eai.admin._protocol`), ``{"op": "raw", "message_id": N, "reason": "..."}``;
 the answer is ``{"ok": true, ...}`` or ``{"ok": false, "code": ..., "error": ...}``.
+
+Besides the store's operations (:mod:`eai.admin._ops`), the engine hands in its own
+``actions``, run on the event loop: ``reload`` (routes.yaml; an invalid file answers
+``code: invalid_config`` with its ``issues``, FILE:LINE:COL each).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import logging
 import os
 import socket
 import stat
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +36,29 @@ from eai.admin._protocol import (
     encode,
     frame_length,
 )
-from eai.errors import EaiError, NotFound, StoreError
+from eai.errors import ConfigError, ConfigIssue, EaiError, NotFound, StoreError
 from eai.net import run_blocking
 from eai.store import Store
 
-__all__ = ["AdminServer"]
+__all__ = ["Action", "AdminServer"]
 
 log = logging.getLogger(__name__)
+
+Action = Callable[[Caller, dict[str, Any]], Awaitable[dict[str, Any]]]
+"""An engine operation on the admin socket: the caller, the request; the answer's fields."""
 
 
 def _error(code: str, text: str) -> dict[str, Any]:
     return {"ok": False, "code": code, "error": text}
+
+
+def _issue_json(issue: ConfigIssue) -> dict[str, Any]:
+    return {
+        "file": issue.file,
+        "line": issue.line,
+        "column": issue.column,
+        "message": issue.message,
+    }
 
 
 class AdminServer:
@@ -55,9 +72,11 @@ class AdminServer:
         group: str | None = None,
         max_clients: int = 8,
         timeout: float = 30.0,
+        actions: Mapping[str, Action] | None = None,
     ) -> None:
         self.path = path.absolute()
         self._store = store
+        self._actions = dict(actions or {})
         self._group = group
         self._max_clients = max_clients
         self._timeout = timeout
@@ -165,11 +184,20 @@ class AdminServer:
     async def _answer(self, caller: Caller, request: dict[str, Any]) -> dict[str, Any]:
         name = request.get("op")
         operation = OPERATIONS.get(name) if isinstance(name, str) else None
-        if operation is None:
-            known = ", ".join(sorted(OPERATIONS))
+        action = self._actions.get(name) if isinstance(name, str) else None
+        if operation is None and action is None:
+            known = ", ".join(sorted({*OPERATIONS, *self._actions}))
             return _error("unknown_op", f"unknown op {name!r}; known: {known}")
         try:
-            result = await run_blocking(operation, self._store, caller, request)
+            if action is not None:
+                result = await action(caller, request)
+            else:
+                assert operation is not None
+                result = await run_blocking(operation, self._store, caller, request)
+        except ConfigError as exc:
+            log.warning("admin %s by uid %d refused: invalid config", name, caller.uid)
+            answer = _error("invalid_config", str(exc))
+            return {**answer, "issues": [_issue_json(i) for i in exc.issues]}
         except BadRequest as exc:
             return _error("bad_request", str(exc))
         except NotFound as exc:

@@ -33,6 +33,7 @@ from eai.cli._engine_cmds import check, run, schema
 from eai.cli._identity_cmds import identity
 from eai.cli._mapping_cmds import convert, mapping
 from eai.cli._plugin_group import PluginGroup
+from eai.cli._reload_cmd import reload_cmd
 from eai.cli._support_cmds import messages, queue, replay, resend_cmd
 from eai.errors import ConfigError, EaiError
 
@@ -68,6 +69,7 @@ for command in (run, check, schema, messages, replay, resend_cmd, queue):
 cli.add_command(identity)
 cli.add_command(convert)
 cli.add_command(mapping)
+cli.add_command(reload_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

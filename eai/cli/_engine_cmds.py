@@ -28,12 +28,13 @@ __all__ = ["check", "run", "schema"]
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
 def run(config_path: Path, log_level: str) -> None:
-    """Run the engine in the foreground (SIGTERM/SIGINT: stop cleanly, exit 0)."""
+    """Run the engine in the foreground (SIGTERM/SIGINT: stop cleanly, exit 0; SIGHUP or
+    eai reload: re-read routes.yaml)."""
     from eai.engine import Engine
 
     logging.getLogger().setLevel(log_level.upper())
     config = read_config(config_path)
-    engine = Engine(config)
+    engine = Engine(config, config_path=config_path)
     asyncio.run(engine.run(install_signals=True))
 
 

@@ -40,6 +40,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "Run the identity-server stand-in (PDQm + PIXm, for tests and the demo; NOT a real "
         "identity server).",
     ),
+    (
+        "sink",
+        "standins.sinks.cli:sink",
+        "Demo sinks that print what they receive: MLLP (answers AA) and SMTP.",
+    ),
 )
 """The bundled plugins' ``eai`` subcommands: name (its path under ``eai``: ``"identity
 standin"`` is ``eai identity standin``), ``module:attribute`` of the click command (imported

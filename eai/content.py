@@ -7,18 +7,27 @@ registry for the parser of that type. A parser turns the bytes into a
 :class:`ParsedContent`: something routes can test (``header`` + ``get(path)``),
 the patient's identifiers and ordering key, and routing facts. A new kind of
 content is one module that calls :func:`register_content_type`, plus its tests.
+
+A registry below the pipeline and :mod:`mappings` (which reads payloads with it for
+``map: auto``): it names the config and routing types only under ``TYPE_CHECKING``, and
+loads the core's HL7 v2 parser and the bundled plugins by name, as :mod:`eai.plugins` does.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from eai.config import ListenerConfig, Route
+from eai import plugins
 from eai.messages import Recipient
-from eai.routing import Routable
 from identity import PatientKey
 from identity.patient import PatientIdentity
+
+if TYPE_CHECKING:
+    from eai.config import ListenerConfig, Route
+    from eai.routing import Routable
 
 __all__ = [
     "ContentParser",
@@ -59,7 +68,7 @@ class ParsedContent:
         return f"ParsedContent(control_id={self.control_id!r}, facts={sorted(self.facts)})"
 
 
-ContentParser = Callable[[bytes, ListenerConfig | None], ParsedContent]
+ContentParser = Callable[[bytes, "ListenerConfig | None"], ParsedContent]
 """Parses a payload journaled by the given listener (``None``: listener gone from
 the config). Raises :class:`eai.errors.InputError` when it cannot."""
 
@@ -93,9 +102,12 @@ def content_types() -> list[str]:
     return sorted(_parsers)
 
 
+_CORE = "eai._hl7_content"
+"""The core's content module that registers ``hl7v2`` (``cda`` is registered by
+:mod:`eai.cda`, imported by the CDA listeners among the plugins)."""
+
+
 def _load_builtin() -> None:
     if "hl7v2" not in _parsers:
-        from eai import _hl7_content  # noqa: F401 - registers "hl7v2"
-    from eai.registry import load_builtin_connectors
-
-    load_builtin_connectors()
+        importlib.import_module(_CORE)
+    plugins.load_builtin()

@@ -96,7 +96,14 @@ class DeliveryError(EaiError):
 
 
 class TransientDeliveryError(DeliveryError):
-    """Worth retrying later: timeout, refused connection, AE."""
+    """Worth retrying later: timeout, refused connection, AE.
+
+    ``retry_after``: the least delay, in seconds, the peer asked for before the next
+    attempt (HTTP ``Retry-After``); the delivery worker waits at least that long."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PermanentDeliveryError(DeliveryError):

@@ -17,6 +17,19 @@
 # orthanc, it stops and disables that service (systemd or sysvinit).
 set -euo pipefail
 
+# The FHIR peer of the fhir destination's tests (tests/_fhir_peer/): Medplum's FHIR
+# router, from npm, as pinned by its package-lock.json, into tests/_fhir_peer/node_modules
+# (git-ignored). Needs Node 20 and npm; no root.
+fhir_peer="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/_fhir_peer"
+if [[ -d "$fhir_peer/node_modules/@medplum/fhir-router" ]]; then
+    echo "install-test-peers: FHIR peer (Medplum) present in $fhir_peer/node_modules"
+elif command -v npm >/dev/null; then
+    (cd "$fhir_peer" && npm ci --no-audit --no-fund)
+    echo "install-test-peers: installed the FHIR peer (Medplum) in $fhir_peer/node_modules"
+else
+    echo "install-test-peers: WARNING: npm is missing: the fhir destination's tests will fail (install Node 20)" >&2
+fi
+
 have_pg() {
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
 }

@@ -12,12 +12,14 @@ import pytest
 
 from tests._pki import Pki, make_pki
 from tests.contract._dicom import DicomContractPeer
+from tests.contract._fhir import FhirContractPeer
 from tests.contract._mllp import MllpContractPeer
 from tests.contract._peer import ContractPeer
 
 PEERS: dict[str, Callable[[], ContractPeer]] = {
     "mllp": MllpContractPeer,
     "dicom": DicomContractPeer,
+    "fhir": FhirContractPeer,
 }
 """Destination type -> its contract peer (the registration list)."""
 

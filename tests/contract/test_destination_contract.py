@@ -49,7 +49,10 @@ def _routes(
         "engine": {"data_dir": str(tmp / "var"), "database": f"sqlite:///{tmp}/var/eai.db"},
         "listeners": [{"name": "src", **peer.listener(port)}],
         "destinations": [{"name": name, **base, **extra} for name, extra in dests.items()],
-        "routes": [{"name": "contract", "from": ["src"], "to": list(dests)}],
+        "routes": [
+            # route: the keys a peer's destination needs on its route (fhir: map)
+            {"name": "contract", "from": ["src"], "to": list(dests), **getattr(peer, "route", {})}
+        ],
     }
     path = tmp / "routes.yaml"
     path.write_text(json.dumps(config, indent=1))  # JSON is YAML
@@ -152,7 +155,9 @@ def test_permanent_failure_is_dead_lettered_with_the_peers_reason(
 def test_connect_timeout_ends_the_attempt_as_transient(peer: ContractPeer, tmp_path: Path) -> None:
     peer.start(tmp_path)
     with black_hole() as port:
-        config = _routes(tmp_path, peer, connect=0.3, destinations={"peer": {"port": port}})
+        # at_port: the keys pointing the destination at a port (default: port)
+        elsewhere = getattr(peer, "at_port", lambda p: {"port": p})(port)
+        config = _routes(tmp_path, peer, connect=0.3, destinations={"peer": elsewhere})
         with EngineThread(config) as eng:
             peer.feed(eng.port("src"), tmp_path, ["P1"], 1)
             _wait(lambda: any(d["attempts"] >= 2 for d in _deliveries(config)), "2 attempts")

@@ -1,0 +1,134 @@
+"""Read a repository's answer to ITI-41 into delivered, retry or dead letter.
+
+Touches: nothing.
+
+The body is SOAP 1.2, alone (``application/soap+xml``) or as the root part of an MTOM
+``multipart/related`` (read with the standard library's MIME parser). Its Body holds an
+ebRS 3.0 ``RegistryResponse`` (IHE ITI TF-2b §3.41.4.2) or a SOAP ``Fault``:
+
+- ``...ResponseStatusType:Success`` or ``PartialSuccess``: delivered (the envelope kept);
+- ``...:Failure``: dead letter, every RegistryError's ``errorCode``, ``codeContext`` and
+  ``severity`` in the reason, except when every error says the registry or repository is
+  busy or out of resources (``XDSRegistryBusy``...): then retried;
+- a Fault whose Code is ``soap:Receiver``: retried (the server's trouble); any other Fault
+  (``soap:Sender``...): dead letter, with its reason;
+- no readable SOAP: HTTP 5xx, 408 and 429 are retried, any other status is a dead letter.
+"""
+
+from __future__ import annotations
+
+from email import policy
+from email.parser import BytesParser
+
+from lxml import etree
+
+from connectors.dmp._soap import SOAP12
+from eai.errors import InputError, PermanentDeliveryError, TransientDeliveryError
+from eai.messages import DeliveryResult
+from eai.xml import parse_xml
+
+__all__ = ["RS", "read_response"]
+
+RS = "urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0"
+_STATUS = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:"
+_BUSY = frozenset(
+    {
+        "XDSRegistryBusy",
+        "XDSRepositoryBusy",
+        "XDSRegistryOutOfResources",
+        "XDSRepositoryOutOfResources",
+    }
+)
+_MAX_TEXT = 300
+
+
+def _root_part(content_type: str, body: bytes) -> bytes:
+    if not content_type.lower().startswith("multipart/"):
+        return body
+    message = BytesParser(policy=policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    start = message.get_param("start", header="content-type")
+    parts = list(message.iter_parts())
+    if not parts:
+        return b""
+    chosen = parts[0]
+    if isinstance(start, str):
+        chosen = next((p for p in parts if p.get("Content-ID", "").strip() == start), chosen)
+    payload = chosen.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
+
+
+def _registry_response(response: etree._Element, envelope: bytes) -> DeliveryResult:
+    status = str(response.get("status", ""))
+    errors = response.findall(f"{{{RS}}}RegistryErrorList/{{{RS}}}RegistryError")
+    described = [
+        "{} ({}{}): {}".format(
+            e.get("errorCode", "?"),
+            e.get("severity", "").rsplit(":", 1)[-1] or "Error",
+            f", at {e.get('location')}" if e.get("location") else "",
+            _short(e.get("codeContext", "") or (e.text or "")),
+        )
+        for e in errors
+    ]
+    if status in (f"{_STATUS}Success", f"{_STATUS}PartialSuccess"):
+        detail = status.rsplit(":", 1)[-1]
+        if described:
+            detail += ": " + "; ".join(described)
+        return DeliveryResult(detail=detail, response=envelope)
+    if status == f"{_STATUS}Failure":
+        codes = {str(e.get("errorCode", "")) for e in errors}
+        summary = "; ".join(described) or "no RegistryError given"
+        if codes and codes <= _BUSY:
+            raise TransientDeliveryError(f"DMP registry busy: {summary}")
+        raise PermanentDeliveryError(f"DMP registry refused the document: {summary}")
+    raise PermanentDeliveryError(f"DMP answered an unknown RegistryResponse status {status!r}")
+
+
+def _fault(fault: etree._Element) -> DeliveryResult:
+    code = fault.findtext(f"{{{SOAP12}}}Code/{{{SOAP12}}}Value", default="").strip()
+    subcode = fault.findtext(
+        f"{{{SOAP12}}}Code/{{{SOAP12}}}Subcode/{{{SOAP12}}}Value", default=""
+    ).strip()
+    reason = _short(fault.findtext(f"{{{SOAP12}}}Reason/{{{SOAP12}}}Text", default=""))
+    said = f"SOAP fault {code}{f' ({subcode})' if subcode else ''}: {reason or 'no reason'}"
+    if code.rsplit(":", 1)[-1] == "Receiver":
+        raise TransientDeliveryError(f"DMP {said}")
+    raise PermanentDeliveryError(f"DMP {said}")
+
+
+def _status_only(status: int) -> DeliveryResult:
+    if status >= 500 or status in (408, 429):
+        raise TransientDeliveryError(f"DMP answered HTTP {status} without a SOAP response")
+    raise PermanentDeliveryError(f"DMP answered HTTP {status} without a SOAP response")
+
+
+def read_response(status: int, content_type: str, body: bytes) -> DeliveryResult:
+    """The outcome of one ITI-41 exchange: a DeliveryResult, or the delivery error to raise."""
+    envelope = _root_part(content_type, body)
+    try:
+        root = parse_xml(envelope) if envelope.strip() else None
+    except InputError:
+        root = None
+    if root is None or root.tag != f"{{{SOAP12}}}Envelope":
+        return _status_only(status)
+    payload = root.find(f"{{{SOAP12}}}Body/*")
+    if payload is None:
+        return _status_only(status)
+    if payload.tag == f"{{{SOAP12}}}Fault":
+        return _fault(payload)
+    if payload.tag == f"{{{RS}}}RegistryResponse":
+        # Whatever the HTTP status, a RegistryResponse says more than the status code.
+        return _registry_response(payload, envelope)
+    return _status_only(status) if status >= 300 else _unexpected(payload)
+
+
+def _unexpected(payload: etree._Element) -> DeliveryResult:
+    raise PermanentDeliveryError(
+        f"DMP answered {etree.QName(payload).localname}, not a RegistryResponse"
+    )

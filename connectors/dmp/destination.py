@@ -1,0 +1,165 @@
+"""The ``dmp`` destination: publish one CDA document to the DMP per delivery (ITI-41).
+
+Touches: network (HTTPS with mutual TLS to the DMP repository), files (the TLS and seal
+certificates and keys, read when the destination is built).
+
+One send: the outbox item read into a publication (:mod:`connectors.dmp._source`), its
+metadata (:mod:`._metadata`, :mod:`._ebrim`), a VIHF signed for it (:mod:`._vihf`), the
+MTOM package (:mod:`._soap`) POSTed with httpx, the answer read into delivered, retry or
+dead letter (:mod:`._response`). Building and signing run off the event loop
+(:func:`eai.net.run_blocking`). Connection trouble (refused, reset, TLS failure, timeout)
+is transient; nothing about the document is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from pathlib import Path
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from lxml import etree
+
+from connectors.dmp._ebrim import DOCUMENT_ID, build_request
+from connectors.dmp._metadata import build_metadata
+from connectors.dmp._response import read_response
+from connectors.dmp._soap import MtomMessage, mtom_message
+from connectors.dmp._source import ACCEPTS, publication_of
+from connectors.dmp._vihf import SigningIdentity, build_vihf
+from connectors.dmp.config import DmpDestinationConfig
+from eai.errors import ConfigError, ConfigIssue, TransientDeliveryError
+from eai.messages import DeliveryResult, OutboxItem
+from eai.net import client_context, run_blocking
+from eai.registry import DestinationSpec, register_destination
+
+__all__ = ["DmpDestination", "load_signing_identity", "prepare"]
+
+log = logging.getLogger(__name__)
+
+
+def _issue(path: Path, message: str) -> ConfigError:
+    return ConfigError([ConfigIssue(file=str(path), line=0, column=0, message=message)])
+
+
+def load_signing_identity(cert_path: Path, key_path: Path) -> SigningIdentity:
+    """The seal's certificate and RSA key from PEM files; ConfigError naming the file."""
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise _issue(cert_path, f"cannot load the seal certificate: {exc}") from exc
+    try:
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise _issue(key_path, f"cannot load the seal key: {exc}") from exc
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise _issue(key_path, "the seal key must be RSA (the VIHF is signed RSA-SHA256)")
+    return SigningIdentity(key, certificate)
+
+
+def prepare(config: DmpDestinationConfig, signer: SigningIdentity, item: OutboxItem) -> MtomMessage:
+    """The ITI-41 HTTP body for ``item`` (blocking: parse, build, sign)."""
+    publication = publication_of(item)
+    submission, entry = build_metadata(publication, config.metadata_settings())
+    request = build_request(submission, entry, b"")
+    assertion = build_vihf(
+        publication.header.author,
+        publication.ins,
+        publication.ins_oid,
+        publication.flags.get("CONNEXION_SECRETE") == "Y",
+        config.vihf_settings(),
+        signer,
+    )
+    return mtom_message(
+        request, {DOCUMENT_ID: publication.document}, etree.tostring(assertion), config.url
+    )
+
+
+class DmpDestination:
+    """Publishes :class:`~eai.messages.OutboxItem` documents to one DMP repository."""
+
+    def __init__(self, config: DmpDestinationConfig) -> None:
+        self.config = config
+        # Built now so that a bad certificate path fails at start, not at the first send.
+        self._ssl: ssl.SSLContext = client_context(config.tls)
+        self._signer = load_signing_identity(config.sign_cert, config.sign_key)
+        self._client: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        self._client_or_new()
+
+    def _client_or_new(self) -> httpx.AsyncClient:
+        if self._client is None:
+            cfg = self.config
+            self._client = httpx.AsyncClient(
+                verify=self._ssl,
+                timeout=httpx.Timeout(
+                    cfg.response_timeout, connect=cfg.connect_timeout, pool=cfg.connect_timeout
+                ),
+                limits=httpx.Limits(max_connections=cfg.connections),
+                follow_redirects=False,
+            )
+        return self._client
+
+    async def send(self, item: OutboxItem) -> DeliveryResult:
+        """Publish ``item``'s document: Success returns; see :mod:`._response` for the rest."""
+        message = await run_blocking(prepare, self.config, self._signer, item)
+        client = self._client_or_new()
+        try:
+            async with client.stream(
+                "POST",
+                self.config.url,
+                content=message.body,
+                headers={
+                    "Content-Type": message.content_type,
+                    "Accept": "multipart/related, application/soap+xml",
+                },
+            ) as response:
+                body = await self._read(response)
+        except httpx.TimeoutException as exc:
+            raise TransientDeliveryError(f"DMP: no answer in time ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise TransientDeliveryError(f"DMP: cannot reach the repository: {exc}") from exc
+        result = read_response(response.status_code, response.headers.get("content-type", ""), body)
+        log.info(
+            "destination %s: delivery %s published (%s)",
+            self.config.name,
+            item.delivery_id,
+            message.message_id,
+        )
+        return result
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.config.max_response_bytes:
+                raise TransientDeliveryError(
+                    f"DMP: answer larger than {self.config.max_response_bytes} bytes"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def _factory(config: DmpDestinationConfig) -> DmpDestination:
+    return DmpDestination(config)
+
+
+register_destination(
+    DestinationSpec(
+        type_name="dmp",
+        config_model=DmpDestinationConfig,
+        factory=_factory,
+        summary="DMP: IHE XDS.b ITI-41 (SOAP 1.2 + MTOM, mutual TLS, signed VIHF, CI-SIS "
+        "metadata); needs a qualified INS",
+        accepts=ACCEPTS,
+    )
+)

@@ -1,0 +1,214 @@
+"""The DMP stand-in's HTTPS server: receive ITI-41 over mutual TLS, check, answer.
+
+Touches: network (an HTTPS listener on 127.0.0.1, client certificate required), files (the
+TLS certificates; the checks' temporary files).
+
+:class:`DmpStandin` serves one endpoint on an OS-chosen port in a thread. Each request is
+checked (:mod:`standins.dmp._checks`, :mod:`standins.dmp._signature`); a request that is
+no ITI-41 gets a SOAP ``Sender`` fault (HTTP 500); one whose metadata breaks a rule gets a
+``RegistryResponse`` ``Failure`` listing them; otherwise the answer a test chose
+(:attr:`DmpStandin.answer`): ``Success`` (the unique ids are then registered),
+a ``Failure`` with given errors, a SOAP ``Receiver`` fault, or a bare HTTP status. Every
+request is kept in :attr:`DmpStandin.received`. NOT a DMP: a test and demo peer.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Literal
+
+from standins.dmp._checks import Checked, RequestRefused, check_request
+from standins.dmp._signature import verify_vihf
+
+__all__ = ["Answer", "DmpStandin", "Received"]
+
+_RS = "urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0"
+_STATUS = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:"
+_SEVERITY = "urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error"
+_SOAP = "http://www.w3.org/2003/05/soap-envelope"
+
+
+@dataclass
+class Answer:
+    """What to answer to a request that passes the checks."""
+
+    kind: Literal["success", "failure", "receiver-fault", "http"] = "success"
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    """(errorCode, codeContext) of a ``failure``."""
+    status: int = 503
+    """The HTTP status of an ``http`` answer (no SOAP body)."""
+    times: int | None = None
+    """Answer this way that many times, then ``success`` (None: always)."""
+
+
+@dataclass
+class Received:
+    """One request as the stand-in saw it."""
+
+    checked: Checked | None
+    refused: str = ""
+    signature: str = ""
+    answered: str = ""
+
+
+def _xml_escape(text: str) -> str:
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
+
+
+def _envelope(body: str) -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{_SOAP}">'
+        f"<soap:Body>{body}</soap:Body></soap:Envelope>"
+    ).encode()
+
+
+def registry_response(errors: list[tuple[str, str]]) -> bytes:
+    if not errors:
+        return _envelope(f'<rs:RegistryResponse xmlns:rs="{_RS}" status="{_STATUS}Success"/>')
+    items = "".join(
+        f'<rs:RegistryError errorCode="{_xml_escape(code)}" codeContext="{_xml_escape(context)}" '
+        f'severity="{_SEVERITY}" location="standin"/>'
+        for code, context in errors
+    )
+    return _envelope(
+        f'<rs:RegistryResponse xmlns:rs="{_RS}" status="{_STATUS}Failure">'
+        f"<rs:RegistryErrorList>{items}</rs:RegistryErrorList></rs:RegistryResponse>"
+    )
+
+
+def fault(code: str, reason: str) -> bytes:
+    return _envelope(
+        f"<soap:Fault><soap:Code><soap:Value>soap:{code}</soap:Value></soap:Code>"
+        f'<soap:Reason><soap:Text xml:lang="en">{_xml_escape(reason)}</soap:Text></soap:Reason>'
+        "</soap:Fault>"
+    )
+
+
+class DmpStandin:
+    """An ITI-41 repository on ``https://127.0.0.1:<port>/repository``."""
+
+    def __init__(
+        self, cert: Path, key: Path, client_ca: Path, seal_ca: Path, *, max_body: int = 32 << 20
+    ) -> None:
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._context.load_cert_chain(cert, key)
+        self._context.load_verify_locations(cafile=client_ca)
+        self._context.verify_mode = ssl.CERT_REQUIRED
+        self.seal_ca = seal_ca
+        self.max_body = max_body
+        self.answer = Answer()
+        self.received: list[Received] = []
+        self.registered: set[str] = set()
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/repository"
+
+    def start(self, port: int = 0) -> DmpStandin:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                return
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                length = int(self.headers.get("Content-Length", "0") or 0)
+                if length > standin.max_body:
+                    self._send(413, "text/plain", b"too large")
+                    return
+                body = self.rfile.read(length)
+                status, content_type, answer = standin.handle(
+                    self.headers.get("Content-Type", ""), body
+                )
+                self._send(status, content_type, answer)
+
+            def _send(self, status: int, content_type: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        server.daemon_threads = True
+        server.socket = self._context.wrap_socket(server.socket, server_side=True)
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def __enter__(self) -> DmpStandin:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _next_answer(self) -> Answer:
+        with self._lock:
+            answer = self.answer
+            if answer.times is not None:
+                answer.times -= 1
+                if answer.times <= 0:
+                    self.answer = Answer()
+            return answer
+
+    def handle(self, content_type: str, body: bytes) -> tuple[int, str, bytes]:
+        """Check one request and answer it: (HTTP status, Content-Type, body)."""
+        soap = "application/soap+xml; charset=UTF-8"
+        try:
+            with self._lock:
+                registered = set(self.registered)
+            checked, _ = check_request(content_type, body, self.url, registered)
+        except RequestRefused as exc:
+            self.received.append(Received(None, refused=exc.reason, answered="fault"))
+            return 500, soap, fault(exc.code, exc.reason)
+        record = Received(checked)
+        self.received.append(record)
+        record.signature = verify_vihf(checked.envelope, self.seal_ca)
+        if record.signature:
+            record.answered = "fault"
+            return 500, soap, fault("Sender", record.signature)
+        if checked.errors:
+            record.answered = "failure"
+            return 200, soap, registry_response(checked.errors)
+        answer = self._next_answer()
+        record.answered = answer.kind
+        if answer.kind == "failure":
+            return 200, soap, registry_response(answer.errors)
+        if answer.kind == "receiver-fault":
+            return 500, soap, fault("Receiver", "repository temporarily unavailable")
+        if answer.kind == "http":
+            return answer.status, "text/plain", b"unavailable"
+        with self._lock:
+            self.registered.update(checked.unique_ids)
+        return 200, soap, registry_response([])
+
+    @property
+    def published(self) -> list[Checked]:
+        """The requests answered Success, in order."""
+        return [r.checked for r in self.received if r.answered == "success" and r.checked]

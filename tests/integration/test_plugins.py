@@ -85,7 +85,13 @@ def test_load_builtin_registers_every_bundled_type() -> None:
         """
     )
     assert types == {
-        "modules": ["connectors.filedrop", "connectors.http_in", "connectors.mllp", "dicom_router"],
+        "modules": [
+            "connectors.filedrop",
+            "connectors.http_in",
+            "connectors.mllp",
+            "connectors.fhir",
+            "dicom_router",
+        ],
         "listeners": ["dicom", "filedrop", "http", "mllp"],
-        "destinations": ["dicom", "mllp"],
+        "destinations": ["dicom", "fhir", "mllp"],
     }

@@ -40,8 +40,15 @@ def run(config_path: Path, log_level: str) -> None:
 
 @click.command()
 @CONFIG_OPTION
-def check(config_path: Path) -> None:
-    """Validate routes.yaml: prints FILE:LINE:COLUMN: problem for each error, or ok."""
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+@click.pass_context
+def check(ctx: click.Context, config_path: Path, file: Path | None) -> None:
+    """Validate routes.yaml (FILE, else -c): prints FILE:LINE:COLUMN: problem for each
+    error, or ok."""
+    if file is not None:
+        if ctx.get_parameter_source("config_path") is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError("give the file once: as FILE or with -c, not both")
+        config_path = file
     issues = check_config(config_path)
     if issues:
         raise ConfigError(issues)

@@ -21,7 +21,7 @@ from email.message import EmailMessage
 __all__ = ["MAX_MAIL_BYTES", "SmtpSink", "describe"]
 
 MAX_MAIL_BYTES = 10 * 1024 * 1024
-"""A larger mail is refused (552) and not printed."""
+"""By default, a larger mail is refused (552) and not printed."""
 
 _IDLE = 300.0
 """Seconds a client may stay silent before the sink closes its connection (RFC 5321 4.5.3.2)."""
@@ -42,9 +42,15 @@ class SmtpSink:
     ``out`` gets one text per mail accepted; ``mails`` keeps them."""
 
     def __init__(
-        self, port: int = 0, *, body: bool = False, out: Callable[[str], None] = print
+        self,
+        port: int = 0,
+        *,
+        body: bool = False,
+        out: Callable[[str], None] = print,
+        max_bytes: int = MAX_MAIL_BYTES,
     ) -> None:
         self.requested_port = port
+        self.max_bytes = max_bytes
         self.port = 0
         self.body = body
         self.out = out
@@ -120,7 +126,7 @@ class SmtpSink:
                 verb, _, arg = line.decode("latin-1").rstrip("\r\n").partition(" ")
                 verb = verb.upper()
                 if verb == "EHLO":
-                    reply("250-eai-sink\r\n250-8BITMIME\r\n250 SIZE " + str(MAX_MAIL_BYTES))
+                    reply(f"250-eai-sink\r\n250-8BITMIME\r\n250 SIZE {self.max_bytes}")
                 elif verb == "HELO":
                     reply("250 eai-sink")
                 elif verb == "MAIL":
@@ -138,7 +144,7 @@ class SmtpSink:
                         continue
                     reply("354 end with <CRLF>.<CRLF>")
                     await writer.drain()
-                    reply(self._accept(await self._data(reader)))
+                    reply(self._accept(await self._data(reader, self.max_bytes)))
                     sender, rcpts = "", []
                 elif verb == "RSET":
                     sender, rcpts = "", []
@@ -159,8 +165,8 @@ class SmtpSink:
             writer.close()
 
     @staticmethod
-    async def _data(reader: asyncio.StreamReader) -> bytes | None:
-        """The mail's bytes (dot-unstuffed), or None if it exceeded :data:`MAX_MAIL_BYTES`."""
+    async def _data(reader: asyncio.StreamReader, max_bytes: int) -> bytes | None:
+        """The mail's bytes (dot-unstuffed), or None if they exceed ``max_bytes``."""
         lines: list[bytes] = []
         size = 0
         while True:
@@ -168,9 +174,9 @@ class SmtpSink:
             if not line:
                 raise asyncio.IncompleteReadError(b"", None)
             if line in (b".\r\n", b".\n"):
-                return None if size > MAX_MAIL_BYTES else b"".join(lines)
+                return None if size > max_bytes else b"".join(lines)
             size += len(line)
-            if size <= MAX_MAIL_BYTES:
+            if size <= max_bytes:
                 lines.append(line[1:] if line.startswith(b".") else line)
 
     def _accept(self, data: bytes | None) -> str:

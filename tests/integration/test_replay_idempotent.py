@@ -9,6 +9,8 @@ import getpass
 import hashlib
 import json
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -47,18 +49,18 @@ def _bad_ins_key(control_id: str) -> bytes:
     return ("\r".join(segs) + "\r").encode()
 
 
-def _run(path, *args):
+def _run(path: Path, *args: str) -> str:
     res = CliRunner().invoke(cli, [*args, "-c", str(path)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     return res.output
 
 
-def _anomalies_of(path, control_id):
-    rows = json.loads(_run(path, "identity", "anomalies", "--json"))
+def _anomalies_of(path: Path, control_id: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads(_run(path, "identity", "anomalies", "--json"))
     return [a for a in rows if a["control_id"] == control_id]
 
 
-def test_replay_of_a_rejected_message_is_idempotent_and_journaled(tmp_path):
+def test_replay_of_a_rejected_message_is_idempotent_and_journaled(tmp_path: Path) -> None:
     with smtp_server() as inbox, MllpPeer() as dcc:
         path = tmp_path / "routes.yaml"
         path.write_text(ROUTES.format(data=tmp_path / "var", dcc=dcc.port, smtp=inbox.port))
@@ -80,9 +82,11 @@ def test_replay_of_a_rejected_message_is_idempotent_and_journaled(tmp_path):
                 assert f"message {mid}: rejected" in out
             assert [a["rule"] for a in _anomalies_of(path, "K9")] == ["INS-CLE"]
             # the urgent mailer and the digest find nothing new to mail
-            eng.engine.mailer.urgent()
+            mailer, loop = eng.engine.mailer, eng._loop
+            assert mailer is not None and loop is not None
+            mailer.urgent()
             time.sleep(0.5)
-            asyncio.run_coroutine_threadsafe(eng.engine.mailer.digest(), eng._loop).result(10)
+            asyncio.run_coroutine_threadsafe(mailer.digest(), loop).result(10)
         assert len(inbox.mails) == 1
 
         events = json.loads(_run(path, "messages", "show", mid, "--json"))["events"]

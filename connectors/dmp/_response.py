@@ -9,7 +9,9 @@ ebRS 3.0 ``RegistryResponse`` (IHE ITI TF-2b §3.41.4.2) or a SOAP ``Fault``:
 - ``...ResponseStatusType:Success`` or ``PartialSuccess``: delivered (the envelope kept);
 - ``...:Failure``: dead letter, every RegistryError's ``errorCode``, ``codeContext`` and
   ``severity`` in the reason, except when every error says the registry or repository is
-  busy or out of resources (``XDSRegistryBusy``...): then retried;
+  busy or out of resources (``XDSRegistryBusy``...): then retried; and except, on a retry
+  (``retry``), when every error is ``XDSDuplicateUniqueIdInRegistry``: an earlier attempt
+  was published but its answer was lost (a timeout), so this one counts as delivered;
 - a Fault whose Code is ``soap:Receiver``: retried (the server's trouble); any other Fault
   (``soap:Sender``...): dead letter, with its reason;
 - no readable SOAP: HTTP 5xx, 408 and 429 are retried, any other status is a dead letter.
@@ -64,7 +66,9 @@ def _short(text: str) -> str:
     return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
 
 
-def _registry_response(response: etree._Element, envelope: bytes) -> DeliveryResult:
+def _registry_response(
+    response: etree._Element, envelope: bytes, retry: bool
+) -> DeliveryResult:
     status = str(response.get("status", ""))
     errors = response.findall(f"{{{RS}}}RegistryErrorList/{{{RS}}}RegistryError")
     described = [
@@ -86,6 +90,10 @@ def _registry_response(response: etree._Element, envelope: bytes) -> DeliveryRes
         summary = "; ".join(described) or "no RegistryError given"
         if codes and codes <= _BUSY:
             raise TransientDeliveryError(f"DMP registry busy: {summary}")
+        if retry and codes == {"XDSDuplicateUniqueIdInRegistry"}:
+            return DeliveryResult(
+                detail=f"already published by an earlier attempt: {summary}", response=envelope
+            )
         raise PermanentDeliveryError(f"DMP registry refused the document: {summary}")
     raise PermanentDeliveryError(f"DMP answered an unknown RegistryResponse status {status!r}")
 
@@ -108,8 +116,11 @@ def _status_only(status: int) -> DeliveryResult:
     raise PermanentDeliveryError(f"DMP answered HTTP {status} without a SOAP response")
 
 
-def read_response(status: int, content_type: str, body: bytes) -> DeliveryResult:
-    """The outcome of one ITI-41 exchange: a DeliveryResult, or the delivery error to raise."""
+def read_response(
+    status: int, content_type: str, body: bytes, *, retry: bool = False
+) -> DeliveryResult:
+    """The outcome of one ITI-41 exchange: a DeliveryResult, or the delivery error to raise;
+    ``retry``: this attempt is not the delivery's first."""
     envelope = _root_part(content_type, body)
     try:
         root = parse_xml(envelope) if envelope.strip() else None
@@ -124,7 +135,7 @@ def read_response(status: int, content_type: str, body: bytes) -> DeliveryResult
         return _fault(payload)
     if payload.tag == f"{{{RS}}}RegistryResponse":
         # Whatever the HTTP status, a RegistryResponse says more than the status code.
-        return _registry_response(payload, envelope)
+        return _registry_response(payload, envelope, retry)
     return _status_only(status) if status >= 300 else _unexpected(payload)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from connectors.dmp._codes import DEFAULT_CLASS_CODES, DEFAULT_FORMAT_CODES
 from connectors.dmp._header import Code
@@ -51,8 +51,9 @@ class DmpDestinationConfig(DestinationConfig):
         examples=["https://lps2.dmp.gouv.fr/si-dmp-server/v2/services/repository"],
     )
     tls: TlsClientConfig = Field(
-        description="mutual TLS: the structure's authentication certificate and key, the CA "
-        "of the DMP's server certificate"
+        description="mutual TLS: the structure's authentication certificate and key (the DMP "
+        "refuses a connection without them: deliveries are then retried), the CA of the "
+        "DMP's server certificate"
     )
     sign_cert: Path = Field(description="PEM certificate of the structure's seal (signs the VIHF)")
     sign_key: Path = Field(description="PEM RSA private key of the seal")
@@ -103,15 +104,6 @@ class DmpDestinationConfig(DestinationConfig):
     max_response_bytes: int = Field(
         1024 * 1024, gt=0, description="largest answer read from the repository"
     )
-
-    @model_validator(mode="after")
-    def _mutual_tls(self) -> DmpDestinationConfig:
-        if self.tls.cert is None or self.tls.key is None:
-            raise ValueError(
-                "tls.cert and tls.key are required: the DMP authenticates the "
-                "structure by its TLS client certificate"
-            )
-        return self
 
     def send_limits(self) -> SendLimits:
         return SendLimits(self.connections, self.connect_timeout, self.response_timeout)

@@ -122,7 +122,12 @@ class DmpDestination:
             raise TransientDeliveryError(f"DMP: no answer in time ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             raise TransientDeliveryError(f"DMP: cannot reach the repository: {exc}") from exc
-        result = read_response(response.status_code, response.headers.get("content-type", ""), body)
+        result = read_response(
+            response.status_code,
+            response.headers.get("content-type", ""),
+            body,
+            retry=item.attempts > 1,
+        )
         log.info(
             "destination %s: delivery %s published (%s)",
             self.config.name,

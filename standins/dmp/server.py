@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -104,6 +105,8 @@ class DmpStandin:
         self.seal_ca = seal_ca
         self.max_body = max_body
         self.answer = Answer()
+        self.delay = 0.0
+        """Seconds to wait before answering any request (a slow repository)."""
         self.received: list[Received] = []
         self.registered: set[str] = set()
         self._lock = threading.Lock()
@@ -130,6 +133,8 @@ class DmpStandin:
                     self._send(413, "text/plain", b"too large")
                     return
                 body = self.rfile.read(length)
+                if standin.delay > 0:
+                    time.sleep(standin.delay)
                 status, content_type, answer = standin.handle(
                     self.headers.get("Content-Type", ""), body
                 )
@@ -169,44 +174,52 @@ class DmpStandin:
         self.stop()
 
     def _next_answer(self) -> Answer:
-        with self._lock:
-            answer = self.answer
-            if answer.times is not None:
-                answer.times -= 1
-                if answer.times <= 0:
-                    self.answer = Answer()
-            return answer
+        """The answer to give now (call under the lock)."""
+        answer = self.answer
+        if answer.times is not None:
+            answer.times -= 1
+            if answer.times <= 0:
+                self.answer = Answer()
+        return answer
 
     def handle(self, content_type: str, body: bytes) -> tuple[int, str, bytes]:
-        """Check one request and answer it: (HTTP status, Content-Type, body)."""
+        """Check one request and answer it: (HTTP status, Content-Type, body). The request
+        joins :attr:`received` once its answer is chosen (one step, under the lock)."""
         soap = "application/soap+xml; charset=UTF-8"
         try:
             with self._lock:
                 registered = set(self.registered)
             checked, _ = check_request(content_type, body, self.url, registered)
         except RequestRefused as exc:
-            self.received.append(Received(None, refused=exc.reason, answered="fault"))
-            return 500, soap, fault(exc.code, exc.reason)
-        record = Received(checked)
-        self.received.append(record)
-        record.signature = verify_vihf(checked.envelope, self.seal_ca)
+            return self._keep(
+                Received(None, refused=exc.reason, answered="fault"),
+                (500, soap, fault(exc.code, exc.reason)),
+            )
+        record = Received(checked, signature=verify_vihf(checked.envelope, self.seal_ca))
         if record.signature:
             record.answered = "fault"
-            return 500, soap, fault("Sender", record.signature)
+            return self._keep(record, (500, soap, fault("Sender", record.signature)))
         if checked.errors:
             record.answered = "failure"
-            return 200, soap, registry_response(checked.errors)
-        answer = self._next_answer()
-        record.answered = answer.kind
+            return self._keep(record, (200, soap, registry_response(checked.errors)))
+        with self._lock:
+            answer = self._next_answer()
+            record.answered = answer.kind
+            self.received.append(record)
+            if answer.kind == "success":
+                self.registered.update(checked.unique_ids)
         if answer.kind == "failure":
             return 200, soap, registry_response(answer.errors)
         if answer.kind == "receiver-fault":
             return 500, soap, fault("Receiver", "repository temporarily unavailable")
         if answer.kind == "http":
             return answer.status, "text/plain", b"unavailable"
-        with self._lock:
-            self.registered.update(checked.unique_ids)
         return 200, soap, registry_response([])
+
+    def _keep(self, record: Received, answer: tuple[int, str, bytes]) -> tuple[int, str, bytes]:
+        with self._lock:
+            self.received.append(record)
+        return answer
 
     @property
     def published(self) -> list[Checked]:

@@ -12,6 +12,7 @@ import pytest
 
 from tests._pki import Pki, make_pki
 from tests.contract._dicom import DicomContractPeer
+from tests.contract._dmp import DmpContractPeer
 from tests.contract._fhir import FhirContractPeer
 from tests.contract._mllp import MllpContractPeer
 from tests.contract._peer import ContractPeer
@@ -19,6 +20,7 @@ from tests.contract._peer import ContractPeer
 PEERS: dict[str, Callable[[], ContractPeer]] = {
     "mllp": MllpContractPeer,
     "dicom": DicomContractPeer,
+    "dmp": DmpContractPeer,
     "fhir": FhirContractPeer,
 }
 """Destination type -> its contract peer (the registration list)."""

@@ -89,9 +89,10 @@ def test_load_builtin_registers_every_bundled_type() -> None:
             "connectors.filedrop",
             "connectors.http_in",
             "connectors.mllp",
+            "connectors.dmp.destination",
             "connectors.fhir",
             "dicom_router",
         ],
         "listeners": ["dicom", "filedrop", "http", "mllp"],
-        "destinations": ["dicom", "fhir", "mllp"],
+        "destinations": ["dicom", "dmp", "fhir", "mllp"],
     }

@@ -100,3 +100,10 @@ def test_an_mtom_answer_is_read_from_its_root_part() -> None:
         'start="<root@x>"; start-info="application/soap+xml"'
     )
     assert read_response(200, content_type, body).detail == "Success"
+
+
+def test_a_duplicate_unique_id_on_a_retry_is_an_earlier_publication() -> None:
+    body = registry("Failure", ("XDSDuplicateUniqueIdInRegistry", "1.2.3 already registered"))
+    with pytest.raises(PermanentDeliveryError, match="XDSDuplicateUniqueIdInRegistry"):
+        read_response(200, XML, body)
+    assert read_response(200, XML, body, retry=True).detail.startswith("already published")

@@ -1,0 +1,185 @@
+"""The dmp destination end to end: the national CR-BIO ORU over MLLP -> eai -> the stand-in
+DMP repository (mutual TLS, schemas, ebRIM rules, VIHF verified by xmlsec1): published once;
+a registry failure is dead with every error in ``eai messages show``; the DMP down for a
+while gives retries, then one publication."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+
+from eai.cli import cli
+from standins.dmp import Answer, DmpStandin
+from tests._mllp import MllpSender, msa
+from tests._paths import HL7V2
+from tests._pki import Pki, make_pki, make_seal
+from tests.engine_harness import EngineThread
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+ORU = b"\r".join((HL7V2 / "oru_r01_crbio_init.hl7").read_bytes().splitlines())
+
+
+def _oru(control_id: str) -> bytes:
+    fields = ORU.split(b"\r", 1)[0].split(b"|")
+    fields[9] = control_id.encode()
+    return b"|".join(fields) + b"\r" + ORU.split(b"\r", 1)[1]
+
+
+@dataclass
+class Dmp:
+    pki: Pki
+    standin: DmpStandin
+    seal_cert: Path
+    seal_key: Path
+
+
+@pytest.fixture
+def dmp(tmp_path: Path) -> Iterator[Dmp]:
+    pki = make_pki(tmp_path / "pki")
+    cert, key, ca = make_seal()
+    seal_cert, seal_key, seal_ca = (tmp_path / n for n in ("seal.crt", "seal.key", "ca.crt"))
+    seal_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    seal_key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    seal_ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    standin = DmpStandin(pki.server_cert, pki.server_key, pki.ca, seal_ca).start()
+    try:
+        yield Dmp(pki, standin, seal_cert, seal_key)
+    finally:
+        standin.stop()
+
+
+def _routes(tmp: Path, dmp: Dmp) -> Path:
+    config = {
+        "engine": {"data_dir": str(tmp / "var"), "database": f"sqlite:///{tmp}/var/eai.db"},
+        "listeners": [{"name": "lab", "type": "mllp", "bind": "127.0.0.1:0", "test_feed": True}],
+        "destinations": [
+            {
+                "name": "dmp",
+                "type": "dmp",
+                "url": dmp.standin.url,
+                "tls": {
+                    "ca": str(dmp.pki.ca),
+                    "cert": str(dmp.pki.client_cert),
+                    "key": str(dmp.pki.client_key),
+                },
+                "sign_cert": str(dmp.seal_cert),
+                "sign_key": str(dmp.seal_key),
+                "source_id": "1.2.250.1.999.1.1",
+                "structure_id": "1120459876",
+                "activity_sector": "SA25^1.2.250.1.71.4.2.4",
+                "homologation_id": "HOMOL-TEST",
+                "connect_timeout": "2s",
+                "response_timeout": "20s",
+                "retry": {"initial": "0.1s", "max": "0.3s", "jitter": 0},
+            }
+        ],
+        "routes": [
+            {
+                "name": "dmp",
+                "from": ["lab"],
+                "when": {"fact": "DESTDMP", "equals": "Y"},
+                "to": ["dmp"],
+            }
+        ],
+    }
+    path = tmp / "routes.yaml"
+    path.write_text(json.dumps(config, indent=1))
+    return path
+
+
+def _messages(config: Path) -> list[dict[str, Any]]:
+    result = CliRunner().invoke(cli, ["messages", "list", "-c", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    rows: list[dict[str, Any]] = json.loads(result.output)
+    return rows
+
+
+def _deliveries(config: Path) -> list[dict[str, Any]]:
+    return [d for m in _messages(config) for d in m["deliveries"]]
+
+
+def _show(config: Path, message_id: int) -> str:
+    result = CliRunner().invoke(cli, ["messages", "show", "-c", str(config), str(message_id)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 40.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _settled(config: Path, status: str) -> Callable[[], bool]:
+    def check() -> bool:
+        rows = _deliveries(config)
+        return len(rows) == 1 and rows[0]["status"] == status
+
+    return check
+
+
+def _send(port: int, control_id: str) -> None:
+    with MllpSender(port) as sender:
+        code, _ = msa(sender.exchange(_oru(control_id)))
+        assert code == "AA", f"{control_id}: {code}"
+
+
+def test_the_oru_is_published_once(dmp: Dmp, tmp_path: Path) -> None:
+    config = _routes(tmp_path, dmp)
+    with EngineThread(config) as eng:
+        _send(eng.port("lab"), "ORU-DMP-1")
+        _wait(_settled(config, "delivered"), "the publication")
+    received = dmp.standin.received
+    assert [(r.refused, r.signature, r.answered) for r in received] == [("", "", "success")]
+    published = dmp.standin.published[0]
+    assert published.errors == []
+    assert published.patient_id == "279035121518989^^^&1.2.250.1.213.1.4.10&ISO^NH"
+
+
+def test_a_registry_failure_is_dead_with_its_errors_shown(dmp: Dmp, tmp_path: Path) -> None:
+    dmp.standin.answer = Answer(
+        "failure", [("XDSUnknownPatientId", "patient-inconnu-4471"), ("DMPClosed", "ferme-0032")]
+    )
+    config = _routes(tmp_path, dmp)
+    with EngineThread(config) as eng:
+        _send(eng.port("lab"), "ORU-DMP-2")
+        _wait(_settled(config, "dead"), "the dead letter")
+    assert len(dmp.standin.received) == 1
+    shown = _show(config, _messages(config)[0]["id"])
+    for text in ("XDSUnknownPatientId", "patient-inconnu-4471", "DMPClosed", "ferme-0032"):
+        assert text in shown
+
+
+def test_a_dmp_down_for_a_while_gives_retries_then_one_publication(
+    dmp: Dmp, tmp_path: Path
+) -> None:
+    dmp.standin.answer = Answer("http", status=503, times=3)
+    port = dmp.standin.port
+    dmp.standin.stop()
+    config = _routes(tmp_path, dmp)
+    with EngineThread(config) as eng:
+        _send(eng.port("lab"), "ORU-DMP-3")
+        _wait(
+            lambda: any(d["attempts"] >= 2 for d in _deliveries(config)), "retries while down"
+        )
+        dmp.standin.start(port)
+        _wait(_settled(config, "delivered"), "the publication")
+    answered = [r.answered for r in dmp.standin.received]
+    assert answered == ["http", "http", "http", "success"]
+    assert len(dmp.standin.published) == 1

@@ -14,7 +14,9 @@ Beyond listeners and destinations, a plugin adds ``when:`` keys to routes
 whole file reported at ``FILE:LINE:COL`` (:class:`CheckSpec`: "coerce only from
 dicom listeners", a listener type's exposure rule), listing fields
 (:class:`ListingSpec`) and ``eai`` subcommands (:class:`CommandSpec`). The core's
-own ``when:`` keys are registered the same way (``eai.config``).
+own ``when:`` keys are registered the same way (``eai.config``). Kinds of content
+named by ``message_type`` patterns (:class:`MessageKindSpec`) are kept by
+:mod:`eai.message_types` (which :mod:`mappings` uses too), re-exported here.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_check
 from pydantic import BaseModel
 
 from eai import plugins
+from eai.message_types import MessageKindSpec, message_kinds, register_message_kind
 from eai.messages import DeliveryResult, IngestResult, JournalEntry, OutboxItem
 
 if TYPE_CHECKING:
@@ -305,35 +308,6 @@ class CommandSpec:
     name: str
     load: Callable[[], click.Command]
     summary: str
-
-
-@dataclass(frozen=True)
-class MessageKindSpec:
-    """A kind of content whose message type is ``KIND^<trigger>`` (``CDA^11502-2``,
-    DICOM ``DICOM^CT``), which routes' ``message_type`` patterns may name."""
-
-    name: str
-    """Upper case, 3 to 16 letters or digits (``CDA``, ``DICOM``)."""
-    trigger: str
-    """What the trigger is, for error messages (``document code``, ``modality``)."""
-    example: str
-    """A pattern (``DICOM^CT``)."""
-
-
-_message_kinds: dict[str, MessageKindSpec] = {}
-
-
-def register_message_kind(spec: MessageKindSpec) -> None:
-    if spec.name in _message_kinds and _message_kinds[spec.name] != spec:
-        raise ValueError(f"message kind {spec.name!r} registered twice")
-    _message_kinds[spec.name] = spec
-
-
-def message_kinds(*, load: bool = True) -> dict[str, MessageKindSpec]:
-    """The registered message kinds; ``load=False``: without loading the plugins."""
-    if load:
-        load_builtin_connectors()
-    return dict(_message_kinds)
 
 
 _conditions: dict[str, ConditionSpec] = {}

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from eai.config import MessageTypeSet
 from eai.errors import ConfigError, ConfigIssue
+from eai.message_types import MessageTypeSet
 from mappings import _registry
 from mappings._context import MappingContext, MappingFailure
 from mappings._fhirmodel import resource_model

@@ -8,23 +8,24 @@ plugin's (DICOM ``tag``): ``message_type``, ``sending_application``,
 fact of the parsed content) and ``xpath`` (CDA documents: CDA is core content, read
 by ``eai._cda_content`` and embedded in CI-SIS HL7 messages, so its condition is
 core too). ``message_type`` patterns are HL7 v2's or ``KIND^trigger`` for a
-registered kind of content (:class:`eai.registry.MessageKindSpec`: ``CDA`` here).
+registered kind of content (:class:`eai.registry.MessageKindSpec`: ``CDA`` here);
+their grammar and :class:`MessageTypeSet` are :mod:`eai.message_types`' (a base module
+that :mod:`mappings` uses too), re-exported here.
 Patterns are checked and compiled once, when the file is loaded;
 :class:`eai.config.When` declares these keys and compiles their probes.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from eai import registry
-from eai.registry import ConditionSpec, MessageKindSpec, Probe
+from eai.message_types import MessageKindSpec, MessageTypeSet, match_pattern
+from eai.registry import ConditionSpec, Probe
 
 if TYPE_CHECKING:
     from eai.routing import Routable
@@ -38,41 +39,15 @@ __all__ = [
     "Regex",
 ]
 
-# HL7 v2: a 3-character code and trigger. The engine's other content types register
-# their kind (eai.registry.MessageKindSpec) and their own "trigger": CDA^<document code>
-# (core, below), DICOM^<Modality> (dicom_router).
-_HL7_PATTERN = r"(?P<code>\*|[A-Z0-9]{3})(?:\^(?P<trigger>\*|[A-Z0-9]{3}))?"
-_KIND_TRIGGER = r"(?:\^(?P<doctrigger>\*|[A-Za-z0-9][A-Za-z0-9._-]{0,31}))?"
-_HL7_HELP = "use ADT^A01 (exact), ADT or ADT^* (any trigger), *^A01 (any message code)"
-
 CDA_KIND = MessageKindSpec("CDA", "document code", "CDA^11502-2")
 registry.register_message_kind(CDA_KIND)
-
-
-@functools.lru_cache(maxsize=8)
-def _grammar(kinds: tuple[MessageKindSpec, ...]) -> tuple[re.Pattern[str], str]:
-    """The message type pattern grammar for these kinds, and its help text."""
-    names = "|".join(re.escape(kind.name) for kind in kinds)
-    pattern = _HL7_PATTERN + (f"|(?P<doc>{names}){_KIND_TRIGGER}" if names else "")
-    more = "".join(f", {kind.example} ({kind.trigger})" for kind in kinds)
-    return re.compile(pattern), _HL7_HELP + more
-
-
-def _match(pattern: str) -> re.Match[str]:
-    """``pattern`` parsed with the kinds registered (the plugins loaded when it needs them)."""
-    for load in (False, True):
-        grammar, help_text = _grammar(tuple(registry.message_kinds(load=load).values()))
-        match = grammar.fullmatch(pattern)
-        if match is not None:
-            return match
-    raise ValueError(f"{pattern!r} is not a message type pattern: {help_text}")
 
 
 _FACT_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 
 
 def _check_message_type(value: str) -> str:
-    _match(value)
+    match_pattern(value)
     return value
 
 
@@ -152,53 +127,6 @@ Regex = Annotated[
     BeforeValidator(_compile_regex),
     WithJsonSchema({"type": "string", "format": "regex"}),
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class MessageTypeSet:
-    """Compiled message type patterns; ``"ADT^A01" in types`` tests an MSH-9 value.
-
-    The value tested is ``code^trigger`` (further components, such as the
-    message structure, are ignored) or a bare ``code``.
-    """
-
-    exact: frozenset[tuple[str, str]]
-    codes: frozenset[str]
-    triggers: frozenset[str]
-    everything: bool
-
-    @classmethod
-    def of(cls, patterns: Iterable[str]) -> MessageTypeSet:
-        exact: set[tuple[str, str]] = set()
-        codes: set[str] = set()
-        triggers: set[str] = set()
-        everything = False
-        for pattern in patterns:
-            match = _match(pattern)
-            code = match.group("code") or match.group("doc")
-            trigger = match.group("trigger") or match.group("doctrigger") or "*"
-            if code == "*" and trigger == "*":
-                everything = True
-            elif trigger == "*":
-                codes.add(code)
-            elif code == "*":
-                triggers.add(trigger)
-            else:
-                exact.add((code, trigger))
-        return cls(frozenset(exact), frozenset(codes), frozenset(triggers), everything)
-
-    def __contains__(self, message_type: object) -> bool:
-        if self.everything:
-            return True
-        if not isinstance(message_type, str):
-            return False
-        code, _, rest = message_type.partition("^")
-        trigger = rest.partition("^")[0]
-        return (
-            code in self.codes
-            or (bool(trigger) and trigger in self.triggers)
-            or (code, trigger) in self.exact
-        )
 
 
 def _message_type(patterns: tuple[str, ...]) -> Probe:

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from pydantic import Field
 
-from eai import registry
+from eai import message_types, registry
 from eai.config import MessageTypeSet, load_config_text, route_model, when_model
 from eai.errors import ConfigError
 from eai.registry import (
@@ -120,7 +120,7 @@ def plugin(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(registry, "_route_options", dict(registry._route_options))
     monkeypatch.setattr(registry, "_checks", dict(registry._checks))
     monkeypatch.setattr(registry, "_commands", dict(registry._commands))
-    monkeypatch.setattr(registry, "_message_kinds", dict(registry._message_kinds))
+    monkeypatch.setattr(message_types, "_kinds", dict(message_types._kinds))
     registry.register_condition(WARD)
     registry.register_condition(WEEKDAY)
     registry.register_route_option(PRIORITY)

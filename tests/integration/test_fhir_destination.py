@@ -111,10 +111,11 @@ def _results(observations: list[dict[str, Any]]) -> list[tuple[str, Any, Any]]:
     return sorted(out, key=repr)
 
 
+@pytest.mark.parametrize("mapping", ["cisis-oru-mdm", "scad-observations"])
 def test_two_reports_of_one_patient_make_one_patient_and_every_result(
-    peer: FhirPeer, tmp_path: Path
+    peer: FhirPeer, tmp_path: Path, mapping: str
 ) -> None:
-    config = _routes(tmp_path, {"base_url": peer.base_url})
+    config = _routes(tmp_path, {"base_url": peer.base_url}, map_=mapping)
     with EngineThread(config) as eng:
         _send(eng.port("lab"), "ORU-0001", "ORU-0002")
         _wait(_settled(config, 2, "delivered"), "both reports delivered")
@@ -124,7 +125,7 @@ def test_two_reports_of_one_patient_make_one_patient_and_every_result(
     assert len(reports) == 2
     expected = [
         e["resource"]
-        for e in convert(ORU, "hl7v2", "cisis-oru-mdm")["entry"]
+        for e in convert(ORU, "hl7v2", mapping)["entry"]
         if e["resource"]["resourceType"] == "Observation"
     ]
     observations = peer.search("Observation")
@@ -141,6 +142,13 @@ def test_two_reports_of_one_patient_make_one_patient_and_every_result(
         or (f"DiagnosticReport/{reports[1]['id']}" in shown)
     )
     assert [r["id"] for r in peer.log() if r["path"] == "/fhir"] == ["ORU-0001", "ORU-0002"]
+    if mapping == "scad-observations":
+        lab = "http://terminology.hl7.org/CodeSystem/observation-category"
+        categories = [
+            {(c["system"], c["code"]) for cat in o["category"] for c in cat["coding"]}
+            for o in observations
+        ]
+        assert all(found == {(lab, "laboratory")} for found in categories)
 
 
 def test_429_with_retry_after_is_retried_no_sooner(peer: FhirPeer, tmp_path: Path) -> None:

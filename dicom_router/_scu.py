@@ -215,6 +215,10 @@ class Scu:
             raise TransientDeliveryError(f"{self.address} aborted the association") from exc
         except NoResponse as exc:
             raise TransientDeliveryError(f"{self.address}: {exc}") from exc
+        except ConnectionRefusedError as exc:  # nobody listens there: as eai send says it
+            raise TransientDeliveryError(
+                f"{self.address}: cannot connect: {_os_reason(exc)}"
+            ) from exc
         except (OSError, ProtocolError) as exc:
             raise TransientDeliveryError(
                 f"{self.address}: cannot connect or negotiate: {_os_reason(exc)}"

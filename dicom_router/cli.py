@@ -118,6 +118,11 @@ def send_cmd(
             bar.update(1)
 
         results = send_files(target, files, calling_ae, timeout, progress, tls=context)
+    reasons = {r.detail for r in failed}
+    if len(failed) == len(results) and len(reasons) == 1 and not any(r.ok for r in results):
+        (why,) = reasons
+        if why.startswith("cannot connect"):  # one line, as eai send says it, not one per file
+            raise EaiError(f"{target}: {why} ({len(failed)} file(s) not sent)")
     for r in failed:
         click.echo(f"{r.path}: {r.detail}", err=True)
     click.echo(f"{len(results) - len(failed)} sent, {len(failed)} failed")

@@ -311,20 +311,32 @@ class DicomListenerConfig(ListenerConfig):
 
     def caller_allowed(self, ae_title: str, address: str) -> bool:
         """True when ``ae_title`` may associate from ``address``."""
+        return self.caller_refusal(ae_title, address) is None
+
+    def caller_refusal(self, ae_title: str, address: str) -> str | None:
+        """Why ``ae_title`` may not associate from ``address`` (its title is unknown, or
+        it comes from a host its entry does not list), or None when it may."""
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
             ip = None
+        hosts: list[str] = []
         for caller in self.allowed_callers:
             if caller.ae_title != ae_title:
                 continue
             if caller.hosts is None:
-                return True
+                return None
             if ip is not None and any(
                 ip in ipaddress.ip_network(h, strict=False) for h in caller.hosts
             ):
-                return True
-        return False
+                return None
+            hosts.extend(caller.hosts)
+        if not hosts:
+            return f"calling AE title {ae_title!r} is not in allowed_callers"
+        return (
+            f"host {address} refused: calling AE title {ae_title!r} is allowed only from "
+            f"{', '.join(hosts)}"
+        )
 
 
 class _Rejected(Exception):
@@ -432,8 +444,8 @@ class DicomListener:
             verdict, why = REJECT_CONGESTION, "listener stopping"
         elif called != self.config.ae_title:
             verdict, why = REJECT_CALLED_AE, f"called AE title {called!r} is not ours"
-        elif not self.config.caller_allowed(calling, address):
-            verdict, why = REJECT_CALLING_AE, f"calling AE title {calling!r} not allowed"
+        elif (refusal := self.config.caller_refusal(calling, address)) is not None:
+            verdict, why = REJECT_CALLING_AE, refusal
         else:
             return None
         log.warning("listener %s: association from %s refused: %s", self.config.name, address, why)
@@ -559,6 +571,8 @@ class DicomListener:
             message_type=message_type_of(ref.attrs.get("Modality", ""))[:32],
             sending_application=ref.calling_ae,
             sending_facility=ref.attrs.get("InstitutionName", "")[:64],
+            content_size=ref.size,
+            answered=f"0x{STATUS_SUCCESS:04X}",
         )
         try:
             result = self._submit(entry, pending.durable)
@@ -631,6 +645,8 @@ class DicomListener:
             message_type="DICOM^C-STORE",
             sending_application=calling,
             reject_reason=f"0x{rej.status:04X}: {rej.reason} (quarantine/{spooled.name})",
+            content_size=spooled.size,
+            answered=f"0x{rej.status:04X}",
         )
         try:
             self._submit(entry)

@@ -85,6 +85,12 @@ class JournalEntry:
     sending_facility: str = ""
     ack: bytes = b""
     reject_reason: str = ""
+    content_size: int | None = None
+    """The size of what the sender sent when ``payload`` only refers to it (a DICOM
+    instance spooled to disk); None: ``len(payload)``."""
+    answered: str = ""
+    """The answer the listener sends when it is not an HL7 ACK (DICOM: ``0x0000``); its
+    journey shows it where an ACK shows MSA-1."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,7 +163,7 @@ def _message_row(cipher: Cipher, e: JournalEntry, dedup_key: str | None) -> dict
         "sending_application": e.sending_application[:128],
         "sending_facility": e.sending_facility[:128],
         "dedup_key": dedup_key,
-        "size": len(e.payload),
+        "size": _size(e),
         "payload": cipher.seal(e.payload),
         "ack": e.ack,
         "reject_reason": e.reject_reason,
@@ -171,11 +171,16 @@ def _message_row(cipher: Cipher, e: JournalEntry, dedup_key: str | None) -> dict
     }
 
 
+def _size(e: JournalEntry) -> int:
+    """What the sender sent: the payload, or the content it refers to (DICOM)."""
+    return len(e.payload) if e.content_size is None else e.content_size
+
+
 def _event_details(e: JournalEntry) -> tuple[str, str, str]:
     """(received detail, second event's kind, its detail) of a journaled entry."""
-    received = f"listener={e.listener} bytes={len(e.payload)} peer={e.peer}"
+    received = f"listener={e.listener} bytes={_size(e)} peer={e.peer}"
     kind = "rejected" if e.status == "rejected" else "acknowledged"
-    detail = f"ack={ack_code(e.ack)}"
+    detail = f"status={e.answered}" if e.answered and not e.ack else f"ack={ack_code(e.ack)}"
     if e.reject_reason:
         detail += f" reason={e.reject_reason}"
     return received, kind, detail

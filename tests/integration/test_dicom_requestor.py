@@ -367,7 +367,7 @@ def test_no_answer_to_the_association_request(tmp_path: Path) -> None:
 def test_connection_refused_is_transient(tmp_path: Path) -> None:
     ref, _dataset = spooled_ct(tmp_path)
     scu = StoreScu(destination(free_port(HOST)))
-    with pytest.raises(TransientDeliveryError, match="cannot connect or negotiate"):
+    with pytest.raises(TransientDeliveryError, match="cannot connect: Connection refused"):
         scu.send(scu.links[0], ref)
 
 

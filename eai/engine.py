@@ -190,7 +190,13 @@ class Engine:
         :class:`ConfigError` with its FILE:LINE:COL issues and the running config stays.
         Both outcomes are logged and journaled as an event."""
         if self.config_path is None or self._pool is None or self.store is None:
-            raise ReloadRefused("this engine was not started from a routes.yaml: nothing to reload")
+            why = (
+                "this engine was not started from a routes.yaml"
+                if self.config_path is None
+                else "the engine is still starting"
+            )
+            log.warning("reload by %s refused: %s", by, why)
+            raise ReloadRefused(f"{why}: nothing reloaded")
         async with self._reloading:
             path = self.config_path
             try:

@@ -171,3 +171,24 @@ def test_sighup_applies_the_new_routes(tmp_path):
         assert "AFTER" not in old.control_ids()
     (detail,) = _events(path, "config_reloaded")
     assert detail.startswith("by signal SIGHUP")
+
+
+def test_eai_reload_falls_back_to_sighup_when_the_admin_socket_is_gone(tmp_path):
+    port = listener_port()
+    with MllpPeer() as old, MllpPeer() as new:
+        path = fixed_routes(tmp_path, port, old.port)
+        with EaiProcess(path, port, tmp_path / "engine.log").start() as proc:
+            (tmp_path / "var" / "admin.sock").unlink()  # as if it were removed by hand
+            _second_destination(path, new.port)
+            code, out, err = _reload(path)
+            assert code == 0, out + err
+            assert (
+                proc.proc is not None and f"sent SIGHUP to the engine (pid {proc.proc.pid})" in out
+            )
+            deadline = time.monotonic() + 20
+            while "config reloaded by signal SIGHUP" not in proc.stderr():
+                assert time.monotonic() < deadline, proc.stderr()[-2000:]
+                time.sleep(0.05)
+            with MLLPClient("127.0.0.1", port) as c:
+                assert msa(c.send_message(adt("VIA-PID", "P1")))[0] == "AA"
+            assert new.wait_for(lambda p: "VIA-PID" in p.control_ids(), 10)

@@ -189,7 +189,12 @@ class Engine:
         asked (the admin socket's caller, or the signal). An invalid file raises
         :class:`ConfigError` with its FILE:LINE:COL issues and the running config stays.
         Both outcomes are logged and journaled as an event."""
-        if self.config_path is None or self._pool is None or self.store is None:
+        if (
+            self.config_path is None
+            or not self.started.is_set()
+            or self._pool is None
+            or self.store is None
+        ):
             why = (
                 "this engine was not started from a routes.yaml"
                 if self.config_path is None

@@ -2,15 +2,22 @@
 
 Touches: nothing.
 
-    EaiError
+    EaiError                   refused on purpose                               exit 1
     ├── ConfigError            routes.yaml or CLI input is wrong (file, line)   exit 1
+    ├── ConfigNotFound         no routes.yaml where the command looked          exit 2
     ├── InputError             a message cannot be accepted (answered AR)       exit 1
     │   └── SenderNotAllowed   MSH-4 not on the listener's allow-list
-    ├── StoreError             the journal cannot be written (answered AE/CE)   exit 3
-    ├── NotFound               an id asked for does not exist                   exit 4
+    ├── NotFound               an id or name asked for does not exist           exit 3
+    ├── Unavailable            the journal or the running engine cannot be used exit 4
+    │   └── StoreError         the journal cannot be written (answered AE/CE)   exit 4
     └── DeliveryError
         ├── TransientDeliveryError   retried with backoff
         └── PermanentDeliveryError   dead-lettered
+
+Every ``eai`` command exits with one of :data:`EXIT_CODES` (README, ``eai --help``):
+click's usage errors exit 2 as click makes them, an :class:`EaiError` with its class's
+code, and a check or test that finds a problem (``eai check``, ``eai identity check-ins``,
+``eai mapping test``) with 1.
 
 Foreign errors are wrapped at the edge with ``raise ... from``.
 """
@@ -18,25 +25,50 @@ Foreign errors are wrapped at the edge with ``raise ... from``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 __all__ = [
+    "EXIT_CODES",
     "ConfigError",
     "ConfigIssue",
+    "ConfigNotFound",
     "DeliveryError",
     "EaiError",
+    "ExitCode",
     "InputError",
     "NotFound",
     "PermanentDeliveryError",
     "SenderNotAllowed",
     "StoreError",
     "TransientDeliveryError",
+    "Unavailable",
 ]
+
+
+class ExitCode(IntEnum):
+    """The exit codes of every ``eai`` command."""
+
+    OK = 0
+    PROBLEM = 1
+    USAGE = 2
+    NOT_FOUND = 3
+    UNAVAILABLE = 4
+
+
+EXIT_CODES: dict[ExitCode, str] = {
+    ExitCode.OK: "ok",
+    ExitCode.PROBLEM: "problem found: invalid routes.yaml, message refused, failed check or test",
+    ExitCode.USAGE: "usage: unknown command or option, bad value, no routes.yaml found",
+    ExitCode.NOT_FOUND: "not found: no message, delivery, destination... by that id or name",
+    ExitCode.UNAVAILABLE: "unavailable: the journal cannot be opened, or no engine answers",
+}
+"""What each exit code means, in the order ``eai --help`` and the README list them."""
 
 
 class EaiError(Exception):
     """Base of every error the engine raises on purpose."""
 
-    exit_code = 1
+    exit_code: int = ExitCode.PROBLEM
 
 
 @dataclass(frozen=True)
@@ -60,6 +92,13 @@ class ConfigError(EaiError):
         super().__init__("\n".join(str(i) for i in issues))
 
 
+class ConfigNotFound(EaiError):
+    """No configuration file where the command looked: the message says where it
+    looked and how to name one (``-c FILE``, ``$EAI_CONFIG``)."""
+
+    exit_code = ExitCode.USAGE
+
+
 class InputError(EaiError):
     """A message cannot be accepted: it is answered AR with an ERR segment.
 
@@ -79,16 +118,21 @@ class SenderNotAllowed(InputError):
     """The sending facility is not on the listener's allow-list."""
 
 
-class StoreError(EaiError):
-    """The journal could not be written; the sender gets AE/CE, never AA."""
+class Unavailable(EaiError):
+    """The journal or the running engine cannot be used now (a database down or
+    locked, no engine on the admin socket): trying again later may work."""
 
-    exit_code = 3
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class StoreError(Unavailable):
+    """The journal could not be written; the sender gets AE/CE, never AA."""
 
 
 class NotFound(EaiError):
-    """An id given on the command line does not exist."""
+    """An id or name given on the command line does not exist."""
 
-    exit_code = 4
+    exit_code = ExitCode.NOT_FOUND
 
 
 class DeliveryError(EaiError):

@@ -11,15 +11,15 @@ from typing import Any
 
 from eai.admin._address import socket_address
 from eai.admin._protocol import HEADER_SIZE, MAX_ANSWER, ProtocolError, decode, encode, frame_length
-from eai.errors import ConfigError, ConfigIssue, EaiError, NotFound
+from eai.errors import ConfigError, ConfigIssue, EaiError, NotFound, Unavailable
 
 __all__ = ["AdminRefused", "EngineNotRunning", "request"]
 
 BREAK_GLASS = "eai messages show ID --raw --break-glass"
 
 
-class EngineNotRunning(EaiError):
-    """No engine answers on the admin socket: raw access needs it."""
+class EngineNotRunning(Unavailable):
+    """No engine answers on the admin socket: raw access needs it (exit 4)."""
 
     def __init__(self, path: Path, why: str) -> None:
         super().__init__(

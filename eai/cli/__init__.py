@@ -6,11 +6,12 @@ Errors the engine raises on purpose (:class:`eai.errors.EaiError`) print one
 line per problem on stderr and exit with the class's code; tracebacks only
 with ``--debug``.
 
-Plugins add subcommands (``eai dicom``, ``eai send``, ``eai identity standin``) through
-:func:`eai.registry.commands` (:class:`~eai.cli._plugin_group.PluginGroup`): listed
-by ``--help`` from their summaries, imported only when one runs. The helpers a
-plugin's commands share with the core's (config option, store, TLS client options,
-JSON output) are exported here.
+Every subcommand is imported only when it runs or shows its help: ``eai --help`` lists
+the core's from :data:`COMMANDS` and the plugins' (``eai dicom``, ``eai send``, ``eai
+identity standin``: :func:`eai.registry.commands`) from their summaries, so that
+``import eai.cli`` loads click and nothing heavy (no SQLAlchemy, pydantic, pydicom).
+The helpers a plugin's commands share with the core's (config option, store, TLS
+client options, JSON output) are exported here. Exit codes: :data:`eai.errors.EXIT_CODES`.
 """
 
 from __future__ import annotations
@@ -29,15 +30,11 @@ from eai.cli._common import (
     tls_client_context,
     tls_client_options,
 )
-from eai.cli._engine_cmds import check, run, schema
-from eai.cli._identity_cmds import identity
-from eai.cli._mapping_cmds import convert, mapping
-from eai.cli._plugin_group import PluginGroup
-from eai.cli._reload_cmd import reload_cmd
-from eai.cli._support_cmds import messages, queue, replay, resend_cmd
-from eai.errors import ConfigError, EaiError
+from eai.cli._lazy import LazyGroup
+from eai.errors import EXIT_CODES, ConfigError, EaiError
 
 __all__ = [
+    "COMMANDS",
     "CONFIG_OPTION",
     "cli",
     "emit_json",
@@ -49,8 +46,62 @@ __all__ = [
     "tls_client_options",
 ]
 
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": (
+        "eai.cli._engine_cmds:run",
+        "Run the engine in the foreground (SIGTERM/SIGINT: stop cleanly, exit 0; SIGHUP or "
+        "eai reload: re-read routes.yaml).",
+    ),
+    "check": (
+        "eai.cli._engine_cmds:check",
+        "Validate routes.yaml (FILE, else -c): prints FILE:LINE:COLUMN: problem for each "
+        "error, or ok.",
+    ),
+    "schema": (
+        "eai.cli._engine_cmds:schema",
+        "Print the JSON Schema of routes.yaml (for editors).",
+    ),
+    "reload": (
+        "eai.cli._reload_cmd:reload_cmd",
+        "Make the running engine re-read routes.yaml (as SIGHUP does); an invalid file is "
+        "refused with FILE:LINE:COLUMN lines and the running config stays.",
+    ),
+    "messages": ("eai.cli._support_cmds:messages", "Find and inspect journaled messages."),
+    "replay": (
+        "eai.cli._support_cmds:replay",
+        "Run journaled messages through today's routes.yaml again.",
+    ),
+    "resend": ("eai.cli._support_cmds:resend_cmd", "Send deliveries again, exactly as they were."),
+    "queue": ("eai.cli._support_cmds:queue", "Outbox queues per destination."),
+    "identity": (
+        "eai.cli._identity_cmds:identity",
+        "Patient identity: INS checks, charter anomalies, held deliveries.",
+    ),
+    "convert": (
+        "eai.cli._mapping_cmds:convert",
+        "Print the FHIR Bundle a route with `map:` would deliver for FILE.",
+    ),
+    "mapping": (
+        "eai.cli._mapping_cmds:mapping",
+        "Mapping files (mappings/*.yaml): list them, run their tests.",
+    ),
+}
+"""The core's subcommands: name -> (``module:attribute`` of the click command, its line in
+``eai --help``: the first paragraph of its help, which a test holds equal). A command's
+module is imported only when it runs or shows its help (:class:`~eai.cli._lazy.LazyGroup`);
+plugins declare theirs in :data:`eai.plugins.COMMANDS`."""
 
-@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
+_EPILOG = "\b\nExit codes:\n" + "\n".join(
+    f"  {int(code)}  {meaning}" for code, meaning in EXIT_CODES.items()
+)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    epilog=_EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.option("--debug", is_flag=True, help="show tracebacks and debug logs")
 @click.version_option(package_name="eai")
 @click.pass_context
@@ -62,14 +113,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-
-
-for command in (run, check, schema, messages, replay, resend_cmd, queue):
-    cli.add_command(command)
-cli.add_command(identity)
-cli.add_command(convert)
-cli.add_command(mapping)
-cli.add_command(reload_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

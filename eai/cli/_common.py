@@ -1,6 +1,10 @@
 """Shared pieces of the CLI: loading the config, opening the journal, parsing times.
 
 Touches: files (config), DB (opens the journal).
+
+Imported by ``eai --help`` and by every command, so it imports nothing heavy itself:
+the config models, the journal (SQLAlchemy) and the TLS helpers are imported by the
+functions that need them.
 """
 
 from __future__ import annotations
@@ -12,18 +16,24 @@ import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
-from eai.config import Config, load_config
-from eai.store import Store, utcnow
+from eai.errors import ConfigNotFound
+
+if TYPE_CHECKING:
+    from eai.config import Config, EngineConfig
+    from eai.store import Store
 
 __all__ = [
     "CONFIG_OPTION",
     "emit_json",
+    "open_journal",
     "open_store",
     "parse_time",
+    "require_config",
     "read_config",
     "tls_client_context",
     "tls_client_options",
@@ -36,18 +46,65 @@ CONFIG_OPTION = click.option(
     "--config",
     "config_path",
     type=click.Path(path_type=Path),
-    default=lambda: os.environ.get("EAI_CONFIG", "routes.yaml"),
+    envvar="EAI_CONFIG",
+    default="routes.yaml",
     show_default="routes.yaml",
     help="routes.yaml to use (or $EAI_CONFIG)",
 )
 
 
+def require_config(path: Path) -> Path:
+    """``path`` if it exists; else :class:`ConfigNotFound` (exit 2) saying where the
+    command looked (``-c``, ``$EAI_CONFIG`` or the current directory) and how to name
+    the file."""
+    if path.exists():
+        return path
+    ctx = click.get_current_context(silent=True)
+    source = None
+    if ctx is not None and ctx.params.get("config_path") == path:
+        source = ctx.get_parameter_source("config_path")
+    if source is ParameterSource.ENVIRONMENT:
+        text = (
+            f"$EAI_CONFIG names {path}, which does not exist: set it to your routes.yaml, "
+            "or name the file with -c FILE"
+        )
+    elif source is ParameterSource.COMMANDLINE:
+        text = f"-c {path}: no such file: name your routes.yaml with -c FILE or $EAI_CONFIG"
+    elif source is not None:
+        text = (
+            f"no {path} in {Path.cwd()}: run eai where routes.yaml is, or name it with "
+            "-c FILE or $EAI_CONFIG"
+        )
+    else:
+        text = f"{path}: no such file: name your routes.yaml with -c FILE or $EAI_CONFIG"
+    raise ConfigNotFound(text)
+
+
 def read_config(path: Path) -> Config:
-    return load_config(path)
+    """The whole routes.yaml, validated with every plugin's models (imports them)."""
+    from eai.config import load_config
+
+    return load_config(require_config(path))
 
 
 def open_store(config: Config) -> Store:
-    return Store(config.engine.database, Path(config.engine.data_dir), os.environ.get("EAI_KEY"))
+    return _store(config.engine)
+
+
+def open_journal(path: Path) -> Store:
+    """The journal of routes.yaml at ``path``, read from its ``engine`` section alone
+    (:func:`eai.config.load_engine_config`): for the commands that only read or write the
+    journal, which then import no plugin and work even while another part of the file is
+    being fixed."""
+    from eai.config import load_engine_config
+
+    return _store(load_engine_config(require_config(path)))
+
+
+def _store(engine: EngineConfig) -> Store:
+    from eai.store import Store
+
+    return Store(engine.database, Path(engine.data_dir), os.environ.get("EAI_KEY"))
 
 
 _RELATIVE = re.compile(r"^(\d+)\s*(s|m|h|d)$")
@@ -66,7 +123,7 @@ def parse_time(value: str | None) -> datetime | None:
             "h": timedelta(hours=n),
             "d": timedelta(days=n),
         }[unit]
-        return utcnow() - delta
+        return datetime.now(UTC).replace(tzinfo=None) - delta  # naive UTC, as the journal
     try:
         dt = datetime.fromisoformat(value.strip())
     except ValueError as exc:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from eai.cli._common import CONFIG_OPTION
-from eai.errors import ConfigError, EaiError
+from eai.errors import ConfigError, Unavailable
 
 if TYPE_CHECKING:
     from eai.config import EngineConfig
@@ -32,8 +32,8 @@ RELOAD_TIMEOUT = 300.0
 new one starts: the answer may take that long."""
 
 
-class NoEngine(EaiError):
-    """No running engine to reload."""
+class NoEngine(Unavailable):
+    """No running engine to reload (exit 4)."""
 
 
 def _engine_section(path: Path) -> tuple[EngineConfig, ConfigError | None]:

@@ -15,11 +15,15 @@ from typing import Any
 
 import click
 
-from eai.admin import break_glass_read
-from eai.admin import request as admin_request
-from eai.cli._common import CONFIG_OPTION, emit_json, open_store, parse_time, read_config
-from eai.errors import EaiError
-from eai.pipeline import plan_all
+from eai.cli._common import (
+    CONFIG_OPTION,
+    emit_json,
+    open_journal,
+    open_store,
+    parse_time,
+    read_config,
+)
+from eai.errors import NotFound
 from eai.registry import listing_specs
 from eai.store import (
     list_messages,
@@ -75,7 +79,7 @@ def list_cmd(
     UIDs (in --json: study_instance_uid, series_instance_uid, sop_instance_uid,
     null for other messages).
     """
-    store = open_store(read_config(config_path))
+    store = open_journal(config_path)  # the engine section alone: no plugin imported for it
     try:
         rows = list_messages(
             store.engine,
@@ -146,6 +150,9 @@ def show_cmd(
     """
     if (reason or break_glass) and not raw:
         raise click.UsageError("--reason and --break-glass go with --raw")
+    from eai.admin import break_glass_read  # here: the other commands do not load it
+    from eai.admin import request as admin_request
+
     config = read_config(config_path)
     payload: bytes | None = None
     if raw and break_glass:
@@ -233,6 +240,8 @@ def replay(
     already has is not recorded, nor mailed, again. --dry-run writes nothing."""
     if not ids and not (status or since or until or listener or message_type):
         raise click.UsageError("give message ids or at least one filter (--status, --since, ...)")
+    from eai.pipeline import plan_all  # here: the other commands do not load the pipeline
+
     config = read_config(config_path)
     config_sha256 = hashlib.sha256(config_path.read_bytes()).hexdigest()
     store = open_store(config)
@@ -328,7 +337,9 @@ def queue() -> None:
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True)
 def queue_list(config_path: Path, as_json: bool) -> None:
-    """Depth, oldest pending age and state of each destination."""
+    """Deliveries per destination and state: pending (depth, of which retrying), held
+    (waiting for a qualified identity: eai identity release), dead, delivered, and the
+    oldest pending one's age."""
     config = read_config(config_path)
     store = open_store(config)
     try:
@@ -339,14 +350,14 @@ def queue_list(config_path: Path, as_json: bool) -> None:
         emit_json([s.to_json() for s in stats])
         return
     click.echo(
-        f"{'DESTINATION':16} {'STATE':12} {'DEPTH':>7} {'RETRYING':>8} {'DEAD':>6} "
-        f"{'DELIVERED':>9}  OLDEST PENDING"
+        f"{'DESTINATION':16} {'STATE':12} {'DEPTH':>7} {'RETRYING':>8} {'HELD':>6} "
+        f"{'DEAD':>6} {'DELIVERED':>9}  OLDEST PENDING"
     )
     for s in stats:
         age = "-" if s.oldest_pending_age_s is None else f"{s.oldest_pending_age_s:.0f}s"
         click.echo(
-            f"{s.destination:16} {s.state:12} {s.depth:>7} {s.retrying:>8} {s.dead:>6} "
-            f"{s.delivered:>9}  {age}"
+            f"{s.destination:16} {s.state:12} {s.depth:>7} {s.retrying:>8} {s.held:>6} "
+            f"{s.dead:>6} {s.delivered:>9}  {age}"
         )
 
 
@@ -354,7 +365,7 @@ def _set_paused(config_path: Path, destination: str, paused: bool) -> None:
     """Reads the config once, checks the destination exists, records the new state."""
     config = read_config(config_path)
     if destination not in {d.name for d in config.destinations}:
-        raise EaiError(f"unknown destination {destination!r} in {config_path}")
+        raise NotFound(f"unknown destination {destination!r} in {config_path}")
     store = open_store(config)
     try:
         set_paused(store.engine, destination, paused)

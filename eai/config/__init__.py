@@ -25,7 +25,7 @@ from eai.config._conditions import HL7Path, MessageTypePattern, MessageTypeSet
 from eai.config._engine import EngineConfig
 from eai.config._exposure import INSECURE_HINT, ExposureRule, exposure_check, is_loopback
 from eai.config._identity import IdentityConfig, IdentityServerConfig, SmtpConfig
-from eai.config._loader import check_config, load_config, load_config_text
+from eai.config._loader import check_config, load_config, load_config_text, load_engine_config
 from eai.config._model import Config, config_model, route_model, when_model
 from eai.config._routes import Route, When
 from eai.config._schema import config_json_schema
@@ -57,6 +57,7 @@ __all__ = [
     "is_loopback",
     "load_config",
     "load_config_text",
+    "load_engine_config",
     "parse_duration",
     "route_model",
     "when_model",

@@ -16,9 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from yaml.nodes import MappingNode
 
+from eai.config._base import Model
+from eai.config._engine import EngineConfig
 from eai.config._issues import findings_from_validation, locate
 from eai.config._model import Config, config_model, cross_check
 from eai.config._yaml import (
@@ -27,12 +29,14 @@ from eai.config._yaml import (
     construct,
     find_duplicate_keys,
     format_path,
+    mapping_item,
     position,
     substitute_env,
 )
+from eai.config._yaml_errors import explain
 from eai.errors import ConfigError, ConfigIssue
 
-__all__ = ["check_config", "load_config", "load_config_text"]
+__all__ = ["check_config", "load_config", "load_config_text", "load_engine_config"]
 
 _EXPECTED = "expected a mapping with engine, listeners, destinations, routes"
 
@@ -43,14 +47,59 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
     ``env`` (default ``os.environ``) gives the ``${NAME}`` values.
     """
     path = Path(path)
+    return load_config_text(_read(path), str(path), env)
+
+
+def _read(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(
             [ConfigIssue(str(path), 1, 1, f"cannot read the file: {reason}")]
         ) from exc
-    return load_config_text(text, str(path), env)
+
+
+class _EngineSection(Model):
+    """A ``routes.yaml`` reduced to its ``engine`` section."""
+
+    engine: EngineConfig = Field(
+        default_factory=EngineConfig, description="process-wide settings (all defaulted)"
+    )
+
+
+def load_engine_config(path: Path | str, env: Mapping[str, str] | None = None) -> EngineConfig:
+    """The ``engine`` section of ``path`` alone, or ConfigError with its issues (the file's
+    YAML syntax, that section's values and ``${NAME}``s).
+
+    For the commands that only open the journal (``eai messages list``): no connector is
+    imported to read it, and a mistake elsewhere in the file (a route, a listener) does
+    not keep a support engineer from reading the journal."""
+    path = Path(path)
+    text = _read(path)
+    findings: list[Finding] = []
+    section: EngineConfig | None = None
+    root = _compose(text)
+    if isinstance(root, Finding):
+        findings.append(root)
+    else:
+        item = mapping_item(root, "engine")
+        only = MappingNode(root.tag, [item] if item else [], root.start_mark, root.end_mark)
+        findings += [
+            finding for _, finding in substitute_env(only, os.environ if env is None else env, text)
+        ]
+        findings += find_duplicate_keys(only)
+        try:
+            data = construct(only)
+            section = _EngineSection.model_validate(data).engine
+        except yaml.YAMLError as exc:
+            findings.append(explain(exc, text))
+        except ValidationError as exc:
+            findings += findings_from_validation(exc, only, _EngineSection)
+    if findings or section is None:
+        unique = sorted(dict.fromkeys(findings), key=lambda f: (f.line, f.column))
+        raise ConfigError([ConfigIssue(str(path), f.line, f.column, f.message) for f in unique])
+    return section
 
 
 def check_config(path: Path | str, env: Mapping[str, str] | None = None) -> list[ConfigIssue]:
@@ -73,30 +122,31 @@ def load_config_text(
     return config
 
 
-def _load(text: str, env: Mapping[str, str]) -> tuple[list[Finding], Config | None]:
+def _compose(text: str) -> MappingNode | Finding:
+    """The document's top-level mapping, or the finding that says why there is none."""
     try:
         root = compose(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
-        return [Finding(line, column, f"invalid YAML: {problem}")], None
     except yaml.YAMLError as exc:
-        return [Finding(1, 1, f"invalid YAML: {exc}")], None
+        return explain(exc, text)
     if root is None:
-        return [Finding(1, 1, f"the file is empty: {_EXPECTED}")], None
+        return Finding(1, 1, f"the file is empty: {_EXPECTED}")
     if not isinstance(root, MappingNode):
-        return [Finding(1, 1, f"the top level is not a mapping: {_EXPECTED}")], None
+        return Finding(1, 1, f"the top level is not a mapping: {_EXPECTED}")
+    return root
+
+
+def _load(text: str, env: Mapping[str, str]) -> tuple[list[Finding], Config | None]:
+    root = _compose(text)
+    if isinstance(root, Finding):
+        return [root], None
 
     unresolved = substitute_env(root, env, text)
     findings = [finding for _, finding in unresolved]
     findings += find_duplicate_keys(root)
     try:
         data = construct(root)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        return [*findings, Finding(line, column, f"invalid YAML: {exc.problem}")], None
+    except yaml.YAMLError as exc:
+        return [*findings, explain(exc, text)], None
 
     model = config_model()
     problems = cross_check(data)

@@ -235,12 +235,17 @@ def test_unset_env_var_in_quoted_multiline_value() -> None:
 def test_yaml_syntax_error() -> None:
     text = BASE.replace("    from: [in-a]", "    from: [in-a\n")
     found = only_issue(text)
-    assert found == "routes.yaml:14:7: invalid YAML: expected ',' or ']', but got ':'"
+    assert found == (  # at the unclosed '[', where the parser gave up after it
+        "routes.yaml:12:11: invalid YAML: the list opened with '[' here is not closed: add "
+        "']' after its last item (items are separated by ',') (parser: while parsing a flow "
+        "sequence, expected ',' or ']', but got ':' at line 14, column 7)"
+    )
 
 
 def test_yaml_bad_indentation() -> None:
     found = only_issue("listeners:\n  - name: a\n   type: x\n")
-    assert found.startswith("routes.yaml:3:4: invalid YAML: expected <block end>")
+    assert found.startswith("routes.yaml:3:4: invalid YAML: bad indentation: ")
+    assert found.endswith("expected <block end>, but found '<block mapping start>')")
 
 
 def test_duplicate_key_points_at_the_second_key() -> None:

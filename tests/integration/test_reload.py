@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import threading
@@ -192,3 +193,47 @@ def test_eai_reload_falls_back_to_sighup_when_the_admin_socket_is_gone(tmp_path)
             with MLLPClient("127.0.0.1", port) as c:
                 assert msa(c.send_message(adt("VIA-PID", "P1")))[0] == "AA"
             assert new.wait_for(lambda p: "VIA-PID" in p.control_ids(), 10)
+
+
+REJECT_ALL = """rules:
+  - id: TEST-NOM-ZZZ
+    severity: reject
+    reads: [birth_name]
+    check: {pattern: "^ZZZ$"}
+    message: test rule
+"""
+
+
+def test_charter_files_are_read_again_and_a_broken_one_refused(tmp_path):
+    charter = tmp_path / "charter.yaml"
+    charter.write_text("rules: []\n")
+    with MllpPeer() as sink:
+        path = write_routes(tmp_path, sink.port, extra=f"identity:\n  charter: [{charter}]\n")
+        with EngineThread(path) as eng:
+
+            def send(cid: str) -> None:
+                with MLLPClient("127.0.0.1", eng.port("chu-x-adt")) as c:
+                    assert msa(c.send_message(adt(cid, "P1")))[0] == "AA"
+
+            send("BEFORE")
+            assert sink.wait_for(lambda s: "BEFORE" in s.control_ids(), 10)
+            charter.write_text(REJECT_ALL)
+            code, out, err = _reload(path)
+            assert code == 0, out + err
+            send("RULED")
+            charter.write_text("rules:\n  - id: X\n    severity: loud\n")
+            code, out, err = _reload(path)
+            assert code != 0 and f"{charter}:1:1:" in err, err
+            send("STILL-RULED")
+            deadline = time.monotonic() + 15
+            while len(rows := _statuses(path)) < 3 or "received" in rows.values():
+                assert time.monotonic() < deadline, rows
+                time.sleep(0.1)
+    assert rows == {"BEFORE": "processed", "RULED": "rejected", "STILL-RULED": "rejected"}
+    assert sink.control_ids() == ["BEFORE"]
+
+
+def _statuses(path: Path) -> dict[str, str]:
+    res = eai_cli(path, "messages", "list", "--json")
+    assert res.returncode == 0, res.stderr
+    return {r["control_id"]: r["status"] for r in json.loads(res.stdout)}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from eai.cli._common import CONFIG_OPTION, read_config
+from eai.cli._common import CONFIG_OPTION, read_config, require_config
 from eai.config import check_config, config_json_schema
 from eai.errors import ConfigError
 
@@ -49,6 +49,8 @@ def check(ctx: click.Context, config_path: Path, file: Path | None) -> None:
         if ctx.get_parameter_source("config_path") is click.core.ParameterSource.COMMANDLINE:
             raise click.UsageError("give the file once: as FILE or with -c, not both")
         config_path = file
+    else:
+        require_config(config_path)  # none: say where it looked, name -c and $EAI_CONFIG
     issues = check_config(config_path)
     if issues:
         raise ConfigError(issues)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field, ValidationError
 from pydantic.fields import FieldInfo
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, SequenceNode
 
@@ -219,6 +220,15 @@ def _finding(detail: ErrorDetails, root: Node, model: type[BaseModel]) -> tuple[
     return where, Finding(line, column, f"{format_path(where.path)}: {message}")
 
 
+def _documented(field: FieldInfo) -> bool:
+    """A key ``eai schema`` and the docs describe: it has a description and is neither
+    deprecated nor left out of the schema. Only those are suggested: an internal or
+    retired key would lead an integrator astray."""
+    if not field.description or field.deprecated or field.exclude:
+        return False
+    return not any(isinstance(meta, SkipJsonSchema) for meta in field.metadata)
+
+
 def _key(name: str, field: FieldInfo) -> str:
     """The key a field is given by in YAML."""
     alias = field.validation_alias
@@ -226,10 +236,10 @@ def _key(name: str, field: FieldInfo) -> str:
 
 
 def _did_you_mean(where: Located) -> str | None:
-    """The closest key the model accepts that the mapping does not have yet."""
+    """The closest documented key the model accepts that the mapping does not have yet."""
     if where.model is None or not isinstance(where.parent, MappingNode) or not where.path:
         return None
-    keys = [_key(name, field) for name, field in where.model.model_fields.items()]
+    keys = [_key(name, f) for name, f in where.model.model_fields.items() if _documented(f)]
     free = [key for key in keys if mapping_item(where.parent, key) is None]
     hint = difflib.get_close_matches(str(where.path[-1]), free, n=1)
     return hint[0] if hint else None

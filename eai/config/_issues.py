@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, SequenceNode
 
@@ -226,7 +225,8 @@ def _documented(field: FieldInfo) -> bool:
     retired key would lead an integrator astray."""
     if not field.description or field.deprecated or field.exclude:
         return False
-    return not any(isinstance(meta, SkipJsonSchema) for meta in field.metadata)
+    # SkipJsonSchema[...] leaves an instance of pydantic's SkipJsonSchema in the metadata
+    return not any(type(meta).__name__ == "SkipJsonSchema" for meta in field.metadata)
 
 
 def _key(name: str, field: FieldInfo) -> str:

@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from connectors.fhir.config import FhirDestinationConfig
 from eai.cli import cli
+from eai.config import load_config
 from mappings import convert
 from tests._fhir_peer import FhirPeer
 from tests._mllp import MllpSender, msa
-from tests._paths import FIXTURES
+from tests._paths import FIXTURES, REPO
 from tests._pki import Pki, make_pki
 from tests.engine_harness import EngineThread
 
@@ -235,3 +237,22 @@ def test_check_refuses_a_route_to_fhir_without_map(tmp_path: Path) -> None:
         "routes.yaml:33:5: routes[0].to[0]: destination 'scad' is fhir: the route needs map:"
         in said
     )
+
+
+def test_the_national_example_takes_scad_from_the_environment() -> None:
+    env = {
+        "SCAD_URL": "https://scad.region.example/fhir",
+        "SCAD_TOKEN_URL": "https://auth.region.example/token",
+        "SCAD_CLIENT_ID": "eai-grades",
+        "SCAD_CLIENT_SECRET": "from-the-vault",
+    }
+    config = load_config(REPO / "examples" / "national-routes.yaml", env)
+    (scad,) = [d for d in config.destinations if d.name == "scad"]
+    assert isinstance(scad, FhirDestinationConfig)
+    assert str(scad.base_url) == env["SCAD_URL"]
+    assert scad.oauth2 is not None and str(scad.oauth2.token_url) == env["SCAD_TOKEN_URL"]
+    assert scad.oauth2.client_id == "eai-grades"
+    assert scad.oauth2.client_secret is not None
+    assert scad.oauth2.client_secret.get_secret_value() == "from-the-vault"
+    (route,) = [r for r in config.routes if "scad" in r.to]
+    assert route.map_ == "scad-observations"

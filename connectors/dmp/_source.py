@@ -56,6 +56,14 @@ def publication_of(item: OutboxItem) -> Publication:
             "no qualified INS for this message: the DMP takes documents of patients with a "
             "qualified identity only"
         )
+    action = item.facts.flags.get("document_action", "")
+    if action in ("replace", "delete"):
+        # Never publish a replacement or a deletion as a new document (issue 18: the RPLC
+        # association and the DMP's deletion are not built yet).
+        raise PermanentDeliveryError(
+            f"document_action {action}: the dmp destination publishes new documents only "
+            "(replacement and deletion are not supported yet)"
+        )
     sender = next((r for r in item.facts.recipients if r.role == "SB"), None)
     if item.media_type == MEDIA_CDA_XML:
         header = read_header(item.payload)

@@ -278,3 +278,9 @@ def test_a_non_numeric_id_extension_is_refused() -> None:
 )
 def test_hl7_times_become_utc_dtm(ts: str, dtm: str) -> None:
     assert xds_time(ts) == dtm
+
+
+@pytest.mark.parametrize("action", ["replace", "delete"])
+def test_a_replacement_or_deletion_is_never_published_as_new(action: str) -> None:
+    with pytest.raises(PermanentDeliveryError, match=f"document_action {action}"):
+        publication_of(item(ORU.read_bytes(), document_action=action))

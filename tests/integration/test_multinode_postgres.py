@@ -169,7 +169,11 @@ def test_two_nodes_share_one_database_each_message_once_in_order(
     assert attempts == {1} and n_attempts == total  # one attempt each: no second send
     assert leased == 0
     # no grouped transaction failed (e.g. a deadlock between the nodes' claims)
-    problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    problems = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and "not mailed" not in r.getMessage()  # no SMTP here
+    ]
     assert problems == []
 
 

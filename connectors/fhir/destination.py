@@ -104,6 +104,8 @@ class FhirDestination:
             "content-type": _FHIR_JSON,
             "accept": _FHIR_JSON,
             "x-correlation-id": control_id,
+            # ids and statuses are all we read of the answer: no copy of each resource
+            "prefer": "return=minimal",
         }
         for last in (False, True):
             token = ""

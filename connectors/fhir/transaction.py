@@ -14,7 +14,6 @@ replay) changes nothing. ``batch``: the ``transaction`` entries in a batch Bundl
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +47,8 @@ class Prepared:
 def prepare(
     source: Mapping[str, Any], facts: MessageFacts, mode: SendMode, match: PatientMatch
 ) -> Prepared:
-    """The transaction (or batch) Bundle for ``source``; raises :class:`BundleError`."""
+    """The transaction (or batch) Bundle for ``source`` (its resources are reused, not
+    copied: hand it a Bundle of its own); raises :class:`BundleError`."""
     if source.get("resourceType") != "Bundle" or not isinstance(source.get("entry"), list):
         raise BundleError("the payload is not a FHIR Bundle with entries")
     entries: list[dict[str, Any]] = []
@@ -60,7 +60,7 @@ def prepare(
         rtype: str = resource["resourceType"]
         full_url = entry.get("fullUrl")
         request = _request(resource, full_url, facts, mode, match)
-        out: dict[str, Any] = {"resource": copy.deepcopy(dict(resource)), "request": request}
+        out: dict[str, Any] = {"resource": resource, "request": request}
         if isinstance(full_url, str):
             out["fullUrl"] = full_url
             if request["method"] == "PUT" and "?" not in request["url"]:

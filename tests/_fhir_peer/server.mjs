@@ -16,7 +16,8 @@
 //     that POST /token (client credentials) gives, valid `lifetime` s whatever the
 //     expires_in (`announced`) it says; null: no token needed;
 //   clear: true  empties the repository and the log.
-// GET /_log (control port): the requests seen (method, path, id = X-Correlation-Id, auth, at, status).
+// GET /_log (control port): the requests seen (method, path, id = X-Correlation-Id, auth,
+// at = arrival, done = answer, in s since the epoch, status).
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -117,6 +118,7 @@ async function fhir(req, res, url, raw) {
   if (delay > 0) await new Promise((r) => setTimeout(r, delay * 1000));
   const answer = (status, body, headers) => {
     entry.status = status;
+    entry.done = Date.now() / 1000;
     return reply(res, status, body, headers);
   };
   const expiry = issued.get(auth.replace(/^Bearer /, ''));

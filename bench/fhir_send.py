@@ -1,0 +1,250 @@
+"""FHIR send benchmark: CR-BIO reports/s from ORU arrival to the FHIR server's transaction-response.
+
+Run by hand::
+
+    .venv/bin/python bench/fhir_send.py [--reports 300] [--patients 16] [--senders 4]
+
+Every party is its own process, all on 127.0.0.1:
+
+- the FHIR server: Medplum's FHIR router over its in-memory repository, validating
+  every resource (``tests/_fhir_peer/server.mjs``, Node; its npm packages installed by
+  ``scripts/install-test-peers.sh``), started with ``node`` (no test module imported);
+- the engine: ``eai run`` (SQLite in a tmp dir as shipped), one MLLP listener, one
+  route ``map: cisis-oru-mdm`` to one ``type: fhir`` destination (``--connections``);
+- the senders: ``--senders`` MLLP connections of this process, each waiting for its
+  ACK before the next report. A report is the national CR-BIO ORU
+  (``oru_r01_crbio_init.hl7``: 52 Observations, 4 Specimens, the DiagnosticReport,
+  the DocumentReference with the 134 kB CDA, the Patient...) with a unique MSH-10 and
+  a local patient id (PID-3 PI) among ``--patients``: reports of one patient go in
+  order, patients in parallel.
+
+Measured: from the first report sent to the server's last transaction-response
+(reports/s), the ACK rate, and where the time goes: the server's own time per
+transaction (its log: arrival -> answer), the mapping's time per report (``mappings.convert``
+in this process, the same work the pipeline does), the engine's CPU time per report.
+Writes JSON to ``bench/results/`` (gitignored); exits 1 when a report was not delivered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+PEER = REPO / "tests" / "_fhir_peer"
+ORU = REPO.parent / "shared" / "fixtures" / "hl7v2" / "oru_r01_crbio_init.hl7"
+TARGET = 100.0
+
+
+def _report(control_id: str, patient: int) -> bytes:
+    """The national ORU with MSH-10 ``control_id`` and a local id before the INS in PID-3."""
+    lines = ORU.read_bytes().splitlines()
+    out = []
+    for line in lines:
+        fields = line.split(b"|")
+        if fields[0] == b"MSH":
+            fields[9] = control_id.encode()
+        elif fields[0] == b"PID":
+            fields[3] = f"BENCH{patient:04d}^^^LAB&1.2.250.1.999.9&ISO^PI~".encode() + fields[3]
+        out.append(b"|".join(fields))
+    return b"\r".join(out) + b"\r"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"eai run exited {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"eai run did not listen on {port}")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _sender(port: int, queue: asyncio.Queue[tuple[str, int]], acks: list[str]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while True:
+            try:
+                cid, patient = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            writer.write(b"\x0b" + _report(cid, patient) + b"\x1c\r")
+            await writer.drain()
+            ack = await reader.readuntil(b"\x1c\r")
+            if b"MSA|AA|" not in ack:
+                raise SystemExit(f"{cid}: not AA: {ack[:200]!r}")
+            acks.append(cid)
+    finally:
+        writer.close()
+
+
+async def _send_all(port: int, reports: int, patients: int, senders: int) -> list[str]:
+    queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+    for i in range(reports):
+        queue.put_nowait((f"B{i:06d}", i % patients))
+    acks: list[str] = []
+    await asyncio.gather(*(_sender(port, queue, acks) for _ in range(senders)))
+    return acks
+
+
+def _peer_log(control_port: int) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{control_port}/_log", timeout=30) as answer:
+        rows: list[dict[str, Any]] = json.loads(answer.read())
+    return rows
+
+
+def _mapping_ms(n: int = 20) -> float:
+    sys.path.insert(0, str(REPO))
+    from mappings import convert
+
+    payload = _report("M0", 0)
+    convert(payload, "hl7v2", "cisis-oru-mdm")  # load and compile once
+    started = time.perf_counter()
+    for _ in range(n):
+        convert(payload, "hl7v2", "cisis-oru-mdm")
+    return (time.perf_counter() - started) / n * 1000
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    node = shutil.which("node")
+    if node is None or not (PEER / "node_modules" / "@medplum" / "fhir-router").is_dir():
+        raise SystemExit("the FHIR peer needs node and scripts/install-test-peers.sh")
+    work = Path(tempfile.mkdtemp(prefix="eai-fhir-bench-"))
+    peer = subprocess.Popen(
+        [node, "server.mjs", "0"], cwd=PEER, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    engine: subprocess.Popen[bytes] | None = None
+    try:
+        assert peer.stdout is not None
+        fhir_port, control_port = (int(p) for p in peer.stdout.readline().split()[1:3])
+        port = _free_port()
+        config = {
+            "engine": {"data_dir": str(work / "var"), "database": f"sqlite:///{work}/var/eai.db"},
+            "listeners": [
+                {"name": "lab", "type": "mllp", "bind": f"127.0.0.1:{port}", "test_feed": True}
+            ],
+            "destinations": [
+                {
+                    "name": "scad",
+                    "type": "fhir",
+                    "base_url": f"http://127.0.0.1:{fhir_port}/fhir",
+                    "connections": args.connections,
+                    "retry": {"initial": "0.2s", "max": "1s"},
+                }
+            ],
+            "routes": [{"name": "scad", "from": ["lab"], "to": ["scad"], "map": "cisis-oru-mdm"}],
+        }
+        routes = work / "routes.yaml"
+        routes.write_text(json.dumps(config))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EAI_")}
+        engine = subprocess.Popen(
+            [str(REPO / ".venv" / "bin" / "eai"), "run", "-c", str(routes)],
+            cwd=work,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(work / "eai.log", "wb"),  # noqa: SIM115 - closed with the process
+        )
+        _wait_port(port, engine)
+        asyncio.run(_send_all(port, 4, 4, 1))  # warm-up: mapping compiled, pool open
+        deadline = time.monotonic() + 60
+        while len([r for r in _peer_log(control_port) if r.get("status") == 200]) < 4:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"warm-up not delivered; see {work / 'eai.log'}")
+            time.sleep(0.2)
+        cpu0 = _cpu_seconds(engine.pid)
+        started = time.time()
+        acks = asyncio.run(_send_all(port, args.reports, args.patients, args.senders))
+        acked = time.time()
+        deadline = time.monotonic() + args.drain_timeout
+        while True:
+            done = [
+                r
+                for r in _peer_log(control_port)
+                if r["path"] == "/fhir" and r["id"].startswith("B") and r["status"] == 200
+            ]
+            if len({r["id"] for r in done}) >= args.reports or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        cpu = _cpu_seconds(engine.pid) - cpu0
+    finally:
+        if engine is not None:
+            engine.terminate()
+            engine.wait(30)
+        peer.terminate()
+        peer.wait(30)
+    delivered = len({r["id"] for r in done})
+    last = max(r["done"] for r in done) if done else started
+    server_ms = [(r["done"] - r["at"]) * 1000 for r in done]
+    elapsed = last - started
+    return {
+        "when": datetime.now().isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "load_average": os.getloadavg(),
+        "reports": args.reports,
+        "patients": args.patients,
+        "senders": args.senders,
+        "connections": args.connections,
+        "acked": len(acks),
+        "delivered": delivered,
+        "ack_per_s": len(acks) / (acked - started),
+        "reports_per_s": delivered / elapsed if elapsed > 0 else 0.0,
+        "elapsed_s": elapsed,
+        "server_ms_p50": statistics.median(server_ms) if server_ms else None,
+        "server_ms_p90": statistics.quantiles(server_ms, n=10)[-1] if len(server_ms) > 1 else None,
+        "server_busy_s": sum(server_ms) / 1000,
+        "engine_cpu_ms_per_report": cpu / max(1, delivered) * 1000,
+        "mapping_ms_per_report": _mapping_ms(),
+        "work": str(work),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--reports", type=int, default=300)
+    parser.add_argument("--patients", type=int, default=16)
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--drain-timeout", type=float, default=300.0)
+    args = parser.parse_args(argv)
+    result = run(args)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"fhir_send-{datetime.now():%Y%m%d-%H%M%S}.json"
+    out.write_text(json.dumps(result, indent=1))
+    for key, value in result.items():
+        print(f"{key:28} {value:.2f}" if isinstance(value, float) else f"{key:28} {value}")
+    verdict = "met" if result["reports_per_s"] >= TARGET else "NOT met"
+    print(f"target >= {TARGET:g} reports/s: {verdict}; JSON: {out}")
+    return 0 if result["delivered"] == args.reports else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,8 +12,9 @@ can forbid one. A new bundled plugin module adds its line to :data:`BUILTIN`.
 from __future__ import annotations
 
 import importlib
+import sys
 
-__all__ = ["BUILTIN", "load_builtin"]
+__all__ = ["BUILTIN", "COMMANDS", "LISTINGS", "load_builtin", "loaded"]
 
 BUILTIN: tuple[str, ...] = (
     "connectors.filedrop",  # listener "filedrop": CDA documents dropped as files
@@ -52,6 +53,19 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 standin"`` is ``eai identity standin``), ``module:attribute`` of the click command (imported
 only when it runs) and its ``--help`` line (:class:`eai.registry.CommandSpec`). The demo
 package :mod:`standins` adds its command here too, so the core never imports it."""
+
+LISTINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("dicom", ("study_instance_uid", "series_instance_uid", "sop_instance_uid")),
+)
+"""The bundled plugins' listing fields (:class:`eai.registry.ListingSpec`): content type and
+its JSON keys in ``eai messages list|show``. Declared here so that listing a journal holds
+every key (null for other messages) without importing a plugin; reading a payload of that
+content type loads the plugins (a test holds these equal to what the plugins register)."""
+
+
+def loaded() -> bool:
+    """True once every module of :data:`BUILTIN` has been imported."""
+    return all(name in sys.modules for name in BUILTIN)
 
 
 def load_builtin() -> None:

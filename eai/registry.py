@@ -226,9 +226,33 @@ def register_listing(spec: ListingSpec) -> None:
 
 
 def listing_specs() -> dict[str, ListingSpec]:
-    """The listing fields per content type (:class:`ListingSpec`)."""
+    """The listing fields per content type (:class:`ListingSpec`).
+
+    Until the bundled plugins are loaded, those of :data:`eai.plugins.LISTINGS` stand in:
+    their keys are known, and reading a payload (or a line) of their content type loads
+    the plugins. So ``eai messages list`` over HL7 v2 and CDA messages imports no plugin."""
+    if plugins.loaded():
+        return dict(_listings)
+    declared = {
+        content_type: ListingSpec(
+            content_type,
+            fields,
+            functools.partial(_loaded_listing_read, content_type),
+            functools.partial(_loaded_listing_line, content_type),
+        )
+        for content_type, fields in plugins.LISTINGS
+    }
+    return {**declared, **_listings}
+
+
+def _loaded_listing_read(content_type: str, payload: bytes) -> Mapping[str, str | None]:
     load_builtin_connectors()
-    return dict(_listings)
+    return _listings[content_type].read(payload)
+
+
+def _loaded_listing_line(content_type: str, fields: Mapping[str, Any]) -> str:
+    load_builtin_connectors()
+    return _listings[content_type].line(fields)
 
 
 def periodic_jobs() -> dict[str, PeriodicSpec]:

@@ -79,7 +79,7 @@ class LazyGroup(click.Group):
     declared under ``plugin_path`` (``""``: the ``eai`` command itself; ``None``: none).
 
     Listing (``--help``, "no such command" suggestions, completion of names) reads
-    the summaries; :meth:`get_command` imports the one asked for and keeps it."""
+    the summaries; :meth:`get_command` imports the one asked for."""
 
     def __init__(
         self,
@@ -105,13 +105,15 @@ class LazyGroup(click.Group):
         return sorted({*self.commands, *self.declared()})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The subcommand, imported if need be. It is not added to the group: a plugin
+        command stays one of the group's only while it is declared (and the import
+        system keeps the module, so asking again costs a dictionary lookup)."""
         command = self.commands.get(cmd_name)
         if command is None:
             declared = self.declared().get(cmd_name)
             if declared is None:
                 return None
             command = declared.load()
-            self.add_command(command, cmd_name)
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

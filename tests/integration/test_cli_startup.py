@@ -5,6 +5,7 @@ line it would show once imported. No timing here: bench/cli_latency.py measures.
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 import subprocess
 import sys
@@ -132,3 +133,31 @@ def test_messages_list_still_reports_the_engine_section_s_mistakes(tmp_path: Pat
         "routes.yaml:3:3: engine.databse: unknown key (did you mean 'database'?)"
     ]
     assert not (tmp_path / "x").exists()
+
+
+def test_messages_list_over_hl7_messages_imports_no_plugin(tmp_path: Path) -> None:
+    from eai.config import load_config
+    from eai.messages import JournalEntry
+    from eai.store import Store, insert_entries, utcnow
+
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        f"engine: {{data_dir: {tmp_path / 'var'}, database: 'sqlite:///{tmp_path}/var/eai.db'}}\n"
+    )
+    config = load_config(routes)
+    store = Store(config.engine.database, Path(config.engine.data_dir))
+    entry = JournalEntry(
+        "chu-x", b"MSH|^~\\&|A|CHU-X|||20260101||ADT^A01|C1|P|2.5\r", utcnow(), control_id="C1"
+    )
+    with store.engine.begin() as conn:
+        insert_entries(conn, store.cipher, [entry])
+    store.engine.dispose()
+
+    code = f"from eai.cli import main\nmain(['messages', 'list', '--json', '-c', {str(routes)!r}])"
+    loaded, out = _modules_after(code)
+    assert not sorted(m for m in loaded if m.split(".")[0] in ("connectors", "dicom_router"))
+    assert not _heavy(loaded & {"pydicom", "pynetdicom", "lxml", "httpx"})
+    [row] = json.loads(out)
+    assert row["control_id"] == "C1"
+    for _, keys in plugins.LISTINGS:
+        assert all(row[key] is None for key in keys)  # every key, null for HL7 v2

@@ -225,6 +225,7 @@ class Engine:
             for item in plan.restart_needed:
                 log.warning("reload: %s changed in %s; kept until a restart", item, path)
             return {
+                "file": str(path),
                 "sha256": digest,
                 "summary": plan.summary(),
                 "restart_needed": list(plan.restart_needed),

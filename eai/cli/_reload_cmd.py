@@ -82,6 +82,9 @@ def reload_cmd(config_path: Path) -> None:
     """Make the running engine re-read routes.yaml (as SIGHUP does); an invalid file is
     refused with FILE:LINE:COLUMN lines and the running config stays.
 
+    -c names the config whose engine section finds the engine (admin socket, data dir);
+    the engine re-reads the file it was started with.
+
     Routes, mappings, the identity charter, contacts and SMTP, and destinations are
     applied; engine settings, listeners and identity.server need a restart."""
     from eai.admin import EngineNotRunning, request
@@ -99,7 +102,9 @@ def reload_cmd(config_path: Path) -> None:
             "so the outcome is in its log"
         )
         return
-    click.echo(f"reloaded {config_path} (sha256 {str(answer.get('sha256', ''))[:12]})")
+    click.echo(
+        f"reloaded {answer.get('file', config_path)} (sha256 {str(answer.get('sha256', ''))[:12]})"
+    )
     click.echo(f"  {answer.get('summary', '')}")
     for item in answer.get("restart_needed") or ():
         click.echo(f"  warning: {item} changed: kept until the engine restarts", err=True)

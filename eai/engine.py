@@ -137,7 +137,7 @@ def _record_event(conn: Connection, kind: str, detail: str) -> None:
     conn.execute(insert(events).values(at=utcnow(), message_id=None, kind=kind, detail=detail))
 
 
-def _mapping_problems(config: Config) -> None:
+def _reread_mappings(config: Config) -> None:
     """Reads again the mapping files the routes name (ConfigError when one is broken),
     then forgets the compiled ones so the pipeline compiles the files as they are now."""
     named = {r.map_ for r in config.routes if r.map_}
@@ -241,7 +241,7 @@ class Engine:
             raise ConfigError([issue]) from exc
         config = load_config_text(decoded, filename)
         reload_charter(tuple(config.identity.charter))
-        _mapping_problems(config)
+        _reread_mappings(config)
         return config
 
     async def _refused(self, by: str, digest: str, exc: EaiError) -> EaiError:

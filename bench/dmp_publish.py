@@ -41,7 +41,7 @@ from lxml import etree
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from connectors.dmp._ebrim import DOCUMENT_ID, build_request  # noqa: E402
+from connectors.dmp._ebrim import build_request  # noqa: E402
 from connectors.dmp._metadata import build_metadata  # noqa: E402
 from connectors.dmp._soap import mtom_message  # noqa: E402
 from connectors.dmp._source import publication_of  # noqa: E402
@@ -139,7 +139,7 @@ def _stages(config: DmpDestinationConfig, items: list[OutboxItem]) -> dict[str, 
         assertion = build_vihf(pub.header.author, pub.ins, pub.ins_oid, False, vihf, signer)
         signed = etree.tostring(assertion)
         t3 = time.perf_counter()
-        mtom_message(request, {DOCUMENT_ID: pub.document}, signed, config.url)
+        mtom_message(request, {entry.entry_uuid: pub.document}, signed, config.url)
         t4 = time.perf_counter()
         for stage, spent in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             timings[stage].append(spent)

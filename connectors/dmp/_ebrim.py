@@ -7,9 +7,11 @@ ebRIM 3.0 / ebRS 3.0 (``urn:oasis:names:tc:ebxml-regrep:xsd:*:3.0``) inside the 
 ITI TF-3 §4.2 and the ANS sample (``ansforge/DRIM-M_DATA``, ``informatif/XDS/
 publication.xml``): a RegistryPackage (submission set: submissionTime slot, author and
 contentTypeCode classifications, the submission-set classification node, patientId,
-sourceId and uniqueId external identifiers), an ExtrinsicObject per document (slots,
+sourceId and uniqueId external identifiers), an ExtrinsicObject per document (its id an
+entryUUID eai derives from the uniqueId; slots,
 coded classifications each with its codingScheme slot and display name, patientId and
-uniqueId), a HasMember association (``SubmissionSetStatus`` ``Original``), and the
+uniqueId), a HasMember association (``SubmissionSetStatus`` ``Original``), for a
+replacement an RPLC association to the replaced entry's entryUUID, and the
 ``Document`` element holding the bytes (base64 here: the MTOM layer moves them into
 their own part behind an ``xop:Include``). Built with lxml, one element at a time.
 """
@@ -25,7 +27,7 @@ from connectors.dmp._header import Code
 from connectors.dmp._metadata import DocumentEntry, SubmissionSet
 
 __all__ = [
-    "DOCUMENT_ID",
+    "RPLC",
     "LCM",
     "RIM",
     "SUBMISSION_SET_ID",
@@ -39,7 +41,7 @@ XDSB = "urn:ihe:iti:xds-b:2007"
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _NSMAP = {"rim": RIM, "lcm": LCM, "xdsb": XDSB}
 SUBMISSION_SET_ID = "SubmissionSet01"
-DOCUMENT_ID = "Document01"
+RPLC = "urn:ihe:iti:2007:AssociationType:RPLC"
 
 
 def _rim(tag: str) -> str:
@@ -112,7 +114,7 @@ def _document_entry(b: _Builder, parent: etree._Element, entry: DocumentEntry) -
     eo = etree.SubElement(
         parent,
         _rim("ExtrinsicObject"),
-        id=DOCUMENT_ID,
+        id=entry.entry_uuid,
         mimeType=entry.mime_type,
         objectType=SCHEME["de.object"],
     )
@@ -173,9 +175,20 @@ def build_request(
         associationType="urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember",
         id=b.next_id("as"),
         sourceObject=SUBMISSION_SET_ID,
-        targetObject=DOCUMENT_ID,
+        targetObject=entry.entry_uuid,
     )
     b.slot(association, "SubmissionSetStatus", "Original")
-    doc = etree.SubElement(request, f"{{{XDSB}}}Document", id=DOCUMENT_ID)
+    if entry.replaces:
+        # ITI TF-3 §4.2.2: the new entry (source) replaces the registered one (target,
+        # by its entryUUID); the replaced entry becomes Deprecated.
+        etree.SubElement(
+            objects,
+            _rim("Association"),
+            associationType=RPLC,
+            id=b.next_id("as"),
+            sourceObject=entry.entry_uuid,
+            targetObject=entry.replaces,
+        )
+    doc = etree.SubElement(request, f"{{{XDSB}}}Document", id=entry.entry_uuid)
     doc.text = base64.b64encode(document).decode("ascii")
     return request

@@ -91,6 +91,9 @@ class DocumentHeader:
     patient_birth: str
     patient_birthplace_code: str
     """The INSEE code of the birthplace (``birthplace/place/addr/county``)."""
+    replaces: InstanceId | None = None
+    """``relatedDocument[@typeCode='RPLC']/parentDocument/id``: the document this version
+    replaces (CDA R2 §4.2.3.1), None for a first version."""
 
 
 class _Reader:
@@ -207,6 +210,8 @@ def read_header(document_bytes: bytes) -> DocumentHeader:
             f"the document header lacks {_readable(patient)}/id (patient identifier), required "
             "by the DMP metadata"
         )
+    parent = f"{cd}/hl7:relatedDocument[@typeCode='RPLC']/hl7:parentDocument/hl7:id"
+    parent_root = r.text(f"{parent}/@root")
     name = f"{patient}/hl7:patient/hl7:name"
     family = r.text(f"{name}/hl7:family[@qualifier='BR']") or r.text(f"{name}/hl7:family")
     return DocumentHeader(
@@ -247,4 +252,5 @@ def read_header(document_bytes: bytes) -> DocumentHeader:
         patient_birthplace_code=r.text(
             f"{patient}/hl7:patient/hl7:birthplace/hl7:place/hl7:addr/hl7:county"
         ),
+        replaces=InstanceId(parent_root, r.text(f"{parent}/@extension")) if parent_root else None,
     )

@@ -37,7 +37,15 @@ from connectors.dmp._source import Publication
 from eai.errors import PermanentDeliveryError
 from eai.hl7 import escape
 
-__all__ = ["DocumentEntry", "MetadataSettings", "SubmissionSet", "build_metadata", "xcn", "xon"]
+__all__ = [
+    "DocumentEntry",
+    "MetadataSettings",
+    "SubmissionSet",
+    "build_metadata",
+    "entry_uuid",
+    "xcn",
+    "xon",
+]
 
 _OID = re.compile(r"^[0-2](\.(0|[1-9]\d*))+$")
 _NUMBER = re.compile(r"^(0|[1-9]\d*)$")
@@ -70,6 +78,12 @@ class SubmissionSet:
 
 @dataclass(frozen=True, slots=True, repr=False)
 class DocumentEntry:
+    entry_uuid: str
+    """``urn:uuid:`` + UUID v5 of the uniqueId in the OID namespace (RFC 4122): the
+    registry keeps an entryUUID the source gives, so a later replacement can name this
+    entry without querying the registry."""
+    replaces: str
+    """The entryUUID of the document this one replaces (an RPLC association), or ""."""
     unique_id: str
     mime_type: str
     title: str
@@ -199,6 +213,23 @@ def _confidentiality(publication: Publication) -> tuple[Code, ...]:
     return tuple(codes)
 
 
+def entry_uuid(unique_id: str) -> str:
+    """The entryUUID eai gives the document entry of ``unique_id``."""
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_OID, unique_id)}"
+
+
+def _replaces(publication: Publication) -> str:
+    if publication.flags.get("document_action") != "replace":
+        return ""
+    parent = publication.header.replaces
+    if parent is None:
+        raise PermanentDeliveryError(
+            "a replacement whose document header lacks ClinicalDocument/relatedDocument"
+            "[@typeCode='RPLC']/parentDocument/id (the replaced document's uniqueId)"
+        )
+    return entry_uuid(_document_unique_id(parent))
+
+
 def build_metadata(
     publication: Publication,
     settings: MetadataSettings,
@@ -228,8 +259,11 @@ def build_metadata(
         author_institution=_author_institution(author),
         content_type=_content_type(publication, settings),
     )
+    unique_id = _document_unique_id(header.id)
     entry = DocumentEntry(
-        unique_id=_document_unique_id(header.id),
+        entry_uuid=entry_uuid(unique_id),
+        replaces=_replaces(publication),
+        unique_id=unique_id,
         mime_type="text/xml",
         title=header.title,
         class_code=_class_code(publication, settings),

@@ -66,9 +66,7 @@ def _short(text: str) -> str:
     return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
 
 
-def _registry_response(
-    response: etree._Element, envelope: bytes, retry: bool
-) -> DeliveryResult:
+def _registry_response(response: etree._Element, envelope: bytes, retry: bool) -> DeliveryResult:
     status = str(response.get("status", ""))
     errors = response.findall(f"{{{RS}}}RegistryErrorList/{{{RS}}}RegistryError")
     described = [

@@ -57,12 +57,11 @@ def publication_of(item: OutboxItem) -> Publication:
             "qualified identity only"
         )
     action = item.facts.flags.get("document_action", "")
-    if action in ("replace", "delete"):
-        # Never publish a replacement or a deletion as a new document (issue 18: the RPLC
-        # association and the DMP's deletion are not built yet).
+    if action == "delete":
+        # Never publish a deletion as a new document (issue 18: the DMP's deletion
+        # transaction is not built yet).
         raise PermanentDeliveryError(
-            f"document_action {action}: the dmp destination publishes new documents only "
-            "(replacement and deletion are not supported yet)"
+            "document_action delete: the dmp destination does not delete documents yet"
         )
     sender = next((r for r in item.facts.recipients if r.role == "SB"), None)
     if item.media_type == MEDIA_CDA_XML:

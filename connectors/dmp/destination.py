@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
-from connectors.dmp._ebrim import DOCUMENT_ID, build_request
+from connectors.dmp._ebrim import build_request
 from connectors.dmp._metadata import build_metadata
 from connectors.dmp._response import read_response
 from connectors.dmp._soap import MtomMessage, mtom_message
@@ -73,7 +73,7 @@ def prepare(config: DmpDestinationConfig, signer: SigningIdentity, item: OutboxI
         signer,
     )
     return mtom_message(
-        request, {DOCUMENT_ID: publication.document}, etree.tostring(assertion), config.url
+        request, {entry.entry_uuid: publication.document}, etree.tostring(assertion), config.url
     )
 
 

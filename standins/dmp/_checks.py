@@ -18,7 +18,8 @@ and against which published format:
 - the ebRIM rules of ITI TF-3 §4.2 the DMP enforces: the submission set's and document
   entry's required slots, classifications and external identifiers; one patientId for
   the submission set, the entries and the VIHF resource-id; each entry's ``hash`` (SHA-1)
-  and ``size`` equal to its part; unique ids not already registered.
+  and ``size`` equal to its part; unique ids not already registered; an RPLC association
+  (a replacement) from an entry of the submission to a registered entryUUID.
 
 A problem gives ``(errorCode, codeContext)``: ``XDSRegistryMetadataError``,
 ``XDSRepositoryMetadataError``, ``XDSPatientIdDoesNotMatch``, ``XDSNonIdenticalHash``,
@@ -115,6 +116,10 @@ class Checked:
     """(errorCode, codeContext) of each metadata problem."""
     patient_id: str = ""
     unique_ids: list[str] = field(default_factory=list)
+    entry_ids: list[str] = field(default_factory=list)
+    """The document entries' ids (entryUUIDs when the source gives them)."""
+    replaced: list[str] = field(default_factory=list)
+    """The targets of RPLC associations: the entryUUIDs this submission replaces."""
     message_id: str = ""
 
 
@@ -314,6 +319,21 @@ def _check_ebrim(
             )
         if _values(entry, "size") != [str(len(content))]:
             err.append(("XDSNonIdenticalSize", f"{entry_id}: size differs from the document's"))
+    checked.entry_ids = [str(e.get("id")) for e in entries]
+    for association in objects.iterfind("rim:Association", NS):
+        if association.get("associationType") != "urn:ihe:iti:2007:AssociationType:RPLC":
+            continue
+        target = str(association.get("targetObject", ""))
+        if association.get("sourceObject") not in checked.entry_ids:
+            err.append(
+                ("XDSRegistryMetadataError", "RPLC: the source is not an entry of this submission")
+            )
+        elif target not in registered:
+            err.append(
+                ("UnresolvedReferenceException", f"RPLC: {target} is no registered document entry")
+            )
+        else:
+            checked.replaced.append(target)
     seen: set[str] = set()
     for unique_id in unique_ids:
         if unique_id in registered or unique_id in seen:

@@ -217,7 +217,7 @@ class DmpStandin:
             record.answered = answer.kind
             self.received.append(record)
             if answer.kind == "success":
-                self.registered.update(checked.unique_ids)
+                self.registered.update(checked.unique_ids, checked.entry_ids)
         if answer.kind == "failure":
             return 200, soap, registry_response(answer.errors)
         if answer.kind == "receiver-fault":

@@ -114,7 +114,8 @@ def test_the_oru_fixture_is_published(setup: Setup) -> None:
     assert [r.refused or r.signature or r.answered for r in setup.standin.received] == ["success"]
     published = setup.standin.published[0]
     assert published.errors == []
-    assert published.documents == {"Document01": oru_document()}
+    assert list(published.documents.values()) == [oru_document()]
+    assert published.entry_ids == list(published.documents)
     assert published.patient_id == f"{INS}^^^&{INS_OID}&ISO^NH"
     assert "1.2.250.1.213.1.1.9" in published.unique_ids
     assert getattr(result, "detail", "") == "Success"

@@ -1,12 +1,15 @@
 """The dmp destination end to end: the national CR-BIO ORU over MLLP -> eai -> the stand-in
 DMP repository (mutual TLS, schemas, ebRIM rules, VIHF verified by xmlsec1): published once;
 a registry failure is dead with every error in ``eai messages show``; the DMP down for a
-while gives retries, then one publication."""
+while gives retries, then one publication; a replacement sent right after its original
+follows it, with an RPLC association to the original's entry."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,35 @@ def _oru(control_id: str) -> bytes:
     fields = ORU.split(b"\r", 1)[0].split(b"|")
     fields[9] = control_id.encode()
     return b"|".join(fields) + b"\r" + ORU.split(b"\r", 1)[1]
+
+
+def _replacement(control_id: str) -> bytes:
+    """The fixture ORU as a replacement (ORC-1 RO, OBX-11 C) carrying version 2 of the CDA
+    (another id, relatedDocument RPLC of the first)."""
+    segments = _oru(control_id).split(b"\r")
+    for i, segment in enumerate(segments):
+        fields = segment.split(b"|")
+        if segment.startswith(b"ORC|"):
+            fields[1] = b"RO"
+        elif segment.startswith(b"OBX|1|ED|"):
+            parts = fields[5].split(b"^")
+            cda = base64.b64decode(parts[4] + b"=" * (-len(parts[4]) % 4))
+            cda = cda.replace(
+                b'<id root="1.2.250.1.213.1.1.9"/>', b'<id root="1.2.250.1.213.1.1.9.2"/>', 1
+            )
+            cda = cda.replace(b'<versionNumber value="1" />', b'<versionNumber value="2" />', 1)
+            cda = cda.replace(
+                b"<componentOf>",
+                b'<relatedDocument typeCode="RPLC"><parentDocument>'
+                b'<id root="1.2.250.1.213.1.1.9"/></parentDocument></relatedDocument>'
+                b"<componentOf>",
+                1,
+            )
+            parts[4] = base64.b64encode(cda)
+            fields[5] = b"^".join(parts)
+            fields[11] = b"C"
+        segments[i] = b"|".join(fields)
+    return b"\r".join(segments)
 
 
 @dataclass
@@ -134,9 +166,9 @@ def _settled(config: Path, status: str) -> Callable[[], bool]:
     return check
 
 
-def _send(port: int, control_id: str) -> None:
+def _send(port: int, control_id: str, payload: bytes | None = None) -> None:
     with MllpSender(port) as sender:
-        code, _ = msa(sender.exchange(_oru(control_id)))
+        code, _ = msa(sender.exchange(payload or _oru(control_id)))
         assert code == "AA", f"{control_id}: {code}"
 
 
@@ -175,11 +207,31 @@ def test_a_dmp_down_for_a_while_gives_retries_then_one_publication(
     config = _routes(tmp_path, dmp)
     with EngineThread(config) as eng:
         _send(eng.port("lab"), "ORU-DMP-3")
-        _wait(
-            lambda: any(d["attempts"] >= 2 for d in _deliveries(config)), "retries while down"
-        )
+        _wait(lambda: any(d["attempts"] >= 2 for d in _deliveries(config)), "retries while down")
         dmp.standin.start(port)
         _wait(_settled(config, "delivered"), "the publication")
     answered = [r.answered for r in dmp.standin.received]
     assert answered == ["http", "http", "http", "success"]
     assert len(dmp.standin.published) == 1
+
+
+def test_a_replacement_follows_its_original_with_rplc(dmp: Dmp, tmp_path: Path) -> None:
+    """Sent back to back, the replacement never overtakes the original (per-patient order):
+    the stand-in answers each request late and refuses an RPLC to an unknown entry."""
+    dmp.standin.delay = 0.5
+    config = _routes(tmp_path, dmp)
+    with EngineThread(config) as eng:
+        _send(eng.port("lab"), "ORU-DMP-4")
+        _send(eng.port("lab"), "ORU-DMP-5", _replacement("ORU-DMP-5"))
+        _wait(
+            lambda: (
+                len(rows := _deliveries(config)) == 2
+                and all(d["status"] == "delivered" for d in rows)
+            ),
+            "both publications",
+        )
+    original, replacement = dmp.standin.published
+    first = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_OID, '1.2.250.1.213.1.1.9')}"
+    assert original.entry_ids == [first] and original.replaced == []
+    assert replacement.replaced == [first]
+    assert "1.2.250.1.213.1.1.9.2" in replacement.unique_ids

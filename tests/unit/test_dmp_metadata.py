@@ -10,7 +10,7 @@ import re
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from uuid import UUID
+from uuid import NAMESPACE_OID, UUID, uuid5
 
 import pytest
 from lxml import etree
@@ -170,7 +170,11 @@ def test_oru_fixture_gives_a_valid_request_with_the_documents_metadata() -> None
     assert len(authors) == 1
     association = request.xpath("//rim:Association", namespaces=NS)[0]
     assert association.get("sourceObject") == "SubmissionSet01"
-    assert association.get("targetObject") == "Document01"
+    entry_id = f"urn:uuid:{uuid5(NAMESPACE_OID, '1.2.250.1.213.1.1.9')}"
+    assert association.get("targetObject") == entry_id
+    assert request.xpath("//rim:ExtrinsicObject/@id", namespaces=NS) == [entry_id]
+    assert request.xpath("//xdsb:Document/@id", namespaces=NS) == [entry_id]
+    assert not request.xpath("//rim:Association[contains(@associationType, 'RPLC')]", namespaces=NS)
 
 
 def test_confidentiality_flags_add_their_codes() -> None:
@@ -280,7 +284,36 @@ def test_hl7_times_become_utc_dtm(ts: str, dtm: str) -> None:
     assert xds_time(ts) == dtm
 
 
-@pytest.mark.parametrize("action", ["replace", "delete"])
-def test_a_replacement_or_deletion_is_never_published_as_new(action: str) -> None:
-    with pytest.raises(PermanentDeliveryError, match=f"document_action {action}"):
-        publication_of(item(ORU.read_bytes(), document_action=action))
+def test_a_deletion_is_never_published_as_new() -> None:
+    with pytest.raises(PermanentDeliveryError, match="document_action delete"):
+        publication_of(item(ORU.read_bytes(), document_action="delete"))
+
+
+def replacement_document() -> bytes:
+    """The ORU's CDA as its version 2: another id, RPLC of the first (CDA R2 relatedDocument)."""
+    document = oru_document().replace(
+        b'<id root="1.2.250.1.213.1.1.9"/>', b'<id root="1.2.250.1.213.1.1.9.2"/>', 1
+    )
+    related = (
+        b'<relatedDocument typeCode="RPLC"><parentDocument>'
+        b'<id root="1.2.250.1.213.1.1.9"/></parentDocument></relatedDocument>\n  <componentOf>'
+    )
+    return document.replace(b"<componentOf>", related, 1)
+
+
+def test_a_replacement_carries_rplc_to_the_original_entry() -> None:
+    request, _ = request_for(
+        item(replacement_document(), MEDIA_CDA_XML, document_action="replace"), CDA_SETTINGS
+    )
+    assert_valid(request)
+    (rplc,) = request.xpath(
+        "//rim:Association[@associationType='urn:ihe:iti:2007:AssociationType:RPLC']",
+        namespaces=NS,
+    )
+    assert rplc.get("sourceObject") == f"urn:uuid:{uuid5(NAMESPACE_OID, '1.2.250.1.213.1.1.9.2')}"
+    assert rplc.get("targetObject") == f"urn:uuid:{uuid5(NAMESPACE_OID, '1.2.250.1.213.1.1.9')}"
+
+
+def test_a_replacement_without_its_parent_document_is_refused_naming_it() -> None:
+    with pytest.raises(PermanentDeliveryError, match="relatedDocument.*parentDocument/id"):
+        request_for(item(oru_document(), MEDIA_CDA_XML, document_action="replace"), CDA_SETTINGS)

@@ -256,3 +256,18 @@ def test_the_national_example_takes_scad_from_the_environment() -> None:
     assert scad.oauth2.client_secret.get_secret_value() == "from-the-vault"
     (route,) = [r for r in config.routes if "scad" in r.to]
     assert route.map_ == "scad-observations"
+
+
+def test_update_mode_makes_a_replay_duplicate_nothing(peer: FhirPeer, tmp_path: Path) -> None:
+    config = _routes(tmp_path, {"base_url": peer.base_url, "mode": "update"})
+    with EngineThread(config) as eng:
+        _send(eng.port("lab"), "ORU-R001")
+        _wait(_settled(config, 1, "delivered"), "the report delivered")
+        replayed = CliRunner().invoke(cli, ["replay", "-c", str(config), "--yes", "1"])
+        assert replayed.exit_code == 0, replayed.output
+        _wait(_settled(config, 2, "delivered"), "the replay delivered")
+    assert [r["status"] for r in peer.log() if r["path"] == "/fhir"] == [200, 200]
+    assert len(peer.search("Patient")) == 1
+    assert len(peer.search("DiagnosticReport")) == 1
+    assert len(peer.search("Observation")) == 52
+    assert len(peer.search("Specimen")) == 4

@@ -8,11 +8,14 @@ import asyncio
 import base64
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from unittest.mock import patch
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from connectors.fhir.auth import TokenSource, client_assertion
@@ -285,3 +288,30 @@ def test_the_delivery_worker_waits_at_least_the_retry_after() -> None:
     outcome = asyncio.run(worker._attempt(row))
     assert outcome.status == "retrying"
     assert outcome.next_attempt_at - before >= timedelta(seconds=120)
+
+
+def test_private_key_jwt_replaces_the_secret_in_the_token_request() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    config = OAuth2ClientConfig(
+        token_url="https://as.example/token",  # type: ignore[arg-type]
+        client_id="eai",
+        private_key=Path("/nonexistent/key.pem"),
+        key_id="k1",
+    )
+    log: list[dict[str, str]] = []
+    with patch.object(Path, "read_bytes", return_value=pem):
+
+        async def run() -> str:
+            async with _token_server(log) as client:
+                return await TokenSource(config, client).token()
+
+        assert asyncio.run(run()) == "t1"
+    form = log[0]
+    assert "client_secret" not in form
+    assert form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    assert form["client_assertion"].count(".") == 2

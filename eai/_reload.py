@@ -1,6 +1,6 @@
 """What a reload of routes.yaml changes in a running engine, and what needs a restart.
 
-Touches: nothing (compares two loaded configs).
+Touches: files (the charter and mapping files a new config names, read to validate it).
 
 A reload applies routes, mappings (``map:`` on routes), the identity charter, contacts and
 SMTP server, and destinations: the engine swaps its current config (the pipeline reads it
@@ -19,13 +19,29 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
-from eai.config import Config
+from eai.config import Config, DestinationConfig, load_config_text
+from eai.errors import ConfigError, ConfigIssue, EaiError
+from eai.identity_gate import reload_charter
 
-__all__ = ["RESTART_ONLY", "ReloadPlan", "config_hash", "plan_reload"]
+__all__ = [
+    "RESTART_ONLY",
+    "ReloadPlan",
+    "ReloadRefused",
+    "config_hash",
+    "plan_reload",
+    "read_new_config",
+    "unreadable",
+]
 
 RESTART_ONLY = ("engine", "listeners", "identity.server")
 """The parts of routes.yaml a reload keeps (a restart applies them)."""
+
+
+class ReloadRefused(EaiError):
+    """A reload that could not be applied (the engine is starting, a destination cannot be
+    built...): the running config stays."""
 
 
 def config_hash(text: bytes) -> str:
@@ -43,6 +59,11 @@ class ReloadPlan:
     changed: tuple[str, ...]
     restart_needed: tuple[str, ...]
     routes: int
+
+    def rebuilt(self) -> dict[str, DestinationConfig]:
+        """The destinations a worker is started for (added and changed), by name."""
+        by_name = {d.name: d for d in self.config.destinations}
+        return {n: by_name[n] for n in (*self.added, *self.changed)}
 
     def summary(self) -> str:
         parts = [f"{self.routes} route(s)"]
@@ -94,3 +115,36 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
         restart_needed=tuple(restart),
         routes=len(new.routes),
     )
+
+
+def unreadable(path: Path, exc: Exception) -> ConfigIssue:
+    """The issue of a config file that cannot be read or decoded."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return ConfigIssue(str(path), 1, 1, f"cannot read the file: {reason}")
+
+
+def read_new_config(text: bytes, filename: str) -> Config:
+    """The new config from the file's bytes, its charter and mapping files read again
+    (ConfigError listing the issues, and the rules and mappings in use kept, if not)."""
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([unreadable(Path(filename), exc)]) from exc
+    config = load_config_text(decoded, filename)
+    reload_charter(tuple(config.identity.charter))
+    _reread_mappings(config)
+    return config
+
+
+def _reread_mappings(config: Config) -> None:
+    """Reads again the mapping files the routes name (ConfigError when one is broken),
+    then forgets the compiled ones so the pipeline compiles the files as they are now."""
+    named = {r.map_ for r in config.routes if r.map_}
+    if not named:
+        return
+    import mappings  # lazy, as in the pipeline: only configs that map load it
+
+    named.discard(mappings.AUTO)
+    for name in sorted(named):
+        mappings.load_mapping.__wrapped__(name)  # the file itself, not the cached compile
+    mappings.load_mapping.cache_clear()

@@ -24,14 +24,20 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Connection, insert
 
 from eai._delivery_pool import DeliveryPool
-from eai._reload import ReloadPlan, config_hash, plan_reload
+from eai._reload import (
+    ReloadPlan,
+    ReloadRefused,
+    config_hash,
+    plan_reload,
+    read_new_config,
+    unreadable,
+)
 from eai._scheduler_logs import quiet_scheduler_logs
 from eai.admin import AdminServer, Caller
 from eai.anomaly_mail import AnomalyMailer
-from eai.config import Config, DestinationConfig, load_config_text
+from eai.config import Config
 from eai.delivery import DeliveryWorker
-from eai.errors import ConfigError, ConfigIssue, EaiError, StoreError
-from eai.identity_gate import reload_charter
+from eai.errors import ConfigError, EaiError, StoreError
 from eai.messages import IngestResult, JournalEntry
 from eai.net import run_blocking
 from eai.pipeline import Pipeline
@@ -127,28 +133,9 @@ class _Ingest:
         return result
 
 
-class ReloadRefused(EaiError):
-    """A reload that could not be applied (a destination could not be built...): the
-    running config stays."""
-
-
 def _record_event(conn: Connection, kind: str, detail: str) -> None:
     """An engine-wide event (no message): who reloaded the config, when, which file."""
     conn.execute(insert(events).values(at=utcnow(), message_id=None, kind=kind, detail=detail))
-
-
-def _reread_mappings(config: Config) -> None:
-    """Reads again the mapping files the routes name (ConfigError when one is broken),
-    then forgets the compiled ones so the pipeline compiles the files as they are now."""
-    named = {r.map_ for r in config.routes if r.map_}
-    if not named:
-        return
-    import mappings  # lazy, as in the pipeline: only configs that map load it
-
-    named.discard(mappings.AUTO)
-    for name in sorted(named):
-        mappings.load_mapping.__wrapped__(name)  # the file itself, not the cached compile
-    mappings.load_mapping.cache_clear()
 
 
 class Engine:
@@ -207,12 +194,12 @@ class Engine:
             try:
                 text = await run_blocking(path.read_bytes)
             except OSError as exc:
-                raise await self._refused(by, "", ConfigError([_unreadable(path, exc)])) from exc
+                raise await self._refused(by, "", ConfigError([unreadable(path, exc)])) from exc
             digest = config_hash(text)
             try:
-                new = await run_blocking(self._validate, text, str(path))
+                new = await run_blocking(read_new_config, text, str(path))
                 plan = plan_reload(self.config, new)
-                workers = {n: self._pool.build(d) for n, d in _rebuilt(plan).items()}
+                workers = {n: self._pool.build(d) for n, d in plan.rebuilt().items()}
             except (ConfigError, ReloadRefused) as exc:
                 raise await self._refused(by, digest, exc) from exc
             except Exception as exc:  # noqa: BLE001 - a connector that cannot be built
@@ -230,19 +217,6 @@ class Engine:
                 "summary": plan.summary(),
                 "restart_needed": list(plan.restart_needed),
             }
-
-    @staticmethod
-    def _validate(text: bytes, filename: str) -> Config:
-        """The new config, with its charter and mapping files read (ConfigError if not)."""
-        try:
-            decoded = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            issue = _unreadable(Path(filename), exc)
-            raise ConfigError([issue]) from exc
-        config = load_config_text(decoded, filename)
-        reload_charter(tuple(config.identity.charter))
-        _reread_mappings(config)
-        return config
 
     async def _refused(self, by: str, digest: str, exc: EaiError) -> EaiError:
         lines = str(exc).splitlines() or [type(exc).__name__]
@@ -428,14 +402,3 @@ class Engine:
             if lock is not None:
                 lock.close()
             log.info("engine stopped")
-
-
-def _rebuilt(plan: ReloadPlan) -> dict[str, DestinationConfig]:
-    """The destinations a reload starts a worker for (added and changed), by name."""
-    by_name = {d.name: d for d in plan.config.destinations}
-    return {n: by_name[n] for n in (*plan.added, *plan.changed)}
-
-
-def _unreadable(path: Path, exc: Exception) -> ConfigIssue:
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return ConfigIssue(str(path), 1, 1, f"cannot read the file: {reason}")

@@ -237,3 +237,10 @@ def _statuses(path: Path) -> dict[str, str]:
     res = eai_cli(path, "messages", "list", "--json")
     assert res.returncode == 0, res.stderr
     return {r["control_id"]: r["status"] for r in json.loads(res.stdout)}
+
+
+def test_no_engine_running_is_said_with_the_unavailable_exit_code(tmp_path):
+    path = write_routes(tmp_path, 9)
+    code, out, err = _reload(path)
+    assert code == 4, out + err
+    assert f"eai: error: no engine is running on {tmp_path / 'var'}" in err

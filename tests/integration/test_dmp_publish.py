@@ -2,7 +2,8 @@
 DMP repository (mutual TLS, schemas, ebRIM rules, VIHF verified by xmlsec1): published once;
 a registry failure is dead with every error in ``eai messages show``; the DMP down for a
 while gives retries, then one publication; a replacement sent right after its original
-follows it, with an RPLC association to the original's entry."""
+follows it, with an RPLC association to the original's entry; a non-qualified identity
+is held, never sent."""
 
 from __future__ import annotations
 
@@ -235,3 +236,19 @@ def test_a_replacement_follows_its_original_with_rplc(dmp: Dmp, tmp_path: Path) 
     assert original.entry_ids == [first] and original.replaced == []
     assert replacement.replaced == [first]
     assert "1.2.250.1.213.1.1.9.2" in replacement.unique_ids
+
+
+def test_a_non_qualified_identity_is_held_never_sent(dmp: Dmp, tmp_path: Path) -> None:
+    """PID-32 PROV (provisional): the delivery is held (require_qualified_identity is on by
+    default for dmp), nothing reaches the DMP."""
+    payload = b"\r".join(
+        segment.replace(b"|N|VALI", b"|N|PROV") if segment.startswith(b"PID|") else segment
+        for segment in _oru("ORU-DMP-6").split(b"\r")
+    )
+    assert b"|N|PROV" in payload
+    config = _routes(tmp_path, dmp)
+    with EngineThread(config) as eng:
+        _send(eng.port("lab"), "ORU-DMP-6", payload)
+        _wait(_settled(config, "held"), "the held delivery")
+        time.sleep(1.0)  # the retry policy is 0.1 s: a send would have happened by now
+    assert dmp.standin.received == []

@@ -22,6 +22,10 @@ same request will not help). After an outage the client answers "unavailable" at
 
 Logs carry the kind of query, the status and the time, never identifiers or traits;
 httpx's own request log line is stripped of its query string (which holds them).
+
+This module is the client; the patients read from FR Core are in
+:mod:`identity._server_patient`, the errors in :mod:`identity._pdqm_errors`, the
+answer cache in :mod:`identity._ttl_cache`.
 """
 
 from __future__ import annotations
@@ -30,22 +34,40 @@ import asyncio
 import logging
 import ssl
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 
-from eai.errors import ConfigError, ConfigIssue, EaiError
+from eai.errors import ConfigError, ConfigIssue
 from eai.net import TlsClientConfig
+from identity._pdqm_errors import (
+    IdentityServerError,
+    IdentityServerUnavailable,
+    issue_codes,
+    refused,
+)
+from identity._pdqm_errors import retry_after as _retry_after
+from identity._server_patient import (
+    BIRTH_LIST_GIVEN_NAME_EXT,
+    BIRTH_PLACE_EXT,
+    INS_OIDS,
+    INSEE_CODE_EXT,
+    Identifier,
+    ServerPatient,
+    TraitsQuery,
+    oid_system,
+    patient_from_fhir,
+)
+from identity._ttl_cache import TtlCache
 from identity.config import IdentityServerConfig
-from identity.ins import INS_NIA_OID, INS_NIR_DEMO_OID, INS_NIR_OID, INS_NIR_TEST_OID
 
 __all__ = [
     "BIRTH_LIST_GIVEN_NAME_EXT",
     "BIRTH_PLACE_EXT",
     "INSEE_CODE_EXT",
+    "INS_OIDS",
     "ClientStats",
     "Identifier",
     "IdentityServerClient",
@@ -62,97 +84,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FHIR_JSON = "application/fhir+json"
-INS_OIDS = (INS_NIR_OID, INS_NIA_OID, INS_NIR_TEST_OID, INS_NIR_DEMO_OID)
-BIRTH_PLACE_EXT = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
-INSEE_CODE_EXT = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code"
-BIRTH_LIST_GIVEN_NAME_EXT = (
-    "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-given-name"
-)
-
-
-class IdentityServerUnavailable(EaiError):
-    """The identity server did not answer (connection, timeout, 408/429/5xx): hold and retry.
-
-    ``retry_after``: seconds before asking again is worth it (``Retry-After`` or the
-    configured ``outage_backoff``).
-    """
-
-    def __init__(self, reason: str, retry_after: float = 0.0) -> None:
-        self.reason = reason
-        self.retry_after = retry_after
-        super().__init__(reason)
-
-
-class IdentityServerError(EaiError):
-    """The identity server refused the request (4xx) or answered something that is not FHIR.
-
-    A bad request is our bug or bad data: retrying it unchanged will not help. ``str()``
-    names the status and the OperationOutcome issue codes only; ``diagnostics`` keeps the
-    server's text, which may quote the request (patient data): never log it.
-    """
-
-    def __init__(self, reason: str, status: int = 0, diagnostics: str = "") -> None:
-        self.reason = reason
-        self.status = status
-        self.diagnostics = diagnostics
-        super().__init__(reason)
-
-
-@dataclass(frozen=True, slots=True)
-class Identifier:
-    """A FHIR Identifier: ``system`` (``urn:oid:...`` or a URI) and ``value``."""
-
-    system: str
-    value: str
-
-    def __repr__(self) -> str:
-        return f"Identifier(system={self.system!r}, value=<{len(self.value)} chars>)"
-
-    @property
-    def token(self) -> str:
-        """``system|value`` with FHIR search escaping (``\\``, ``|``, ``,``, ``$``)."""
-        return f"{_escape(self.system)}|{_escape(self.value)}"
-
-
-@dataclass(frozen=True, slots=True)
-class ServerPatient:
-    """A Patient of the identity server, reduced to what reconciliation compares.
-
-    ``birth_date`` is a FHIR date (``YYYY-MM-DD``), ``gender`` a FHIR administrative
-    gender, ``birth_place`` an INSEE code; ``regional_id`` is the identifier whose system
-    is ``regional_id_system`` (empty if the server gave none).
-    """
-
-    resource_id: str
-    regional_id: str
-    ins: str = ""
-    ins_oid: str = ""
-    birth_name: str = ""
-    first_given_name: str = ""
-    birth_given_names: tuple[str, ...] = ()
-    birth_date: str = ""
-    gender: str = ""
-    birth_place: str = ""
-    active: bool = True
-    replaced_by: str = ""
-    identifiers: tuple[Identifier, ...] = ()
-
-    def __repr__(self) -> str:  # never print traits or identifiers
-        return f"ServerPatient(<{len(self.identifiers)} identifiers>, active={self.active})"
-
-
-@dataclass(frozen=True, slots=True)
-class TraitsQuery:
-    """A PDQm search by traits: FHIR forms (``birthdate`` YYYY-MM-DD, ``gender`` male...)."""
-
-    family: str
-    given: str = ""
-    birthdate: str = ""
-    gender: str = ""
-    birth_place: str = ""
-
-    def __repr__(self) -> str:
-        return "TraitsQuery(<traits>)"
 
 
 @dataclass(slots=True)
@@ -163,54 +94,6 @@ class ClientStats:
     cache_hits: int = 0
     cache_misses: int = 0
     failures: int = 0
-
-
-def oid_system(oid: str) -> str:
-    """``1.2.250...`` -> ``urn:oid:1.2.250...`` (a URI or ``urn:`` system is kept)."""
-    oid = oid.strip()
-    return oid if oid.startswith(("urn:", "http://", "https://")) else f"urn:oid:{oid}"
-
-
-def _escape(value: str) -> str:
-    # FHIR search: \ , | $ in a token value are escaped with a backslash (search.html#escaping)
-    for ch in ("\\", ",", "|", "$"):
-        value = value.replace(ch, "\\" + ch)
-    return value
-
-
-class _TtlCache:
-    """Answers by query, each kept ``ttl`` seconds, at most ``size`` (LRU)."""
-
-    def __init__(self, ttl: float, size: int, clock: Callable[[], float]) -> None:
-        self._ttl = ttl
-        self._size = size
-        self._clock = clock
-        self._data: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def get(self, key: Hashable) -> tuple[bool, Any]:
-        entry = self._data.get(key)
-        if entry is None:
-            return False, None
-        expires, value = entry
-        if self._clock() >= expires:
-            del self._data[key]
-            return False, None
-        self._data.move_to_end(key)
-        return True, value
-
-    def put(self, key: Hashable, value: Any) -> None:
-        if self._ttl <= 0 or self._size <= 0:
-            return
-        self._data[key] = (self._clock() + self._ttl, value)
-        self._data.move_to_end(key)
-        while len(self._data) > self._size:
-            self._data.popitem(last=False)
-
-    def clear(self) -> None:
-        self._data.clear()
 
 
 class _RedactQuery(logging.Filter):
@@ -265,7 +148,7 @@ class IdentityServerClient:
         self.config = config
         self.stats = ClientStats()
         self._clock = clock
-        self._cache = _TtlCache(config.cache_ttl, config.cache_size, clock)
+        self._cache = TtlCache(config.cache_ttl, config.cache_size, clock)
         self._inflight: dict[Hashable, asyncio.Task[Any]] = {}
         self._down_until = 0.0
         self.outage_since: float | None = None
@@ -350,7 +233,7 @@ class IdentityServerClient:
         async def fetch() -> tuple[ServerPatient, ...]:
             status, body = await self._get(kind, "Patient", params)
             if status != 200:
-                raise _refused(kind, status, body)
+                raise refused(kind, status, body)
             return self._patients(kind, body)
 
         return await self._cached((kind, params), fetch)
@@ -381,10 +264,10 @@ class IdentityServerClient:
 
         async def fetch() -> tuple[Identifier, ...] | None:
             status, body = await self._get("pixm", "Patient/$ihe-pix", params)
-            if status == 404 and _issue_codes(body) in ((), ("not-found",)):
+            if status == 404 and issue_codes(body) in ((), ("not-found",)):
                 return None  # sourceIdentifier Patient Identifier not found (3.83.4.2.2.2)
             if status != 200:
-                raise _refused("pixm", status, body)
+                raise refused("pixm", status, body)
             if body.get("resourceType") != "Parameters":
                 raise IdentityServerError("identity server: pixm answer is not a Parameters")
             out = []
@@ -475,98 +358,3 @@ class IdentityServerClient:
             )
         self.outage_since = None
         self._down_until = 0.0
-
-
-def _retry_after(response: httpx.Response) -> float:
-    value = response.headers.get("retry-after", "")
-    return float(value) if value.isdigit() else 0.0
-
-
-def _issue_codes(body: Mapping[str, Any]) -> tuple[str, ...]:
-    if body.get("resourceType") != "OperationOutcome":
-        return ()
-    return tuple(str(i.get("code", "")) for i in body.get("issue") or () if isinstance(i, Mapping))
-
-
-def _refused(kind: str, status: int, body: Mapping[str, Any]) -> IdentityServerError:
-    codes = ", ".join(c for c in _issue_codes(body) if c) or "no OperationOutcome"
-    diagnostics = "; ".join(
-        str(i.get("diagnostics", ""))
-        for i in (body.get("issue") or ())
-        if isinstance(i, Mapping) and i.get("diagnostics")
-    )
-    return IdentityServerError(
-        f"identity server refused the {kind} request: {status} ({codes})", status, diagnostics
-    )
-
-
-# --- FR Core Patient -> ServerPatient -----------------------------------------------------
-
-
-def _ext(items: Any, url: str) -> list[Mapping[str, Any]]:
-    return [
-        e for e in items or () if isinstance(e, Mapping) and str(e.get("url", "")).endswith(url)
-    ]
-
-
-def _birth_place(resource: Mapping[str, Any]) -> str:
-    for ext in _ext(resource.get("extension"), "patient-birthPlace"):
-        address = ext.get("valueAddress")
-        if not isinstance(address, Mapping):
-            continue
-        for code in _ext(address.get("extension"), "fr-core-address-insee-code"):
-            coding = code.get("valueCoding")
-            if isinstance(coding, Mapping) and coding.get("code"):
-                return str(coding["code"]).strip()
-    return ""
-
-
-def _official_name(resource: Mapping[str, Any]) -> Mapping[str, Any]:
-    names = [n for n in resource.get("name") or () if isinstance(n, Mapping)]
-    for name in names:
-        if name.get("use") == "official":  # FR Core: the birth name slice (use = official)
-            return name
-    return names[0] if names else {}
-
-
-def patient_from_fhir(resource: Mapping[str, Any], regional_system: str) -> ServerPatient:
-    """Reads an FR Core Patient: INS identifier (INS OIDs), official (birth) name with the
-    birth given names extension, birthDate, gender, patient-birthPlace with its INSEE code."""
-    identifiers = tuple(
-        Identifier(str(i["system"]), str(i["value"]))
-        for i in resource.get("identifier") or ()
-        if isinstance(i, Mapping) and i.get("system") and i.get("value")
-    )
-    regional = next((i.value for i in identifiers if i.system == regional_system), "")
-    ins = ins_oid = ""
-    for ident in identifiers:
-        oid = ident.system.removeprefix("urn:oid:")
-        if oid in INS_OIDS:
-            ins, ins_oid = ident.value, oid
-            break
-    name = _official_name(resource)
-    given = tuple(str(g) for g in name.get("given") or ())
-    listed: tuple[str, ...] = ()
-    for ext in _ext(name.get("extension"), "birth-list-given-name"):
-        listed += tuple(str(ext.get("valueString", "")).split())
-    replaced_by = ""
-    for link in resource.get("link") or ():
-        if isinstance(link, Mapping) and link.get("type") == "replaced-by":
-            other = link.get("other")
-            if isinstance(other, Mapping):
-                replaced_by = str(other.get("reference", ""))
-    return ServerPatient(
-        resource_id=str(resource.get("id", "")),
-        regional_id=regional,
-        ins=ins,
-        ins_oid=ins_oid,
-        birth_name=str(name.get("family", "")),
-        first_given_name=given[0] if given else "",
-        birth_given_names=listed or given,
-        birth_date=str(resource.get("birthDate", "")),
-        gender=str(resource.get("gender", "")),
-        birth_place=_birth_place(resource),
-        active=resource.get("active") is not False,
-        replaced_by=replaced_by,
-        identifiers=identifiers,
-    )

@@ -7,6 +7,8 @@ One token per destination, shared by its concurrent sends; renewed ``early_refre
 seconds before it expires, or when the FHIR server refuses it (401: :meth:`invalidate`,
 then one more try). Client authentication: ``client_secret_post`` or
 ``private_key_jwt`` (RFC 7523, RS256 or ES256 assertion signed with ``cryptography``).
+A refusal by the token endpoint is transient: the deliveries wait, retried, for the
+credentials to be put right instead of being dead-lettered.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from connectors.fhir.config import OAuth2ClientConfig
-from eai.errors import PermanentDeliveryError, TransientDeliveryError
+from eai.errors import TransientDeliveryError
 
 __all__ = ["TokenSource", "client_assertion"]
 
@@ -89,8 +91,10 @@ class TokenSource:
         except ValueError:
             data = None
         if answer.status_code != 200 or not isinstance(data, dict):
+            # A refused client is the engine's configuration, not the message: the
+            # deliveries wait (retried) until the credentials are put right.
             error = data.get("error", "") if isinstance(data, dict) else ""
-            raise PermanentDeliveryError(
+            raise TransientDeliveryError(
                 f"token endpoint {url} refused the client ({answer.status_code} {error})".strip()
             )
         token = data.get("access_token")

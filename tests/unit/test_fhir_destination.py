@@ -315,3 +315,21 @@ def test_private_key_jwt_replaces_the_secret_in_the_token_request() -> None:
     assert "client_secret" not in form
     assert form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
     assert form["client_assertion"].count(".") == 2
+
+
+def test_a_refused_client_is_transient_the_deliveries_wait_for_the_fix() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"error": "invalid_client"})
+
+    config = OAuth2ClientConfig(
+        token_url="https://as.example/token",  # type: ignore[arg-type]
+        client_id="eai",
+        client_secret="wrong",  # type: ignore[arg-type]
+    )
+
+    async def run() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
+            await TokenSource(config, client).token()
+
+    with pytest.raises(TransientDeliveryError, match="refused the client .401 invalid_client"):
+        asyncio.run(run())

@@ -1,4 +1,4 @@
-"""Compile a mapping file into closures, and run them on one source document.
+"""Compile a mapping file into closures: every name it uses resolved once, every problem listed.
 
 Touches: files (code tables named ``{file: ...}``, read at load time).
 
@@ -9,14 +9,13 @@ issue; a mapping with any is refused as a whole (:class:`ConfigError`).
 
 Running (:meth:`CompiledMapping.run`) is then a walk over closures: decide
 which resources exist (``when``, resource-level ``for_each``) and give each a
-deterministic ``urn:uuid``, then build them rule by rule in file order.
+deterministic ``urn:uuid``, then build them rule by rule in file order; the
+compiled form and its run are in :mod:`mappings._compiled`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,6 +23,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from eai.errors import ConfigError, ConfigIssue
 from eai.message_types import MessageTypeSet
 from mappings import _registry
+from mappings._compiled import (
+    Action,
+    CompiledMapping,
+    CompiledResource,
+    Cond,
+    Value,
+    combined,
+    comparison,
+    guarded,
+)
 from mappings._context import MappingContext, MappingFailure
 from mappings._fhirmodel import resource_model
 from mappings._fhirpath import Target, compile_target
@@ -34,83 +43,12 @@ from mappings._yamlpos import Loc, YamlDoc
 
 __all__ = ["CompiledMapping", "compile_mapping"]
 
-Value = Callable[[MappingContext], Any]
-Cond = Callable[[MappingContext], bool]
-Action = Callable[[MappingContext], None]
-
 _EMPTY: tuple[Any, ...] = ("", None, [])
 
 
 def _empty(value: Any) -> bool:
     """ "" / None / [] (a constant ``false`` or ``0`` is a value)."""
     return value is None or value == "" or (type(value) is list and not value)
-
-
-@dataclass(frozen=True, slots=True)
-class _Resource:
-    id: str
-    type: str
-    profile: tuple[str, ...]
-    when: Cond | None
-    items: ItemsReader | None
-    item_kind: Any
-    where: Cond | None
-    rules: tuple[Action, ...]
-
-
-@dataclass(frozen=True)
-class CompiledMapping:
-    """A loaded mapping, ready to run."""
-
-    name: str
-    description: str
-    path: Path
-    source: SourceKind
-    tables: dict[str, dict[str, str]]
-    message_types: MessageTypeSet | None
-    document_codes: frozenset[str]
-    template_ids: tuple[str, ...]
-    resources: tuple[_Resource, ...] = field(repr=False)
-    message_type_patterns: tuple[str, ...] = ()
-    content_template_ids: tuple[str, ...] = ()
-    """CDA: templateIds anywhere in a document that make ``map: auto`` choose this mapping."""
-
-    def run(self, document: Any) -> dict[str, Any]:
-        """The FHIR ``Bundle`` (type ``collection``) for ``document``, as JSON.
-
-        Raises :class:`MappingFailure` (with the rule's file:line) when a step fails.
-        """
-        ctx = MappingContext(self.name, self.source, document, self.tables)
-        planned: list[tuple[_Resource, dict[str, Any], Any]] = []
-        for spec in self.resources:
-            if spec.when is not None and not spec.when(ctx):
-                continue
-            if spec.items is None:
-                planned.append((spec, ctx.new_instance(spec.id, spec.type), None))
-                continue
-            for item in spec.items(document, None):
-                if spec.where is not None:
-                    with ctx.at(item, spec.item_kind):
-                        if not spec.where(ctx):
-                            continue
-                planned.append((spec, ctx.new_instance(spec.id, spec.type), item))
-        entries = []
-        for spec, resource, item in planned:
-            if spec.profile:
-                resource["meta"] = {"profile": list(spec.profile)}
-            ctx.resource = resource
-            with ctx.at(item, spec.item_kind if spec.items is not None else None):
-                for rule in spec.rules:
-                    rule(ctx)
-            entries.append({"fullUrl": ctx.urls[id(resource)], "resource": resource})
-        return {"resourceType": "Bundle", "type": "collection", "entry": entries}
-
-    def takes(self, message_type: str) -> bool:
-        """True when ``default_for.message_type`` (or document_code) covers ``message_type``."""
-        if self.message_types is not None and message_type in self.message_types:
-            return True
-        code, _, rest = message_type.partition("^")
-        return code == "CDA" and rest in self.document_codes
 
 
 class _Compiler:
@@ -236,7 +174,7 @@ class _Compiler:
         if spec.path is not None:
             read = self.source_value(spec.path, kind, (*loc, "path"))
             if read is not None:
-                tests.append(_comparison(read, spec))
+                tests.append(comparison(read, spec))
         elif isinstance(spec.exists, str):
             try:
                 exists = self.source.compile_exists(spec.exists, kind)
@@ -255,7 +193,7 @@ class _Compiler:
             if group is None:
                 continue
             subs = [self.condition(c, kind, (*loc, key, i)) for i, c in enumerate(group)]
-            tests.append(_combined(key, tuple(s for s in subs if s is not None)))
+            tests.append(combined(key, tuple(s for s in subs if s is not None)))
         if spec.not_ is not None:
             inner = self.condition(spec.not_, kind, (*loc, "not"))
             if inner is not None:
@@ -298,7 +236,7 @@ class _Compiler:
             action = run_nested
         if action is None:
             return None
-        return _guarded(action, when, items, inner_kind, where)
+        return guarded(action, when, items, inner_kind, where)
 
     def function(self, name: str, loc: Loc) -> Action | None:
         found = _registry.lookup(name)
@@ -357,7 +295,7 @@ class _Compiler:
 
     # -- the file ------------------------------------------------------------
 
-    def resource(self, spec: ResourceSpec, loc: Loc) -> _Resource | None:
+    def resource(self, spec: ResourceSpec, loc: Loc) -> CompiledResource | None:
         try:
             resource_model(spec.type)
         except ValueError as exc:
@@ -377,7 +315,7 @@ class _Compiler:
         rules = [
             self.rule(r, spec.type, kind, (*loc, "rules", i)) for i, r in enumerate(spec.rules)
         ]
-        return _Resource(
+        return CompiledResource(
             spec.id,
             spec.type,
             tuple(spec.profile),
@@ -429,58 +367,6 @@ class _Compiler:
             tuple(default.message_type or []) if default else (),
             tuple(default.content_template_id or []) if default else (),
         )
-
-
-def _combined(key: str, members: tuple[Cond, ...]) -> Cond:
-    if key == "all":
-        return lambda ctx: all(t(ctx) for t in members)
-    return lambda ctx: any(t(ctx) for t in members)
-
-
-def _comparison(read: Value, spec: Condition) -> Cond:
-    if spec.in_ is not None:
-        accepted = frozenset(spec.in_)
-        return lambda ctx: read(ctx) in accepted
-    if spec.equals is not None:
-        expected = spec.equals
-        return lambda ctx: read(ctx) == expected
-    wanted = bool(spec.exists)
-    return lambda ctx: bool(read(ctx)) is wanted
-
-
-def _guarded(
-    action: Action,
-    when: Cond | None,
-    items: ItemsReader | None,
-    kind: Any,
-    where: Cond | None,
-) -> Action:
-    if items is None:
-        if when is None:
-            return action
-
-        def conditional(ctx: MappingContext) -> None:
-            if when(ctx):
-                action(ctx)
-
-        return conditional
-
-    def repeated(ctx: MappingContext) -> None:
-        if when is not None and not when(ctx):
-            return
-        found: Sequence[Any] = items(ctx.document, ctx.item)
-        if not found:
-            return
-        saved = ctx.item, ctx.item_kind
-        try:
-            for item in found:
-                ctx.item, ctx.item_kind = item, kind
-                if where is None or where(ctx):
-                    action(ctx)
-        finally:
-            ctx.item, ctx.item_kind = saved
-
-    return repeated
 
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,63}$")

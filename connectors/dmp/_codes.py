@@ -93,6 +93,12 @@ FORMAT_PDF = Code(
 DEFAULT_FORMAT_CODES = MappingProxyType(
     {
         # CDA model templateId -> formatCode (JDV_J60-FormatCode-DMP), after ASS_A11.
+        # CR-IMG (DICOM PS3.20 imaging report): IHE XDS-I.b "structured headings" format.
+        "1.2.250.1.213.1.1.1.45": Code(
+            "urn:ihe:rad:CDA:ImagingReportStructuredHeadings:2013",
+            _IHE_FORMAT,
+            "CR d'imagerie médicale",
+        ),
         "1.2.250.1.213.1.1.1.55": Code(
             "urn:ihe:lab:xd-lab:2008", _IHE_FORMAT, "CR d'examens biologiques"
         ),

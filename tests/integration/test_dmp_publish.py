@@ -3,7 +3,8 @@ DMP repository (mutual TLS, schemas, ebRIM rules, VIHF verified by xmlsec1): pub
 a registry failure is dead with every error in ``eai messages show``; the DMP down for a
 while gives retries, then one publication; a replacement sent right after its original
 follows it, with an RPLC association to the original's entry; a non-qualified identity
-is held, never sent."""
+is held, never sent; the national MDM^T02 carrying the CR-IMG fixture is published with
+its confidentiality flags."""
 
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
+from lxml import etree
 
 from eai.cli import cli
 from standins.dmp import Answer, DmpStandin
+from tests._cisis import mdm_with
 from tests._mllp import MllpSender, msa
-from tests._paths import HL7V2
+from tests._paths import CDA, HL7V2
 from tests._pki import Pki, make_pki, make_seal
 from tests.engine_harness import EngineThread
 
@@ -252,3 +255,30 @@ def test_a_non_qualified_identity_is_held_never_sent(dmp: Dmp, tmp_path: Path) -
         _wait(_settled(config, "held"), "the held delivery")
         time.sleep(1.0)  # the retry policy is 0.1 s: a send would have happened by now
     assert dmp.standin.received == []
+
+
+def test_the_mdm_with_an_imaging_report_is_published_with_its_flags(
+    dmp: Dmp, tmp_path: Path
+) -> None:
+    """The national MDM^T02 carrying the CR-IMG fixture, INVISIBLE_PATIENT,
+    INVISIBLE_REP_LEGAUX and CONNEXION_SECRETE at Y: classCode 31, the two extra
+    confidentiality codes, the VIHF's confidentiality attribute."""
+    config = _routes(tmp_path, dmp)
+    with EngineThread(config) as eng:
+        _send(eng.port("lab"), "015", mdm_with((CDA / "IMG_CR_IMG_2024.01.xml").read_bytes()))
+        _wait(_settled(config, "delivered"), "the publication")
+    (published,) = dmp.standin.published
+    envelope = etree.fromstring(published.envelope)
+    ns = {"rim": "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"}
+    codes = envelope.xpath(
+        "//rim:ExtrinsicObject/rim:Classification/@nodeRepresentation", namespaces=ns
+    )
+    assert {"31", "N", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX", "18748-4"} <= set(
+        codes
+    )
+    assert "MASQUE_PS" not in codes
+    assert b"urn:ihe:rad:CDA:ImagingReportStructuredHeadings:2013" in published.envelope
+    assert (
+        b'Name="urn:oasis:names:tc:xspa:1.0:resource:patient:hl7:confidentiality-code"'
+        in published.envelope
+    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +23,8 @@ from click.core import ParameterSource
 from eai.errors import ConfigNotFound
 
 if TYPE_CHECKING:
+    import ssl
+
     from eai.config import Config, EngineConfig
     from eai.store import Store
 

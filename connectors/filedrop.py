@@ -45,137 +45,52 @@ and moved under its first id.
 
 Logs carry sizes, message ids and outcomes, never file names (they may carry
 patient names) nor content.
+
+This module is the listener (polling, taking a file, journaling it); the
+configuration is in :mod:`connectors._filedrop_config`, listing and moving files
+in :mod:`connectors._filedrop_files`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import logging
-import os
-import pwd
-import re
-import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field, field_validator
-
-from connectors._cda_intake import MIB, CdaIntakeConfig, Verdict, examine, journal_entry, schema_for
+from connectors._cda_intake import examine, journal_entry, schema_for
 from connectors._dropfile import Limits, Snapshot, read_dropped, settle_key, unchanged
+from connectors._filedrop_config import FileDropListenerConfig
+from connectors._filedrop_files import (
+    FAILED,
+    PROCESSED,
+    REASON_SUFFIX,
+    TEMPORARY_SUFFIXES,
+    Entry,
+    move,
+    safe_basename,
+    scan,
+)
 from connectors._filewatch import DirWatch, FileWatcher, open_inotify
 from eai.cda_schema import CdaSchema
-from eai.config import Duration
 from eai.errors import ConfigError, ConfigIssue, StoreError
 from eai.messages import MEDIA_CDA_XML
 from eai.net import run_blocking
 from eai.registry import Ingest, ListenerSpec, register_listener
 
-__all__ = ["FileDropListener", "FileDropListenerConfig", "safe_basename"]
+__all__ = [
+    "FAILED",
+    "PROCESSED",
+    "REASON_SUFFIX",
+    "TEMPORARY_SUFFIXES",
+    "FileDropListener",
+    "FileDropListenerConfig",
+    "safe_basename",
+]
 
 log = logging.getLogger(__name__)
-
-PROCESSED = "processed"
-FAILED = "failed"
-REASON_SUFFIX = ".reason.txt"
-TEMPORARY_SUFFIXES = (".tmp", ".part")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-_MAX_NAME = 120
-
-
-class FileDropListenerConfig(CdaIntakeConfig):
-    """A watched directory where CDA R2 documents are dropped as files."""
-
-    type: Literal["filedrop"] = Field(
-        default="filedrop", description="listener type: CDA documents dropped as files"
-    )
-    path: Path = Field(
-        description="the watched directory (must exist); processed/ and failed/ are created in it",
-        examples=["/var/spool/eai/cda-in"],
-    )
-    pattern: str = Field(
-        default="*.xml",
-        min_length=1,
-        description="file names taken (shell pattern, case-sensitive); names starting with . "
-        "or ending in .tmp or .part (write under such a name, then rename) are always ignored",
-        examples=["*.xml", "CR-*.xml"],
-    )
-    interval: Duration = Field(
-        default=1.0,
-        gt=0,
-        description="time between two listings of the directory",
-        examples=["1s", "500ms"],
-    )
-    settle: Duration = Field(
-        default=1.0,
-        description="how long a file's inode, size, modification and change times must stay "
-        "unchanged (and, on Linux, the file stay closed by its writers) before it is taken "
-        "(0: take it when first seen closed, for producers that rename complete files)",
-        examples=["1s", 0],
-    )
-    max_file_bytes: int = Field(
-        default=20 * MIB,
-        gt=0,
-        description="largest document taken; a bigger file is rejected unread and moved to failed/",
-        examples=[20 * MIB],
-    )
-    owner: int | str | None = Field(
-        default=None,
-        description="when set, only files owned by this user (uid or user name) are read; a "
-        "file of another owner is rejected unread and moved to failed/",
-        examples=["eai-drop", 1001],
-    )
-
-    @field_validator("pattern")
-    @classmethod
-    def _plain_pattern(cls, value: str) -> str:
-        if "/" in value or "\\" in value or "\x00" in value:
-            raise ValueError("pattern matches file names in the directory: no path separators")
-        return value
-
-    @field_validator("owner")
-    @classmethod
-    def _owner_shape(cls, value: int | str | None) -> int | str | None:
-        if isinstance(value, int) and value < 0:
-            raise ValueError("owner: a uid is 0 or more")
-        if isinstance(value, str) and (not value or value != value.strip() or ":" in value):
-            raise ValueError("owner: a user name or a uid")
-        return value
-
-    def owner_uid(self) -> int | None:
-        """The uid files must have (``None``: any); ConfigError for an unknown user name."""
-        owner = self.owner
-        if owner is None or isinstance(owner, int):
-            return owner
-        if owner.isdigit():
-            return int(owner)
-        try:
-            return pwd.getpwnam(owner).pw_uid
-        except KeyError:
-            raise ConfigError(
-                [ConfigIssue(str(self.path), 0, 0, f"listener {self.name}: no user {owner!r}")]
-            ) from None
-
-
-def safe_basename(name: str) -> str:
-    """``name`` reduced to ``[A-Za-z0-9._-]``, no leading dot, at most 120 characters."""
-    cleaned = _UNSAFE.sub("_", os.path.basename(name.replace("\\", "/")))
-    cleaned = cleaned.lstrip(".") or "document"
-    if len(cleaned) > _MAX_NAME:
-        stem, dot, ext = cleaned.rpartition(".")
-        keep = ext[:16] if dot else ""
-        cleaned = cleaned[: _MAX_NAME - len(keep) - 1] + ("." + keep if keep else "")
-    return cleaned
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    name: str
-    snapshot: Snapshot
 
 
 class FileDropListener:
@@ -279,7 +194,7 @@ class FileDropListener:
     async def _poll(self) -> int:
         await run_blocking(self._watch.refresh)
         try:
-            entries = await run_blocking(_scan, self.config.path, self.config.pattern)
+            entries = await run_blocking(scan, self.config.path, self.config.pattern)
         except OSError as exc:
             log.warning("listener %s: cannot list the directory: %s", self.config.name, exc)
             return 0
@@ -299,7 +214,7 @@ class FileDropListener:
                 break
         return taken
 
-    def _ready(self, entries: list[_Entry]) -> list[_Entry]:
+    def _ready(self, entries: list[Entry]) -> list[Entry]:
         """The entries not being written and unchanged for ``settle``."""
         assert self._limits is not None
         now = time.monotonic()
@@ -309,7 +224,7 @@ class FileDropListener:
         for gone in set(self._unmovable) - present:
             del self._unmovable[gone]
         self._watch.forget_except(present)
-        ready: list[_Entry] = []
+        ready: list[Entry] = []
         for entry in entries:
             key = settle_key(entry.snapshot, self._limits)
             if self._unmovable.get(entry.name) == key:
@@ -331,13 +246,13 @@ class FileDropListener:
         assert self._limits is not None
         self._seen[name] = (settle_key(snapshot, self._limits), time.monotonic())
 
-    async def _unchanged(self, entry: _Entry, snapshot: Snapshot, token: tuple[int, int]) -> bool:
+    async def _unchanged(self, entry: Entry, snapshot: Snapshot, token: tuple[int, int]) -> bool:
         await run_blocking(self._watch.refresh)
         if self._watch.changed_since(entry.name, token):
             return False
         return await run_blocking(unchanged, self.config.path / entry.name, snapshot)
 
-    async def _take(self, entry: _Entry) -> bool:
+    async def _take(self, entry: Entry) -> bool:
         cfg = self.config
         path = cfg.path / entry.name
         assert self._limits is not None
@@ -373,7 +288,7 @@ class FileDropListener:
             )
             return True
         try:
-            where = await run_blocking(_move, path, result.message_id, verdict)
+            where = await run_blocking(move, path, result.message_id, verdict)
         except OSError as exc:
             self._unmovable[entry.name] = settle_key(read.snapshot, self._limits)
             log.error(
@@ -404,50 +319,6 @@ class FileDropListener:
             where,
         )
         return True
-
-
-def _scan(directory: Path, pattern: str) -> list[_Entry]:
-    """The candidate names, oldest first (hidden, temporary and directories skipped)."""
-    found: list[_Entry] = []
-    with os.scandir(directory) as listing:
-        for item in listing:
-            name = item.name
-            if name.startswith(".") or name.endswith(TEMPORARY_SUFFIXES):
-                continue
-            if not fnmatch.fnmatchcase(name, pattern):
-                continue
-            try:
-                st = item.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                continue
-            found.append(_Entry(name, Snapshot.of(st)))
-    found.sort(key=lambda e: (e.snapshot.mtime_ns, e.name))
-    return found
-
-
-def _move(path: Path, message_id: int, verdict: Verdict) -> str:
-    """Renames ``path`` into processed/ or failed/ (never overwriting); writes the reason file."""
-    sub = PROCESSED if verdict.accepted else FAILED
-    folder = path.parent / sub
-    folder.mkdir(exist_ok=True)
-    base = f"{message_id}-{safe_basename(path.name)}"
-    target = folder / base
-    n = 1
-    while _taken(target) or _taken(folder / (target.name + REASON_SUFFIX)):
-        n += 1
-        target = folder / f"{message_id}-{n}-{safe_basename(path.name)}"
-    if not verdict.accepted:
-        reason = f"message {message_id}: rejected ({verdict.outcome})\n{verdict.describe()}\n"
-        with open(folder / (target.name + REASON_SUFFIX), "x", encoding="utf-8") as f:
-            f.write(reason)
-    os.rename(path, target)
-    return sub
-
-
-def _taken(path: Path) -> bool:
-    return path.exists() or path.is_symlink()
 
 
 def _factory(config: FileDropListenerConfig, ingest: Ingest) -> FileDropListener:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from eai.cli._common import CONFIG_OPTION
+from eai.cli._common import CONFIG_OPTION, require_config
 from eai.errors import ConfigError, Unavailable
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def reload_cmd(config_path: Path) -> None:
     applied; engine settings, listeners and identity.server need a restart."""
     from eai.admin import EngineNotRunning, request
 
-    engine, issues = _engine_section(config_path)
+    engine, issues = _engine_section(require_config(config_path))
     try:
         answer = request(engine.admin_socket_path(), {"op": "reload"}, timeout=RELOAD_TIMEOUT)
     except EngineNotRunning:

@@ -87,7 +87,7 @@ def test_2_usage(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyP
     assert f"$EAI_CONFIG names {MISSING}, which does not exist" in err and "-c FILE" in err
     monkeypatch.delenv("EAI_CONFIG")
     monkeypatch.chdir(MISSING.parent.parent)  # /: no routes.yaml there
-    for argv in (["replay", "1", "--yes"], ["check"]):
+    for argv in (["replay", "1", "--yes"], ["check"], ["reload"], ["messages", "list"]):
         assert _exit(argv) == ExitCode.USAGE
         err = capsys.readouterr().err
         assert "no routes.yaml in /: run eai where routes.yaml is" in err

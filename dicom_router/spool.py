@@ -2,6 +2,10 @@
 
 Touches: files (the listener's ``spool_dir``).
 
+Just over 400 lines on purpose: names, the write protocol, quarantine, quota and
+reading back are one invariant (only router-made names, written durably, inside
+the spool), kept in one module so it can be checked in one reading.
+
 Layout of ``spool_dir``::
 
     tmp/          instances being written (left-overs are removed at start)

@@ -23,7 +23,7 @@ from connectors.mllp._ack import AckError, AckSummary, read_ack_frame, summarise
 from connectors.mllp._framing import FrameDecoder, frame
 from eai.config import DestinationConfig, Duration, TlsClientConfig
 from eai.errors import PermanentDeliveryError, TransientDeliveryError
-from eai.messages import MEDIA_HL7V2, DeliveryResult, OutboxItem, SendLimits
+from eai.messages import MEDIA_CDA_XML, MEDIA_HL7V2, DeliveryResult, OutboxItem, SendLimits
 from eai.net import client_context
 from eai.registry import DestinationSpec, register_destination
 
@@ -98,9 +98,9 @@ class MllpDestination:
 
     async def send(self, item: OutboxItem) -> DeliveryResult:
         """Deliver ``item``: AA/CA return; AE/CE and I/O trouble: transient; AR/CR: permanent."""
-        if item.media_type != MEDIA_HL7V2:
+        if item.media_type not in ACCEPTS:
             raise PermanentDeliveryError(
-                f"destination {self.config.name} sends HL7 v2, not {item.media_type}"
+                f"destination {self.config.name} sends HL7 v2 or a CDA as is, not {item.media_type}"
             )
         if self._closed:
             raise TransientDeliveryError(f"destination {self.config.name} is closed")
@@ -215,6 +215,12 @@ class MllpDestination:
         log.debug("destination %s: closed connection to %s", self.config.name, self._address)
 
 
+ACCEPTS = (MEDIA_HL7V2, MEDIA_CDA_XML)
+"""HL7 v2 messages, and CDA documents framed as they are (the regional oncology record,
+DCC, takes CDA reports over MLLP): what the MLLP destination did before media types
+were declared."""
+
+
 def _factory(config: MllpDestinationConfig) -> MllpDestination:
     return MllpDestination(config)
 
@@ -225,6 +231,6 @@ register_destination(
         config_model=MllpDestinationConfig,
         factory=_factory,
         summary="HL7 v2 over MLLP (TCP, optional TLS): send, wait for the ACK, check MSA-2",
-        accepts=(MEDIA_HL7V2,),
+        accepts=ACCEPTS,
     )
 )

@@ -191,8 +191,9 @@ def test_check_refuses_a_route_handing_a_destination_what_it_does_not_accept() -
     found = [(i.line, i.column, i.message) for i in info.value.issues]
     assert [(line, col) for line, col, _ in found] == [(14, 44), (15, 39), (16, 38)]
     assert found[0][2] == (
-        "routes[3].to[1]: destination 'dcc' (mllp) accepts application/hl7-v2; this route "
-        "hands it the FHIR Bundle of map: pamfr-adt in application/fhir+json"
+        "routes[3].to[1]: destination 'dcc' (mllp) accepts application/hl7-v2, "
+        "application/cda+xml; this route hands it the FHIR Bundle of map: pamfr-adt in "
+        "application/fhir+json"
     )
     assert "application/vnd.eai.dicom-ref+json" in found[1][2]
     assert "destination 'pacs' (dicom)" in found[2][2]

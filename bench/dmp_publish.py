@@ -8,8 +8,8 @@ Two measures, on the national CR-BIO ORU (``oru_r01_crbio_init.hl7``, a 218 kB C
 document with its own document id (the stand-in refuses a unique id twice):
 
 - ``prepare``: what the engine does for one publication on one core, stage by stage
-  (read the ORU and the CDA header, metadata, ebRIM, the VIHF signed with signxml, the
-  MTOM package), in this process;
+  (read the ORU and the CDA header, metadata, the XAdES submission-set signature and
+  ebRIM, the VIHF signed with signxml, the MTOM package), in this process;
 - ``send``: :class:`connectors.dmp.destination.DmpDestination` publishing one document at a
   time to :class:`standins.dmp.DmpStandin` on 127.0.0.1 over mutual TLS (one connection
   kept alive), from the send to the stand-in's Success; the stand-in runs in this
@@ -41,8 +41,9 @@ from lxml import etree
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from connectors.dmp._dsg import build_dsg  # noqa: E402
 from connectors.dmp._ebrim import build_request  # noqa: E402
-from connectors.dmp._metadata import build_metadata  # noqa: E402
+from connectors.dmp._metadata import build_metadata, signature_entry  # noqa: E402
 from connectors.dmp._soap import mtom_message  # noqa: E402
 from connectors.dmp._source import publication_of  # noqa: E402
 from connectors.dmp._vihf import build_vihf  # noqa: E402
@@ -126,7 +127,7 @@ def _config(paths: dict[str, Path], url: str) -> DmpDestinationConfig:
 
 def _stages(config: DmpDestinationConfig, items: list[OutboxItem]) -> dict[str, Any]:
     signer = load_signing_identity(config.sign_cert, config.sign_key)
-    timings: dict[str, list[float]] = {k: [] for k in ("read", "metadata", "vihf", "mtom")}
+    timings: dict[str, list[float]] = {k: [] for k in ("read", "metadata", "dsg", "vihf", "mtom")}
     metadata, vihf = config.metadata_settings(), config.vihf_settings()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for item in items:
@@ -134,14 +135,19 @@ def _stages(config: DmpDestinationConfig, items: list[OutboxItem]) -> dict[str, 
         pub = publication_of(item)
         t1 = time.perf_counter()
         submission, entry = build_metadata(pub, metadata)
-        request = build_request(submission, entry, b"")
         t2 = time.perf_counter()
+        signature = build_dsg([(entry.unique_id, pub.document)], "2.25.1", signer)
+        signed_entry = signature_entry(entry, submission, signature, "2.25.1")
+        request = build_request(submission, entry, b"", (signed_entry, b""))
+        t3 = time.perf_counter()
         assertion = build_vihf(pub.header.author, pub.ins, pub.ins_oid, False, vihf, signer)
         signed = etree.tostring(assertion)
-        t3 = time.perf_counter()
-        mtom_message(request, {entry.entry_uuid: pub.document}, signed, config.url)
         t4 = time.perf_counter()
-        for stage, spent in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+        documents = {entry.entry_uuid: pub.document, signed_entry.entry_uuid: signature}
+        mtom_message(request, documents, signed, config.url)
+        t5 = time.perf_counter()
+        spans = (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)
+        for stage, spent in zip(timings, spans, strict=True):
             timings[stage].append(spent)
     wall = time.perf_counter() - wall0
     return {

@@ -28,6 +28,7 @@ from connectors.dmp._metadata import DocumentEntry, SubmissionSet
 
 __all__ = [
     "RPLC",
+    "SIGNS",
     "LCM",
     "RIM",
     "SUBMISSION_SET_ID",
@@ -42,6 +43,7 @@ _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _NSMAP = {"rim": RIM, "lcm": LCM, "xdsb": XDSB}
 SUBMISSION_SET_ID = "SubmissionSet01"
 RPLC = "urn:ihe:iti:2007:AssociationType:RPLC"
+SIGNS = "urn:ihe:iti:2007:AssociationType:signs"
 
 
 def _rim(tag: str) -> str:
@@ -160,9 +162,14 @@ def _submission_set(b: _Builder, parent: etree._Element, submission: SubmissionS
 
 
 def build_request(
-    submission: SubmissionSet, entry: DocumentEntry, document: bytes
+    submission: SubmissionSet,
+    entry: DocumentEntry,
+    document: bytes,
+    signature: tuple[DocumentEntry, bytes] | None = None,
 ) -> etree._Element:
-    """The ``xdsb:ProvideAndRegisterDocumentSetRequest`` element publishing ``document``."""
+    """The ``xdsb:ProvideAndRegisterDocumentSetRequest`` element publishing ``document``,
+    and the submission set's ``signature`` document (its entry and bytes) when given: a
+    HasMember association and a ``signs`` association from it to the submission set."""
     b = _Builder()
     request = etree.Element(f"{{{XDSB}}}ProvideAndRegisterDocumentSetRequest", nsmap=_NSMAP)
     submit = etree.SubElement(request, f"{{{LCM}}}SubmitObjectsRequest")
@@ -178,6 +185,26 @@ def build_request(
         targetObject=entry.entry_uuid,
     )
     b.slot(association, "SubmissionSetStatus", "Original")
+    if signature is not None:
+        signature_entry, _ = signature
+        _document_entry(b, objects, signature_entry)
+        member = etree.SubElement(
+            objects,
+            _rim("Association"),
+            associationType="urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember",
+            id=b.next_id("as"),
+            sourceObject=SUBMISSION_SET_ID,
+            targetObject=signature_entry.entry_uuid,
+        )
+        b.slot(member, "SubmissionSetStatus", "Original")
+        etree.SubElement(
+            objects,
+            _rim("Association"),
+            associationType=SIGNS,
+            id=b.next_id("as"),
+            sourceObject=signature_entry.entry_uuid,
+            targetObject=SUBMISSION_SET_ID,
+        )
     if entry.replaces:
         # ITI TF-3 §4.2.2: the new entry (source) replaces the registered one (target,
         # by its entryUUID); the replaced entry becomes Deprecated.
@@ -191,4 +218,7 @@ def build_request(
         )
     doc = etree.SubElement(request, f"{{{XDSB}}}Document", id=entry.entry_uuid)
     doc.text = base64.b64encode(document).decode("ascii")
+    if signature is not None:
+        signed = etree.SubElement(request, f"{{{XDSB}}}Document", id=signature[0].entry_uuid)
+        signed.text = base64.b64encode(signature[1]).decode("ascii")
     return request

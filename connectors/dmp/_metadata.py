@@ -39,6 +39,7 @@ from eai.hl7 import escape
 
 __all__ = [
     "DocumentEntry",
+    "signature_entry",
     "MetadataSettings",
     "SubmissionSet",
     "build_metadata",
@@ -287,3 +288,38 @@ def build_metadata(
         size=len(publication.document),
     )
     return submission, entry
+
+
+def signature_entry(
+    entry: DocumentEntry, submission: SubmissionSet, signature: bytes, unique_id: str
+) -> DocumentEntry:
+    """The document entry of the submission set's signature document (IHE DSG, coded as the
+    ANS sample codes it: class ``urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1``, type ``E1762``,
+    format ``http://www.w3.org/2000/09/xmldsig#``, language ``art``)."""
+    when = submission.submission_time
+    return DocumentEntry(
+        entry_uuid=entry_uuid(unique_id),
+        replaces="",
+        unique_id=unique_id,
+        mime_type="text/xml",
+        title="Source",
+        class_code=Code("urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1", "URN", "Digital Signature"),
+        type_code=Code("E1762", "ASTM", "Full Document"),
+        format_code=Code("http://www.w3.org/2000/09/xmldsig#", "URN", "Default Signature Style"),
+        confidentiality=(Code("N", "2.16.840.1.113883.5.25", "Normal"),),
+        facility_type=entry.facility_type,
+        practice_setting=entry.practice_setting,
+        creation_time=when,
+        service_start=when,
+        service_stop=when,
+        language="art",
+        legal_authenticator=entry.legal_authenticator,
+        author_person=submission.author_person,
+        author_institution=submission.author_institution,
+        author_specialty="",
+        patient_id=entry.patient_id,
+        source_patient_id=entry.source_patient_id,
+        source_patient_info=(),
+        hash=hashlib.sha1(signature).hexdigest(),  # noqa: S324 - XDS mandates SHA-1
+        size=len(signature),
+    )

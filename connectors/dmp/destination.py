@@ -4,7 +4,8 @@ Touches: network (HTTPS with mutual TLS to the DMP repository), files (the TLS a
 certificates and keys, read when the destination is built).
 
 One send: the outbox item read into a publication (:mod:`connectors.dmp._source`), its
-metadata (:mod:`._metadata`, :mod:`._ebrim`), a VIHF signed for it (:mod:`._vihf`), the
+metadata (:mod:`._metadata`, :mod:`._ebrim`) with the submission set's XAdES signature
+document (:mod:`._dsg`), a VIHF signed for it (:mod:`._vihf`), the
 MTOM package (:mod:`._soap`) POSTed with httpx, the answer read into delivered, retry or
 dead letter (:mod:`._response`). Building and signing run off the event loop
 (:func:`eai.net.run_blocking`). Connection trouble (refused, reset, TLS failure, timeout)
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import uuid
 from pathlib import Path
 
 import httpx
@@ -23,8 +25,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
+from connectors.dmp._dsg import build_dsg
 from connectors.dmp._ebrim import build_request
-from connectors.dmp._metadata import build_metadata
+from connectors.dmp._metadata import build_metadata, signature_entry
 from connectors.dmp._response import read_response
 from connectors.dmp._soap import MtomMessage, mtom_message
 from connectors.dmp._source import ACCEPTS, publication_of
@@ -63,7 +66,10 @@ def prepare(config: DmpDestinationConfig, signer: SigningIdentity, item: OutboxI
     """The ITI-41 HTTP body for ``item`` (blocking: parse, build, sign)."""
     publication = publication_of(item)
     submission, entry = build_metadata(publication, config.metadata_settings())
-    request = build_request(submission, entry, b"")
+    signature_id = f"2.25.{uuid.uuid4().int}"
+    signature = build_dsg([(entry.unique_id, publication.document)], signature_id, signer)
+    signed = signature_entry(entry, submission, signature, signature_id)
+    request = build_request(submission, entry, b"", (signed, b""))
     assertion = build_vihf(
         publication.header.author,
         publication.ins,
@@ -73,7 +79,10 @@ def prepare(config: DmpDestinationConfig, signer: SigningIdentity, item: OutboxI
         signer,
     )
     return mtom_message(
-        request, {entry.entry_uuid: publication.document}, etree.tostring(assertion), config.url
+        request,
+        {entry.entry_uuid: publication.document, signed.entry_uuid: signature},
+        etree.tostring(assertion),
+        config.url,
     )
 
 

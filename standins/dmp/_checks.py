@@ -19,7 +19,9 @@ and against which published format:
   entry's required slots, classifications and external identifiers; one patientId for
   the submission set, the entries and the VIHF resource-id; each entry's ``hash`` (SHA-1)
   and ``size`` equal to its part; unique ids not already registered; an RPLC association
-  (a replacement) from an entry of the submission to a registered entryUUID.
+  (a replacement) from an entry of the submission to a registered entryUUID; one IHE DSG
+  signature entry with a ``signs`` association to the submission set, whose Manifest lists
+  every other entry's uniqueId with the SHA-256 of its part (ITI TF-3 §5.5).
 
 A problem gives ``(errorCode, codeContext)``: ``XDSRegistryMetadataError``,
 ``XDSRepositoryMetadataError``, ``XDSPatientIdDoesNotMatch``, ``XDSNonIdenticalHash``,
@@ -118,6 +120,8 @@ class Checked:
     unique_ids: list[str] = field(default_factory=list)
     entry_ids: list[str] = field(default_factory=list)
     """The document entries' ids (entryUUIDs when the source gives them)."""
+    signatures: list[bytes] = field(default_factory=list)
+    """The submission set's signature documents (IHE DSG), to verify with xmlsec1."""
     replaced: list[str] = field(default_factory=list)
     """The targets of RPLC associations: the entryUUIDs this submission replaces."""
     message_id: str = ""
@@ -320,6 +324,7 @@ def _check_ebrim(
         if _values(entry, "size") != [str(len(content))]:
             err.append(("XDSNonIdenticalSize", f"{entry_id}: size differs from the document's"))
     checked.entry_ids = [str(e.get("id")) for e in entries]
+    _check_dsg(objects, entries, checked)
     for association in objects.iterfind("rim:Association", NS):
         if association.get("associationType") != "urn:ihe:iti:2007:AssociationType:RPLC":
             continue
@@ -342,6 +347,62 @@ def _check_ebrim(
             )
         seen.add(unique_id)
     checked.unique_ids = unique_ids
+
+
+_DSG_FORMAT = "http://www.w3.org/2000/09/xmldsig#"
+_SIGNS = "urn:ihe:iti:2007:AssociationType:signs"
+
+
+def _check_dsg(objects: etree._Element, entries: list[etree._Element], checked: Checked) -> None:
+    """IHE DSG: one signature entry signing the submission set, whose Manifest lists every
+    other entry's uniqueId with the SHA-256 of its part (the XML signature itself is
+    xmlsec1's, in :mod:`standins.dmp._signature`)."""
+    err = checked.errors
+    unique = {str(e.get("id")): (_external(e, _DE_IDS["uniqueId"]) or [""])[0] for e in entries}
+    signatures = [
+        e
+        for e in entries
+        if any(
+            c.get("nodeRepresentation") == _DSG_FORMAT for c in _classified(e, _DE["formatCode"])
+        )
+    ]
+    if len(signatures) != 1:
+        err.append(
+            ("XDSRegistryMetadataError", f"{len(signatures)} submission-set signatures, expected 1")
+        )
+        return
+    signature_id = str(signatures[0].get("id"))
+    signs = [
+        a
+        for a in objects.iterfind("rim:Association", NS)
+        if a.get("associationType") == _SIGNS and a.get("sourceObject") == signature_id
+    ]
+    packages = {p.get("id") for p in objects.iterfind("rim:RegistryPackage", NS)}
+    if len(signs) != 1 or signs[0].get("targetObject") not in packages:
+        err.append(("XDSRegistryMetadataError", "the signature does not sign the submission set"))
+    content = checked.documents.get(signature_id, b"")
+    checked.signatures.append(content)
+    try:
+        signature = etree.fromstring(content, _parser())
+    except etree.XMLSyntaxError:
+        err.append(("XDSRegistryMetadataError", "the signature document is not XML"))
+        return
+    ds = {"ds": "http://www.w3.org/2000/09/xmldsig#"}
+    listed = {
+        str(r.get("URI", "")): (r.findtext("ds:DigestValue", namespaces=ds) or "")
+        for r in signature.iterfind("ds:Object/ds:Manifest/ds:Reference", ds)
+    }
+    for entry_id, unique_id in unique.items():
+        if entry_id == signature_id:
+            continue
+        digest = base64.b64encode(hashlib.sha256(checked.documents.get(entry_id, b"")).digest())
+        if listed.get(f"urn:oid:{unique_id}") != digest.decode("ascii"):
+            err.append(
+                (
+                    "XDSRegistryMetadataError",
+                    f"the signature's Manifest does not sign {unique_id} as sent",
+                )
+            )
 
 
 def check_request(

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from standins.dmp._checks import Checked, RequestRefused, check_request
-from standins.dmp._signature import verify_vihf
+from standins.dmp._signature import verify_dsg, verify_vihf
 
 __all__ = ["Answer", "DmpStandin", "Received"]
 
@@ -204,7 +204,11 @@ class DmpStandin:
                 Received(None, refused=exc.reason, answered="fault"),
                 (500, soap, fault(exc.code, exc.reason)),
             )
-        signature = verify_vihf(checked.envelope, self.seal_ca) if self.verify_signature else ""
+        signature = ""
+        if self.verify_signature:
+            signature = verify_vihf(checked.envelope, self.seal_ca)
+            for document in checked.signatures:
+                signature = signature or verify_dsg(document, self.seal_ca)
         record = Received(checked, signature=signature)
         if record.signature:
             record.answered = "fault"

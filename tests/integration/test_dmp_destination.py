@@ -114,8 +114,12 @@ def test_the_oru_fixture_is_published(setup: Setup) -> None:
     assert [r.refused or r.signature or r.answered for r in setup.standin.received] == ["success"]
     published = setup.standin.published[0]
     assert published.errors == []
-    assert list(published.documents.values()) == [oru_document()]
-    assert published.entry_ids == list(published.documents)
+    assert oru_document() in published.documents.values()
+    assert sorted(published.entry_ids) == sorted(published.documents)
+    # the submission-set signature (IHE DSG), verified by xmlsec1 in the stand-in
+    assert (
+        len(published.signatures) == 1 and published.signatures[0] in published.documents.values()
+    )
     assert published.patient_id == f"{INS}^^^&{INS_OID}&ISO^NH"
     assert "1.2.250.1.213.1.1.9" in published.unique_ids
     assert getattr(result, "detail", "") == "Success"
@@ -205,3 +209,12 @@ def test_the_standin_refuses_a_unique_id_published_twice(setup: Setup) -> None:
     send(setup.config)
     with pytest.raises(PermanentDeliveryError, match="XDSDuplicateUniqueIdInRegistry"):
         send(setup.config, item(2))
+
+
+def test_the_standin_refuses_a_tampered_submission_set_signature(setup: Setup) -> None:
+    content_type, body = _prepared(setup)
+    tampered = body.replace(b"<xades:SigningTime>", b"<xades:SigningTime>1", 1)
+    assert tampered != body
+    status, _, answer = setup.standin.handle(content_type, tampered)
+    assert status == 500
+    assert b"submission-set signature not verified by xmlsec1" in answer

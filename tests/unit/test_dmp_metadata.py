@@ -317,3 +317,38 @@ def test_a_replacement_carries_rplc_to_the_original_entry() -> None:
 def test_a_replacement_without_its_parent_document_is_refused_naming_it() -> None:
     with pytest.raises(PermanentDeliveryError, match="relatedDocument.*parentDocument/id"):
         request_for(item(oru_document(), MEDIA_CDA_XML, document_action="replace"), CDA_SETTINGS)
+
+
+def test_the_submission_set_signature_is_a_document_that_signs_the_set() -> None:
+    from connectors.dmp._dsg import build_dsg
+    from connectors.dmp._metadata import signature_entry
+    from connectors.dmp._vihf import SigningIdentity
+    from tests._pki import make_seal
+
+    cert, key, _ = make_seal()
+    publication = publication_of(item(ORU.read_bytes()))
+    submission, entry = build_metadata(publication, SETTINGS, now=NOW)
+    signature = build_dsg(
+        [(entry.unique_id, publication.document)], "2.25.99", SigningIdentity(key, cert), now=NOW
+    )
+    signed = signature_entry(entry, submission, signature, "2.25.99")
+    request = build_request(submission, entry, publication.document, (signed, signature))
+    assert_valid(request)
+    (signs,) = request.xpath(
+        "//rim:Association[@associationType='urn:ihe:iti:2007:AssociationType:signs']",
+        namespaces=NS,
+    )
+    assert (signs.get("sourceObject"), signs.get("targetObject")) == (
+        signed.entry_uuid,
+        "SubmissionSet01",
+    )
+    manifest = etree.fromstring(signature).xpath(
+        "//ds:Manifest/ds:Reference", namespaces={"ds": "http://www.w3.org/2000/09/xmldsig#"}
+    )
+    assert [r.get("URI") for r in manifest] == ["urn:oid:1.2.250.1.213.1.1.9"]
+    digest = base64.b64encode(hashlib.sha256(publication.document).digest()).decode()
+    assert manifest[0].findtext("{http://www.w3.org/2000/09/xmldsig#}DigestValue") == digest
+    assert coded(request, "urn:uuid:f0306f51-975f-434e-a61c-c59651d33983") == [
+        ("11502-2", "2.16.840.1.113883.6.1"),
+        ("E1762", "ASTM"),
+    ]

@@ -105,9 +105,10 @@ class MessageTypeSet:
         triggers: set[str] = set()
         everything = False
         for pattern in patterns:
-            match = match_pattern(pattern)
-            code = match.group("code") or match.group("doc")
-            trigger = match.group("trigger") or match.group("doctrigger") or "*"
+            # groupdict: with no kind registered yet, the grammar has no doc groups
+            groups = match_pattern(pattern).groupdict()
+            code: str = groups.get("code") or groups.get("doc") or "*"
+            trigger: str = groups.get("trigger") or groups.get("doctrigger") or "*"
             if code == "*" and trigger == "*":
                 everything = True
             elif trigger == "*":

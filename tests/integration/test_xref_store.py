@@ -213,8 +213,8 @@ def test_cli_lookup_prints_the_cross_reference_and_its_history(routes: Path):
     assert data["merges"][0]["regional_before"] == "R0002"
 
 
-def test_cli_lookup_of_an_unknown_id_exits_4(routes: Path, capsys):
+def test_cli_lookup_of_an_unknown_id_exits_3(routes: Path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["identity", "lookup", "-c", str(routes), "--facility", F, "--local-id", "nope"])
-    assert info.value.code == 4
+    assert info.value.code == 3  # not found (eai.errors.EXIT_CODES)
     assert "no cross-reference" in capsys.readouterr().err

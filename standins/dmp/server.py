@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -92,6 +93,17 @@ def fault(code: str, reason: str) -> bytes:
     )
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client gone before its answer (a timeout, a refused TLS handshake) is no error
+        # of the stand-in: say nothing; anything else is printed as http.server does.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 class DmpStandin:
     """An ITI-41 repository on ``https://127.0.0.1:<port>/repository``."""
 
@@ -156,8 +168,7 @@ class DmpStandin:
                 self.end_headers()
                 self.wfile.write(body)
 
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        server.daemon_threads = True
+        server = _Server(("127.0.0.1", port), Handler)
         server.socket = self._context.wrap_socket(server.socket, server_side=True)
         self._server = server
         self.port = server.server_address[1]

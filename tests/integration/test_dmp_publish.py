@@ -4,7 +4,8 @@ a registry failure is dead with every error in ``eai messages show``; the DMP do
 while gives retries, then one publication; a replacement sent right after its original
 follows it, with an RPLC association to the original's entry; a non-qualified identity
 is held, never sent; the national MDM^T02 carrying the CR-IMG fixture is published with
-its confidentiality flags."""
+its confidentiality flags; a Success lost to a timeout, then a duplicate refusal of the
+retry, counts as the one publication."""
 
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ def dmp(tmp_path: Path) -> Iterator[Dmp]:
         standin.stop()
 
 
-def _routes(tmp: Path, dmp: Dmp) -> Path:
+def _routes(tmp: Path, dmp: Dmp, response_timeout: str = "20s") -> Path:
     config = {
         "engine": {"data_dir": str(tmp / "var"), "database": f"sqlite:///{tmp}/var/eai.db"},
         "listeners": [{"name": "lab", "type": "mllp", "bind": "127.0.0.1:0", "test_feed": True}],
@@ -120,7 +121,7 @@ def _routes(tmp: Path, dmp: Dmp) -> Path:
                 "activity_sector": "SA25^1.2.250.1.71.4.2.4",
                 "homologation_id": "HOMOL-TEST",
                 "connect_timeout": "2s",
-                "response_timeout": "20s",
+                "response_timeout": response_timeout,
                 "retry": {"initial": "0.1s", "max": "0.3s", "jitter": 0},
             }
         ],
@@ -282,3 +283,23 @@ def test_the_mdm_with_an_imaging_report_is_published_with_its_flags(
         b'Name="urn:oasis:names:tc:xspa:1.0:resource:patient:hl7:confidentiality-code"'
         in published.envelope
     )
+
+
+def test_a_lost_success_then_a_duplicate_counts_as_the_publication(
+    dmp: Dmp, tmp_path: Path
+) -> None:
+    """The DMP publishes but answers after the response timeout: the retry is refused as a
+    duplicate uniqueId, which on a retry means the earlier attempt was published."""
+    dmp.standin.delay = 2.0
+    config = _routes(tmp_path, dmp, response_timeout="1s")
+    with EngineThread(config) as eng:
+        _send(eng.port("lab"), "ORU-DMP-7")
+        _wait(lambda: len(dmp.standin.published) == 1, "the (late) publication")
+        dmp.standin.delay = 0.0
+        _wait(_settled(config, "delivered"), "the delivery")
+    (row,) = _deliveries(config)
+    assert row["attempts"] >= 2
+    assert len(dmp.standin.published) == 1
+    assert "XDSDuplicateUniqueIdInRegistry" in {
+        code for r in dmp.standin.received if r.checked for code, _ in r.checked.errors
+    }

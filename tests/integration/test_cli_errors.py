@@ -27,11 +27,14 @@ def _eai(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_cli_errors_are_one_line(tmp_path):
     routes = tmp_path / "routes.yaml"
     routes.write_text((REPO / "routes.yaml").read_text())
+    closed = tmp_path / "closed.yaml"  # a journal server that refuses (port 9: discard)
+    closed.write_text("engine: {database: 'postgresql+psycopg://eai@127.0.0.1:9/eai'}\n")
     cases = [
         (("queue", "pause", "nope", "-c", str(routes)), 3, "unknown destination 'nope'"),
         (("messages", "show", "999", "-c", str(routes)), 3, "no message with id 999"),
         (("resend", "42", "-c", str(routes)), 3, "no delivery with id 42"),
         (("messages", "list", "-c", str(tmp_path / "missing.yaml")), 2, "missing.yaml: no such"),
+        (("messages", "list", "-c", str(closed)), 4, "cannot open the journal"),
         (("send", "127.0.0.1:9", str(tmp_path / "nofile.hl7")), 1, "nofile.hl7:1:1:"),
     ]
     for args, code, text in cases:

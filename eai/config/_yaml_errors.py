@@ -30,6 +30,7 @@ _CHARACTER = re.compile(r"found character '(?P<char>.+)' that cannot start any t
 _ALIAS = re.compile(r"found undefined alias '(?P<name>[^']*)'")
 _ANCHOR = re.compile(r"found duplicate anchor '(?P<name>[^']*)'")
 _TAG = re.compile(r"could not determine a constructor for the tag '(?P<tag>[^']*)'")
+_ESCAPE = re.compile(r"found unknown escape character '(?P<char>[^']*)'")
 
 Rule = Callable[[yaml.MarkedYAMLError, list[str]], Finding | None]
 
@@ -257,6 +258,43 @@ def _simple_key(exc: yaml.MarkedYAMLError, lines: list[str]) -> Finding | None:
     )
 
 
+def _scalar_start(exc: yaml.MarkedYAMLError, lines: list[str]) -> Finding | None:
+    """A value whose first character means something to YAML (``|``, ``>``, ``&``,
+    ``*``), or a ``\\x`` that is no escape inside double quotes."""
+    context = exc.context or ""
+    escape = _ESCAPE.search(exc.problem or "")
+    if escape is not None:
+        return _say(
+            exc,
+            exc.problem_mark,
+            f"'\\{escape.group('char')}' is not an escape inside double quotes: write '\\\\' "
+            "for a backslash, or use single quotes, where '\\' is an ordinary character",
+        )
+    if context.startswith("while scanning a block scalar"):
+        return _say(
+            exc,
+            exc.context_mark,
+            "after '|' or '>' the text goes on the next lines, indented (only '-', '+' or "
+            "an indentation digit may follow them): quote the value if it starts with "
+            "'|' or '>'",
+        )
+    if context.startswith(("while scanning an anchor", "while scanning an alias")):
+        return _say(
+            exc,
+            exc.context_mark,
+            "'&' and '*' start a YAML anchor or alias, followed by its name: quote the "
+            "value if it is text that starts with them",
+        )
+    if context == "while parsing a flow node" and "found '-'" in (exc.problem or ""):
+        return _say(
+            exc,
+            exc.problem_mark,
+            "'- ' items cannot go inside [ ]: separate the items with ',' ([a, b]), or "
+            "write one '- item' per line without the brackets",
+        )
+    return None
+
+
 def _composer(exc: yaml.MarkedYAMLError, lines: list[str]) -> Finding | None:
     problem = exc.problem or ""
     alias = _ALIAS.search(problem)
@@ -324,6 +362,7 @@ _RULES: tuple[Rule, ...] = (
     _not_found_indicator,
     _mapping_value,
     _simple_key,
+    _scalar_start,
     _composer,
     _constructor,
 )

@@ -140,6 +140,35 @@ def _issues(text: str) -> list[str]:
             id="unknown-tag",
         ),
         pytest.param(
+            'engine:\n  data_dir: "C:\\data"\n',
+            "2:17",
+            "'\\d' is not an escape inside double quotes: write '\\\\' for a backslash, or "
+            "use single quotes",
+            "found unknown escape character 'd'",
+            id="backslash-in-double-quotes",
+        ),
+        pytest.param(
+            "engine:\n  data_dir: |x\n",
+            "2:13",
+            "after '|' or '>' the text goes on the next lines, indented",
+            "expected chomping or indentation indicators, but found 'x'",
+            id="block-scalar-indicator",
+        ),
+        pytest.param(
+            "engine: &\n",
+            "1:9",
+            "'&' and '*' start a YAML anchor or alias, followed by its name",
+            "while scanning an anchor",
+            id="anchor-without-name",
+        ),
+        pytest.param(
+            "routes: [- a]\n",
+            "1:10",
+            "'- ' items cannot go inside [ ]: separate the items with ','",
+            "expected the node content, but found '-'",
+            id="dash-inside-brackets",
+        ),
+        pytest.param(
             "engine:\n  data_dir: \x00\n",
             "2:13",
             "a control character (#x0000) YAML does not allow",

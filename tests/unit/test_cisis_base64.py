@@ -257,7 +257,11 @@ _PROBLEMS = {
 
 @given(
     st.one_of(
-        st.text(alphabet=st.characters(blacklist_characters="|^~\\&\r\n"), max_size=80),
+        # Lone surrogates (Cs) cannot be sent: UTF-8 has no bytes for them.
+        st.text(
+            alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="|^~\\&\r\n"),
+            max_size=80,
+        ),
         st.binary(max_size=120).map(lambda b: base64.b64encode(b).decode().rstrip("=")),
         st.sampled_from(["<a/>", "<ClinicalDocument xmlns='urn:hl7-org:v3'/>", "<!DOCTYPE x>"]).map(
             lambda x: base64.b64encode(x.encode()).decode()

@@ -13,7 +13,7 @@ from connectors._cda_intake import MIB, CdaIntakeConfig
 from connectors._http_auth import ApiKey, check_keys
 from connectors._http_oauth import OAuth2Config
 from eai.config import Duration, TlsServerConfig
-from eai.net import check_networks, split_bind
+from eai.net import BindAddress, NetworkList
 
 __all__ = ["HttpListenerConfig"]
 
@@ -24,7 +24,7 @@ class HttpListenerConfig(CdaIntakeConfig):
     type: Literal["http"] = Field(
         default="http", description="listener type: CDA documents posted over HTTP(S)"
     )
-    bind: str = Field(
+    bind: BindAddress = Field(
         description="address and port to listen on, host:port (port 0: chosen by the OS)",
         examples=["0.0.0.0:8443", "127.0.0.1:8080"],
     )
@@ -60,7 +60,7 @@ class HttpListenerConfig(CdaIntakeConfig):
         description="serve HTTPS; client_ca verifies client certificates "
         "(require_client_cert: mandatory)",
     )
-    allowed_networks: tuple[str, ...] = Field(
+    allowed_networks: NetworkList = Field(
         default=(),
         description="source addresses or CIDR networks allowed to connect; a connection from "
         "elsewhere is closed before anything is read (empty: any address)",
@@ -87,17 +87,6 @@ class HttpListenerConfig(CdaIntakeConfig):
         description="accept OAuth2 access tokens (JWT, client credentials) from this issuer as "
         "bearer, checked against its published keys; the client id is recorded as the sender",
     )
-
-    @field_validator("bind")
-    @classmethod
-    def _check_bind(cls, value: str) -> str:
-        split_bind(value)
-        return value
-
-    @field_validator("allowed_networks")
-    @classmethod
-    def _check_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return check_networks(value)
 
     @field_validator("api_keys")
     @classmethod

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from eai.config import Duration, ListenerConfig, Model, TlsServerConfig
-from eai.net import check_networks, split_bind
+from eai.net import BindAddress, NetworkList, split_bind
 
 __all__ = ["AllowedCaller", "DicomListenerConfig"]
 
@@ -66,7 +66,7 @@ class DicomListenerConfig(ListenerConfig):
         description="this SCP's AE title; associations calling another title are refused",
         examples=["EAI_ROUTER"],
     )
-    bind: str = Field(
+    bind: BindAddress = Field(
         description="address and port to listen on, host:port (port 0: chosen by the OS)",
         examples=["0.0.0.0:104", "127.0.0.1:11112"],
     )
@@ -99,7 +99,7 @@ class DicomListenerConfig(ListenerConfig):
         "Connections still negotiating are counted apart (at most max(64, 4 x this); past "
         "it a new connection evicts the one negotiating for the longest)",
     )
-    allowed_networks: tuple[str, ...] = Field(
+    allowed_networks: NetworkList = Field(
         (),
         description="source addresses or networks (CIDR) allowed to connect; a connection "
         "from elsewhere is closed at accept, unread. Empty: any address (allowed_callers "
@@ -165,17 +165,6 @@ class DicomListenerConfig(ListenerConfig):
     @classmethod
     def _title(cls, value: str) -> str:
         return _check_ae_title(value)
-
-    @field_validator("bind")
-    @classmethod
-    def _check_bind(cls, value: str) -> str:
-        split_bind(value)
-        return value
-
-    @field_validator("allowed_networks")
-    @classmethod
-    def _check_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return check_networks(value)
 
     @property
     def host(self) -> str:

@@ -38,8 +38,9 @@ from eai.hl7 import codec_for_charset
 from eai.messages import MEDIA_HL7V2
 from eai.net import (
     Admission,
+    BindAddress,
+    NetworkList,
     StreamServer,
-    check_networks,
     close_stream,
     parse_networks,
     peer_host,
@@ -61,7 +62,7 @@ class MllpListenerConfig(ListenerConfig):
     """An MLLP (HL7 v2 over TCP) listener."""
 
     type: Literal["mllp"] = "mllp"
-    bind: str = Field(
+    bind: BindAddress = Field(
         description="address and port to listen on, host:port (port 0: chosen by the OS)",
         examples=["0.0.0.0:2575", "127.0.0.1:6661", "[::]:2575"],
     )
@@ -85,7 +86,7 @@ class MllpListenerConfig(ListenerConfig):
         "that has not yet had a message accepted, or is closed at once when there is none",
         examples=[64],
     )
-    allowed_networks: tuple[str, ...] = Field(
+    allowed_networks: NetworkList = Field(
         (),
         description="source addresses or networks (CIDR) allowed to connect; a connection "
         "from elsewhere is closed at accept, unread. Empty: any address",
@@ -125,17 +126,6 @@ class MllpListenerConfig(ListenerConfig):
         description="HL7 table 0211 character set assumed when MSH-18 is empty",
         examples=["UNICODE UTF-8", "8859/1"],
     )
-
-    @field_validator("bind")
-    @classmethod
-    def _check_bind(cls, value: str) -> str:
-        split_bind(value)
-        return value
-
-    @field_validator("allowed_networks")
-    @classmethod
-    def _check_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return check_networks(value)
 
     @field_validator("default_charset")
     @classmethod

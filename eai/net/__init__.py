@@ -8,7 +8,8 @@ What a connector uses, whatever its protocol:
 * :class:`TlsServerConfig`, :class:`TlsClientConfig`: the ``tls:`` models of
   routes.yaml (re-exported by :mod:`eai.config`), and :func:`server_context`,
   :func:`client_context`: TLS >= 1.2 contexts (mutual TLS when configured) from them;
-* :func:`split_bind`: ``host:port`` / ``[v6]:port`` of a ``bind`` setting;
+* :func:`split_bind`: ``host:port`` / ``[v6]:port`` of a ``bind`` setting, and the
+  annotated field types :data:`BindAddress`, :data:`NetworkList` listener models declare;
 * :class:`Admission`, :func:`parse_networks`, :func:`check_networks`,
   :func:`address_allowed`: who may hold a listener's connections
   (``allowed_networks``, per-address cap, eviction of unknown connections), and
@@ -30,6 +31,7 @@ from eai.net._admission import (
 )
 from eai.net._bind import split_bind
 from eai.net._blocking import run_blocking
+from eai.net._fields import BindAddress, NetworkList
 from eai.net._server import (
     StreamServer,
     close_stream,
@@ -41,6 +43,8 @@ from eai.net._server import (
 from eai.net._tls import TlsClientConfig, TlsServerConfig, client_context, server_context
 
 __all__ = [
+    "BindAddress",
+    "NetworkList",
     "Admission",
     "Decision",
     "IpNetwork",

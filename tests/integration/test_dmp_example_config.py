@@ -77,3 +77,15 @@ def test_the_national_example_publishes_to_the_standin(
                 time.sleep(0.2)
     assert len(standin.published) == 1
     assert [r.answered for r in standin.received] == ["success"]
+
+
+def test_the_national_example_takes_its_ports_from_the_environment() -> None:
+    from connectors.mllp.destination import MllpDestinationConfig
+    from eai.config import load_config
+
+    config = load_config(EXAMPLE, {"ADT_PORT": "3575", "RETURN_PORT": "3577"})
+    (lab,) = [listener for listener in config.listeners if listener.name == "lab"]
+    assert lab.bind == "127.0.0.1:3575"  # type: ignore[attr-defined]
+    (back,) = [d for d in config.destinations if d.name == "lab-return"]
+    assert isinstance(back, MllpDestinationConfig)
+    assert (back.host, back.port) == ("127.0.0.1", 3577)

@@ -4,7 +4,7 @@ cross-references.
 Touches: DB (anomalies, release, cross-references), files (config).
 
 ``eai identity standin`` (the demo identity server) is a command of :mod:`standins`,
-declared in :data:`eai.plugins.COMMANDS` and listed here by :class:`PluginGroup`.
+declared in :data:`eai.plugins.COMMANDS` and listed here by :class:`~eai.cli._lazy.LazyGroup`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from eai.cli._common import CONFIG_OPTION, emit_json, open_store, parse_time, read_config
-from eai.cli._plugin_group import PluginGroup
+from eai.cli._lazy import LazyGroup
 from eai.errors import NotFound
 from eai.store import list_anomalies, release, xref_lookup
 from identity.ins import check_ins
@@ -22,7 +22,7 @@ from identity.ins import check_ins
 __all__ = ["identity"]
 
 
-@click.group(cls=PluginGroup, plugin_path="identity")
+@click.group(cls=LazyGroup, plugin_path="identity")
 def identity() -> None:
     """Patient identity: INS checks, charter anomalies, held deliveries."""
 

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from eai import registry
 from eai.cli import cli
-from eai.cli._plugin_group import PluginGroup
+from eai.cli._lazy import LazyGroup
 from eai.registry import CommandSpec
 
 
@@ -28,7 +28,7 @@ def test_a_plugin_command_declared_under_a_group_is_listed_and_runs(
 
     monkeypatch.setattr(registry, "_commands", {"grp hello": CommandSpec("grp hello", load, "Hi.")})
 
-    @click.group(cls=PluginGroup, plugin_path="grp")
+    @click.group(cls=LazyGroup, plugin_path="grp")
     def grp() -> None:
         """A group."""
 

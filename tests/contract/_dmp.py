@@ -22,9 +22,8 @@ from cryptography.hazmat.primitives import serialization
 
 from standins.dmp import Answer, DmpStandin
 from tests._cisis import ORU, edit, segments
-from tests._mllp import MllpSender, msa
 from tests._pki import Pki, make_pki, make_seal
-from tests.contract._peer import Mode, client_tls
+from tests.contract._peer import Mode, client_tls, feed_over_mllp, mllp_listener
 
 __all__ = ["DmpContractPeer"]
 
@@ -142,18 +141,17 @@ class DmpContractPeer:
         return {"connect_timeout": f"{connect}s", "response_timeout": f"{response}s"}
 
     def listener(self, port: int) -> dict[str, Any]:
-        return {"type": "mllp", "bind": f"127.0.0.1:{port}", "test_feed": True}
+        return mllp_listener(port)
 
     def feed(
         self, port: int, work: Path, patients: Sequence[str], each: int
     ) -> dict[str, list[str]]:
-        sent: dict[str, list[str]] = {p: [] for p in patients}
-        with MllpSender(port) as sender:
-            for i in range(each):
-                for patient in patients:
-                    cid = f"D{patient}-{i:03d}"
-                    root = f"{_DOC_ROOT}.{next(_RUN)}"
-                    code, _ = msa(sender.exchange(_oru(cid, patient, root)))
-                    assert code == "AA", f"{cid}: {code}"
-                    sent[patient].append(root)
-        return sent
+        return feed_over_mllp(port, patients, each, _report)
+
+
+def _report(patient: str, i: int) -> tuple[str, str, bytes]:
+    """The i-th CR-BIO ORU of ``patient``, with a document id of its own (the stand-in
+    reports publications by it)."""
+    cid = f"D{patient}-{i:03d}"
+    root = f"{_DOC_ROOT}.{next(_RUN)}"
+    return cid, root, _oru(cid, patient, root)

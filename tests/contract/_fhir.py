@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tests._fhir_peer import FhirPeer
-from tests._mllp import MllpSender, msa
 from tests._pki import Pki
-from tests.contract._peer import Mode
+from tests.contract._peer import Mode, feed_over_mllp, mllp_listener
 from tests.engine_harness import adt
 
 __all__ = ["FhirContractPeer"]
@@ -71,17 +70,15 @@ class FhirContractPeer:
         return {"connect_timeout": f"{connect}s", "response_timeout": f"{response}s"}
 
     def listener(self, port: int) -> dict[str, Any]:
-        return {"type": "mllp", "bind": f"127.0.0.1:{port}", "test_feed": True}
+        return mllp_listener(port)
 
     def feed(
         self, port: int, work: Path, patients: Sequence[str], each: int
     ) -> dict[str, list[str]]:
-        sent: dict[str, list[str]] = {p: [] for p in patients}
-        with MllpSender(port) as sender:
-            for i in range(each):
-                for patient in patients:
-                    cid = f"C{patient}-{i:03d}"
-                    code, _ = msa(sender.exchange(adt(cid, patient=patient)))
-                    assert code == "AA", f"{cid}: {code}"
-                    sent[patient].append(cid)
-        return sent
+        return feed_over_mllp(port, patients, each, _adt)
+
+
+def _adt(patient: str, i: int) -> tuple[str, str, bytes]:
+    """The i-th A01 of ``patient``, reported by its control id."""
+    cid = f"C{patient}-{i:03d}"
+    return cid, cid, adt(cid, patient=patient)

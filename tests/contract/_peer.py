@@ -13,14 +13,23 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from tests._mllp import MllpSender, msa
 from tests._pki import Pki
 
-__all__ = ["ContractPeer", "Mode", "black_hole", "client_tls", "server_tls"]
+__all__ = [
+    "ContractPeer",
+    "Mode",
+    "black_hole",
+    "client_tls",
+    "feed_over_mllp",
+    "mllp_listener",
+    "server_tls",
+]
 
 Mode = Literal["accept", "transient", "permanent"]
 """How the peer answers: success, a failure worth a retry, a refusal for good."""
@@ -106,3 +115,29 @@ def black_hole() -> Iterator[int]:
         for s in fillers:
             s.close()
         server.close()
+
+
+def mllp_listener(port: int) -> dict[str, Any]:
+    """The engine listener of a peer fed HL7 v2 over MLLP (the national test OIDs accepted)."""
+    return {"type": "mllp", "bind": f"127.0.0.1:{port}", "test_feed": True}
+
+
+def feed_over_mllp(
+    port: int,
+    patients: Sequence[str],
+    each: int,
+    message: Callable[[str, int], tuple[str, str, bytes]],
+) -> dict[str, list[str]]:
+    """Sends ``each`` messages per patient, patients interleaved, each waiting for its AA.
+
+    ``message(patient, i)`` gives the control id, the id the peer will report it by
+    (:meth:`ContractPeer.accepted`), and the message; returns those ids per patient."""
+    sent: dict[str, list[str]] = {p: [] for p in patients}
+    with MllpSender(port) as sender:
+        for i in range(each):
+            for patient in patients:
+                cid, reported, payload = message(patient, i)
+                code, _ = msa(sender.exchange(payload))
+                assert code == "AA", f"{cid}: {code}"
+                sent[patient].append(reported)
+    return sent

@@ -533,33 +533,11 @@ def _messages(config: Path, *args: str) -> list[dict[str, Any]]:
 
 
 def _large_message_sink() -> Any:
-    """standins.mllp.MllpPeer reading blocks up to 16 MiB (CDA fixtures exceed its 64 KiB)."""
+    """An MLLP peer answering the CDA documents (it reads blocks up to 64 MiB: the CDA
+    fixtures are far over the 64 KiB a plain asyncio reader takes)."""
     from standins.mllp import MllpPeer
 
-    class LargeSink(MllpPeer):
-        def _run(self) -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-
-            async def main() -> None:
-                self._server = await asyncio.start_server(
-                    self._handle, "127.0.0.1", 0, limit=16 * 1024 * 1024
-                )
-                self.port = self._server.sockets[0].getsockname()[1]
-                self._ready.set()
-                async with self._server:
-                    try:
-                        await self._server.serve_forever()
-                    except asyncio.CancelledError:
-                        pass
-
-            try:
-                loop.run_until_complete(main())
-            finally:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
-
-    return LargeSink(answer=_ack_for_cda)
+    return MllpPeer(answer=_ack_for_cda)
 
 
 def test_cda_intake_through_the_engine(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import Field
 
 from dicom_router.config import Coercion, DicomTag
+from eai.config import listed
 from eai.registry import (
     CheckSpec,
     ConditionSpec,
@@ -105,17 +106,16 @@ def coerce_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     """``coerce:`` marks DICOM instances: only on routes whose listeners are all ``dicom``."""
     types = {
         item.get("name"): item.get("type")
-        for item in _entries(data, "listeners")
+        for item in listed(data.get("listeners"))
         if isinstance(item, Mapping)
     }
     problems: list[tuple[Loc, str]] = []
-    for index, route in enumerate(_entries(data, "routes")):
+    for index, route in enumerate(listed(data.get("routes"))):
         if not isinstance(route, Mapping) or not route.get("coerce"):
             continue
-        names = route.get("from")
         others = [
             n
-            for n in (names if isinstance(names, list | tuple) else ())
+            for n in listed(route.get("from"))
             if isinstance(n, str) and n in types and types[n] != "dicom"
         ]
         if others:
@@ -124,11 +124,6 @@ def coerce_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             )
             problems.append((("routes", index, "coerce"), message))
     return problems
-
-
-def _entries(data: Mapping[str, Any], section: str) -> list[Any] | tuple[Any, ...]:
-    items = data.get(section)
-    return items if isinstance(items, list | tuple) else ()
 
 
 COERCE_CHECK = CheckSpec(

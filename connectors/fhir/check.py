@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from eai.config import listed
 from eai.registry import CheckSpec, Loc, register_check
 
 __all__ = ["MAP_CHECK", "map_problems"]
@@ -17,15 +18,14 @@ def map_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     """Each route to a ``fhir`` destination without ``map:``, at its ``to`` entry."""
     fhir = {
         item.get("name")
-        for item in _entries(data, "destinations")
+        for item in listed(data.get("destinations"))
         if isinstance(item, Mapping) and item.get("type") == "fhir"
     }
     problems: list[tuple[Loc, str]] = []
-    for index, route in enumerate(_entries(data, "routes")):
+    for index, route in enumerate(listed(data.get("routes"))):
         if not isinstance(route, Mapping) or route.get("map"):
             continue
-        targets = route.get("to")
-        for pos, name in enumerate(targets if isinstance(targets, list | tuple) else ()):
+        for pos, name in enumerate(listed(route.get("to"))):
             if isinstance(name, str) and name in fhir:
                 problems.append(
                     (
@@ -35,11 +35,6 @@ def map_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                     )
                 )
     return problems
-
-
-def _entries(data: Mapping[str, Any], section: str) -> list[Any] | tuple[Any, ...]:
-    items = data.get(section)
-    return items if isinstance(items, list | tuple) else ()
 
 
 MAP_CHECK = CheckSpec(

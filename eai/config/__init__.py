@@ -27,6 +27,7 @@ from eai.config._exposure import INSECURE_HINT, ExposureRule, exposure_check, is
 from eai.config._identity import IdentityConfig, IdentityServerConfig, SmtpConfig
 from eai.config._loader import check_config, load_config, load_config_text, load_engine_config
 from eai.config._model import Config, config_model, route_model, when_model
+from eai.config._raw import listed
 from eai.config._routes import Route, When
 from eai.config._schema import config_json_schema
 
@@ -55,6 +56,7 @@ __all__ = [
     "config_model",
     "exposure_check",
     "is_loopback",
+    "listed",
     "load_config",
     "load_config_text",
     "load_engine_config",

@@ -20,6 +20,7 @@ import ipaddress
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from eai.config._raw import listed
 from eai.config._yaml import Loc
 
 __all__ = ["INSECURE_HINT", "ExposureCheck", "ExposureRule", "exposure_check", "is_loopback"]
@@ -59,8 +60,7 @@ def _exposure_problems(
     listener_type: str, rule: ExposureRule, data: Mapping[str, Any]
 ) -> list[tuple[Loc, str]]:
     problems: list[tuple[Loc, str]] = []
-    listeners = data.get("listeners")
-    for index, listener in enumerate(listeners if isinstance(listeners, list | tuple) else ()):
+    for index, listener in enumerate(listed(data.get("listeners"))):
         if not isinstance(listener, Mapping) or listener.get("type") != listener_type:
             continue
         bind = listener.get("bind")

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from eai import registry
+from eai.config._raw import listed
 from eai.config._yaml import Loc
 from eai.messages import MEDIA_FHIR_JSON
 
@@ -22,10 +23,9 @@ __all__ = ["media_problems"]
 
 
 def _types(data: Mapping[str, Any], section: str) -> dict[str, str]:
-    items = data.get(section)
     return {
         item["name"]: item["type"]
-        for item in (items if isinstance(items, list | tuple) else ())
+        for item in listed(data.get(section))
         if isinstance(item, Mapping)
         and isinstance(item.get("name"), str)
         and isinstance(item.get("type"), str)
@@ -37,9 +37,8 @@ def _handed(route: Mapping[str, Any], listener_types: Mapping[str, str]) -> set[
     if route.get("map"):
         return {MEDIA_FHIR_JSON}
     specs = registry.listeners()
-    names = route.get("from")
     out: set[str] = set()
-    for name in names if isinstance(names, list | tuple) else ():
+    for name in listed(route.get("from")):
         spec = specs.get(listener_types.get(name, "")) if isinstance(name, str) else None
         if spec is not None:
             out.update(spec.produces)
@@ -53,13 +52,11 @@ def media_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     destination_types = _types(data, "destinations")
     specs = registry.destinations()
     problems: list[tuple[Loc, str]] = []
-    routes = data.get("routes")
-    for index, route in enumerate(routes if isinstance(routes, list | tuple) else ()):
+    for index, route in enumerate(listed(data.get("routes"))):
         if not isinstance(route, Mapping):
             continue
         handed = _handed(route, listener_types)
-        names = route.get("to")
-        for position, name in enumerate(names if isinstance(names, list | tuple) else ()):
+        for position, name in enumerate(listed(route.get("to"))):
             kind = destination_types.get(name) if isinstance(name, str) else None
             spec = specs.get(kind or "")
             if spec is None or not spec.accepts:

@@ -26,6 +26,7 @@ from eai.config._base import DestinationConfig, ListenerConfig, Model
 from eai.config._engine import EngineConfig
 from eai.config._identity import IdentityConfig
 from eai.config._media import media_problems
+from eai.config._raw import listed
 from eai.config._routes import Route, When, route_model_for, when_model_for
 from eai.config._yaml import Loc, format_path
 
@@ -80,13 +81,11 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     for section, kind in (("listeners", "listener"), ("destinations", "destination")):
         known[kind] = _names(data, section, kind, problems)
     _names(data, "routes", "route", problems)
-    routes = data.get("routes")
-    for index, route in enumerate(routes if isinstance(routes, list | tuple) else ()):
+    for index, route in enumerate(listed(data.get("routes"))):
         if not isinstance(route, Mapping):
             continue
         for key, kind in (("from", "listener"), ("to", "destination")):
-            names = route.get(key)
-            for position, name in enumerate(names if isinstance(names, list | tuple) else ()):
+            for position, name in enumerate(listed(route.get(key))):
                 if isinstance(name, str) and name not in known[kind]:
                     hint = difflib.get_close_matches(name, list(known[kind]), n=1)
                     more = f" (did you mean {hint[0]!r}?)" if hint else ""
@@ -112,8 +111,7 @@ def _names(
 ) -> dict[str, int]:
     """The names in ``section`` (first index of each); duplicates go to ``problems``."""
     first: dict[str, int] = {}
-    items = data.get(section)
-    for index, item in enumerate(items if isinstance(items, list | tuple) else ()):
+    for index, item in enumerate(listed(data.get(section))):
         name = item.get("name") if isinstance(item, Mapping) else None
         if not isinstance(name, str):
             continue

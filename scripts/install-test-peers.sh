@@ -4,7 +4,11 @@
 #   - dcmtk (storescp, storescu, echoscu) and Orthanc, the DICOM peers of the
 #     router's tests and of bench/dicom_route.py (standins/dicom/);
 #   - xmlsec1, which verifies the DMP VIHF signature in the tests and the DMP stand-in
-#     (another implementation than the signxml that signs it).
+#     (another implementation than the signxml that signs it);
+#   - Postfix (SMTP submission, real DSNs) and Dovecot (IMAP over TLS), the MSSanté
+#     peers; rsyslog with its TLS driver (rsyslog-gnutls), the audit trail's SIEM peer.
+#     Their packages start system services: this script stops and disables them
+#     (the tests start their own instances with temporary configs on free ports).
 #
 # Runs apt-get only for what is missing and only as root, so local reruns are
 # fast. Without root it only warns: the fixtures then fail with a message that
@@ -42,6 +46,18 @@ have_xmlsec1() {
     command -v xmlsec1 >/dev/null
 }
 
+have_postfix() {
+    [[ -x /usr/sbin/postfix ]]
+}
+
+have_dovecot() {
+    [[ -x /usr/sbin/dovecot ]] && compgen -G '/usr/lib/dovecot/imap' >/dev/null
+}
+
+have_rsyslog() {
+    [[ -x /usr/sbin/rsyslogd ]] && compgen -G '/usr/lib/*/rsyslog/lmnsd_gtls.so' >/dev/null
+}
+
 have_orthanc() {
     command -v Orthanc >/dev/null || [[ -x /usr/sbin/Orthanc ]]
 }
@@ -51,12 +67,16 @@ have_pg || missing+=(postgresql)
 have_dcmtk || missing+=(dcmtk)
 have_orthanc || missing+=(orthanc)
 have_xmlsec1 || missing+=(xmlsec1)
+have_postfix || missing+=(postfix)
+have_dovecot || missing+=(dovecot-imapd)
+have_rsyslog || missing+=(rsyslog rsyslog-gnutls)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-test-peers: PostgreSQL server binaries present:" $(compgen -G '/usr/lib/postgresql/*/bin/initdb')
     echo "install-test-peers: dcmtk present: $(command -v storescp storescu echoscu | tr '\n' ' ')"
     echo "install-test-peers: Orthanc present: $(command -v Orthanc || echo /usr/sbin/Orthanc)"
     echo "install-test-peers: xmlsec1 present: $(command -v xmlsec1)"
+    echo "install-test-peers: Postfix, Dovecot and rsyslog (TLS) present"
     exit 0
 fi
 
@@ -86,7 +106,29 @@ disable_system_orthanc() {
     echo "install-test-peers: system Orthanc service stopped and disabled (tests start their own)"
 }
 
+# Stop and disable a system service a package has just started: the tests run their own.
+disable_system_service() {
+    local name=$1
+    if [[ -d /run/systemd/system ]]; then
+        systemctl disable --now "$name.service" >/dev/null 2>&1 || true
+    else
+        if [[ -x /etc/init.d/$name ]]; then
+            /etc/init.d/"$name" stop >/dev/null 2>&1 || true
+        fi
+        if command -v update-rc.d >/dev/null; then
+            update-rc.d "$name" disable >/dev/null 2>&1 || true
+        fi
+        if command -v systemctl >/dev/null; then
+            systemctl disable "$name.service" >/dev/null 2>&1 || true
+        fi
+    fi
+}
+
 export DEBIAN_FRONTEND=noninteractive
+# Postfix asks how it is to be used: no configuration (the tests write their own).
+if [[ " ${missing[*]} " == *" postfix "* ]] && command -v debconf-set-selections >/dev/null; then
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+fi
 echo "install-test-peers: installing from Debian's packages: ${missing[*]}"
 apt-get update -q
 apt-get install -y -q --no-install-recommends \
@@ -119,4 +161,13 @@ if [[ " ${missing[*]} " == *" orthanc "* ]]; then
         status=1
     fi
 fi
+for pkg in postfix:postfix dovecot-imapd:dovecot rsyslog:rsyslog; do
+    if [[ " ${missing[*]} " == *" ${pkg%%:*} "* ]]; then
+        disable_system_service "${pkg#*:}"
+        echo "install-test-peers: installed ${pkg%%:*} (system service stopped and disabled)"
+    fi
+done
+have_postfix || { echo "install-test-peers: ERROR: no /usr/sbin/postfix" >&2; status=1; }
+have_dovecot || { echo "install-test-peers: ERROR: no dovecot with its IMAP server" >&2; status=1; }
+have_rsyslog || { echo "install-test-peers: ERROR: no rsyslogd with its gtls driver" >&2; status=1; }
 exit "$status"

@@ -23,6 +23,7 @@ from pydantic_core import PydanticCustomError
 
 from eai import registry
 from eai.config._base import DestinationConfig, ListenerConfig, Model
+from eai.config._business_acks import business_ack_problems
 from eai.config._engine import EngineConfig
 from eai.config._identity import IdentityConfig
 from eai.config._media import media_problems
@@ -93,6 +94,7 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                         (("routes", index, key, position), f"unknown {kind} {name!r}{more}")
                     )
     problems.extend(media_problems(data))
+    problems.extend(business_ack_problems(data))
     for check in registry.checks().values():
         problems.extend(_run_check(check, data))
     return problems

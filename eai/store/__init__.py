@@ -8,6 +8,8 @@ The public API of the store; its modules are private, one job each:
 - claims with leases (``_claims``): :func:`claim_messages`, :func:`claim_deliveries`;
 - the pipeline's decisions (``_plans``): :class:`MessagePlan`, :func:`apply_plans`,
   :func:`settle_held`; the outbox rows' outcomes (``_outbox``): :func:`record_outcomes`;
+- follow-ups, the rows an outcome or a receipt adds (``_follow_ups``): :func:`add_follow_ups`,
+  :func:`delivery_item`;
 - support queries (``_listing``, ``_support_queries``): :func:`list_messages`,
   :func:`message_detail`, :func:`queue_stats`, :func:`settlement`...;
 - support actions (``_support_actions``): :func:`read_raw`, :func:`resend`,
@@ -42,6 +44,7 @@ from eai.store._claims import (
 )
 from eai.store._crypto import KEY_FILE, Cipher, load_master_key
 from eai.store._db import is_sqlite, open_engine, prepare_schema
+from eai.store._follow_ups import add_follow_ups, delivery_item
 from eai.store._identity_ops import IdentityOp, XrefRecord, XrefRedirect
 from eai.store._journal import content_lines, insert_entries, naive_utc, utcnow
 from eai.store._listing import DeliveryView, EventView, MessageView, list_messages, message_detail
@@ -89,6 +92,7 @@ __all__ = [
     "XrefRecord",
     "XrefRedirect",
     "XrefView",
+    "add_follow_ups",
     "apply_plans",
     "change_identifier",
     "claim_deliveries",
@@ -96,6 +100,7 @@ __all__ = [
     "clear_leases",
     "content_deliveries",
     "content_lines",
+    "delivery_item",
     "held_messages",
     "insert_entries",
     "list_anomalies",

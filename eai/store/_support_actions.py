@@ -117,6 +117,8 @@ def resend(engine: Engine, delivery_ids: Sequence[int]) -> list[int]:
                     media_type=r.media_type,
                     mapping=r.mapping,
                     facts=r.facts,
+                    return_to=r.return_to,
+                    follow_up_of=r.follow_up_of,
                     resend_of=r.id,
                 )
                 .returning(deliveries.c.id)

@@ -76,7 +76,7 @@ def release_cmd(config_path: Path, delivery_ids: tuple[int, ...]) -> None:
     """Release held deliveries (after checking the identity by hand)."""
     store = open_store(read_config(config_path))
     try:
-        n = release(store.engine, delivery_ids)
+        n = release(store.engine, delivery_ids, cipher=store.cipher)
     finally:
         store.engine.dispose()
     click.echo(f"{n} delivery(ies) released")

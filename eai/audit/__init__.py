@@ -1,0 +1,33 @@
+"""The audit trail of every access to health data: record, check, export, forward, purge.
+
+Touches: DB (through :mod:`eai.store`), network (the SIEM forwarder), files (its TLS
+material).
+
+Every auditable action calls :func:`record` (or goes through an :mod:`eai.store`
+support action, which records in the same transaction); a record is chained to the
+one before by HMAC-SHA256, so ``eai audit verify`` finds a record deleted, edited or
+moved. See docs/supervision.md, "Audit trail".
+"""
+
+from eai.audit._actions import ACTIONS, OUTCOMES, ActionSpec, action_spec, register_action
+from eai.audit._record import account, caller_actor, engine_actor, os_user, record
+from eai.store import AuditActor, AuditEntry, AuditRecord
+
+Actor = AuditActor
+
+__all__ = [
+    "ACTIONS",
+    "OUTCOMES",
+    "ActionSpec",
+    "Actor",
+    "AuditActor",
+    "AuditEntry",
+    "AuditRecord",
+    "account",
+    "action_spec",
+    "caller_actor",
+    "engine_actor",
+    "os_user",
+    "record",
+    "register_action",
+]

@@ -10,7 +10,11 @@ moved. See docs/supervision.md, "Audit trail".
 """
 
 from eai.audit._actions import ACTIONS, OUTCOMES, ActionSpec, action_spec, register_action
+from eai.audit._dicom_xml import dicom_audit_message
+from eai.audit._fhir import audit_bundle, audit_event
 from eai.audit._record import account, caller_actor, engine_actor, os_user, record
+from eai.audit._service import AuditService, purge_expired
+from eai.audit._syslog import SyslogForwarder, syslog_frame
 from eai.store import AuditActor, AuditEntry, AuditRecord
 
 Actor = AuditActor
@@ -23,6 +27,13 @@ __all__ = [
     "AuditActor",
     "AuditEntry",
     "AuditRecord",
+    "AuditService",
+    "SyslogForwarder",
+    "audit_bundle",
+    "audit_event",
+    "dicom_audit_message",
+    "purge_expired",
+    "syslog_frame",
     "account",
     "action_spec",
     "caller_actor",

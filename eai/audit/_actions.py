@@ -1,11 +1,12 @@
-"""The actions an audit record may name, and how each one reads in FHIR and DICOM terms.
+"""The actions an audit record may name, and how each one reads in DICOM and FHIR terms.
 
 Touches: nothing.
 
-A registry: a new auditable action is one :func:`register_action` call. Codes: the
-FHIR ``AuditEvent.action`` (C, R, U, D, E), the event type (DICOM PS3.16 CID 400
-"Audit Event ID", system ``http://dicom.nema.org/resources/ontology/DCM``, or the
-FHIR ``rest`` type for the payload read, as IHE BALP's PatientRead profile has it).
+A registry: a new auditable action is one :func:`register_action` call. Each has the
+DICOM PS3.15 / IHE ATNA ``EventActionCode`` (C, R, U, D, E; also FHIR's
+``AuditEvent.action``) and its ``EventID`` from DICOM PS3.16 CID 400 "Audit Event ID"
+(system DCM). The payload read is, in FHIR, the ``rest`` / ``read`` event of IHE BALP's
+PatientRead profile.
 """
 
 from __future__ import annotations
@@ -20,9 +21,6 @@ __all__ = [
     "register_action",
 ]
 
-DCM = "http://dicom.nema.org/resources/ontology/DCM"
-REST = "http://terminology.hl7.org/CodeSystem/audit-event-type"
-
 
 @dataclass(frozen=True)
 class ActionSpec:
@@ -30,10 +28,10 @@ class ActionSpec:
 
     name: str
     summary: str
-    fhir_action: str  # C create, R read, U update, D delete, E execute
-    type_system: str
-    type_code: str
-    type_display: str
+    action_code: str  # C create, R read, U update, D delete, E execute
+    event_code: str  # DICOM CID 400, codeSystemName DCM
+    event_display: str
+    rest_read: bool = False  # FHIR: type rest, subtype read (IHE BALP PatientRead)
 
 
 ACTIONS: dict[str, ActionSpec] = {}
@@ -55,22 +53,24 @@ def action_spec(name: str) -> ActionSpec:
         raise ValueError(f"unknown audit action {name!r}; known: {known}") from None
 
 
+_PATIENT = ("110110", "Patient Record")
+_APP = ("110100", "Application Activity")
+_LOGIN = ("110114", "User Authentication")
+
 for _spec in (
-    ActionSpec(
-        "read-raw", "read a message's payload in clear", "R", REST, "rest", "Restful Operation"
-    ),
-    ActionSpec("replay", "replay a journaled message", "E", DCM, "110110", "Patient Record"),
-    ActionSpec("resend", "send a delivery again", "E", DCM, "110110", "Patient Record"),
-    ActionSpec("pause", "pause a destination", "U", DCM, "110100", "Application Activity"),
-    ActionSpec("resume", "resume a destination", "U", DCM, "110100", "Application Activity"),
-    ActionSpec("identity-release", "release held deliveries", "U", DCM, "110110", "Patient Record"),
-    ActionSpec("identity-lookup", "read a patient's cross-reference", "R", DCM, "110112", "Query"),
-    ActionSpec("silence", "silence an alert", "U", DCM, "110100", "Application Activity"),
-    ActionSpec("login", "log in to the console", "E", DCM, "110114", "User Authentication"),
-    ActionSpec("login-failed", "a failed login", "E", DCM, "110114", "User Authentication"),
-    ActionSpec("logout", "log out of the console", "E", DCM, "110114", "User Authentication"),
-    ActionSpec("config-reload", "reload routes.yaml", "E", DCM, "110100", "Application Activity"),
-    ActionSpec("export", "export data (the audit trail)", "R", DCM, "110106", "Export"),
-    ActionSpec("purge", "delete records past retention", "D", DCM, "110101", "Audit Log Used"),
+    ActionSpec("read-raw", "read a message's payload in clear", "R", *_PATIENT, rest_read=True),
+    ActionSpec("replay", "replay a journaled message", "E", *_PATIENT),
+    ActionSpec("resend", "send a delivery again", "E", *_PATIENT),
+    ActionSpec("pause", "pause a destination", "U", *_APP),
+    ActionSpec("resume", "resume a destination", "U", *_APP),
+    ActionSpec("identity-release", "release held deliveries", "U", *_PATIENT),
+    ActionSpec("identity-lookup", "read a patient's cross-reference", "R", "110112", "Query"),
+    ActionSpec("silence", "silence an alert", "U", *_APP),
+    ActionSpec("login", "log in to the console", "E", *_LOGIN),
+    ActionSpec("login-failed", "a failed login", "E", *_LOGIN),
+    ActionSpec("logout", "log out of the console", "E", *_LOGIN),
+    ActionSpec("config-reload", "reload routes.yaml", "E", *_APP),
+    ActionSpec("export", "export data (the audit trail)", "R", "110106", "Export"),
+    ActionSpec("purge", "delete records past retention", "D", "110101", "Audit Log Used"),
 ):
     register_action(_spec)

@@ -92,8 +92,17 @@ def lookup_cmd(config_path: Path, facility: str, local_id: str, as_json: bool) -
 
     Exit 4 when the journal has no cross-reference for it.
     """
+    from eai.audit import os_user, record  # the INS is shown in clear: recorded first
+
     store = open_store(read_config(config_path))
     try:
+        record(
+            store,
+            os_user(),
+            "identity-lookup",
+            target=f"facility {facility}",
+            patient=store.cipher.hash_id(local_id),
+        )
         view = xref_lookup(store.engine, store.cipher, facility, local_id)
     finally:
         store.engine.dispose()

@@ -50,6 +50,14 @@ class DmpDestinationConfig(DestinationConfig):
         description="the DMP repository's ITI-41 endpoint (also the WS-Addressing To)",
         examples=["https://lps2.dmp.gouv.fr/si-dmp-server/v2/services/repository"],
     )
+    registry_url: str | None = Field(
+        None,
+        pattern=r"^https://",
+        description="the DMP registry's ITI-57 endpoint (Update Document Set), where a "
+        "deletion (ORC-1 CA / OBX-11 D, MDM^T04/T11) is sent; without it a deletion is a dead "
+        "letter",
+        examples=["https://lps2.dmp.gouv.fr/si-dmp-server/v2/services/registry"],
+    )
     tls: TlsClientConfig = Field(
         description="mutual TLS: the structure's authentication certificate and key (the DMP "
         "refuses a connection without them: deliveries are then retried), the CA of the "

@@ -284,9 +284,32 @@ def test_hl7_times_become_utc_dtm(ts: str, dtm: str) -> None:
     assert xds_time(ts) == dtm
 
 
-def test_a_deletion_is_never_published_as_new() -> None:
-    with pytest.raises(PermanentDeliveryError, match="document_action delete"):
-        publication_of(item(ORU.read_bytes(), document_action="delete"))
+def test_a_deletion_is_an_iti57_status_change_never_a_publication() -> None:
+    """TD3.3c: the deleted document's entry (the entryUUID eai gave it) goes from Approved
+    to urn:asip:ci-sis:2010:StatusType:Deleted; no document entry, no document."""
+    from connectors.dmp._ebrim import build_status_update
+    from connectors.dmp._metadata import build_submission_set, document_entry_uuid
+
+    publication = publication_of(item(ORU.read_bytes(), document_action="delete"))
+    submission = build_submission_set(publication, SETTINGS, now=NOW)
+    unique_id, target = document_entry_uuid(publication)
+    request = build_status_update(submission, target)
+    assert_valid(request)
+    assert unique_id == "1.2.250.1.213.1.1.9"
+    assert target == f"urn:uuid:{uuid5(NAMESPACE_OID, unique_id)}"
+    (update,) = request.xpath("//rim:Association", namespaces=NS)
+    assert update.get("associationType") == (
+        "urn:ihe:iti:2010:AssociationType:UpdateAvailabilityStatus"
+    )
+    assert (update.get("sourceObject"), update.get("targetObject")) == ("SubmissionSet01", target)
+    assert slot(request, "Association", "OriginalStatus") == [
+        "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
+    ]
+    assert slot(request, "Association", "NewStatus") == ["urn:asip:ci-sis:2010:StatusType:Deleted"]
+    assert request.xpath("//rim:ExtrinsicObject | //xdsb:Document", namespaces=NS) == []
+    assert external(request, "urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446") == (
+        f"{INS}^^^&{INS_OID}&ISO^NH"
+    )
 
 
 def replacement_document() -> bytes:

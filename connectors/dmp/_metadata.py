@@ -28,7 +28,7 @@ from connectors.dmp._codes import (
     CONTENT_TYPE_BY_PATIENT_CLASS,
     DEFAULT_CLASS_CODES,
     DEFAULT_FORMAT_CODES,
-    FORMAT_PDF,
+    FORMAT_BY_MEDIA,
     INS_OIDS,
     RPPS_OID,
 )
@@ -199,7 +199,14 @@ def _class_code(publication: Publication, settings: MetadataSettings) -> Code:
 
 def _format_code(publication: Publication, settings: MetadataSettings) -> Code:
     if not publication.header.structured:
-        return FORMAT_PDF
+        media_type = publication.header.body_media_type.lower() or "text/plain"  # the ED default
+        code = FORMAT_BY_MEDIA.get(media_type)
+        if code is None:
+            raise PermanentDeliveryError(
+                f"no formatCode for a level-1 body of mediaType {media_type} "
+                "(ClinicalDocument/component/nonXMLBody/text/@mediaType; ASS_A12)"
+            )
+        return code
     for template in publication.header.template_ids:
         code = settings.format_codes.get(template)
         if code is not None:

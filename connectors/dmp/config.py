@@ -94,13 +94,13 @@ class DmpDestinationConfig(DestinationConfig):
     )
     class_codes: dict[str, CodedValue] = Field(
         default_factory=dict,
-        description="classCode by document typeCode (LOINC), added to the bundled table "
-        f"({', '.join(sorted(DEFAULT_CLASS_CODES))})",
+        description="classCode by document typeCode (LOINC), added to (or overriding) the "
+        f"bundled ANS table ASS_X04 ({len(DEFAULT_CLASS_CODES)} types)",
     )
     format_codes: dict[str, CodedValue] = Field(
         default_factory=dict,
-        description="formatCode by CDA model templateId, added to the bundled table "
-        f"({', '.join(sorted(DEFAULT_FORMAT_CODES))})",
+        description="formatCode by CDA model templateId, added to (or overriding) the "
+        f"bundled ANS table ASS_A11 ({len(DEFAULT_FORMAT_CODES)} models)",
     )
     connect_timeout: Duration = Field(
         10.0, gt=0, description="time allowed to connect (TLS included)"

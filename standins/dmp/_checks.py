@@ -24,7 +24,8 @@ and against which published format:
   and ``size`` equal to its part; unique ids not already registered; an RPLC association
   (a replacement) from an entry of the submission to a registered entryUUID; one IHE DSG
   signature entry with a ``signs`` association to the submission set, whose Manifest lists
-  every other entry's uniqueId with the SHA-256 of its part (ITI TF-3 §5.5).
+  every other entry's uniqueId with the SHA-256 of its part (ITI TF-3 §5.5); the coded
+  values in the DMP's value sets (:mod:`standins.dmp._code_checks`).
 
 A problem gives ``(errorCode, codeContext)``: ``XDSRegistryMetadataError``,
 ``XDSRepositoryMetadataError``, ``XDSPatientIdDoesNotMatch``, ``XDSNonIdenticalHash``,
@@ -46,6 +47,8 @@ from functools import cache
 from pathlib import Path
 
 from lxml import etree
+
+from standins.dmp._code_checks import check_content_type, check_entry_codes
 
 __all__ = [
     "Checked",
@@ -301,6 +304,7 @@ def check_submission_set(
     for name, scheme in _SS.items():
         if not _classified(ss, scheme):
             err.append(("XDSRegistryMetadataError", f"submission set: no {name}"))
+    check_content_type(ss, err)
     ss_ids = {name: _external(ss, scheme) for name, scheme in _SS_IDS.items()}
     for name, values in ss_ids.items():
         if len(values) != 1:
@@ -340,6 +344,7 @@ def _check_ebrim_entries(
         for name, scheme in _DE.items():
             if not _classified(entry, scheme):
                 err.append(("XDSRegistryMetadataError", f"{entry_id}: no {name}"))
+        check_entry_codes(entry, err)
         ids = {name: _external(entry, scheme) for name, scheme in _DE_IDS.items()}
         if ids["patientId"] != [patient]:
             err.append(

@@ -42,7 +42,7 @@ CLASS_NAMES = MappingProxyType(
 )
 """JDV_J57-ClassCode-DMP: classCode -> display name."""
 
-_BY_CLASS: dict[str, tuple[str, ...]] = {
+_BY_CLASS: dict[str, list[str] | tuple[str, ...]] = {
     "10": (
         "10213-7 11488-4 11490-0 11493-4 11502-2 11505-5 11506-3 11526-1 11528-7 15507-7 "
         "15508-5 24611-6 27899-4 28653-4 29274-8 29554-3 34112-3 34749-2 34794-8 34874-8 "

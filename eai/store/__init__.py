@@ -38,6 +38,7 @@ from eai.store._anomalies import (
 )
 from eai.store._audit import AuditActor, AuditEntry, AuditRecord
 from eai.store._audit import append as append_audit
+from eai.store._audit import record_mac as audit_record_mac
 from eai.store._audit_chain import (
     ChainCheck,
     audit_after,
@@ -95,6 +96,7 @@ __all__ = [
     "ChainCheck",
     "append_audit",
     "audit_after",
+    "audit_record_mac",
     "audit_cursor",
     "cli_actor",
     "list_audit",

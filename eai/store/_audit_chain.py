@@ -106,7 +106,8 @@ def verify_chain(engine: Engine, cipher: Cipher) -> ChainCheck:
     last: AuditRecord | None = None
 
     def broken(seq: int, problem: str) -> ChainCheck:
-        return ChainCheck(False, checked, first, seq - 1 if checked else None, seq, problem)
+        intact = first if last is not None else None  # the records checked before it
+        return ChainCheck(False, checked, intact, last.seq if last else None, seq, problem)
 
     if anchor is not None and not _anchor_named(engine, anchor):
         return broken(

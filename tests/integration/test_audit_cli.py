@@ -116,6 +116,8 @@ def test_tampering_is_found(tmp_path: Path, how: str) -> None:
     first_line = res.stderr.splitlines()[0]
     assert first_line.startswith(f"broken at record {seq}: "), res.stderr
     assert problem in first_line
+    intact = {"deleted": 2, "edited": 2, "reordered": 1, "last deleted": 4}[how]
+    assert res.stderr.splitlines()[1].strip() == f"records 1 to {intact} are intact"
     as_json = json.loads(_eai(path, "audit", "verify", "--json").stdout)
     assert as_json["ok"] is False and as_json["broken_seq"] == seq
 

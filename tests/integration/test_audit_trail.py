@@ -87,6 +87,11 @@ def test_support_actions_are_recorded_by_the_kernel_user(tmp_path: Path) -> None
             ):
                 res = _eai(path, *args)
                 assert res.returncode == 0, (args, res.stderr)
+            good = path.read_text()
+            path.write_text(good + "  - name: bad\n    from: [chu-x-adt]\n    to: [nowhere]\n")
+            refused = _eai(path, "reload")
+            assert refused.returncode == 1 and "nowhere" in refused.stderr
+            path.write_text(good)
         rows = _audit(path)
     by_action = {r["action"]: r for r in rows}
     assert set(by_action) == {
@@ -107,8 +112,10 @@ def test_support_actions_are_recorded_by_the_kernel_user(tmp_path: Path) -> None
     assert by_action["replay"]["message_id"] == 1 and by_action["replay"]["patient"]
     assert by_action["resend"]["target"] == "delivery 1"
     assert by_action["pause"]["target"] == "destination dcc"
-    reload = by_action["config-reload"]
-    assert reload["actor"]["name"] == ME and reload["outcome"] == "success"
+    reloads = [r for r in rows if r["action"] == "config-reload"]
+    assert [r["outcome"] for r in reloads] == ["failure", "success"]  # newest first
+    assert all(r["actor"]["name"] == ME for r in reloads)
+    assert "nowhere" in reloads[0]["detail"]
     for r in rows:
         assert r["actor"]["name"] == ME, r
         assert "nobody" not in json.dumps(r)

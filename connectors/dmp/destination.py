@@ -26,8 +26,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
 from connectors.dmp._dsg import build_dsg
-from connectors.dmp._ebrim import build_request
-from connectors.dmp._metadata import build_metadata, signature_entry
 from connectors.dmp._response import read_response
 from connectors.dmp._soap import MtomMessage, mtom_message
 from connectors.dmp._source import ACCEPTS, publication_of
@@ -37,6 +35,7 @@ from eai.errors import ConfigError, ConfigIssue, TransientDeliveryError
 from eai.messages import DeliveryResult, OutboxItem
 from eai.net import client_context, run_blocking
 from eai.registry import DestinationSpec, register_destination
+from eai.xds import build_metadata, build_request, signature_entry
 
 __all__ = ["DmpDestination", "load_signing_identity", "prepare"]
 

@@ -1,4 +1,4 @@
-"""The fixed identifiers of XDS.b metadata and the CI-SIS code tables the DMP metadata uses.
+"""The fixed identifiers of XDS.b metadata and the CI-SIS code tables (DMP, MSSanté XDM).
 
 Touches: nothing.
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from connectors.dmp._header import Code
+from eai.xds._header import Code
 
 __all__ = [
     "CONFIDENTIALITY_FLAGS",

@@ -199,9 +199,11 @@ class SmtpClient:
                 )
             return Submission((), tuple(refused), dsn)
         try:
-            smtp.data(data)
-        except smtplib.SMTPDataError as exc:
+            code, reply = smtp.data(data)
+        except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
             raise _fail("DATA", exc.smtp_code, exc.smtp_error) from exc
+        if code != 250:
+            raise _fail("DATA", code, reply)
         return Submission(tuple(accepted), tuple(refused), dsn)
 
     def close(self) -> None:

@@ -38,14 +38,24 @@ def two_professionals() -> bytes:
     return build([*segs[: at + 1], extra, *segs[at + 1 :]])
 
 
-def item(payload: bytes = ORU, delivery_id: int = 5, attempts: int = 1) -> OutboxItem:
+def item(payload: bytes = ORU, delivery_id: int = 5, attempts: int = 1, **flags: str) -> OutboxItem:
     message = hl7.parse(payload)
     recipients = tuple(
         Recipient(p.role, p.kind, p.address, p.identifier, p.identifier_system, p.identifier_type)
         for p in hl7.mss_participants(message)
     )
-    facts = MessageFacts(hl7.meta_dmp_mss(message), recipients, INS, INS_OID)
-    return OutboxItem(delivery_id, 9, "mss", payload, "015", "k", attempts, facts=facts)
+    facts = MessageFacts({**hl7.meta_dmp_mss(message), **flags}, recipients, INS, INS_OID)
+    return OutboxItem(
+        delivery_id, 9, "mss", payload, "015", "k", attempts, facts=facts, return_to="lab-return"
+    )
+
+
+def zam_segments(payload: bytes) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for seg in payload.decode().split("\r"):
+        if seg:
+            out.setdefault(seg.split("|", 1)[0], []).append(seg)
+    return out
 
 
 def config(pki: Pki, port: int, *, cert: bool = True, **extra: object) -> MssanteDestinationConfig:
@@ -106,6 +116,30 @@ def test_a_5xx_for_one_of_two_recipients_keeps_its_code_and_sends_to_the_other(p
     assert [rcpts for _, rcpts, _ in inbox.mails] == [[PS], [PATIENT]]
     assert f"{OTHER} refused 550 5.1.1" in result.detail
     assert "professionals: Message-ID <eai.5." in result.detail
+    # the refused recipient's ZAM^Z02 N, SMTPERRORCODE 550, to the route's business_acks
+    (zam,) = result.follow_ups
+    assert zam.destination == "lab-return" and zam.kind == "business_ack ZAM^Z02"
+    segs = zam_segments(zam.payload)
+    assert segs["MSH"][0].split("|")[8] == "ZAM^Z02^ZAM_Z01"
+    assert segs["OBX"][0].split("|")[5].startswith("N^")
+    assert f"^^X.400^{OTHER}" in segs["OBX"][1]
+    assert segs["ERR"][0].split("|")[5].startswith("550^") and "SMTPERRORCODE" in segs["ERR"][0]
+
+
+def test_no_zam_when_no_receipt_was_asked(pki: Pki) -> None:
+    with mss_smtp(pki) as inbox:
+        inbox.answers[OTHER] = "550 5.1.1 unknown user"
+        result = send(config(pki, inbox.port), item(two_professionals(), ACK_RECEPTION="N"))
+    assert result.follow_ups == ()
+
+
+def test_a_combination_outside_the_matrix_is_dead_with_a_zam_n_per_recipient(pki: Pki) -> None:
+    with pytest.raises(PermanentDeliveryError, match="regles-gestion-mssante") as caught:
+        send(config(pki, free_port()), item(DESTMSSANTEPAT="N"))
+    zams = caught.value.follow_ups
+    assert len(zams) == 1  # the professional; the patient was not a recipient (PAT=N)
+    segs = zam_segments(zams[0].payload)
+    assert f"^^X.400^{PS}" in segs["OBX"][1] and "regles-gestion-mssante" in segs["ERR"][0]
 
 
 def test_a_4xx_for_one_recipient_sends_to_nobody_and_is_retried(pki: Pki) -> None:
@@ -130,6 +164,7 @@ def test_every_recipient_refused_is_a_dead_letter_with_the_codes(pki: Pki) -> No
     text = str(caught.value)
     assert "550 5.1.1" in text and "the patient mailbox refused" in text
     assert INS not in text
+    assert [z.kind for z in caught.value.follow_ups] == ["business_ack ZAM^Z02"] * 2
 
 
 def test_a_data_4xx_is_retried_a_data_5xx_is_dead(pki: Pki) -> None:

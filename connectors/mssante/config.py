@@ -52,7 +52,9 @@ class MssanteDestinationConfig(DestinationConfig):
         examples=["labo-auto@labo.mssante.fr"],
     )
     user: str = Field("", description="SMTP AUTH user ('' = no AUTH: the certificate only)")
-    password: SecretStr | None = Field(None, description="SMTP AUTH password")
+    password: SecretStr | None = Field(
+        None, description="SMTP AUTH password ('' = none); keep it in the environment"
+    )
     software_id: str = Field(
         "",
         description="X-MSS-NIL: the software's reference for the MSSanté client rules "
@@ -93,7 +95,7 @@ class MssanteDestinationConfig(DestinationConfig):
 
     @model_validator(mode="after")
     def _auth_pair(self) -> MssanteDestinationConfig:
-        if bool(self.user) != (self.password is not None):
+        if bool(self.user) != bool(self.password and self.password.get_secret_value()):
             raise ValueError("user and password go together (SMTP AUTH) or not at all")
         return self
 

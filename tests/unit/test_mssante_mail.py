@@ -271,3 +271,10 @@ def test_without_a_qualified_ins_the_metadata_names_the_local_patient_id() -> No
     ids = root.xpath("//rim:ExternalIdentifier/@value", namespaces=NS)
     assert not any(INS in str(v) for v in ids)
     assert any(str(v).endswith("&ISO^PI") for v in ids)
+
+
+def test_only_a_mail_for_the_patient_waits_for_a_qualified_identity() -> None:
+    assert CONFIG.needs_qualified_identity({"DESTMSSANTEPAT": "Y", "DESTMSSANTEPS": "Y"})
+    assert not CONFIG.needs_qualified_identity({"DESTMSSANTEPAT": "N", "DESTMSSANTEPS": "Y"})
+    strict = CONFIG.model_copy(update={"require_qualified_identity": True})
+    assert strict.needs_qualified_identity({"DESTMSSANTEPAT": "N"})

@@ -6,11 +6,14 @@ STARTTLS required (or implicit TLS), a client certificate of the test CA require
 optional for implicit TLS: aiosmtpd's readiness probe has none); ``answers`` maps a
 recipient address to the reply its RCPT gets (``"550 5.1.1 unknown"``, ``"451 4.3.0
 later"``), ``data_answer`` the reply to DATA. ``mails`` keeps (envelope sender, envelope
-recipients, parsed mail) of what was accepted.
+recipients, parsed mail) of what was accepted. ``default_answer`` (None: accept) answers
+every other RCPT, after ``delay`` seconds (a delay longer than the client's response
+timeout is no answer).
 """
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import ssl
@@ -30,6 +33,8 @@ __all__ = ["MssInbox", "mss_smtp"]
 class MssInbox:
     def __init__(self) -> None:
         self.answers: dict[str, str] = {}
+        self.default_answer: str | None = None
+        self.delay = 0.0
         self.data_answer = "250 2.0.0 OK"
         self.mails: list[tuple[str, list[str], EmailMessage]] = []
         self.rcpt_calls = 0
@@ -39,7 +44,9 @@ class MssInbox:
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         self.rcpt_calls += 1
-        answer = self.answers.get(address)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        answer = self.answers.get(address, self.default_answer)
         if answer is not None:
             return answer
         envelope.rcpt_tos.append(address)

@@ -49,11 +49,7 @@ from connectors.dmp.config import DmpDestinationConfig  # noqa: E402
 from connectors.dmp.destination import DmpDestination, load_signing_identity  # noqa: E402
 from eai.messages import MessageFacts, OutboxItem  # noqa: E402
 from eai.net import TlsClientConfig  # noqa: E402
-from eai.xds import (  # noqa: E402
-    build_metadata,
-    build_request,  # noqa: E402
-    signature_entry,
-)
+from eai.xds import build_metadata, build_request, signature_entry  # noqa: E402
 from standins.dmp import DmpStandin  # noqa: E402
 
 ORU = (REPO.parent / "shared" / "fixtures" / "hl7v2" / "oru_r01_crbio_init.hl7").read_bytes()

@@ -17,16 +17,21 @@ patient may not answer). Receipts: ``Disposition-Notification-To`` (RFC 8098) wi
 ``ACK_LECTURE_MSS`` = Y; the DSN request (RFC 3461) is the SMTP client's (:mod:`._smtp`).
 ``Message-ID`` is ``<eai.<delivery id>.<random>@<sender's domain>>`` so that a receipt
 names the delivery it answers.
+
+The MIME text (RFC 2045/2046: ``multipart/mixed``, the body ``text/plain; charset=utf-8``
+in base64, ``IHE_XDM.zip`` and the PDF in base64) is written here rather than by
+:mod:`email`'s generator, which took a third of a document's CPU time; the tests read
+every mail back with :mod:`email`.
 """
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.policy import SMTP
+from email.header import Header
 from email.utils import format_datetime
 
 from connectors.mssante._matrix import Audience
@@ -69,6 +74,26 @@ def _text(template: str, title: str) -> str:
     return template.replace("{title}", title)
 
 
+def _b64_lines(data: bytes) -> bytes:
+    """Base64 in lines of 76 characters, CRLF-terminated (RFC 2045 §6.8)."""
+    return base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+def _header(name: str, value: str) -> bytes:
+    """One header line: ASCII as it is, else an RFC 2047 encoded word (UTF-8), folded."""
+    if value.isascii() and len(value) + len(name) < 900:
+        return f"{name}: {value}\r\n".encode("ascii")
+    encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {encoded}\r\n".encode("ascii")
+
+
+def _part(content_type: str, data: bytes, filename: str = "") -> bytes:
+    head = f"Content-Type: {content_type}\r\nContent-Transfer-Encoding: base64\r\n"
+    if filename:
+        head += f'Content-Disposition: attachment; filename="{filename}"\r\n'
+    return head.encode("ascii") + b"\r\n" + _b64_lines(data)
+
+
 def _mail(
     config: MssanteDestinationConfig,
     item: OutboxItem,
@@ -82,33 +107,43 @@ def _mail(
     token: Callable[[], str] | None,
 ) -> Mail:
     flags = item.facts.flags
-    msg = EmailMessage(policy=SMTP)
     mid = message_id(item.delivery_id, config.sender, token)
-    msg["From"] = config.sender
-    msg["To"] = ", ".join(to)
     no_reply = part == "patient" and source.no_reply
+    headers: list[tuple[str, str]] = [("From", config.sender), ("To", ", ".join(to))]
     if reply_to and not no_reply:
-        msg["Reply-To"] = ", ".join(reply_to)
-    msg["Subject"] = _text(config.subject, xdm.title)
-    msg["Date"] = format_datetime(when)
-    msg["Message-ID"] = mid
-    msg["X-MSS-CODECDA"] = xdm.document_code
-    msg["X-MSS-INS"] = "O" if item.facts.ins else "N"
+        headers.append(("Reply-To", ", ".join(reply_to)))
+    headers += [
+        ("Subject", _text(config.subject, xdm.title)),
+        ("Date", format_datetime(when)),
+        ("Message-ID", mid),
+        ("MIME-Version", "1.0"),
+        ("X-MSS-CODECDA", xdm.document_code),
+        ("X-MSS-INS", "O" if item.facts.ins else "N"),
+    ]
     if config.software_id:
-        msg["X-MSS-NIL"] = config.software_id
+        headers.append(("X-MSS-NIL", config.software_id))
     if no_reply:
-        msg["X-MSS-MES"] = "FIN"
+        headers.append(("X-MSS-MES", "FIN"))
     if flags.get("ACK_LECTURE_MSS") == "Y":
-        msg["Disposition-Notification-To"] = config.sender
-    msg.set_content(body, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.add_attachment(
-        xdm.data, maintype="application", subtype="zip", filename="IHE_XDM.zip", cte="base64"
-    )
+        headers.append(("Disposition-Notification-To", config.sender))
+    boundary = f"=_eai_{secrets.token_hex(12)}"
+    headers.append(("Content-Type", f'multipart/mixed; boundary="{boundary}"'))
+    parts = [
+        _part("text/plain; charset=utf-8", body.replace("\n", "\r\n").encode("utf-8")),
+        _part('application/zip; name="IHE_XDM.zip"', xdm.data, "IHE_XDM.zip"),
+    ]
     if source.pdf:
-        msg.add_attachment(
-            source.pdf, maintype="application", subtype="pdf", filename="DOC0001.PDF"
-        )
-    return Mail(part, to, mid, msg.as_bytes())
+        parts.append(_part('application/pdf; name="DOC0001.PDF"', source.pdf, "DOC0001.PDF"))
+    delimiter = f"--{boundary}\r\n".encode("ascii")
+    data = b"".join(
+        [
+            *(_header(name, value) for name, value in headers),
+            b"\r\n",
+            *(delimiter + p for p in parts),
+            f"--{boundary}--\r\n".encode("ascii"),
+        ]
+    )
+    return Mail(part, to, mid, data)
 
 
 def build_mails(

@@ -278,3 +278,15 @@ def test_only_a_mail_for_the_patient_waits_for_a_qualified_identity() -> None:
     assert not CONFIG.needs_qualified_identity({"DESTMSSANTEPAT": "N", "DESTMSSANTEPS": "Y"})
     strict = CONFIG.model_copy(update={"require_qualified_identity": True})
     assert strict.needs_qualified_identity({"DESTMSSANTEPAT": "N"})
+
+
+def test_smtp_auth_needs_both_user_and_password() -> None:
+    base = CONFIG.model_dump(mode="json", exclude={"password"})
+    with pytest.raises(ValueError, match="user and password"):
+        MssanteDestinationConfig.model_validate({**base, "user": "bal"})
+    with pytest.raises(ValueError, match="user and password"):
+        MssanteDestinationConfig.model_validate({**base, "password": "secret"})
+    empty = MssanteDestinationConfig.model_validate({**base, "user": "", "password": ""})
+    assert empty.user == ""
+    both = MssanteDestinationConfig.model_validate({**base, "user": "bal", "password": "hunter2"})
+    assert "hunter2" not in repr(both)

@@ -29,8 +29,6 @@ from lxml import etree
 
 from connectors.dmp._delete import deletion_request
 from connectors.dmp._dsg import build_dsg
-from connectors.dmp._ebrim import build_request
-from connectors.dmp._metadata import build_metadata, signature_entry
 from connectors.dmp._response import read_response
 from connectors.dmp._soap import MtomMessage, mtom_message
 from connectors.dmp._source import ACCEPTS, publication_of
@@ -40,6 +38,7 @@ from eai.errors import ConfigError, ConfigIssue, TransientDeliveryError
 from eai.messages import DeliveryResult, OutboxItem
 from eai.net import client_context, run_blocking
 from eai.registry import DestinationSpec, register_destination
+from eai.xds import build_metadata, build_request, signature_entry
 
 __all__ = ["DmpDestination", "load_signing_identity", "prepare", "prepare_request"]
 

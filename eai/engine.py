@@ -18,7 +18,7 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Connection, insert
@@ -47,6 +47,9 @@ from eai.registry import Listener, build_listener, periodic_jobs
 from eai.store import Store, clear_leases, settlement, utcnow
 from eai.store.schema import events
 from identity.pdqm import IdentityServerClient
+
+if TYPE_CHECKING:
+    from eai.console import ConsoleServer
 
 __all__ = ["Engine", "lease_problems"]
 
@@ -171,6 +174,7 @@ class Engine:
         self._scheduler: AsyncIOScheduler | None = None
         self._reloading = asyncio.Lock()
         self._background: set[asyncio.Task[object]] = set()
+        self.console: ConsoleServer | None = None
 
     def _wake_workers(self, destinations: set[str]) -> None:
         if self._pool is not None:
@@ -385,6 +389,17 @@ class Engine:
                     coalesce=True,
                     max_instances=1,
                 )
+            if cfg.console is not None:
+                from eai.console import ConsoleServer  # only when served: starlette, uvicorn
+
+                self.console = ConsoleServer(
+                    store,
+                    lambda: self.config,
+                    cfg.console,
+                    config_path=self.config_path,
+                    listener_states=lambda: {name: "running" for name in self.listeners},
+                )
+                self.console.start()
             scheduler.start()
             for worker in built:
                 pool.start(worker)
@@ -399,6 +414,8 @@ class Engine:
             await stopping.wait()
             log.info("stopping: no new connections, finishing in-flight work")
         finally:
+            if self.console is not None:
+                await run_blocking(self.console.stop)
             await admin.stop()
             for listener in self.listeners.values():
                 try:

@@ -89,6 +89,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "eai.cli._audit_cmds:audit",
         "The audit trail: who read or changed what, chained against tampering.",
     ),
+    "users": (
+        "eai.cli._users_cmds:users",
+        "Web console accounts: viewer (no payloads), operator (actions, payloads with a "
+        "reason), admin (audit trail).",
+    ),
 }
 """The core's subcommands: name -> (``module:attribute`` of the click command, its line in
 ``eai --help``: the first paragraph of its help, which a test holds equal). A command's

@@ -23,6 +23,7 @@ from eai.config._base import (
     parse_duration,
 )
 from eai.config._conditions import HL7Path, MessageTypePattern, MessageTypeSet
+from eai.config._console import ConsoleConfig
 from eai.config._engine import EngineConfig
 from eai.config._exposure import INSECURE_HINT, ExposureRule, exposure_check, is_loopback
 from eai.config._identity import IdentityConfig, IdentityServerConfig, SmtpConfig
@@ -34,6 +35,7 @@ from eai.config._schema import config_json_schema
 
 __all__ = [
     "AuditConfig",
+    "ConsoleConfig",
     "SyslogConfig",
     "Config",
     "DestinationConfig",

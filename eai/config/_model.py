@@ -25,6 +25,7 @@ from eai import registry
 from eai.config._audit import AuditConfig
 from eai.config._base import DestinationConfig, ListenerConfig, Model
 from eai.config._business_acks import business_ack_problems
+from eai.config._console import ConsoleConfig
 from eai.config._engine import EngineConfig
 from eai.config._identity import IdentityConfig
 from eai.config._media import media_problems
@@ -59,6 +60,10 @@ class Config(Model):
     audit: AuditConfig = Field(
         default_factory=lambda: AuditConfig(),
         description="the audit trail: retention and forwarding to the region's SIEM",
+    )
+    console: ConsoleConfig | None = Field(
+        default=None,
+        description="the web console (docs/console.md); absent: not served",
     )
 
     @model_validator(mode="after")

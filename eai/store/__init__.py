@@ -16,6 +16,7 @@ The public API of the store; its modules are private, one job each:
   :func:`set_paused`, :func:`release`, :func:`replay_plans`;
 - anomalies (``_anomalies``); identity cross-references (``_xref``), the pipeline's
   identity writes (``_identity_ops``) and ``eai identity lookup`` (``_xref_lookup``);
+- console accounts (``_accounts``) and the console's searches (``_search``);
 - the audit trail (``_audit``, ``_audit_chain``): :func:`append_audit` (a record chained
   to the one before by a keyed hash), :func:`verify_chain`, :func:`list_audit`,
   :func:`purge_audit`; the forwarders' cursors;
@@ -31,6 +32,17 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine
 
 from eai.messages import IngestResult, JournalEntry
+from eai.store._accounts import (
+    ROLES,
+    AccountView,
+    add_account,
+    disable_account,
+    get_account,
+    list_accounts,
+    login_failed,
+    login_succeeded,
+    set_password,
+)
 from eai.store._anomalies import (
     CONTROL_ID_REUSED,
     AnomalyRow,
@@ -66,6 +78,7 @@ from eai.store._journal import content_lines, insert_entries, naive_utc, utcnow
 from eai.store._listing import DeliveryView, EventView, MessageView, list_messages, message_detail
 from eai.store._outbox import DeliveryOutcome, record_outcomes
 from eai.store._plans import MessagePlan, PlannedDelivery, apply_plans, held_messages, settle_held
+from eai.store._search import MessageQuery, flow_rates, search_message_ids
 from eai.store._support_actions import (
     cli_actor,
     read_raw,
@@ -94,6 +107,18 @@ from eai.store._xref_lookup import MergeEvent, XrefEntry, XrefView
 from eai.store._xref_lookup import lookup as xref_lookup
 
 __all__ = [
+    "ROLES",
+    "AccountView",
+    "MessageQuery",
+    "add_account",
+    "disable_account",
+    "flow_rates",
+    "get_account",
+    "list_accounts",
+    "login_failed",
+    "login_succeeded",
+    "search_message_ids",
+    "set_password",
     "AuditActor",
     "AuditEntry",
     "AuditRecord",

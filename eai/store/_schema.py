@@ -62,6 +62,7 @@ messages = Table(
     Index("ix_messages_received_at", "received_at"),
     Index("ix_messages_listener", "listener"),
     Index("ix_messages_type", "message_type"),
+    Index("ix_messages_control_id", "control_id"),  # the console's search by control id
 )
 
 patient_ids = Table(

@@ -1,0 +1,198 @@
+"""The console's read pages: overview, message search, a message's journey, the audit trail.
+
+Touches: DB (reads through :mod:`eai.store`; the payload only through
+:func:`eai.store.read_raw`, which records the access first).
+
+Handlers run on the console's own event loop (its own thread): a slow query slows
+the console, never the listeners.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from eai import audit
+from eai.console._auth import Session
+from eai.console._web import Ctx, page, peer_of, render
+from eai.errors import NotFound
+from eai.store import (
+    MessageQuery,
+    flow_rates,
+    list_audit,
+    list_messages,
+    message_detail,
+    queue_stats,
+    read_raw,
+    search_message_ids,
+    utcnow,
+    verify_chain,
+)
+
+__all__ = ["overview_rows"]
+
+RATE_WINDOW = timedelta(minutes=5)
+PAGE_SIZE = 50
+STATUSES = ("received", "processed", "filtered", "rejected")
+DELIVERY_STATUSES = ("pending", "retrying", "held", "delivered", "dead")
+
+
+def overview_rows(ctx: Ctx) -> dict[str, Any]:
+    """One row per listener and destination, from indexed counts (no payload read)."""
+    config = ctx.config()
+    now = utcnow()
+    rates = flow_rates(ctx.store.engine, now - RATE_WINDOW)
+    states = ctx.listener_states()
+    minutes = RATE_WINDOW.total_seconds() / 60
+    listeners = []
+    for lst in config.listeners:
+        counts = rates.get(lst.name, {})
+        listeners.append(
+            {
+                "name": lst.name,
+                "type": lst.type,
+                "state": states.get(lst.name, "down"),
+                "per_min": round(sum(counts.values()) / minutes, 1),
+                "rejected": counts.get("rejected", 0),
+                "received": sum(counts.values()),
+            }
+        )
+    queues = queue_stats(ctx.store.engine, [d.name for d in config.destinations])
+    return {
+        "listeners": listeners,
+        "queues": queues,
+        "routes": [
+            {"name": r.name, "from": ", ".join(r.from_), "to": ", ".join(r.to)}
+            for r in config.routes
+        ],
+        "at": now.replace(microsecond=0).isoformat() + "Z",
+    }
+
+
+@page("/", "viewer")
+async def overview(request: Request, ctx: Ctx, session: Session) -> Response:
+    return render(request, "overview.html", session, refresh=ctx.cfg.refresh, **overview_rows(ctx))
+
+
+@page("/overview/rows", "viewer")
+async def overview_partial(request: Request, ctx: Ctx, session: Session) -> Response:
+    return render(request, "overview_rows.html", session, **overview_rows(ctx))
+
+
+def _when(value: str) -> datetime | None:
+    if not value.strip():
+        return None
+    try:
+        dt = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return dt.astimezone(UTC).replace(tzinfo=None) if dt.tzinfo else dt
+
+
+@page("/messages", "viewer")
+async def messages_page(request: Request, ctx: Ctx, session: Session) -> Response:
+    p = request.query_params
+    form = {k: p.get(k, "") for k in _FILTERS}
+    query = MessageQuery(
+        since=_when(form["since"]),
+        until=_when(form["until"]),
+        listener=form["listener"],
+        facility=form["facility"],
+        message_type=form["type"],
+        status=form["status"],
+        control_id=form["control_id"],
+        patient=form["patient"],
+        destination=form["destination"],
+        delivery_status=form["delivery_status"],
+    )
+    before = p.get("before", "")
+    searched = any(form.values())
+    rows = []
+    if searched or before or p.get("all"):
+        ids = search_message_ids(
+            ctx.store.engine,
+            ctx.store.cipher,
+            query,
+            before=int(before) if before.isdigit() else None,
+            limit=PAGE_SIZE,
+        )
+        if ids:
+            rows = list_messages(
+                ctx.store.engine, ctx.store.cipher, ids=ids, limit=None, with_fields=False
+            )
+    params = {k: v for k, v in form.items() if v and k != "patient"}
+    config = ctx.config()
+    return render(
+        request,
+        "messages.html",
+        session,
+        form=form,
+        rows=rows,
+        more=len(rows) == PAGE_SIZE,
+        next_params=params,
+        listeners=[lst.name for lst in config.listeners],
+        destinations=[d.name for d in config.destinations],
+        statuses=STATUSES,
+        delivery_statuses=DELIVERY_STATUSES,
+    )
+
+
+_FILTERS = (
+    "since",
+    "until",
+    "listener",
+    "facility",
+    "type",
+    "status",
+    "control_id",
+    "patient",
+    "destination",
+    "delivery_status",
+)
+
+
+@page("/messages/{message_id:int}", "viewer")
+async def message_page(request: Request, ctx: Ctx, session: Session) -> Response:
+    message_id = int(request.path_params["message_id"])
+    try:
+        view = message_detail(ctx.store.engine, message_id)
+    except NotFound:
+        return render(request, "error.html", session, 404, message=f"no message {message_id}")
+    return render(request, "message.html", session, m=view)
+
+
+@page("/messages/{message_id:int}/raw", "operator", ("POST",))
+async def raw_page(request: Request, ctx: Ctx, session: Session) -> Response:
+    """The payload, once the read is recorded (read_raw writes the audit record first)."""
+    message_id = int(request.path_params["message_id"])
+    form = await request.form()
+    reason = " ".join(str(form.get("reason", "")).split())
+    if not reason:
+        return render(request, "error.html", session, 400, message="say why you read it (reason)")
+    peer = peer_of(request)
+    try:
+        payload = read_raw(
+            ctx.store.engine,
+            ctx.store.cipher,
+            message_id,
+            reader=session.name,
+            via=f"console from {peer}: {reason}",
+            actor=audit.account(session.name, peer),
+        )
+    except NotFound:
+        return render(request, "error.html", session, 404, message=f"no message {message_id}")
+    text = payload.decode("utf-8", "replace").replace("\r", "\n")
+    return render(request, "raw.html", session, message_id=message_id, text=text, reason=reason)
+
+
+@page("/audit", "admin")
+async def audit_page(request: Request, ctx: Ctx, session: Session) -> Response:
+    actor = request.query_params.get("actor") or None
+    rows = list_audit(ctx.store.engine, actor=actor, limit=200)
+    check = None
+    if request.query_params.get("verify"):
+        check = verify_chain(ctx.store.engine, ctx.store.cipher)
+    return render(request, "audit.html", session, rows=rows, check=check, actor=actor or "")

@@ -6,7 +6,8 @@
 #   - xmlsec1, which verifies the DMP VIHF signature in the tests and the DMP stand-in
 #     (another implementation than the signxml that signs it);
 #   - Postfix (SMTP submission, real DSNs) and Dovecot (IMAP over TLS), the MSSanté
-#     peers; rsyslog with its TLS driver (rsyslog-gnutls), the audit trail's SIEM peer.
+#     peers; rsyslog with its TLS driver (rsyslog-gnutls), the audit trail's SIEM peer;
+#   - chromium and chromium-driver, the headless browser of the console's tests.
 #     Their packages start system services: this script stops and disables them
 #     (the tests start their own instances with temporary configs on free ports).
 #
@@ -58,6 +59,11 @@ have_rsyslog() {
     [[ -x /usr/sbin/rsyslogd ]] && compgen -G '/usr/lib/*/rsyslog/lmnsd_gtls.so' >/dev/null
 }
 
+have_chromium() {
+    # the web console's browser tests: Debian's Chromium and its chromedriver (Selenium)
+    [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]
+}
+
 have_orthanc() {
     command -v Orthanc >/dev/null || [[ -x /usr/sbin/Orthanc ]]
 }
@@ -70,6 +76,7 @@ have_xmlsec1 || missing+=(xmlsec1)
 have_postfix || missing+=(postfix)
 have_dovecot || missing+=(dovecot-imapd)
 have_rsyslog || missing+=(rsyslog rsyslog-gnutls)
+have_chromium || missing+=(chromium chromium-driver)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-test-peers: PostgreSQL server binaries present:" $(compgen -G '/usr/lib/postgresql/*/bin/initdb')
@@ -77,6 +84,7 @@ if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-test-peers: Orthanc present: $(command -v Orthanc || echo /usr/sbin/Orthanc)"
     echo "install-test-peers: xmlsec1 present: $(command -v xmlsec1)"
     echo "install-test-peers: Postfix, Dovecot and rsyslog (TLS) present"
+    echo "install-test-peers: Chromium and chromedriver present"
     exit 0
 fi
 

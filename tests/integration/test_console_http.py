@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from hl7.client import MLLPClient
 from eai.console import PAGES, hash_password
 from eai.store import Store, add_account, list_audit
 from standins.mllp import MllpPeer
+from tests._pki import make_pki
 from tests.engine_harness import EngineThread, adt, write_routes
 
 pytestmark = pytest.mark.integration
@@ -221,6 +223,10 @@ def test_operator_reads_the_payload_with_a_reason_recorded_first(console: Consol
         assert "would go to dcc" in preview.text
         done = c.post("/messages/1/replay", data={"csrf": csrf, "confirm": "yes"})
         assert "1 delivery(ies) queued" in done.text
+        resent = c.post("/deliveries/1/resend?m=1", data={"csrf": csrf, "confirm": "yes"})
+        assert resent.status_code == 200 and "delivery 1 queued again as delivery 3" in resent.text
+        not_held = c.post("/deliveries/1/release?m=1", data={"csrf": csrf, "confirm": "yes"})
+        assert not_held.status_code == 409 and "not held" in not_held.text
     store = console.store()
     try:
         rows = {r.entry.action: r for r in list_audit(store.engine)}
@@ -229,6 +235,30 @@ def test_operator_reads_the_payload_with_a_reason_recorded_first(console: Consol
     assert rows["read-raw"].actor.name == "otto" and "ticket 42" in rows["read-raw"].entry.detail
     assert rows["replay"].actor.name == "otto" and rows["replay"].entry.message_id == 1
     assert rows["login"].actor.name == "otto"
+    assert rows["resend"].actor.name == "otto" and rows["resend"].entry.target == "delivery 1"
+    assert "identity-release" not in rows
+
+
+def test_https_when_a_certificate_is_configured(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    tls = f"  tls: {{cert: {pki.server_cert}, key: {pki.server_key}}}\n"
+    with MllpPeer() as sink:
+        path = write_routes(tmp_path, sink.port, extra=CONSOLE + tls)
+        with EngineThread(path) as eng:
+            assert eng.engine.console is not None
+            store = Store(f"sqlite:///{tmp_path / 'var' / 'eai.db'}", tmp_path / "var")
+            try:
+                add_account(store.engine, "vera", "viewer", hash_password(PASSWORDS["vera"]))
+            finally:
+                store.engine.dispose()
+            base = f"https://127.0.0.1:{eng.engine.console.port}"
+            with httpx.Client(
+                base_url=base, verify=ssl.create_default_context(cafile=str(pki.ca))
+            ) as c:
+                r = login(c, "vera")
+                assert r.status_code == 303 and "Secure" in r.headers["set-cookie"]
+            with pytest.raises(httpx.HTTPError):  # no plain HTTP on the console's port
+                httpx.get(f"http://127.0.0.1:{eng.engine.console.port}/login", timeout=5)
 
 
 def test_wrong_passwords_lock_the_account(console: Console) -> None:

@@ -118,7 +118,8 @@ def _delivery(rows: list[dict[str, object]], destination: str) -> dict[str, obje
 
 def test_readme_quick_start_and_test_feed(tmp_path: Path) -> None:
     adt, dcc = free_port(), free_port()
-    with clone(tmp_path, ADT_PORT=str(adt), DCC_PORT=str(dcc)) as c:
+    console = free_port()  # the bundled file serves the console (CONSOLE_PORT, default 8080)
+    with clone(tmp_path, ADT_PORT=str(adt), DCC_PORT=str(dcc), CONSOLE_PORT=str(console)) as c:
         assert c.eai("check", "routes.yaml").strip() == "ok"  # routes.yaml's header
         assert c.eai("check").strip() == "ok"
         assert "not both" in c.eai("check", "-c", "routes.yaml", "routes.yaml", ok=False)

@@ -58,6 +58,7 @@ def test_bundled_routes_yaml_is_valid_without_env() -> None:
     assert (route.name, route.from_, route.to) == ("adt-to-dcc", ("chu-x-adt",), ("dcc",))
     assert route.when is not None and route.when.message_types is not None
     assert "ADT^A08" in route.when.message_types
+    assert config.console is not None and config.console.bind == "127.0.0.1:8080"
     assert "ADT^A05" not in route.when.message_types
 
 
@@ -380,6 +381,15 @@ def test_registry_change_changes_the_model() -> None:
 
 
 # -- JSON Schema ---------------------------------------------------------------------
+
+
+def test_console_section() -> None:
+    config = load_config(REPO / "routes.yaml", env={"CONSOLE_PORT": "9090"})
+    assert config.console is not None and config.console.bind == "127.0.0.1:9090"
+    assert config.console.tls is None and config.console.lock_after == 5
+    assert load_config_text("engine: {}\n").console is None  # absent: not served
+    with pytest.raises(ConfigError, match="outside loopback"):
+        load_config_text("console:\n  bind: 0.0.0.0:8080\n")
 
 
 def test_json_schema() -> None:

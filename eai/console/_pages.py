@@ -105,11 +105,12 @@ async def messages_page(request: Request, ctx: Ctx, session: Session) -> Respons
         status=form["status"],
         control_id=form["control_id"],
         patient=form["patient"],
+        patient_hash=p.get("patient_hash", "") if not form["patient"] else "",
         destination=form["destination"],
         delivery_status=form["delivery_status"],
     )
     before = p.get("before", "")
-    searched = any(form.values())
+    searched = any(form.values()) or bool(query.patient_hash)
     rows = []
     if searched or before or p.get("all"):
         ids = search_message_ids(
@@ -124,6 +125,8 @@ async def messages_page(request: Request, ctx: Ctx, session: Session) -> Respons
                 ctx.store.engine, ctx.store.cipher, ids=ids, limit=None, with_fields=False
             )
     params = {k: v for k, v in form.items() if v and k != "patient"}
+    if query.patient or query.patient_hash:  # the next page by the keyed hash, never the id
+        params["patient_hash"] = query.patient_hash or ctx.store.cipher.hash_id(query.patient)
     config = ctx.config()
     return render(
         request,

@@ -32,6 +32,7 @@ class MessageQuery:
     status: str = ""
     control_id: str = ""
     patient: str = ""  # in clear here; only its keyed hash goes to the database
+    patient_hash: str = ""  # or that hash itself (cipher.hash_id), e.g. in a next-page link
     destination: str = ""
     delivery_status: str = ""
 
@@ -59,12 +60,11 @@ def search_message_ids(
         s = s.where(messages.c.status == q.status)
     if q.control_id:
         s = s.where(messages.c.control_id == q.control_id.strip())
-    if q.patient:
+    patient_hash = cipher.hash_id(q.patient) if q.patient else q.patient_hash
+    if patient_hash:
         s = s.where(
             messages.c.id.in_(
-                select(patient_ids.c.message_id).where(
-                    patient_ids.c.id_hash == cipher.hash_id(q.patient)
-                )
+                select(patient_ids.c.message_id).where(patient_ids.c.id_hash == patient_hash)
             )
         )
     if q.destination or q.delivery_status:

@@ -198,6 +198,13 @@ def test_viewer_pages_hold_no_patient_data(console: Console) -> None:
             c.get("/messages/1"),
             c.get("/messages/2"),
         ]
+        store = console.store()
+        try:
+            patient_hash = store.cipher.hash_id(PATIENT)
+        finally:
+            store.engine.dispose()
+        pages.append(c.get("/messages", params={"patient_hash": patient_hash}))
+        assert pages[-1].text.count('class="msg"') == 2 and 'id="by-patient"' in pages[-1].text
         for r in pages:
             assert r.status_code == 200, r.url
             assert SECRET_NAME not in r.text and "JEANNE" not in r.text, r.url

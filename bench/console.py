@@ -1,0 +1,207 @@
+"""Web console benchmark: the overview and the message search over a large journal.
+
+Run by hand::
+
+    .venv/bin/python bench/console.py [--messages 1000000] [--runs 50]
+
+Seeds a SQLite journal in a tmp dir with ``--messages`` journaled messages (3
+listeners, 20 establishments, one patient id hash and one delivered delivery each, 2
+destinations; rows written straight into the tables, the payload one sealed A01),
+then times, in process through the console's Starlette app (starlette's TestClient:
+server time, HTML rendering included, no network):
+
+- the overview ``GET /overview/rows`` (target < 200 ms p95);
+- a search by control id ``GET /messages?control_id=...`` (target < 100 ms p95);
+- a search by patient id ``GET /messages?patient=...`` (target < 100 ms p95);
+- for reference, the latest page ``GET /messages?all=1``.
+
+Wall time per request (min, p50, p95) and the process CPU time per request; the query
+plans (SQLite ``EXPLAIN QUERY PLAN``) of the searches. Prints a table and writes JSON
+to ``bench/results/`` (gitignored). Touches: files (a tmp dir), DB (SQLite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import insert, text
+from starlette.testclient import TestClient  # noqa: I001
+
+from eai.config import ConsoleConfig, load_config_text
+from eai.console import build_app, hash_password
+from eai.store import Store, add_account, utcnow
+from eai.store.schema import deliveries, messages, patient_ids
+
+REPO = Path(__file__).resolve().parent.parent
+ROUTES = """
+listeners:
+  - {name: adt-1, type: mllp, bind: "127.0.0.1:0"}
+  - {name: adt-2, type: mllp, bind: "127.0.0.1:0"}
+  - {name: adt-3, type: mllp, bind: "127.0.0.1:0"}
+destinations:
+  - {name: dcc, type: mllp, host: 127.0.0.1, port: 9}
+  - {name: dpi, type: mllp, host: 127.0.0.1, port: 9}
+routes:
+  - {name: all, from: [adt-1, adt-2, adt-3], to: [dcc, dpi]}
+"""
+PASSWORD = "bench-password-1234"
+
+
+def seed(store: Store, n: int, chunk: int = 20_000) -> float:
+    started = time.perf_counter()
+    sealed = store.cipher.seal(b"MSH|^~\\&|GAM|CHU-1|...\r")
+    start = utcnow() - timedelta(seconds=n)
+    hashes = [store.cipher.hash_id(f"PAT{i}") for i in range(min(n, 50_000))]
+    with store.engine.begin() as conn:
+        for base in range(0, n, chunk):
+            ids = range(base + 1, min(n, base + chunk) + 1)
+            conn.execute(
+                insert(messages),
+                [
+                    {
+                        "id": i,
+                        "listener": f"adt-{i % 3 + 1}",
+                        "received_at": start + timedelta(seconds=i),
+                        "content_type": "hl7v2",
+                        "status": "processed" if i % 50 else "rejected",
+                        "peer": "127.0.0.1",
+                        "control_id": f"CID{i:08d}",
+                        "message_type": "ADT^A01",
+                        "sending_application": "GAM",
+                        "sending_facility": f"CHU-{i % 20}",
+                        "size": 200,
+                        "payload": sealed,
+                    }
+                    for i in ids
+                ],
+            )
+            conn.execute(
+                insert(patient_ids),
+                [{"message_id": i, "id_hash": hashes[i % len(hashes)]} for i in ids],
+            )
+            conn.execute(
+                insert(deliveries),
+                [
+                    {
+                        "message_id": i,
+                        "destination": "dcc" if i % 2 else "dpi",
+                        "patient_key": hashes[i % len(hashes)],
+                        "control_id": f"CID{i:08d}",
+                        "status": "delivered" if i < n - 100 else "pending",
+                        "attempts": 1,
+                        "created_at": start + timedelta(seconds=i),
+                        "next_attempt_at": start + timedelta(seconds=i),
+                        "delivered_at": start + timedelta(seconds=i),
+                    }
+                    for i in ids
+                ],
+            )
+    with store.engine.connect() as conn:
+        conn.execute(text("ANALYZE"))
+    return time.perf_counter() - started
+
+
+def timed(client: TestClient, urls: list[str]) -> dict[str, float]:
+    walls: list[float] = []
+    cpu0 = time.process_time()
+    for url in urls:
+        t = time.perf_counter()
+        r = client.get(url)
+        walls.append(time.perf_counter() - t)
+        assert r.status_code == 200, (url, r.status_code)
+    cpu = (time.process_time() - cpu0) / len(urls)
+    walls.sort()
+    return {
+        "min_ms": walls[0] * 1000,
+        "p50_ms": statistics.median(walls) * 1000,
+        "p95_ms": walls[int(len(walls) * 0.95) - 1] * 1000,
+        "cpu_ms": cpu * 1000,
+    }
+
+
+def plans(store: Store) -> dict[str, list[str]]:
+    """The plans of the searches' shapes (eai.store.search_message_ids builds them)."""
+    out: dict[str, list[str]] = {}
+    for name, where in (
+        ("control id", "control_id = 'CID00000042'"),
+        (
+            "patient id",
+            "id IN (SELECT message_id FROM message_patient_ids WHERE id_hash = 'x')",
+        ),
+    ):
+        sql = f"EXPLAIN QUERY PLAN SELECT id FROM messages WHERE {where} ORDER BY id DESC LIMIT 50"
+        with store.engine.connect() as conn:
+            out[name] = [str(r[-1]) for r in conn.execute(text(sql))]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=50)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="eai-console-bench-") as tmp:
+        data = Path(tmp)
+        store = Store(f"sqlite:///{data}/eai.db", data)
+        seconds = seed(store, args.messages)
+        add_account(store.engine, "bench", "viewer", hash_password(PASSWORD))
+        config = load_config_text(ROUTES, env={})
+        app = build_app(store, lambda: config, ConsoleConfig())
+        rng = random.Random(7)
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            form = client.get("/login").text
+            csrf = form.split('name="csrf" value="')[1].split('"')[0]
+            r = client.post(
+                "/login",
+                data={"user": "bench", "password": PASSWORD, "csrf": csrf},
+                follow_redirects=False,
+            )
+            assert r.status_code == 303, r.text
+            client.get("/overview/rows")  # warm-up
+            n = args.messages
+            results = {
+                "overview": timed(client, ["/overview/rows"] * args.runs),
+                "search by control id": timed(
+                    client,
+                    [
+                        f"/messages?control_id=CID{rng.randint(1, n):08d}"
+                        for _ in range(args.runs * 2)
+                    ],
+                ),
+                "search by patient id": timed(
+                    client,
+                    [
+                        f"/messages?patient=PAT{rng.randint(0, min(n, 50_000) - 1)}"
+                        for _ in range(args.runs * 2)
+                    ],
+                ),
+                "latest page": timed(client, ["/messages?all=1"] * args.runs),
+            }
+        query_plans = plans(store)
+        store.engine.dispose()
+    print(f"{args.messages} messages seeded in {seconds:.0f} s; {platform.python_version()}")
+    print(f"{'request':22} {'min ms':>8} {'p50 ms':>8} {'p95 ms':>8} {'cpu ms':>8}")
+    for name, r in results.items():
+        print(
+            f"{name:22} {r['min_ms']:8.1f} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {r['cpu_ms']:8.1f}"
+        )
+    for name, lines in query_plans.items():
+        print(f"plan, search by {name}: " + " / ".join(lines))
+    out = REPO / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (out / f"console-{stamp}.json").write_text(
+        json.dumps({"messages": args.messages, "results": results, "plans": query_plans}, indent=2)
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -21,11 +21,11 @@ from eai.console._web import Ctx, page, peer_of, render
 from eai.errors import NotFound
 from eai.store import (
     MessageQuery,
+    destination_rows,
     flow_rates,
     list_audit,
     list_messages,
     message_detail,
-    queue_stats,
     read_raw,
     search_message_ids,
     utcnow,
@@ -60,7 +60,9 @@ def overview_rows(ctx: Ctx) -> dict[str, Any]:
                 "received": sum(counts.values()),
             }
         )
-    queues = queue_stats(ctx.store.engine, [d.name for d in config.destinations])
+    queues = destination_rows(
+        ctx.store.engine, [d.name for d in config.destinations], now - RATE_WINDOW
+    )
     return {
         "listeners": listeners,
         "queues": queues,

@@ -78,7 +78,13 @@ from eai.store._journal import content_lines, insert_entries, naive_utc, utcnow
 from eai.store._listing import DeliveryView, EventView, MessageView, list_messages, message_detail
 from eai.store._outbox import DeliveryOutcome, record_outcomes
 from eai.store._plans import MessagePlan, PlannedDelivery, apply_plans, held_messages, settle_held
-from eai.store._search import MessageQuery, flow_rates, search_message_ids
+from eai.store._search import (
+    DestinationRow,
+    MessageQuery,
+    destination_rows,
+    flow_rates,
+    search_message_ids,
+)
 from eai.store._support_actions import (
     cli_actor,
     read_raw,
@@ -109,7 +115,9 @@ from eai.store._xref_lookup import lookup as xref_lookup
 __all__ = [
     "ROLES",
     "AccountView",
+    "DestinationRow",
     "MessageQuery",
+    "destination_rows",
     "add_account",
     "disable_account",
     "flow_rates",

@@ -9,15 +9,27 @@ console and ``eai messages list`` show the same thing. No payload is read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, exists, func, select
+from sqlalchemy import ColumnElement, Engine, exists, func, literal_column, select
 
 from eai.store._crypto import Cipher
-from eai.store._schema import deliveries, messages, patient_ids
+from eai.store._journal import utcnow
+from eai.store._schema import ACTIVE_DELIVERY, deliveries, destination_state, messages, patient_ids
 
-__all__ = ["MessageQuery", "flow_rates", "search_message_ids"]
+__all__ = ["DestinationRow", "MessageQuery", "destination_rows", "flow_rates", "search_message_ids"]
+
+_WAITING = (*ACTIVE_DELIVERY, "held", "dead")
+
+
+def _no_index(column: ColumnElement[str]) -> ColumnElement[str]:
+    """``column || ''``: the same value, but no index delivers it sorted. Grouped by the
+    column itself, SQLite's planner walks a whole index that gives that order
+    (ix_messages_listener, the outbox's ix_deliveries_queue) rather than the few recent
+    rows the time range of ix_messages_received_at gives."""
+    return column.concat(literal_column("''")).label(column.name)
 
 
 @dataclass(frozen=True)
@@ -85,12 +97,86 @@ def flow_rates(engine: Engine, since: datetime) -> dict[str, dict[str, int]]:
     """Per listener, messages received since ``since`` by status (an index range on
     the reception time)."""
     out: dict[str, dict[str, int]] = {}
+    listener = _no_index(messages.c.listener)
     with engine.connect() as conn:
         rows = conn.execute(
-            select(messages.c.listener, messages.c.status, func.count())
+            select(listener, messages.c.status, func.count())
             .where(messages.c.received_at >= since)
-            .group_by(messages.c.listener, messages.c.status)
+            .group_by(listener, messages.c.status)
         ).all()
     for listener, status, n in rows:
         out.setdefault(listener, {})[status] = n
     return out
+
+
+@dataclass(frozen=True)
+class DestinationRow:
+    """A destination on the console's overview: its queue now, and its recent work."""
+
+    destination: str
+    state: str  # active, paused
+    depth: int  # pending + retrying
+    retrying: int
+    held: int
+    dead: int
+    oldest_pending_age_s: float | None
+    delivered_recent: int  # deliveries of the messages received since ``since``
+    failed_recent: int  # ... that are dead or retrying
+
+
+def destination_rows(engine: Engine, names: Sequence[str], since: datetime) -> list[DestinationRow]:
+    """The overview's destinations, from index seeks only (``eai queue list`` counts every
+    delivery ever made, a scan of the outbox: too slow for a page refreshed every few
+    seconds over millions of rows): the waiting states per destination on
+    ``ix_deliveries_queue``, and the recent outcomes through the messages received since
+    ``since`` (``ix_messages_received_at``, then ``ix_deliveries_message``)."""
+    now = utcnow()
+    with engine.connect() as conn:
+        waiting = conn.execute(
+            select(deliveries.c.destination, deliveries.c.status, func.count())
+            .where(deliveries.c.destination.in_(list(names)), deliveries.c.status.in_(_WAITING))
+            .group_by(deliveries.c.destination, deliveries.c.status)
+        ).all()
+        oldest = dict(
+            conn.execute(
+                select(deliveries.c.destination, func.min(deliveries.c.created_at))
+                .where(
+                    deliveries.c.destination.in_(list(names)),
+                    deliveries.c.status.in_(ACTIVE_DELIVERY),
+                )
+                .group_by(deliveries.c.destination)
+            ).all()
+        )
+        dest = _no_index(deliveries.c.destination)
+        recent = conn.execute(
+            select(dest, deliveries.c.status, func.count())
+            .join(messages, messages.c.id == deliveries.c.message_id)
+            .where(messages.c.received_at >= since)
+            .group_by(dest, deliveries.c.status)
+        ).all()
+        paused = dict(
+            conn.execute(select(destination_state.c.name, destination_state.c.paused)).all()
+        )
+    counts: dict[str, dict[str, int]] = {}
+    for dest, status, n in waiting:
+        counts.setdefault(dest, {})[status] = n
+    done: dict[str, dict[str, int]] = {}
+    for dest, status, n in recent:
+        done.setdefault(dest, {})[status] = n
+    rows = []
+    for name in names:
+        c, d, o = counts.get(name, {}), done.get(name, {}), oldest.get(name)
+        rows.append(
+            DestinationRow(
+                name,
+                "paused" if paused.get(name) else "active",
+                c.get("pending", 0) + c.get("retrying", 0),
+                c.get("retrying", 0),
+                c.get("held", 0),
+                c.get("dead", 0),
+                None if o is None else round((now - o).total_seconds(), 1),
+                d.get("delivered", 0),
+                d.get("dead", 0) + d.get("retrying", 0),
+            )
+        )
+    return rows

@@ -24,7 +24,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from eai.console import hash_password
-from eai.store import Store, add_account
+from eai.store import add_account
 from standins.mllp import MllpPeer
 from tests.engine_harness import EngineThread, adt, write_routes
 
@@ -139,12 +139,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         path = write_routes(tmp, sink.port, extra=CONSOLE)
         with EngineThread(path) as eng:
             assert eng.engine.console is not None
-            store = Store(f"sqlite:///{tmp / 'var' / 'eai.db'}", tmp / "var")
-            try:
-                for name, (role, password) in USERS.items():
-                    add_account(store.engine, name, role, hash_password(password))
-            finally:
-                store.engine.dispose()
+            store = eng.engine.store  # not a second Store: see test_console_http.Console.store
+            assert store is not None
+            for name, (role, password) in USERS.items():
+                add_account(store.engine, name, role, hash_password(password))
             driver = _browser(tmp / "chromium-profile")
             try:
                 yield Site(f"http://127.0.0.1:{eng.engine.console.port}", driver, eng, sink)

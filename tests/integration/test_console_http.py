@@ -57,16 +57,23 @@ class Console:
         return httpx.Client(base_url=self.base, follow_redirects=False, timeout=20)
 
     def store(self) -> Store:
-        return Store(f"sqlite:///{self.path.parent / 'var' / 'eai.db'}", self.path.parent / "var")
+        """The engine's own store: a second SQLite connection opened in this process would
+        drop the engine's POSIX locks on the file when its open() probe closes."""
+        store = self.eng.engine.store
+        assert store is not None
+        return store
+
+
+def _users(path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EAI_")}
+    return subprocess.run(
+        [sys.executable, "-c", "from eai.cli import main; main()", "users", *args, "-c", str(path)],
+        input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
 
 
 def _users_add(path: Path, name: str, role: str, password: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EAI_")}
-    return subprocess.run(
-        [sys.executable, "-c", "from eai.cli import main; main()", "users", "add", name,
-         "--role", role, "-c", str(path)],
-        input=password + "\n", capture_output=True, text=True, env=env, timeout=60, check=False,
-    )  # fmt: skip
+    return _users(path, "add", name, "--role", role, stdin=password + "\n")
 
 
 @pytest.fixture
@@ -78,12 +85,8 @@ def console(tmp_path: Path) -> Iterator[Console]:
             c = Console(f"http://127.0.0.1:{eng.engine.console.port}", path, eng, sink)
             res = _users_add(path, "ada", "admin", PASSWORDS["ada"])
             assert res.returncode == 0, res.stderr
-            store = c.store()
-            try:
-                for name in ("vera", "otto"):
-                    add_account(store.engine, name, ROLES[name], hash_password(PASSWORDS[name]))
-            finally:
-                store.engine.dispose()
+            for name in ("vera", "otto"):
+                add_account(c.store().engine, name, ROLES[name], hash_password(PASSWORDS[name]))
             yield c
 
 
@@ -136,10 +139,7 @@ def test_anonymous_is_sent_to_the_login_page_and_roles_are_enforced(console: Con
                     r = c.request(method, url, data=data if method == "POST" else None)
                     assert r.status_code == 403, (name, spec.path, r.status_code)
     store = console.store()
-    try:
-        assert not [r for r in list_audit(store.engine) if r.entry.action in ("pause", "read-raw")]
-    finally:
-        store.engine.dispose()
+    assert not [r for r in list_audit(store.engine) if r.entry.action in ("pause", "read-raw")]
 
 
 def test_state_changes_need_the_csrf_token(console: Console) -> None:
@@ -162,10 +162,7 @@ def test_state_changes_need_the_csrf_token(console: Console) -> None:
         assert done.status_code == 200 and "dcc paused" in done.text
         assert "state-paused" in c.get("/overview/rows").text
     store = console.store()
-    try:
-        pause = [r for r in list_audit(store.engine) if r.entry.action == "pause"]
-    finally:
-        store.engine.dispose()
+    pause = [r for r in list_audit(store.engine) if r.entry.action == "pause"]
     assert len(pause) == 1
     assert pause[0].actor.name == "otto" and pause[0].actor.kind == "account"
     assert pause[0].actor.peer == "127.0.0.1" and pause[0].actor.via == "console"
@@ -199,10 +196,7 @@ def test_viewer_pages_hold_no_patient_data(console: Console) -> None:
             c.get("/messages/2"),
         ]
         store = console.store()
-        try:
-            patient_hash = store.cipher.hash_id(PATIENT)
-        finally:
-            store.engine.dispose()
+        patient_hash = store.cipher.hash_id(PATIENT)
         pages.append(c.get("/messages", params={"patient_hash": patient_hash}))
         assert pages[-1].text.count('class="msg"') == 2 and 'id="by-patient"' in pages[-1].text
         for r in pages:
@@ -235,10 +229,7 @@ def test_operator_reads_the_payload_with_a_reason_recorded_first(console: Consol
         not_held = c.post("/deliveries/1/release?m=1", data={"csrf": csrf, "confirm": "yes"})
         assert not_held.status_code == 409 and "not held" in not_held.text
     store = console.store()
-    try:
-        rows = {r.entry.action: r for r in list_audit(store.engine)}
-    finally:
-        store.engine.dispose()
+    rows = {r.entry.action: r for r in list_audit(store.engine)}
     assert rows["read-raw"].actor.name == "otto" and "ticket 42" in rows["read-raw"].entry.detail
     assert rows["replay"].actor.name == "otto" and rows["replay"].entry.message_id == 1
     assert rows["login"].actor.name == "otto"
@@ -253,11 +244,8 @@ def test_https_when_a_certificate_is_configured(tmp_path: Path) -> None:
         path = write_routes(tmp_path, sink.port, extra=CONSOLE + tls)
         with EngineThread(path) as eng:
             assert eng.engine.console is not None
-            store = Store(f"sqlite:///{tmp_path / 'var' / 'eai.db'}", tmp_path / "var")
-            try:
-                add_account(store.engine, "vera", "viewer", hash_password(PASSWORDS["vera"]))
-            finally:
-                store.engine.dispose()
+            assert eng.engine.store is not None
+            add_account(eng.engine.store.engine, "vera", "viewer", hash_password(PASSWORDS["vera"]))
             base = f"https://127.0.0.1:{eng.engine.console.port}"
             with httpx.Client(
                 base_url=base, verify=ssl.create_default_context(cafile=str(pki.ca))
@@ -287,13 +275,34 @@ def test_wrong_passwords_lock_the_account(console: Console) -> None:
     assert by_name["vera"]["locked"] is True and by_name["otto"]["locked"] is False
     assert "password" not in listed.stdout.replace("password_hash", "")
     store = console.store()
-    try:
-        failed = [r for r in list_audit(store.engine) if r.entry.action == "login-failed"]
-    finally:
-        store.engine.dispose()
+    failed = [r for r in list_audit(store.engine) if r.entry.action == "login-failed"]
     details = [r.entry.detail for r in reversed(failed)]
     assert details[2].startswith("wrong password; account locked")
     assert details[3] == "account locked" and failed[0].entry.detail == "unknown account"
     assert [r.entry.outcome for r in reversed(failed)][:4] == [
         "failure", "failure", "failure", "denied"
     ]  # fmt: skip
+
+
+def test_passwd_unlocks_and_disable_ends_the_sessions(console: Console) -> None:
+    short = _users(console.path, "passwd", "vera", stdin="short\n")
+    assert short.returncode != 0 and "at least 12" in short.stderr
+    again = _users_add(console.path, "vera", "viewer", "another-pass-123")
+    assert again.returncode != 0 and "exists" in again.stderr
+    with console.client() as c:
+        for _ in range(3):
+            login(c, "vera", "not-the-password")
+        assert "locked" in login(c, "vera").text
+    res = _users(console.path, "passwd", "vera", stdin="a-new-pass-1234\n")
+    assert res.returncode == 0, res.stderr
+    with console.client() as c:
+        assert login(c, "vera", "a-new-pass-1234").status_code == 303
+        assert c.get("/").status_code == 200
+        res = _users(console.path, "disable", "vera")
+        assert res.returncode == 0, res.stderr
+        assert c.get("/").status_code == 303  # the open session ended
+        refused = login(c, "vera", "a-new-pass-1234")
+        assert refused.status_code == 401
+    listed = _users(console.path, "list")
+    assert re.search(r"^vera\s+viewer\s+disabled", listed.stdout, re.M), listed.stdout
+    assert _users(console.path, "disable", "nobody").returncode == 3

@@ -32,14 +32,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel
-
 from eai import plugins
 from eai.message_types import MessageKindSpec, message_kinds, register_message_kind
 from eai.messages import DeliveryResult, IngestResult, JournalEntry, OutboxItem
 
 if TYPE_CHECKING:
     import click
+    from pydantic import BaseModel
 
     from eai.config import Config, DestinationConfig, ListenerConfig
     from eai.routing import Routable
@@ -137,8 +136,8 @@ class Destination(Protocol):
     async def close(self) -> None: ...
 
 
-LC = TypeVar("LC", bound=BaseModel)
-DC = TypeVar("DC", bound=BaseModel)
+LC = TypeVar("LC", bound="BaseModel")  # pydantic named for the type checker only: the
+DC = TypeVar("DC", bound="BaseModel")  # journal's readers import the registry, not pydantic
 
 
 @dataclass(frozen=True)

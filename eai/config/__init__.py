@@ -9,27 +9,41 @@ raise ``PydanticCustomError(type, msg, {"key": "<yaml key>", ...})`` to have
 the issue point at that key rather than at the whole mapping. Plugins add
 ``when`` conditions, route keys and cross-checks through :mod:`eai.registry`;
 :func:`route_model` / :func:`when_model` are the models with them.
+
+Imported lazily (PEP 562): ``import eai.config`` loads nothing, and a name is imported
+from its module when first asked for. :func:`journal_location` (where the journal is,
+read with YAML alone) and :func:`listed` load no model; every other name loads the models
+(and with them the core's ``when:`` keys and the CDA message kind, registered on import),
+as importing this package did before. A new export goes in :data:`_EXPORTS`, and in the
+``TYPE_CHECKING`` imports for the type checker.
 """
 
-from eai.config._base import (
-    DestinationConfig,
-    Duration,
-    ListenerConfig,
-    Model,
-    RetryPolicy,
-    TlsClientConfig,
-    TlsServerConfig,
-    parse_duration,
-)
-from eai.config._conditions import HL7Path, MessageTypePattern, MessageTypeSet
-from eai.config._engine import EngineConfig
-from eai.config._exposure import INSECURE_HINT, ExposureRule, exposure_check, is_loopback
-from eai.config._identity import IdentityConfig, IdentityServerConfig, SmtpConfig
-from eai.config._loader import check_config, load_config, load_config_text, load_engine_config
-from eai.config._model import Config, config_model, route_model, when_model
-from eai.config._raw import listed
-from eai.config._routes import Route, When
-from eai.config._schema import config_json_schema
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eai.config._base import (
+        DestinationConfig,
+        Duration,
+        ListenerConfig,
+        Model,
+        RetryPolicy,
+        TlsClientConfig,
+        TlsServerConfig,
+        parse_duration,
+    )
+    from eai.config._conditions import HL7Path, MessageTypePattern, MessageTypeSet
+    from eai.config._engine import EngineConfig
+    from eai.config._exposure import INSECURE_HINT, ExposureRule, exposure_check, is_loopback
+    from eai.config._identity import IdentityConfig, IdentityServerConfig, SmtpConfig
+    from eai.config._journal import JournalLocation, journal_location
+    from eai.config._loader import check_config, load_config, load_config_text, load_engine_config
+    from eai.config._model import Config, config_model, route_model, when_model
+    from eai.config._raw import listed
+    from eai.config._routes import Route, When
+    from eai.config._schema import config_json_schema
 
 __all__ = [
     "Config",
@@ -41,6 +55,7 @@ __all__ = [
     "HL7Path",
     "IdentityConfig",
     "IdentityServerConfig",
+    "JournalLocation",
     "ListenerConfig",
     "MessageTypePattern",
     "MessageTypeSet",
@@ -56,6 +71,7 @@ __all__ = [
     "config_model",
     "exposure_check",
     "is_loopback",
+    "journal_location",
     "listed",
     "load_config",
     "load_config_text",
@@ -64,3 +80,58 @@ __all__ = [
     "route_model",
     "when_model",
 ]
+
+_EXPORTS: dict[str, str] = {
+    "DestinationConfig": "eai.config._base",
+    "Duration": "eai.config._base",
+    "ListenerConfig": "eai.config._base",
+    "Model": "eai.config._base",
+    "RetryPolicy": "eai.config._base",
+    "TlsClientConfig": "eai.config._base",
+    "TlsServerConfig": "eai.config._base",
+    "parse_duration": "eai.config._base",
+    "HL7Path": "eai.config._conditions",
+    "MessageTypePattern": "eai.config._conditions",
+    "MessageTypeSet": "eai.config._conditions",
+    "EngineConfig": "eai.config._engine",
+    "INSECURE_HINT": "eai.config._exposure",
+    "ExposureRule": "eai.config._exposure",
+    "exposure_check": "eai.config._exposure",
+    "is_loopback": "eai.config._exposure",
+    "IdentityConfig": "eai.config._identity",
+    "IdentityServerConfig": "eai.config._identity",
+    "SmtpConfig": "eai.config._identity",
+    "check_config": "eai.config._loader",
+    "load_config": "eai.config._loader",
+    "load_config_text": "eai.config._loader",
+    "load_engine_config": "eai.config._loader",
+    "Config": "eai.config._model",
+    "config_model": "eai.config._model",
+    "route_model": "eai.config._model",
+    "when_model": "eai.config._model",
+    "JournalLocation": "eai.config._journal",
+    "journal_location": "eai.config._journal",
+    "listed": "eai.config._raw",
+    "Route": "eai.config._routes",
+    "When": "eai.config._routes",
+    "config_json_schema": "eai.config._schema",
+}
+"""Each exported name -> the module that defines it."""
+
+_LIGHT = frozenset({"JournalLocation", "journal_location", "listed"})
+"""Names whose module imports no model (nor pydantic)."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'eai.config' has no attribute {name!r}")
+    if name not in _LIGHT:
+        importlib.import_module("eai.config._model")  # registers the core's when: keys
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -20,52 +20,68 @@ The public API of the store; its modules are private, one job each:
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
 
 from eai.messages import IngestResult, JournalEntry
-from eai.store._anomalies import (
-    CONTROL_ID_REUSED,
-    AnomalyRow,
-    list_anomalies,
-    mark_notified,
-    pending_for_notification,
-)
-from eai.store._claims import (
-    ClaimedDelivery,
-    ClaimedMessage,
-    claim_deliveries,
-    claim_messages,
-    clear_leases,
-)
 from eai.store._crypto import KEY_FILE, Cipher, load_master_key
 from eai.store._db import is_sqlite, open_engine, prepare_schema
-from eai.store._identity_ops import IdentityOp, XrefRecord, XrefRedirect
 from eai.store._journal import content_lines, insert_entries, naive_utc, utcnow
-from eai.store._listing import DeliveryView, EventView, MessageView, list_messages, message_detail
-from eai.store._outbox import DeliveryOutcome, record_outcomes
-from eai.store._plans import MessagePlan, PlannedDelivery, apply_plans, held_messages, settle_held
-from eai.store._support_actions import read_raw, release, replay_plans, resend, set_paused
-from eai.store._support_queries import (
-    QueueView,
-    content_deliveries,
-    messages_for_replay,
-    queue_stats,
-    settlement,
-)
 from eai.store._writer import Writer
-from eai.store._xref import (
-    RecordOutcome,
-    change_identifier,
-    local_ordering_key,
-    ordering_key_for,
-    record_xref,
-)
-from eai.store._xref import merge as merge_identities
-from eai.store._xref_lookup import MergeEvent, XrefEntry, XrefView
-from eai.store._xref_lookup import lookup as xref_lookup
+
+if TYPE_CHECKING:
+    from eai.store._anomalies import (
+        CONTROL_ID_REUSED,
+        AnomalyRow,
+        list_anomalies,
+        mark_notified,
+        pending_for_notification,
+    )
+    from eai.store._claims import (
+        ClaimedDelivery,
+        ClaimedMessage,
+        claim_deliveries,
+        claim_messages,
+        clear_leases,
+    )
+    from eai.store._identity_ops import IdentityOp, XrefRecord, XrefRedirect
+    from eai.store._listing import (
+        DeliveryView,
+        EventView,
+        MessageView,
+        list_messages,
+        message_detail,
+    )
+    from eai.store._outbox import DeliveryOutcome, record_outcomes
+    from eai.store._plans import (
+        MessagePlan,
+        PlannedDelivery,
+        apply_plans,
+        held_messages,
+        settle_held,
+    )
+    from eai.store._support_actions import read_raw, release, replay_plans, resend, set_paused
+    from eai.store._support_queries import (
+        QueueView,
+        content_deliveries,
+        messages_for_replay,
+        queue_stats,
+        settlement,
+    )
+    from eai.store._xref import (
+        RecordOutcome,
+        change_identifier,
+        local_ordering_key,
+        ordering_key_for,
+        record_xref,
+    )
+    from eai.store._xref import merge as merge_identities
+    from eai.store._xref_lookup import MergeEvent, XrefEntry, XrefView
+    from eai.store._xref_lookup import lookup as xref_lookup
 
 __all__ = [
     "CONTROL_ID_REUSED",
@@ -123,6 +139,71 @@ __all__ = [
     "utcnow",
     "xref_lookup",
 ]
+
+_LAZY: dict[str, tuple[str, str]] = {
+    "AnomalyRow": ("eai.store._anomalies", "AnomalyRow"),
+    "CONTROL_ID_REUSED": ("eai.store._anomalies", "CONTROL_ID_REUSED"),
+    "ClaimedDelivery": ("eai.store._claims", "ClaimedDelivery"),
+    "ClaimedMessage": ("eai.store._claims", "ClaimedMessage"),
+    "DeliveryOutcome": ("eai.store._outbox", "DeliveryOutcome"),
+    "DeliveryView": ("eai.store._listing", "DeliveryView"),
+    "EventView": ("eai.store._listing", "EventView"),
+    "IdentityOp": ("eai.store._identity_ops", "IdentityOp"),
+    "MergeEvent": ("eai.store._xref_lookup", "MergeEvent"),
+    "MessagePlan": ("eai.store._plans", "MessagePlan"),
+    "MessageView": ("eai.store._listing", "MessageView"),
+    "PlannedDelivery": ("eai.store._plans", "PlannedDelivery"),
+    "QueueView": ("eai.store._support_queries", "QueueView"),
+    "RecordOutcome": ("eai.store._xref", "RecordOutcome"),
+    "XrefEntry": ("eai.store._xref_lookup", "XrefEntry"),
+    "XrefRecord": ("eai.store._identity_ops", "XrefRecord"),
+    "XrefRedirect": ("eai.store._identity_ops", "XrefRedirect"),
+    "XrefView": ("eai.store._xref_lookup", "XrefView"),
+    "apply_plans": ("eai.store._plans", "apply_plans"),
+    "change_identifier": ("eai.store._xref", "change_identifier"),
+    "claim_deliveries": ("eai.store._claims", "claim_deliveries"),
+    "claim_messages": ("eai.store._claims", "claim_messages"),
+    "clear_leases": ("eai.store._claims", "clear_leases"),
+    "content_deliveries": ("eai.store._support_queries", "content_deliveries"),
+    "held_messages": ("eai.store._plans", "held_messages"),
+    "list_anomalies": ("eai.store._anomalies", "list_anomalies"),
+    "list_messages": ("eai.store._listing", "list_messages"),
+    "local_ordering_key": ("eai.store._xref", "local_ordering_key"),
+    "mark_notified": ("eai.store._anomalies", "mark_notified"),
+    "merge_identities": ("eai.store._xref", "merge"),
+    "message_detail": ("eai.store._listing", "message_detail"),
+    "messages_for_replay": ("eai.store._support_queries", "messages_for_replay"),
+    "ordering_key_for": ("eai.store._xref", "ordering_key_for"),
+    "pending_for_notification": ("eai.store._anomalies", "pending_for_notification"),
+    "queue_stats": ("eai.store._support_queries", "queue_stats"),
+    "read_raw": ("eai.store._support_actions", "read_raw"),
+    "record_outcomes": ("eai.store._outbox", "record_outcomes"),
+    "record_xref": ("eai.store._xref", "record_xref"),
+    "release": ("eai.store._support_actions", "release"),
+    "replay_plans": ("eai.store._support_actions", "replay_plans"),
+    "resend": ("eai.store._support_actions", "resend"),
+    "set_paused": ("eai.store._support_actions", "set_paused"),
+    "settle_held": ("eai.store._plans", "settle_held"),
+    "settlement": ("eai.store._support_queries", "settlement"),
+    "xref_lookup": ("eai.store._xref_lookup", "lookup"),
+}
+"""Exported name -> (module, attribute), imported when first asked for (PEP 562): the
+journal's readers (``eai messages list``) load SQLAlchemy and the few modules they use,
+not the pipeline's, the claims' or the identity cross-references'. A new export goes here
+and in the ``TYPE_CHECKING`` imports above."""
+
+
+def __getattr__(name: str) -> Any:
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module 'eai.store' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where[0]), where[1])
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 class Store:

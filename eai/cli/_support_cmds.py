@@ -287,6 +287,7 @@ def replay(
                         plans,
                         config_path=str(config_path.resolve()),
                         config_sha256=config_sha256,
+                        cipher=store.cipher,
                     )
                 for p in plans:
                     report.append(
@@ -318,7 +319,7 @@ def resend_cmd(config_path: Path, delivery_ids: tuple[int, ...]) -> None:
     """Send deliveries again, exactly as they were."""
     store = open_store(read_config(config_path))
     try:
-        created = journal.resend(store.engine, delivery_ids)
+        created = journal.resend(store.engine, delivery_ids, cipher=store.cipher)
     finally:
         store.engine.dispose()
     for old, new in zip(delivery_ids, created, strict=True):
@@ -365,7 +366,7 @@ def _set_paused(config_path: Path, destination: str, paused: bool) -> None:
         raise NotFound(f"unknown destination {destination!r} in {config_path}")
     store = open_store(config)
     try:
-        journal.set_paused(store.engine, destination, paused)
+        journal.set_paused(store.engine, destination, paused, cipher=store.cipher)
     finally:
         store.engine.dispose()
     click.echo(f"{destination} {'paused' if paused else 'resumed'}")

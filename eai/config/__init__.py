@@ -24,6 +24,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from eai.config._audit import AuditConfig, SyslogConfig
     from eai.config._base import (
         DestinationConfig,
         Duration,
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
     from eai.config._schema import config_json_schema
 
 __all__ = [
+    "AuditConfig",
+    "SyslogConfig",
     "Config",
     "DestinationConfig",
     "Duration",
@@ -82,6 +85,8 @@ __all__ = [
 ]
 
 _EXPORTS: dict[str, str] = {
+    "AuditConfig": "eai.config._audit",
+    "SyslogConfig": "eai.config._audit",
     "DestinationConfig": "eai.config._base",
     "Duration": "eai.config._base",
     "ListenerConfig": "eai.config._base",

@@ -8,12 +8,17 @@ The public API of the store; its modules are private, one job each:
 - claims with leases (``_claims``): :func:`claim_messages`, :func:`claim_deliveries`;
 - the pipeline's decisions (``_plans``): :class:`MessagePlan`, :func:`apply_plans`,
   :func:`settle_held`; the outbox rows' outcomes (``_outbox``): :func:`record_outcomes`;
+- follow-ups, the rows an outcome or a receipt adds (``_follow_ups``): :func:`add_follow_ups`,
+  :func:`delivery_item`;
 - support queries (``_listing``, ``_support_queries``): :func:`list_messages`,
   :func:`message_detail`, :func:`queue_stats`, :func:`settlement`...;
 - support actions (``_support_actions``): :func:`read_raw`, :func:`resend`,
   :func:`set_paused`, :func:`release`, :func:`replay_plans`;
 - anomalies (``_anomalies``); identity cross-references (``_xref``), the pipeline's
   identity writes (``_identity_ops``) and ``eai identity lookup`` (``_xref_lookup``);
+- the audit trail (``_audit``, ``_audit_chain``): :func:`append_audit` (a record chained
+  to the one before by a keyed hash), :func:`verify_chain`, :func:`list_audit`,
+  :func:`purge_audit`; the forwarders' cursors;
 - the journal itself (``_journal``, its hot path on ``_driver_sql``): :func:`insert_entries`;
   its tables, for tests and tooling, in :mod:`eai.store.schema`.
 """
@@ -41,6 +46,17 @@ if TYPE_CHECKING:
         mark_notified,
         pending_for_notification,
     )
+    from eai.store._audit import AuditActor, AuditEntry, AuditRecord
+    from eai.store._audit import append as append_audit
+    from eai.store._audit_chain import (
+        ChainCheck,
+        audit_after,
+        audit_cursor,
+        list_audit,
+        purge_audit,
+        set_audit_cursor,
+        verify_chain,
+    )
     from eai.store._claims import (
         ClaimedDelivery,
         ClaimedMessage,
@@ -48,6 +64,7 @@ if TYPE_CHECKING:
         claim_messages,
         clear_leases,
     )
+    from eai.store._follow_ups import add_follow_ups, delivery_item
     from eai.store._identity_ops import IdentityOp, XrefRecord, XrefRedirect
     from eai.store._listing import (
         DeliveryView,
@@ -64,7 +81,14 @@ if TYPE_CHECKING:
         held_messages,
         settle_held,
     )
-    from eai.store._support_actions import read_raw, release, replay_plans, resend, set_paused
+    from eai.store._support_actions import (
+        cli_actor,
+        read_raw,
+        release,
+        replay_plans,
+        resend,
+        set_paused,
+    )
     from eai.store._support_queries import (
         QueueView,
         content_deliveries,
@@ -84,6 +108,18 @@ if TYPE_CHECKING:
     from eai.store._xref_lookup import lookup as xref_lookup
 
 __all__ = [
+    "AuditActor",
+    "AuditEntry",
+    "AuditRecord",
+    "ChainCheck",
+    "append_audit",
+    "audit_after",
+    "audit_cursor",
+    "cli_actor",
+    "list_audit",
+    "purge_audit",
+    "set_audit_cursor",
+    "verify_chain",
     "CONTROL_ID_REUSED",
     "KEY_FILE",
     "AnomalyRow",
@@ -105,6 +141,7 @@ __all__ = [
     "XrefRecord",
     "XrefRedirect",
     "XrefView",
+    "add_follow_ups",
     "apply_plans",
     "change_identifier",
     "claim_deliveries",
@@ -112,6 +149,7 @@ __all__ = [
     "clear_leases",
     "content_deliveries",
     "content_lines",
+    "delivery_item",
     "held_messages",
     "insert_entries",
     "list_anomalies",
@@ -142,7 +180,11 @@ __all__ = [
 
 _LAZY: dict[str, tuple[str, str]] = {
     "AnomalyRow": ("eai.store._anomalies", "AnomalyRow"),
+    "AuditActor": ("eai.store._audit", "AuditActor"),
+    "AuditEntry": ("eai.store._audit", "AuditEntry"),
+    "AuditRecord": ("eai.store._audit", "AuditRecord"),
     "CONTROL_ID_REUSED": ("eai.store._anomalies", "CONTROL_ID_REUSED"),
+    "ChainCheck": ("eai.store._audit_chain", "ChainCheck"),
     "ClaimedDelivery": ("eai.store._claims", "ClaimedDelivery"),
     "ClaimedMessage": ("eai.store._claims", "ClaimedMessage"),
     "DeliveryOutcome": ("eai.store._outbox", "DeliveryOutcome"),
@@ -159,14 +201,21 @@ _LAZY: dict[str, tuple[str, str]] = {
     "XrefRecord": ("eai.store._identity_ops", "XrefRecord"),
     "XrefRedirect": ("eai.store._identity_ops", "XrefRedirect"),
     "XrefView": ("eai.store._xref_lookup", "XrefView"),
+    "add_follow_ups": ("eai.store._follow_ups", "add_follow_ups"),
+    "append_audit": ("eai.store._audit", "append"),
     "apply_plans": ("eai.store._plans", "apply_plans"),
+    "audit_after": ("eai.store._audit_chain", "audit_after"),
+    "audit_cursor": ("eai.store._audit_chain", "audit_cursor"),
     "change_identifier": ("eai.store._xref", "change_identifier"),
     "claim_deliveries": ("eai.store._claims", "claim_deliveries"),
     "claim_messages": ("eai.store._claims", "claim_messages"),
     "clear_leases": ("eai.store._claims", "clear_leases"),
+    "cli_actor": ("eai.store._support_actions", "cli_actor"),
     "content_deliveries": ("eai.store._support_queries", "content_deliveries"),
+    "delivery_item": ("eai.store._follow_ups", "delivery_item"),
     "held_messages": ("eai.store._plans", "held_messages"),
     "list_anomalies": ("eai.store._anomalies", "list_anomalies"),
+    "list_audit": ("eai.store._audit_chain", "list_audit"),
     "list_messages": ("eai.store._listing", "list_messages"),
     "local_ordering_key": ("eai.store._xref", "local_ordering_key"),
     "mark_notified": ("eai.store._anomalies", "mark_notified"),
@@ -175,6 +224,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "messages_for_replay": ("eai.store._support_queries", "messages_for_replay"),
     "ordering_key_for": ("eai.store._xref", "ordering_key_for"),
     "pending_for_notification": ("eai.store._anomalies", "pending_for_notification"),
+    "purge_audit": ("eai.store._audit_chain", "purge_audit"),
     "queue_stats": ("eai.store._support_queries", "queue_stats"),
     "read_raw": ("eai.store._support_actions", "read_raw"),
     "record_outcomes": ("eai.store._outbox", "record_outcomes"),
@@ -182,15 +232,17 @@ _LAZY: dict[str, tuple[str, str]] = {
     "release": ("eai.store._support_actions", "release"),
     "replay_plans": ("eai.store._support_actions", "replay_plans"),
     "resend": ("eai.store._support_actions", "resend"),
+    "set_audit_cursor": ("eai.store._audit_chain", "set_audit_cursor"),
     "set_paused": ("eai.store._support_actions", "set_paused"),
     "settle_held": ("eai.store._plans", "settle_held"),
     "settlement": ("eai.store._support_queries", "settlement"),
+    "verify_chain": ("eai.store._audit_chain", "verify_chain"),
     "xref_lookup": ("eai.store._xref_lookup", "lookup"),
 }
 """Exported name -> (module, attribute), imported when first asked for (PEP 562): the
 journal's readers (``eai messages list``) load SQLAlchemy and the few modules they use,
 not the pipeline's, the claims' or the identity cross-references'. A new export goes here
-and in the ``TYPE_CHECKING`` imports above."""
+and in the ``TYPE_CHECKING`` imports above (or, eagerly imported, only in ``__all__``)."""
 
 
 def __getattr__(name: str) -> Any:

@@ -19,6 +19,7 @@ The public API of the store; its modules are private, one job each:
 - the audit trail (``_audit``, ``_audit_chain``): :func:`append_audit` (a record chained
   to the one before by a keyed hash), :func:`verify_chain`, :func:`list_audit`,
   :func:`purge_audit`; the forwarders' cursors;
+- engine-wide events, of no message (``_engine_events``): :func:`engine_events`;
 - the journal itself (``_journal``, its hot path on ``_driver_sql``): :func:`insert_entries`;
   its tables, for tests and tooling, in :mod:`eai.store.schema`.
 """
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
         claim_messages,
         clear_leases,
     )
+    from eai.store._engine_events import ENGINE_EVENT_KINDS, EngineEvent, engine_events
     from eai.store._follow_ups import add_follow_ups, delivery_item
     from eai.store._identity_ops import IdentityOp, XrefRecord, XrefRedirect
     from eai.store._listing import (
@@ -108,6 +110,9 @@ if TYPE_CHECKING:
     from eai.store._xref_lookup import lookup as xref_lookup
 
 __all__ = [
+    "ENGINE_EVENT_KINDS",
+    "EngineEvent",
+    "engine_events",
     "AuditActor",
     "AuditEntry",
     "AuditRecord",
@@ -179,6 +184,9 @@ __all__ = [
 ]
 
 _LAZY: dict[str, tuple[str, str]] = {
+    "ENGINE_EVENT_KINDS": ("eai.store._engine_events", "ENGINE_EVENT_KINDS"),
+    "EngineEvent": ("eai.store._engine_events", "EngineEvent"),
+    "engine_events": ("eai.store._engine_events", "engine_events"),
     "AnomalyRow": ("eai.store._anomalies", "AnomalyRow"),
     "AuditActor": ("eai.store._audit", "AuditActor"),
     "AuditEntry": ("eai.store._audit", "AuditEntry"),

@@ -27,6 +27,7 @@ The public API of the store; its modules are private, one job each:
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,6 @@ from sqlalchemy import Connection, Engine
 from eai.messages import IngestResult, JournalEntry
 from eai.store._crypto import KEY_FILE, Cipher, load_master_key
 from eai.store._db import is_sqlite, open_engine, prepare_schema
-from eai.store._journal import content_lines, insert_entries, naive_utc, utcnow
 from eai.store._writer import Writer
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from eai.store._engine_events import ENGINE_EVENT_KINDS, EngineEvent, engine_events
     from eai.store._follow_ups import add_follow_ups, delivery_item
     from eai.store._identity_ops import IdentityOp, XrefRecord, XrefRedirect
+    from eai.store._journal import content_lines, insert_entries, naive_utc, utcnow
     from eai.store._listing import (
         DeliveryView,
         EventView,
@@ -184,6 +185,10 @@ __all__ = [
 ]
 
 _LAZY: dict[str, tuple[str, str]] = {
+    "content_lines": ("eai.store._journal", "content_lines"),
+    "insert_entries": ("eai.store._journal", "insert_entries"),
+    "naive_utc": ("eai.store._journal", "naive_utc"),
+    "utcnow": ("eai.store._journal", "utcnow"),
     "ENGINE_EVENT_KINDS": ("eai.store._engine_events", "ENGINE_EVENT_KINDS"),
     "EngineEvent": ("eai.store._engine_events", "EngineEvent"),
     "engine_events": ("eai.store._engine_events", "engine_events"),
@@ -288,7 +293,10 @@ class Store:
         return is_sqlite(self.engine)
 
     def _journal_batch(self, conn: Connection, entries: list[JournalEntry]) -> list[IngestResult]:
-        return insert_entries(conn, self.cipher, entries)
+        # looked up on the package, as a caller of eai.store.insert_entries would: the
+        # journal's write path is imported when the writer first works, not to list it
+        journal: Any = sys.modules[__name__]
+        return journal.insert_entries(conn, self.cipher, entries)  # type: ignore[no-any-return]
 
     async def ingest(self, entry: JournalEntry) -> IngestResult:
         """The listeners' :data:`eai.registry.Ingest`: returns after the durable commit."""

@@ -200,6 +200,7 @@ def test_messages_list_reads_a_plain_engine_section_without_pydantic(tmp_path: P
         "eai.config._yaml",
     ]
     unused = {"_claims", "_plans", "_outbox", "_support_actions", "_support_queries", "_xref"}
+    unused |= {"_journal", "_anomalies", "_audit"}  # the write path, anomalies, audit trail
     assert not {m.removeprefix("eai.store.") for m in loaded if m.startswith("eai.store.")} & unused
 
 

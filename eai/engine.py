@@ -34,6 +34,7 @@ from eai._reload import (
 )
 from eai._scheduler_logs import quiet_scheduler_logs
 from eai.admin import AdminServer, Caller
+from eai.alerts import Alerter, Signals, TlsRejectionWatch, listener_ports
 from eai.anomaly_mail import AnomalyMailer
 from eai.config import Config
 from eai.delivery import DeliveryWorker
@@ -107,13 +108,29 @@ class _JournalView:
 class _Ingest:
     """The listeners' :class:`eai.registry.ThreadIngest`: journal, then wake the pipeline."""
 
-    def __init__(self, store: Store, wake: asyncio.Event, loop: asyncio.AbstractEventLoop):
+    def __init__(
+        self,
+        store: Store,
+        wake: asyncio.Event,
+        loop: asyncio.AbstractEventLoop,
+        signals: Signals | None = None,
+    ):
         self._store = store
         self._wake = wake
         self._loop = loop
+        self._signals = signals
+
+    def _failed(self) -> None:
+        """The listener answers AE/CE: counted for the ``journal_failing`` alert."""
+        if self._signals is not None:
+            self._signals.journal_failed()
 
     async def __call__(self, entry: JournalEntry) -> IngestResult:
-        result = await self._store.ingest(entry)
+        try:
+            result = await self._store.ingest(entry)
+        except Exception:
+            self._failed()
+            raise
         if not result.duplicate and entry.status == "received":
             self._wake.set()
         return result
@@ -124,7 +141,11 @@ class _Ingest:
         timeout: float,
         before_commit: Callable[[], object] | None = None,
     ) -> IngestResult:
-        result = self._store.ingest_blocking(entry, timeout, before_commit)
+        try:
+            result = self._store.ingest_blocking(entry, timeout, before_commit)
+        except Exception:
+            self._failed()
+            raise
         if not result.duplicate and entry.status == "received":
             try:
                 self._loop.call_soon_threadsafe(self._wake.set)
@@ -160,6 +181,8 @@ class Engine:
         self.pipeline: Pipeline | None = None
         self.mailer: AnomalyMailer | None = None
         self.reconciler: Reconciler | None = None
+        self.alerter: Alerter | None = None
+        self.signals = Signals()
         self.workers: dict[str, DeliveryWorker] = {}
         self.started = asyncio.Event()
         self._pool: DeliveryPool | None = None
@@ -239,6 +262,8 @@ class Engine:
             self.pipeline.reconfigure(plan.config)
         if self.mailer is not None:
             self.mailer.reconfigure(plan.config.identity)
+        if self.alerter is not None:
+            self.alerter.reconfigure(plan.config)
         self._reschedule(plan.config)
         for name in plan.changed:
             await self._pool.retire(name)  # its batch finishes: no row sent twice
@@ -258,10 +283,27 @@ class Engine:
         scheduler.reschedule_job(
             "identity-digest", trigger="interval", seconds=config.identity.digest_every
         )
+        if self.alerter is not None:
+            self._schedule_alerts(scheduler, self.alerter)
         view = _JournalView(self.store) if self.store is not None else None
         for job in periodic_jobs().values():
             if scheduler.get_job(f"periodic:{job.name}") is not None:
                 scheduler.modify_job(f"periodic:{job.name}", args=[config, view])
+
+    @staticmethod
+    def _schedule_alerts(scheduler: AsyncIOScheduler, alerter: Alerter) -> None:
+        """The alerts job every ``alerts.every`` (when a rule is configured)."""
+        if scheduler.get_job("alerts") is not None:
+            scheduler.remove_job("alerts")
+        if alerter.wanted():
+            scheduler.add_job(
+                alerter.run_once,
+                "interval",
+                seconds=alerter.every,
+                id="alerts",
+                coalesce=True,
+                max_instances=1,
+            )
 
     def _on_sighup(self) -> None:
         task = asyncio.create_task(self._reload_logged("signal SIGHUP"))
@@ -309,6 +351,8 @@ class Engine:
         scheduler = self._scheduler = AsyncIOScheduler(timezone="UTC")
         pool = self._pool = DeliveryPool(store, self.node_id, cfg)
         self.workers = pool.workers
+        tls_watch = TlsRejectionWatch(self.signals)
+        logging.getLogger().addHandler(tls_watch)
         try:
             # Single-process SQLite: every lease in the journal was this engine's.
             owner = None if store.is_sqlite else self.node_id
@@ -333,7 +377,7 @@ class Engine:
             )
             pipeline = self.pipeline
 
-            ingest = _Ingest(store, pipeline.wake, asyncio.get_running_loop())
+            ingest = _Ingest(store, pipeline.wake, asyncio.get_running_loop(), self.signals)
             for lcfg in cfg.listeners:
                 listener = build_listener(lcfg, ingest)
                 await listener.start()
@@ -357,6 +401,16 @@ class Engine:
                     coalesce=True,
                     max_instances=1,
                 )
+            reconciler = self.reconciler
+            self.alerter = Alerter(
+                store,
+                cfg,
+                self.node_id,
+                self.signals,
+                lambda: listener_ports(self.listeners),
+                lambda: reconciler is not None and reconciler.outage_since is not None,
+            )
+            self._schedule_alerts(scheduler, self.alerter)
             view = _JournalView(store)
             for job in periodic_jobs().values():
                 scheduler.add_job(
@@ -382,6 +436,7 @@ class Engine:
             await stopping.wait()
             log.info("stopping: no new connections, finishing in-flight work")
         finally:
+            logging.getLogger().removeHandler(tls_watch)
             await admin.stop()
             for listener in self.listeners.values():
                 try:

@@ -80,8 +80,18 @@ class Alerter:
         self._certs = ExpiryCache()
         self._failing = False
         self.mails_sent = 0
+        self._say_unsendable(config)
+
+    def _say_unsendable(self, config: Config) -> None:
+        if active_rules(config) and config.identity.smtp is None:
+            log.warning(
+                "alerts: identity.smtp is not set: alerts are kept (eai alerts list), not mailed"
+            )
 
     def reconfigure(self, config: Config) -> None:
+        """Takes a reloaded routes.yaml (rules, recipients, SMTP) for the next evaluation."""
+        if config.identity.smtp is None and self._config.identity.smtp is not None:
+            self._say_unsendable(config)
         self._config = config
 
     @property

@@ -36,6 +36,7 @@ from eai._scheduler_logs import quiet_scheduler_logs
 from eai.admin import AdminServer, Caller
 from eai.alerts import Alerter, Signals, TlsRejectionWatch, listener_ports
 from eai.anomaly_mail import AnomalyMailer
+from eai.audit import AuditActor, AuditService, caller_actor, engine_actor
 from eai.config import Config
 from eai.delivery import DeliveryWorker
 from eai.errors import ConfigError, EaiError, StoreError
@@ -44,7 +45,7 @@ from eai.net import run_blocking
 from eai.pipeline import Pipeline
 from eai.reconciler import Reconciler
 from eai.registry import Listener, build_listener, periodic_jobs
-from eai.store import Store, clear_leases, settlement, utcnow
+from eai.store import AuditEntry, Store, append_audit, clear_leases, settlement, utcnow
 from eai.store.schema import events
 from identity.pdqm import IdentityServerClient
 
@@ -159,6 +160,19 @@ def _record_event(conn: Connection, kind: str, detail: str) -> None:
     conn.execute(insert(events).values(at=utcnow(), message_id=None, kind=kind, detail=detail))
 
 
+def _record_reload(
+    store: Store, actor: AuditActor, kind: str, detail: str, outcome: str
+) -> Callable[[Connection], None]:
+    """The reload's event and its ``config-reload`` audit record, in one transaction."""
+
+    def write(conn: Connection) -> None:
+        _record_event(conn, kind, detail)
+        entry = AuditEntry("config-reload", "routes.yaml", outcome=outcome, detail=detail)
+        append_audit(conn, store.cipher, actor, entry, utcnow())
+
+    return write
+
+
 class Engine:
     """Start with :meth:`run`; stop by setting the ``stopping`` event (or SIGTERM);
     reload routes.yaml with :meth:`reload` (or SIGHUP, or ``eai reload``)."""
@@ -194,11 +208,13 @@ class Engine:
         if self._pool is not None:
             self._pool.wake(destinations)
 
-    async def reload(self, by: str) -> dict[str, object]:
+    async def reload(self, by: str, actor: AuditActor | None = None) -> dict[str, object]:
         """Reads routes.yaml again and applies it (see :mod:`eai._reload`); ``by`` names who
         asked (the admin socket's caller, or the signal). An invalid file raises
         :class:`ConfigError` with its FILE:LINE:COL issues and the running config stays.
-        Both outcomes are logged and journaled as an event."""
+        Both outcomes are logged and journaled as an event and an audit record of
+        ``actor`` (default: the engine, as for a signal)."""
+        actor = actor or engine_actor(self.node_id, via=by)
         if (
             self.config_path is None
             or not self.started.is_set()
@@ -217,20 +233,24 @@ class Engine:
             try:
                 text = await run_blocking(path.read_bytes)
             except OSError as exc:
-                raise await self._refused(by, "", ConfigError([unreadable(path, exc)])) from exc
+                raise await self._refused(
+                    by, actor, "", ConfigError([unreadable(path, exc)])
+                ) from exc
             digest = config_hash(text)
             try:
                 new = await run_blocking(read_new_config, text, str(path))
                 plan = plan_reload(self.config, new)
                 workers = {n: self._pool.build(d) for n, d in plan.rebuilt().items()}
             except (ConfigError, ReloadRefused) as exc:
-                raise await self._refused(by, digest, exc) from exc
+                raise await self._refused(by, actor, digest, exc) from exc
             except Exception as exc:  # noqa: BLE001 - a connector that cannot be built
                 refused = ReloadRefused(f"a destination cannot be built: {exc}")
-                raise await self._refused(by, digest, refused) from exc
+                raise await self._refused(by, actor, digest, refused) from exc
             await self._apply(plan, workers)
             detail = f"by {by}; {path} sha256 {digest}; {plan.summary()}"
-            await self.store.writer.run(lambda c: _record_event(c, "config_reloaded", detail))
+            await self.store.writer.run(
+                _record_reload(self.store, actor, "config_reloaded", detail, "success")
+            )
             log.info("config reloaded by %s (sha256 %s): %s", by, digest[:12], plan.summary())
             for item in plan.restart_needed:
                 log.warning("reload: %s changed in %s; kept until a restart", item, path)
@@ -241,14 +261,16 @@ class Engine:
                 "restart_needed": list(plan.restart_needed),
             }
 
-    async def _refused(self, by: str, digest: str, exc: EaiError) -> EaiError:
+    async def _refused(self, by: str, actor: AuditActor, digest: str, exc: EaiError) -> EaiError:
         lines = str(exc).splitlines() or [type(exc).__name__]
         log.error("reload by %s refused; the running config stays:", by)
         for line in lines:
             log.error("  %s", line)
         if self.store is not None:
             detail = f"by {by}; {self.config_path} sha256 {digest or '-'}; " + "; ".join(lines)
-            await self.store.writer.run(lambda c: _record_event(c, "config_reload_refused", detail))
+            await self.store.writer.run(
+                _record_reload(self.store, actor, "config_reload_refused", detail, "failure")
+            )
         return exc
 
     async def _apply(self, plan: ReloadPlan, workers: dict[str, DeliveryWorker]) -> None:
@@ -320,7 +342,8 @@ class Engine:
             return None
 
     async def _admin_reload(self, caller: Caller, _request: dict[str, object]) -> dict[str, object]:
-        return await self.reload(f"{caller.describe()} through the admin socket")
+        actor = caller_actor(caller.user, caller.uid, caller.pid)
+        return await self.reload(f"{caller.describe()} through the admin socket", actor)
 
     async def run(
         self, stopping: asyncio.Event | None = None, install_signals: bool = False
@@ -384,6 +407,7 @@ class Engine:
                 self.listeners[lcfg.name] = listener
             tasks.append(asyncio.create_task(pipeline.run(stopping), name="pipeline"))
             tasks.append(asyncio.create_task(self.mailer.run(stopping), name="anomaly-mail"))
+            tasks.extend(AuditService(store, cfg.audit, self.node_id).start(scheduler, stopping))
             scheduler.add_job(
                 self.mailer.digest,
                 "interval",

@@ -1,13 +1,11 @@
 """``eai alerts``: the technical alerts' states, and silences.
 
-Touches: DB (reads the alerts; ``silence`` writes one row and its journal event), files
+Touches: DB (reads the alerts; ``silence`` writes one row and its audit record), files
 (the ``engine`` section of routes.yaml).
 """
 
 from __future__ import annotations
 
-import os
-import pwd
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,15 +14,6 @@ import click
 from eai.cli._common import CONFIG_OPTION, emit_json, open_journal
 
 __all__ = ["alerts"]
-
-
-def _os_user() -> str:
-    """The caller by real uid (never ``$USER``, which anyone can set)."""
-    uid = os.getuid()
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid-{uid}"
 
 
 @click.group()
@@ -88,12 +77,17 @@ def list_cmd(config_path: Path, as_json: bool, show_all: bool) -> None:
 @click.option("--for", "duration", required=True, help="how long: 30m, 2h, 1d")
 @click.option("--reason", required=True, help="why (kept with the silence)")
 def silence_cmd(config_path: Path, rule: str, scope: str, duration: str, reason: str) -> None:
-    """Mail nothing about RULE (``*``: every rule) on a scope until the time given: no
-    firing, repeat or resolved mail; the state is still kept. Recorded with the OS
-    user who asked and the reason."""
+    """Mail nothing about RULE (* for every rule) on a scope for a while.
+
+    No firing, repeat or resolved mail until it ends; the state is still kept. The
+    silence is recorded in the audit trail (eai audit list) with the OS user who asked
+    and the reason, in the same transaction."""
+    from sqlalchemy import Connection
+
     from eai.alerts import RULES
+    from eai.audit import os_user, record
     from eai.config import parse_duration
-    from eai.store import add_silence, utcnow
+    from eai.store import Silence, add_silence, utcnow
 
     if rule != "*" and rule not in RULES:
         raise click.BadParameter(
@@ -108,14 +102,27 @@ def silence_cmd(config_path: Path, rule: str, scope: str, duration: str, reason:
     if not reason.strip():
         raise click.BadParameter("say why", param_hint="--reason")
     store = open_journal(config_path)
+    actor = os_user()
+
+    def audited(conn: Connection, s: Silence) -> object:
+        return record(
+            store,
+            actor,
+            "silence",
+            target=f"{s.rule} {s.scope or '*'}",
+            detail=f"silence {s.id} until {s.ends_at:%Y-%m-%dT%H:%M:%S}Z: {s.reason}",
+            conn=conn,
+        )
+
     try:
         silence = add_silence(
             store.engine,
             rule,
             scope,
             utcnow() + timedelta(seconds=seconds),
-            _os_user(),
+            actor.name,
             reason.strip(),
+            audited,
         )
     finally:
         store.engine.dispose()

@@ -13,6 +13,7 @@ the issue point at that key rather than at the whole mapping. Plugins add
 
 from eai.config._alerts import ALERT_RULES, AlertRule, AlertsConfig
 from eai.config._alerts import IdentityServer as IdentityServerAlertRule
+from eai.config._audit import AuditConfig, SyslogConfig
 from eai.config._base import (
     DestinationConfig,
     Duration,
@@ -37,6 +38,8 @@ __all__ = [
     "ALERT_RULES",
     "AlertRule",
     "AlertsConfig",
+    "AuditConfig",
+    "SyslogConfig",
     "Config",
     "DestinationConfig",
     "Duration",

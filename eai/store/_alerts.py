@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, text, update
 
 from eai.store._journal import utcnow
-from eai.store._schema import alert_notices, alert_silences, alert_state, events
+from eai.store._schema import alert_notices, alert_silences, alert_state
 
 __all__ = [
     "AlertChanges",
@@ -269,10 +269,11 @@ def add_silence(
     ends_at: datetime,
     author: str,
     reason: str,
-    record: Callable[[Connection, Silence], None] | None = None,
+    record: Callable[[Connection, Silence], object],
 ) -> Silence:
-    """Records a silence and, in the same transaction, an ``alert_silenced`` event naming
-    who, until when and why; ``record`` adds another record (the audit trail) there too."""
+    """Records a silence and, in the same transaction, what ``record`` writes of it (the
+    audit trail's record: :func:`eai.audit.record` with the caller's connection), so a
+    silence never exists unaudited."""
     now = utcnow()
     with engine.begin() as conn:
         sid = conn.execute(
@@ -288,17 +289,7 @@ def add_silence(
             .returning(alert_silences.c.id)
         ).scalar_one()
         silence = Silence(sid, rule, scope, now, ends_at, author, reason)
-        conn.execute(
-            insert(events).values(
-                at=now,
-                message_id=None,
-                kind="alert_silenced",
-                detail=f"silence {sid}: {rule} on {scope or 'every scope'} until "
-                f"{ends_at.isoformat(timespec='seconds')}Z by {author}: {reason}",
-            )
-        )
-        if record is not None:
-            record(conn, silence)
+        record(conn, silence)
     return silence
 
 

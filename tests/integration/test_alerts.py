@@ -1,6 +1,7 @@
 """Technical alerts against a real SMTP server (aiosmtpd): one mail when a destination
 fails, one when it recovers, none repeated by a restart, one across two nodes on
-PostgreSQL, none under a silence; certificate expiry from a short-lived certificate."""
+PostgreSQL, none under a silence (which the audit trail records); certificate expiry
+from a short-lived certificate."""
 
 from __future__ import annotations
 
@@ -12,13 +13,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
 
 from eai.alerts import Alerter, Signals
 from eai.cli import cli
 from eai.config import load_config
 from eai.store import Store, list_alerts
-from eai.store.schema import events
 from standins.mllp import MllpPeer
 from standins.net import free_port
 from tests._mllp import MllpSender, msa
@@ -156,19 +155,12 @@ def test_a_silence_suppresses_the_mails_and_is_recorded(tmp_path, inbox):
     [silence] = listed["silences"]
     assert silence["rule"] == "destination_failing" and silence["scope"] == "destination:dcc"
     assert silence["reason"] == "maintenance du DCC" and silence["author"]
-    store = Store(f"sqlite:///{tmp_path / 'var' / 'eai.db'}", tmp_path / "var")
-    try:
-        with store.engine.connect() as conn:
-            details = (
-                conn.execute(select(events.c.detail).where(events.c.kind == "alert_silenced"))
-                .scalars()
-                .all()
-            )
-    finally:
-        store.engine.dispose()
-    assert len(details) == 1
-    assert "destination:dcc" in details[0] and "maintenance du DCC" in details[0]
-    assert silence["author"] in details[0]
+    [audited] = [r for r in _cli_json(path, "audit", "list") if r["action"] == "silence"]
+    assert audited["actor"]["name"] == silence["author"] and audited["actor"]["via"] == "cli"
+    assert audited["target"] == "destination_failing destination:dcc"
+    assert "maintenance du DCC" in audited["detail"]
+    verified = CliRunner().invoke(cli, ["audit", "verify", "-c", str(path)])
+    assert verified.exit_code == 0, verified.output
 
 
 def test_the_cli_refuses_an_unknown_rule_and_a_bad_duration(tmp_path, inbox):

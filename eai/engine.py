@@ -470,6 +470,8 @@ class Engine:
             stopping.set()
             if scheduler.running:
                 scheduler.shutdown(wait=False)
+            if self.alerter is not None:
+                await self.alerter.aclose()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             for task in list(self._background):

@@ -13,6 +13,7 @@ sent after the SMTP server took the mail, and retried later when it did not.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import smtplib
 from collections.abc import Callable, Mapping
@@ -79,6 +80,8 @@ class Alerter:
         self._identity_down = identity_down
         self._certs = ExpiryCache()
         self._failing = False
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
         self.mails_sent = 0
         self._say_unsendable(config)
 
@@ -102,8 +105,23 @@ class Alerter:
     def wanted(self) -> bool:
         return bool(active_rules(self._config))
 
+    async def aclose(self) -> None:
+        """Lets a run in progress finish (a mail being sent is then marked sent, not sent
+        again after a restart); no new run starts."""
+        self._closed = True
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
     async def run_once(self) -> None:
-        """One evaluation and the mails now due; an error is logged, never raised."""
+        """One evaluation and the mails now due, on a task of its own: the scheduler's
+        shutdown cancels the job, not the run (see :meth:`aclose`)."""
+        if self._closed or (self._task is not None and not self._task.done()):
+            return
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="alerts")
+        await asyncio.shield(self._task)
+
+    async def _run(self) -> None:
+        """An error is logged (once until a run works again), never raised."""
         try:
             await run_blocking(self.evaluate)
             await self.send_due()

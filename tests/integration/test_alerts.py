@@ -5,6 +5,7 @@ from a short-lived certificate."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -222,3 +223,21 @@ def test_certificate_expiry_from_a_short_lived_certificate(tmp_path, inbox):
         assert "tls.cert (server.crt) : expire dans 23 h" in row.value
     finally:
         store.engine.dispose()
+
+
+def test_a_reload_that_adds_alerts_starts_them(tmp_path, inbox):
+    dcc_port = free_port()
+    path = write_routes(tmp_path, dcc_port)
+    with EngineThread(path) as eng:
+        _send(eng.port("chu-x-adt"), 3)
+        time.sleep(1)
+        assert eng.engine.store is not None
+        assert list_alerts(eng.engine.store.engine) == []  # no alerts: section, no rule
+        path.write_text(
+            path.read_text() + ALERTS.format(chu_x=CHU_X, smtp=inbox.port, region=REGION)
+        )
+        loop = eng._loop
+        assert loop is not None
+        asyncio.run_coroutine_threadsafe(eng.engine.reload("test"), loop).result(30)
+        assert _wait(lambda: all(_to(inbox, w) for w in (REGION, CHU_X)))
+    assert _subjects(inbox, REGION) == ["[eai] Alerte : destination dcc en échec"]

@@ -137,32 +137,33 @@ class Alerter:
     # -- evaluation (worker thread) ------------------------------------------------------
 
     def evaluate(self) -> AlertChanges:
-        config, now = self._config, utcnow()
-        ports = dict(self._listener_ports())
-        ctx = ProbeContext(
-            config=config,
-            engine=self._store.engine,
-            node=self._node,
-            local="" if self._store.is_sqlite else f"@{self._node}",
-            listener_ports=ports,
-            signals=self._signals,
-            identity_down=self._identity_down,
-            certs=self._certs,
-            facilities=self._facilities_of(config),
-            now=now,
-        )
-        observations: list[Observation] = []
-        for rule in active_rules(config):
-            observations.extend(PROBES[rule.rule](rule, ctx))
+        """Measures every rule and moves the alerts, in one transaction under the alerts
+        lock (the measures are taken once the lock is held)."""
+        config = self._config
+        rules = active_rules(config)
+        facilities = self._facilities_of(config)
         policy = Policy(
             repeat_every=config.alerts.repeat_every if config.alerts else _DEFAULT_REPEAT,
-            hold_for={r.rule: r.for_ for r in active_rules(config)},
+            hold_for={r.rule: r.for_ for r in rules},
             recipients=self._recipients_of(config),
         )
 
         def decide_now(
-            rows: dict[tuple[str, str], AlertRow], silences: list[Silence]
+            rows: dict[tuple[str, str], AlertRow], silences: list[Silence], now: datetime
         ) -> AlertChanges:
+            ctx = ProbeContext(
+                config=config,
+                engine=self._store.engine,
+                node=self._node,
+                local="" if self._store.is_sqlite else f"@{self._node}",
+                listener_ports=dict(self._listener_ports()),
+                signals=self._signals,
+                identity_down=self._identity_down,
+                certs=self._certs,
+                facilities=facilities,
+                now=now,
+            )
+            observations = [o for rule in rules for o in PROBES[rule.rule](rule, ctx)]
             seen = {(o.rule, o.scope) for o in observations}
             gone = [  # rows this node owns that nothing measures any more: resolved
                 Observation(r.rule, r.scope, False, r.value, r.facilities, r.owner)
@@ -171,7 +172,7 @@ class Alerter:
             ]
             return decide(rows, silences, [*observations, *gone], now, policy)
 
-        changes = update_alerts(self._store.engine, decide_now, now)
+        changes = update_alerts(self._store.engine, decide_now)
         for row in changes.rows:
             if row.state in ("firing", "resolved"):
                 log.warning("alert %s on %s: %s (%s)", row.rule, row.scope, row.state, row.value)

@@ -167,15 +167,17 @@ def _silences(conn: Connection, now: datetime, expired: bool = False) -> list[Si
 
 def update_alerts(
     engine: Engine,
-    decide: Callable[[dict[tuple[str, str], AlertRow], list[Silence]], AlertChanges],
-    now: datetime,
+    decide: Callable[[dict[tuple[str, str], AlertRow], list[Silence], datetime], AlertChanges],
 ) -> AlertChanges:
     """Reads every alert row and the active silences under the alerts lock, asks ``decide``
-    what changes, writes it, commits: one node at a time moves the alerts."""
+    what changes (given the time the lock was taken: it measures then, so two nodes never
+    write a measure older than the other's), writes it, commits: one node at a time
+    moves the alerts."""
     with engine.begin() as conn:
         _lock(conn)
+        now = utcnow()
         rows = {(r.rule, r.scope): r for r in map(_row, conn.execute(select(alert_state)))}
-        changes = decide(rows, _silences(conn, now))
+        changes = decide(rows, _silences(conn, now), now)
         for new in changes.rows:
             values = {
                 "owner": new.owner,

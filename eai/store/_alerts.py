@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, insert, or_, select, text, update
+from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select, text, update
 
 from eai.store._journal import utcnow
 from eai.store._schema import alert_notices, alert_silences, alert_state
@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 _ALERTS_LOCK = zlib.crc32(b"eai:alerts")
+_KEEP_SENT = timedelta(days=30)
+"""Mails sent are kept this long (what was sent to whom, for support), then deleted."""
 
 
 def _lock(conn: Connection) -> None:
@@ -222,10 +224,12 @@ def claim_notices(
     engine: Engine, owner: str, now: datetime, group_wait: float, lease: float
 ) -> dict[str, list[ClaimedNotice]]:
     """The unsent mails of each recipient whose oldest one waited ``group_wait``, claimed
-    for ``lease`` seconds by ``owner`` (no other node takes them meanwhile)."""
+    for ``lease`` seconds by ``owner`` (no other node takes them meanwhile). Mails sent
+    more than 30 days ago are deleted on the way."""
     c = alert_notices.c
     with engine.begin() as conn:
         _lock(conn)
+        conn.execute(delete(alert_notices).where(c.sent_at < now - _KEEP_SENT))
         rows = conn.execute(
             select(c.id, c.rule, c.scope, c.kind, c.recipient, c.created_at, c.detail)
             .where(c.sent_at.is_(None), or_(c.claim_until.is_(None), c.claim_until < now))

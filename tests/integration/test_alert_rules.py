@@ -2,12 +2,14 @@
 establishment (mailed to its contacts and the region, not to the others), dead letters,
 a peer certificate refused by a TLS listener (a client certificate from another CA), a
 listener that stopped listening, a disk fuller than the threshold; the journal rule
-stays ok while the journal writes."""
+stays ok while the journal writes, fires when it cannot."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import sqlite3
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -132,3 +134,35 @@ def _rogue_handshake(port: int, ca: Path, cert: Path, key: Path) -> None:
                 tls.recv(1)
         except (ssl.SSLError, OSError):
             pass
+
+
+def test_a_journal_that_cannot_write_fires_then_resolves(tmp_path: Path, inbox: Inbox) -> None:
+    """Every insert into ``messages`` aborted (what a full disk looks like to the engine):
+    the message is answered AE and the journal rule fires; writable again, it resolves."""
+    path = write_routes(tmp_path, free_port())
+    alerts = (
+        f"identity:\n  smtp: {{host: 127.0.0.1, port: {inbox.port}, sender: eai@grades.test}}\n"
+        f"alerts:\n  notify: [{REGION}]\n  every: 0.3s\n  group_wait: 0s\n"
+        "  rules:\n    - {rule: journal_failing, window: 2s}\n"
+    )
+    path.write_text(path.read_text() + alerts)
+    db = tmp_path / "var" / "eai.db"
+    with EngineThread(path) as eng:
+        with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as c:
+            c.execute(
+                "CREATE TRIGGER eai_test_full BEFORE INSERT ON messages "
+                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+        with MllpSender(eng.port("chu-x-adt")) as sender:
+            code, _ = msa(sender.exchange(adt("J1")))
+        assert code == "AE"
+        assert _wait(lambda: len(inbox.mails) == 1)
+        with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as c:
+            c.execute("DROP TRIGGER eai_test_full")
+        assert _wait(lambda: len(inbox.mails) == 2)
+    subjects = [str(m["Subject"]) for m in inbox.mails]
+    assert subjects == [
+        "[eai] Alerte : écriture du journal en échec (messages refusés AE)",
+        "[eai] Résolue : écriture du journal en échec (messages refusés AE)",
+    ]
+    assert "1 message(s) refusé(s)" in inbox.mails[0].get_content()

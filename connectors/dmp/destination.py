@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import ssl
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -32,8 +33,9 @@ from connectors.dmp._response import read_response
 from connectors.dmp._soap import MtomMessage, mtom_message
 from connectors.dmp._source import ACCEPTS, publication_of
 from connectors.dmp._vihf import SigningIdentity, build_vihf
+from connectors.dmp._zam import business_ack
 from connectors.dmp.config import DmpDestinationConfig
-from eai.errors import ConfigError, ConfigIssue, TransientDeliveryError
+from eai.errors import ConfigError, ConfigIssue, DeliveryError, TransientDeliveryError
 from eai.messages import DeliveryResult, OutboxItem
 from eai.net import client_context, run_blocking
 from eai.registry import DestinationSpec, register_destination
@@ -113,7 +115,16 @@ class DmpDestination:
         return self._client
 
     async def send(self, item: OutboxItem) -> DeliveryResult:
-        """Publish ``item``'s document: Success returns; see :mod:`._response` for the rest."""
+        """Publish ``item``'s document: Success returns; see :mod:`._response` for the rest.
+        Either way the outcome carries the ZAM^Z01 the message asked for (:mod:`._zam`)."""
+        try:
+            result = await self._publish(item)
+        except DeliveryError as exc:
+            exc.follow_ups = business_ack(item, exc)
+            raise
+        return replace(result, follow_ups=business_ack(item))
+
+    async def _publish(self, item: OutboxItem) -> DeliveryResult:
         message = await run_blocking(prepare, self.config, self._signer, item)
         client = self._client_or_new()
         try:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, Field, create_model, model_vali
 from pydantic_core import PydanticCustomError
 
 from eai import registry
+from eai.config._audit import AuditConfig
 from eai.config._base import DestinationConfig, ListenerConfig, Model
 from eai.config._business_acks import business_ack_problems
 from eai.config._engine import EngineConfig
@@ -54,6 +55,10 @@ class Config(Model):
     identity: IdentityConfig = Field(
         default_factory=lambda: IdentityConfig(),
         description="identity checks: regional charter, establishment contacts, anomaly mails",
+    )
+    audit: AuditConfig = Field(
+        default_factory=lambda: AuditConfig(),
+        description="the audit trail: retention and forwarding to the region's SIEM",
     )
 
     @model_validator(mode="after")

@@ -134,6 +134,10 @@ def national(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Nation
             "DMP_TLS_KEY": str(pki.client_key),
             "DMP_SIGN_CERT": str(seal_cert),
             "DMP_SIGN_KEY": str(seal_key),
+            # the example also mails through MSSanté: its certificates must exist
+            "MSS_TLS_CA": str(pki.ca),
+            "MSS_TLS_CERT": str(pki.client_cert),
+            "MSS_TLS_KEY": str(pki.client_key),
         }.items():
             monkeypatch.setenv(name, value)
         checked = CliRunner().invoke(cli, ["check", "-c", str(config)])

@@ -168,7 +168,7 @@ def test_resend_keeps_the_return_destination_and_a_follow_ups_origin(store: Stor
     (back,) = store.writer.run_sync(lambda c: claim_deliveries(c, "back", "n", _now(), 30, 10))
     dead = DeliveryOutcome(back.id, mid, "dead", 1, _now(), "AR")
     store.writer.run_sync(lambda c: record_outcomes(c, [dead], _now(), store.cipher))
-    again_dmp, again_back = resend(store.engine, [row.id, back.id])
+    again_dmp, again_back = resend(store.engine, [row.id, back.id], cipher=store.cipher)
     assert store.writer.run_sync(lambda c: delivery_item(c, store.cipher, again_dmp)).return_to == (
         "back"
     )

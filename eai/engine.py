@@ -36,7 +36,7 @@ from eai._scheduler_logs import quiet_scheduler_logs
 from eai.admin import AdminServer, Caller
 from eai.alerts import Alerter, Signals, TlsRejectionWatch, listener_ports
 from eai.anomaly_mail import AnomalyMailer
-from eai.audit import AuditActor, AuditService, caller_actor, engine_actor
+from eai.audit import AuditActor, AuditService, caller_actor, engine_actor, reload_recorder
 from eai.config import Config
 from eai.delivery import DeliveryWorker
 from eai.errors import ConfigError, EaiError, StoreError
@@ -45,7 +45,7 @@ from eai.net import run_blocking
 from eai.pipeline import Pipeline
 from eai.reconciler import Reconciler
 from eai.registry import Listener, build_listener, periodic_jobs
-from eai.store import AuditEntry, Store, append_audit, clear_leases, settlement, utcnow
+from eai.store import Store, clear_leases, settlement, utcnow
 from eai.store.schema import events
 from identity.pdqm import IdentityServerClient
 
@@ -155,22 +155,13 @@ class _Ingest:
         return result
 
 
-def _record_event(conn: Connection, kind: str, detail: str) -> None:
-    """An engine-wide event (no message): who reloaded the config, when, which file."""
+def _record_event(
+    conn: Connection, kind: str, detail: str, audited: Callable[[Connection], object]
+) -> None:
+    """An engine-wide event (no message): who reloaded the config, when, which file; and
+    its audit record, in the same transaction."""
     conn.execute(insert(events).values(at=utcnow(), message_id=None, kind=kind, detail=detail))
-
-
-def _record_reload(
-    store: Store, actor: AuditActor, kind: str, detail: str, outcome: str
-) -> Callable[[Connection], None]:
-    """The reload's event and its ``config-reload`` audit record, in one transaction."""
-
-    def write(conn: Connection) -> None:
-        _record_event(conn, kind, detail)
-        entry = AuditEntry("config-reload", "routes.yaml", outcome=outcome, detail=detail)
-        append_audit(conn, store.cipher, actor, entry, utcnow())
-
-    return write
+    audited(conn)
 
 
 class Engine:
@@ -248,8 +239,9 @@ class Engine:
                 raise await self._refused(by, actor, digest, refused) from exc
             await self._apply(plan, workers)
             detail = f"by {by}; {path} sha256 {digest}; {plan.summary()}"
+            audited = reload_recorder(self.store, actor, detail, "success")
             await self.store.writer.run(
-                _record_reload(self.store, actor, "config_reloaded", detail, "success")
+                lambda c: _record_event(c, "config_reloaded", detail, audited)
             )
             log.info("config reloaded by %s (sha256 %s): %s", by, digest[:12], plan.summary())
             for item in plan.restart_needed:
@@ -268,8 +260,9 @@ class Engine:
             log.error("  %s", line)
         if self.store is not None:
             detail = f"by {by}; {self.config_path} sha256 {digest or '-'}; " + "; ".join(lines)
+            audited = reload_recorder(self.store, actor, detail, "failure")
             await self.store.writer.run(
-                _record_reload(self.store, actor, "config_reload_refused", detail, "failure")
+                lambda c: _record_event(c, "config_reload_refused", detail, audited)
             )
         return exc
 

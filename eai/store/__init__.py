@@ -56,10 +56,12 @@ from eai.store._anomalies import (
 )
 from eai.store._audit import AuditActor, AuditEntry, AuditRecord
 from eai.store._audit import append as append_audit
+from eai.store._audit import record_mac as audit_record_mac
 from eai.store._audit_chain import (
     ChainCheck,
     audit_after,
     audit_cursor,
+    hold_audit_lease,
     list_audit,
     purge_audit,
     set_audit_cursor,
@@ -128,8 +130,10 @@ __all__ = [
     "ChainCheck",
     "append_audit",
     "audit_after",
+    "audit_record_mac",
     "audit_cursor",
     "cli_actor",
+    "hold_audit_lease",
     "list_audit",
     "purge_audit",
     "set_audit_cursor",

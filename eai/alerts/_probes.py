@@ -194,16 +194,18 @@ def _certs(rule: Any, ctx: ProbeContext) -> list[Observation]:
 
 def _peer_certs(rule: Any, ctx: ProbeContext) -> list[Observation]:
     rejected = ctx.signals.tls_rejections(rule.window)
+    scopes = [f"listener:{n}" for n in ctx.listener_ports]
+    scopes += [f"destination:{d.name}" for d in ctx.config.destinations]
     out = []
-    for name in ctx.listener_ports:
-        if not _wanted(rule, name):
+    for scope in scopes:
+        if not _wanted(rule, scope.partition(":")[2]):
             continue
-        n, _ = rejected.get(name, (0, None))
+        n, _ = rejected.get(scope, (0, None))
         value = (
             f"{n} connexion(s) TLS refusée(s) (certificat du correspondant non reconnu) "
             f"en {duration_fr(rule.window)}"
         )
-        out.append(ctx.obs(rule, f"listener:{name}", n > 0, value, local=True))
+        out.append(ctx.obs(rule, scope, n > 0, value, local=True))
     return out
 
 

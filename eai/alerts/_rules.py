@@ -79,7 +79,11 @@ RULES: dict[str, RuleText] = {
         lambda s: "eai check",
     ),
     "peer_cert_rejected": RuleText(
-        lambda s: f"certificat d'un correspondant refusé par {scope_name(s)}",
-        lambda s: f"eai messages list --listener {scope_name(s)} --since 1h",
+        lambda s: f"certificat d'un correspondant refusé ({scope_name(s)})",
+        lambda s: (
+            f"eai messages list --listener {scope_name(s)} --since 1h"
+            if s.startswith("listener:")
+            else "eai queue list ; eai messages list --status processed --since 1h"
+        ),
     ),
 }

@@ -4,8 +4,10 @@ Touches: nothing (counters in memory; :class:`TlsRejectionWatch` reads log recor
 
 The engine counts each message it could not journal (the listener answered AE/CE);
 the listeners log each TLS handshake they fail, with the error's class
-(:func:`eai.net.server_handshake`), and :class:`TlsRejectionWatch` counts those where
-the peer's certificate did not verify. Both keep timestamps for a bounded time only.
+(:func:`eai.net.server_handshake`), the delivery workers each failed attempt with its
+reason (:mod:`eai.delivery`), and :class:`TlsRejectionWatch` counts those where the
+peer's certificate did not verify, per ``listener:NAME`` or ``destination:NAME``. Both
+keep timestamps for a bounded time only.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ __all__ = ["Signals", "TlsRejectionWatch", "listener_ports"]
 _KEEP = 86400.0
 _MAX = 10_000
 _CERT_ERRORS = frozenset({"SSLCertVerificationError"})
+_VERIFY_FAILED = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed")
 
 
 class Signals:
@@ -36,9 +39,10 @@ class Signals:
         with self._lock:
             self._journal.append(self._clock())
 
-    def tls_rejected(self, listener: str) -> None:
+    def tls_rejected(self, scope: str) -> None:
+        """``scope``: ``listener:NAME`` or ``destination:NAME``."""
         with self._lock:
-            self._tls.setdefault(listener, deque(maxlen=_MAX)).append(self._clock())
+            self._tls.setdefault(scope, deque(maxlen=_MAX)).append(self._clock())
 
     def journal_failures(self, window: float) -> tuple[int, float | None]:
         """Failures within the last ``window`` s, and the age of the last one."""
@@ -58,22 +62,23 @@ class Signals:
 
 
 class TlsRejectionWatch(logging.Handler):
-    """Counts the listeners' failed TLS handshakes whose cause is the peer's certificate."""
+    """Counts the TLS handshakes (listeners, and destinations' connections) that failed
+    because the peer's certificate did not verify."""
 
     def __init__(self, signals: Signals) -> None:
         super().__init__(logging.WARNING)
         self._signals = signals
 
     def emit(self, record: logging.LogRecord) -> None:
-        args = record.args
-        if (
-            isinstance(record.msg, str)
-            and "TLS handshake with" in record.msg
-            and isinstance(args, tuple)
-            and len(args) == 3
-            and args[2] in _CERT_ERRORS
-        ):
-            self._signals.tls_rejected(str(args[0]))
+        args, msg = record.args, record.msg
+        if not isinstance(msg, str) or not isinstance(args, tuple) or len(args) < 3:
+            return
+        if "TLS handshake with" in msg and args[2] in _CERT_ERRORS:
+            self._signals.tls_rejected(f"listener:{args[0]}")
+        elif msg.startswith("delivery %d to %s ") and len(args) >= 4:
+            reason = str(args[3])
+            if any(marker in reason for marker in _VERIFY_FAILED):
+                self._signals.tls_rejected(f"destination:{args[1]}")
 
 
 def listener_ports(listeners: Mapping[str, object]) -> dict[str, int | None]:

@@ -106,7 +106,8 @@ class CertExpiry(_Rule):
 
 
 class PeerCertRejected(_Rule):
-    """A peer whose TLS certificate a listener refused, within ``window``."""
+    """A peer whose TLS certificate was refused within ``window``: a client of a listener,
+    or the server a destination connects to."""
 
     rule: Literal["peer_cert_rejected"] = "peer_cert_rejected"
     window: Duration = Field(default=900.0, gt=0, examples=["15m"])

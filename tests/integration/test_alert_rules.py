@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from eai.store import list_alerts
+from standins.mllp import MllpPeer
 from standins.net import free_port
 from tests._mllp import MllpSender, msa
 from tests._pki import make_pki
@@ -115,7 +116,7 @@ def test_each_rule_fires_on_what_it_watches(tmp_path: Path, inbox: Inbox) -> Non
     for expected in (
         "messages rejetés de CHU-Y",
         "envois abandonnés vers dcc",
-        "certificat d'un correspondant refusé par secure",
+        "certificat d'un correspondant refusé (secure)",
         "point d'entrée secure fermé",
         "disque presque plein",
         "eai messages list --status rejected --since 1h",
@@ -166,3 +167,33 @@ def test_a_journal_that_cannot_write_fires_then_resolves(tmp_path: Path, inbox: 
         "[eai] Résolue : écriture du journal en échec (messages refusés AE)",
     ]
     assert "1 message(s) refusé(s)" in inbox.mails[0].get_content()
+
+
+def test_a_destination_whose_server_certificate_is_refused(tmp_path: Path, inbox: Inbox) -> None:
+    """The DCC answers TLS with a certificate from another CA: each attempt fails on it,
+    and peer_cert_rejected fires for destination:dcc."""
+    pki = make_pki(tmp_path / "pki")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(pki.rogue_server_cert, pki.rogue_server_key)
+    with MllpPeer(tls=server) as dcc:
+        path = write_routes(tmp_path, dcc.port)
+        text = path.read_text().replace(
+            f"    port: {dcc.port}\n",
+            f"    port: {dcc.port}\n    tls: {{ca: {pki.ca}, server_hostname: localhost}}\n",
+            1,
+        )
+        alerts = (
+            f"identity:\n  smtp: {{host: 127.0.0.1, port: {inbox.port}, sender: eai@x.test}}\n"
+            f"alerts:\n  notify: [{REGION}]\n  every: 0.3s\n  group_wait: 0s\n"
+            "  rules:\n    - {rule: peer_cert_rejected, window: 1m}\n"
+        )
+        path.write_text(text + alerts)
+        with EngineThread(path) as eng:
+            with MllpSender(eng.port("chu-x-adt")) as sender:
+                code, _ = msa(sender.exchange(adt("T1")))
+            assert code == "AA"
+            assert _wait(lambda: len(inbox.mails) == 1)
+        assert dcc.control_ids() == []
+    assert str(inbox.mails[0]["Subject"]) == (
+        "[eai] Alerte : certificat d'un correspondant refusé (dcc)"
+    )

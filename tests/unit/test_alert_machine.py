@@ -187,4 +187,15 @@ def test_signals_count_journal_failures_and_certificate_rejections() -> None:
                 None,
             )
         )
-    assert signals.tls_rejections(60) == {"adt": (1, 0.0)}
+    watch.handle(
+        log.makeRecord(
+            "eai.delivery",
+            logging.WARNING,
+            __file__,
+            1,
+            "delivery %d to %s failed (attempt %d): %s; next retry at %sZ (in %.1f s)",
+            (7, "dmp", 1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed", "t", 1.0),
+            None,
+        )
+    )
+    assert signals.tls_rejections(60) == {"listener:adt": (1, 0.0), "destination:dmp": (1, 0.0)}

@@ -65,7 +65,11 @@ def _destinations(rule: Any, ctx: ProbeContext) -> list[Observation]:
             start = max(known, default=None)
             failing = 0.0 if start is None or not h.depth else (ctx.now - start).total_seconds()
             bad = not h.paused and h.depth > 0 and failing >= rule.after
-            value = f"{waiting} ; aucun envoi réussi depuis {duration_fr(failing)}"
+            if bad or h.last_success_at is None:
+                value = f"{waiting} ; aucun envoi réussi depuis {duration_fr(failing)}"
+            else:
+                ago = (ctx.now - h.last_success_at).total_seconds()
+                value = f"{waiting} ; dernier envoi réussi il y a {duration_fr(ago)}"
         elif rule.rule == "queue_age":
             age = 0.0 if h.oldest_at is None else (ctx.now - h.oldest_at).total_seconds()
             bad = not h.paused and age >= rule.max_age

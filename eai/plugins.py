@@ -39,6 +39,7 @@ BUILTIN: tuple[str, ...] = (
     "connectors.http_in",  # listener "http": CDA documents by HTTP POST
     "connectors.mllp",  # listener and destination "mllp": HL7 v2 over MLLP
     "connectors.dmp.destination",  # destination "dmp": the DMP (IHE XDS.b ITI-41)
+    "connectors.mssante.destination",  # destination "mssante": MSSanté mail (SMTP, IHE XDM)
     "connectors.fhir",  # destination "fhir": FHIR R4 transactions (SCAD, any FHIR server)
     "dicom_router",  # listener, destination and content type "dicom" (e-m@ge imaging)
 )
@@ -50,6 +51,7 @@ TYPES: dict[tuple[str, str], str] = {
     ("listener", "mllp"): "connectors.mllp",
     ("destination", "mllp"): "connectors.mllp",
     ("destination", "dmp"): "connectors.dmp.destination",
+    ("destination", "mssante"): "connectors.mssante.destination",
     ("destination", "fhir"): "connectors.fhir",
     ("listener", "dicom"): "dicom_router",
     ("destination", "dicom"): "dicom_router",
@@ -63,6 +65,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "dicom",
         "dicom_router.cli:dicom",
         "DICOM: C-ECHO and C-STORE to a peer, the forwarding queue per study.",
+    ),
+    (
+        "dmp",
+        "connectors.dmp.cli:dmp",
+        "DMP: the XDS metadata a message would publish (nothing sent).",
     ),
     (
         "send",

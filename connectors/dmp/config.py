@@ -10,12 +10,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from connectors.dmp._codes import DEFAULT_CLASS_CODES, DEFAULT_FORMAT_CODES
-from connectors.dmp._header import Code
-from connectors.dmp._metadata import MetadataSettings
 from connectors.dmp._vihf import VihfSettings
 from eai.config import DestinationConfig, Duration, Model, TlsClientConfig
 from eai.messages import SendLimits
+from eai.xds import DEFAULT_CLASS_CODES, DEFAULT_FORMAT_CODES, Code, MetadataSettings
 
 __all__ = ["CodedValue", "DmpDestinationConfig"]
 
@@ -49,6 +47,14 @@ class DmpDestinationConfig(DestinationConfig):
         pattern=r"^https://",
         description="the DMP repository's ITI-41 endpoint (also the WS-Addressing To)",
         examples=["https://lps2.dmp.gouv.fr/si-dmp-server/v2/services/repository"],
+    )
+    registry_url: str | None = Field(
+        None,
+        pattern=r"^https://",
+        description="the DMP registry's ITI-57 endpoint (Update Document Set), where a "
+        "deletion (ORC-1 CA / OBX-11 D, MDM^T04/T11) is sent; without it a deletion is a dead "
+        "letter",
+        examples=["https://lps2.dmp.gouv.fr/si-dmp-server/v2/services/registry"],
     )
     tls: TlsClientConfig = Field(
         description="mutual TLS: the structure's authentication certificate and key (the DMP "
@@ -86,13 +92,13 @@ class DmpDestinationConfig(DestinationConfig):
     )
     class_codes: dict[str, CodedValue] = Field(
         default_factory=dict,
-        description="classCode by document typeCode (LOINC), added to the bundled table "
-        f"({', '.join(sorted(DEFAULT_CLASS_CODES))})",
+        description="classCode by document typeCode (LOINC), added to (or overriding) the "
+        f"bundled ANS table ASS_X04 ({len(DEFAULT_CLASS_CODES)} types)",
     )
     format_codes: dict[str, CodedValue] = Field(
         default_factory=dict,
-        description="formatCode by CDA model templateId, added to the bundled table "
-        f"({', '.join(sorted(DEFAULT_FORMAT_CODES))})",
+        description="formatCode by CDA model templateId, added to (or overriding) the "
+        f"bundled ANS table ASS_A11 ({len(DEFAULT_FORMAT_CODES)} models)",
     )
     connect_timeout: Duration = Field(
         10.0, gt=0, description="time allowed to connect (TLS included)"

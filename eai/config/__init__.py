@@ -24,6 +24,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from eai.config._alerts import ALERT_RULES, AlertRule, AlertsConfig
+    from eai.config._alerts import IdentityServer as IdentityServerAlertRule
     from eai.config._audit import AuditConfig, SyslogConfig
     from eai.config._base import (
         DestinationConfig,
@@ -47,6 +49,11 @@ if TYPE_CHECKING:
     from eai.config._schema import config_json_schema
 
 __all__ = [
+    "journal_location",
+    "JournalLocation",
+    "ALERT_RULES",
+    "AlertRule",
+    "AlertsConfig",
     "AuditConfig",
     "SyslogConfig",
     "Config",
@@ -57,8 +64,8 @@ __all__ = [
     "INSECURE_HINT",
     "HL7Path",
     "IdentityConfig",
+    "IdentityServerAlertRule",
     "IdentityServerConfig",
-    "JournalLocation",
     "ListenerConfig",
     "MessageTypePattern",
     "MessageTypeSet",
@@ -74,7 +81,6 @@ __all__ = [
     "config_model",
     "exposure_check",
     "is_loopback",
-    "journal_location",
     "listed",
     "load_config",
     "load_config_text",
@@ -84,56 +90,60 @@ __all__ = [
     "when_model",
 ]
 
-_EXPORTS: dict[str, str] = {
-    "AuditConfig": "eai.config._audit",
-    "SyslogConfig": "eai.config._audit",
-    "DestinationConfig": "eai.config._base",
-    "Duration": "eai.config._base",
-    "ListenerConfig": "eai.config._base",
-    "Model": "eai.config._base",
-    "RetryPolicy": "eai.config._base",
-    "TlsClientConfig": "eai.config._base",
-    "TlsServerConfig": "eai.config._base",
-    "parse_duration": "eai.config._base",
-    "HL7Path": "eai.config._conditions",
-    "MessageTypePattern": "eai.config._conditions",
-    "MessageTypeSet": "eai.config._conditions",
-    "EngineConfig": "eai.config._engine",
-    "INSECURE_HINT": "eai.config._exposure",
-    "ExposureRule": "eai.config._exposure",
-    "exposure_check": "eai.config._exposure",
-    "is_loopback": "eai.config._exposure",
-    "IdentityConfig": "eai.config._identity",
-    "IdentityServerConfig": "eai.config._identity",
-    "SmtpConfig": "eai.config._identity",
-    "check_config": "eai.config._loader",
-    "load_config": "eai.config._loader",
-    "load_config_text": "eai.config._loader",
-    "load_engine_config": "eai.config._loader",
-    "Config": "eai.config._model",
-    "config_model": "eai.config._model",
-    "route_model": "eai.config._model",
-    "when_model": "eai.config._model",
-    "JournalLocation": "eai.config._journal",
-    "journal_location": "eai.config._journal",
-    "listed": "eai.config._raw",
-    "Route": "eai.config._routes",
-    "When": "eai.config._routes",
-    "config_json_schema": "eai.config._schema",
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "ALERT_RULES": ("eai.config._alerts", "ALERT_RULES"),
+    "AlertRule": ("eai.config._alerts", "AlertRule"),
+    "AlertsConfig": ("eai.config._alerts", "AlertsConfig"),
+    "AuditConfig": ("eai.config._audit", "AuditConfig"),
+    "Config": ("eai.config._model", "Config"),
+    "DestinationConfig": ("eai.config._base", "DestinationConfig"),
+    "Duration": ("eai.config._base", "Duration"),
+    "EngineConfig": ("eai.config._engine", "EngineConfig"),
+    "ExposureRule": ("eai.config._exposure", "ExposureRule"),
+    "HL7Path": ("eai.config._conditions", "HL7Path"),
+    "INSECURE_HINT": ("eai.config._exposure", "INSECURE_HINT"),
+    "IdentityConfig": ("eai.config._identity", "IdentityConfig"),
+    "IdentityServerAlertRule": ("eai.config._alerts", "IdentityServer"),
+    "IdentityServerConfig": ("eai.config._identity", "IdentityServerConfig"),
+    "JournalLocation": ("eai.config._journal", "JournalLocation"),
+    "ListenerConfig": ("eai.config._base", "ListenerConfig"),
+    "MessageTypePattern": ("eai.config._conditions", "MessageTypePattern"),
+    "MessageTypeSet": ("eai.config._conditions", "MessageTypeSet"),
+    "Model": ("eai.config._base", "Model"),
+    "RetryPolicy": ("eai.config._base", "RetryPolicy"),
+    "Route": ("eai.config._routes", "Route"),
+    "SmtpConfig": ("eai.config._identity", "SmtpConfig"),
+    "SyslogConfig": ("eai.config._audit", "SyslogConfig"),
+    "TlsClientConfig": ("eai.config._base", "TlsClientConfig"),
+    "TlsServerConfig": ("eai.config._base", "TlsServerConfig"),
+    "When": ("eai.config._routes", "When"),
+    "check_config": ("eai.config._loader", "check_config"),
+    "config_json_schema": ("eai.config._schema", "config_json_schema"),
+    "config_model": ("eai.config._model", "config_model"),
+    "exposure_check": ("eai.config._exposure", "exposure_check"),
+    "is_loopback": ("eai.config._exposure", "is_loopback"),
+    "journal_location": ("eai.config._journal", "journal_location"),
+    "listed": ("eai.config._raw", "listed"),
+    "load_config": ("eai.config._loader", "load_config"),
+    "load_config_text": ("eai.config._loader", "load_config_text"),
+    "load_engine_config": ("eai.config._loader", "load_engine_config"),
+    "parse_duration": ("eai.config._base", "parse_duration"),
+    "route_model": ("eai.config._model", "route_model"),
+    "when_model": ("eai.config._model", "when_model"),
 }
-"""Each exported name -> the module that defines it."""
+"""Each exported name -> (the module that defines it, its name there)."""
 
 _LIGHT = frozenset({"JournalLocation", "journal_location", "listed"})
 """Names whose module imports no model (nor pydantic)."""
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    where = _EXPORTS.get(name)
+    if where is None:
         raise AttributeError(f"module 'eai.config' has no attribute {name!r}")
     if name not in _LIGHT:
         importlib.import_module("eai.config._model")  # registers the core's when: keys
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(where[0]), where[1])
     globals()[name] = value
     return value
 

@@ -14,6 +14,8 @@ The public API of the store; its modules are private, one job each:
   :func:`message_detail`, :func:`queue_stats`, :func:`settlement`...;
 - support actions (``_support_actions``): :func:`read_raw`, :func:`resend`,
   :func:`set_paused`, :func:`release`, :func:`replay_plans`;
+- technical alerts (``_alerts``: state, mails owed, silences; ``_alert_probes``: what
+  the rules measure);
 - anomalies (``_anomalies``); identity cross-references (``_xref``), the pipeline's
   identity writes (``_identity_ops``) and ``eai identity lookup`` (``_xref_lookup``);
 - the audit trail (``_audit``, ``_audit_chain``): :func:`append_audit` (a record chained
@@ -40,6 +42,20 @@ from eai.store._db import is_sqlite, open_engine, prepare_schema
 from eai.store._writer import Writer
 
 if TYPE_CHECKING:
+    from eai.store._alert_probes import DestinationHealth, destination_health, rejected_by_facility
+    from eai.store._alerts import (
+        AlertChanges,
+        AlertNotice,
+        AlertRow,
+        ClaimedNotice,
+        Silence,
+        add_silence,
+        claim_notices,
+        finish_notices,
+        list_alerts,
+        list_silences,
+        update_alerts,
+    )
     from eai.store._anomalies import (
         CONTROL_ID_REUSED,
         AnomalyRow,
@@ -49,10 +65,12 @@ if TYPE_CHECKING:
     )
     from eai.store._audit import AuditActor, AuditEntry, AuditRecord
     from eai.store._audit import append as append_audit
+    from eai.store._audit import record_mac as audit_record_mac
     from eai.store._audit_chain import (
         ChainCheck,
         audit_after,
         audit_cursor,
+        hold_audit_lease,
         list_audit,
         purge_audit,
         set_audit_cursor,
@@ -114,14 +132,30 @@ __all__ = [
     "ENGINE_EVENT_KINDS",
     "EngineEvent",
     "engine_events",
+    "AlertChanges",
+    "AlertNotice",
+    "AlertRow",
+    "ClaimedNotice",
+    "DestinationHealth",
+    "Silence",
+    "add_silence",
+    "claim_notices",
+    "destination_health",
+    "finish_notices",
+    "list_alerts",
+    "list_silences",
+    "rejected_by_facility",
+    "update_alerts",
     "AuditActor",
     "AuditEntry",
     "AuditRecord",
     "ChainCheck",
     "append_audit",
     "audit_after",
+    "audit_record_mac",
     "audit_cursor",
     "cli_actor",
+    "hold_audit_lease",
     "list_audit",
     "purge_audit",
     "set_audit_cursor",
@@ -185,13 +219,12 @@ __all__ = [
 ]
 
 _LAZY: dict[str, tuple[str, str]] = {
-    "content_lines": ("eai.store._journal", "content_lines"),
-    "insert_entries": ("eai.store._journal", "insert_entries"),
-    "naive_utc": ("eai.store._journal", "naive_utc"),
-    "utcnow": ("eai.store._journal", "utcnow"),
     "ENGINE_EVENT_KINDS": ("eai.store._engine_events", "ENGINE_EVENT_KINDS"),
     "EngineEvent": ("eai.store._engine_events", "EngineEvent"),
     "engine_events": ("eai.store._engine_events", "engine_events"),
+    "AlertChanges": ("eai.store._alerts", "AlertChanges"),
+    "AlertNotice": ("eai.store._alerts", "AlertNotice"),
+    "AlertRow": ("eai.store._alerts", "AlertRow"),
     "AnomalyRow": ("eai.store._anomalies", "AnomalyRow"),
     "AuditActor": ("eai.store._audit", "AuditActor"),
     "AuditEntry": ("eai.store._audit", "AuditEntry"),
@@ -200,8 +233,10 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ChainCheck": ("eai.store._audit_chain", "ChainCheck"),
     "ClaimedDelivery": ("eai.store._claims", "ClaimedDelivery"),
     "ClaimedMessage": ("eai.store._claims", "ClaimedMessage"),
+    "ClaimedNotice": ("eai.store._alerts", "ClaimedNotice"),
     "DeliveryOutcome": ("eai.store._outbox", "DeliveryOutcome"),
     "DeliveryView": ("eai.store._listing", "DeliveryView"),
+    "DestinationHealth": ("eai.store._alert_probes", "DestinationHealth"),
     "EventView": ("eai.store._listing", "EventView"),
     "IdentityOp": ("eai.store._identity_ops", "IdentityOp"),
     "MergeEvent": ("eai.store._xref_lookup", "MergeEvent"),
@@ -210,31 +245,43 @@ _LAZY: dict[str, tuple[str, str]] = {
     "PlannedDelivery": ("eai.store._plans", "PlannedDelivery"),
     "QueueView": ("eai.store._support_queries", "QueueView"),
     "RecordOutcome": ("eai.store._xref", "RecordOutcome"),
+    "Silence": ("eai.store._alerts", "Silence"),
     "XrefEntry": ("eai.store._xref_lookup", "XrefEntry"),
     "XrefRecord": ("eai.store._identity_ops", "XrefRecord"),
     "XrefRedirect": ("eai.store._identity_ops", "XrefRedirect"),
     "XrefView": ("eai.store._xref_lookup", "XrefView"),
     "add_follow_ups": ("eai.store._follow_ups", "add_follow_ups"),
+    "add_silence": ("eai.store._alerts", "add_silence"),
     "append_audit": ("eai.store._audit", "append"),
     "apply_plans": ("eai.store._plans", "apply_plans"),
     "audit_after": ("eai.store._audit_chain", "audit_after"),
     "audit_cursor": ("eai.store._audit_chain", "audit_cursor"),
+    "audit_record_mac": ("eai.store._audit", "record_mac"),
     "change_identifier": ("eai.store._xref", "change_identifier"),
     "claim_deliveries": ("eai.store._claims", "claim_deliveries"),
     "claim_messages": ("eai.store._claims", "claim_messages"),
+    "claim_notices": ("eai.store._alerts", "claim_notices"),
     "clear_leases": ("eai.store._claims", "clear_leases"),
     "cli_actor": ("eai.store._support_actions", "cli_actor"),
     "content_deliveries": ("eai.store._support_queries", "content_deliveries"),
+    "content_lines": ("eai.store._journal", "content_lines"),
     "delivery_item": ("eai.store._follow_ups", "delivery_item"),
+    "destination_health": ("eai.store._alert_probes", "destination_health"),
+    "finish_notices": ("eai.store._alerts", "finish_notices"),
     "held_messages": ("eai.store._plans", "held_messages"),
+    "hold_audit_lease": ("eai.store._audit_chain", "hold_audit_lease"),
+    "insert_entries": ("eai.store._journal", "insert_entries"),
+    "list_alerts": ("eai.store._alerts", "list_alerts"),
     "list_anomalies": ("eai.store._anomalies", "list_anomalies"),
     "list_audit": ("eai.store._audit_chain", "list_audit"),
     "list_messages": ("eai.store._listing", "list_messages"),
+    "list_silences": ("eai.store._alerts", "list_silences"),
     "local_ordering_key": ("eai.store._xref", "local_ordering_key"),
     "mark_notified": ("eai.store._anomalies", "mark_notified"),
     "merge_identities": ("eai.store._xref", "merge"),
     "message_detail": ("eai.store._listing", "message_detail"),
     "messages_for_replay": ("eai.store._support_queries", "messages_for_replay"),
+    "naive_utc": ("eai.store._journal", "naive_utc"),
     "ordering_key_for": ("eai.store._xref", "ordering_key_for"),
     "pending_for_notification": ("eai.store._anomalies", "pending_for_notification"),
     "purge_audit": ("eai.store._audit_chain", "purge_audit"),
@@ -242,6 +289,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "read_raw": ("eai.store._support_actions", "read_raw"),
     "record_outcomes": ("eai.store._outbox", "record_outcomes"),
     "record_xref": ("eai.store._xref", "record_xref"),
+    "rejected_by_facility": ("eai.store._alert_probes", "rejected_by_facility"),
     "release": ("eai.store._support_actions", "release"),
     "replay_plans": ("eai.store._support_actions", "replay_plans"),
     "resend": ("eai.store._support_actions", "resend"),
@@ -249,6 +297,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "set_paused": ("eai.store._support_actions", "set_paused"),
     "settle_held": ("eai.store._plans", "settle_held"),
     "settlement": ("eai.store._support_queries", "settlement"),
+    "update_alerts": ("eai.store._alerts", "update_alerts"),
+    "utcnow": ("eai.store._journal", "utcnow"),
     "verify_chain": ("eai.store._audit_chain", "verify_chain"),
     "xref_lookup": ("eai.store._xref_lookup", "lookup"),
 }

@@ -1,8 +1,8 @@
-"""The XDS.b metadata values of one DMP publication (submission set and document entry).
+"""The XDS.b metadata values of one submission (submission set and document entry).
 
 Touches: nothing.
 
-From a :class:`~connectors.dmp._source.Publication` per the IG's ``mapping.md`` ("Mapping
+From a :class:`~eai.xds.Publication` per the IG's ``mapping.md`` ("Mapping
 XDS", "Lot de soumission" and "Fiche") and the CI-SIS rules in ``docs-fr.md``: patientId
 ``<INS>^^^&<OID>&ISO^NH``; author and legalAuthenticator as XCN with the RPPS authority
 ``&1.2.250.1.71.4.2.1&ISO`` and type ``IDNPS``; institution as XON ``&1.2.250.1.71.4.2.2&ISO``
@@ -23,22 +23,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from connectors.dmp._codes import (
+from eai.errors import PermanentDeliveryError
+from eai.hl7 import escape
+from eai.xds._codes import (
     CONFIDENTIALITY_FLAGS,
     CONTENT_TYPE_BY_PATIENT_CLASS,
     DEFAULT_CLASS_CODES,
     DEFAULT_FORMAT_CODES,
-    FORMAT_PDF,
+    FORMAT_BY_MEDIA,
     INS_OIDS,
     RPPS_OID,
 )
-from connectors.dmp._header import Code, InstanceId, Person
-from connectors.dmp._source import Publication
-from eai.errors import PermanentDeliveryError
-from eai.hl7 import escape
+from eai.xds._header import Code, InstanceId, Person
+from eai.xds._source import Publication
 
 __all__ = [
     "DocumentEntry",
+    "build_submission_set",
+    "document_entry_uuid",
     "signature_entry",
     "MetadataSettings",
     "SubmissionSet",
@@ -150,7 +152,7 @@ def _author_institution(person: Person) -> str:
     if person.organisation is None:
         raise PermanentDeliveryError(
             "the document header lacks ClinicalDocument/author/assignedAuthor/"
-            "representedOrganization/id (authorInstitution), required by the DMP metadata"
+            "representedOrganization/id (authorInstitution), required by the XDS metadata"
         )
     return xon(person.organisation_name, person.organisation)
 
@@ -171,7 +173,20 @@ def _source_patient_id(publication: Publication) -> str:
     for pid in publication.header.patient_ids:
         if pid.root not in INS_OIDS and pid.extension and _OID.match(pid.root):
             return f"{_esc(pid.extension)}^^^&{pid.root}&ISO^PI"
+    if not publication.ins:
+        raise PermanentDeliveryError(
+            "no patient identifier for the metadata: no qualified INS and no local "
+            "identifier (ClinicalDocument/recordTarget/patientRole/id) in the document"
+        )
     return f"{publication.ins}^^^&{publication.ins_oid}&ISO^NH"
+
+
+def _patient_id(publication: Publication) -> str:
+    """The qualified INS (``NH``); without one (an MSSanté mail to professionals only),
+    the document's local identifier (``PI``), as the XDM profile allows."""
+    if publication.ins:
+        return f"{publication.ins}^^^&{publication.ins_oid}&ISO^NH"
+    return _source_patient_id(publication)
 
 
 def _content_type(publication: Publication, settings: MetadataSettings) -> Code:
@@ -197,7 +212,14 @@ def _class_code(publication: Publication, settings: MetadataSettings) -> Code:
 
 def _format_code(publication: Publication, settings: MetadataSettings) -> Code:
     if not publication.header.structured:
-        return FORMAT_PDF
+        media_type = publication.header.body_media_type.lower() or "text/plain"  # the ED default
+        code = FORMAT_BY_MEDIA.get(media_type)
+        if code is None:
+            raise PermanentDeliveryError(
+                f"no formatCode for a level-1 body of mediaType {media_type} "
+                "(ClinicalDocument/component/nonXMLBody/text/@mediaType; ASS_A12)"
+            )
+        return code
     for template in publication.header.template_ids:
         code = settings.format_codes.get(template)
         if code is not None:
@@ -231,6 +253,37 @@ def _replaces(publication: Publication) -> str:
     return entry_uuid(_document_unique_id(parent))
 
 
+def build_submission_set(
+    publication: Publication,
+    settings: MetadataSettings,
+    *,
+    now: datetime | None = None,
+    new_uuid: Callable[[], uuid.UUID] = uuid.uuid4,
+) -> SubmissionSet:
+    """The submission set of a publication (ITI-41) or of a status update (ITI-57).
+
+    Raises PermanentDeliveryError naming what is missing."""
+    if not _OID.match(settings.source_id):
+        raise PermanentDeliveryError("the destination's source_id is not an OID")
+    when = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    return SubmissionSet(
+        unique_id=f"2.25.{new_uuid().int}",
+        source_id=settings.source_id,
+        submission_time=when,
+        patient_id=_patient_id(publication),
+        author_person=_submission_author(publication),
+        author_institution=_author_institution(publication.header.author),
+        content_type=_content_type(publication, settings),
+    )
+
+
+def document_entry_uuid(publication: Publication) -> tuple[str, str]:
+    """(uniqueId, entryUUID) of the document ``publication`` carries: what a deletion names
+    (the entry eai published for that document, :func:`entry_uuid`)."""
+    unique_id = _document_unique_id(publication.header.id)
+    return unique_id, entry_uuid(unique_id)
+
+
 def build_metadata(
     publication: Publication,
     settings: MetadataSettings,
@@ -242,24 +295,13 @@ def build_metadata(
 
     Raises PermanentDeliveryError naming what is missing or cannot be published."""
     header = publication.header
-    if not _OID.match(settings.source_id):
-        raise PermanentDeliveryError("the destination's source_id is not an OID")
-    patient_id = f"{publication.ins}^^^&{publication.ins_oid}&ISO^NH"
-    when = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    submission = build_submission_set(publication, settings, now=now, new_uuid=new_uuid)
+    patient_id = submission.patient_id
     author = header.author
     specialty = ""
     if author.specialty is not None:
         s = author.specialty
         specialty = f"{_esc(s.code)}^{_esc(s.display)}^{s.system}"
-    submission = SubmissionSet(
-        unique_id=f"2.25.{new_uuid().int}",
-        source_id=settings.source_id,
-        submission_time=when,
-        patient_id=patient_id,
-        author_person=_submission_author(publication),
-        author_institution=_author_institution(author),
-        content_type=_content_type(publication, settings),
-    )
     unique_id = _document_unique_id(header.id)
     entry = DocumentEntry(
         entry_uuid=entry_uuid(unique_id),

@@ -1,4 +1,4 @@
-"""Read what the DMP metadata needs from a CDA R2 header, naming what is missing.
+"""Read what XDS metadata needs from a CDA R2 header, naming what is missing.
 
 Touches: nothing.
 
@@ -91,6 +91,8 @@ class DocumentHeader:
     patient_birth: str
     patient_birthplace_code: str
     """The INSEE code of the birthplace (``birthplace/place/addr/county``)."""
+    body_media_type: str = ""
+    """A level-1 document's ``nonXMLBody/text/@mediaType`` (``application/pdf``...)."""
     replaces: InstanceId | None = None
     """``relatedDocument[@typeCode='RPLC']/parentDocument/id``: the document this version
     replaces (CDA R2 §4.2.3.1), None for a first version."""
@@ -114,7 +116,7 @@ class _Reader:
         value = self.text(path)
         if not value:
             raise PermanentDeliveryError(
-                f"the document header lacks {_readable(path)} ({what}), required by the DMP "
+                f"the document header lacks {_readable(path)} ({what}), required by the XDS "
                 "metadata"
             )
         return value
@@ -208,7 +210,7 @@ def read_header(document_bytes: bytes) -> DocumentHeader:
     if not patient_ids:
         raise PermanentDeliveryError(
             f"the document header lacks {_readable(patient)}/id (patient identifier), required "
-            "by the DMP metadata"
+            "by the XDS metadata"
         )
     parent = f"{cd}/hl7:relatedDocument[@typeCode='RPLC']/hl7:parentDocument/hl7:id"
     parent_root = r.text(f"{parent}/@root")
@@ -252,5 +254,6 @@ def read_header(document_bytes: bytes) -> DocumentHeader:
         patient_birthplace_code=r.text(
             f"{patient}/hl7:patient/hl7:birthplace/hl7:place/hl7:addr/hl7:county"
         ),
+        body_media_type=r.text(f"{cd}/hl7:component/hl7:nonXMLBody/hl7:text/@mediaType"),
         replaces=InstanceId(parent_root, r.text(f"{parent}/@extension")) if parent_root else None,
     )

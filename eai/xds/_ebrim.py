@@ -1,6 +1,11 @@
-"""Render a submission set and its document entry as an ITI-41 ProvideAndRegisterDocumentSetRequest.
+"""Render a submission set and its document entry as ebRIM: ITI-41's request, XDM's METADATA.XML.
 
 Touches: nothing.
+
+:func:`build_request` gives the ITI-41 ``ProvideAndRegisterDocumentSetRequest`` (DMP);
+:func:`build_submit_objects` the ``lcm:SubmitObjectsRequest`` alone, each document entry
+with its ``URI`` slot, the root of an XDM ``METADATA.XML`` (IHE ITI TF-3 §4.3: the path of
+the document file relative to the METADATA.XML's directory).
 
 ebRIM 3.0 / ebRS 3.0 (``urn:oasis:names:tc:ebxml-regrep:xsd:*:3.0``) inside the XDS.b
 ``ProvideAndRegisterDocumentSetRequest`` (``urn:ihe:iti:xds-b:2007``), laid out as IHE
@@ -22,18 +27,23 @@ import base64
 
 from lxml import etree
 
-from connectors.dmp._codes import SCHEME
-from connectors.dmp._header import Code
-from connectors.dmp._metadata import DocumentEntry, SubmissionSet
+from eai.xds._codes import SCHEME
+from eai.xds._header import Code
+from eai.xds._metadata import DocumentEntry, SubmissionSet
 
 __all__ = [
+    "APPROVED",
+    "DELETED",
     "RPLC",
+    "UPDATE_AVAILABILITY_STATUS",
     "SIGNS",
     "LCM",
     "RIM",
     "SUBMISSION_SET_ID",
     "XDSB",
     "build_request",
+    "build_status_update",
+    "build_submit_objects",
 ]
 
 RIM = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
@@ -44,6 +54,11 @@ _NSMAP = {"rim": RIM, "lcm": LCM, "xdsb": XDSB}
 SUBMISSION_SET_ID = "SubmissionSet01"
 RPLC = "urn:ihe:iti:2007:AssociationType:RPLC"
 SIGNS = "urn:ihe:iti:2007:AssociationType:signs"
+UPDATE_AVAILABILITY_STATUS = "urn:ihe:iti:2010:AssociationType:UpdateAvailabilityStatus"
+APPROVED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
+DELETED = "urn:asip:ci-sis:2010:StatusType:Deleted"
+"""A DMP document's status once deleted ("Version dépubliée", ANS terminology TRE_R270
+AvailabilityStatus, OID 1.2.250.1.213.1.1.4.342)."""
 
 
 def _rim(tag: str) -> str:
@@ -112,7 +127,9 @@ class _Builder:
         self.name(element, label)
 
 
-def _document_entry(b: _Builder, parent: etree._Element, entry: DocumentEntry) -> None:
+def _document_entry(
+    b: _Builder, parent: etree._Element, entry: DocumentEntry, uri: str = ""
+) -> None:
     eo = etree.SubElement(
         parent,
         _rim("ExtrinsicObject"),
@@ -131,6 +148,9 @@ def _document_entry(b: _Builder, parent: etree._Element, entry: DocumentEntry) -
     b.slot(eo, "sourcePatientId", entry.source_patient_id)
     if entry.source_patient_info:
         b.slot(eo, "sourcePatientInfo", *entry.source_patient_info)
+    if uri:
+        # ebRIM puts every Slot before Name (the ANS XDM sample puts URI last: not valid)
+        b.slot(eo, "URI", uri)
     b.name(eo, entry.title)
     b.author(eo, "de.author", entry.author_person, entry.author_institution, entry.author_specialty)
     b.coded(eo, "de.classCode", entry.class_code)
@@ -170,12 +190,38 @@ def build_request(
     """The ``xdsb:ProvideAndRegisterDocumentSetRequest`` element publishing ``document``,
     and the submission set's ``signature`` document (its entry and bytes) when given: a
     HasMember association and a ``signs`` association from it to the submission set."""
-    b = _Builder()
     request = etree.Element(f"{{{XDSB}}}ProvideAndRegisterDocumentSetRequest", nsmap=_NSMAP)
     submit = etree.SubElement(request, f"{{{LCM}}}SubmitObjectsRequest")
+    _registry_objects(submit, submission, entry, signature)
+    doc = etree.SubElement(request, f"{{{XDSB}}}Document", id=entry.entry_uuid)
+    doc.text = base64.b64encode(document).decode("ascii")
+    if signature is not None:
+        signed = etree.SubElement(request, f"{{{XDSB}}}Document", id=signature[0].entry_uuid)
+        signed.text = base64.b64encode(signature[1]).decode("ascii")
+    return request
+
+
+def build_submit_objects(
+    submission: SubmissionSet, entry: DocumentEntry, uri: str
+) -> etree._Element:
+    """The ``lcm:SubmitObjectsRequest`` of an XDM ``METADATA.XML``: ``entry``'s document is
+    the file ``uri`` (relative to the METADATA.XML's directory)."""
+    submit = etree.Element(f"{{{LCM}}}SubmitObjectsRequest", nsmap={"lcm": LCM, "rim": RIM})
+    _registry_objects(submit, submission, entry, None, uri)
+    return submit
+
+
+def _registry_objects(
+    submit: etree._Element,
+    submission: SubmissionSet,
+    entry: DocumentEntry,
+    signature: tuple[DocumentEntry, bytes] | None,
+    uri: str = "",
+) -> None:
+    b = _Builder()
     objects = etree.SubElement(submit, _rim("RegistryObjectList"))
     _submission_set(b, objects, submission)
-    _document_entry(b, objects, entry)
+    _document_entry(b, objects, entry, uri)
     association = etree.SubElement(
         objects,
         _rim("Association"),
@@ -216,9 +262,28 @@ def build_request(
             sourceObject=entry.entry_uuid,
             targetObject=entry.replaces,
         )
-    doc = etree.SubElement(request, f"{{{XDSB}}}Document", id=entry.entry_uuid)
-    doc.text = base64.b64encode(document).decode("ascii")
-    if signature is not None:
-        signed = etree.SubElement(request, f"{{{XDSB}}}Document", id=signature[0].entry_uuid)
-        signed.text = base64.b64encode(signature[1]).decode("ascii")
-    return request
+
+
+def build_status_update(
+    submission: SubmissionSet, target: str, original: str = APPROVED, new: str = DELETED
+) -> etree._Element:
+    """The ``lcm:SubmitObjectsRequest`` of an ITI-57 Update Document Set that changes the
+    availabilityStatus of the registered entry ``target`` (its entryUUID) from ``original``
+    to ``new`` (IHE XDS Metadata Update: a submission set and an ``UpdateAvailabilityStatus``
+    association from it to the entry, slots ``OriginalStatus`` and ``NewStatus``; no
+    document entry, no document). The DMP deletes a document this way (TD3.3c)."""
+    b = _Builder()
+    submit = etree.Element(f"{{{LCM}}}SubmitObjectsRequest", nsmap=_NSMAP)
+    objects = etree.SubElement(submit, _rim("RegistryObjectList"))
+    _submission_set(b, objects, submission)
+    association = etree.SubElement(
+        objects,
+        _rim("Association"),
+        associationType=UPDATE_AVAILABILITY_STATUS,
+        id=b.next_id("as"),
+        sourceObject=SUBMISSION_SET_ID,
+        targetObject=target,
+    )
+    b.slot(association, "OriginalStatus", original)
+    b.slot(association, "NewStatus", new)
+    return submit

@@ -9,7 +9,8 @@ The public API of the store; its modules are private, one job each:
 - the pipeline's decisions (``_plans``): :class:`MessagePlan`, :func:`apply_plans`,
   :func:`settle_held`; the outbox rows' outcomes (``_outbox``): :func:`record_outcomes`;
 - follow-ups, the rows an outcome or a receipt adds (``_follow_ups``): :func:`add_follow_ups`,
-  :func:`delivery_item`;
+  :func:`delivery_item`; receipts of earlier deliveries (``_receipts``): :func:`delivery_record`,
+  :func:`record_receipt` (a receipt journaled once, with its follow-ups);
 - support queries (``_listing``, ``_support_queries``): :func:`list_messages`,
   :func:`message_detail`, :func:`queue_stats`, :func:`settlement`...;
 - support actions (``_support_actions``): :func:`read_raw`, :func:`resend`,
@@ -64,6 +65,7 @@ from eai.store._journal import content_lines, insert_entries, naive_utc, utcnow
 from eai.store._listing import DeliveryView, EventView, MessageView, list_messages, message_detail
 from eai.store._outbox import DeliveryOutcome, record_outcomes
 from eai.store._plans import MessagePlan, PlannedDelivery, apply_plans, held_messages, settle_held
+from eai.store._receipts import RECEIPT_EVENT, DeliveryRecord, delivery_record, record_receipt
 from eai.store._support_actions import (
     cli_actor,
     read_raw,
@@ -126,6 +128,10 @@ __all__ = [
     "XrefRedirect",
     "XrefView",
     "add_follow_ups",
+    "RECEIPT_EVENT",
+    "DeliveryRecord",
+    "delivery_record",
+    "record_receipt",
     "apply_plans",
     "change_identifier",
     "claim_deliveries",

@@ -118,6 +118,8 @@ class ReceiptJournal(Protocol):
     """The engine's :data:`Ingest`, as a listener that reads receipts for deliveries
     already made (the MSSanté receipts reader: DSN / MDN mails) also uses it."""
 
+    async def __call__(self, entry: JournalEntry) -> IngestResult: ...
+
     async def delivery_record(self, delivery_id: int) -> tuple[OutboxItem, tuple[str, ...]]:
         """The delivery as its destination was handed it, and the details of its
         ``attempt`` events. Raises :class:`eai.errors.NotFound`."""

@@ -129,7 +129,14 @@ def decide(report: Report, item: OutboxItem, attempts: tuple[str, ...]) -> Decis
             words.append("a recipient this delivery was not meant for: ignored")
             continue
         text, zam = _one(report, item, r)
-        words.append(text + ("" if zam is not None or "no ZAM" in text else ", no ZAM asked"))
+        words.append(
+            text
+            + (
+                ""
+                if zam is not None or "no ZAM" in text
+                else ", no ZAM (not asked, or no business_acks)"
+            )
+        )
         if zam is not None:
             zams.append(zam)
     if not zams and not any(r.address in meant or r.final in meant for r in report.recipients):

@@ -120,14 +120,18 @@ def _key(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def _journal_of(ingest: object) -> ReceiptJournal:
+    if isinstance(ingest, ReceiptJournal):
+        return ingest
+    raise TypeError("the receipts reader needs the engine's ReceiptJournal")
+
+
 class ReceiptsReader:
     """Reads the application mailbox; see the module docstring."""
 
     def __init__(self, config: MssanteReceiptsConfig, ingest: Ingest) -> None:
-        if not isinstance(ingest, ReceiptJournal):
-            raise TypeError("the receipts reader needs the engine's ReceiptJournal")
         self.config = config
-        self._journal = ingest
+        self._journal = _journal_of(ingest)
         # Built now so that a bad certificate path fails at start, not at the first poll.
         self._context = client_context(config.tls)
         self._stopping = asyncio.Event()

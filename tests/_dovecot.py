@@ -5,7 +5,8 @@ processes (``dovecot -F -c CONF`` in the foreground, as root), network (IMAP ove
 TLS on 127.0.0.1, a free port).
 
 TLS is required (``ssl = required``, imaps only, TLS >= 1.2) with a client certificate of
-the test CA (``ssl_verify_client_cert``, ``auth_ssl_require_client_cert``), as an MSSanté
+the test CA for IMAP (``ssl_verify_client_cert``, ``auth_ssl_require_client_cert`` in
+``protocol imap``; SASL for Postfix takes the password alone), as an MSSanté
 operator asks of an application mailbox; users and passwords in a ``passwd-file``; mail in
 ``maildir:<mail_root>/<user>``. ``mail_root`` may be a real Postfix's ``vmail`` directory
 (:mod:`tests._postfix`): the DSNs Postfix delivers are then read over IMAP. Processes run
@@ -80,8 +81,23 @@ class Dovecot:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def _conf(directory: Path, port: int, pki: Pki, mail_root: Path) -> str:
+def _sasl(socket: Path | None) -> str:
+    """Dovecot's auth service as Postfix's SASL (``smtpd_sasl_type = dovecot``)."""
+    if socket is None:
+        return ""
     return f"""\
+service auth {{
+  unix_listener {socket} {{
+    mode = 0666
+  }}
+}}
+"""
+
+
+def _conf(directory: Path, port: int, pki: Pki, mail_root: Path, sasl: Path | None) -> str:
+    return (
+        _sasl(sasl)
+        + f"""\
 base_dir = {directory}/run
 state_dir = {directory}/state
 log_path = {directory}/dovecot.log
@@ -94,7 +110,10 @@ ssl_ca = <{pki.ca}
 ssl_min_protocol = TLSv1.2
 ssl_verify_client_cert = yes
 ssl_require_crl = no
-auth_ssl_require_client_cert = yes
+auth_ssl_require_client_cert = no
+protocol imap {{
+  auth_ssl_require_client_cert = yes
+}}
 disable_plaintext_auth = yes
 auth_mechanisms = plain
 default_internal_user = dovecot
@@ -124,16 +143,23 @@ namespace inbox {{
   separator = /
 }}
 """
+    )
 
 
 @contextmanager
 def dovecot(
-    pki: Pki, users: dict[str, str], *, mail_root: Path | None = None, owner: str = "nobody"
+    pki: Pki,
+    users: dict[str, str],
+    *,
+    mail_root: Path | None = None,
+    owner: str = "nobody",
+    sasl_socket: Path | None = None,
 ) -> Iterator[Dovecot]:
     """A running Dovecot serving ``users`` (address -> password), removed after.
 
     ``mail_root``: where the Maildirs are (default: in its own directory); ``owner``: the
-    system user owning them (``postfix`` for a Postfix's ``vmail``)."""
+    system user owning them (``postfix`` for a Postfix's ``vmail``); ``sasl_socket``: where
+    its auth service listens for a Postfix's SASL (the same users and passwords)."""
     account = pwd.getpwnam(owner)
     directory = Path(tempfile.mkdtemp(prefix="eai-dovecot-", dir="/tmp"))
     directory.chmod(0o755)
@@ -148,7 +174,7 @@ def dovecot(
     )
     port = free_port()
     conf = directory / "dovecot.conf"
-    conf.write_text(_conf(directory, port, pki, root))
+    conf.write_text(_conf(directory, port, pki, root, sasl_socket))
     process = subprocess.Popen(
         [DOVECOT, "-F", "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )

@@ -41,12 +41,18 @@ class Dovecot:
     port: int
     pki: Pki
     mail_root: Path
+    starttls: bool = False
 
-    def client(self, user: str, password: str) -> imaplib.IMAP4_SSL:
+    def client(self, user: str, password: str) -> imaplib.IMAP4:
         """A logged-in IMAP session (the test's own view of the mailbox)."""
         ctx = ssl.create_default_context(cafile=str(self.pki.ca))
         ctx.load_cert_chain(str(self.pki.client_cert), str(self.pki.client_key))
-        imap = imaplib.IMAP4_SSL("localhost", self.port, ssl_context=ctx, timeout=10)
+        imap: imaplib.IMAP4
+        if self.starttls:
+            imap = imaplib.IMAP4("localhost", self.port, timeout=10)
+            imap.starttls(ctx)
+        else:
+            imap = imaplib.IMAP4_SSL("localhost", self.port, ssl_context=ctx, timeout=10)
         imap.login(user, password)
         return imap
 
@@ -94,7 +100,9 @@ service auth {{
 """
 
 
-def _conf(directory: Path, port: int, pki: Pki, mail_root: Path, sasl: Path | None) -> str:
+def _conf(
+    directory: Path, port: int, pki: Pki, mail_root: Path, sasl: Path | None, starttls: bool
+) -> str:
     return (
         _sasl(sasl)
         + f"""\
@@ -131,10 +139,10 @@ userdb {{
 }}
 service imap-login {{
   inet_listener imap {{
-    port = 0
+    port = {port if starttls else 0}
   }}
   inet_listener imaps {{
-    port = {port}
+    port = {0 if starttls else port}
     ssl = yes
   }}
 }}
@@ -154,12 +162,14 @@ def dovecot(
     mail_root: Path | None = None,
     owner: str = "nobody",
     sasl_socket: Path | None = None,
+    starttls: bool = False,
 ) -> Iterator[Dovecot]:
     """A running Dovecot serving ``users`` (address -> password), removed after.
 
     ``mail_root``: where the Maildirs are (default: in its own directory); ``owner``: the
     system user owning them (``postfix`` for a Postfix's ``vmail``); ``sasl_socket``: where
-    its auth service listens for a Postfix's SASL (the same users and passwords)."""
+    its auth service listens for a Postfix's SASL (the same users and passwords);
+    ``starttls``: IMAP on the port with STARTTLS (required before LOGIN), not imaps."""
     account = pwd.getpwnam(owner)
     directory = Path(tempfile.mkdtemp(prefix="eai-dovecot-", dir="/tmp"))
     directory.chmod(0o755)
@@ -174,11 +184,11 @@ def dovecot(
     )
     port = free_port()
     conf = directory / "dovecot.conf"
-    conf.write_text(_conf(directory, port, pki, root, sasl_socket))
+    conf.write_text(_conf(directory, port, pki, root, sasl_socket, starttls))
     process = subprocess.Popen(
         [DOVECOT, "-F", "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    server = Dovecot(directory, port, pki, root)
+    server = Dovecot(directory, port, pki, root, starttls)
     try:
         deadline = time.monotonic() + 30
         while True:

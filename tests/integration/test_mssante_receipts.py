@@ -250,7 +250,9 @@ def delivered(store: Store, *, ask: str = "Y", return_to: str = "lab-return") ->
     return row.id
 
 
-def reader(server: Dovecot, pki: Pki, store: Store, *, cert: bool = True) -> ReceiptsReader:
+def reader(
+    server: Dovecot, pki: Pki, store: Store, *, cert: bool = True, security: str = "tls"
+) -> ReceiptsReader:
     tls = {"ca": str(pki.ca), "server_hostname": "localhost"}
     if cert:
         tls |= {"cert": str(pki.client_cert), "key": str(pki.client_key)}
@@ -259,6 +261,7 @@ def reader(server: Dovecot, pki: Pki, store: Store, *, cert: bool = True) -> Rec
             "name": "mss-receipts",
             "host": "127.0.0.1",
             "port": server.port,
+            "security": security,
             "tls": tls,
             "user": SENDER,
             "password": PASSWORD,
@@ -427,3 +430,12 @@ def test_the_reader_needs_its_client_certificate(server: Dovecot, pki: Pki, stor
         asyncio.run(reader(server, pki, store, cert=False).poll())
     assert zams(store, did) == []
     assert len(server.folder(SENDER, PASSWORD, "INBOX")) == 1
+
+
+def test_starttls_is_taken_before_login(pki: Pki, store: Store) -> None:
+    with dovecot(pki, {SENDER: PASSWORD}, starttls=True) as plain_port:
+        did = delivered(store)
+        plain_port.append(SENDER, PASSWORD, dsn(did))
+        report = asyncio.run(reader(plain_port, pki, store, security="starttls").poll())
+        assert (report.journaled, report.zams) == (1, 1)
+        assert len(plain_port.folder(SENDER, PASSWORD, "EAI-Processed")) == 1

@@ -23,6 +23,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 from standins.net import free_port
 from tests._pki import Pki
@@ -71,10 +72,21 @@ def _context(pki: Pki, require_client_cert: bool) -> ssl.SSLContext:
 
 
 @contextmanager
-def mss_smtp(pki: Pki, *, implicit: bool = False) -> Iterator[MssInbox]:
-    """``with mss_smtp(pki) as inbox: ... inbox.port ...``."""
+def mss_smtp(
+    pki: Pki, *, implicit: bool = False, login: tuple[str, str] | None = None
+) -> Iterator[MssInbox]:
+    """``with mss_smtp(pki) as inbox: ... inbox.port ...``; ``login``: AUTH required
+    (PLAIN/LOGIN, after STARTTLS) with this user and password."""
     inbox = MssInbox()
     port = free_port()
+    auth: dict[str, Any] = {}
+    if login is not None:
+
+        def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any):
+            ok = (data.login.decode(), data.password.decode()) == login
+            return AuthResult(success=ok, handled=False)
+
+        auth = {"auth_required": True, "authenticator": authenticator}
     if implicit:
         controller = Controller(
             inbox, hostname="127.0.0.1", port=port, ssl_context=_context(pki, False)
@@ -86,6 +98,7 @@ def mss_smtp(pki: Pki, *, implicit: bool = False) -> Iterator[MssInbox]:
             port=port,
             tls_context=_context(pki, True),
             require_starttls=True,
+            **auth,
         )
     controller.start()
     inbox.port = port

@@ -3,7 +3,7 @@
 Touches: nothing.
 
 :func:`eai.xds.read_publication` reads the outbox item (ORU/MDM or CDA alone); the DMP
-adds that it takes a qualified INS only and never publishes a deletion as a new document.
+adds that it takes a qualified INS only.
 """
 
 from __future__ import annotations
@@ -25,11 +25,5 @@ def publication_of(item: OutboxItem) -> Publication:
         raise PermanentDeliveryError(
             "no qualified INS for this message: the DMP takes documents of patients with a "
             "qualified identity only"
-        )
-    if item.facts.flags.get("document_action", "") == "delete":
-        # Never publish a deletion as a new document (issue 18: the DMP's deletion
-        # transaction is not built yet).
-        raise PermanentDeliveryError(
-            "document_action delete: the dmp destination does not delete documents yet"
         )
     return read_publication(item)

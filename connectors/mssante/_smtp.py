@@ -13,7 +13,8 @@ answered before DATA:
   (the whole mail is retried later, so no recipient gets it twice);
 - RCPT answered 5xx: that recipient is refused (code and text kept), the others get it;
 - every RCPT 5xx, or MAIL/DATA 5xx: :class:`PermanentDeliveryError`;
-- refused connection, TLS failure, timeout, 4xx to MAIL/DATA, a lost connection:
+- refused connection, TLS failure, timeout, 4xx to MAIL/DATA, a lost connection, AUTH
+  refused or required (RFC 4954 530/534/535/538: the config is to fix, the mails wait):
   :class:`TransientDeliveryError`.
 
 DSN (RFC 3461), when the server offers it: ``ENVID`` (the delivery's, for correlation) and
@@ -73,8 +74,14 @@ def _text(reply: bytes | str) -> str:
     return " ".join(raw.split())[:300]
 
 
+_AUTH_CODES = frozenset({530, 534, 535, 538})
+"""RFC 4954 answers meaning "authenticate first / again": the config is to fix, not the mail."""
+
+
 def _fail(stage: str, code: int, reply: bytes | str) -> Exception:
     text = f"MSSanté SMTP {stage}: {code} {_text(reply)}"
+    if code in _AUTH_CODES:
+        return TransientDeliveryError(text + " (check the destination's user and password)")
     if 400 <= code < 500 or code < 200:
         return TransientDeliveryError(text)
     return PermanentDeliveryError(text)

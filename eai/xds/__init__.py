@@ -12,8 +12,10 @@ never import each other, so what both need lives here.
 - :mod:`eai.xds._header`: the CDA header values the metadata needs, the missing ones
   named in a :class:`eai.errors.PermanentDeliveryError`;
 - :mod:`eai.xds._metadata`: the submission set and document entry values;
-- :mod:`eai.xds._codes`: the XDS scheme UUIDs and the CI-SIS code tables;
-- :mod:`eai.xds._ebrim`: their ebRIM rendering (ITI-41 request, XDM SubmitObjectsRequest).
+- :mod:`eai.xds._codes`: the XDS scheme UUIDs and the CI-SIS code tables (from the ANS
+  correspondence tables, :mod:`eai.xds._ans_tables`);
+- :mod:`eai.xds._ebrim`: their ebRIM rendering (ITI-41 request, ITI-57 status update, XDM
+  SubmitObjectsRequest).
 """
 
 from eai.xds._codes import (
@@ -21,18 +23,34 @@ from eai.xds._codes import (
     CONTENT_TYPE_BY_PATIENT_CLASS,
     DEFAULT_CLASS_CODES,
     DEFAULT_FORMAT_CODES,
+    FORMAT_BY_MEDIA,
     FORMAT_PDF,
     INS_OIDS,
     RPPS_OID,
     SCHEME,
 )
-from eai.xds._ebrim import LCM, RIM, SIGNS, XDSB, build_request, build_submit_objects
+from eai.xds._ebrim import (
+    APPROVED,
+    DELETED,
+    LCM,
+    RIM,
+    RPLC,
+    SIGNS,
+    SUBMISSION_SET_ID,
+    UPDATE_AVAILABILITY_STATUS,
+    XDSB,
+    build_request,
+    build_status_update,
+    build_submit_objects,
+)
 from eai.xds._header import Code, DocumentHeader, InstanceId, Person, read_header, xds_time
 from eai.xds._metadata import (
     DocumentEntry,
     MetadataSettings,
     SubmissionSet,
     build_metadata,
+    build_submission_set,
+    document_entry_uuid,
     entry_uuid,
     signature_entry,
     xcn,
@@ -42,6 +60,15 @@ from eai.xds._source import ACCEPTS, Publication, read_publication
 
 __all__ = [
     "ACCEPTS",
+    "APPROVED",
+    "DELETED",
+    "FORMAT_BY_MEDIA",
+    "RPLC",
+    "SUBMISSION_SET_ID",
+    "UPDATE_AVAILABILITY_STATUS",
+    "build_status_update",
+    "build_submission_set",
+    "document_entry_uuid",
     "CONFIDENTIALITY_FLAGS",
     "CONTENT_TYPE_BY_PATIENT_CLASS",
     "DEFAULT_CLASS_CODES",

@@ -196,3 +196,14 @@ def test_a_server_certificate_of_another_ca_is_refused_and_retried(
 def test_a_refused_connection_is_retried(pki: Pki) -> None:
     with pytest.raises(TransientDeliveryError, match="cannot connect"):
         send(config(pki, free_port()), item())
+
+
+def test_smtp_auth_when_configured(pki: Pki) -> None:
+    with mss_smtp(pki, login=("bal-labo", "s3cret")) as inbox:
+        with pytest.raises(TransientDeliveryError):  # AUTH required: no mail without it
+            send(config(pki, inbox.port), item())
+        with pytest.raises(TransientDeliveryError, match="authentication refused"):
+            send(config(pki, inbox.port, user="bal-labo", password="wrong"), item())
+        assert inbox.mails == []
+        send(config(pki, inbox.port, user="bal-labo", password="s3cret"), item())
+    assert len(inbox.mails) == 2

@@ -29,13 +29,13 @@ from connectors.mssante import (
     build_xdm,
     mail_source,
 )
-from connectors.mssante.config import MssanteDestinationConfig
+from connectors.mssante.config import CodedValue, MssanteDestinationConfig
 from connectors.mssante.destination import prepare
 from eai import hl7
 from eai.errors import PermanentDeliveryError
-from eai.messages import MessageFacts, OutboxItem, Recipient
+from eai.messages import MEDIA_CDA_XML, MessageFacts, OutboxItem, Recipient
 from tests._cisis import ORU, edit, segments
-from tests._paths import REPO
+from tests._paths import CDA, REPO
 
 LCM_XSD = REPO / "tests" / "xsd" / "xds" / "ebRS30" / "lcm.xsd"
 RIM = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
@@ -290,3 +290,24 @@ def test_smtp_auth_needs_both_user_and_password() -> None:
     assert empty.user == ""
     both = MssanteDestinationConfig.model_validate({**base, "user": "bal", "password": "hunter2"})
     assert "hunter2" not in repr(both)
+
+
+def test_a_level_1_cda_carrying_a_pdf_gets_the_pdf_beside_the_zip() -> None:
+    cda = (CDA / "TLM-CR_2022.01.xml").read_bytes()  # nonXMLBody, mediaType application/pdf
+    facts = MessageFacts(
+        {"DESTMSSANTEPS": "Y", "INVISIBLE_PATIENT": "Y", "DESTMSSANTEPAT": "N"},
+        (Recipient("RCT", "professional", "adam.hoda@test-ci-sis.mssante.fr"),),
+    )
+    item = OutboxItem(3, 3, "mss", cda, "", "k", media_type=MEDIA_CDA_XML, facts=facts)
+    # a CDA alone has no PV1-2: the destination gives the contentTypeCode
+    code = {"code": "07", "system": "1.2.250.1.213.2.2", "display": "Consultation externe"}
+    config = CONFIG.model_copy(update={"content_type_code": CodedValue.model_validate(code)})
+    source = mail_source(item)
+    xdm = build_xdm(source.publication, config.metadata_settings(), now=NOW)
+    (mail,) = build_mails(config, item, source, xdm, audience(facts.flags), now=NOW)
+    parts = {p.get_filename(): p for p in parsed(mail.data).iter_attachments()}
+    assert sorted(parts) == ["DOC0001.PDF", "IHE_XDM.zip"]
+    assert parts["DOC0001.PDF"].get_content_type() == "application/pdf"
+    assert parts["DOC0001.PDF"].get_content().startswith(b"%PDF")
+    zipped = zipfile.ZipFile(io.BytesIO(parts["IHE_XDM.zip"].get_content()))
+    assert zipped.read(DOCUMENT) == cda

@@ -143,10 +143,10 @@ class _Ingest:
                 pass  # the loop is closed: the engine is stopping, the journal has it
         return result
 
-    async def delivery_record(self, delivery_id: int) -> tuple[OutboxItem, tuple[str, ...]]:
+    async def delivery_record(self, delivery_id: int) -> tuple[OutboxItem, tuple[str, ...], bool]:
         """:class:`eai.registry.ReceiptJournal`: a delivery and its attempts (a read)."""
         record = await run_blocking(self._read_record, delivery_id)
-        return record.item, record.attempts
+        return record.item, record.attempts, record.status in ("delivered", "dead")
 
     def _read_record(self, delivery_id: int) -> DeliveryRecord:
         with self._store.engine.connect() as conn:

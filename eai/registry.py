@@ -120,9 +120,10 @@ class ReceiptJournal(Protocol):
 
     async def __call__(self, entry: JournalEntry) -> IngestResult: ...
 
-    async def delivery_record(self, delivery_id: int) -> tuple[OutboxItem, tuple[str, ...]]:
-        """The delivery as its destination was handed it, and the details of its
-        ``attempt`` events. Raises :class:`eai.errors.NotFound`."""
+    async def delivery_record(self, delivery_id: int) -> tuple[OutboxItem, tuple[str, ...], bool]:
+        """The delivery as its destination was handed it, the details of its ``attempt``
+        events, and whether its outcome is final (delivered or dead: no attempt will add
+        to what it recorded). Raises :class:`eai.errors.NotFound`."""
         ...
 
     async def record_receipt(

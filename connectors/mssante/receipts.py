@@ -21,6 +21,10 @@ mail of ``folder`` (oldest first, ``batch`` at most):
 3. moves it to ``processed``. A crash between 2 and 3 leaves the mail where it was: the
    next poll journals nothing and moves it (no duplicate ZAM).
 
+A report that is not believed while its delivery is not final (``retrying``: the attempt
+that sent its mail is recorded only with the delivery's outcome) stays in ``folder`` and
+is read again at each poll until the outcome is recorded.
+
 A mail that is not a report, names no delivery of ours, or is not believed goes to
 ``quarantine`` with a keyword naming the reason (``EaiMalformed``, ``EaiUnknown``,
 ``EaiUnverified``, ``EaiTooLarge``); it is counted (:attr:`ReceiptsReader.quarantined`)
@@ -100,6 +104,8 @@ class PassReport:
     zams: int = 0
     already: int = 0
     """Receipts journaled by an earlier pass, moved now."""
+    waiting: int = 0
+    """Reports left in the folder: not believed yet, their delivery not final."""
     quarantined: Counter[str] = field(default_factory=Counter)
 
 
@@ -109,6 +115,7 @@ class _Verdict:
     reason: str = ""
     recorded: bool = False
     zams: int = 0
+    waiting: bool = False
 
 
 def _key(data: bytes) -> str:
@@ -198,6 +205,9 @@ class ReceiptsReader:
                 verdict = await self._one(box, uid)
                 if verdict is None:
                     continue
+                if verdict.waiting:
+                    report.waiting += 1
+                    continue
                 if verdict.keyword:
                     await run_blocking(box.move, uid, cfg.quarantine, (verdict.keyword,))
                     report.quarantined[verdict.keyword] += 1
@@ -246,11 +256,13 @@ class ReceiptsReader:
         if delivery_id is None:
             return _Verdict("EaiUnknown", "it names no delivery of this engine")
         try:
-            item, attempts = await self._journal.delivery_record(delivery_id)
+            item, attempts, final = await self._journal.delivery_record(delivery_id)
             decision = decide(parsed, item, attempts)
         except NotFound:
             return _Verdict("EaiUnknown", f"no delivery {delivery_id} in the journal")
         except Unverified as exc:
+            if not final:
+                return _Verdict(waiting=True)  # its attempt may not be recorded yet
             return _Verdict("EaiUnverified", str(exc))
         try:
             recorded = await self._journal.record_receipt(

@@ -44,17 +44,23 @@ class DeliveryRecord:
     item: OutboxItem
     attempts: tuple[str, ...]
     """The details of its ``attempt`` events, oldest first."""
+    status: str
+    """Its status now (``delivered`` and ``dead`` are final; ``retrying``, ``pending``...:
+    a receipt may come before the attempt that sent its mail is recorded)."""
 
 
 def delivery_record(conn: Connection, cipher: Cipher, delivery_id: int) -> DeliveryRecord:
     """Delivery ``delivery_id`` and its attempts' details. NotFound when no such delivery."""
     item = delivery_item(conn, cipher, delivery_id)
+    status = conn.execute(
+        select(deliveries.c.status).where(deliveries.c.id == delivery_id)
+    ).scalar_one()
     details = conn.execute(
         select(events.c.detail)
         .where(events.c.delivery_id == delivery_id, events.c.kind == "attempt")
         .order_by(events.c.id)
     ).scalars()
-    return DeliveryRecord(item, tuple(details))
+    return DeliveryRecord(item, tuple(details), str(status))
 
 
 def _marker(key: str) -> str:

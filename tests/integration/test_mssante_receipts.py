@@ -178,11 +178,11 @@ class Journal:
     async def __call__(self, entry: JournalEntry):  # noqa: ANN204 - Ingest
         return await self.store.ingest(entry)
 
-    async def delivery_record(self, delivery_id: int) -> tuple[OutboxItem, tuple[str, ...]]:
-        def read() -> tuple[OutboxItem, tuple[str, ...]]:
+    async def delivery_record(self, delivery_id: int) -> tuple[OutboxItem, tuple[str, ...], bool]:
+        def read() -> tuple[OutboxItem, tuple[str, ...], bool]:
             with self.store.engine.connect() as conn:
                 record = delivery_record(conn, self.store.cipher, delivery_id)
-            return record.item, record.attempts
+            return record.item, record.attempts, record.status in ("delivered", "dead")
 
         return await asyncio.to_thread(read)
 
@@ -215,7 +215,9 @@ def server(pki: Pki) -> Iterator[Dovecot]:
         yield d
 
 
-def delivered(store: Store, *, ask: str = "Y", return_to: str = "lab-return") -> int:
+def delivered(
+    store: Store, *, ask: str = "Y", return_to: str = "lab-return", final: bool = True
+) -> int:
     """The CR-BIO ORU journaled, routed to ``mss`` and delivered (its attempt recording the
     ENVID and the mails' Message-IDs as the destination does); returns the delivery id."""
     entry = JournalEntry(
@@ -245,9 +247,23 @@ def delivered(store: Store, *, ask: str = "Y", return_to: str = "lab-return") ->
         f"to 1 recipient(s); patient: Message-ID <eai.{row.id}.{TOKEN}@labo.mssante.fr> to 1 "
         "recipient(s)"
     )
+    if not final:  # the professionals' mail went, the patient's is retried
+        retry = DeliveryOutcome(row.id, mid, "retrying", 1, _now(), "MSSanté SMTP RCPT: 451")
+        store.writer.run_sync(lambda c: record_outcomes(c, [retry], _now(), store.cipher))
+        return row.id
     done = DeliveryOutcome(row.id, mid, "delivered", 1, _now(), detail)
     store.writer.run_sync(lambda c: record_outcomes(c, [done], _now(), store.cipher))
     return row.id
+
+
+def finish(store: Store, delivery: int) -> None:
+    """The retried delivery's final outcome, naming both mails."""
+    detail = (
+        f"ENVID eai-{delivery}; professionals: Message-ID <eai.{delivery}.{TOKEN}@labo.mssante.fr>"
+        " to 1 recipient(s)"
+    )
+    done = DeliveryOutcome(delivery, _message_of(store, delivery), "delivered", 2, _now(), detail)
+    store.writer.run_sync(lambda c: record_outcomes(c, [done], _now(), store.cipher))
 
 
 def reader(
@@ -439,3 +455,18 @@ def test_starttls_is_taken_before_login(pki: Pki, store: Store) -> None:
         report = asyncio.run(reader(plain_port, pki, store, security="starttls").poll())
         assert (report.journaled, report.zams) == (1, 1)
         assert len(plain_port.folder(SENDER, PASSWORD, "EAI-Processed")) == 1
+
+
+def test_a_receipt_before_its_delivery_is_final_waits_for_the_outcome(
+    server: Dovecot, pki: Pki, store: Store
+) -> None:
+    did = delivered(store, final=False)  # its mail's Message-ID not recorded yet
+    server.append(SENDER, PASSWORD, dsn(did))
+    rdr = reader(server, pki, store)
+    report = asyncio.run(rdr.poll())
+    assert (report.waiting, report.journaled, sum(report.quarantined.values())) == (1, 0, 0)
+    assert len(server.folder(SENDER, PASSWORD, "INBOX")) == 1  # left where it was
+    finish(store, did)
+    report = asyncio.run(rdr.poll())
+    assert (report.waiting, report.journaled, report.zams) == (0, 1, 1)
+    assert server.folder(SENDER, PASSWORD, "INBOX") == []

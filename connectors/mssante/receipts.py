@@ -48,7 +48,7 @@ from connectors.mssante._correlate import Unverified, decide
 from connectors.mssante._imap import ImapError, ImapMailbox
 from connectors.mssante._reports import MalformedReport, delivery_id_of, parse_report
 from eai.config import Duration, ListenerConfig, TlsClientConfig
-from eai.errors import NotFound, StoreError
+from eai.errors import InputError, NotFound, StoreError
 from eai.net import client_context, run_blocking
 from eai.registry import Ingest, ListenerSpec, ReceiptJournal, register_listener
 
@@ -252,6 +252,9 @@ class ReceiptsReader:
             parsed = parse_report(data)
         except MalformedReport as exc:
             return _Verdict("EaiMalformed", str(exc))
+        except Exception as exc:  # noqa: BLE001 - one mail never blocks the mailbox
+            log.exception("listener %s: mail UID %d unreadable", self.config.name, uid)
+            return _Verdict("EaiMalformed", f"unreadable ({type(exc).__name__})")
         delivery_id = delivery_id_of(parsed)
         if delivery_id is None:
             return _Verdict("EaiUnknown", "it names no delivery of this engine")
@@ -264,6 +267,8 @@ class ReceiptsReader:
             if not final:
                 return _Verdict(waiting=True)  # its attempt may not be recorded yet
             return _Verdict("EaiUnverified", str(exc))
+        except (InputError, ValueError) as exc:  # the source or the report unusable for a ZAM
+            return _Verdict("EaiUnverified", f"no ZAM can be built ({type(exc).__name__})")
         try:
             recorded = await self._journal.record_receipt(
                 delivery_id, _key(data), decision.detail, decision.follow_ups

@@ -101,9 +101,16 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
     restart = _engine_changes(old, new) + _listener_changes(old, new)
     if old.identity.server != new.identity.server:
         restart.append("identity.server")
+    if old.audit != new.audit:
+        restart.append("audit")  # the purge job and the SIEM forwarder start with the engine
     identity = new.identity.model_copy(update={"server": old.identity.server})
     applied = new.model_copy(
-        update={"engine": old.engine, "listeners": old.listeners, "identity": identity}
+        update={
+            "engine": old.engine,
+            "listeners": old.listeners,
+            "identity": identity,
+            "audit": old.audit,
+        }
     )
     before = {d.name: d for d in old.destinations}
     after = {d.name: d for d in new.destinations}

@@ -34,8 +34,9 @@ from eai._reload import (
 )
 from eai._scheduler_logs import quiet_scheduler_logs
 from eai.admin import AdminServer, Caller
+from eai.alerts import Alerter, Signals, TlsRejectionWatch, listener_ports
 from eai.anomaly_mail import AnomalyMailer
-from eai.audit import AuditActor, AuditService, caller_actor, engine_actor
+from eai.audit import AuditActor, AuditService, caller_actor, engine_actor, reload_recorder
 from eai.config import Config
 from eai.delivery import DeliveryWorker
 from eai.errors import ConfigError, EaiError, StoreError
@@ -45,10 +46,8 @@ from eai.pipeline import Pipeline
 from eai.reconciler import Reconciler
 from eai.registry import Listener, build_listener, periodic_jobs
 from eai.store import (
-    AuditEntry,
     DeliveryRecord,
     Store,
-    append_audit,
     clear_leases,
     delivery_record,
     record_receipt,
@@ -116,15 +115,32 @@ class _JournalView:
 
 
 class _Ingest:
-    """The listeners' :class:`eai.registry.ThreadIngest`: journal, then wake the pipeline."""
+    """The listeners' :class:`eai.registry.ThreadIngest` (journal, then wake the pipeline)
+    and :class:`eai.registry.ReceiptJournal` (receipts of deliveries already made)."""
 
-    def __init__(self, store: Store, wake: asyncio.Event, loop: asyncio.AbstractEventLoop):
+    def __init__(
+        self,
+        store: Store,
+        wake: asyncio.Event,
+        loop: asyncio.AbstractEventLoop,
+        signals: Signals | None = None,
+    ):
         self._store = store
         self._wake = wake
         self._loop = loop
+        self._signals = signals
+
+    def _failed(self) -> None:
+        """The listener answers AE/CE: counted for the ``journal_failing`` alert."""
+        if self._signals is not None:
+            self._signals.journal_failed()
 
     async def __call__(self, entry: JournalEntry) -> IngestResult:
-        result = await self._store.ingest(entry)
+        try:
+            result = await self._store.ingest(entry)
+        except Exception:
+            self._failed()
+            raise
         if not result.duplicate and entry.status == "received":
             self._wake.set()
         return result
@@ -135,7 +151,11 @@ class _Ingest:
         timeout: float,
         before_commit: Callable[[], object] | None = None,
     ) -> IngestResult:
-        result = self._store.ingest_blocking(entry, timeout, before_commit)
+        try:
+            result = self._store.ingest_blocking(entry, timeout, before_commit)
+        except Exception:
+            self._failed()
+            raise
         if not result.duplicate and entry.status == "received":
             try:
                 self._loop.call_soon_threadsafe(self._wake.set)
@@ -165,22 +185,13 @@ class _Ingest:
         return made is not None
 
 
-def _record_event(conn: Connection, kind: str, detail: str) -> None:
-    """An engine-wide event (no message): who reloaded the config, when, which file."""
+def _record_event(
+    conn: Connection, kind: str, detail: str, audited: Callable[[Connection], object]
+) -> None:
+    """An engine-wide event (no message): who reloaded the config, when, which file; and
+    its audit record, in the same transaction."""
     conn.execute(insert(events).values(at=utcnow(), message_id=None, kind=kind, detail=detail))
-
-
-def _record_reload(
-    store: Store, actor: AuditActor, kind: str, detail: str, outcome: str
-) -> Callable[[Connection], None]:
-    """The reload's event and its ``config-reload`` audit record, in one transaction."""
-
-    def write(conn: Connection) -> None:
-        _record_event(conn, kind, detail)
-        entry = AuditEntry("config-reload", "routes.yaml", outcome=outcome, detail=detail)
-        append_audit(conn, store.cipher, actor, entry, utcnow())
-
-    return write
+    audited(conn)
 
 
 class Engine:
@@ -205,6 +216,8 @@ class Engine:
         self.pipeline: Pipeline | None = None
         self.mailer: AnomalyMailer | None = None
         self.reconciler: Reconciler | None = None
+        self.alerter: Alerter | None = None
+        self.signals = Signals()
         self.workers: dict[str, DeliveryWorker] = {}
         self.started = asyncio.Event()
         self._pool: DeliveryPool | None = None
@@ -256,8 +269,9 @@ class Engine:
                 raise await self._refused(by, actor, digest, refused) from exc
             await self._apply(plan, workers)
             detail = f"by {by}; {path} sha256 {digest}; {plan.summary()}"
+            audited = reload_recorder(self.store, actor, detail, "success")
             await self.store.writer.run(
-                _record_reload(self.store, actor, "config_reloaded", detail, "success")
+                lambda c: _record_event(c, "config_reloaded", detail, audited)
             )
             log.info("config reloaded by %s (sha256 %s): %s", by, digest[:12], plan.summary())
             for item in plan.restart_needed:
@@ -276,8 +290,9 @@ class Engine:
             log.error("  %s", line)
         if self.store is not None:
             detail = f"by {by}; {self.config_path} sha256 {digest or '-'}; " + "; ".join(lines)
+            audited = reload_recorder(self.store, actor, detail, "failure")
             await self.store.writer.run(
-                _record_reload(self.store, actor, "config_reload_refused", detail, "failure")
+                lambda c: _record_event(c, "config_reload_refused", detail, audited)
             )
         return exc
 
@@ -292,6 +307,8 @@ class Engine:
             self.pipeline.reconfigure(plan.config)
         if self.mailer is not None:
             self.mailer.reconfigure(plan.config.identity)
+        if self.alerter is not None:
+            self.alerter.reconfigure(plan.config)
         self._reschedule(plan.config)
         for name in plan.changed:
             await self._pool.retire(name)  # its batch finishes: no row sent twice
@@ -311,10 +328,27 @@ class Engine:
         scheduler.reschedule_job(
             "identity-digest", trigger="interval", seconds=config.identity.digest_every
         )
+        if self.alerter is not None:
+            self._schedule_alerts(scheduler, self.alerter)
         view = _JournalView(self.store) if self.store is not None else None
         for job in periodic_jobs().values():
             if scheduler.get_job(f"periodic:{job.name}") is not None:
                 scheduler.modify_job(f"periodic:{job.name}", args=[config, view])
+
+    @staticmethod
+    def _schedule_alerts(scheduler: AsyncIOScheduler, alerter: Alerter) -> None:
+        """The alerts job every ``alerts.every`` (when a rule is configured)."""
+        if scheduler.get_job("alerts") is not None:
+            scheduler.remove_job("alerts")
+        if alerter.wanted():
+            scheduler.add_job(
+                alerter.run_once,
+                "interval",
+                seconds=alerter.every,
+                id="alerts",
+                coalesce=True,
+                max_instances=1,
+            )
 
     def _on_sighup(self) -> None:
         task = asyncio.create_task(self._reload_logged("signal SIGHUP"))
@@ -363,6 +397,8 @@ class Engine:
         scheduler = self._scheduler = AsyncIOScheduler(timezone="UTC")
         pool = self._pool = DeliveryPool(store, self.node_id, cfg)
         self.workers = pool.workers
+        tls_watch = TlsRejectionWatch(self.signals)
+        logging.getLogger().addHandler(tls_watch)
         try:
             # Single-process SQLite: every lease in the journal was this engine's.
             owner = None if store.is_sqlite else self.node_id
@@ -387,7 +423,7 @@ class Engine:
             )
             pipeline = self.pipeline
 
-            ingest = _Ingest(store, pipeline.wake, asyncio.get_running_loop())
+            ingest = _Ingest(store, pipeline.wake, asyncio.get_running_loop(), self.signals)
             for lcfg in cfg.listeners:
                 listener = build_listener(lcfg, ingest)
                 await listener.start()
@@ -412,6 +448,16 @@ class Engine:
                     coalesce=True,
                     max_instances=1,
                 )
+            reconciler = self.reconciler
+            self.alerter = Alerter(
+                store,
+                cfg,
+                self.node_id,
+                self.signals,
+                lambda: listener_ports(self.listeners),
+                lambda: reconciler is not None and reconciler.outage_since is not None,
+            )
+            self._schedule_alerts(scheduler, self.alerter)
             view = _JournalView(store)
             for job in periodic_jobs().values():
                 scheduler.add_job(
@@ -437,6 +483,7 @@ class Engine:
             await stopping.wait()
             log.info("stopping: no new connections, finishing in-flight work")
         finally:
+            logging.getLogger().removeHandler(tls_watch)
             await admin.stop()
             for listener in self.listeners.values():
                 try:
@@ -446,6 +493,8 @@ class Engine:
             stopping.set()
             if scheduler.running:
                 scheduler.shutdown(wait=False)
+            if self.alerter is not None:
+                await self.alerter.aclose()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             for task in list(self._background):

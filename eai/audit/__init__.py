@@ -12,7 +12,14 @@ moved. See docs/supervision.md, "Audit trail".
 from eai.audit._actions import ACTIONS, OUTCOMES, ActionSpec, action_spec, register_action
 from eai.audit._dicom_xml import dicom_audit_message
 from eai.audit._fhir import audit_bundle, audit_event
-from eai.audit._record import account, caller_actor, engine_actor, os_user, record
+from eai.audit._record import (
+    account,
+    caller_actor,
+    engine_actor,
+    os_user,
+    record,
+    reload_recorder,
+)
 from eai.audit._service import AuditService, purge_expired
 from eai.audit._syslog import SyslogForwarder, syslog_frame
 from eai.store import AuditActor, AuditEntry, AuditRecord
@@ -41,4 +48,5 @@ __all__ = [
     "os_user",
     "record",
     "register_action",
+    "reload_recorder",
 ]

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 
 from sqlalchemy import Connection
 
 from eai.audit._actions import OUTCOMES, action_spec
 from eai.store import AuditActor, AuditEntry, AuditRecord, Store, append_audit, cli_actor, utcnow
 
-__all__ = ["account", "caller_actor", "engine_actor", "os_user", "record"]
+__all__ = ["account", "caller_actor", "engine_actor", "os_user", "record", "reload_recorder"]
 
 
 def os_user() -> AuditActor:
@@ -67,3 +68,19 @@ def record(
         return append_audit(conn, store.cipher, who, entry, utcnow())
     with store.engine.begin() as own:
         return append_audit(own, store.cipher, who, entry, utcnow())
+
+
+def reload_recorder(
+    store: Store, actor: AuditActor, detail: str, outcome: str
+) -> Callable[[Connection], AuditRecord]:
+    """The ``config-reload`` record of a reload, to write in the transaction of its
+    journal event (the engine's writer thread)."""
+    return lambda conn: record(
+        store,
+        actor,
+        "config-reload",
+        target="routes.yaml",
+        outcome=outcome,
+        detail=detail,
+        conn=conn,
+    )

@@ -10,8 +10,10 @@ only once the connection that carried them is still open at the next round (the
 server did not go away meanwhile). A server down, refusing or restarted gets the
 records again from the cursor: at-least-once delivery, each message carrying its
 chain sequence number (``[meta sequenceId=N]``, RFC 5424 7.3.1) for a SIEM to drop
-duplicates. Facility 10 (security/authorization), severity 5 (notice), MSGID
-``IHE+RFC-3881`` (DICOM XML) or ``IHE+FHIR`` (FHIR JSON), as IHE ATNA has it.
+duplicates. With several engine nodes, the node holding the ``lease:syslog`` row
+forwards; another takes over when that lease expires. Facility 10
+(security/authorization), severity 5 (notice), MSGID ``IHE+RFC-3881`` (DICOM XML) or
+``IHE+FHIR`` (FHIR JSON), as IHE ATNA has it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ from eai.audit._dicom_xml import dicom_audit_message
 from eai.audit._fhir import audit_event
 from eai.config import SyslogConfig, TlsClientConfig
 from eai.net import client_context, run_blocking
-from eai.store import AuditRecord, Store, audit_after, audit_cursor, set_audit_cursor
+from eai.store import (
+    AuditRecord,
+    Store,
+    audit_after,
+    audit_cursor,
+    hold_audit_lease,
+    set_audit_cursor,
+)
 
 __all__ = ["CURSOR", "SyslogForwarder", "syslog_frame"]
 
@@ -116,8 +125,14 @@ class SyslogForwarder:
         self._pending = None
 
     async def step(self) -> int:
-        """One round: confirm what the last one sent, then send the next records."""
+        """One round: confirm what the last one sent, then send the next records (when
+        this node holds the forwarding lease: one forwarder per trail across nodes)."""
         await self._confirm()
+        lease = max(30.0, 3 * (self._cfg.poll + self._cfg.timeout))
+        engine = self._store.engine
+        if not await run_blocking(hold_audit_lease, engine, CURSOR, self._hostname, lease):
+            await self._close()
+            return 0
         cursor = await run_blocking(audit_cursor, self._store.engine, CURSOR)
         records = await run_blocking(audit_after, self._store.engine, cursor, _BATCH)
         if not records:

@@ -15,6 +15,8 @@ The public API of the store; its modules are private, one job each:
   :func:`message_detail`, :func:`queue_stats`, :func:`settlement`...;
 - support actions (``_support_actions``): :func:`read_raw`, :func:`resend`,
   :func:`set_paused`, :func:`release`, :func:`replay_plans`;
+- technical alerts (``_alerts``: state, mails owed, silences; ``_alert_probes``: what
+  the rules measure);
 - anomalies (``_anomalies``); identity cross-references (``_xref``), the pipeline's
   identity writes (``_identity_ops``) and ``eai identity lookup`` (``_xref_lookup``);
 - the audit trail (``_audit``, ``_audit_chain``): :func:`append_audit` (a record chained
@@ -32,6 +34,20 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine
 
 from eai.messages import IngestResult, JournalEntry
+from eai.store._alert_probes import DestinationHealth, destination_health, rejected_by_facility
+from eai.store._alerts import (
+    AlertChanges,
+    AlertNotice,
+    AlertRow,
+    ClaimedNotice,
+    Silence,
+    add_silence,
+    claim_notices,
+    finish_notices,
+    list_alerts,
+    list_silences,
+    update_alerts,
+)
 from eai.store._anomalies import (
     CONTROL_ID_REUSED,
     AnomalyRow,
@@ -41,10 +57,12 @@ from eai.store._anomalies import (
 )
 from eai.store._audit import AuditActor, AuditEntry, AuditRecord
 from eai.store._audit import append as append_audit
+from eai.store._audit import record_mac as audit_record_mac
 from eai.store._audit_chain import (
     ChainCheck,
     audit_after,
     audit_cursor,
+    hold_audit_lease,
     list_audit,
     purge_audit,
     set_audit_cursor,
@@ -94,14 +112,30 @@ from eai.store._xref_lookup import MergeEvent, XrefEntry, XrefView
 from eai.store._xref_lookup import lookup as xref_lookup
 
 __all__ = [
+    "AlertChanges",
+    "AlertNotice",
+    "AlertRow",
+    "ClaimedNotice",
+    "DestinationHealth",
+    "Silence",
+    "add_silence",
+    "claim_notices",
+    "destination_health",
+    "finish_notices",
+    "list_alerts",
+    "list_silences",
+    "rejected_by_facility",
+    "update_alerts",
     "AuditActor",
     "AuditEntry",
     "AuditRecord",
     "ChainCheck",
     "append_audit",
     "audit_after",
+    "audit_record_mac",
     "audit_cursor",
     "cli_actor",
+    "hold_audit_lease",
     "list_audit",
     "purge_audit",
     "set_audit_cursor",

@@ -35,6 +35,8 @@ __all__ = [
     "audit_log",
     "audit_state",
     "canonical",
+    "insert_absent",
+    "lock_head",
     "record_mac",
     "upsert_state",
 ]
@@ -160,11 +162,11 @@ def upsert_state(conn: Connection, name: str, seq: int, mac: str) -> None:
         update(audit_state).where(audit_state.c.name == name).values(seq=seq, mac=mac)
     ).rowcount
     if not done:
-        _insert_absent(conn, name, seq, mac)
+        insert_absent(conn, name, seq, mac)
         conn.execute(update(audit_state).where(audit_state.c.name == name).values(seq=seq, mac=mac))
 
 
-def _insert_absent(conn: Connection, name: str, seq: int, mac: str) -> None:
+def insert_absent(conn: Connection, name: str, seq: int, mac: str) -> None:
     """Creates a state row unless another writer has (ON CONFLICT DO NOTHING)."""
     values = {"name": name, "seq": seq, "mac": mac}
     if conn.dialect.name == "postgresql":
@@ -183,7 +185,7 @@ def lock_head(conn: Connection) -> tuple[int, str]:
         .returning(audit_state.c.seq, audit_state.c.mac)
     ).first()
     if row is None:
-        _insert_absent(conn, "head", 0, GENESIS)
+        insert_absent(conn, "head", 0, GENESIS)
         return lock_head(conn)
     return int(row.seq), str(row.mac)
 

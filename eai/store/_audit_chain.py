@@ -11,11 +11,12 @@ an anchor only if a purge record names it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import Connection, Engine, delete, func, select, update
 
 from eai.store._audit import (
     GENESIS,
@@ -25,6 +26,7 @@ from eai.store._audit import (
     append,
     audit_log,
     audit_state,
+    insert_absent,
     lock_head,
     record_mac,
     record_of,
@@ -36,6 +38,7 @@ __all__ = [
     "ChainCheck",
     "audit_after",
     "audit_cursor",
+    "hold_audit_lease",
     "list_audit",
     "purge_audit",
     "set_audit_cursor",
@@ -106,7 +109,8 @@ def verify_chain(engine: Engine, cipher: Cipher) -> ChainCheck:
     last: AuditRecord | None = None
 
     def broken(seq: int, problem: str) -> ChainCheck:
-        return ChainCheck(False, checked, first, seq - 1 if checked else None, seq, problem)
+        intact = first if last is not None else None  # the records checked before it
+        return ChainCheck(False, checked, intact, last.seq if last else None, seq, problem)
 
     if anchor is not None and not _anchor_named(engine, anchor):
         return broken(
@@ -198,6 +202,29 @@ def audit_cursor(engine: Engine, name: str) -> int:
 def set_audit_cursor(engine: Engine, name: str, seq: int) -> None:
     with engine.begin() as conn:
         upsert_state(conn, name, seq, "")
+
+
+def hold_audit_lease(engine: Engine, name: str, owner: str, seconds: float) -> bool:
+    """Takes or renews the lease ``name`` (one forwarder per trail across engine nodes):
+    True when ``owner`` holds it for ``seconds`` more; its row keeps the expiry (epoch
+    seconds) and the owner."""
+    now = time.time()
+    row_name = f"lease:{name}"
+    with engine.begin() as conn:
+        taken = conn.execute(
+            update(audit_state)
+            .where(
+                audit_state.c.name == row_name,
+                (audit_state.c.mac == owner) | (audit_state.c.seq < int(now)),
+            )
+            .values(seq=int(now + seconds), mac=owner[:64])
+        ).rowcount
+        if taken:
+            return True
+        if _state(conn, row_name) is None:
+            insert_absent(conn, row_name, int(now + seconds), owner[:64])
+            return _state(conn, row_name) == (int(now + seconds), owner[:64])
+    return False
 
 
 def purge_audit(

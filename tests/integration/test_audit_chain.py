@@ -17,6 +17,7 @@ from eai.store import (
     AuditEntry,
     Store,
     append_audit,
+    hold_audit_lease,
     list_audit,
     purge_audit,
     utcnow,
@@ -104,3 +105,11 @@ def test_anchor_moved_by_hand_is_found(store: Store) -> None:
         conn.execute(state.insert().values(name="anchor", seq=1, mac=mac))
     check = verify_chain(store.engine, store.cipher)
     assert not check.ok and "named by no purge record" in check.problem
+
+
+def test_one_forwarder_holds_the_lease(store: Store) -> None:
+    assert hold_audit_lease(store.engine, "syslog", "node-a", 30)
+    assert not hold_audit_lease(store.engine, "syslog", "node-b", 30)
+    assert hold_audit_lease(store.engine, "syslog", "node-a", -5)  # renewed, but lapsed
+    assert hold_audit_lease(store.engine, "syslog", "node-b", 30)  # taken over
+    assert not hold_audit_lease(store.engine, "syslog", "node-a", 30)

@@ -12,6 +12,8 @@ import pwd
 import sqlite3
 import subprocess
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,8 @@ import pytest
 from hl7.client import MLLPClient
 from sqlalchemy.exc import IntegrityError
 
-from eai.store import Cipher, Store, read_raw
+from eai import audit
+from eai.store import AuditEntry, Cipher, Store, append_audit, list_audit, read_raw, utcnow
 from standins.mllp import MllpPeer
 from tests.engine_harness import EngineThread, adt, write_routes
 
@@ -84,6 +87,11 @@ def test_support_actions_are_recorded_by_the_kernel_user(tmp_path: Path) -> None
             ):
                 res = _eai(path, *args)
                 assert res.returncode == 0, (args, res.stderr)
+            good = path.read_text()
+            path.write_text(good + "  - name: bad\n    from: [chu-x-adt]\n    to: [nowhere]\n")
+            refused = _eai(path, "reload")
+            assert refused.returncode == 1 and "nowhere" in refused.stderr
+            path.write_text(good)
         rows = _audit(path)
     by_action = {r["action"]: r for r in rows}
     assert set(by_action) == {
@@ -104,8 +112,10 @@ def test_support_actions_are_recorded_by_the_kernel_user(tmp_path: Path) -> None
     assert by_action["replay"]["message_id"] == 1 and by_action["replay"]["patient"]
     assert by_action["resend"]["target"] == "delivery 1"
     assert by_action["pause"]["target"] == "destination dcc"
-    reload = by_action["config-reload"]
-    assert reload["actor"]["name"] == ME and reload["outcome"] == "success"
+    reloads = [r for r in rows if r["action"] == "config-reload"]
+    assert [r["outcome"] for r in reloads] == ["failure", "success"]  # newest first
+    assert all(r["actor"]["name"] == ME for r in reloads)
+    assert "nowhere" in reloads[0]["detail"]
     for r in rows:
         assert r["actor"]["name"] == ME, r
         assert "nobody" not in json.dumps(r)
@@ -180,3 +190,29 @@ def test_no_payload_when_the_record_cannot_be_written(tmp_path: Path) -> None:
             ).fetchone() == (0,)
     finally:
         store.engine.dispose()
+
+
+def test_the_engine_purges_past_retention_and_the_chain_still_verifies(tmp_path: Path) -> None:
+    with MllpPeer() as sink:
+        path = write_routes(
+            tmp_path, sink.port, extra="audit:\n  retention: 1d\n  purge_every: 200ms\n"
+        )
+        store = Store(f"sqlite:///{_db(path)}", path.parent / "var")
+        try:
+            old = utcnow() - timedelta(days=10)
+            for i, at in enumerate((old, old, utcnow())):
+                with store.engine.begin() as conn:
+                    entry = AuditEntry("login", detail=f"n{i}")
+                    append_audit(conn, store.cipher, audit.account("zoe"), entry, at)
+            with EngineThread(path):
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and not list_audit(store.engine, action="purge"):
+                    time.sleep(0.1)
+            rows = list_audit(store.engine, limit=None)
+        finally:
+            store.engine.dispose()
+    assert [(r.seq, r.entry.action) for r in rows] == [(4, "purge"), (3, "login")]
+    assert rows[0].actor.kind == "engine" and "2 record(s)" in rows[0].entry.detail
+    verify = _eai(path, "audit", "verify")
+    assert verify.returncode == 0, verify.stderr
+    assert "ok: 2 record(s) chained (records 3 to 4)" in verify.stdout

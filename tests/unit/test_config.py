@@ -395,6 +395,8 @@ def test_json_schema() -> None:
         "destinations",
         "routes",
         "identity",
+        "alerts",
+        "audit",
     }
     listeners = schema["properties"]["listeners"]["items"]
     assert listeners["discriminator"]["propertyName"] == "type"

@@ -40,12 +40,20 @@ from eai.audit import AuditActor, AuditService, caller_actor, engine_actor, relo
 from eai.config import Config
 from eai.delivery import DeliveryWorker
 from eai.errors import ConfigError, EaiError, StoreError
-from eai.messages import IngestResult, JournalEntry
+from eai.messages import FollowUp, IngestResult, JournalEntry, OutboxItem
 from eai.net import run_blocking
 from eai.pipeline import Pipeline
 from eai.reconciler import Reconciler
 from eai.registry import Listener, build_listener, periodic_jobs
-from eai.store import Store, clear_leases, settlement, utcnow
+from eai.store import (
+    DeliveryRecord,
+    Store,
+    clear_leases,
+    delivery_record,
+    record_receipt,
+    settlement,
+    utcnow,
+)
 from eai.store.schema import events
 from identity.pdqm import IdentityServerClient
 
@@ -107,7 +115,8 @@ class _JournalView:
 
 
 class _Ingest:
-    """The listeners' :class:`eai.registry.ThreadIngest`: journal, then wake the pipeline."""
+    """The listeners' :class:`eai.registry.ThreadIngest` (journal, then wake the pipeline)
+    and :class:`eai.registry.ReceiptJournal` (receipts of deliveries already made)."""
 
     def __init__(
         self,
@@ -153,6 +162,27 @@ class _Ingest:
             except RuntimeError:
                 pass  # the loop is closed: the engine is stopping, the journal has it
         return result
+
+    async def delivery_record(self, delivery_id: int) -> tuple[OutboxItem, tuple[str, ...], bool]:
+        """:class:`eai.registry.ReceiptJournal`: a delivery and its attempts (a read)."""
+        record = await run_blocking(self._read_record, delivery_id)
+        return record.item, record.attempts, record.status in ("delivered", "dead")
+
+    def _read_record(self, delivery_id: int) -> DeliveryRecord:
+        with self._store.engine.connect() as conn:
+            return delivery_record(conn, self._store.cipher, delivery_id)
+
+    async def record_receipt(
+        self, delivery_id: int, key: str, detail: str, follow_ups: Sequence[FollowUp]
+    ) -> bool:
+        """:class:`eai.registry.ReceiptJournal`: a receipt and its follow-ups, once."""
+        store = self._store
+        made = await store.writer.run(
+            lambda c: record_receipt(
+                c, store.cipher, delivery_id, key, detail, follow_ups, utcnow()
+            )
+        )
+        return made is not None
 
 
 def _record_event(

@@ -40,6 +40,7 @@ BUILTIN: tuple[str, ...] = (
     "connectors.mllp",  # listener and destination "mllp": HL7 v2 over MLLP
     "connectors.dmp.destination",  # destination "dmp": the DMP (IHE XDS.b ITI-41)
     "connectors.mssante.destination",  # destination "mssante": MSSanté mail (SMTP, IHE XDM)
+    "connectors.mssante.receipts",  # listener "mssante_receipts": DSN/MDN over IMAP -> ZAM
     "connectors.fhir",  # destination "fhir": FHIR R4 transactions (SCAD, any FHIR server)
     "dicom_router",  # listener, destination and content type "dicom" (e-m@ge imaging)
 )

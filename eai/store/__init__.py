@@ -102,6 +102,7 @@ if TYPE_CHECKING:
         held_messages,
         settle_held,
     )
+    from eai.store._receipts import RECEIPT_EVENT, DeliveryRecord, delivery_record, record_receipt
     from eai.store._support_actions import (
         cli_actor,
         read_raw,
@@ -182,6 +183,10 @@ __all__ = [
     "XrefRedirect",
     "XrefView",
     "add_follow_ups",
+    "RECEIPT_EVENT",
+    "DeliveryRecord",
+    "delivery_record",
+    "record_receipt",
     "apply_plans",
     "change_identifier",
     "claim_deliveries",
@@ -251,6 +256,10 @@ _LAZY: dict[str, tuple[str, str]] = {
     "XrefRedirect": ("eai.store._identity_ops", "XrefRedirect"),
     "XrefView": ("eai.store._xref_lookup", "XrefView"),
     "add_follow_ups": ("eai.store._follow_ups", "add_follow_ups"),
+    "RECEIPT_EVENT": ("eai.store._receipts", "RECEIPT_EVENT"),
+    "DeliveryRecord": ("eai.store._receipts", "DeliveryRecord"),
+    "delivery_record": ("eai.store._receipts", "delivery_record"),
+    "record_receipt": ("eai.store._receipts", "record_receipt"),
     "add_silence": ("eai.store._alerts", "add_silence"),
     "append_audit": ("eai.store._audit", "append"),
     "apply_plans": ("eai.store._plans", "apply_plans"),

@@ -35,7 +35,7 @@ __all__ = [
     "unreadable",
 ]
 
-RESTART_ONLY = ("engine", "listeners", "identity.server")
+RESTART_ONLY = ("engine", "listeners", "identity.server", "metrics")
 """The parts of routes.yaml a reload keeps (a restart applies them)."""
 
 
@@ -101,9 +101,16 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
     restart = _engine_changes(old, new) + _listener_changes(old, new)
     if old.identity.server != new.identity.server:
         restart.append("identity.server")
+    if old.metrics != new.metrics:
+        restart.append("metrics")
     identity = new.identity.model_copy(update={"server": old.identity.server})
     applied = new.model_copy(
-        update={"engine": old.engine, "listeners": old.listeners, "identity": identity}
+        update={
+            "engine": old.engine,
+            "listeners": old.listeners,
+            "identity": identity,
+            "metrics": old.metrics,
+        }
     )
     before = {d.name: d for d in old.destinations}
     after = {d.name: d for d in new.destinations}

@@ -33,12 +33,15 @@ from eai._reload import (
     unreadable,
 )
 from eai._scheduler_logs import quiet_scheduler_logs
+from eai._supervision import start_endpoint
 from eai.admin import AdminServer, Caller
 from eai.anomaly_mail import AnomalyMailer
 from eai.config import Config
 from eai.delivery import DeliveryWorker
 from eai.errors import ConfigError, EaiError, StoreError
 from eai.messages import IngestResult, JournalEntry
+from eai.metrics import listener_meter
+from eai.metrics.endpoint import MetricsEndpoint
 from eai.net import run_blocking
 from eai.pipeline import Pipeline
 from eai.reconciler import Reconciler
@@ -113,7 +116,13 @@ class _Ingest:
         self._loop = loop
 
     async def __call__(self, entry: JournalEntry) -> IngestResult:
-        result = await self._store.ingest(entry)
+        meter = listener_meter(entry.listener)
+        try:
+            result = await self._store.ingest(entry)
+        except StoreError:
+            meter.failed()
+            raise
+        meter.journaled(entry.status, result.duplicate)
         if not result.duplicate and entry.status == "received":
             self._wake.set()
         return result
@@ -124,7 +133,13 @@ class _Ingest:
         timeout: float,
         before_commit: Callable[[], object] | None = None,
     ) -> IngestResult:
-        result = self._store.ingest_blocking(entry, timeout, before_commit)
+        meter = listener_meter(entry.listener)
+        try:
+            result = self._store.ingest_blocking(entry, timeout, before_commit)
+        except (StoreError, TimeoutError):
+            meter.failed()
+            raise
+        meter.journaled(entry.status, result.duplicate)
         if not result.duplicate and entry.status == "received":
             try:
                 self._loop.call_soon_threadsafe(self._wake.set)
@@ -166,6 +181,7 @@ class Engine:
         self._scheduler: AsyncIOScheduler | None = None
         self._reloading = asyncio.Lock()
         self._background: set[asyncio.Task[object]] = set()
+        self.metrics: MetricsEndpoint | None = None
 
     def _wake_workers(self, destinations: set[str]) -> None:
         if self._pool is not None:
@@ -240,6 +256,8 @@ class Engine:
         if self.mailer is not None:
             self.mailer.reconfigure(plan.config.identity)
         self._reschedule(plan.config)
+        if self.metrics is not None:
+            self.metrics.reconfigure(plan.config)
         for name in plan.changed:
             await self._pool.retire(name)  # its batch finishes: no row sent twice
             self._pool.start(workers[name])
@@ -371,6 +389,16 @@ class Engine:
             scheduler.start()
             for worker in built:
                 pool.start(worker)
+            if cfg.metrics is not None:
+                self.metrics = start_endpoint(
+                    cfg.metrics,
+                    lambda: self.config,
+                    store,
+                    self.node_id,
+                    self.listeners,
+                    stopping,
+                    (tasks, scheduler, pool),
+                )
             log.info(
                 "engine %s started: %d listener(s), %d destination(s), %d route(s)",
                 self.node_id,
@@ -382,6 +410,8 @@ class Engine:
             await stopping.wait()
             log.info("stopping: no new connections, finishing in-flight work")
         finally:
+            if self.metrics is not None:
+                await run_blocking(self.metrics.stop)
             await admin.stop()
             for listener in self.listeners.values():
                 try:

@@ -26,6 +26,7 @@ from eai.config._engine import EngineConfig
 from eai.config._exposure import INSECURE_HINT, ExposureRule, exposure_check, is_loopback
 from eai.config._identity import IdentityConfig, IdentityServerConfig, SmtpConfig
 from eai.config._loader import check_config, load_config, load_config_text, load_engine_config
+from eai.config._metrics import MetricsConfig
 from eai.config._model import Config, config_model, route_model, when_model
 from eai.config._raw import listed
 from eai.config._routes import Route, When
@@ -44,6 +45,7 @@ __all__ = [
     "ListenerConfig",
     "MessageTypePattern",
     "MessageTypeSet",
+    "MetricsConfig",
     "Model",
     "RetryPolicy",
     "Route",

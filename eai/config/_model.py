@@ -26,6 +26,7 @@ from eai.config._base import DestinationConfig, ListenerConfig, Model
 from eai.config._engine import EngineConfig
 from eai.config._identity import IdentityConfig
 from eai.config._media import media_problems
+from eai.config._metrics import MetricsConfig
 from eai.config._raw import listed
 from eai.config._routes import Route, When, route_model_for, when_model_for
 from eai.config._yaml import Loc, format_path
@@ -53,6 +54,10 @@ class Config(Model):
     identity: IdentityConfig = Field(
         default_factory=lambda: IdentityConfig(),
         description="identity checks: regional charter, establishment contacts, anomaly mails",
+    )
+    metrics: MetricsConfig | None = Field(
+        default=None,
+        description="the supervision endpoint: /metrics, /livez, /readyz (absent: not served)",
     )
 
     @model_validator(mode="after")

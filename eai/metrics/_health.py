@@ -1,0 +1,92 @@
+"""Readiness: is the journal writable, are the listeners bound, do the loop and workers run.
+
+Touches: DB (one small write through the writer thread per check).
+
+Each check is real and cheap: the journal check commits an update of this node's
+``ready:<node>`` row in ``eai_meta`` through the writer thread (so a stopped writer, a
+locked or full database, or a lost connection all fail it within ``timeout``); the loop
+check runs a no-op on the engine's event loop (a loop blocked by a bug fails it); the
+listener and worker checks read the engine's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, insert, update
+
+from eai.store import utcnow
+from eai.store.schema import meta
+
+__all__ = ["EngineState", "readiness", "touch_ready_row"]
+
+
+def touch_ready_row(node: str) -> Callable[[Connection], None]:
+    """The journal check's write: this node's row in ``eai_meta``, updated (created once)."""
+    key = f"ready:{node}"[:64]
+
+    def op(conn: Connection) -> None:
+        at = utcnow().isoformat(timespec="seconds")
+        done = conn.execute(update(meta).where(meta.c.key == key).values(value=at))
+        if done.rowcount == 0:
+            conn.execute(insert(meta).values(key=key, value=at))
+
+    return op
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """What readiness reads from the running engine (given by :class:`eai.engine.Engine`)."""
+
+    journal_write: Callable[[float], object]
+    """Runs the journal check's write; returns after its commit, raises on failure or
+    after the timeout (seconds)."""
+    loop: asyncio.AbstractEventLoop
+    listeners: Callable[[], Mapping[str, bool]]
+    """Each configured listener: True once bound and serving."""
+    workers: Callable[[], Mapping[str, bool]]
+    """The pipeline, the scheduler, each delivery worker: True while running."""
+
+
+def _loop_answers(loop: asyncio.AbstractEventLoop, timeout: float) -> str | None:
+    done: concurrent.futures.Future[None] = concurrent.futures.Future()
+    try:
+        loop.call_soon_threadsafe(done.set_result, None)
+    except RuntimeError:
+        return "the event loop is closed"
+    try:
+        done.result(timeout)
+    except concurrent.futures.TimeoutError:
+        return f"the event loop did not answer within {timeout:g} s"
+    return None
+
+
+def _journal_writes(state: EngineState, timeout: float) -> str | None:
+    try:
+        state.journal_write(timeout)
+    except (TimeoutError, concurrent.futures.TimeoutError):
+        return f"no journal commit within {timeout:g} s"
+    except Exception as exc:  # noqa: BLE001 - any failure means "not writable"
+        return f"journal write failed: {type(exc).__name__}: {exc}"[:300]
+    return None
+
+
+def _down(flags: Mapping[str, bool]) -> list[str]:
+    return sorted(name for name, up in flags.items() if not up)
+
+
+def readiness(state: EngineState, timeout: float) -> tuple[bool, dict[str, object]]:
+    """(ready, detail): one entry per check, ``{"ok": bool, ...}``; ready when all are ok."""
+    checks: dict[str, dict[str, object]] = {}
+    problem = _journal_writes(state, timeout)
+    checks["journal"] = {"ok": problem is None, **({"error": problem} if problem else {})}
+    problem = _loop_answers(state.loop, timeout)
+    checks["event_loop"] = {"ok": problem is None, **({"error": problem} if problem else {})}
+    for check, flags in (("listeners", state.listeners()), ("workers", state.workers())):
+        down = _down(flags)
+        checks[check] = {"ok": not down, "running": sorted(set(flags) - set(down)), "down": down}
+    ready = all(bool(c["ok"]) for c in checks.values())
+    return ready, {"ready": ready, "checks": checks}

@@ -1,0 +1,121 @@
+"""The supervision endpoint the engine starts: ``/metrics``, ``/livez``, ``/readyz``.
+
+Touches: network (its server socket), DB (scrape reads, the readiness write), files
+(statvfs of the data dir, the configured certificates).
+
+``/metrics`` exposes, in the Prometheus text format, the in-memory instruments of
+:mod:`eai.metrics` and, computed at each scrape from indexed queries and the engine's
+state: queue depth, dead letters and oldest age per destination, the pipeline's
+backlog, listeners up, workers up, the data dir's free space, certificate expiry.
+``/livez`` answers 200 while the process serves HTTP; ``/readyz`` 200 or 503 with a
+JSON detail (:func:`eai.metrics._health.readiness`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+from pydantic import BaseModel
+from sqlalchemy import Engine
+
+from eai.config import Config, MetricsConfig
+from eai.metrics._certs import CertificateGauges, certificate_fields
+from eai.metrics._gauges import JournalGauges, queue_statements
+from eai.metrics._health import EngineState, readiness, touch_ready_row
+from eai.metrics._http import HealthHttp
+from eai.metrics._instruments import REGISTRY
+from eai.store import utcnow
+
+__all__ = ["EngineState", "MetricsEndpoint", "queue_statements", "touch_ready_row"]
+
+
+class _Instruments(Collector):
+    """The process-wide instruments, inside the endpoint's own registry."""
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(REGISTRY.collect())
+
+
+class _StateGauges(Collector):
+    """Listeners and workers up, and the data dir's disk, read at each scrape."""
+
+    def __init__(self, state: EngineState, data_dir: Path) -> None:
+        self._state = state
+        self._data_dir = data_dir
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "eai_listener_up", "1 while a listener is bound and serving", labels=["listener"]
+        )
+        for name, ok in sorted(self._state.listeners().items()):
+            up.add_metric([name], 1.0 if ok else 0.0)
+        yield up
+        workers = GaugeMetricFamily(
+            "eai_worker_up",
+            "1 while a worker runs (pipeline, scheduler, each destination's delivery worker)",
+            labels=["worker"],
+        )
+        for name, ok in sorted(self._state.workers().items()):
+            workers.add_metric([name], 1.0 if ok else 0.0)
+        yield workers
+        try:
+            st = os.statvfs(self._data_dir)
+        except OSError:
+            return
+        for metric, value, text in (
+            ("eai_data_dir_size_bytes", st.f_blocks * st.f_frsize, "the data dir's file system"),
+            ("eai_data_dir_free_bytes", st.f_bavail * st.f_frsize, "space left in it for eai"),
+        ):
+            yield GaugeMetricFamily(metric, text, value=float(value))
+
+
+def _owners(config: Config) -> list[tuple[str, BaseModel]]:
+    return [("listener", c) for c in config.listeners] + [
+        ("destination", c) for c in config.destinations
+    ]
+
+
+class MetricsEndpoint:
+    """Binds ``config.bind`` at construction (a busy port fails the start); serves on its
+    own threads from :meth:`start` to :meth:`stop`."""
+
+    def __init__(
+        self,
+        config: MetricsConfig,
+        engine_config: Config,
+        database: Engine,
+        state: EngineState,
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Instruments())
+        self._journal = JournalGauges(database, self._names(engine_config), utcnow)
+        self.registry.register(self._journal)
+        self.registry.register(_StateGauges(state, Path(engine_config.engine.data_dir)))
+        self._certs = CertificateGauges(certificate_fields(_owners(engine_config)))
+        self.registry.register(self._certs)
+        timeout = config.ready_timeout
+        self._http = HealthHttp(config.bind, self.registry, lambda: readiness(state, timeout))
+
+    @staticmethod
+    def _names(config: Config) -> Sequence[str]:
+        return [d.name for d in config.destinations]
+
+    @property
+    def port(self) -> int:
+        return self._http.port
+
+    def reconfigure(self, config: Config) -> None:
+        """After a reload: the new destinations' queues, the new certificate paths."""
+        self._journal.set_destinations(self._names(config))
+        self._certs.set_fields(certificate_fields(_owners(config)))
+
+    def start(self) -> None:
+        self._http.start()
+
+    def stop(self) -> None:
+        """Blocking (up to a fraction of a second): call it off the event loop."""
+        self._http.stop()

@@ -33,7 +33,7 @@ from sqlalchemy import (
 
 from eai.store.schema import deliveries, destination_state, messages
 
-__all__ = ["QUEUE_STATUSES", "JournalGauges", "queue_statements"]
+__all__ = ["QUEUE_STATUSES", "JournalGauges", "queue_statements", "scrape_statements"]
 
 QUEUE_STATUSES = ("pending", "retrying", "held", "dead")
 """Delivery statuses a row waits in (``dead``: until an operator resends it)."""
@@ -83,6 +83,17 @@ _BACKLOG_HEAD = (
     .limit(1)
 )
 _PAUSED = select(destination_state.c.name).where(destination_state.c.paused.is_(True))
+
+
+def scrape_statements(destinations: tuple[str, ...]) -> dict[str, Executable]:
+    """Every statement a scrape runs, by name (for the query-plan checks and the benchmark)."""
+    found: dict[str, Executable] = {}
+    if destinations:
+        found["queue_depths"], found["queue_heads"] = queue_statements(destinations)
+    found["backlog"] = _BACKLOG
+    found["backlog_head"] = _BACKLOG_HEAD
+    found["paused"] = _PAUSED
+    return found
 
 
 def _age(now: datetime, at: datetime | None) -> float:

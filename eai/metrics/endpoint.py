@@ -24,13 +24,20 @@ from sqlalchemy import Engine
 
 from eai.config import Config, MetricsConfig
 from eai.metrics._certs import CertificateGauges, certificate_fields
-from eai.metrics._gauges import JournalGauges, queue_statements
+from eai.metrics._gauges import JournalGauges, scrape_statements
 from eai.metrics._health import EngineState, readiness, touch_ready_row
 from eai.metrics._http import HealthHttp
 from eai.metrics._instruments import REGISTRY
 from eai.store import utcnow
 
-__all__ = ["EngineState", "MetricsEndpoint", "queue_statements", "touch_ready_row"]
+__all__ = [
+    "EngineState",
+    "JournalGauges",
+    "MetricsEndpoint",
+    "readiness",
+    "scrape_statements",
+    "touch_ready_row",
+]
 
 
 class _Instruments(Collector):

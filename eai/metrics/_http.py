@@ -20,9 +20,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from prometheus_client.registry import CollectorRegistry
 
 from eai.net import split_bind
 
@@ -46,8 +44,8 @@ class _Quiet(WSGIRequestHandler):
 
 
 class _App:
-    def __init__(self, registry: CollectorRegistry, ready: Readiness) -> None:
-        self._registry = registry
+    def __init__(self, scrape: Callable[[], bytes], ready: Readiness) -> None:
+        self._scrape = scrape
         self._ready = ready
 
     def __call__(self, environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
@@ -58,7 +56,7 @@ class _App:
         if method not in ("GET", "HEAD"):
             return _answer(start, "405 Method Not Allowed", b"GET only\n", method)
         if path == "/metrics":
-            return _answer(start, "200 OK", generate_latest(self._registry), method,
+            return _answer(start, "200 OK", self._scrape(), method,
                            CONTENT_TYPE_PLAIN_0_0_4)  # fmt: skip
         if path == "/livez":
             return _answer(start, "200 OK", b"ok\n", method)
@@ -89,11 +87,11 @@ def _answer(
 class HealthHttp:
     """Binds at construction; :meth:`start` serves on a daemon thread; :meth:`stop` ends it."""
 
-    def __init__(self, bind: str, registry: CollectorRegistry, ready: Readiness) -> None:
+    def __init__(self, bind: str, scrape: Callable[[], bytes], ready: Readiness) -> None:
         host, port = split_bind(bind)
         server_class = _Server6 if ":" in host else _Server
         self._server = make_server(
-            host, port, _App(registry, ready), server_class=server_class, handler_class=_Quiet
+            host, port, _App(scrape, ready), server_class=server_class, handler_class=_Quiet
         )
         self._thread: threading.Thread | None = None
 

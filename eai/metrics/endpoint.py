@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 
 from eai.config import Config, MetricsConfig
 from eai.metrics._certs import CertificateGauges, certificate_fields
+from eai.metrics._exposition import exposition
 from eai.metrics._gauges import JournalGauges, scrape_statements
 from eai.metrics._health import EngineState, readiness, touch_ready_row
 from eai.metrics._http import HealthHttp
@@ -105,7 +106,7 @@ class MetricsEndpoint:
         self._certs = CertificateGauges(certificate_fields(_owners(engine_config)))
         self.registry.register(self._certs)
         timeout = config.ready_timeout
-        self._http = HealthHttp(config.bind, self.registry, lambda: readiness(state, timeout))
+        self._http = HealthHttp(config.bind, self.scrape, lambda: readiness(state, timeout))
 
     @staticmethod
     def _names(config: Config) -> Sequence[str]:
@@ -119,6 +120,10 @@ class MetricsEndpoint:
         """After a reload: the new destinations' queues, the new certificate paths."""
         self._journal.set_destinations(self._names(config))
         self._certs.set_fields(certificate_fields(_owners(config)))
+
+    def scrape(self) -> bytes:
+        """The ``/metrics`` body: every collector, in the text format."""
+        return exposition(self.registry.collect())
 
     def start(self) -> None:
         self._http.start()

@@ -224,6 +224,7 @@ def plan_message(
     strict = {d.name for d in config.destinations if d.require_qualified_identity}
     as_received = media_type_of(claimed.content_type)
     facts = _sealed_facts(cipher, content, ident if qualified else None)
+    return_to = {r.name: r.business_acks or "" for r in routes}
     return MessagePlan(
         claimed.id,
         "processed",
@@ -237,6 +238,7 @@ def plan_message(
                 media_type=MEDIA_FHIR_JSON if route in mapped else as_received,
                 mapping=mapped.get(route, ""),
                 facts=facts,
+                return_to=return_to[route],
             )
             for d, route in by_dest.items()
         ),

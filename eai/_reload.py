@@ -103,6 +103,8 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
         restart.append("identity.server")
     if old.metrics != new.metrics:
         restart.append("metrics")
+    if old.audit != new.audit:
+        restart.append("audit")  # the purge job and the SIEM forwarder start with the engine
     identity = new.identity.model_copy(update={"server": old.identity.server})
     applied = new.model_copy(
         update={
@@ -110,6 +112,7 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
             "listeners": old.listeners,
             "identity": identity,
             "metrics": old.metrics,
+            "audit": old.audit,
         }
     )
     before = {d.name: d for d in old.destinations}

@@ -7,7 +7,9 @@ One worker per destination. It leases a window of sendable rows (see
 order, patients in parallel, and records every attempt. A transient failure
 schedules a retry with exponential backoff and jitter and stops that
 patient's chain; a permanent one (or ``max_attempts`` reached) dead-letters
-the row and lets the chain go on.
+the row and lets the chain go on. The follow-ups of a final outcome (the
+result's, or the error's when it dead-letters: :class:`eai.messages.FollowUp`)
+are recorded with it, in one transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import logging
 import random
 from collections import OrderedDict
+from dataclasses import replace
 from datetime import datetime, timedelta
 from time import perf_counter
 
@@ -68,6 +71,7 @@ def outbox_item(row: ClaimedDelivery, cipher: Cipher, attempts: int) -> OutboxIt
         route=row.route,
         mapping=row.mapping,
         facts=facts,
+        return_to=row.return_to,
     )
 
 
@@ -117,7 +121,8 @@ class DeliveryWorker:
             chains.setdefault(row.patient_key, []).append(row)
         results = await asyncio.gather(*(self._send_chain(ch) for ch in chains.values()))
         outcomes = [o for chain in results for o in chain]
-        await self._store.writer.run(lambda c: record_outcomes(c, outcomes, utcnow()))
+        cipher = self._store.cipher
+        await self._store.writer.run(lambda c: record_outcomes(c, outcomes, utcnow(), cipher))
         self._meter.outcomes(o.status for o in outcomes)
 
     async def _send_chain(self, chain: list[ClaimedDelivery]) -> list[DeliveryOutcome]:
@@ -149,17 +154,24 @@ class DeliveryWorker:
             log.error(
                 "delivery %d to %s dead-lettered (attempt %d): %s", row.id, self.name, attempts, exc
             )
-            return DeliveryOutcome(row.id, row.message_id, "dead", attempts, now, str(exc))
+            return DeliveryOutcome(
+                row.id, row.message_id, "dead", attempts, now, str(exc), exc.follow_ups
+            )
         except TransientDeliveryError as exc:
             detail = str(exc) or type(exc).__name__
-            return self._retry(row, attempts, now, detail, exc.retry_after)
+            outcome = self._retry(row, attempts, now, detail, exc.retry_after)
+            if outcome.status == "dead":  # given up: the failure is final
+                outcome = replace(outcome, follow_ups=exc.follow_ups)
+            return outcome
         except (StoreError, OSError) as exc:
             return self._retry(row, attempts, now, str(exc) or type(exc).__name__)
         except Exception as exc:  # noqa: BLE001 - a connector bug must not stop the worker
             log.exception("delivery %d to %s: unexpected error", row.id, self.name)
             return self._retry(row, attempts, now, f"internal error: {type(exc).__name__}")
         self.sent += 1
-        return DeliveryOutcome(row.id, row.message_id, "delivered", attempts, now, result.detail)
+        return DeliveryOutcome(
+            row.id, row.message_id, "delivered", attempts, now, result.detail, result.follow_ups
+        )
 
     def _retry(
         self,

@@ -36,6 +36,7 @@ from eai._scheduler_logs import quiet_scheduler_logs
 from eai._supervision import start_endpoint
 from eai.admin import AdminServer, Caller
 from eai.anomaly_mail import AnomalyMailer
+from eai.audit import AuditActor, AuditService, caller_actor, engine_actor, reload_recorder
 from eai.config import Config
 from eai.delivery import DeliveryWorker
 from eai.errors import ConfigError, EaiError, StoreError
@@ -148,9 +149,13 @@ class _Ingest:
         return result
 
 
-def _record_event(conn: Connection, kind: str, detail: str) -> None:
-    """An engine-wide event (no message): who reloaded the config, when, which file."""
+def _record_event(
+    conn: Connection, kind: str, detail: str, audited: Callable[[Connection], object]
+) -> None:
+    """An engine-wide event (no message): who reloaded the config, when, which file; and
+    its audit record, in the same transaction."""
     conn.execute(insert(events).values(at=utcnow(), message_id=None, kind=kind, detail=detail))
+    audited(conn)
 
 
 class Engine:
@@ -187,11 +192,13 @@ class Engine:
         if self._pool is not None:
             self._pool.wake(destinations)
 
-    async def reload(self, by: str) -> dict[str, object]:
+    async def reload(self, by: str, actor: AuditActor | None = None) -> dict[str, object]:
         """Reads routes.yaml again and applies it (see :mod:`eai._reload`); ``by`` names who
         asked (the admin socket's caller, or the signal). An invalid file raises
         :class:`ConfigError` with its FILE:LINE:COL issues and the running config stays.
-        Both outcomes are logged and journaled as an event."""
+        Both outcomes are logged and journaled as an event and an audit record of
+        ``actor`` (default: the engine, as for a signal)."""
+        actor = actor or engine_actor(self.node_id, via=by)
         if (
             self.config_path is None
             or not self.started.is_set()
@@ -210,20 +217,25 @@ class Engine:
             try:
                 text = await run_blocking(path.read_bytes)
             except OSError as exc:
-                raise await self._refused(by, "", ConfigError([unreadable(path, exc)])) from exc
+                raise await self._refused(
+                    by, actor, "", ConfigError([unreadable(path, exc)])
+                ) from exc
             digest = config_hash(text)
             try:
                 new = await run_blocking(read_new_config, text, str(path))
                 plan = plan_reload(self.config, new)
                 workers = {n: self._pool.build(d) for n, d in plan.rebuilt().items()}
             except (ConfigError, ReloadRefused) as exc:
-                raise await self._refused(by, digest, exc) from exc
+                raise await self._refused(by, actor, digest, exc) from exc
             except Exception as exc:  # noqa: BLE001 - a connector that cannot be built
                 refused = ReloadRefused(f"a destination cannot be built: {exc}")
-                raise await self._refused(by, digest, refused) from exc
+                raise await self._refused(by, actor, digest, refused) from exc
             await self._apply(plan, workers)
             detail = f"by {by}; {path} sha256 {digest}; {plan.summary()}"
-            await self.store.writer.run(lambda c: _record_event(c, "config_reloaded", detail))
+            audited = reload_recorder(self.store, actor, detail, "success")
+            await self.store.writer.run(
+                lambda c: _record_event(c, "config_reloaded", detail, audited)
+            )
             log.info("config reloaded by %s (sha256 %s): %s", by, digest[:12], plan.summary())
             for item in plan.restart_needed:
                 log.warning("reload: %s changed in %s; kept until a restart", item, path)
@@ -234,14 +246,17 @@ class Engine:
                 "restart_needed": list(plan.restart_needed),
             }
 
-    async def _refused(self, by: str, digest: str, exc: EaiError) -> EaiError:
+    async def _refused(self, by: str, actor: AuditActor, digest: str, exc: EaiError) -> EaiError:
         lines = str(exc).splitlines() or [type(exc).__name__]
         log.error("reload by %s refused; the running config stays:", by)
         for line in lines:
             log.error("  %s", line)
         if self.store is not None:
             detail = f"by {by}; {self.config_path} sha256 {digest or '-'}; " + "; ".join(lines)
-            await self.store.writer.run(lambda c: _record_event(c, "config_reload_refused", detail))
+            audited = reload_recorder(self.store, actor, detail, "failure")
+            await self.store.writer.run(
+                lambda c: _record_event(c, "config_reload_refused", detail, audited)
+            )
         return exc
 
     async def _apply(self, plan: ReloadPlan, workers: dict[str, DeliveryWorker]) -> None:
@@ -296,7 +311,8 @@ class Engine:
             return None
 
     async def _admin_reload(self, caller: Caller, _request: dict[str, object]) -> dict[str, object]:
-        return await self.reload(f"{caller.describe()} through the admin socket")
+        actor = caller_actor(caller.user, caller.uid, caller.pid)
+        return await self.reload(f"{caller.describe()} through the admin socket", actor)
 
     async def run(
         self, stopping: asyncio.Event | None = None, install_signals: bool = False
@@ -358,6 +374,7 @@ class Engine:
                 self.listeners[lcfg.name] = listener
             tasks.append(asyncio.create_task(pipeline.run(stopping), name="pipeline"))
             tasks.append(asyncio.create_task(self.mailer.run(stopping), name="anomaly-mail"))
+            tasks.extend(AuditService(store, cfg.audit, self.node_id).start(scheduler, stopping))
             scheduler.add_job(
                 self.mailer.digest,
                 "interval",

@@ -24,8 +24,13 @@ Foreign errors are wrapped at the edge with ``raise ... from``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from eai.messages import FollowUp
 
 __all__ = [
     "EXIT_CODES",
@@ -136,7 +141,17 @@ class NotFound(EaiError):
 
 
 class DeliveryError(EaiError):
-    """A destination did not take a message."""
+    """A destination did not take a message.
+
+    ``follow_ups`` (:class:`eai.messages.FollowUp`): what the engine must send when this
+    failure is the delivery's final outcome (a ZAM with ``N`` back to the establishment):
+    always for a :class:`PermanentDeliveryError`; for a :class:`TransientDeliveryError`
+    only when the worker gives up on it (``retry.max_attempts`` reached). A destination
+    may set them on an error it caught (``exc.follow_ups = ...``) before re-raising it."""
+
+    def __init__(self, message: str, *, follow_ups: Iterable[FollowUp] = ()) -> None:
+        super().__init__(message)
+        self.follow_ups: tuple[FollowUp, ...] = tuple(follow_ups)
 
 
 class TransientDeliveryError(DeliveryError):
@@ -145,8 +160,14 @@ class TransientDeliveryError(DeliveryError):
     ``retry_after``: the least delay, in seconds, the peer asked for before the next
     attempt (HTTP ``Retry-After``); the delivery worker waits at least that long."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        follow_ups: Iterable[FollowUp] = (),
+    ) -> None:
+        super().__init__(message, follow_ups=follow_ups)
         self.retry_after = retry_after
 
 

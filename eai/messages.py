@@ -26,6 +26,7 @@ __all__ = [
     "MEDIA_HL7V2",
     "MEDIA_TYPES",
     "DeliveryResult",
+    "FollowUp",
     "IngestResult",
     "JournalEntry",
     "NO_FACTS",
@@ -214,6 +215,9 @@ class OutboxItem:
     route: str = ""
     mapping: str = ""
     facts: MessageFacts = NO_FACTS
+    return_to: str = ""
+    """The destination the route names for the establishment's answers (``business_acks``:
+    e.g. a ZAM business acknowledgement sent as a :class:`FollowUp`); "" = none."""
 
     def __repr__(self) -> str:
         return (
@@ -240,9 +244,36 @@ class SendLimits:
         return self.connect_timeout + self.response_timeout
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class FollowUp:
+    """A message the engine must send because of a delivery's outcome (a business
+    acknowledgement back to the establishment: ZAM^Z01 after a DMP publication...).
+
+    Written as a new outbox row of the SOURCE message, in the same transaction as the
+    outcome: ``payload`` sealed as its own, in ``media_type``, to ``destination`` (a
+    declared destination: usually the item's ``return_to``), ordered with that patient's
+    other deliveries there, retried and dead-lettered like any delivery. ``control_id``
+    is the follow-up's own (HL7 v2: its MSH-10, which the peer's MSA-2 must repeat);
+    ``kind`` names it in the source message's journey (``business_ack ZAM^Z01``)."""
+
+    destination: str
+    payload: bytes
+    control_id: str
+    kind: str
+    media_type: str = MEDIA_HL7V2
+
+    def __repr__(self) -> str:
+        return (
+            f"FollowUp(destination={self.destination!r}, kind={self.kind!r}, "
+            f"control_id={self.control_id!r}, media_type={self.media_type!r})"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
-    """What a destination answered to a successful delivery."""
+    """What a destination answered to a successful delivery; ``follow_ups``: what the
+    engine must send because of it (see :class:`FollowUp`)."""
 
     detail: str = ""
     response: bytes = b""
+    follow_ups: tuple[FollowUp, ...] = ()

@@ -33,6 +33,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "DICOM: C-ECHO and C-STORE to a peer, the forwarding queue per study.",
     ),
     (
+        "dmp",
+        "connectors.dmp.cli:dmp",
+        "DMP: the XDS metadata a message would publish (nothing sent).",
+    ),
+    (
         "send",
         "connectors.mllp.cli:send",
         "MLLP test client: send each message of FILES to HOST:PORT, print each MSA.",

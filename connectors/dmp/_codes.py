@@ -12,6 +12,12 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from connectors.dmp._ans_tables import (
+    CLASS_BY_TYPE,
+    CLASS_NAMES,
+    FORMAT_BY_MEDIA_TYPE,
+    FORMAT_BY_TEMPLATE,
+)
 from connectors.dmp._header import Code
 
 __all__ = [
@@ -19,6 +25,7 @@ __all__ = [
     "CONTENT_TYPE_BY_PATIENT_CLASS",
     "DEFAULT_CLASS_CODES",
     "DEFAULT_FORMAT_CODES",
+    "FORMAT_BY_MEDIA",
     "FORMAT_PDF",
     "INS_OIDS",
     "RPPS_OID",
@@ -78,33 +85,30 @@ CONTENT_TYPE_BY_PATIENT_CLASS = MappingProxyType(
 _CLASS_SYSTEM = "1.2.250.1.213.1.1.4.1"
 DEFAULT_CLASS_CODES = MappingProxyType(
     {
-        # typeCode (LOINC) -> classCode (JDV_J57-ClassCode-DMP), after ASS_X04.
-        "11502-2": Code("10", _CLASS_SYSTEM, "Compte rendu"),
-        "18748-4": Code("31", _CLASS_SYSTEM, "Imagerie médicale"),
+        type_code: Code(class_code, _CLASS_SYSTEM, CLASS_NAMES[class_code])
+        for type_code, class_code in CLASS_BY_TYPE.items()
     }
 )
-"""classCode by typeCode, for the document types the bundled mappings carry."""
+"""classCode (JDV_J57-ClassCode-DMP) by typeCode: the ANS table ASS_X04 (see
+:mod:`connectors.dmp._ans_tables`)."""
 
 _IHE_FORMAT = "1.3.6.1.4.1.19376.1.2.3"
 FORMAT_PDF = Code(
     "urn:ihe:iti:xds-sd:pdf:2008", _IHE_FORMAT, "Document à corps non structuré en Pdf/A-1"
 )
-"""formatCode of a level-1 CDA (``nonXMLBody``), as docs-fr.md records."""
-DEFAULT_FORMAT_CODES = MappingProxyType(
+"""formatCode of a level-1 CDA (``nonXMLBody``) in PDF, as docs-fr.md records."""
+FORMAT_BY_MEDIA = MappingProxyType(
     {
-        # CDA model templateId -> formatCode (JDV_J60-FormatCode-DMP), after ASS_A11.
-        # CR-IMG (DICOM PS3.20 imaging report): IHE XDS-I.b "structured headings" format.
-        "1.2.250.1.213.1.1.1.45": Code(
-            "urn:ihe:rad:CDA:ImagingReportStructuredHeadings:2013",
-            _IHE_FORMAT,
-            "CR d'imagerie médicale",
-        ),
-        "1.2.250.1.213.1.1.1.55": Code(
-            "urn:ihe:lab:xd-lab:2008", _IHE_FORMAT, "CR d'examens biologiques"
-        ),
+        media: FORMAT_PDF if code == FORMAT_PDF.code else Code(code, _IHE_FORMAT)
+        for media, code in FORMAT_BY_MEDIA_TYPE.items()
     }
 )
-"""formatCode by the CI-SIS model templateId of a structured (level 3) document."""
+"""formatCode of a level-1 CDA by its body's mediaType (ASS_A12)."""
+DEFAULT_FORMAT_CODES = MappingProxyType(
+    {template: Code(code, system) for template, (code, system) in FORMAT_BY_TEMPLATE.items()}
+)
+"""formatCode by the CI-SIS model templateId of a structured (level 3) document: the ANS
+table ASS_A11 (see :mod:`connectors.dmp._ans_tables`)."""
 
 _CONF_SYSTEM = "1.2.250.1.213.1.1.4.13"
 CONFIDENTIALITY_FLAGS = (

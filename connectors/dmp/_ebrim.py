@@ -27,13 +27,17 @@ from connectors.dmp._header import Code
 from connectors.dmp._metadata import DocumentEntry, SubmissionSet
 
 __all__ = [
+    "APPROVED",
+    "DELETED",
     "RPLC",
+    "UPDATE_AVAILABILITY_STATUS",
     "SIGNS",
     "LCM",
     "RIM",
     "SUBMISSION_SET_ID",
     "XDSB",
     "build_request",
+    "build_status_update",
 ]
 
 RIM = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
@@ -44,6 +48,11 @@ _NSMAP = {"rim": RIM, "lcm": LCM, "xdsb": XDSB}
 SUBMISSION_SET_ID = "SubmissionSet01"
 RPLC = "urn:ihe:iti:2007:AssociationType:RPLC"
 SIGNS = "urn:ihe:iti:2007:AssociationType:signs"
+UPDATE_AVAILABILITY_STATUS = "urn:ihe:iti:2010:AssociationType:UpdateAvailabilityStatus"
+APPROVED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
+DELETED = "urn:asip:ci-sis:2010:StatusType:Deleted"
+"""A DMP document's status once deleted ("Version dépubliée", ANS terminology TRE_R270
+AvailabilityStatus, OID 1.2.250.1.213.1.1.4.342)."""
 
 
 def _rim(tag: str) -> str:
@@ -222,3 +231,28 @@ def build_request(
         signed = etree.SubElement(request, f"{{{XDSB}}}Document", id=signature[0].entry_uuid)
         signed.text = base64.b64encode(signature[1]).decode("ascii")
     return request
+
+
+def build_status_update(
+    submission: SubmissionSet, target: str, original: str = APPROVED, new: str = DELETED
+) -> etree._Element:
+    """The ``lcm:SubmitObjectsRequest`` of an ITI-57 Update Document Set that changes the
+    availabilityStatus of the registered entry ``target`` (its entryUUID) from ``original``
+    to ``new`` (IHE XDS Metadata Update: a submission set and an ``UpdateAvailabilityStatus``
+    association from it to the entry, slots ``OriginalStatus`` and ``NewStatus``; no
+    document entry, no document). The DMP deletes a document this way (TD3.3c)."""
+    b = _Builder()
+    submit = etree.Element(f"{{{LCM}}}SubmitObjectsRequest", nsmap=_NSMAP)
+    objects = etree.SubElement(submit, _rim("RegistryObjectList"))
+    _submission_set(b, objects, submission)
+    association = etree.SubElement(
+        objects,
+        _rim("Association"),
+        associationType=UPDATE_AVAILABILITY_STATUS,
+        id=b.next_id("as"),
+        sourceObject=SUBMISSION_SET_ID,
+        targetObject=target,
+    )
+    b.slot(association, "OriginalStatus", original)
+    b.slot(association, "NewStatus", new)
+    return submit

@@ -91,6 +91,8 @@ class DocumentHeader:
     patient_birth: str
     patient_birthplace_code: str
     """The INSEE code of the birthplace (``birthplace/place/addr/county``)."""
+    body_media_type: str = ""
+    """A level-1 document's ``nonXMLBody/text/@mediaType`` (``application/pdf``...)."""
     replaces: InstanceId | None = None
     """``relatedDocument[@typeCode='RPLC']/parentDocument/id``: the document this version
     replaces (CDA R2 §4.2.3.1), None for a first version."""
@@ -252,5 +254,6 @@ def read_header(document_bytes: bytes) -> DocumentHeader:
         patient_birthplace_code=r.text(
             f"{patient}/hl7:patient/hl7:birthplace/hl7:place/hl7:addr/hl7:county"
         ),
+        body_media_type=r.text(f"{cd}/hl7:component/hl7:nonXMLBody/hl7:text/@mediaType"),
         replaces=InstanceId(parent_root, r.text(f"{parent}/@extension")) if parent_root else None,
     )

@@ -28,7 +28,7 @@ from connectors.dmp._codes import (
     CONTENT_TYPE_BY_PATIENT_CLASS,
     DEFAULT_CLASS_CODES,
     DEFAULT_FORMAT_CODES,
-    FORMAT_PDF,
+    FORMAT_BY_MEDIA,
     INS_OIDS,
     RPPS_OID,
 )
@@ -39,6 +39,8 @@ from eai.hl7 import escape
 
 __all__ = [
     "DocumentEntry",
+    "build_submission_set",
+    "document_entry_uuid",
     "signature_entry",
     "MetadataSettings",
     "SubmissionSet",
@@ -197,7 +199,14 @@ def _class_code(publication: Publication, settings: MetadataSettings) -> Code:
 
 def _format_code(publication: Publication, settings: MetadataSettings) -> Code:
     if not publication.header.structured:
-        return FORMAT_PDF
+        media_type = publication.header.body_media_type.lower() or "text/plain"  # the ED default
+        code = FORMAT_BY_MEDIA.get(media_type)
+        if code is None:
+            raise PermanentDeliveryError(
+                f"no formatCode for a level-1 body of mediaType {media_type} "
+                "(ClinicalDocument/component/nonXMLBody/text/@mediaType; ASS_A12)"
+            )
+        return code
     for template in publication.header.template_ids:
         code = settings.format_codes.get(template)
         if code is not None:
@@ -231,6 +240,37 @@ def _replaces(publication: Publication) -> str:
     return entry_uuid(_document_unique_id(parent))
 
 
+def build_submission_set(
+    publication: Publication,
+    settings: MetadataSettings,
+    *,
+    now: datetime | None = None,
+    new_uuid: Callable[[], uuid.UUID] = uuid.uuid4,
+) -> SubmissionSet:
+    """The submission set of a publication (ITI-41) or of a status update (ITI-57).
+
+    Raises PermanentDeliveryError naming what is missing."""
+    if not _OID.match(settings.source_id):
+        raise PermanentDeliveryError("the destination's source_id is not an OID")
+    when = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    return SubmissionSet(
+        unique_id=f"2.25.{new_uuid().int}",
+        source_id=settings.source_id,
+        submission_time=when,
+        patient_id=f"{publication.ins}^^^&{publication.ins_oid}&ISO^NH",
+        author_person=_submission_author(publication),
+        author_institution=_author_institution(publication.header.author),
+        content_type=_content_type(publication, settings),
+    )
+
+
+def document_entry_uuid(publication: Publication) -> tuple[str, str]:
+    """(uniqueId, entryUUID) of the document ``publication`` carries: what a deletion names
+    (the entry eai published for that document, :func:`entry_uuid`)."""
+    unique_id = _document_unique_id(publication.header.id)
+    return unique_id, entry_uuid(unique_id)
+
+
 def build_metadata(
     publication: Publication,
     settings: MetadataSettings,
@@ -242,24 +282,13 @@ def build_metadata(
 
     Raises PermanentDeliveryError naming what is missing or cannot be published."""
     header = publication.header
-    if not _OID.match(settings.source_id):
-        raise PermanentDeliveryError("the destination's source_id is not an OID")
-    patient_id = f"{publication.ins}^^^&{publication.ins_oid}&ISO^NH"
-    when = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    submission = build_submission_set(publication, settings, now=now, new_uuid=new_uuid)
+    patient_id = submission.patient_id
     author = header.author
     specialty = ""
     if author.specialty is not None:
         s = author.specialty
         specialty = f"{_esc(s.code)}^{_esc(s.display)}^{s.system}"
-    submission = SubmissionSet(
-        unique_id=f"2.25.{new_uuid().int}",
-        source_id=settings.source_id,
-        submission_time=when,
-        patient_id=patient_id,
-        author_person=_submission_author(publication),
-        author_institution=_author_institution(author),
-        content_type=_content_type(publication, settings),
-    )
     unique_id = _document_unique_id(header.id)
     entry = DocumentEntry(
         entry_uuid=entry_uuid(unique_id),

@@ -27,9 +27,21 @@ from lxml import etree
 from connectors.dmp._ebrim import XDSB
 from eai.xml import parse_xml
 
-__all__ = ["ACTION", "SOAP12", "WSA", "WSSE", "XOP", "MtomMessage", "mtom_message"]
+__all__ = [
+    "ACTION",
+    "SOAP12",
+    "UPDATE_ACTION",
+    "WSA",
+    "WSSE",
+    "XOP",
+    "MtomMessage",
+    "mtom_message",
+    "soap_message",
+]
 
 ACTION = "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
+UPDATE_ACTION = "urn:ihe:iti:2010:UpdateDocumentSet"
+"""ITI-57 Update Document Set (IHE XDS Metadata Update; IPF's ``iti57.wsdl``)."""
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 WSA = "http://www.w3.org/2005/08/addressing"
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
@@ -50,13 +62,13 @@ class MtomMessage:
 
 
 def _envelope(
-    request: etree._Element, assertion: bytes, to: str, message_id: str
+    request: etree._Element, assertion: bytes, to: str, message_id: str, action_uri: str = ACTION
 ) -> etree._Element:
     envelope = etree.Element(f"{{{SOAP12}}}Envelope", nsmap={"soap": SOAP12, "wsa": WSA})
     header = etree.SubElement(envelope, f"{{{SOAP12}}}Header")
     action = etree.SubElement(header, f"{{{WSA}}}Action")
     action.set(f"{{{SOAP12}}}mustUnderstand", "true")
-    action.text = ACTION
+    action.text = action_uri
     etree.SubElement(header, f"{{{WSA}}}MessageID").text = message_id
     etree.SubElement(header, f"{{{WSA}}}To").text = to
     security = etree.SubElement(header, f"{{{WSSE}}}Security", nsmap={"wsse": WSSE})
@@ -134,3 +146,19 @@ def mtom_message(
         f'start="<{root_id}>"; start-info="application/soap+xml"; action="{ACTION}"'
     )
     return MtomMessage(content_type, b"".join(chunks), message_id)
+
+
+def soap_message(
+    request: etree._Element, assertion: bytes, to: str, action: str = UPDATE_ACTION
+) -> MtomMessage:
+    """``request`` in a plain SOAP 1.2 envelope (``application/soap+xml``, no MTOM: it
+    carries no document) with the signed ``assertion``, for the endpoint ``to``: how
+    ITI-57 travels (its messages are SOAP 1.2 without attachments, ITI TF-2 Appendix V)."""
+    message_id = f"urn:uuid:{uuid.uuid4()}"
+    envelope = etree.tostring(
+        _envelope(request, assertion, to, message_id, action),
+        xml_declaration=True,
+        encoding="UTF-8",
+    )
+    content_type = f'application/soap+xml; charset=UTF-8; action="{action}"'
+    return MtomMessage(content_type, envelope, message_id)

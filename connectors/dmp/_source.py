@@ -56,13 +56,6 @@ def publication_of(item: OutboxItem) -> Publication:
             "no qualified INS for this message: the DMP takes documents of patients with a "
             "qualified identity only"
         )
-    action = item.facts.flags.get("document_action", "")
-    if action == "delete":
-        # Never publish a deletion as a new document (issue 18: the DMP's deletion
-        # transaction is not built yet).
-        raise PermanentDeliveryError(
-            "document_action delete: the dmp destination does not delete documents yet"
-        )
     sender = next((r for r in item.facts.recipients if r.role == "SB"), None)
     if item.media_type == MEDIA_CDA_XML:
         header = read_header(item.payload)

@@ -50,6 +50,14 @@ class DmpDestinationConfig(DestinationConfig):
         description="the DMP repository's ITI-41 endpoint (also the WS-Addressing To)",
         examples=["https://lps2.dmp.gouv.fr/si-dmp-server/v2/services/repository"],
     )
+    registry_url: str | None = Field(
+        None,
+        pattern=r"^https://",
+        description="the DMP registry's ITI-57 endpoint (Update Document Set), where a "
+        "deletion (ORC-1 CA / OBX-11 D, MDM^T04/T11) is sent; without it a deletion is a dead "
+        "letter",
+        examples=["https://lps2.dmp.gouv.fr/si-dmp-server/v2/services/registry"],
+    )
     tls: TlsClientConfig = Field(
         description="mutual TLS: the structure's authentication certificate and key (the DMP "
         "refuses a connection without them: deliveries are then retried), the CA of the "
@@ -86,13 +94,13 @@ class DmpDestinationConfig(DestinationConfig):
     )
     class_codes: dict[str, CodedValue] = Field(
         default_factory=dict,
-        description="classCode by document typeCode (LOINC), added to the bundled table "
-        f"({', '.join(sorted(DEFAULT_CLASS_CODES))})",
+        description="classCode by document typeCode (LOINC), added to (or overriding) the "
+        f"bundled ANS table ASS_X04 ({len(DEFAULT_CLASS_CODES)} types)",
     )
     format_codes: dict[str, CodedValue] = Field(
         default_factory=dict,
-        description="formatCode by CDA model templateId, added to the bundled table "
-        f"({', '.join(sorted(DEFAULT_FORMAT_CODES))})",
+        description="formatCode by CDA model templateId, added to (or overriding) the "
+        f"bundled ANS table ASS_A11 ({len(DEFAULT_FORMAT_CODES)} models)",
     )
     connect_timeout: Duration = Field(
         10.0, gt=0, description="time allowed to connect (TLS included)"

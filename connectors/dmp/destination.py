@@ -1,4 +1,4 @@
-"""The ``dmp`` destination: publish one CDA document to the DMP per delivery (ITI-41).
+"""The ``dmp`` destination: publish (ITI-41) or delete (ITI-57) one CDA document per delivery.
 
 Touches: network (HTTPS with mutual TLS to the DMP repository), files (the TLS and seal
 certificates and keys, read when the destination is built).
@@ -7,7 +7,9 @@ One send: the outbox item read into a publication (:mod:`connectors.dmp._source`
 metadata (:mod:`._metadata`, :mod:`._ebrim`) with the submission set's XAdES signature
 document (:mod:`._dsg`), a VIHF signed for it (:mod:`._vihf`), the
 MTOM package (:mod:`._soap`) POSTed with httpx, the answer read into delivered, retry or
-dead letter (:mod:`._response`). Building and signing run off the event loop
+dead letter (:mod:`._response`). A deletion (``document_action`` ``delete``) is an ITI-57
+status change sent to the registry instead (:mod:`._delete`). Building and signing run off
+the event loop
 (:func:`eai.net.run_blocking`). Connection trouble (refused, reset, TLS failure, timeout)
 is transient; nothing about the document is logged.
 """
@@ -25,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
+from connectors.dmp._delete import deletion_request
 from connectors.dmp._dsg import build_dsg
 from connectors.dmp._ebrim import build_request
 from connectors.dmp._metadata import build_metadata, signature_entry
@@ -38,7 +41,7 @@ from eai.messages import DeliveryResult, OutboxItem
 from eai.net import client_context, run_blocking
 from eai.registry import DestinationSpec, register_destination
 
-__all__ = ["DmpDestination", "load_signing_identity", "prepare"]
+__all__ = ["DmpDestination", "load_signing_identity", "prepare", "prepare_request"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,17 @@ def prepare(config: DmpDestinationConfig, signer: SigningIdentity, item: OutboxI
     )
 
 
+def prepare_request(
+    config: DmpDestinationConfig, signer: SigningIdentity, item: OutboxItem
+) -> tuple[str, MtomMessage]:
+    """(endpoint, HTTP body) for ``item`` (blocking): a deletion (``document_action``
+    ``delete``) is an ITI-57 to the registry (:mod:`._delete`), anything else an ITI-41
+    publication to the repository (:func:`prepare`)."""
+    if item.facts.flags.get("document_action") == "delete":
+        return deletion_request(config, signer, publication_of(item))
+    return config.url, prepare(config, signer, item)
+
+
 class DmpDestination:
     """Publishes :class:`~eai.messages.OutboxItem` documents to one DMP repository."""
 
@@ -113,13 +127,14 @@ class DmpDestination:
         return self._client
 
     async def send(self, item: OutboxItem) -> DeliveryResult:
-        """Publish ``item``'s document: Success returns; see :mod:`._response` for the rest."""
-        message = await run_blocking(prepare, self.config, self._signer, item)
+        """Publish (or delete) ``item``'s document: Success returns; see :mod:`._response`
+        for the rest."""
+        url, message = await run_blocking(prepare_request, self.config, self._signer, item)
         client = self._client_or_new()
         try:
             async with client.stream(
                 "POST",
-                self.config.url,
+                url,
                 content=message.body,
                 headers={
                     "Content-Type": message.content_type,
@@ -138,9 +153,10 @@ class DmpDestination:
             retry=item.attempts > 1,
         )
         log.info(
-            "destination %s: delivery %s published (%s)",
+            "destination %s: delivery %s %s (%s)",
             self.config.name,
             item.delivery_id,
+            "deleted" if item.facts.flags.get("document_action") == "delete" else "published",
             message.message_id,
         )
         return result

@@ -15,7 +15,7 @@ from typing import Any
 from eai.admin._client import AdminRefused
 from eai.admin._peer import local_caller
 from eai.config import Config
-from eai.store import Store, message_detail, read_raw
+from eai.store import AuditActor, Store, message_detail, read_raw
 
 __all__ = ["break_glass_read"]
 
@@ -38,7 +38,14 @@ def break_glass_read(
     store = Store(config.engine.database, Path(config.engine.data_dir), key)
     try:
         payload = read_raw(
-            store.engine, store.cipher, message_id, reader=caller.describe(), via=via
+            store.engine,
+            store.cipher,
+            message_id,
+            reader=caller.describe(),
+            via=via,
+            actor=AuditActor(
+                caller.user, "os-user", f"uid {caller.uid}, pid {caller.pid}", "break-glass"
+            ),
         )
         view = message_detail(store.engine, message_id, store.cipher)
     finally:

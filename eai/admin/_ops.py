@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from eai.admin._peer import Caller
 from eai.errors import StoreError
-from eai.store import Store, message_detail, read_raw
+from eai.store import AuditActor, Store, message_detail, read_raw
 
 __all__ = ["OPERATIONS", "BadRequest", "Operation"]
 
@@ -71,7 +71,14 @@ def _raw(store: Store, caller: Caller, request: dict[str, Any]) -> dict[str, Any
     via = "through the engine's admin socket" + (f"; reason: {reason}" if reason else "")
     try:
         payload = read_raw(
-            store.engine, store.cipher, message_id, reader=caller.describe(), via=via
+            store.engine,
+            store.cipher,
+            message_id,
+            reader=caller.describe(),
+            via=via,
+            actor=AuditActor(
+                caller.user, "os-user", f"uid {caller.uid}, pid {caller.pid}", "admin-socket"
+            ),
         )
     except SQLAlchemyError as exc:
         raise StoreError(

@@ -85,6 +85,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "eai.cli._mapping_cmds:mapping",
         "Mapping files (mappings/*.yaml): list them, run their tests.",
     ),
+    "audit": (
+        "eai.cli._audit_cmds:audit",
+        "The audit trail: who read or changed what, chained against tampering.",
+    ),
 }
 """The core's subcommands: name -> (``module:attribute`` of the click command, its line in
 ``eai --help``: the first paragraph of its help, which a test holds equal). A command's

@@ -76,7 +76,7 @@ def release_cmd(config_path: Path, delivery_ids: tuple[int, ...]) -> None:
     """Release held deliveries (after checking the identity by hand)."""
     store = open_store(read_config(config_path))
     try:
-        n = release(store.engine, delivery_ids)
+        n = release(store.engine, delivery_ids, cipher=store.cipher)
     finally:
         store.engine.dispose()
     click.echo(f"{n} delivery(ies) released")
@@ -92,8 +92,17 @@ def lookup_cmd(config_path: Path, facility: str, local_id: str, as_json: bool) -
 
     Exit 4 when the journal has no cross-reference for it.
     """
+    from eai.audit import os_user, record  # the INS is shown in clear: recorded first
+
     store = open_store(read_config(config_path))
     try:
+        record(
+            store,
+            os_user(),
+            "identity-lookup",
+            target=f"facility {facility}",
+            patient=store.cipher.hash_id(local_id),
+        )
         view = xref_lookup(store.engine, store.cipher, facility, local_id)
     finally:
         store.engine.dispose()

@@ -290,6 +290,7 @@ def replay(
                         plans,
                         config_path=str(config_path.resolve()),
                         config_sha256=config_sha256,
+                        cipher=store.cipher,
                     )
                 for p in plans:
                     report.append(
@@ -321,7 +322,7 @@ def resend_cmd(config_path: Path, delivery_ids: tuple[int, ...]) -> None:
     """Send deliveries again, exactly as they were."""
     store = open_store(read_config(config_path))
     try:
-        created = resend(store.engine, delivery_ids)
+        created = resend(store.engine, delivery_ids, cipher=store.cipher)
     finally:
         store.engine.dispose()
     for old, new in zip(delivery_ids, created, strict=True):
@@ -368,7 +369,7 @@ def _set_paused(config_path: Path, destination: str, paused: bool) -> None:
         raise NotFound(f"unknown destination {destination!r} in {config_path}")
     store = open_store(config)
     try:
-        set_paused(store.engine, destination, paused)
+        set_paused(store.engine, destination, paused, cipher=store.cipher)
     finally:
         store.engine.dispose()
     click.echo(f"{destination} {'paused' if paused else 'resumed'}")

@@ -11,6 +11,7 @@ the issue point at that key rather than at the whole mapping. Plugins add
 :func:`route_model` / :func:`when_model` are the models with them.
 """
 
+from eai.config._audit import AuditConfig, SyslogConfig
 from eai.config._base import (
     DestinationConfig,
     Duration,
@@ -33,6 +34,8 @@ from eai.config._routes import Route, When
 from eai.config._schema import config_json_schema
 
 __all__ = [
+    "AuditConfig",
+    "SyslogConfig",
     "Config",
     "DestinationConfig",
     "Duration",

@@ -22,7 +22,9 @@ from pydantic import BaseModel, BeforeValidator, Field, create_model, model_vali
 from pydantic_core import PydanticCustomError
 
 from eai import registry
+from eai.config._audit import AuditConfig
 from eai.config._base import DestinationConfig, ListenerConfig, Model
+from eai.config._business_acks import business_ack_problems
 from eai.config._engine import EngineConfig
 from eai.config._identity import IdentityConfig
 from eai.config._media import media_problems
@@ -58,6 +60,10 @@ class Config(Model):
     metrics: MetricsConfig | None = Field(
         default=None,
         description="the supervision endpoint: /metrics, /livez, /readyz (absent: not served)",
+    )
+    audit: AuditConfig = Field(
+        default_factory=lambda: AuditConfig(),
+        description="the audit trail: retention and forwarding to the region's SIEM",
     )
 
     @model_validator(mode="after")
@@ -98,6 +104,7 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                         (("routes", index, key, position), f"unknown {kind} {name!r}{more}")
                     )
     problems.extend(media_problems(data))
+    problems.extend(business_ack_problems(data))
     for check in registry.checks().values():
         problems.extend(_run_check(check, data))
     return problems

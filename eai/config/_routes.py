@@ -306,6 +306,17 @@ class Route(Model):
         ),
         examples=["pamfr-adt", "auto"],
     )
+    business_acks: str | None = Field(
+        default=None,
+        description=(
+            "the destination (declared in destinations) where this route's deliveries send "
+            "the establishment's answers about them: the business acknowledgements "
+            "(CI-SIS ZAM^Z01 after a DMP publication, ZAM^Z02/Z03 for MSSante) when the "
+            "message asks for them (ACK_RECEPTION = Y). Per listener: the route's `from`; "
+            "per sending facility: a route per facility (`when: {sending_facility: ...}`)"
+        ),
+        examples=["lab-return"],
+    )
 
     @model_validator(mode="after")
     def _known_mapping(self) -> Self:

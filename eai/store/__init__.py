@@ -8,12 +8,17 @@ The public API of the store; its modules are private, one job each:
 - claims with leases (``_claims``): :func:`claim_messages`, :func:`claim_deliveries`;
 - the pipeline's decisions (``_plans``): :class:`MessagePlan`, :func:`apply_plans`,
   :func:`settle_held`; the outbox rows' outcomes (``_outbox``): :func:`record_outcomes`;
+- follow-ups, the rows an outcome or a receipt adds (``_follow_ups``): :func:`add_follow_ups`,
+  :func:`delivery_item`;
 - support queries (``_listing``, ``_support_queries``): :func:`list_messages`,
   :func:`message_detail`, :func:`queue_stats`, :func:`settlement`...;
 - support actions (``_support_actions``): :func:`read_raw`, :func:`resend`,
   :func:`set_paused`, :func:`release`, :func:`replay_plans`;
 - anomalies (``_anomalies``); identity cross-references (``_xref``), the pipeline's
   identity writes (``_identity_ops``) and ``eai identity lookup`` (``_xref_lookup``);
+- the audit trail (``_audit``, ``_audit_chain``): :func:`append_audit` (a record chained
+  to the one before by a keyed hash), :func:`verify_chain`, :func:`list_audit`,
+  :func:`purge_audit`; the forwarders' cursors;
 - the journal itself (``_journal``, its hot path on ``_driver_sql``): :func:`insert_entries`;
   its tables, for tests and tooling, in :mod:`eai.store.schema`.
 """
@@ -33,6 +38,19 @@ from eai.store._anomalies import (
     mark_notified,
     pending_for_notification,
 )
+from eai.store._audit import AuditActor, AuditEntry, AuditRecord
+from eai.store._audit import append as append_audit
+from eai.store._audit import record_mac as audit_record_mac
+from eai.store._audit_chain import (
+    ChainCheck,
+    audit_after,
+    audit_cursor,
+    hold_audit_lease,
+    list_audit,
+    purge_audit,
+    set_audit_cursor,
+    verify_chain,
+)
 from eai.store._claims import (
     ClaimedDelivery,
     ClaimedMessage,
@@ -42,12 +60,20 @@ from eai.store._claims import (
 )
 from eai.store._crypto import KEY_FILE, Cipher, load_master_key
 from eai.store._db import is_sqlite, open_engine, prepare_schema
+from eai.store._follow_ups import add_follow_ups, delivery_item
 from eai.store._identity_ops import IdentityOp, XrefRecord, XrefRedirect
 from eai.store._journal import content_lines, insert_entries, naive_utc, utcnow
 from eai.store._listing import DeliveryView, EventView, MessageView, list_messages, message_detail
 from eai.store._outbox import DeliveryOutcome, record_outcomes
 from eai.store._plans import MessagePlan, PlannedDelivery, apply_plans, held_messages, settle_held
-from eai.store._support_actions import read_raw, release, replay_plans, resend, set_paused
+from eai.store._support_actions import (
+    cli_actor,
+    read_raw,
+    release,
+    replay_plans,
+    resend,
+    set_paused,
+)
 from eai.store._support_queries import (
     QueueView,
     content_deliveries,
@@ -68,6 +94,20 @@ from eai.store._xref_lookup import MergeEvent, XrefEntry, XrefView
 from eai.store._xref_lookup import lookup as xref_lookup
 
 __all__ = [
+    "AuditActor",
+    "AuditEntry",
+    "AuditRecord",
+    "ChainCheck",
+    "append_audit",
+    "audit_after",
+    "audit_record_mac",
+    "audit_cursor",
+    "cli_actor",
+    "hold_audit_lease",
+    "list_audit",
+    "purge_audit",
+    "set_audit_cursor",
+    "verify_chain",
     "CONTROL_ID_REUSED",
     "KEY_FILE",
     "AnomalyRow",
@@ -89,6 +129,7 @@ __all__ = [
     "XrefRecord",
     "XrefRedirect",
     "XrefView",
+    "add_follow_ups",
     "apply_plans",
     "change_identifier",
     "claim_deliveries",
@@ -96,6 +137,7 @@ __all__ = [
     "clear_leases",
     "content_deliveries",
     "content_lines",
+    "delivery_item",
     "held_messages",
     "insert_entries",
     "list_anomalies",

@@ -139,6 +139,8 @@ class ClaimedDelivery:
     sealed_facts: bytes | None = None
     content_type: str = ""
     """The message's content type, read only when ``media_type`` is ""."""
+    return_to: str = ""
+    """Where the route sends the establishment's answers ("" = none)."""
 
 
 _PAUSED = select(destination_state.c.paused).where(destination_state.c.name == bindparam("b_name"))
@@ -164,6 +166,7 @@ _CLAIMABLE_DELIVERIES = (
         deliveries.c.media_type,
         deliveries.c.mapping,
         deliveries.c.facts,
+        deliveries.c.return_to,
     )
     .where(
         deliveries.c.destination == bindparam("b_destination"),
@@ -255,6 +258,7 @@ def claim_deliveries(
             r.mapping or "",
             r.facts,
             content_types.get(r.message_id, ""),
+            r.return_to or "",
         )
         for r in chosen
     ]

@@ -114,6 +114,7 @@ class Cipher:
     def __init__(self, master_key: bytes) -> None:
         self._aead = AESGCM(_derive(master_key, b"eai payload v1"))
         self._hmac_key = _derive(master_key, b"eai identifier hash v1")
+        self._audit_key = _derive(master_key, b"eai audit chain v1")
 
     def __repr__(self) -> str:
         return "Cipher(<secret>)"
@@ -134,6 +135,10 @@ class Cipher:
         """Keyed hash of an identifier (case and surrounding spaces ignored)."""
         msg = identifier.strip().upper().encode("utf-8")
         return hmac.new(self._hmac_key, msg, hashlib.sha256).hexdigest()[:40]
+
+    def audit_mac(self, data: bytes) -> str:
+        """HMAC-SHA256 (hex) of an audit record with its own derived key (eai.store._audit)."""
+        return hmac.new(self._audit_key, data, hashlib.sha256).hexdigest()
 
     def key_check(self) -> str:
         """A value stored in the journal to detect a wrong key at start-up."""

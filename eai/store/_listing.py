@@ -45,6 +45,8 @@ class DeliveryView:
     next_attempt_at: str | None = None
     delivered_at: str | None = None
     resend_of: int | None = None
+    follow_up_of: int | None = None
+    """The delivery whose outcome made this one (a business acknowledgement...)."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -57,6 +59,7 @@ class DeliveryView:
             "next_attempt_at": self.next_attempt_at,
             "delivered_at": self.delivered_at,
             "resend_of": self.resend_of,
+            "follow_up_of": self.follow_up_of,
         }
 
 
@@ -167,6 +170,7 @@ def _deliveries_of(engine: Engine, ids: Sequence[int]) -> dict[int, list[Deliver
                 iso(r.next_attempt_at) if r.status in ACTIVE_DELIVERY else None,
                 iso(r.delivered_at),
                 r.resend_of,
+                r.follow_up_of,
             )
         )
     return out

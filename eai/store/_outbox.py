@@ -13,8 +13,9 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from eai.messages import MessageFacts
+from eai.messages import FollowUp, MessageFacts
 from eai.store._crypto import Cipher
+from eai.store._follow_ups import insert_follow_ups
 from eai.store._schema import deliveries, events
 
 __all__ = [
@@ -137,6 +138,9 @@ class DeliveryOutcome:
     attempts: int
     next_attempt_at: datetime
     detail: str
+    follow_ups: tuple[FollowUp, ...] = ()
+    """What the outcome asks the engine to send (written only with a final status,
+    ``delivered`` or ``dead``: see :func:`record_outcomes`)."""
 
 
 _SET_OUTCOME = (
@@ -154,7 +158,15 @@ _SET_DELIVERED = _SET_OUTCOME.values(delivered_at=bindparam("b_now"), last_error
 _SET_FAILED = _SET_OUTCOME.values(last_error=bindparam("b_error"))
 
 
-def record_outcomes(conn: Connection, outcomes: Sequence[DeliveryOutcome], now: datetime) -> None:
+def record_outcomes(
+    conn: Connection,
+    outcomes: Sequence[DeliveryOutcome],
+    now: datetime,
+    cipher: Cipher | None = None,
+) -> None:
+    """Records each attempt's outcome and its ``attempt`` event; the follow-ups of a final
+    outcome (delivered, dead) become outbox rows of its message in the same transaction
+    (sealed with ``cipher``, needed as soon as one outcome carries follow-ups)."""
     writes: list[tuple[Any, dict[str, Any]]] = []
     ev: list[dict[str, object]] = []
     for o in outcomes:
@@ -185,3 +197,12 @@ def record_outcomes(conn: Connection, outcomes: Sequence[DeliveryOutcome], now: 
     execute_runs(conn, writes)
     if ev:
         conn.execute(INSERT_EVENTS, ev)
+    made = [
+        (o.delivery_id, o.follow_ups, f"after it was {o.status}")
+        for o in outcomes
+        if o.follow_ups and o.status in ("delivered", "dead")
+    ]
+    if made:
+        if cipher is None:
+            raise ValueError("record_outcomes needs the cipher to write follow-ups")
+        insert_follow_ups(conn, cipher, made, now)

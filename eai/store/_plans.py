@@ -55,6 +55,8 @@ class PlannedDelivery:
     """The mapping that made ``payload`` ("" = the message as received)."""
     facts: bytes | None = None
     """Sealed ``eai.messages.MessageFacts`` JSON; None = no facts."""
+    return_to: str = ""
+    """The route's ``business_acks`` destination ("" = none): ``OutboxItem.return_to``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +273,7 @@ def apply_plans(
                     "media_type": d.media_type or None,
                     "mapping": d.mapping or None,
                     "facts": d.facts,
+                    "return_to": d.return_to or None,
                 }
                 for d in p.deliveries
             )

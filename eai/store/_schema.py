@@ -97,6 +97,11 @@ deliveries = Table(
     Column("mapping", String(64), nullable=True),
     # sealed eai.messages.MessageFacts JSON (qualified INS, PRT recipients, CI-SIS flags)
     Column("facts", LargeBinary, nullable=True),
+    # Where the route sends the establishment's answers (routes.yaml business_acks);
+    # NULL = none. A follow-up row (eai.messages.FollowUp: a ZAM after a DMP outcome...)
+    # names the delivery whose outcome made it in follow_up_of.
+    Column("return_to", String(64), nullable=True),
+    Column("follow_up_of", Id, nullable=True),
     Column("lease_owner", String(128), nullable=True),
     Column("lease_until", DateTime, nullable=True),
     Index("ix_deliveries_queue", "destination", "status", "message_id", "id"),

@@ -3,7 +3,9 @@
 Touches: DB (short transactions of its own; safe while the engine runs).
 
 Every action writes an event naming who did it (the process's real user, or the
-reader the kernel identified on the admin socket) in the transaction that does it.
+reader the kernel identified on the admin socket) and an audit record (``_audit``)
+in the transaction that does it: no action without its record, no record of an
+action that did not happen.
 """
 
 from __future__ import annotations
@@ -12,16 +14,17 @@ import os
 import pwd
 from collections.abc import Sequence
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from eai.errors import EaiError, NotFound
+from eai.store._audit import AuditActor, AuditEntry, append
 from eai.store._crypto import Cipher
 from eai.store._journal import utcnow
 from eai.store._outbox import INSERT_EVENTS, release_deliveries
 from eai.store._plans import MessagePlan, apply_plans
 from eai.store._schema import deliveries, destination_state, events, messages
 
-__all__ = ["read_raw", "release", "replay_plans", "resend", "set_paused"]
+__all__ = ["cli_actor", "read_raw", "release", "replay_plans", "resend", "set_paused"]
 
 
 def _real_user() -> str:
@@ -33,10 +36,35 @@ def _real_user() -> str:
         return f"uid-{uid}"
 
 
-def read_raw(engine: Engine, cipher: Cipher, message_id: int, *, reader: str, via: str) -> bytes:
+def cli_actor() -> AuditActor:
+    """The person running this process, by its real uid: the CLI's actor."""
+    return AuditActor(_real_user(), "os-user", f"uid {os.getuid()}, pid {os.getpid()}", "cli")
+
+
+def _audit(
+    conn: Connection, cipher: Cipher, actor: AuditActor | None, entry: AuditEntry
+) -> AuditActor:
+    actor = actor or cli_actor()
+    append(conn, cipher, actor, entry, utcnow())
+    return actor
+
+
+def read_raw(
+    engine: Engine,
+    cipher: Cipher,
+    message_id: int,
+    *,
+    reader: str,
+    via: str,
+    actor: AuditActor | None = None,
+) -> bytes:
     """The payload in clear, once its access is recorded: the ``raw_viewed`` event naming
-    ``reader`` (as the kernel identified them) and ``via`` is committed before the payload
-    is decrypted; if the record cannot be written, nothing is returned."""
+    ``reader`` (as the kernel identified them) and ``via``, and the ``read-raw`` audit
+    record of ``actor`` (default: ``reader`` via ``via``), are committed before the payload
+    is decrypted; if the record cannot be written, nothing is returned.
+
+    This is the one function that decrypts a journaled payload for a person."""
+    actor = actor or AuditActor(reader, "os-user", "", via)
     with engine.begin() as conn:
         sealed = conn.execute(
             select(messages.c.payload).where(messages.c.id == message_id)
@@ -51,21 +79,31 @@ def read_raw(engine: Engine, cipher: Cipher, message_id: int, *, reader: str, vi
                 detail=f"payload shown to {reader} {via}",
             )
         )
+        entry = AuditEntry("read-raw", f"message {message_id}", message_id, detail=via)
+        append(conn, cipher, actor, entry, utcnow())
     return cipher.open(sealed)
 
 
 def replay_plans(
-    engine: Engine, plans: Sequence[MessagePlan], *, config_path: str, config_sha256: str
+    engine: Engine,
+    plans: Sequence[MessagePlan],
+    *,
+    config_path: str,
+    config_sha256: str,
+    cipher: Cipher,
+    actor: AuditActor | None = None,
 ) -> list[int]:
     """Applies the plans of messages replayed through the config at ``config_path`` (its
     file's SHA-256 ``config_sha256``), in one transaction: each message gets a ``replayed``
     event naming who replayed it, its status before and the config, then its new plan's
-    events and deliveries. Anomalies the message already has are not recorded (nor
+    events and deliveries, and a ``replay`` audit record of ``actor`` (default: this
+    process's user). Anomalies the message already has are not recorded (nor
     mailed) again (:func:`apply_plans`). Returns the ids of the deliveries created."""
     if not plans:
         return []
     now = utcnow()
-    who = _real_user()
+    actor = actor or cli_actor()
+    who = actor.name
     with engine.begin() as conn:
         before: dict[int, str] = {
             r.id: r.status
@@ -88,11 +126,27 @@ def replay_plans(
                 for p in plans
             ],
         )
+        for p in plans:
+            entry = AuditEntry(
+                "replay",
+                f"message {p.message_id}",
+                p.message_id,
+                detail=f"with {config_path} sha256:{config_sha256}",
+            )
+            _audit(conn, cipher, actor, entry)
         return apply_plans(conn, plans, now, replay=True, only_received=False)
 
 
-def resend(engine: Engine, delivery_ids: Sequence[int]) -> list[int]:
-    """Queues each delivery again, as it was (same payload, same destination)."""
+def resend(
+    engine: Engine,
+    delivery_ids: Sequence[int],
+    *,
+    cipher: Cipher,
+    actor: AuditActor | None = None,
+) -> list[int]:
+    """Queues each delivery again, as it was (same payload, same destination); each one
+    gets a ``resend`` audit record of ``actor`` (default: this process's user)."""
+    actor = actor or cli_actor()
     created: list[int] = []
     now = utcnow()
     with engine.begin() as conn:
@@ -117,6 +171,8 @@ def resend(engine: Engine, delivery_ids: Sequence[int]) -> list[int]:
                     media_type=r.media_type,
                     mapping=r.mapping,
                     facts=r.facts,
+                    return_to=r.return_to,
+                    follow_up_of=r.follow_up_of,
                     resend_of=r.id,
                 )
                 .returning(deliveries.c.id)
@@ -128,14 +184,26 @@ def resend(engine: Engine, delivery_ids: Sequence[int]) -> list[int]:
                     delivery_id=new_id,
                     kind="resent",
                     detail=f"delivery {did} to {r.destination} queued again as {new_id} "
-                    f"by {_real_user()}",
+                    f"by {actor.name}",
                 )
             )
+            entry = AuditEntry(
+                "resend",
+                f"delivery {did}",
+                r.message_id,
+                detail=f"to {r.destination}, queued again as delivery {new_id}",
+            )
+            _audit(conn, cipher, actor, entry)
             created.append(new_id)
     return created
 
 
-def set_paused(engine: Engine, name: str, paused: bool) -> None:
+def set_paused(
+    engine: Engine, name: str, paused: bool, *, cipher: Cipher, actor: AuditActor | None = None
+) -> None:
+    """Pauses or resumes a destination; a ``pause`` / ``resume`` audit record of ``actor``
+    (default: this process's user) goes with it."""
+    actor = actor or cli_actor()
     now = utcnow()
     with engine.begin() as conn:
         done = conn.execute(
@@ -149,13 +217,24 @@ def set_paused(engine: Engine, name: str, paused: bool) -> None:
             insert(events).values(
                 at=now,
                 kind="paused" if paused else "resumed",
-                detail=f"destination {name} by {_real_user()}",
+                detail=f"destination {name} by {actor.name}",
             )
+        )
+        _audit(
+            conn, cipher, actor, AuditEntry("pause" if paused else "resume", f"destination {name}")
         )
 
 
-def release(engine: Engine, delivery_ids: Sequence[int]) -> int:
-    """An operator releases held deliveries (the identity was checked by hand)."""
+def release(
+    engine: Engine,
+    delivery_ids: Sequence[int],
+    *,
+    cipher: Cipher,
+    actor: AuditActor | None = None,
+) -> int:
+    """An operator releases held deliveries (the identity was checked by hand); each one
+    gets an ``identity-release`` audit record of ``actor`` (default: this process's user)."""
+    actor = actor or cli_actor()
     now = utcnow()
     with engine.begin() as conn:
         rows = conn.execute(
@@ -169,6 +248,9 @@ def release(engine: Engine, delivery_ids: Sequence[int]) -> int:
                 raise NotFound(f"no delivery with id {did}")
             if found[did].status != "held":
                 raise EaiError(f"delivery {did} is {found[did].status}, not held")
-        who = f"released by {_real_user()}"
+        who = f"released by {actor.name}"
         release_deliveries(conn, [(d, found[d].message_id, who) for d in delivery_ids], now)
+        for did in delivery_ids:
+            entry = AuditEntry("identity-release", f"delivery {did}", found[did].message_id)
+            _audit(conn, cipher, actor, entry)
     return len(delivery_ids)

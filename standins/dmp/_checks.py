@@ -2,6 +2,9 @@
 
 Touches: files (reads the XSDs under ``tests/xsd/xds``, once).
 
+About 500 lines: the ITI-41 rules stay in one place, with the envelope, header and
+submission-set checks that :mod:`standins.dmp._update_checks` (ITI-57) reuses.
+
 Independent of :mod:`connectors.dmp` (it reads what is on the wire, with the standard
 library's MIME parser and lxml): a client bug shows up as a refusal here. What it checks,
 and against which published format:
@@ -21,7 +24,8 @@ and against which published format:
   and ``size`` equal to its part; unique ids not already registered; an RPLC association
   (a replacement) from an entry of the submission to a registered entryUUID; one IHE DSG
   signature entry with a ``signs`` association to the submission set, whose Manifest lists
-  every other entry's uniqueId with the SHA-256 of its part (ITI TF-3 §5.5).
+  every other entry's uniqueId with the SHA-256 of its part (ITI TF-3 §5.5); the coded
+  values in the DMP's value sets (:mod:`standins.dmp._code_checks`).
 
 A problem gives ``(errorCode, codeContext)``: ``XDSRegistryMetadataError``,
 ``XDSRepositoryMetadataError``, ``XDSPatientIdDoesNotMatch``, ``XDSNonIdenticalHash``,
@@ -44,7 +48,19 @@ from pathlib import Path
 
 from lxml import etree
 
-__all__ = ["Checked", "RequestRefused", "check_request", "schemas"]
+from standins.dmp._code_checks import check_content_type, check_entry_codes
+
+__all__ = [
+    "Checked",
+    "RequestRefused",
+    "check_envelope",
+    "check_header",
+    "check_request",
+    "check_request_parts",
+    "check_submission_set",
+    "resource_id",
+    "schemas",
+]
 
 XSD_DIR = Path(__file__).resolve().parents[2] / "tests" / "xsd" / "xds"
 ACTION = "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
@@ -125,6 +141,8 @@ class Checked:
     replaced: list[str] = field(default_factory=list)
     """The targets of RPLC associations: the entryUUIDs this submission replaces."""
     message_id: str = ""
+    updates: list[tuple[str, str]] = field(default_factory=list)
+    """ITI-57: (entryUUID, new availabilityStatus) of each UpdateAvailabilityStatus."""
 
 
 @cache
@@ -148,12 +166,12 @@ def _parts(content_type: str, body: bytes) -> tuple[EmailMessage, list[EmailMess
     return message, [p for p in message.iter_parts() if isinstance(p, EmailMessage)]
 
 
-def _check_content_type(message: EmailMessage) -> str:
+def _check_content_type(message: EmailMessage, action: str = ACTION) -> str:
     if message.get_content_type() != "multipart/related":
         raise RequestRefused(
             f"Content-Type {message.get_content_type()}: MTOM needs multipart/related"
         )
-    wanted = {"type": "application/xop+xml", "start-info": "application/soap+xml", "action": ACTION}
+    wanted = {"type": "application/xop+xml", "start-info": "application/soap+xml", "action": action}
     for name, value in wanted.items():
         if message.get_param(name, header="content-type") != value:
             raise RequestRefused(f"Content-Type parameter {name} is not {value!r}")
@@ -179,10 +197,12 @@ def _payload(part: EmailMessage) -> bytes:
     return data if isinstance(data, bytes) else b""
 
 
-def _check_header(envelope: etree._Element, endpoint: str, checked: Checked) -> etree._Element:
+def check_header(
+    envelope: etree._Element, endpoint: str, checked: Checked, expected: str = ACTION
+) -> etree._Element:
     action = envelope.find("soap:Header/wsa:Action", NS)
-    if action is None or (action.text or "").strip() != ACTION:
-        raise RequestRefused("WS-Addressing Action is not the ITI-41 action")
+    if action is None or (action.text or "").strip() != expected:
+        raise RequestRefused(f"WS-Addressing Action is not {expected}")
     if action.get(f"{{{SOAP}}}mustUnderstand") not in ("true", "1"):
         raise RequestRefused("WS-Addressing Action lacks soap:mustUnderstand=true")
     message_id = (envelope.findtext("soap:Header/wsa:MessageID", namespaces=NS) or "").strip()
@@ -245,17 +265,30 @@ def _classified(owner: etree._Element, scheme: str) -> list[etree._Element]:
 def _check_ebrim(
     request: etree._Element, resource_id: str, registered: set[str], checked: Checked
 ) -> None:
-    err = checked.errors
     objects = request.find(
         "lcm:SubmitObjectsRequest/rim:RegistryObjectList",
         {**NS, "lcm": "urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0"},
     )
     if objects is None:
         raise RequestRefused("no RegistryObjectList")
+    ss = check_submission_set(objects, resource_id, checked)
+    if ss is not None:
+        unique_ids = list(_external(ss, _SS_IDS["uniqueId"]))
+        _check_ebrim_entries(objects, checked.patient_id, unique_ids, registered, checked)
+
+
+def check_submission_set(
+    objects: etree._Element, resource_id: str, checked: Checked
+) -> etree._Element | None:
+    """The one submission set of ``objects`` with its required attributes (ITI TF-3
+    §4.2.3.3: submissionTime, author, contentTypeCode, patientId, sourceId, uniqueId), its
+    patientId that of the VIHF's resource-id (``checked.patient_id``); None (an error
+    noted) when there is not exactly one."""
+    err = checked.errors
     packages = objects.findall("rim:RegistryPackage", NS)
     if len(packages) != 1:
         err.append(("XDSRegistryMetadataError", f"{len(packages)} submission sets, expected 1"))
-        return
+        return None
     ss = packages[0]
     if not any(
         c.get("classificationNode") == _SS_NODE for c in ss.iterfind("rim:Classification", NS)
@@ -271,6 +304,7 @@ def _check_ebrim(
     for name, scheme in _SS.items():
         if not _classified(ss, scheme):
             err.append(("XDSRegistryMetadataError", f"submission set: no {name}"))
+    check_content_type(ss, err)
     ss_ids = {name: _external(ss, scheme) for name, scheme in _SS_IDS.items()}
     for name, values in ss_ids.items():
         if len(values) != 1:
@@ -286,7 +320,17 @@ def _check_ebrim(
                 "submission set patientId differs from the VIHF resource-id",
             )
         )
-    unique_ids = list(ss_ids["uniqueId"])
+    return ss
+
+
+def _check_ebrim_entries(
+    objects: etree._Element,
+    patient: str,
+    unique_ids: list[str],
+    registered: set[str],
+    checked: Checked,
+) -> None:
+    err = checked.errors
     entries = objects.findall("rim:ExtrinsicObject", NS)
     if not entries:
         err.append(("XDSRegistryMetadataError", "no document entry"))
@@ -300,6 +344,7 @@ def _check_ebrim(
         for name, scheme in _DE.items():
             if not _classified(entry, scheme):
                 err.append(("XDSRegistryMetadataError", f"{entry_id}: no {name}"))
+        check_entry_codes(entry, err)
         ids = {name: _external(entry, scheme) for name, scheme in _DE_IDS.items()}
         if ids["patientId"] != [patient]:
             err.append(
@@ -405,6 +450,44 @@ def _check_dsg(objects: etree._Element, entries: list[etree._Element], checked: 
             )
 
 
+def check_request_parts(content_type: str, body: bytes, action: str) -> bytes:
+    """The root part (the envelope) of an MTOM package for ``action``; else RequestRefused."""
+    message, parts = _parts(content_type, body)
+    return _payload(_root(parts, _check_content_type(message, action)))
+
+
+def check_envelope(raw: bytes) -> etree._Element:
+    """The envelope parsed (hardened) and valid against the W3C SOAP 1.2 schema; else
+    RequestRefused."""
+    try:
+        envelope = etree.fromstring(raw, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise RequestRefused(f"the envelope is not well-formed XML: {exc}") from exc
+    soap_xsd, _ = schemas()
+    # The SOAP schema processes header blocks laxly, and libxml2 then chokes on the VIHF's
+    # hl7v3 xsi:type="CE" (no HL7 v3 schema loaded): the envelope's structure is checked
+    # on a copy without the Security block's content, the VIHF by its own rules below.
+    shell = copy.deepcopy(envelope)
+    for security in shell.iterfind("soap:Header/wsse:Security", NS):
+        for child in list(security):
+            security.remove(child)
+    if not soap_xsd.validate(shell):
+        raise RequestRefused(f"the envelope is not SOAP 1.2: {soap_xsd.error_log.last_error}")
+    return envelope
+
+
+def resource_id(assertion: etree._Element) -> str:
+    """The VIHF's resource-id (the patient's INS as an XDS patientId)."""
+    return (
+        assertion.findtext(
+            "saml2:AttributeStatement/saml2:Attribute"
+            "[@Name='urn:oasis:names:tc:xacml:2.0:resource:resource-id']/saml2:AttributeValue",
+            namespaces=NS,
+        )
+        or ""
+    )
+
+
 def check_request(
     content_type: str, body: bytes, endpoint: str, registered: set[str]
 ) -> tuple[Checked, etree._Element]:
@@ -415,21 +498,9 @@ def check_request(
     root = _root(parts, start)
     checked = Checked(envelope=_payload(root))
     by_cid = {str(p.get("Content-ID", "")).strip(): _payload(p) for p in parts if p is not root}
-    try:
-        envelope = etree.fromstring(checked.envelope, _parser())
-    except etree.XMLSyntaxError as exc:
-        raise RequestRefused(f"the envelope is not well-formed XML: {exc}") from exc
-    soap_xsd, xds_xsd = schemas()
-    # The SOAP schema processes header blocks laxly, and libxml2 then chokes on the VIHF's
-    # hl7v3 xsi:type="CE" (no HL7 v3 schema loaded): the envelope's structure is checked
-    # on a copy without the Security block's content, the VIHF by its own rules below.
-    shell = copy.deepcopy(envelope)
-    for security in shell.iterfind("soap:Header/wsse:Security", NS):
-        for child in list(security):
-            security.remove(child)
-    if not soap_xsd.validate(shell):
-        raise RequestRefused(f"the envelope is not SOAP 1.2: {soap_xsd.error_log.last_error}")
-    assertion = _check_header(envelope, endpoint, checked)
+    envelope = check_envelope(checked.envelope)
+    _, xds_xsd = schemas()
+    assertion = check_header(envelope, endpoint, checked)
     request = envelope.find("soap:Body/xdsb:ProvideAndRegisterDocumentSetRequest", NS)
     if request is None:
         raise RequestRefused("the Body holds no ProvideAndRegisterDocumentSetRequest")
@@ -439,13 +510,5 @@ def check_request(
         said = f"line {error.line}: {error.message}" if error is not None else "invalid"
         checked.errors.append(("XDSRegistryMetadataError", f"XDS.b schema: {said}"))
         return checked, assertion
-    resource_id = (
-        assertion.findtext(
-            "saml2:AttributeStatement/saml2:Attribute"
-            "[@Name='urn:oasis:names:tc:xacml:2.0:resource:resource-id']/saml2:AttributeValue",
-            namespaces=NS,
-        )
-        or ""
-    )
-    _check_ebrim(request, resource_id, registered, checked)
+    _check_ebrim(request, resource_id(assertion), registered, checked)
     return checked, assertion

@@ -9,7 +9,10 @@ no ITI-41 gets a SOAP ``Sender`` fault (HTTP 500); one whose metadata breaks a r
 ``RegistryResponse`` ``Failure`` listing them; otherwise the answer a test chose
 (:attr:`DmpStandin.answer`): ``Success`` (the unique ids are then registered),
 a ``Failure`` with given errors, a SOAP ``Receiver`` fault, or a bare HTTP status. Every
-request is kept in :attr:`DmpStandin.received`. NOT a DMP: a test and demo peer.
+request is kept in :attr:`DmpStandin.received`. The same server is the registry: an ITI-57
+status change (the DMP's deletion) POSTed to ``/registry`` is checked by
+:mod:`standins.dmp._update_checks` against the entries it registered. NOT a DMP: a test
+and demo peer.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Literal
 
 from standins.dmp._checks import Checked, RequestRefused, check_request
 from standins.dmp._signature import verify_dsg, verify_vihf
+from standins.dmp._update_checks import check_update
 
 __all__ = ["Answer", "DmpStandin", "Received"]
 
@@ -33,6 +37,8 @@ _RS = "urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0"
 _STATUS = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:"
 _SEVERITY = "urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error"
 _SOAP = "http://www.w3.org/2003/05/soap-envelope"
+_APPROVED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
+_DEPRECATED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Deprecated"
 
 
 @dataclass
@@ -56,6 +62,8 @@ class Received:
     refused: str = ""
     signature: str = ""
     answered: str = ""
+    transaction: str = "ITI-41"
+    """ITI-41 (a publication, to the repository) or ITI-57 (a status change, to the registry)."""
 
 
 def _xml_escape(text: str) -> str:
@@ -124,6 +132,8 @@ class DmpStandin:
         """Seconds to wait before answering any request (a slow repository)."""
         self.received: list[Received] = []
         self.registered: set[str] = set()
+        self.entries: dict[str, tuple[str, str]] = {}
+        """entryUUID -> (patientId, availabilityStatus) of each registered document entry."""
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -131,7 +141,13 @@ class DmpStandin:
 
     @property
     def url(self) -> str:
+        """The repository's endpoint (ITI-41)."""
         return f"https://127.0.0.1:{self.port}/repository"
+
+    @property
+    def registry_url(self) -> str:
+        """The registry's endpoint (ITI-57: status changes, a deletion)."""
+        return f"https://127.0.0.1:{self.port}/registry"
 
     def start(self, port: int = 0) -> DmpStandin:
         standin = self
@@ -156,9 +172,8 @@ class DmpStandin:
                 body = self.rfile.read(length)
                 if standin.delay > 0:
                     time.sleep(standin.delay)
-                status, content_type, answer = standin.handle(
-                    self.headers.get("Content-Type", ""), body
-                )
+                handle = standin.handle_update if self.path == "/registry" else standin.handle
+                status, content_type, answer = handle(self.headers.get("Content-Type", ""), body)
                 self._send(status, content_type, answer)
 
             def _send(self, status: int, content_type: str, body: bytes) -> None:
@@ -233,6 +248,47 @@ class DmpStandin:
             self.received.append(record)
             if answer.kind == "success":
                 self.registered.update(checked.unique_ids, checked.entry_ids)
+                for entry_id in checked.entry_ids:
+                    self.entries[entry_id] = (checked.patient_id, _APPROVED)
+                for entry_id in checked.replaced:
+                    self.entries[entry_id] = (checked.patient_id, _DEPRECATED)
+        return self._answer(answer)
+
+    def handle_update(self, content_type: str, body: bytes) -> tuple[int, str, bytes]:
+        """Check one ITI-57 (a status change: the DMP's deletion) and answer it; on Success
+        the entries take their new status."""
+        soap = "application/soap+xml; charset=UTF-8"
+        try:
+            with self._lock:
+                entries, registered = dict(self.entries), set(self.registered)
+            checked, _ = check_update(content_type, body, self.registry_url, entries, registered)
+        except RequestRefused as exc:
+            return self._keep(
+                Received(None, refused=exc.reason, answered="fault", transaction="ITI-57"),
+                (500, soap, fault(exc.code, exc.reason)),
+            )
+        record = Received(checked, transaction="ITI-57")
+        if self.verify_signature:
+            record.signature = verify_vihf(checked.envelope, self.seal_ca)
+        if record.signature:
+            record.answered = "fault"
+            return self._keep(record, (500, soap, fault("Sender", record.signature)))
+        if checked.errors:
+            record.answered = "failure"
+            return self._keep(record, (200, soap, registry_response(checked.errors)))
+        with self._lock:
+            answer = self._next_answer()
+            record.answered = answer.kind
+            self.received.append(record)
+            if answer.kind == "success":
+                self.registered.update(checked.unique_ids)
+                for entry_id, status in checked.updates:
+                    self.entries[entry_id] = (self.entries[entry_id][0], status)
+        return self._answer(answer)
+
+    @staticmethod
+    def _answer(answer: Answer) -> tuple[int, str, bytes]:
+        soap = "application/soap+xml; charset=UTF-8"
         if answer.kind == "failure":
             return 200, soap, registry_response(answer.errors)
         if answer.kind == "receiver-fault":
@@ -248,5 +304,18 @@ class DmpStandin:
 
     @property
     def published(self) -> list[Checked]:
-        """The requests answered Success, in order."""
-        return [r.checked for r in self.received if r.answered == "success" and r.checked]
+        """The ITI-41 requests answered Success, in order."""
+        return [
+            r.checked
+            for r in self.received
+            if r.answered == "success" and r.checked and r.transaction == "ITI-41"
+        ]
+
+    @property
+    def updated(self) -> list[Checked]:
+        """The ITI-57 requests (status changes: deletions) answered Success, in order."""
+        return [
+            r.checked
+            for r in self.received
+            if r.answered == "success" and r.checked and r.transaction == "ITI-57"
+        ]

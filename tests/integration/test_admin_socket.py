@@ -369,7 +369,7 @@ def test_pause_record_names_the_real_user_not_the_environment(tmp_path, monkeypa
     monkeypatch.setenv("LOGNAME", "nobody")
     store = Store(f"sqlite:///{tmp_path}/eai.db", tmp_path)
     try:
-        set_paused(store.engine, "dcc", True)
+        set_paused(store.engine, "dcc", True, cipher=store.cipher)
         with store.engine.connect() as conn:
             [detail] = conn.execute(select(events.c.detail)).scalars().all()
     finally:

@@ -48,6 +48,7 @@ def test_the_national_example_publishes_to_the_standin(
         for name, value in {
             "ADT_PORT": str(port),
             "DMP_URL": standin.url,
+            "DMP_REGISTRY_URL": standin.registry_url,
             "DMP_TLS_CA": str(pki.ca),
             "DMP_TLS_CERT": str(pki.client_cert),
             "DMP_TLS_KEY": str(pki.client_key),

@@ -144,6 +144,12 @@ def test_operator_releases_a_held_delivery(tmp_path):
             )
             assert res.exit_code == 0, res.output
             assert dmp.wait_for(lambda s: s.control_ids() == ["P1"], 10)
+            audited = CliRunner().invoke(
+                cli, ["audit", "list", "--json", "--action", "identity-release", "-c", str(path)]
+            )
+            [record] = json.loads(audited.output)
+            assert record["target"] == f"delivery {held[0]['id']}"
+            assert record["message_id"] == msg["id"] and record["patient"]  # keyed hashes
             again = CliRunner().invoke(
                 cli, ["identity", "release", str(held[0]["id"]), "-c", str(path)]
             )

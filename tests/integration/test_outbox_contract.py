@@ -102,7 +102,7 @@ def test_resend_keeps_the_contract(tmp_path: Path) -> None:
         (first,) = store.writer.run_sync(lambda c: claim_deliveries(c, "fhir", "n", _now(), 1, 10))
         dead = DeliveryOutcome(first.id, first.message_id, "dead", 1, _now(), "refused")
         store.writer.run_sync(lambda c: record_outcomes(c, [dead], _now()))
-        (again,) = resend(store.engine, [first.id])
+        (again,) = resend(store.engine, [first.id], cipher=store.cipher)
         rows = store.writer.run_sync(lambda c: claim_deliveries(c, "fhir", "n2", _now(), 30, 10))
         (copy,) = rows
         assert copy.id == again

@@ -301,7 +301,7 @@ def test_delivery_claim_takes_each_patient_chain_in_message_order(store: Store) 
         d_first = c.execute(
             select(deliveries.c.id).where(deliveries.c.message_id == ids[0])
         ).scalar_one()
-    [resent] = read.resend(store.engine, [d_first])
+    [resent] = read.resend(store.engine, [d_first], cipher=store.cipher)
 
     rows = _claim(store, "n1")
     assert [(r.message_id, r.id) for r in rows] == sorted((r.message_id, r.id) for r in rows)
@@ -382,9 +382,9 @@ def test_delivery_claim_respects_other_owners_live_leases(store: Store) -> None:
 
 def test_paused_destination_is_not_claimed(store: Store) -> None:
     _journal_and_route(store, ["A"])
-    read.set_paused(store.engine, "dcc", True)
+    read.set_paused(store.engine, "dcc", True, cipher=store.cipher)
     assert _claim(store) == []
-    read.set_paused(store.engine, "dcc", False)
+    read.set_paused(store.engine, "dcc", False, cipher=store.cipher)
     assert len(_claim(store)) == 1
 
 
@@ -463,9 +463,9 @@ def test_resend_queue_stats_and_pause(store: Store) -> None:
     assert dcc.oldest_pending_age_s is not None and dcc.oldest_pending_age_s >= 0
     assert (stats["lab"].depth, stats["lab"].oldest_pending_age_s) == (0, None)
 
-    [new] = read.resend(store.engine, [by_mid[ids[0]].id])
+    [new] = read.resend(store.engine, [by_mid[ids[0]].id], cipher=store.cipher)
     with pytest.raises(NotFound):
-        read.resend(store.engine, [10**9])
+        read.resend(store.engine, [10**9], cipher=store.cipher)
     [view] = read.list_messages(store.engine, store.cipher, ids=[ids[0]])
     assert [(d.id, d.status, d.resend_of) for d in view.deliveries] == [
         (by_mid[ids[0]].id, "delivered", None),
@@ -475,11 +475,11 @@ def test_resend_queue_stats_and_pause(store: Store) -> None:
     assert "resent" in kinds
     assert read.queue_stats(store.engine, ["dcc"])[0].depth == 2
 
-    read.set_paused(store.engine, "dcc", True)
-    read.set_paused(store.engine, "dcc", True)  # idempotent (update path)
+    read.set_paused(store.engine, "dcc", True, cipher=store.cipher)
+    read.set_paused(store.engine, "dcc", True, cipher=store.cipher)  # idempotent (update path)
     assert read.queue_stats(store.engine, ["dcc"])[0].state == "paused"
     assert _claim(store) == []
-    read.set_paused(store.engine, "dcc", False)
+    read.set_paused(store.engine, "dcc", False, cipher=store.cipher)
     assert read.queue_stats(store.engine, ["dcc"])[0].state == "active"
     assert [r.id for r in _claim(store)] == [new]
     # a destination that is no longer configured still shows up

@@ -395,6 +395,7 @@ def test_json_schema() -> None:
         "destinations",
         "routes",
         "identity",
+        "audit",
     }
     listeners = schema["properties"]["listeners"]["items"]
     assert listeners["discriminator"]["propertyName"] == "type"

@@ -41,6 +41,8 @@ CDA_SETTINGS = MetadataSettings(
 NOW = datetime(2026, 12, 6, 22, 0, 0, tzinfo=UTC)
 ORU = HL7V2 / "oru_r01_crbio_init.hl7"
 CRBIO = sorted(CDA.glob("BIO-CR-BIO_*.xml"))
+IHE_FORMAT = "1.3.6.1.4.1.19376.1.2.3"
+CISIS_FORMAT = "1.2.250.1.213.1.1.4.2.282"
 
 
 @cache
@@ -206,6 +208,41 @@ def test_crbio_documents_alone_give_valid_requests(path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("name", "class_code", "format_code"),
+    [
+        # ANS ASS_X04 (typeCode -> classCode) and ASS_A11 / ASS_A12 (model -> formatCode)
+        ("BIO-CR-BIO_2024.01_TSH_1.xml", "10", ("urn:ihe:lab:xd-lab:2008", IHE_FORMAT)),
+        ("CANCER-FRCP_2022.01_Appareil.xml", "10", ("urn:asip:ci-sis:frcp:2011", CISIS_FORMAT)),
+        (
+            "IMG_CR_IMG_2024.01.xml",
+            "31",
+            ("urn:ihe:rad:CDA:ImagingReportStructuredHeadings:2013", IHE_FORMAT),
+        ),
+        ("TLM-CR_2022.01.xml", "10", ("urn:ihe:iti:xds-sd:pdf:2008", IHE_FORMAT)),
+    ],
+)
+def test_every_national_cda_gets_its_class_and_format_from_the_ans_tables(
+    name: str, class_code: str, format_code: tuple[str, str]
+) -> None:
+    request, _ = request_for(item((CDA / name).read_bytes(), MEDIA_CDA_XML), CDA_SETTINGS)
+    assert_valid(request)
+    assert coded(request, "urn:uuid:41a5887f-8865-4c09-adf7-e362475b143a") == [
+        (class_code, "1.2.250.1.213.1.1.4.1")
+    ]
+    assert coded(request, "urn:uuid:a09d5840-386c-46f2-b5ad-9c3699a4309d") == [format_code]
+
+
+def test_a_level_1_body_of_an_unknown_media_type_is_refused_naming_it() -> None:
+    raw = (
+        (CDA / "TLM-CR_2022.01.xml")
+        .read_bytes()
+        .replace(b'mediaType="application/pdf"', b'mediaType="application/x-unknown"')
+    )
+    with pytest.raises(PermanentDeliveryError, match="application/x-unknown.*ASS_A12"):
+        request_for(item(raw, MEDIA_CDA_XML), CDA_SETTINGS)
+
+
 def test_a_cda_alone_without_a_configured_content_type_is_refused() -> None:
     with pytest.raises(PermanentDeliveryError, match="contentTypeCode"):
         request_for(item(CRBIO[0].read_bytes(), MEDIA_CDA_XML))
@@ -284,9 +321,32 @@ def test_hl7_times_become_utc_dtm(ts: str, dtm: str) -> None:
     assert xds_time(ts) == dtm
 
 
-def test_a_deletion_is_never_published_as_new() -> None:
-    with pytest.raises(PermanentDeliveryError, match="document_action delete"):
-        publication_of(item(ORU.read_bytes(), document_action="delete"))
+def test_a_deletion_is_an_iti57_status_change_never_a_publication() -> None:
+    """TD3.3c: the deleted document's entry (the entryUUID eai gave it) goes from Approved
+    to urn:asip:ci-sis:2010:StatusType:Deleted; no document entry, no document."""
+    from connectors.dmp._ebrim import build_status_update
+    from connectors.dmp._metadata import build_submission_set, document_entry_uuid
+
+    publication = publication_of(item(ORU.read_bytes(), document_action="delete"))
+    submission = build_submission_set(publication, SETTINGS, now=NOW)
+    unique_id, target = document_entry_uuid(publication)
+    request = build_status_update(submission, target)
+    assert_valid(request)
+    assert unique_id == "1.2.250.1.213.1.1.9"
+    assert target == f"urn:uuid:{uuid5(NAMESPACE_OID, unique_id)}"
+    (update,) = request.xpath("//rim:Association", namespaces=NS)
+    assert update.get("associationType") == (
+        "urn:ihe:iti:2010:AssociationType:UpdateAvailabilityStatus"
+    )
+    assert (update.get("sourceObject"), update.get("targetObject")) == ("SubmissionSet01", target)
+    assert slot(request, "Association", "OriginalStatus") == [
+        "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
+    ]
+    assert slot(request, "Association", "NewStatus") == ["urn:asip:ci-sis:2010:StatusType:Deleted"]
+    assert request.xpath("//rim:ExtrinsicObject | //xdsb:Document", namespaces=NS) == []
+    assert external(request, "urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446") == (
+        f"{INS}^^^&{INS_OID}&ISO^NH"
+    )
 
 
 def replacement_document() -> bytes:

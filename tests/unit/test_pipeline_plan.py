@@ -101,3 +101,20 @@ def test_structure_problem_never_quotes_values():
     assert "other" not in {d.destination for d in plan.deliveries}
     assert plan.reason.startswith("HL7 structure:")
     assert "1979X328" not in plan.reason
+
+
+RETURNING = """
+  - name: back
+    from: [in]
+    when: {message_type: [ADT^A01]}
+    to: [other]
+    business_acks: dcc
+"""
+
+
+def test_a_routes_business_acks_is_the_return_destination_of_its_deliveries():
+    plan = plan_message(_config(RETURNING), CIPHER, _claimed(A01))
+    assert {(d.destination, d.return_to) for d in plan.deliveries} == {
+        ("dcc", ""),
+        ("other", "dcc"),
+    }

@@ -62,3 +62,10 @@ def test_engine_and_listener_changes_are_kept_and_named():
 def test_identical_file_changes_nothing():
     plan = plan_reload(_config(BASE), _config(BASE))
     assert (plan.added, plan.changed, plan.removed, plan.restart_needed) == ((), (), (), ())
+
+
+def test_audit_settings_wait_for_a_restart():
+    old = _config(BASE)
+    plan = plan_reload(old, _config(BASE + "audit:\n  retention: 1y\n"))
+    assert plan.restart_needed == ("audit",)
+    assert plan.config.audit == old.audit

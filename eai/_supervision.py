@@ -14,6 +14,7 @@ from eai._delivery_pool import DeliveryPool
 from eai.config import Config, MetricsConfig
 from eai.errors import Unavailable
 from eai.metrics.endpoint import EngineState, MetricsEndpoint, touch_ready_row
+from eai.reconciler import Reconciler
 from eai.registry import Listener
 from eai.store import Store
 
@@ -40,6 +41,7 @@ def start_endpoint(
     listeners: Mapping[str, Listener],
     stopping: asyncio.Event,
     workers: tuple[list[asyncio.Task[None]], AsyncIOScheduler, DeliveryPool],
+    reconciler: Reconciler | None,
 ) -> MetricsEndpoint:
     """Binds ``metrics.bind`` and serves it on its own threads (call once the listeners,
     the scheduler and the workers are started)."""
@@ -54,6 +56,9 @@ def start_endpoint(
         loop=asyncio.get_running_loop(),
         listeners=bound,
         workers=_workers(*workers),
+        identity_server=(
+            (lambda: reconciler.outage_since is None) if reconciler is not None else lambda: None
+        ),
     )
     try:
         endpoint = MetricsEndpoint(metrics, config(), store.engine, state)

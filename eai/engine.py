@@ -415,6 +415,7 @@ class Engine:
                     self.listeners,
                     stopping,
                     (tasks, scheduler, pool),
+                    self.reconciler,
                 )
             log.info(
                 "engine %s started: %d listener(s), %d destination(s), %d route(s)",

@@ -49,6 +49,9 @@ class EngineState:
     """Each configured listener: True once bound and serving."""
     workers: Callable[[], Mapping[str, bool]]
     """The pipeline, the scheduler, each delivery worker: True while running."""
+    identity_server: Callable[[], bool | None] = lambda: None
+    """False during an outage of the regional identity server (None: none configured).
+    Exposed as a gauge, not a readiness check: messages are still acknowledged."""
 
 
 def _loop_answers(loop: asyncio.AbstractEventLoop, timeout: float) -> str | None:

@@ -1,12 +1,13 @@
 """The supervision endpoint the engine starts: ``/metrics``, ``/livez``, ``/readyz``.
 
 Touches: network (its server socket), DB (scrape reads, the readiness write), files
-(statvfs of the data dir, the configured certificates).
+(statvfs of the data dir and the DICOM spools, the configured certificates).
 
 ``/metrics`` exposes, in the Prometheus text format, the in-memory instruments of
 :mod:`eai.metrics` and, computed at each scrape from indexed queries and the engine's
 state: queue depth, dead letters and oldest age per destination, the pipeline's
-backlog, listeners up, workers up, the data dir's free space, certificate expiry.
+backlog, listeners up, workers up, the identity server up, free disk space, certificate
+expiry.
 ``/livez`` answers 200 while the process serves HTTP; ``/readyz`` 200 or 503 with a
 JSON detail (:func:`eai.metrics._health.readiness`).
 """
@@ -49,11 +50,11 @@ class _Instruments(Collector):
 
 
 class _StateGauges(Collector):
-    """Listeners and workers up, and the data dir's disk, read at each scrape."""
+    """Listeners, workers and the identity server up, the data dir's disk, at each scrape."""
 
-    def __init__(self, state: EngineState, data_dir: Path) -> None:
+    def __init__(self, state: EngineState, volumes: list[tuple[str, Path]]) -> None:
         self._state = state
-        self._data_dir = data_dir
+        self._volumes = volumes
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -70,15 +71,42 @@ class _StateGauges(Collector):
         for name, ok in sorted(self._state.workers().items()):
             workers.add_metric([name], 1.0 if ok else 0.0)
         yield workers
-        try:
-            st = os.statvfs(self._data_dir)
-        except OSError:
-            return
-        for metric, value, text in (
-            ("eai_data_dir_size_bytes", st.f_blocks * st.f_frsize, "the data dir's file system"),
-            ("eai_data_dir_free_bytes", st.f_bavail * st.f_frsize, "space left in it for eai"),
-        ):
-            yield GaugeMetricFamily(metric, text, value=float(value))
+        identity = self._state.identity_server()
+        if identity is not None:
+            yield GaugeMetricFamily(
+                "eai_identity_server_up",
+                "0 during an outage of the regional identity server (deliveries held)",
+                value=1.0 if identity else 0.0,
+            )
+        size = GaugeMetricFamily(
+            "eai_disk_size_bytes",
+            "size of the file system of the data dir and of each DICOM spool",
+            labels=["volume"],
+        )
+        free = GaugeMetricFamily(
+            "eai_disk_free_bytes",
+            "space left on it for the engine (not counting the blocks reserved to root)",
+            labels=["volume"],
+        )
+        for volume, path in self._volumes:
+            try:
+                st = os.statvfs(path)
+            except OSError:
+                continue  # not there (yet): no sample rather than a false "full"
+            size.add_metric([volume], float(st.f_blocks * st.f_frsize))
+            free.add_metric([volume], float(st.f_bavail * st.f_frsize))
+        yield size
+        yield free
+
+
+def _volumes(config: Config) -> list[tuple[str, Path]]:
+    """``data_dir``, and ``spool:<listener>`` for each listener with a ``spool_dir``."""
+    found = [("data_dir", Path(config.engine.data_dir))]
+    for listener in config.listeners:
+        spool = getattr(listener, "spool_dir", None)
+        if isinstance(spool, Path):
+            found.append((f"spool:{listener.name}", spool))
+    return found
 
 
 def _owners(config: Config) -> list[tuple[str, BaseModel]]:
@@ -102,7 +130,7 @@ class MetricsEndpoint:
         self.registry.register(_Instruments())
         self._journal = JournalGauges(database, self._names(engine_config), utcnow)
         self.registry.register(self._journal)
-        self.registry.register(_StateGauges(state, Path(engine_config.engine.data_dir)))
+        self.registry.register(_StateGauges(state, _volumes(engine_config)))
         self._certs = CertificateGauges(certificate_fields(_owners(engine_config)))
         self.registry.register(self._certs)
         timeout = config.ready_timeout

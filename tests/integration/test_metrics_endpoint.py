@@ -85,7 +85,8 @@ def test_scrape_after_mllp_messages_counts_them_with_no_patient_data(tmp_path):
     assert got[("eai_queue_oldest_age_seconds", (("destination", "dcc"),))] == 0
     assert got[("eai_listener_up", adt_l)] == 1
     assert got[("eai_worker_up", (("worker", "delivery:dcc"),))] == 1
-    assert got[("eai_data_dir_free_bytes", ())] > 0
+    assert got[("eai_disk_free_bytes", (("volume", "data_dir"),))] > 0
+    assert got[("eai_disk_size_bytes", (("volume", "data_dir"),))] > 0
     assert got[("eai_pipeline_backlog", ())] == 0
     build = [k for k in got if k[0] == "eai_build_info"]
     assert build and dict(build[0][1])["version"]

@@ -26,7 +26,7 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, Executable, Select, func, literal, select, union_all
+from sqlalchemy import Engine, Executable, func, literal, select, union_all
 
 from eai.store.schema import deliveries, destination_state, messages
 
@@ -65,7 +65,7 @@ _RECEIVED_HEAD = (
 @functools.lru_cache(maxsize=8)
 def scrape_statements(destinations: tuple[str, ...]) -> dict[str, Executable]:
     """The two statements of a scrape for ``destinations`` (compiled once per set)."""
-    counts: list[Select[Any]] = [
+    counts: list[Any] = [
         select(literal(d), literal(s), func.count()).where(
             deliveries.c.destination == d, deliveries.c.status == s
         )
@@ -80,9 +80,7 @@ def scrape_statements(destinations: tuple[str, ...]) -> dict[str, Executable]:
             destination_state.c.paused.is_(True)
         )
     )
-    heads: list[Select[Any]] = [
-        select(literal(d), *(_head(d, s) for s in _AGED)) for d in destinations
-    ]
+    heads: list[Any] = [select(literal(d), *(_head(d, s) for s in _AGED)) for d in destinations]
     heads.append(select(literal(""), _RECEIVED_HEAD, _RECEIVED_HEAD))
     return {"counts": union_all(*counts), "heads": union_all(*heads)}
 

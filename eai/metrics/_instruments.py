@@ -250,9 +250,15 @@ def journal_commit(seconds: float | None) -> None:
         _COMMIT_SECONDS.observe(seconds)
 
 
+_PLANNED: dict[str, Counter] = {}
+
+
 def planned(statuses: Iterable[str], anomalies: Iterable[tuple[str, str]]) -> None:
     """One pipeline batch: each message's status, each anomaly's (rule code, severity)."""
     for status in statuses:
-        _PIPELINE.labels(status).inc()
+        child = _PLANNED.get(status)
+        if child is None:
+            child = _PLANNED.setdefault(status, _PIPELINE.labels(status))
+        child.inc()
     for rule, severity in anomalies:
         _ANOMALIES.labels(rule, severity).inc()

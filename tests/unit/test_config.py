@@ -396,6 +396,7 @@ def test_json_schema() -> None:
         "routes",
         "identity",
         "audit",
+        "metrics",
     }
     listeners = schema["properties"]["listeners"]["items"]
     assert listeners["discriminator"]["propertyName"] == "type"

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -21,7 +23,7 @@ from sqlalchemy import Connection, insert, update
 from eai.store import utcnow
 from eai.store.schema import meta
 
-__all__ = ["EngineState", "readiness", "touch_ready_row"]
+__all__ = ["EngineState", "Readiness", "readiness", "touch_ready_row"]
 
 
 def touch_ready_row(node: str) -> Callable[[Connection], None]:
@@ -93,3 +95,25 @@ def readiness(state: EngineState, timeout: float) -> tuple[bool, dict[str, objec
         checks[check] = {"ok": not down, "running": sorted(set(flags) - set(down)), "down": down}
     ready = all(bool(c["ok"]) for c in checks.values())
     return ready, {"ready": ready, "checks": checks}
+
+
+class Readiness:
+    """:func:`readiness` for concurrent requests: one check runs at a time, and a request
+    that waited for it takes the result of a check that started after it arrived (a flood
+    of probes costs one journal write per check duration, and no answer is stale)."""
+
+    def __init__(self, state: EngineState, timeout: float) -> None:
+        self._state = state
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._last: tuple[float, tuple[bool, dict[str, object]]] | None = None
+
+    def __call__(self) -> tuple[bool, dict[str, object]]:
+        arrived = time.monotonic()
+        with self._lock:
+            if self._last is not None and self._last[0] >= arrived:
+                return self._last[1]
+            started = time.monotonic()
+            result = readiness(self._state, self._timeout)
+            self._last = (started, result)
+            return result

@@ -27,7 +27,7 @@ from eai.config import Config, MetricsConfig
 from eai.metrics._certs import CertificateGauges, certificate_fields
 from eai.metrics._exposition import exposition
 from eai.metrics._gauges import JournalGauges, scrape_statements
-from eai.metrics._health import EngineState, readiness, touch_ready_row
+from eai.metrics._health import EngineState, Readiness, readiness, touch_ready_row
 from eai.metrics._http import HealthHttp
 from eai.metrics._instruments import REGISTRY
 from eai.store import utcnow
@@ -36,6 +36,7 @@ __all__ = [
     "EngineState",
     "JournalGauges",
     "MetricsEndpoint",
+    "Readiness",
     "readiness",
     "scrape_statements",
     "touch_ready_row",
@@ -133,8 +134,7 @@ class MetricsEndpoint:
         self.registry.register(_StateGauges(state, _volumes(engine_config)))
         self._certs = CertificateGauges(certificate_fields(_owners(engine_config)))
         self.registry.register(self._certs)
-        timeout = config.ready_timeout
-        self._http = HealthHttp(config.bind, self.scrape, lambda: readiness(state, timeout))
+        self._http = HealthHttp(config.bind, self.scrape, Readiness(state, config.ready_timeout))
 
     @staticmethod
     def _names(config: Config) -> Sequence[str]:

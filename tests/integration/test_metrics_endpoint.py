@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -10,6 +14,7 @@ import pytest
 from hl7.client import MLLPClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from eai.metrics.endpoint import EngineState, Readiness
 from standins.mllp import MllpPeer
 from tests._mllp import msa
 from tests.engine_harness import EngineThread, adt, write_routes
@@ -151,3 +156,36 @@ def test_no_endpoint_without_a_metrics_block(tmp_path):
         path = write_routes(tmp_path, sink.port)
         with EngineThread(path) as eng:
             assert eng.engine.metrics is None
+
+
+def test_concurrent_readiness_probes_share_one_check_and_none_is_stale():
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    writes: list[float] = []
+    failing = threading.Event()
+
+    def journal_write(_timeout: float) -> None:
+        writes.append(time.monotonic())
+        time.sleep(0.3)
+        if failing.is_set():
+            raise OSError("disk full")
+
+    state = EngineState(journal_write, loop, lambda: {"adt": True}, lambda: {"pipeline": True})
+    ready = Readiness(state, 1.0)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda _: ready(), range(8)))
+        assert all(ok for ok, _ in results)
+        assert len(writes) <= 3  # 8 probes: the first check, and one for those who waited
+        failing.set()
+        ok, detail = ready()  # a check that started after the change, not a cached answer
+        assert not ok
+        assert detail["checks"]["journal"] == {  # type: ignore[index]
+            "ok": False,
+            "error": "journal write failed: OSError: disk full",
+        }
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(5)
+        loop.close()

@@ -42,8 +42,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from connectors.dmp._dsg import build_dsg  # noqa: E402
-from connectors.dmp._ebrim import build_request  # noqa: E402
-from connectors.dmp._metadata import build_metadata, signature_entry  # noqa: E402
 from connectors.dmp._soap import mtom_message  # noqa: E402
 from connectors.dmp._source import publication_of  # noqa: E402
 from connectors.dmp._vihf import build_vihf  # noqa: E402
@@ -51,6 +49,7 @@ from connectors.dmp.config import DmpDestinationConfig  # noqa: E402
 from connectors.dmp.destination import DmpDestination, load_signing_identity  # noqa: E402
 from eai.messages import MessageFacts, OutboxItem  # noqa: E402
 from eai.net import TlsClientConfig  # noqa: E402
+from eai.xds import build_metadata, build_request, signature_entry  # noqa: E402
 from standins.dmp import DmpStandin  # noqa: E402
 
 ORU = (REPO.parent / "shared" / "fixtures" / "hl7v2" / "oru_r01_crbio_init.hl7").read_bytes()

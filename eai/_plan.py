@@ -221,7 +221,7 @@ def plan_message(
         if qualified
         else (verdict.hold_reason or "identity not qualified" if verdict else "no patient identity")
     )
-    strict = {d.name for d in config.destinations if d.require_qualified_identity}
+    strict = {d.name for d in config.destinations if d.needs_qualified_identity(content.facts)}
     as_received = media_type_of(claimed.content_type)
     facts = _sealed_facts(cipher, content, ident if qualified else None)
     return_to = {r.name: r.business_acks or "" for r in routes}

@@ -35,6 +35,7 @@ from eai._reload import (
 from eai._scheduler_logs import quiet_scheduler_logs
 from eai._supervision import start_endpoint
 from eai.admin import AdminServer, Caller
+from eai.alerts import Alerter, Signals, TlsRejectionWatch, listener_ports
 from eai.anomaly_mail import AnomalyMailer
 from eai.audit import AuditActor, AuditService, caller_actor, engine_actor, reload_recorder
 from eai.config import Config
@@ -111,17 +112,30 @@ class _JournalView:
 class _Ingest:
     """The listeners' :class:`eai.registry.ThreadIngest`: journal, then wake the pipeline."""
 
-    def __init__(self, store: Store, wake: asyncio.Event, loop: asyncio.AbstractEventLoop):
+    def __init__(
+        self,
+        store: Store,
+        wake: asyncio.Event,
+        loop: asyncio.AbstractEventLoop,
+        signals: Signals | None = None,
+    ):
         self._store = store
         self._wake = wake
         self._loop = loop
+        self._signals = signals
+
+    def _failed(self) -> None:
+        """The listener answers AE/CE: counted for the ``journal_failing`` alert."""
+        if self._signals is not None:
+            self._signals.journal_failed()
 
     async def __call__(self, entry: JournalEntry) -> IngestResult:
         meter = listener_meter(entry.listener)
         try:
             result = await self._store.ingest(entry)
-        except StoreError:
+        except Exception:
             meter.failed()
+            self._failed()
             raise
         meter.journaled(entry.status, result.duplicate)
         if not result.duplicate and entry.status == "received":
@@ -137,8 +151,9 @@ class _Ingest:
         meter = listener_meter(entry.listener)
         try:
             result = self._store.ingest_blocking(entry, timeout, before_commit)
-        except (StoreError, TimeoutError):
+        except Exception:
             meter.failed()
+            self._failed()
             raise
         meter.journaled(entry.status, result.duplicate)
         if not result.duplicate and entry.status == "received":
@@ -180,6 +195,8 @@ class Engine:
         self.pipeline: Pipeline | None = None
         self.mailer: AnomalyMailer | None = None
         self.reconciler: Reconciler | None = None
+        self.alerter: Alerter | None = None
+        self.signals = Signals()
         self.workers: dict[str, DeliveryWorker] = {}
         self.started = asyncio.Event()
         self._pool: DeliveryPool | None = None
@@ -270,6 +287,8 @@ class Engine:
             self.pipeline.reconfigure(plan.config)
         if self.mailer is not None:
             self.mailer.reconfigure(plan.config.identity)
+        if self.alerter is not None:
+            self.alerter.reconfigure(plan.config)
         self._reschedule(plan.config)
         if self.metrics is not None:
             self.metrics.reconfigure(plan.config)
@@ -291,10 +310,27 @@ class Engine:
         scheduler.reschedule_job(
             "identity-digest", trigger="interval", seconds=config.identity.digest_every
         )
+        if self.alerter is not None:
+            self._schedule_alerts(scheduler, self.alerter)
         view = _JournalView(self.store) if self.store is not None else None
         for job in periodic_jobs().values():
             if scheduler.get_job(f"periodic:{job.name}") is not None:
                 scheduler.modify_job(f"periodic:{job.name}", args=[config, view])
+
+    @staticmethod
+    def _schedule_alerts(scheduler: AsyncIOScheduler, alerter: Alerter) -> None:
+        """The alerts job every ``alerts.every`` (when a rule is configured)."""
+        if scheduler.get_job("alerts") is not None:
+            scheduler.remove_job("alerts")
+        if alerter.wanted():
+            scheduler.add_job(
+                alerter.run_once,
+                "interval",
+                seconds=alerter.every,
+                id="alerts",
+                coalesce=True,
+                max_instances=1,
+            )
 
     def _on_sighup(self) -> None:
         task = asyncio.create_task(self._reload_logged("signal SIGHUP"))
@@ -343,6 +379,8 @@ class Engine:
         scheduler = self._scheduler = AsyncIOScheduler(timezone="UTC")
         pool = self._pool = DeliveryPool(store, self.node_id, cfg)
         self.workers = pool.workers
+        tls_watch = TlsRejectionWatch(self.signals)
+        logging.getLogger().addHandler(tls_watch)
         try:
             # Single-process SQLite: every lease in the journal was this engine's.
             owner = None if store.is_sqlite else self.node_id
@@ -367,7 +405,7 @@ class Engine:
             )
             pipeline = self.pipeline
 
-            ingest = _Ingest(store, pipeline.wake, asyncio.get_running_loop())
+            ingest = _Ingest(store, pipeline.wake, asyncio.get_running_loop(), self.signals)
             for lcfg in cfg.listeners:
                 listener = build_listener(lcfg, ingest)
                 await listener.start()
@@ -392,6 +430,16 @@ class Engine:
                     coalesce=True,
                     max_instances=1,
                 )
+            reconciler = self.reconciler
+            self.alerter = Alerter(
+                store,
+                cfg,
+                self.node_id,
+                self.signals,
+                lambda: listener_ports(self.listeners),
+                lambda: reconciler is not None and reconciler.outage_since is not None,
+            )
+            self._schedule_alerts(scheduler, self.alerter)
             view = _JournalView(store)
             for job in periodic_jobs().values():
                 scheduler.add_job(
@@ -430,6 +478,7 @@ class Engine:
         finally:
             if self.metrics is not None:
                 await run_blocking(self.metrics.stop)
+            logging.getLogger().removeHandler(tls_watch)
             await admin.stop()
             for listener in self.listeners.values():
                 try:
@@ -439,6 +488,8 @@ class Engine:
             stopping.set()
             if scheduler.running:
                 scheduler.shutdown(wait=False)
+            if self.alerter is not None:
+                await self.alerter.aclose()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             for task in list(self._background):

@@ -199,7 +199,7 @@ def identity_verdict(
     unavailable = isinstance(reconciled, IdentityServerUnavailable)
     holds = any(sev in ("hold", "reject") for _, sev, _ in anomalies)
     qualified = ident.status == "QUAL" and not holds and not unavailable
-    needs_qualified = any(d.require_qualified_identity for d in config.destinations)
+    needs_qualified = any(d.needs_qualified_identity(content.facts) for d in config.destinations)
     if ident.status != "QUAL" and not holds and needs_qualified:
         anomalies.append((UNQUALIFIED_RULE, "hold", _UNQUALIFIED_TEXT.format(status=ident.status)))
     return IdentityVerdict(

@@ -21,6 +21,7 @@ BUILTIN: tuple[str, ...] = (
     "connectors.http_in",  # listener "http": CDA documents by HTTP POST
     "connectors.mllp",  # listener and destination "mllp": HL7 v2 over MLLP
     "connectors.dmp.destination",  # destination "dmp": the DMP (IHE XDS.b ITI-41)
+    "connectors.mssante.destination",  # destination "mssante": MSSanté mail (SMTP, IHE XDM)
     "connectors.fhir",  # destination "fhir": FHIR R4 transactions (SCAD, any FHIR server)
     "dicom_router",  # listener, destination and content type "dicom" (e-m@ge imaging)
 )

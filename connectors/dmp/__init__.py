@@ -1,20 +1,26 @@
 """DMP publication (IHE XDS.b ITI-41 with CI-SIS metadata): metadata built from the CDA header.
 
-Touches: nothing yet (the metadata modules are pure; the transport comes with the
-destination).
+Touches: nothing (the metadata is built by :mod:`eai.xds`, shared with the MSSanté XDM
+attachment; the transport is :mod:`connectors.dmp.destination`).
 
-- :mod:`connectors.dmp._source`: an outbox item (CI-SIS ORU/MDM, or a CDA alone) read into
-  a :class:`Publication` (exact document bytes, header, PV1-2, PID traits, flags, INS);
-- :mod:`connectors.dmp._header`: the CDA header values the metadata needs, the missing
-  ones named in a :class:`eai.errors.PermanentDeliveryError`;
-- :mod:`connectors.dmp._metadata`: the submission set and document entry values;
-- :mod:`connectors.dmp._ebrim`: their ebRIM rendering, the ``ProvideAndRegisterDocumentSetRequest``.
+- :mod:`connectors.dmp._source`: an outbox item read into a :class:`Publication` by
+  :func:`eai.xds.read_publication`, with the DMP's own rules (a qualified INS only, no
+  deletion);
+- :mod:`eai.xds`: the CDA header values, the submission set and document entry, their
+  ebRIM rendering (the ``ProvideAndRegisterDocumentSetRequest``).
 """
 
-from connectors.dmp._ebrim import build_request
-from connectors.dmp._header import Code, DocumentHeader, read_header
-from connectors.dmp._metadata import DocumentEntry, MetadataSettings, SubmissionSet, build_metadata
 from connectors.dmp._source import ACCEPTS, Publication, publication_of
+from eai.xds import (
+    Code,
+    DocumentEntry,
+    DocumentHeader,
+    MetadataSettings,
+    SubmissionSet,
+    build_metadata,
+    build_request,
+    read_header,
+)
 
 __all__ = [
     "ACCEPTS",

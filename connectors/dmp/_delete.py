@@ -16,7 +16,7 @@ association (submission set -> the entry's entryUUID, slots ``OriginalStatus`` a
 
 The message (ORU with ORC-1 ``CA`` / OBX-11 ``D``, MDM^T04 or T11) carries the CDA of the
 document to delete: its ``id`` gives the uniqueId, and the entryUUID is the one eai gave
-the entry when it published it (:func:`connectors.dmp._metadata.entry_uuid`), so no
+the entry when it published it (:func:`eai.xds.entry_uuid`), so no
 registry query (ITI-18) is needed. A document another system published cannot be deleted
 this way (its entryUUID is not derivable).
 """
@@ -25,13 +25,12 @@ from __future__ import annotations
 
 from lxml import etree
 
-from connectors.dmp._ebrim import build_status_update
-from connectors.dmp._metadata import build_submission_set, document_entry_uuid
 from connectors.dmp._soap import MtomMessage, soap_message
 from connectors.dmp._source import Publication
 from connectors.dmp._vihf import SigningIdentity, build_vihf
 from connectors.dmp.config import DmpDestinationConfig
 from eai.errors import PermanentDeliveryError
+from eai.xds import build_status_update, build_submission_set, document_entry_uuid
 
 __all__ = ["deletion_request"]
 

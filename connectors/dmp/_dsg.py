@@ -13,7 +13,7 @@ SignatureProperty. Built with lxml, canonicalised with lxml's exclusive C14N and
 with cryptography; the tests and the stand-in verify it with xmlsec1. The ebRIM side
 (a document entry ``urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1`` / ``E1762`` /
 ``http://www.w3.org/2000/09/xmldsig#`` and a ``signs`` association to the submission set)
-is :mod:`connectors.dmp._ebrim`'s.
+is :mod:`eai.xds`'s.
 """
 
 from __future__ import annotations

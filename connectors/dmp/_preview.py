@@ -3,7 +3,7 @@
 Touches: nothing.
 
 For ``eai dmp preview`` (:mod:`connectors.dmp.cli`): the submission set and document entry
-of an ITI-41 publication (:func:`connectors.dmp._metadata.build_metadata`), or the status
+of an ITI-41 publication (:func:`eai.xds.build_metadata`), or the status
 change of an ITI-57 deletion, built exactly as a send builds them, as a JSON-ready dict.
 No document content; the patient's traits (sourcePatientInfo: PID-5 name, birth date, sex,
 birth place) only when ``show_patient``. What a send would refuse (a header lacking a
@@ -14,20 +14,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.dmp._ebrim import APPROVED, DELETED, RPLC
-from connectors.dmp._header import Code
-from connectors.dmp._metadata import (
+from connectors.dmp._soap import ACTION, UPDATE_ACTION
+from connectors.dmp._source import publication_of
+from connectors.dmp.config import DmpDestinationConfig
+from eai.errors import PermanentDeliveryError
+from eai.messages import OutboxItem
+from eai.xds import (
+    APPROVED,
+    DELETED,
+    RPLC,
+    Code,
     DocumentEntry,
     SubmissionSet,
     build_metadata,
     build_submission_set,
     document_entry_uuid,
 )
-from connectors.dmp._soap import ACTION, UPDATE_ACTION
-from connectors.dmp._source import publication_of
-from connectors.dmp.config import DmpDestinationConfig
-from eai.errors import PermanentDeliveryError
-from eai.messages import OutboxItem
 
 __all__ = ["HIDDEN", "preview"]
 

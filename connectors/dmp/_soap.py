@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from connectors.dmp._ebrim import XDSB
+from eai.xds import XDSB
 from eai.xml import parse_xml
 
 __all__ = [

@@ -32,8 +32,8 @@ from lxml import etree
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 from signxml.signer import XMLSigner
 
-from connectors.dmp._header import Code, Person
 from eai.errors import PermanentDeliveryError
+from eai.xds import Code, Person
 
 __all__ = ["SAML", "SigningIdentity", "VihfSettings", "build_vihf", "issuer_dn"]
 

@@ -10,12 +10,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from connectors.dmp._codes import DEFAULT_CLASS_CODES, DEFAULT_FORMAT_CODES
-from connectors.dmp._header import Code
-from connectors.dmp._metadata import MetadataSettings
 from connectors.dmp._vihf import VihfSettings
 from eai.config import DestinationConfig, Duration, Model, TlsClientConfig
 from eai.messages import SendLimits
+from eai.xds import DEFAULT_CLASS_CODES, DEFAULT_FORMAT_CODES, Code, MetadataSettings
 
 __all__ = ["CodedValue", "DmpDestinationConfig"]
 

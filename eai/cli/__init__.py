@@ -81,6 +81,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "eai.cli._mapping_cmds:convert",
         "Print the FHIR Bundle a route with `map:` would deliver for FILE.",
     ),
+    "alerts": (
+        "eai.cli._alerts_cmds:alerts",
+        "Technical alerts: states, mails, silences.",
+    ),
     "mapping": (
         "eai.cli._mapping_cmds:mapping",
         "Mapping files (mappings/*.yaml): list them, run their tests.",

@@ -11,6 +11,8 @@ the issue point at that key rather than at the whole mapping. Plugins add
 :func:`route_model` / :func:`when_model` are the models with them.
 """
 
+from eai.config._alerts import ALERT_RULES, AlertRule, AlertsConfig
+from eai.config._alerts import IdentityServer as IdentityServerAlertRule
 from eai.config._audit import AuditConfig, SyslogConfig
 from eai.config._base import (
     DestinationConfig,
@@ -34,6 +36,9 @@ from eai.config._routes import Route, When
 from eai.config._schema import config_json_schema
 
 __all__ = [
+    "ALERT_RULES",
+    "AlertRule",
+    "AlertsConfig",
     "AuditConfig",
     "SyslogConfig",
     "Config",
@@ -44,6 +49,7 @@ __all__ = [
     "INSECURE_HINT",
     "HL7Path",
     "IdentityConfig",
+    "IdentityServerAlertRule",
     "IdentityServerConfig",
     "ListenerConfig",
     "MessageTypePattern",

@@ -9,6 +9,7 @@ here and by :mod:`eai.config`, so routes.yaml and the plugins' imports are uncha
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import Field
@@ -95,3 +96,9 @@ class DestinationConfig(Model):
         """Pool width and time bounds of one send (the destination contract, read by the
         engine); a connector whose config has them overrides this."""
         return SendLimits()
+
+    def needs_qualified_identity(self, flags: Mapping[str, str]) -> bool:
+        """Whether a delivery of a message with these routing facts waits for a qualified
+        identity (``held``); a connector may depend on the facts (MSSanté: only a mail for
+        the patient's mailbox, which is its INS)."""
+        return self.require_qualified_identity

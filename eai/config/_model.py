@@ -22,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, Field, create_model, model_vali
 from pydantic_core import PydanticCustomError
 
 from eai import registry
+from eai.config._alerts import AlertsConfig
 from eai.config._audit import AuditConfig
 from eai.config._base import DestinationConfig, ListenerConfig, Model
 from eai.config._business_acks import business_ack_problems
@@ -56,6 +57,11 @@ class Config(Model):
     identity: IdentityConfig = Field(
         default_factory=lambda: IdentityConfig(),
         description="identity checks: regional charter, establishment contacts, anomaly mails",
+    )
+    alerts: AlertsConfig | None = Field(
+        default=None,
+        description="technical alerts mailed to the establishments and the regional team "
+        "(docs/supervision.md); unset: only the identity server's outages (alert_to)",
     )
     metrics: MetricsConfig | None = Field(
         default=None,

@@ -14,6 +14,8 @@ The public API of the store; its modules are private, one job each:
   :func:`message_detail`, :func:`queue_stats`, :func:`settlement`...;
 - support actions (``_support_actions``): :func:`read_raw`, :func:`resend`,
   :func:`set_paused`, :func:`release`, :func:`replay_plans`;
+- technical alerts (``_alerts``: state, mails owed, silences; ``_alert_probes``: what
+  the rules measure);
 - anomalies (``_anomalies``); identity cross-references (``_xref``), the pipeline's
   identity writes (``_identity_ops``) and ``eai identity lookup`` (``_xref_lookup``);
 - the audit trail (``_audit``, ``_audit_chain``): :func:`append_audit` (a record chained
@@ -31,6 +33,20 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine
 
 from eai.messages import IngestResult, JournalEntry
+from eai.store._alert_probes import DestinationHealth, destination_health, rejected_by_facility
+from eai.store._alerts import (
+    AlertChanges,
+    AlertNotice,
+    AlertRow,
+    ClaimedNotice,
+    Silence,
+    add_silence,
+    claim_notices,
+    finish_notices,
+    list_alerts,
+    list_silences,
+    update_alerts,
+)
 from eai.store._anomalies import (
     CONTROL_ID_REUSED,
     AnomalyRow,
@@ -94,6 +110,20 @@ from eai.store._xref_lookup import MergeEvent, XrefEntry, XrefView
 from eai.store._xref_lookup import lookup as xref_lookup
 
 __all__ = [
+    "AlertChanges",
+    "AlertNotice",
+    "AlertRow",
+    "ClaimedNotice",
+    "DestinationHealth",
+    "Silence",
+    "add_silence",
+    "claim_notices",
+    "destination_health",
+    "finish_notices",
+    "list_alerts",
+    "list_silences",
+    "rejected_by_facility",
+    "update_alerts",
     "AuditActor",
     "AuditEntry",
     "AuditRecord",

@@ -15,6 +15,7 @@ from tests.contract._dicom import DicomContractPeer
 from tests.contract._dmp import DmpContractPeer
 from tests.contract._fhir import FhirContractPeer
 from tests.contract._mllp import MllpContractPeer
+from tests.contract._mssante import MssanteContractPeer
 from tests.contract._peer import ContractPeer
 
 PEERS: dict[str, Callable[[], ContractPeer]] = {
@@ -22,6 +23,7 @@ PEERS: dict[str, Callable[[], ContractPeer]] = {
     "dicom": DicomContractPeer,
     "dmp": DmpContractPeer,
     "fhir": FhirContractPeer,
+    "mssante": MssanteContractPeer,
 }
 """Destination type -> its contract peer (the registration list)."""
 

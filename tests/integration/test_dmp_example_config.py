@@ -54,6 +54,10 @@ def test_the_national_example_publishes_to_the_standin(
             "DMP_TLS_KEY": str(pki.client_key),
             "DMP_SIGN_CERT": str(seal_cert),
             "DMP_SIGN_KEY": str(seal_key),
+            # the example's MSSanté destination loads its certificate at start too
+            "MSS_TLS_CA": str(pki.ca),
+            "MSS_TLS_CERT": str(pki.client_cert),
+            "MSS_TLS_KEY": str(pki.client_key),
         }.items():
             monkeypatch.setenv(name, value)
         checked = CliRunner().invoke(cli, ["check", "-c", str(config)])

@@ -10,8 +10,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
-from connectors.dmp._header import Code, InstanceId, Person
 from connectors.dmp._vihf import SigningIdentity, VihfSettings, build_vihf
+from eai.xds import Code, InstanceId, Person
 from tests._pki import make_seal
 
 AUTHOR = Person(

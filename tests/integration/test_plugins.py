@@ -90,9 +90,10 @@ def test_load_builtin_registers_every_bundled_type() -> None:
             "connectors.http_in",
             "connectors.mllp",
             "connectors.dmp.destination",
+            "connectors.mssante.destination",
             "connectors.fhir",
             "dicom_router",
         ],
         "listeners": ["dicom", "filedrop", "http", "mllp"],
-        "destinations": ["dicom", "dmp", "fhir", "mllp"],
+        "destinations": ["dicom", "dmp", "fhir", "mllp", "mssante"],
     }

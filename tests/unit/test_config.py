@@ -395,6 +395,7 @@ def test_json_schema() -> None:
         "destinations",
         "routes",
         "identity",
+        "alerts",
         "audit",
         "metrics",
     }

@@ -22,9 +22,9 @@ from connectors.dmp import (
     build_request,
     publication_of,
 )
-from connectors.dmp._header import xds_time
 from eai.errors import PermanentDeliveryError
 from eai.messages import MEDIA_CDA_XML, MEDIA_FHIR_JSON, MessageFacts, OutboxItem
+from eai.xds import xds_time
 from tests._paths import CDA, HL7V2, REPO
 
 XSD = REPO / "tests" / "xsd" / "xds" / "IHE" / "xds-b-with-xcf.xsd"
@@ -324,8 +324,7 @@ def test_hl7_times_become_utc_dtm(ts: str, dtm: str) -> None:
 def test_a_deletion_is_an_iti57_status_change_never_a_publication() -> None:
     """TD3.3c: the deleted document's entry (the entryUUID eai gave it) goes from Approved
     to urn:asip:ci-sis:2010:StatusType:Deleted; no document entry, no document."""
-    from connectors.dmp._ebrim import build_status_update
-    from connectors.dmp._metadata import build_submission_set, document_entry_uuid
+    from eai.xds import build_status_update, build_submission_set, document_entry_uuid
 
     publication = publication_of(item(ORU.read_bytes(), document_action="delete"))
     submission = build_submission_set(publication, SETTINGS, now=NOW)
@@ -381,8 +380,8 @@ def test_a_replacement_without_its_parent_document_is_refused_naming_it() -> Non
 
 def test_the_submission_set_signature_is_a_document_that_signs_the_set() -> None:
     from connectors.dmp._dsg import build_dsg
-    from connectors.dmp._metadata import signature_entry
     from connectors.dmp._vihf import SigningIdentity
+    from eai.xds import signature_entry
     from tests._pki import make_seal
 
     cert, key, _ = make_seal()

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 from signxml import InvalidSignature, XMLVerifier
 
-from connectors.dmp._header import Code, InstanceId, Person
 from connectors.dmp._vihf import SigningIdentity, VihfSettings, build_vihf, issuer_dn
 from eai.errors import PermanentDeliveryError
+from eai.xds import Code, InstanceId, Person
 from tests._pki import make_seal
 
 NS = {

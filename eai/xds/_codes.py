@@ -1,4 +1,4 @@
-"""The fixed identifiers of XDS.b metadata and the CI-SIS code tables the DMP metadata uses.
+"""The fixed identifiers of XDS.b metadata and the CI-SIS code tables (DMP, MSSanté XDM).
 
 Touches: nothing.
 
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from connectors.dmp._ans_tables import (
+from eai.xds._ans_tables import (
     CLASS_BY_TYPE,
     CLASS_NAMES,
     FORMAT_BY_MEDIA_TYPE,
     FORMAT_BY_TEMPLATE,
 )
-from connectors.dmp._header import Code
+from eai.xds._header import Code
 
 __all__ = [
     "CONFIDENTIALITY_FLAGS",
@@ -90,7 +90,7 @@ DEFAULT_CLASS_CODES = MappingProxyType(
     }
 )
 """classCode (JDV_J57-ClassCode-DMP) by typeCode: the ANS table ASS_X04 (see
-:mod:`connectors.dmp._ans_tables`)."""
+:mod:`eai.xds._ans_tables`)."""
 
 _IHE_FORMAT = "1.3.6.1.4.1.19376.1.2.3"
 FORMAT_PDF = Code(
@@ -108,7 +108,7 @@ DEFAULT_FORMAT_CODES = MappingProxyType(
     {template: Code(code, system) for template, (code, system) in FORMAT_BY_TEMPLATE.items()}
 )
 """formatCode by the CI-SIS model templateId of a structured (level 3) document: the ANS
-table ASS_A11 (see :mod:`connectors.dmp._ans_tables`)."""
+table ASS_A11 (see :mod:`eai.xds._ans_tables`)."""
 
 _CONF_SYSTEM = "1.2.250.1.213.1.1.4.13"
 CONFIDENTIALITY_FLAGS = (

@@ -1,8 +1,8 @@
-"""The XDS.b metadata values of one DMP publication (submission set and document entry).
+"""The XDS.b metadata values of one submission (submission set and document entry).
 
 Touches: nothing.
 
-From a :class:`~connectors.dmp._source.Publication` per the IG's ``mapping.md`` ("Mapping
+From a :class:`~eai.xds.Publication` per the IG's ``mapping.md`` ("Mapping
 XDS", "Lot de soumission" and "Fiche") and the CI-SIS rules in ``docs-fr.md``: patientId
 ``<INS>^^^&<OID>&ISO^NH``; author and legalAuthenticator as XCN with the RPPS authority
 ``&1.2.250.1.71.4.2.1&ISO`` and type ``IDNPS``; institution as XON ``&1.2.250.1.71.4.2.2&ISO``
@@ -23,7 +23,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from connectors.dmp._codes import (
+from eai.errors import PermanentDeliveryError
+from eai.hl7 import escape
+from eai.xds._codes import (
     CONFIDENTIALITY_FLAGS,
     CONTENT_TYPE_BY_PATIENT_CLASS,
     DEFAULT_CLASS_CODES,
@@ -32,10 +34,8 @@ from connectors.dmp._codes import (
     INS_OIDS,
     RPPS_OID,
 )
-from connectors.dmp._header import Code, InstanceId, Person
-from connectors.dmp._source import Publication
-from eai.errors import PermanentDeliveryError
-from eai.hl7 import escape
+from eai.xds._header import Code, InstanceId, Person
+from eai.xds._source import Publication
 
 __all__ = [
     "DocumentEntry",
@@ -152,7 +152,7 @@ def _author_institution(person: Person) -> str:
     if person.organisation is None:
         raise PermanentDeliveryError(
             "the document header lacks ClinicalDocument/author/assignedAuthor/"
-            "representedOrganization/id (authorInstitution), required by the DMP metadata"
+            "representedOrganization/id (authorInstitution), required by the XDS metadata"
         )
     return xon(person.organisation_name, person.organisation)
 
@@ -173,7 +173,20 @@ def _source_patient_id(publication: Publication) -> str:
     for pid in publication.header.patient_ids:
         if pid.root not in INS_OIDS and pid.extension and _OID.match(pid.root):
             return f"{_esc(pid.extension)}^^^&{pid.root}&ISO^PI"
+    if not publication.ins:
+        raise PermanentDeliveryError(
+            "no patient identifier for the metadata: no qualified INS and no local "
+            "identifier (ClinicalDocument/recordTarget/patientRole/id) in the document"
+        )
     return f"{publication.ins}^^^&{publication.ins_oid}&ISO^NH"
+
+
+def _patient_id(publication: Publication) -> str:
+    """The qualified INS (``NH``); without one (an MSSanté mail to professionals only),
+    the document's local identifier (``PI``), as the XDM profile allows."""
+    if publication.ins:
+        return f"{publication.ins}^^^&{publication.ins_oid}&ISO^NH"
+    return _source_patient_id(publication)
 
 
 def _content_type(publication: Publication, settings: MetadataSettings) -> Code:
@@ -257,7 +270,7 @@ def build_submission_set(
         unique_id=f"2.25.{new_uuid().int}",
         source_id=settings.source_id,
         submission_time=when,
-        patient_id=f"{publication.ins}^^^&{publication.ins_oid}&ISO^NH",
+        patient_id=_patient_id(publication),
         author_person=_submission_author(publication),
         author_institution=_author_institution(publication.header.author),
         content_type=_content_type(publication, settings),

@@ -1,4 +1,4 @@
-"""The ANS correspondence tables the DMP metadata is derived with (data only).
+"""The ANS correspondence tables XDS metadata is derived with (data only; DMP and MSSanté XDM).
 
 Touches: nothing.
 

@@ -1,4 +1,4 @@
-"""Read what the DMP metadata needs from a CDA R2 header, naming what is missing.
+"""Read what XDS metadata needs from a CDA R2 header, naming what is missing.
 
 Touches: nothing.
 
@@ -116,7 +116,7 @@ class _Reader:
         value = self.text(path)
         if not value:
             raise PermanentDeliveryError(
-                f"the document header lacks {_readable(path)} ({what}), required by the DMP "
+                f"the document header lacks {_readable(path)} ({what}), required by the XDS "
                 "metadata"
             )
         return value
@@ -210,7 +210,7 @@ def read_header(document_bytes: bytes) -> DocumentHeader:
     if not patient_ids:
         raise PermanentDeliveryError(
             f"the document header lacks {_readable(patient)}/id (patient identifier), required "
-            "by the DMP metadata"
+            "by the XDS metadata"
         )
     parent = f"{cd}/hl7:relatedDocument[@typeCode='RPLC']/hl7:parentDocument/hl7:id"
     parent_root = r.text(f"{parent}/@root")

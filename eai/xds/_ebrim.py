@@ -1,6 +1,11 @@
-"""Render a submission set and its document entry as an ITI-41 ProvideAndRegisterDocumentSetRequest.
+"""Render a submission set and its document entry as ebRIM: ITI-41's request, XDM's METADATA.XML.
 
 Touches: nothing.
+
+:func:`build_request` gives the ITI-41 ``ProvideAndRegisterDocumentSetRequest`` (DMP);
+:func:`build_submit_objects` the ``lcm:SubmitObjectsRequest`` alone, each document entry
+with its ``URI`` slot, the root of an XDM ``METADATA.XML`` (IHE ITI TF-3 §4.3: the path of
+the document file relative to the METADATA.XML's directory).
 
 ebRIM 3.0 / ebRS 3.0 (``urn:oasis:names:tc:ebxml-regrep:xsd:*:3.0``) inside the XDS.b
 ``ProvideAndRegisterDocumentSetRequest`` (``urn:ihe:iti:xds-b:2007``), laid out as IHE
@@ -22,9 +27,9 @@ import base64
 
 from lxml import etree
 
-from connectors.dmp._codes import SCHEME
-from connectors.dmp._header import Code
-from connectors.dmp._metadata import DocumentEntry, SubmissionSet
+from eai.xds._codes import SCHEME
+from eai.xds._header import Code
+from eai.xds._metadata import DocumentEntry, SubmissionSet
 
 __all__ = [
     "APPROVED",
@@ -38,6 +43,7 @@ __all__ = [
     "XDSB",
     "build_request",
     "build_status_update",
+    "build_submit_objects",
 ]
 
 RIM = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
@@ -121,7 +127,9 @@ class _Builder:
         self.name(element, label)
 
 
-def _document_entry(b: _Builder, parent: etree._Element, entry: DocumentEntry) -> None:
+def _document_entry(
+    b: _Builder, parent: etree._Element, entry: DocumentEntry, uri: str = ""
+) -> None:
     eo = etree.SubElement(
         parent,
         _rim("ExtrinsicObject"),
@@ -140,6 +148,9 @@ def _document_entry(b: _Builder, parent: etree._Element, entry: DocumentEntry) -
     b.slot(eo, "sourcePatientId", entry.source_patient_id)
     if entry.source_patient_info:
         b.slot(eo, "sourcePatientInfo", *entry.source_patient_info)
+    if uri:
+        # ebRIM puts every Slot before Name (the ANS XDM sample puts URI last: not valid)
+        b.slot(eo, "URI", uri)
     b.name(eo, entry.title)
     b.author(eo, "de.author", entry.author_person, entry.author_institution, entry.author_specialty)
     b.coded(eo, "de.classCode", entry.class_code)
@@ -179,12 +190,38 @@ def build_request(
     """The ``xdsb:ProvideAndRegisterDocumentSetRequest`` element publishing ``document``,
     and the submission set's ``signature`` document (its entry and bytes) when given: a
     HasMember association and a ``signs`` association from it to the submission set."""
-    b = _Builder()
     request = etree.Element(f"{{{XDSB}}}ProvideAndRegisterDocumentSetRequest", nsmap=_NSMAP)
     submit = etree.SubElement(request, f"{{{LCM}}}SubmitObjectsRequest")
+    _registry_objects(submit, submission, entry, signature)
+    doc = etree.SubElement(request, f"{{{XDSB}}}Document", id=entry.entry_uuid)
+    doc.text = base64.b64encode(document).decode("ascii")
+    if signature is not None:
+        signed = etree.SubElement(request, f"{{{XDSB}}}Document", id=signature[0].entry_uuid)
+        signed.text = base64.b64encode(signature[1]).decode("ascii")
+    return request
+
+
+def build_submit_objects(
+    submission: SubmissionSet, entry: DocumentEntry, uri: str
+) -> etree._Element:
+    """The ``lcm:SubmitObjectsRequest`` of an XDM ``METADATA.XML``: ``entry``'s document is
+    the file ``uri`` (relative to the METADATA.XML's directory)."""
+    submit = etree.Element(f"{{{LCM}}}SubmitObjectsRequest", nsmap={"lcm": LCM, "rim": RIM})
+    _registry_objects(submit, submission, entry, None, uri)
+    return submit
+
+
+def _registry_objects(
+    submit: etree._Element,
+    submission: SubmissionSet,
+    entry: DocumentEntry,
+    signature: tuple[DocumentEntry, bytes] | None,
+    uri: str = "",
+) -> None:
+    b = _Builder()
     objects = etree.SubElement(submit, _rim("RegistryObjectList"))
     _submission_set(b, objects, submission)
-    _document_entry(b, objects, entry)
+    _document_entry(b, objects, entry, uri)
     association = etree.SubElement(
         objects,
         _rim("Association"),
@@ -225,12 +262,6 @@ def build_request(
             sourceObject=entry.entry_uuid,
             targetObject=entry.replaces,
         )
-    doc = etree.SubElement(request, f"{{{XDSB}}}Document", id=entry.entry_uuid)
-    doc.text = base64.b64encode(document).decode("ascii")
-    if signature is not None:
-        signed = etree.SubElement(request, f"{{{XDSB}}}Document", id=signature[0].entry_uuid)
-        signed.text = base64.b64encode(signature[1]).decode("ascii")
-    return request
 
 
 def build_status_update(

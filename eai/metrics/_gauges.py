@@ -8,7 +8,8 @@ test_metrics_query_plans.py`` checks them on SQLite and PostgreSQL):
 
 - *counts*: one ``count(*)`` per (destination, status) over ``ix_deliveries_queue``
   (covering: the rows themselves are not read), the ``received`` messages over
-  ``ix_messages_status_id``, and the paused destinations (a row per destination);
+  ``ix_messages_status_id``, the paused destinations (a row per destination) and the
+  firing alerts per rule (``alert_state``: a row per rule and scope);
 - *heads*: the first row of each (destination, pending|retrying) in
   ``ix_deliveries_queue`` order and the oldest ``received`` message, for their times.
 
@@ -28,7 +29,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, Executable, func, literal, select, union_all
 
-from eai.store.schema import deliveries, destination_state, messages
+from eai.store.schema import alert_state, deliveries, destination_state, messages
 
 __all__ = ["QUEUE_STATUSES", "JournalGauges", "scrape_statements"]
 
@@ -41,6 +42,7 @@ _AGED = ("pending", "retrying")
 _BACKLOG = "received"
 """The pseudo-status of the pipeline's backlog row (destination ``""``)."""
 _PAUSED = "paused"
+_FIRING = "alert:firing"
 
 
 def _head(destination: str, status: str) -> Any:
@@ -80,6 +82,11 @@ def scrape_statements(destinations: tuple[str, ...]) -> dict[str, Executable]:
             destination_state.c.paused.is_(True)
         )
     )
+    counts.append(
+        select(alert_state.c.rule, literal(_FIRING), func.count())
+        .where(alert_state.c.state == "firing")
+        .group_by(alert_state.c.rule)
+    )
     heads: list[Any] = [select(literal(d), *(_head(d, s) for s in _AGED)) for d in destinations]
     heads.append(select(literal(""), _RECEIVED_HEAD, _RECEIVED_HEAD))
     return {"counts": union_all(*counts), "heads": union_all(*heads)}
@@ -93,15 +100,21 @@ class JournalGauges(Collector):
     """Collects the journal's gauges for the configured destinations at each scrape."""
 
     def __init__(
-        self, engine: Engine, destinations: Sequence[str], clock: Callable[[], datetime]
+        self,
+        engine: Engine,
+        destinations: Sequence[str],
+        clock: Callable[[], datetime],
+        rules: Sequence[str] = (),
     ) -> None:
         self._engine = engine
         self._destinations = tuple(destinations)
+        self._rules = tuple(rules)
         self._clock = clock
 
-    def set_destinations(self, destinations: Sequence[str]) -> None:
-        """After a reload: the destinations of the new config."""
+    def reconfigure(self, destinations: Sequence[str], rules: Sequence[str]) -> None:
+        """After a reload: the destinations and alert rules of the new config."""
         self._destinations = tuple(destinations)
+        self._rules = tuple(rules)
 
     def collect(self) -> Iterator[Metric]:
         names = self._destinations
@@ -135,6 +148,15 @@ class JournalGauges(Collector):
             first = heads.get(name, (None, None))
             age.add_metric([name], max(_age(now, first[0]), _age(now, first[1])))
             paused.add_metric([name], 1.0 if (name, _PAUSED) in counts else 0.0)
+        firing = GaugeMetricFamily(
+            "eai_alerts_firing",
+            "alerts firing, per rule (scopes of every node; see eai alerts list)",
+            labels=["rule"],
+        )
+        found = {k[0] for k in counts if k[1] == _FIRING}
+        for rule in sorted(set(self._rules) | found):
+            firing.add_metric([rule], counts.get((rule, _FIRING), 0))
+        yield firing
         yield depth
         yield dead
         yield age

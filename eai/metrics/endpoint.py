@@ -110,6 +110,11 @@ def _volumes(config: Config) -> list[tuple[str, Path]]:
     return found
 
 
+def _rules(config: Config) -> list[str]:
+    """The alert rules ``alerts:`` runs (none without the section)."""
+    return [rule.rule for rule in config.alerts.rules] if config.alerts is not None else []
+
+
 def _owners(config: Config) -> list[tuple[str, BaseModel]]:
     return [("listener", c) for c in config.listeners] + [
         ("destination", c) for c in config.destinations
@@ -129,7 +134,9 @@ class MetricsEndpoint:
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Instruments())
-        self._journal = JournalGauges(database, self._names(engine_config), utcnow)
+        self._journal = JournalGauges(
+            database, self._names(engine_config), utcnow, _rules(engine_config)
+        )
         self.registry.register(self._journal)
         self.registry.register(_StateGauges(state, _volumes(engine_config)))
         self._certs = CertificateGauges(certificate_fields(_owners(engine_config)))
@@ -145,8 +152,8 @@ class MetricsEndpoint:
         return self._http.port
 
     def reconfigure(self, config: Config) -> None:
-        """After a reload: the new destinations' queues, the new certificate paths."""
-        self._journal.set_destinations(self._names(config))
+        """After a reload: the new destinations' queues, alert rules, certificate paths."""
+        self._journal.reconfigure(self._names(config), _rules(config))
         self._certs.set_fields(certificate_fields(_owners(config)))
 
     def scrape(self) -> bytes:

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, insert, text
 
 from eai.metrics.endpoint import JournalGauges, scrape_statements
 from eai.store import Store, utcnow
-from eai.store.schema import deliveries, messages
+from eai.store.schema import alert_state, deliveries, messages
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +62,21 @@ def _fill(engine: Engine) -> None:
         )
 
 
+def _alerts(engine: Engine) -> None:
+    now = utcnow()
+    rows = [("destination_failing", "destination:dcc", "firing")]
+    rows += [("destination_failing", "destination:dmp", "firing")]
+    rows += [("queue_age", "destination:dcc", "pending"), ("disk_usage", "data_dir", "firing")]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(alert_state),
+            [
+                {"rule": r, "scope": sc, "state": st, "since": now, "updated_at": now}
+                for r, sc, st in rows
+            ],
+        )
+
+
 def _plans(engine: Engine) -> dict[str, str]:
     out = {}
     postgres = engine.dialect.name == "postgresql"
@@ -94,7 +109,8 @@ def _check_postgres(plans: dict[str, str]) -> None:
 
 def _gauges(store: Store) -> dict[tuple[str, tuple[str, ...]], float]:
     got = {}
-    for family in JournalGauges(store.engine, DESTINATIONS, utcnow).collect():
+    rules = ("destination_failing", "queue_age")
+    for family in JournalGauges(store.engine, DESTINATIONS, utcnow, rules).collect():
         for s in family.samples:
             got[(s.name, tuple(s.labels.values()))] = s.value
     return got
@@ -110,6 +126,9 @@ def _check_values(got: dict[tuple[str, tuple[str, ...]], float]) -> None:
     assert 600 <= got[("eai_queue_oldest_age_seconds", ("dmp",))] < 700
     assert got[("eai_queue_oldest_age_seconds", ("emage",))] == 0  # held rows: not a queue age
     assert got[("eai_pipeline_backlog", ())] == 3
+    assert got[("eai_alerts_firing", ("destination_failing",))] == 2
+    assert got[("eai_alerts_firing", ("queue_age",))] == 0  # pending is not firing
+    assert got[("eai_alerts_firing", ("disk_usage",))] == 1  # firing, though not configured
     assert 90 <= got[("eai_pipeline_oldest_age_seconds", ())] < 190
 
 
@@ -117,6 +136,7 @@ def test_sqlite_scrape_uses_indexes_only(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/eai.db", tmp_path, os.urandom(32).hex())
     try:
         _fill(store.engine)
+        _alerts(store.engine)
         _check_sqlite(_plans(store.engine))
         _check_values(_gauges(store))
     finally:
@@ -128,6 +148,7 @@ def test_postgres_scrape_uses_indexes_only(fresh_postgres_db, tmp_path):
     store = Store(fresh_postgres_db, tmp_path, os.urandom(32).hex())
     try:
         _fill(store.engine)
+        _alerts(store.engine)
         _check_postgres(_plans(store.engine))
         _check_values(_gauges(store))
     finally:

@@ -33,11 +33,13 @@ from eai.metrics._instruments import REGISTRY
 from eai.store import utcnow
 
 __all__ = [
+    "CertificateGauges",
     "EngineState",
     "JournalGauges",
     "MetricsEndpoint",
     "Readiness",
     "readiness",
+    "certificate_fields",
     "scrape_statements",
     "touch_ready_row",
 ]

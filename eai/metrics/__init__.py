@@ -17,12 +17,13 @@ increments; take the meter once, at start, not per message):
   statuses and identity anomalies per rule).
 
 This package imports no other part of ``eai`` but its version, so every layer
-(the journal's writer included) may count.
+(the journal's writer included) may count; prometheus_client itself is loaded at the
+first count (:func:`registry` builds the families then), so importing ``eai.metrics``
+costs nothing to a CLI command that never counts.
 """
 
 from eai.metrics._instruments import (
     DELIVERY_OUTCOMES,
-    REGISTRY,
     DestinationMeter,
     DicomMeter,
     ListenerMeter,
@@ -32,11 +33,11 @@ from eai.metrics._instruments import (
     journal_commit,
     listener_meter,
     planned,
+    registry,
 )
 
 __all__ = [
     "DELIVERY_OUTCOMES",
-    "REGISTRY",
     "DestinationMeter",
     "DicomMeter",
     "ListenerMeter",
@@ -46,4 +47,5 @@ __all__ = [
     "journal_commit",
     "listener_meter",
     "planned",
+    "registry",
 ]

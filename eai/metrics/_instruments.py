@@ -2,7 +2,8 @@
 
 Touches: nothing (memory only).
 
-Every name has the ``eai_`` prefix and a base unit (seconds, bytes); counters end in
+The families (:mod:`eai.metrics._families`) are built at the first count. Every name
+has the ``eai_`` prefix and a base unit (seconds, bytes); counters end in
 ``_total``. Label values come only from the configuration (listener and destination
 names), from rule codes, or from the fixed words below: never a patient id, a
 control id or free text, so the exposition carries no health data.
@@ -14,13 +15,14 @@ lock-protected increment per count (about a microsecond, see docs/benchmarks.md)
 
 from __future__ import annotations
 
-import platform
+import functools
 from collections.abc import Iterable
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
 
-import eai
+    from eai.metrics._families import Families
 
 __all__ = [
     "DELIVERY_OUTCOMES",
@@ -28,112 +30,31 @@ __all__ = [
     "DicomMeter",
     "ListenerMeter",
     "Observer",
-    "REGISTRY",
     "destination_meter",
     "dicom_meter",
+    "families",
     "journal_commit",
     "listener_meter",
     "planned",
+    "registry",
 ]
-
-REGISTRY: Final = CollectorRegistry(auto_describe=True)
-"""The engine's own registry (never prometheus_client's global default one)."""
-
-_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_COMMIT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
-_SEND_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 DELIVERY_OUTCOMES: Final = ("delivered", "retrying", "dead")
 """The ``outcome`` label of ``eai_deliveries_total`` (an attempt's result)."""
 
-_BUILD = Info("eai_build", "version of the running engine", registry=REGISTRY)
-_BUILD.info({"version": eai.__version__, "python": platform.python_version()})
 
-_RECEIVED = Counter(
-    "eai_messages_received",
-    "messages (and DICOM instances) handed to the journal by a listener",
-    ["listener"],
-    registry=REGISTRY,
-)
-_ACKNOWLEDGED = Counter(
-    "eai_messages_acknowledged",
-    "messages acknowledged positively after their durable commit (retransmissions included)",
-    ["listener"],
-    registry=REGISTRY,
-)
-_REJECTED = Counter(
-    "eai_messages_rejected",
-    "messages journaled as rejected (answered AR, or a DICOM failure status)",
-    ["listener"],
-    registry=REGISTRY,
-)
-_JOURNAL_FAILED = Counter(
-    "eai_messages_journal_failed",
-    "messages the journal could not commit (answered AE/CE, or DICOM 0xA700)",
-    ["listener"],
-    registry=REGISTRY,
-)
-_RETRANSMITTED = Counter(
-    "eai_messages_retransmitted",
-    "retransmissions recognised by the journal (answered with the stored ACK)",
-    ["listener"],
-    registry=REGISTRY,
-)
-_ACK_SECONDS = Histogram(
-    "eai_ack_latency_seconds",
-    "from a complete inbound block to its acknowledgement ready to send (journal commit included)",
-    ["listener"],
-    buckets=_LATENCY_BUCKETS,
-    registry=REGISTRY,
-)
-_DELIVERIES = Counter(
-    "eai_deliveries",
-    "delivery attempts by destination and outcome (delivered, retrying, dead)",
-    ["destination", "outcome"],
-    registry=REGISTRY,
-)
-_DELIVERY_SECONDS = Histogram(
-    "eai_delivery_latency_seconds",
-    "one delivery attempt: from handing the item to the destination to its answer",
-    ["destination"],
-    buckets=_SEND_BUCKETS,
-    registry=REGISTRY,
-)
-_PIPELINE = Counter(
-    "eai_pipeline_messages",
-    "messages planned by the pipeline, by resulting status (processed, filtered, rejected)",
-    ["status"],
-    registry=REGISTRY,
-)
-_ANOMALIES = Counter(
-    "eai_identity_anomalies",
-    "identity anomalies found by the pipeline, by rule code and severity",
-    ["rule", "severity"],
-    registry=REGISTRY,
-)
-_DICOM_INSTANCES = Counter(
-    "eai_dicom_instances",
-    "DICOM instances received, by outcome (stored, rejected, refused)",
-    ["listener", "outcome"],
-    registry=REGISTRY,
-)
-_DICOM_BYTES = Counter(
-    "eai_dicom_received_bytes",
-    "bytes of the DICOM instances stored (dataset as received)",
-    ["listener"],
-    registry=REGISTRY,
-)
-_COMMIT_SECONDS = Histogram(
-    "eai_journal_commit_latency_seconds",
-    "one journal transaction of the writer thread, from its start to its durable commit",
-    buckets=_COMMIT_BUCKETS,
-    registry=REGISTRY,
-)
-_COMMIT_FAILURES = Counter(
-    "eai_journal_commit_failures",
-    "journal transactions that failed (database locked, disk full, connection lost...)",
-    registry=REGISTRY,
-)
+@functools.cache
+def families() -> Families:
+    """The process's families, built at the first count (prometheus_client is imported
+    then: a CLI command that only reads the config never loads it)."""
+    from eai.metrics._families import Families
+
+    return Families()
+
+
+def registry() -> CollectorRegistry:
+    """The engine's own registry (never prometheus_client's global default one)."""
+    return families().registry
 
 
 class Observer(Protocol):
@@ -148,12 +69,13 @@ class ListenerMeter:
     __slots__ = ("ack_seconds", "acknowledged", "journal_failed", "received", "rejected", "resent")
 
     def __init__(self, name: str) -> None:
-        self.received = _RECEIVED.labels(name)
-        self.acknowledged = _ACKNOWLEDGED.labels(name)
-        self.rejected = _REJECTED.labels(name)
-        self.journal_failed = _JOURNAL_FAILED.labels(name)
-        self.resent = _RETRANSMITTED.labels(name)
-        self.ack_seconds = _ACK_SECONDS.labels(name)
+        f = families()
+        self.received = f.received.labels(name)
+        self.acknowledged = f.acknowledged.labels(name)
+        self.rejected = f.rejected.labels(name)
+        self.journal_failed = f.journal_failed.labels(name)
+        self.resent = f.retransmitted.labels(name)
+        self.ack_seconds = f.ack_seconds.labels(name)
 
     def journaled(self, status: str, duplicate: bool) -> None:
         """A committed journal entry: ``status`` as the listener gave it."""
@@ -177,8 +99,9 @@ class DestinationMeter:
     __slots__ = ("_outcomes", "send_seconds")
 
     def __init__(self, name: str) -> None:
-        self._outcomes = {o: _DELIVERIES.labels(name, o) for o in DELIVERY_OUTCOMES}
-        self.send_seconds = _DELIVERY_SECONDS.labels(name)
+        f = families()
+        self._outcomes = {o: f.deliveries.labels(name, o) for o in DELIVERY_OUTCOMES}
+        self.send_seconds = f.delivery_seconds.labels(name)
 
     def outcomes(self, statuses: Iterable[str]) -> None:
         """The statuses of recorded attempts; others (``pending``: not attempted) are
@@ -195,10 +118,11 @@ class DicomMeter:
     __slots__ = ("_bytes", "_refused", "_rejected", "_stored")
 
     def __init__(self, name: str) -> None:
-        self._stored = _DICOM_INSTANCES.labels(name, "stored")
-        self._rejected = _DICOM_INSTANCES.labels(name, "rejected")
-        self._refused = _DICOM_INSTANCES.labels(name, "refused")
-        self._bytes = _DICOM_BYTES.labels(name)
+        f = families()
+        self._stored = f.dicom_instances.labels(name, "stored")
+        self._rejected = f.dicom_instances.labels(name, "rejected")
+        self._refused = f.dicom_instances.labels(name, "refused")
+        self._bytes = f.dicom_bytes.labels(name)
 
     def answered(self, status: int, size: int) -> None:
         """One C-STORE answered ``status`` for a dataset of ``size`` bytes: 0x0000 stored,
@@ -244,13 +168,14 @@ def dicom_meter(name: str) -> DicomMeter:
 
 def journal_commit(seconds: float | None) -> None:
     """One writer transaction: its duration, or ``None`` when it failed."""
+    f = families()
     if seconds is None:
-        _COMMIT_FAILURES.inc()
+        f.commit_failures.inc()
     else:
-        _COMMIT_SECONDS.observe(seconds)
+        f.commit_seconds.observe(seconds)
 
 
-_PLANNED: dict[str, Counter] = {}
+_PLANNED: dict[str, Any] = {}
 
 
 def planned(statuses: Iterable[str], anomalies: Iterable[tuple[str, str]]) -> None:
@@ -258,7 +183,7 @@ def planned(statuses: Iterable[str], anomalies: Iterable[tuple[str, str]]) -> No
     for status in statuses:
         child = _PLANNED.get(status)
         if child is None:
-            child = _PLANNED.setdefault(status, _PIPELINE.labels(status))
+            child = _PLANNED.setdefault(status, families().pipeline.labels(status))
         child.inc()
     for rule, severity in anomalies:
-        _ANOMALIES.labels(rule, severity).inc()
+        families().anomalies.labels(rule, severity).inc()

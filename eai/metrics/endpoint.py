@@ -29,7 +29,7 @@ from eai.metrics._exposition import exposition
 from eai.metrics._gauges import JournalGauges, scrape_statements
 from eai.metrics._health import EngineState, Readiness, readiness, touch_ready_row
 from eai.metrics._http import HealthHttp
-from eai.metrics._instruments import REGISTRY
+from eai.metrics._instruments import registry
 from eai.store import utcnow
 
 __all__ = [
@@ -49,7 +49,7 @@ class _Instruments(Collector):
     """The process-wide instruments, inside the endpoint's own registry."""
 
     def collect(self) -> Iterator[Metric]:
-        return iter(REGISTRY.collect())
+        return iter(registry().collect())
 
 
 class _StateGauges(Collector):

@@ -7,12 +7,12 @@ import math
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from eai.metrics import REGISTRY, destination_meter, dicom_meter, listener_meter, planned
+from eai.metrics import destination_meter, dicom_meter, listener_meter, planned, registry
 from eai.metrics._exposition import exposition
 
 
 def _value(name: str, **labels: str) -> float:
-    got = REGISTRY.get_sample_value(name, labels)
+    got = registry().get_sample_value(name, labels)
     return 0.0 if got is None else got
 
 
@@ -63,7 +63,7 @@ def test_pipeline_statuses_and_anomalies_per_rule():
 
 
 def test_every_name_is_prefixed_with_a_unit_and_counters_end_in_total():
-    text = exposition(REGISTRY.collect()).decode()
+    text = exposition(registry().collect()).decode()
     families = list(text_string_to_metric_families(text))
     assert families
     for family in families:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -33,6 +34,14 @@ def _workers(
     return running
 
 
+def _sqlite_dir(store: Store) -> Path | None:
+    """The directory of an SQLite journal file (None: PostgreSQL, or in memory)."""
+    database = store.engine.url.database
+    if not store.is_sqlite or not database or database == ":memory:":
+        return None
+    return Path(database).absolute().parent
+
+
 def start_endpoint(
     metrics: MetricsConfig,
     config: Callable[[], Config],
@@ -56,6 +65,7 @@ def start_endpoint(
         loop=asyncio.get_running_loop(),
         listeners=bound,
         workers=_workers(*workers),
+        journal_dir=_sqlite_dir(store),
         identity_server=(
             (lambda: reconciler.outage_since is None) if reconciler is not None else lambda: None
         ),

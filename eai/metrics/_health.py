@@ -2,7 +2,8 @@
 
 Touches: DB (one small write through the writer thread per check).
 
-Each check is real and cheap: the journal check commits an update of this node's
+Each check is real and cheap: the journal check looks at the free space of an SQLite
+journal's file system (under 1 MiB: full), then commits an update of this node's
 ``ready:<node>`` row in ``eai_meta`` through the writer thread (so a stopped writer, a
 locked or full database, or a lost connection all fail it within ``timeout``); the loop
 check runs a no-op on the engine's event loop (a loop blocked by a bug fails it); the
@@ -13,17 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Connection, insert, update
 
 from eai.store import utcnow
 from eai.store.schema import meta
 
-__all__ = ["EngineState", "Readiness", "readiness", "touch_ready_row"]
+__all__ = ["MIN_FREE_BYTES", "EngineState", "Readiness", "readiness", "touch_ready_row"]
+
+MIN_FREE_BYTES = 1 << 20
+"""Below this, an SQLite journal's file system counts as full for readiness."""
 
 
 def touch_ready_row(node: str) -> Callable[[Connection], None]:
@@ -51,6 +57,10 @@ class EngineState:
     """Each configured listener: True once bound and serving."""
     workers: Callable[[], Mapping[str, bool]]
     """The pipeline, the scheduler, each delivery worker: True while running."""
+    journal_dir: Path | None = None
+    """The directory of an SQLite journal (None: PostgreSQL, on another host): with less
+    than :data:`MIN_FREE_BYTES` left on its file system the journal is not writable, even
+    while a small write still fits in the database's own free pages."""
     identity_server: Callable[[], bool | None] = lambda: None
     """False during an outage of the regional identity server (None: none configured).
     Exposed as a gauge, not a readiness check: messages are still acknowledged."""
@@ -70,6 +80,14 @@ def _loop_answers(loop: asyncio.AbstractEventLoop, timeout: float) -> str | None
 
 
 def _journal_writes(state: EngineState, timeout: float) -> str | None:
+    if state.journal_dir is not None:
+        try:
+            st = os.statvfs(state.journal_dir)
+        except OSError as exc:
+            return f"journal directory unreadable: {exc.strerror}"
+        free = st.f_bavail * st.f_frsize
+        if free < MIN_FREE_BYTES:
+            return f"no space left for the journal ({free} bytes free on its file system)"
     try:
         state.journal_write(timeout)
     except (TimeoutError, concurrent.futures.TimeoutError):

@@ -65,8 +65,15 @@ def test_the_supervision_example_serves_metrics_and_health(
         }.items():
             monkeypatch.setenv(name, value)
         with EaiProcess(config, port, tmp_path / "eai.log") as eng:
-            eng.start()
-            assert _get(metrics_port, "/livez") == (200, "ok\n")
+            eng.start()  # the listener is bound; the endpoint comes a moment later
+
+            def live() -> bool:
+                try:
+                    return _get(metrics_port, "/livez") == (200, "ok\n")
+                except OSError:
+                    return False
+
+            assert _wait(live, 20), eng.stderr()[-3000:]
             status, body = _get(metrics_port, "/readyz")
             assert status == 200, body
             assert json.loads(body)["checks"]["listeners"]["running"] == ["chu-x-adt"]

@@ -33,6 +33,7 @@ from eai._reload import (
     unreadable,
 )
 from eai._scheduler_logs import quiet_scheduler_logs
+from eai._supervision import start_endpoint
 from eai.admin import AdminServer, Caller
 from eai.alerts import Alerter, Signals, TlsRejectionWatch, listener_ports
 from eai.anomaly_mail import AnomalyMailer
@@ -41,6 +42,8 @@ from eai.config import Config
 from eai.delivery import DeliveryWorker
 from eai.errors import ConfigError, EaiError, StoreError
 from eai.messages import FollowUp, IngestResult, JournalEntry, OutboxItem
+from eai.metrics import listener_meter
+from eai.metrics.endpoint import MetricsEndpoint
 from eai.net import run_blocking
 from eai.pipeline import Pipeline
 from eai.reconciler import Reconciler
@@ -136,11 +139,14 @@ class _Ingest:
             self._signals.journal_failed()
 
     async def __call__(self, entry: JournalEntry) -> IngestResult:
+        meter = listener_meter(entry.listener)
         try:
             result = await self._store.ingest(entry)
         except Exception:
+            meter.failed()
             self._failed()
             raise
+        meter.journaled(entry.status, result.duplicate)
         if not result.duplicate and entry.status == "received":
             self._wake.set()
         return result
@@ -151,11 +157,14 @@ class _Ingest:
         timeout: float,
         before_commit: Callable[[], object] | None = None,
     ) -> IngestResult:
+        meter = listener_meter(entry.listener)
         try:
             result = self._store.ingest_blocking(entry, timeout, before_commit)
         except Exception:
+            meter.failed()
             self._failed()
             raise
+        meter.journaled(entry.status, result.duplicate)
         if not result.duplicate and entry.status == "received":
             try:
                 self._loop.call_soon_threadsafe(self._wake.set)
@@ -224,6 +233,7 @@ class Engine:
         self._scheduler: AsyncIOScheduler | None = None
         self._reloading = asyncio.Lock()
         self._background: set[asyncio.Task[object]] = set()
+        self.metrics: MetricsEndpoint | None = None
 
     def _wake_workers(self, destinations: set[str]) -> None:
         if self._pool is not None:
@@ -310,6 +320,8 @@ class Engine:
         if self.alerter is not None:
             self.alerter.reconfigure(plan.config)
         self._reschedule(plan.config)
+        if self.metrics is not None:
+            self.metrics.reconfigure(plan.config)
         for name in plan.changed:
             await self._pool.retire(name)  # its batch finishes: no row sent twice
             self._pool.start(workers[name])
@@ -472,6 +484,17 @@ class Engine:
             scheduler.start()
             for worker in built:
                 pool.start(worker)
+            if cfg.metrics is not None:
+                self.metrics = start_endpoint(
+                    cfg.metrics,
+                    lambda: self.config,
+                    store,
+                    self.node_id,
+                    self.listeners,
+                    stopping,
+                    (tasks, scheduler, pool),
+                    self.reconciler,
+                )
             log.info(
                 "engine %s started: %d listener(s), %d destination(s), %d route(s)",
                 self.node_id,
@@ -483,6 +506,8 @@ class Engine:
             await stopping.wait()
             log.info("stopping: no new connections, finishing in-flight work")
         finally:
+            if self.metrics is not None:
+                await run_blocking(self.metrics.stop)
             logging.getLogger().removeHandler(tls_watch)
             await admin.stop()
             for listener in self.listeners.values():

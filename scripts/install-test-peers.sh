@@ -6,7 +6,9 @@
 #   - xmlsec1, which verifies the DMP VIHF signature in the tests and the DMP stand-in
 #     (another implementation than the signxml that signs it);
 #   - Postfix (SMTP submission, real DSNs) and Dovecot (IMAP over TLS), the MSSanté
-#     peers; rsyslog with its TLS driver (rsyslog-gnutls), the audit trail's SIEM peer.
+#     peers; rsyslog with its TLS driver (rsyslog-gnutls), the audit trail's SIEM peer;
+#   - promtool (package prometheus), which checks the example Prometheus rules and lints
+#     the engine's /metrics exposition.
 #     Their packages start system services: this script stops and disables them
 #     (the tests start their own instances with temporary configs on free ports).
 #
@@ -58,6 +60,10 @@ have_rsyslog() {
     [[ -x /usr/sbin/rsyslogd ]] && compgen -G '/usr/lib/*/rsyslog/lmnsd_gtls.so' >/dev/null
 }
 
+have_promtool() {
+    command -v promtool >/dev/null
+}
+
 have_orthanc() {
     command -v Orthanc >/dev/null || [[ -x /usr/sbin/Orthanc ]]
 }
@@ -70,6 +76,7 @@ have_xmlsec1 || missing+=(xmlsec1)
 have_postfix || missing+=(postfix)
 have_dovecot || missing+=(dovecot-imapd)
 have_rsyslog || missing+=(rsyslog rsyslog-gnutls)
+have_promtool || missing+=(prometheus)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-test-peers: PostgreSQL server binaries present:" $(compgen -G '/usr/lib/postgresql/*/bin/initdb')
@@ -77,6 +84,7 @@ if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-test-peers: Orthanc present: $(command -v Orthanc || echo /usr/sbin/Orthanc)"
     echo "install-test-peers: xmlsec1 present: $(command -v xmlsec1)"
     echo "install-test-peers: Postfix, Dovecot and rsyslog (TLS) present"
+    echo "install-test-peers: promtool present: $(command -v promtool)"
     exit 0
 fi
 
@@ -161,7 +169,7 @@ if [[ " ${missing[*]} " == *" orthanc "* ]]; then
         status=1
     fi
 fi
-for pkg in postfix:postfix dovecot-imapd:dovecot rsyslog:rsyslog; do
+for pkg in postfix:postfix dovecot-imapd:dovecot rsyslog:rsyslog prometheus:prometheus; do
     if [[ " ${missing[*]} " == *" ${pkg%%:*} "* ]]; then
         disable_system_service "${pkg#*:}"
         echo "install-test-peers: installed ${pkg%%:*} (system service stopped and disabled)"
@@ -170,4 +178,5 @@ done
 have_postfix || { echo "install-test-peers: ERROR: no /usr/sbin/postfix" >&2; status=1; }
 have_dovecot || { echo "install-test-peers: ERROR: no dovecot with its IMAP server" >&2; status=1; }
 have_rsyslog || { echo "install-test-peers: ERROR: no rsyslogd with its gtls driver" >&2; status=1; }
+have_promtool || { echo "install-test-peers: ERROR: no promtool" >&2; status=1; }
 exit "$status"

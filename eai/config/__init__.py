@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from eai.config._identity import IdentityConfig, IdentityServerConfig, SmtpConfig
     from eai.config._journal import JournalLocation, journal_location
     from eai.config._loader import check_config, load_config, load_config_text, load_engine_config
+    from eai.config._metrics import MetricsConfig
     from eai.config._model import Config, config_model, route_model, when_model
     from eai.config._raw import listed
     from eai.config._routes import Route, When
@@ -55,6 +56,7 @@ __all__ = [
     "AlertRule",
     "AlertsConfig",
     "AuditConfig",
+    "MetricsConfig",
     "SyslogConfig",
     "Config",
     "DestinationConfig",
@@ -95,6 +97,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "AlertRule": ("eai.config._alerts", "AlertRule"),
     "AlertsConfig": ("eai.config._alerts", "AlertsConfig"),
     "AuditConfig": ("eai.config._audit", "AuditConfig"),
+    "MetricsConfig": ("eai.config._metrics", "MetricsConfig"),
     "Config": ("eai.config._model", "Config"),
     "DestinationConfig": ("eai.config._base", "DestinationConfig"),
     "Duration": ("eai.config._base", "Duration"),

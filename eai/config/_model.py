@@ -29,6 +29,7 @@ from eai.config._business_acks import business_ack_problems
 from eai.config._engine import EngineConfig
 from eai.config._identity import IdentityConfig
 from eai.config._media import media_problems
+from eai.config._metrics import MetricsConfig
 from eai.config._raw import listed
 from eai.config._routes import Route, When, route_model_for, when_model_for
 from eai.config._yaml import Loc, format_path
@@ -61,6 +62,10 @@ class Config(Model):
         default=None,
         description="technical alerts mailed to the establishments and the regional team "
         "(docs/supervision.md); unset: only the identity server's outages (alert_to)",
+    )
+    metrics: MetricsConfig | None = Field(
+        default=None,
+        description="the supervision endpoint: /metrics, /livez, /readyz (absent: not served)",
     )
     audit: AuditConfig = Field(
         default_factory=lambda: AuditConfig(),

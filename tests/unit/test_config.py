@@ -397,6 +397,7 @@ def test_json_schema() -> None:
         "identity",
         "alerts",
         "audit",
+        "metrics",
     }
     listeners = schema["properties"]["listeners"]["items"]
     assert listeners["discriminator"]["propertyName"] == "type"

@@ -32,7 +32,9 @@ import asyncio
 import json
 import os
 import platform
+import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -47,6 +49,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 PEER = REPO / "tests" / "_fhir_peer"
+FAST_PEER = REPO / "bench" / "fhir_fast_peer.py"
 ORU = REPO.parent / "shared" / "fixtures" / "hl7v2" / "oru_r01_crbio_init.hl7"
 TARGET = 100.0
 
@@ -89,6 +92,49 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds by native thread id."""
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def _thread_names(pid: int) -> dict[int, str]:
+    """Native thread id -> Python thread name, from ``py-spy dump`` ({} without py-spy):
+    ``MainThread`` is the event loop (MLLP, delivery workers, httpx), ``asyncio_N`` the
+    executor (the pipeline's plans: parse, mappings, seal), ``eai-writer`` SQLite."""
+    spy = _py_spy()
+    try:
+        dump = subprocess.run(
+            [spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    found = re.findall(r'Thread (\d+) \(\w+\): "([^"]+)"', dump)
+    return {int(tid): re.sub(r"_\d+$", "", name) for tid, name in found}
+
+
+def _by_name(
+    before: dict[int, float], after: dict[int, float], names: dict[int, str], reports: int
+) -> dict[str, float]:
+    """CPU ms per report of each thread name over the run."""
+    out: dict[str, float] = {}
+    for tid, seconds in after.items():
+        name = names.get(tid, "other")
+        spent = (seconds - before.get(tid, 0.0)) / max(1, reports) * 1000
+        out[name] = round(out.get(name, 0.0) + spent, 2)
+    return out
+
+
+def _py_spy() -> str:
+    return os.environ.get("PY_SPY") or shutil.which("py-spy") or str(REPO / ".venv/bin/py-spy")
+
+
 async def _sender(port: int, queue: asyncio.Queue[tuple[str, int]], acks: list[str]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -116,6 +162,15 @@ async def _send_all(port: int, reports: int, patients: int, senders: int) -> lis
     return acks
 
 
+def _profiler(out: str, pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy recording the engine (all threads, collapsed stacks) into ``out``, or None."""
+    if not out:
+        return None
+    command = [_py_spy(), "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", out]
+    command.append("--threads")
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def _peer_log(control_port: int) -> list[dict[str, Any]]:
     with urllib.request.urlopen(f"http://127.0.0.1:{control_port}/_log", timeout=30) as answer:
         rows: list[dict[str, Any]] = json.loads(answer.read())
@@ -135,13 +190,16 @@ def _mapping_ms(n: int = 20) -> float:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    node = shutil.which("node")
-    if node is None or not (PEER / "node_modules" / "@medplum" / "fhir-router").is_dir():
+    node = shutil.which("node") or "node"
+    medplum = (PEER / "node_modules" / "@medplum" / "fhir-router").is_dir()
+    if args.peer == "medplum" and (shutil.which("node") is None or not medplum):
         raise SystemExit("the FHIR peer needs node and scripts/install-test-peers.sh")
     work = Path(tempfile.mkdtemp(prefix="eai-fhir-bench-"))
-    peer = subprocess.Popen(
-        [node, "server.mjs", "0"], cwd=PEER, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
+    if args.peer == "fast":
+        command, cwd = [sys.executable, str(FAST_PEER), "0"], REPO
+    else:
+        command, cwd = [node, "server.mjs", "0"], PEER
+    peer = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     engine: subprocess.Popen[bytes] | None = None
     try:
         assert peer.stdout is not None
@@ -180,7 +238,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if time.monotonic() > deadline:
                 raise SystemExit(f"warm-up not delivered; see {work / 'eai.log'}")
             time.sleep(0.2)
+        spy = _profiler(args.profile, engine.pid)
         cpu0 = _cpu_seconds(engine.pid)
+        threads0 = _thread_cpu(engine.pid)
         started = time.time()
         acks = asyncio.run(_send_all(port, args.reports, args.patients, args.senders))
         acked = time.time()
@@ -195,6 +255,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 break
             time.sleep(0.2)
         cpu = _cpu_seconds(engine.pid) - cpu0
+        threads = _thread_cpu(engine.pid)
+        names = _thread_names(engine.pid)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
     finally:
         if engine is not None:
             engine.terminate()
@@ -222,6 +287,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "server_ms_p90": statistics.quantiles(server_ms, n=10)[-1] if len(server_ms) > 1 else None,
         "server_busy_s": sum(server_ms) / 1000,
         "engine_cpu_ms_per_report": cpu / max(1, delivered) * 1000,
+        "engine_cpu_ms_per_report_by_thread": _by_name(threads0, threads, names, delivered),
         "mapping_ms_per_report": _mapping_ms(),
         "work": str(work),
     }
@@ -233,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=16)
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--profile", default="", help="py-spy collapsed stacks of the engine")
+    parser.add_argument("--peer", choices=("medplum", "fast"), default="medplum")
     parser.add_argument("--drain-timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
     result = run(args)

@@ -1,6 +1,7 @@
 """The ``cisis`` mapping source does its costly work once per message (issue 20's
 benchmark): the embedded CDA base64-decoded once, parsed once, its resources copied
-without sharing anything with the inner Bundle; the result is what it was."""
+without sharing anything with the inner Bundle; the result is what it was. The FHIR
+checks' fast passes still let the naming walks report what they reported."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from lxml import etree
 
 import mappings
 from eai import hl7
+from mappings._validate import Level, bundle_problems
 from tests._cisis import MDM, ORU, build, segments
 
 
@@ -83,3 +85,28 @@ def _containers(node: Any) -> list[Any]:
         for value in node:
             found += _containers(value)
     return found
+
+
+@pytest.mark.parametrize("level", ["light", "cached", "full"])
+def test_the_checks_still_name_dangling_references_and_bad_systems(level: Level) -> None:
+    # the fast passes only decide whether the naming walks run
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "1.2.250.1.213.1.1.5.130", "code": "x"}]},
+        "subject": {"reference": "urn:uuid:00000000-0000-0000-0000-000000000000"},
+        "identifier": [{"system": "urn:oid:1.2.250.01", "value": "1"}],
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"fullUrl": f"urn:uuid:{'1' * 8}-1111-1111-1111-{'1' * 12}", "resource": observation}
+        ],
+    }
+    assert bundle_problems(bundle, level) == [
+        "Observation.subject.reference: reference to no entry of the Bundle",
+        "Observation.code.coding[0].system: not an absolute URI (a bare OID is written "
+        "urn:oid:<OID>)",
+        "Observation.identifier[0].system: not a valid OID after urn:oid:",
+    ]

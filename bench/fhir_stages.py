@@ -84,7 +84,7 @@ def stages(payload: bytes, rounds: int = 7, n: int = 10) -> dict[str, float]:
     )
     text = json.dumps(bundle, ensure_ascii=False, separators=(",", ":")).encode()
     sealed = cipher.seal(text)
-    prepared = prepare(json.loads(text), NO_FACTS, "transaction", "ins-or-local")
+    prepared = prepare(json.loads(text), NO_FACTS, "transaction", "ins_then_local")
     answer = json.dumps(
         {
             "resourceType": "Bundle",
@@ -101,7 +101,7 @@ def stages(payload: bytes, rounds: int = 7, n: int = 10) -> dict[str, float]:
         outer_map.run(document)
 
     def send() -> None:
-        got = prepare(json.loads(cipher.open(sealed)), NO_FACTS, "transaction", "ins-or-local")
+        got = prepare(json.loads(cipher.open(sealed)), NO_FACTS, "transaction", "ins_then_local")
         json.dumps(got.bundle, ensure_ascii=False, separators=(",", ":")).encode()
         verdict(200, {}, answer, got.labels, datetime.now(UTC), "http://peer/fhir")
 

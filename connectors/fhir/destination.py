@@ -6,9 +6,9 @@ Touches: network (the FHIR server and the OAuth2 token endpoint, over httpx), fi
 Registered as destination type ``fhir``. One httpx client per destination: a pool of
 ``connections`` connections, HTTP/2 over TLS when the server offers it by ALPN (httpx's
 ``h2``, a dependency), HTTP/1.1 otherwise and over plain ``http://`` (no h2c), TLS >= 1.2
-from :func:`eai.net.client_context`. The
-Bundle is rebuilt by :mod:`connectors.fhir.transaction`, the answer judged by
-:mod:`connectors.fhir.outcome`; a 401 with OAuth2 renews the token and tries once more.
+from :func:`eai.net.client_context`. The Bundle is rebuilt by
+:mod:`connectors.fhir.transaction`, the answer judged by :mod:`connectors.fhir.outcome`;
+a 401 with OAuth2 renews the token and tries once more.
 """
 
 from __future__ import annotations

@@ -17,14 +17,20 @@ messages. Measured (targets from issue 23):
 With ``hyperfine`` on the PATH it does the timing (``--warmup 2``); otherwise a loop of
 ``subprocess.run``, two warm-up runs then ``--runs`` timed ones per command, commands
 interleaved so that a burst of load on the machine spreads over all of them. Reported:
-min, median and max seconds, and whether the median meets the target.
+min, median and max seconds, whether the median meets the target, and the CPU time of
+the process (user + system, mean: hyperfine's, or ``getrusage`` of the children), which a
+loaded machine inflates much less than the wall time.
+
+``--compare TREE`` runs every command a second time with ``PYTHONPATH=TREE`` (the code
+before a change, ``git worktree add /tmp/eai-before <commit>``), in the same hyperfine
+run or interleaved in the same loop: the ratio between the two trees holds under load
+when the absolute times do not.
 
 ``--importtime`` also runs each command once under ``python -X importtime`` and prints
 the modules imported at top level that cost most (cumulative microseconds), and their
 total: the figures behind the wall times.
 
-To measure another tree (the code before a change, checked out with ``git worktree add
-/tmp/eai-before <commit>``): ``PYTHONPATH=/tmp/eai-before .venv/bin/python
+To measure another tree alone: ``PYTHONPATH=/tmp/eai-before .venv/bin/python
 bench/cli_latency.py`` (the console script and the seeding then import that tree).
 
 Prints a table and writes JSON to ``bench/results/`` (gitignored). Touches: files (a tmp
@@ -37,6 +43,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -107,51 +114,78 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("EAI_")}
 
 
-def run_once(argv: list[str], workdir: Path) -> float:
+Timed = tuple[dict[str, list[float]], dict[str, float]]
+"""Wall seconds of each run, and the mean CPU seconds (user + system) of a run, by label."""
+
+
+def variants(trees: list[str]) -> list[tuple[str, list[str], float | None]]:
+    """Every command once per tree (``""``: this one, as installed), run through ``env``
+    so that both sides pay the same; labels get `` [TREE]`` for another tree."""
+    out = []
+    for tree in trees:
+        env = ["env", f"PYTHONPATH={tree}"] if tree else ["env"]
+        for label, argv, target in COMMANDS:
+            out.append((f"{label} [{tree}]" if tree else label, [*env, *argv], target))
+    return out
+
+
+def run_once(argv: list[str], workdir: Path) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
         argv, cwd=workdir, env=clean_env(), capture_output=True, check=False, timeout=60
     )
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(
             f"{' '.join(argv)} exited {done.returncode}: {done.stderr.decode(errors='replace')}"
         )
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
 
 
-def time_with_loop(workdir: Path, runs: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {label: [] for label, _, _ in COMMANDS}
+def time_with_loop(
+    commands: list[tuple[str, list[str], float | None]], workdir: Path, runs: int
+) -> Timed:
+    times: dict[str, list[float]] = {label: [] for label, _, _ in commands}
+    cpu: dict[str, list[float]] = {label: [] for label, _, _ in commands}
     for _ in range(2):
-        for _, argv, _ in COMMANDS:
+        for _, argv, _ in commands:
             run_once(argv, workdir)
     for _ in range(runs):
-        for label, argv, _ in COMMANDS:
-            times[label].append(run_once(argv, workdir))
-    return times
+        for label, argv, _ in commands:
+            wall, used = run_once(argv, workdir)
+            times[label].append(wall)
+            cpu[label].append(used)
+    return times, {label: statistics.mean(v) for label, v in cpu.items()}
 
 
-def time_with_hyperfine(hyperfine: str, workdir: Path, runs: int) -> dict[str, list[float]]:
+def time_with_hyperfine(
+    hyperfine: str, commands: list[tuple[str, list[str], float | None]], workdir: Path, runs: int
+) -> Timed:
     out = workdir / "hyperfine.json"
     argv = [hyperfine, "--warmup", "2", "--runs", str(runs), "-N", "--export-json", str(out)]
-    for label, command, _ in COMMANDS:
+    for label, command, _ in commands:
         argv += ["-n", label, " ".join(command)]
     subprocess.run(argv, cwd=workdir, env=clean_env(), check=True, capture_output=True)
     results = json.loads(out.read_text())["results"]
-    return {r["command"]: list(r["times"]) for r in results}
+    times = {r["command"]: list(r["times"]) for r in results}
+    return times, {r["command"]: r["user"] + r["system"] for r in results}
 
 
-def import_profile(argv: list[str], workdir: Path, top: int) -> dict[str, Any]:
-    """Top-level imports of one run under ``-X importtime``: total and the costliest."""
+def import_profile(argv: list[str], workdir: Path, top: int, tree: str = "") -> dict[str, Any]:
+    """Top-level imports of one run under ``-X importtime``: total and the costliest
+    (``tree``: with ``PYTHONPATH=tree``)."""
+    env = clean_env() | ({"PYTHONPATH": tree} if tree else {})
     python = [sys.executable, "-X", "importtime"]
     if argv[0] == str(EAI):
         command = [*python, "-c", "import sys; from eai.cli import main; main(sys.argv[1:])"]
         command += argv[1:]
     else:
         command = [*python, *argv[1:]]
-    done = subprocess.run(
-        command, cwd=workdir, env=clean_env(), capture_output=True, text=True, timeout=60
-    )
+    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=60)
     modules: list[tuple[int, str]] = []
     loaded: set[str] = set()
     for line in done.stderr.splitlines():
@@ -178,7 +212,11 @@ def main() -> None:
     parser.add_argument("--importtime", action="store_true", help="print -X importtime figures")
     parser.add_argument("--top", type=int, default=8, help="modules shown per command")
     parser.add_argument("--no-hyperfine", action="store_true", help="time with the subprocess loop")
+    parser.add_argument(
+        "--compare", metavar="TREE", help="also run each command with PYTHONPATH=TREE"
+    )
     args = parser.parse_args()
+    commands = variants(["", args.compare] if args.compare else [""])
 
     hyperfine = None if args.no_hyperfine else shutil.which("hyperfine")
     load_before = os.getloadavg()
@@ -186,31 +224,36 @@ def main() -> None:
         workdir = Path(tmp)
         seed(workdir, args.messages)
         if hyperfine:
-            times = time_with_hyperfine(hyperfine, workdir, args.runs)
+            times, cpu = time_with_hyperfine(hyperfine, commands, workdir, args.runs)
         else:
-            times = time_with_loop(workdir, args.runs)
-        profiles = (
-            {label: import_profile(argv, workdir, args.top) for label, argv, _ in COMMANDS}
-            if args.importtime
-            else {}
-        )
+            times, cpu = time_with_loop(commands, workdir, args.runs)
+        profiles = {}
+        for tree in ["", args.compare] if args.compare else [""]:
+            for label, argv, _ in COMMANDS if args.importtime else ():
+                name = f"{label} [{tree}]" if tree else label
+                profiles[name] = import_profile(argv, workdir, args.top, tree)
     load_after = os.getloadavg()
 
     print(f"timer: {'hyperfine' if hyperfine else 'subprocess loop'}, {args.runs} runs")
     print(f"load average: {load_before[0]:.2f} before, {load_after[0]:.2f} after")
-    print(f"{'command':32} {'min s':>7} {'median s':>9} {'max s':>7}  target")
+    width = max(len(label) for label, _, _ in commands) + 1
+    print(f"{'command':{width}} {'min s':>7} {'median s':>9} {'max s':>7} {'cpu s':>7}  target")
     rows = []
-    for label, _, target in COMMANDS:
+    for label, _, target in commands:
         samples = times[label]
         median = statistics.median(samples)
         verdict = "" if target is None else f"<= {target} {'met' if median <= target else 'MISSED'}"
-        print(f"{label:32} {min(samples):7.3f} {median:9.3f} {max(samples):7.3f}  {verdict}")
+        print(
+            f"{label:{width}} {min(samples):7.3f} {median:9.3f} {max(samples):7.3f} "
+            f"{cpu[label]:7.3f}  {verdict}"
+        )
         rows.append(
             {
                 "command": label,
                 "min_s": min(samples),
                 "median_s": median,
                 "max_s": max(samples),
+                "cpu_s": cpu[label],
                 "target_s": target,
                 "samples_s": samples,
             }
@@ -229,6 +272,7 @@ def main() -> None:
             {
                 "python": platform.python_version(),
                 "pythonpath": os.environ.get("PYTHONPATH", ""),
+                "compare": args.compare,
                 "timer": "hyperfine" if hyperfine else "subprocess loop",
                 "load_average": [load_before[0], load_after[0]],
                 "messages": args.messages,

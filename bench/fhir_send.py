@@ -2,26 +2,32 @@
 
 Run by hand::
 
-    .venv/bin/python bench/fhir_send.py [--reports 300] [--patients 16] [--senders 4]
+    .venv/bin/python bench/fhir_send.py [--peer medplum|fast] [--reports 300]
+        [--patients 16] [--senders 4] [--connections 4] [--cda FILE] [--profile OUT]
 
 Every party is its own process, all on 127.0.0.1:
 
-- the FHIR server: Medplum's FHIR router over its in-memory repository, validating
-  every resource (``tests/_fhir_peer/server.mjs``, Node; its npm packages installed by
-  ``scripts/install-test-peers.sh``), started with ``node`` (no test module imported);
+- the FHIR server (``--peer``): ``medplum``, Medplum's FHIR router over its in-memory
+  repository, validating every resource (``tests/_fhir_peer/server.mjs``, Node; its
+  npm packages installed by ``scripts/install-test-peers.sh``), or ``fast``, a stand-in
+  that checks the request is a FHIR transaction Bundle and answers a
+  transaction-response at once (``bench/fhir_fast_peer.py``): the engine's cost alone;
 - the engine: ``eai run`` (SQLite in a tmp dir as shipped), one MLLP listener, one
   route ``map: cisis-oru-mdm`` to one ``type: fhir`` destination (``--connections``);
 - the senders: ``--senders`` MLLP connections of this process, each waiting for its
   ACK before the next report. A report is the national CR-BIO ORU
   (``oru_r01_crbio_init.hl7``: 52 Observations, 4 Specimens, the DiagnosticReport,
-  the DocumentReference with the 134 kB CDA, the Patient...) with a unique MSH-10 and
-  a local patient id (PID-3 PI) among ``--patients``: reports of one patient go in
-  order, patients in parallel.
+  the DocumentReference with the 134 kB CDA, the Patient...; ``--cda``: another CDA in
+  its ED OBX, e.g. the 2-result TSH report) with a unique MSH-10 and a local patient
+  id (PID-3 PI) among ``--patients``: reports of one patient go in order, patients in
+  parallel.
 
 Measured: from the first report sent to the server's last transaction-response
 (reports/s), the ACK rate, and where the time goes: the server's own time per
-transaction (its log: arrival -> answer), the mapping's time per report (``mappings.convert``
-in this process, the same work the pipeline does), the engine's CPU time per report.
+transaction (its log: arrival -> answer), the engine's CPU time per report (the
+process, and per thread when ``py-spy`` is there to name them: ``PY_SPY`` or on the
+PATH), the CPU time of each engine stage in this process (``bench/fhir_stages.py``);
+``--profile OUT``: py-spy's collapsed stacks of the engine during the run.
 Writes JSON to ``bench/results/`` (gitignored); exits 1 when a report was not delivered.
 """
 
@@ -29,10 +35,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import platform
+import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -47,12 +56,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 PEER = REPO / "tests" / "_fhir_peer"
+FAST_PEER = REPO / "bench" / "fhir_fast_peer.py"
 ORU = REPO.parent / "shared" / "fixtures" / "hl7v2" / "oru_r01_crbio_init.hl7"
 TARGET = 100.0
 
 
-def _report(control_id: str, patient: int) -> bytes:
-    """The national ORU with MSH-10 ``control_id`` and a local id before the INS in PID-3."""
+def _report(control_id: str, patient: int, cda: Path | None = None) -> bytes:
+    """The national ORU with MSH-10 ``control_id`` and a local id before the INS in PID-3;
+    ``cda``: that document in the ED OBX instead of the ORU's own."""
     lines = ORU.read_bytes().splitlines()
     out = []
     for line in lines:
@@ -61,6 +72,11 @@ def _report(control_id: str, patient: int) -> bytes:
             fields[9] = control_id.encode()
         elif fields[0] == b"PID":
             fields[3] = f"BENCH{patient:04d}^^^LAB&1.2.250.1.999.9&ISO^PI~".encode() + fields[3]
+        elif fields[0] == b"OBX" and fields[2] == b"ED" and cda is not None:
+            parts = fields[5].split(b"^")
+            if parts[3:4] == [b"Base64"]:
+                parts[4] = base64.b64encode(cda.read_bytes())
+                fields[5] = b"^".join(parts)
         out.append(b"|".join(fields))
     return b"\r".join(out) + b"\r"
 
@@ -89,7 +105,52 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _sender(port: int, queue: asyncio.Queue[tuple[str, int]], acks: list[str]) -> None:
+def _thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds by native thread id."""
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def _thread_names(pid: int) -> dict[int, str]:
+    """Native thread id -> Python thread name, from ``py-spy dump`` ({} without py-spy):
+    ``MainThread`` is the event loop (MLLP, delivery workers, httpx), ``asyncio_N`` the
+    executor (the pipeline's plans: parse, mappings, seal), ``eai-writer`` SQLite."""
+    spy = _py_spy()
+    try:
+        dump = subprocess.run(
+            [spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    found = re.findall(r'Thread (\d+) \(\w+\): "([^"]+)"', dump)
+    return {int(tid): re.sub(r"_\d+$", "", name) for tid, name in found}
+
+
+def _by_name(
+    before: dict[int, float], after: dict[int, float], names: dict[int, str], reports: int
+) -> dict[str, float]:
+    """CPU ms per report of each thread name over the run."""
+    out: dict[str, float] = {}
+    for tid, seconds in after.items():
+        name = names.get(tid, "other")
+        spent = (seconds - before.get(tid, 0.0)) / max(1, reports) * 1000
+        out[name] = round(out.get(name, 0.0) + spent, 2)
+    return out
+
+
+def _py_spy() -> str:
+    return os.environ.get("PY_SPY") or shutil.which("py-spy") or str(REPO / ".venv/bin/py-spy")
+
+
+async def _sender(
+    port: int, queue: asyncio.Queue[tuple[str, int]], acks: list[str], cda: Path | None
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while True:
@@ -97,7 +158,7 @@ async def _sender(port: int, queue: asyncio.Queue[tuple[str, int]], acks: list[s
                 cid, patient = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            writer.write(b"\x0b" + _report(cid, patient) + b"\x1c\r")
+            writer.write(b"\x0b" + _report(cid, patient, cda) + b"\x1c\r")
             await writer.drain()
             ack = await reader.readuntil(b"\x1c\r")
             if b"MSA|AA|" not in ack:
@@ -107,13 +168,24 @@ async def _sender(port: int, queue: asyncio.Queue[tuple[str, int]], acks: list[s
         writer.close()
 
 
-async def _send_all(port: int, reports: int, patients: int, senders: int) -> list[str]:
+async def _send_all(
+    port: int, reports: int, patients: int, senders: int, cda: Path | None
+) -> list[str]:
     queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
     for i in range(reports):
         queue.put_nowait((f"B{i:06d}", i % patients))
     acks: list[str] = []
-    await asyncio.gather(*(_sender(port, queue, acks) for _ in range(senders)))
+    await asyncio.gather(*(_sender(port, queue, acks, cda) for _ in range(senders)))
     return acks
+
+
+def _profiler(out: str, pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy recording the engine (all threads, collapsed stacks) into ``out``, or None."""
+    if not out:
+        return None
+    command = [_py_spy(), "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", out]
+    command.append("--threads")
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _peer_log(control_port: int) -> list[dict[str, Any]]:
@@ -122,26 +194,25 @@ def _peer_log(control_port: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _mapping_ms(n: int = 20) -> float:
-    sys.path.insert(0, str(REPO))
-    from mappings import convert
+def _stages(cda: Path | None) -> dict[str, float]:
+    """CPU ms per report of each engine stage, in this process (``bench/fhir_stages.py``)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from fhir_stages import stages
 
-    payload = _report("M0", 0)
-    convert(payload, "hl7v2", "cisis-oru-mdm")  # load and compile once
-    started = time.perf_counter()
-    for _ in range(n):
-        convert(payload, "hl7v2", "cisis-oru-mdm")
-    return (time.perf_counter() - started) / n * 1000
+    return {k: round(v, 2) for k, v in stages(_report("S0", 0, cda), rounds=5, n=5).items()}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    node = shutil.which("node")
-    if node is None or not (PEER / "node_modules" / "@medplum" / "fhir-router").is_dir():
+    node = shutil.which("node") or "node"
+    medplum = (PEER / "node_modules" / "@medplum" / "fhir-router").is_dir()
+    if args.peer == "medplum" and (shutil.which("node") is None or not medplum):
         raise SystemExit("the FHIR peer needs node and scripts/install-test-peers.sh")
     work = Path(tempfile.mkdtemp(prefix="eai-fhir-bench-"))
-    peer = subprocess.Popen(
-        [node, "server.mjs", "0"], cwd=PEER, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
+    if args.peer == "fast":
+        command, cwd = [sys.executable, str(FAST_PEER), "0"], REPO
+    else:
+        command, cwd = [node, "server.mjs", "0"], PEER
+    peer = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     engine: subprocess.Popen[bytes] | None = None
     try:
         assert peer.stdout is not None
@@ -174,15 +245,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             stderr=open(work / "eai.log", "wb"),  # noqa: SIM115 - closed with the process
         )
         _wait_port(port, engine)
-        asyncio.run(_send_all(port, 4, 4, 1))  # warm-up: mapping compiled, pool open
+        asyncio.run(_send_all(port, 4, 4, 1, args.cda))  # warm-up: mapping compiled, pool open
         deadline = time.monotonic() + 60
         while len([r for r in _peer_log(control_port) if r.get("status") == 200]) < 4:
             if time.monotonic() > deadline:
                 raise SystemExit(f"warm-up not delivered; see {work / 'eai.log'}")
             time.sleep(0.2)
+        spy = _profiler(args.profile, engine.pid)
         cpu0 = _cpu_seconds(engine.pid)
+        peer_cpu0 = _cpu_seconds(peer.pid)
+        threads0 = _thread_cpu(engine.pid)
         started = time.time()
-        acks = asyncio.run(_send_all(port, args.reports, args.patients, args.senders))
+        acks = asyncio.run(_send_all(port, args.reports, args.patients, args.senders, args.cda))
         acked = time.time()
         deadline = time.monotonic() + args.drain_timeout
         while True:
@@ -195,6 +269,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 break
             time.sleep(0.2)
         cpu = _cpu_seconds(engine.pid) - cpu0
+        peer_cpu = _cpu_seconds(peer.pid) - peer_cpu0
+        threads = _thread_cpu(engine.pid)
+        names = _thread_names(engine.pid)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
     finally:
         if engine is not None:
             engine.terminate()
@@ -212,6 +292,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "reports": args.reports,
         "patients": args.patients,
         "senders": args.senders,
+        "peer": args.peer,
+        "cda": str(args.cda or ORU.name),
         "connections": args.connections,
         "acked": len(acks),
         "delivered": delivered,
@@ -222,7 +304,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "server_ms_p90": statistics.quantiles(server_ms, n=10)[-1] if len(server_ms) > 1 else None,
         "server_busy_s": sum(server_ms) / 1000,
         "engine_cpu_ms_per_report": cpu / max(1, delivered) * 1000,
-        "mapping_ms_per_report": _mapping_ms(),
+        "peer_cpu_ms_per_report": peer_cpu / max(1, delivered) * 1000,
+        "engine_cpu_ms_per_report_by_thread": _by_name(threads0, threads, names, delivered),
+        "stages_cpu_ms_per_report": _stages(args.cda),
         "work": str(work),
     }
 
@@ -233,6 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=16)
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument(
+        "--cda", type=Path, default=None, help="a CDA to carry instead of the ORU's own"
+    )
+    parser.add_argument("--profile", default="", help="py-spy collapsed stacks of the engine")
+    parser.add_argument("--peer", choices=("medplum", "fast"), default="medplum")
     parser.add_argument("--drain-timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
     result = run(args)

@@ -101,6 +101,7 @@ from dicom_router._scp_store import StoreHandler
 from dicom_router.config import is_uid
 from dicom_router.spool import Spool
 from eai.messages import MEDIA_DICOM_REF
+from eai.metrics import dicom_meter
 from eai.net import parse_networks, server_context
 from eai.registry import Ingest, ListenerSpec, register_listener
 
@@ -130,6 +131,7 @@ class DicomListener:
         self.config = config
         self.spool = Spool(config.spool_dir.absolute(), config.quota_bytes)
         self._store = StoreHandler(config, ingest, self.spool)
+        self._meter = dicom_meter(config.name)
         self._server: Acceptor | None = None
         self._stopping = False
 
@@ -232,7 +234,9 @@ class DicomListener:
     # -- C-STORE (in the association's thread) ------------------------------
 
     def _on_store(self, request: StoreRequest) -> int:
-        return self._store.on_store(request)
+        status = self._store.on_store(request)
+        self._meter.answered(status, request.size)
+        return status
 
 
 def _supported_contexts() -> list[PresentationContext]:

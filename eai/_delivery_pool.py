@@ -62,6 +62,10 @@ class DeliveryPool:
             if worker is not None:
                 worker.wake.set()
 
+    def running(self) -> dict[str, bool]:
+        """Each started worker: True while its task runs (read by ``/readyz``)."""
+        return {name: not task.done() for name, task in list(self._tasks.items())}
+
     async def retire(self, name: str) -> None:
         """Stops the worker of ``name`` after the batch it holds, and closes its connector."""
         stop, task = self._stops.pop(name, None), self._tasks.pop(name, None)

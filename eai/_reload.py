@@ -35,7 +35,7 @@ __all__ = [
     "unreadable",
 ]
 
-RESTART_ONLY = ("engine", "listeners", "identity.server")
+RESTART_ONLY = ("engine", "listeners", "identity.server", "metrics")
 """The parts of routes.yaml a reload keeps (a restart applies them)."""
 
 
@@ -101,6 +101,8 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
     restart = _engine_changes(old, new) + _listener_changes(old, new)
     if old.identity.server != new.identity.server:
         restart.append("identity.server")
+    if old.metrics != new.metrics:
+        restart.append("metrics")
     if old.audit != new.audit:
         restart.append("audit")  # the purge job and the SIEM forwarder start with the engine
     identity = new.identity.model_copy(update={"server": old.identity.server})
@@ -109,6 +111,7 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
             "engine": old.engine,
             "listeners": old.listeners,
             "identity": identity,
+            "metrics": old.metrics,
             "audit": old.audit,
         }
     )

@@ -20,12 +20,14 @@ import random
 from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime, timedelta
+from time import perf_counter
 
 from eai._worker import BATCH_WAIT, WorkerLoop
 from eai.config import DestinationConfig, RetryPolicy
 from eai.content import media_type_of
 from eai.errors import PermanentDeliveryError, StoreError, TransientDeliveryError
 from eai.messages import NO_FACTS, MessageFacts, OutboxItem
+from eai.metrics import destination_meter
 from eai.registry import Destination
 from eai.store import (
     Cipher,
@@ -104,6 +106,7 @@ class DeliveryWorker:
         )
         self.wake = self._loop.wake
         self.sent = 0
+        self._meter = destination_meter(self.name)
 
     async def _claim(self, limit: int) -> list[ClaimedDelivery]:
         """Leases up to ``limit`` sendable rows of this destination."""
@@ -120,6 +123,7 @@ class DeliveryWorker:
         outcomes = [o for chain in results for o in chain]
         cipher = self._store.cipher
         await self._store.writer.run(lambda c: record_outcomes(c, outcomes, utcnow(), cipher))
+        self._meter.outcomes(o.status for o in outcomes)
 
     async def _send_chain(self, chain: list[ClaimedDelivery]) -> list[DeliveryOutcome]:
         out: list[DeliveryOutcome] = []
@@ -141,7 +145,11 @@ class DeliveryWorker:
         now = utcnow()
         try:
             item = outbox_item(row, self._store.cipher, attempts)
-            result = await self._dest.send(item)
+            started = perf_counter()
+            try:
+                result = await self._dest.send(item)
+            finally:
+                self._meter.send_seconds.observe(perf_counter() - started)
         except PermanentDeliveryError as exc:
             log.error(
                 "delivery %d to %s dead-lettered (attempt %d): %s", row.id, self.name, attempts, exc

@@ -33,18 +33,30 @@ from eai._reload import (
     unreadable,
 )
 from eai._scheduler_logs import quiet_scheduler_logs
+from eai._supervision import start_endpoint
 from eai.admin import AdminServer, Caller
+from eai.alerts import Alerter, Signals, TlsRejectionWatch, listener_ports
 from eai.anomaly_mail import AnomalyMailer
 from eai.audit import AuditActor, AuditService, caller_actor, engine_actor, reload_recorder
 from eai.config import Config
 from eai.delivery import DeliveryWorker
 from eai.errors import ConfigError, EaiError, StoreError
-from eai.messages import IngestResult, JournalEntry
+from eai.messages import FollowUp, IngestResult, JournalEntry, OutboxItem
+from eai.metrics import listener_meter
+from eai.metrics.endpoint import MetricsEndpoint
 from eai.net import run_blocking
 from eai.pipeline import Pipeline
 from eai.reconciler import Reconciler
 from eai.registry import Listener, build_listener, periodic_jobs
-from eai.store import Store, clear_leases, settlement, utcnow
+from eai.store import (
+    DeliveryRecord,
+    Store,
+    clear_leases,
+    delivery_record,
+    record_receipt,
+    settlement,
+    utcnow,
+)
 from eai.store.schema import events
 from identity.pdqm import IdentityServerClient
 
@@ -109,15 +121,35 @@ class _JournalView:
 
 
 class _Ingest:
-    """The listeners' :class:`eai.registry.ThreadIngest`: journal, then wake the pipeline."""
+    """The listeners' :class:`eai.registry.ThreadIngest` (journal, then wake the pipeline)
+    and :class:`eai.registry.ReceiptJournal` (receipts of deliveries already made)."""
 
-    def __init__(self, store: Store, wake: asyncio.Event, loop: asyncio.AbstractEventLoop):
+    def __init__(
+        self,
+        store: Store,
+        wake: asyncio.Event,
+        loop: asyncio.AbstractEventLoop,
+        signals: Signals | None = None,
+    ):
         self._store = store
         self._wake = wake
         self._loop = loop
+        self._signals = signals
+
+    def _failed(self) -> None:
+        """The listener answers AE/CE: counted for the ``journal_failing`` alert."""
+        if self._signals is not None:
+            self._signals.journal_failed()
 
     async def __call__(self, entry: JournalEntry) -> IngestResult:
-        result = await self._store.ingest(entry)
+        meter = listener_meter(entry.listener)
+        try:
+            result = await self._store.ingest(entry)
+        except Exception:
+            meter.failed()
+            self._failed()
+            raise
+        meter.journaled(entry.status, result.duplicate)
         if not result.duplicate and entry.status == "received":
             self._wake.set()
         return result
@@ -128,13 +160,41 @@ class _Ingest:
         timeout: float,
         before_commit: Callable[[], object] | None = None,
     ) -> IngestResult:
-        result = self._store.ingest_blocking(entry, timeout, before_commit)
+        meter = listener_meter(entry.listener)
+        try:
+            result = self._store.ingest_blocking(entry, timeout, before_commit)
+        except Exception:
+            meter.failed()
+            self._failed()
+            raise
+        meter.journaled(entry.status, result.duplicate)
         if not result.duplicate and entry.status == "received":
             try:
                 self._loop.call_soon_threadsafe(self._wake.set)
             except RuntimeError:
                 pass  # the loop is closed: the engine is stopping, the journal has it
         return result
+
+    async def delivery_record(self, delivery_id: int) -> tuple[OutboxItem, tuple[str, ...], bool]:
+        """:class:`eai.registry.ReceiptJournal`: a delivery and its attempts (a read)."""
+        record = await run_blocking(self._read_record, delivery_id)
+        return record.item, record.attempts, record.status in ("delivered", "dead")
+
+    def _read_record(self, delivery_id: int) -> DeliveryRecord:
+        with self._store.engine.connect() as conn:
+            return delivery_record(conn, self._store.cipher, delivery_id)
+
+    async def record_receipt(
+        self, delivery_id: int, key: str, detail: str, follow_ups: Sequence[FollowUp]
+    ) -> bool:
+        """:class:`eai.registry.ReceiptJournal`: a receipt and its follow-ups, once."""
+        store = self._store
+        made = await store.writer.run(
+            lambda c: record_receipt(
+                c, store.cipher, delivery_id, key, detail, follow_ups, utcnow()
+            )
+        )
+        return made is not None
 
 
 def _record_event(
@@ -168,12 +228,15 @@ class Engine:
         self.pipeline: Pipeline | None = None
         self.mailer: AnomalyMailer | None = None
         self.reconciler: Reconciler | None = None
+        self.alerter: Alerter | None = None
+        self.signals = Signals()
         self.workers: dict[str, DeliveryWorker] = {}
         self.started = asyncio.Event()
         self._pool: DeliveryPool | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._reloading = asyncio.Lock()
         self._background: set[asyncio.Task[object]] = set()
+        self.metrics: MetricsEndpoint | None = None
         self.console: ConsoleServer | None = None
 
     def _wake_workers(self, destinations: set[str]) -> None:
@@ -258,7 +321,11 @@ class Engine:
             self.pipeline.reconfigure(plan.config)
         if self.mailer is not None:
             self.mailer.reconfigure(plan.config.identity)
+        if self.alerter is not None:
+            self.alerter.reconfigure(plan.config)
         self._reschedule(plan.config)
+        if self.metrics is not None:
+            self.metrics.reconfigure(plan.config)
         for name in plan.changed:
             await self._pool.retire(name)  # its batch finishes: no row sent twice
             self._pool.start(workers[name])
@@ -277,10 +344,27 @@ class Engine:
         scheduler.reschedule_job(
             "identity-digest", trigger="interval", seconds=config.identity.digest_every
         )
+        if self.alerter is not None:
+            self._schedule_alerts(scheduler, self.alerter)
         view = _JournalView(self.store) if self.store is not None else None
         for job in periodic_jobs().values():
             if scheduler.get_job(f"periodic:{job.name}") is not None:
                 scheduler.modify_job(f"periodic:{job.name}", args=[config, view])
+
+    @staticmethod
+    def _schedule_alerts(scheduler: AsyncIOScheduler, alerter: Alerter) -> None:
+        """The alerts job every ``alerts.every`` (when a rule is configured)."""
+        if scheduler.get_job("alerts") is not None:
+            scheduler.remove_job("alerts")
+        if alerter.wanted():
+            scheduler.add_job(
+                alerter.run_once,
+                "interval",
+                seconds=alerter.every,
+                id="alerts",
+                coalesce=True,
+                max_instances=1,
+            )
 
     def _on_sighup(self) -> None:
         task = asyncio.create_task(self._reload_logged("signal SIGHUP"))
@@ -329,6 +413,8 @@ class Engine:
         scheduler = self._scheduler = AsyncIOScheduler(timezone="UTC")
         pool = self._pool = DeliveryPool(store, self.node_id, cfg)
         self.workers = pool.workers
+        tls_watch = TlsRejectionWatch(self.signals)
+        logging.getLogger().addHandler(tls_watch)
         try:
             # Single-process SQLite: every lease in the journal was this engine's.
             owner = None if store.is_sqlite else self.node_id
@@ -353,7 +439,7 @@ class Engine:
             )
             pipeline = self.pipeline
 
-            ingest = _Ingest(store, pipeline.wake, asyncio.get_running_loop())
+            ingest = _Ingest(store, pipeline.wake, asyncio.get_running_loop(), self.signals)
             for lcfg in cfg.listeners:
                 listener = build_listener(lcfg, ingest)
                 await listener.start()
@@ -378,6 +464,16 @@ class Engine:
                     coalesce=True,
                     max_instances=1,
                 )
+            reconciler = self.reconciler
+            self.alerter = Alerter(
+                store,
+                cfg,
+                self.node_id,
+                self.signals,
+                lambda: listener_ports(self.listeners),
+                lambda: reconciler is not None and reconciler.outage_since is not None,
+            )
+            self._schedule_alerts(scheduler, self.alerter)
             view = _JournalView(store)
             for job in periodic_jobs().values():
                 scheduler.add_job(
@@ -403,6 +499,17 @@ class Engine:
             scheduler.start()
             for worker in built:
                 pool.start(worker)
+            if cfg.metrics is not None:
+                self.metrics = start_endpoint(
+                    cfg.metrics,
+                    lambda: self.config,
+                    store,
+                    self.node_id,
+                    self.listeners,
+                    stopping,
+                    (tasks, scheduler, pool),
+                    self.reconciler,
+                )
             log.info(
                 "engine %s started: %d listener(s), %d destination(s), %d route(s)",
                 self.node_id,
@@ -416,6 +523,9 @@ class Engine:
         finally:
             if self.console is not None:
                 await run_blocking(self.console.stop)
+            if self.metrics is not None:
+                await run_blocking(self.metrics.stop)
+            logging.getLogger().removeHandler(tls_watch)
             await admin.stop()
             for listener in self.listeners.values():
                 try:
@@ -425,6 +535,8 @@ class Engine:
             stopping.set()
             if scheduler.running:
                 scheduler.shutdown(wait=False)
+            if self.alerter is not None:
+                await self.alerter.aclose()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
             for task in list(self._background):

@@ -20,6 +20,7 @@ from eai._plan import Parsed, identities_of, parse_all, plan_all, plan_message
 from eai._worker import BATCH_WAIT, WorkerLoop
 from eai.config import Config
 from eai.identity_gate import SERVER_UNAVAILABLE
+from eai.metrics import planned
 from eai.net import run_blocking
 from eai.reconciler import Reconciler
 from eai.store import (
@@ -105,6 +106,7 @@ class Pipeline:
         return await run_blocking(plan_all, config, cipher, claimed, reconciled, parsed)
 
     def _after(self, plans: list[MessagePlan], destinations: set[str]) -> None:
+        planned((p.status for p in plans), ((r, sev) for p in plans for r, sev, _ in p.anomalies))
         if any(sev == "reject" for p in plans for _, sev, _ in p.anomalies):
             self._on_reject_anomaly()
         if destinations:

@@ -6,15 +6,33 @@ destinations, content types and jobs with :mod:`eai.registry`).
 Like Redpanda Connect's ``public/components/all/package.go``: a list of module
 names, imported by name with :mod:`importlib`, so the core has no static import
 of a plugin package (``connectors``, ``dicom_router``) and the layers contract
-can forbid one. A new bundled plugin module adds its line to :data:`BUILTIN`.
+can forbid one. A new bundled plugin module adds its line to :data:`BUILTIN`, and the
+``type:`` values it registers to :data:`TYPES`.
+
+Loading every plugin costs most of a second (pydicom, pynetdicom, httpx, signxml); a
+command that validates ``routes.yaml`` needs only the plugins of the types the file
+names. :func:`only` scopes :func:`load_builtin` to some modules (a context variable, reset
+when the block ends); :func:`modules_for` says which modules those types need.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
-__all__ = ["BUILTIN", "COMMANDS", "LISTINGS", "load_builtin", "loaded"]
+__all__ = [
+    "BUILTIN",
+    "COMMANDS",
+    "LISTINGS",
+    "TYPES",
+    "load_builtin",
+    "loaded",
+    "modules_for",
+    "only",
+]
 
 BUILTIN: tuple[str, ...] = (
     "connectors.filedrop",  # listener "filedrop": CDA documents dropped as files
@@ -22,10 +40,26 @@ BUILTIN: tuple[str, ...] = (
     "connectors.mllp",  # listener and destination "mllp": HL7 v2 over MLLP
     "connectors.dmp.destination",  # destination "dmp": the DMP (IHE XDS.b ITI-41)
     "connectors.mssante.destination",  # destination "mssante": MSSanté mail (SMTP, IHE XDM)
+    "connectors.mssante.receipts",  # listener "mssante_receipts": DSN/MDN over IMAP -> ZAM
     "connectors.fhir",  # destination "fhir": FHIR R4 transactions (SCAD, any FHIR server)
     "dicom_router",  # listener, destination and content type "dicom" (e-m@ge imaging)
 )
 """Module names of the bundled plugins, imported in this order."""
+
+TYPES: dict[tuple[str, str], str] = {
+    ("listener", "filedrop"): "connectors.filedrop",
+    ("listener", "http"): "connectors.http_in",
+    ("listener", "mllp"): "connectors.mllp",
+    ("destination", "mllp"): "connectors.mllp",
+    ("destination", "dmp"): "connectors.dmp.destination",
+    ("destination", "mssante"): "connectors.mssante.destination",
+    ("destination", "fhir"): "connectors.fhir",
+    ("listener", "dicom"): "dicom_router",
+    ("destination", "dicom"): "dicom_router",
+}
+"""(``"listener"`` or ``"destination"``, ``type:`` value) -> the module of :data:`BUILTIN`
+that registers it: what a ``routes.yaml`` naming that type needs loaded to be validated
+(a test holds it equal to what each module registers)."""
 
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     (
@@ -69,6 +103,34 @@ every key (null for other messages) without importing a plugin; reading a payloa
 content type loads the plugins (a test holds these equal to what the plugins register)."""
 
 
+_scope: ContextVar[frozenset[str] | None] = ContextVar("eai_plugins_scope", default=None)
+
+
+def modules_for(
+    listener_types: Iterable[str], destination_types: Iterable[str]
+) -> list[str] | None:
+    """The modules of :data:`BUILTIN` registering these types, in :data:`BUILTIN`'s order;
+    None when one of them is not in :data:`TYPES` (every plugin is then needed, if only to
+    say which types exist)."""
+    wanted = [("listener", t) for t in listener_types]
+    wanted += [("destination", t) for t in destination_types]
+    if any(kind not in TYPES for kind in wanted):
+        return None
+    needed = {TYPES[kind] for kind in wanted}
+    return [name for name in BUILTIN if name in needed]
+
+
+@contextmanager
+def only(modules: Iterable[str]) -> Iterator[None]:
+    """Within the block, :func:`load_builtin` imports only ``modules`` (the registry then
+    answers with what they register, and any plugin imported before)."""
+    token = _scope.set(frozenset(modules))
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
 def loaded() -> bool:
     """True once every module of :data:`BUILTIN` has been imported."""
     return all(name in sys.modules for name in BUILTIN)
@@ -77,6 +139,9 @@ def loaded() -> bool:
 def load_builtin() -> None:
     """Imports every module of :data:`BUILTIN` (once; later calls are dictionary lookups).
 
-    An import error of a plugin propagates: a broken bundled plugin is a broken install."""
+    Within :func:`only`, just the modules it names. An import error of a plugin
+    propagates: a broken bundled plugin is a broken install."""
+    scope = _scope.get()
     for name in BUILTIN:
-        importlib.import_module(name)
+        if scope is None or name in scope:
+            importlib.import_module(name)

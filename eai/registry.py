@@ -32,14 +32,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel
-
 from eai import plugins
 from eai.message_types import MessageKindSpec, message_kinds, register_message_kind
-from eai.messages import DeliveryResult, IngestResult, JournalEntry, OutboxItem
+from eai.messages import DeliveryResult, FollowUp, IngestResult, JournalEntry, OutboxItem
 
 if TYPE_CHECKING:
     import click
+    from pydantic import BaseModel
 
     from eai.config import Config, DestinationConfig, ListenerConfig
     from eai.routing import Routable
@@ -66,6 +65,7 @@ __all__ = [
     "DestinationSpec",
     "Ingest",
     "ThreadIngest",
+    "ReceiptJournal",
     "JournalView",
     "Listener",
     "ListenerSpec",
@@ -112,6 +112,28 @@ class ThreadIngest(Protocol):
         ...
 
 
+@runtime_checkable
+class ReceiptJournal(Protocol):
+    """The engine's :data:`Ingest`, as a listener that reads receipts for deliveries
+    already made (the MSSanté receipts reader: DSN / MDN mails) also uses it."""
+
+    async def __call__(self, entry: JournalEntry) -> IngestResult: ...
+
+    async def delivery_record(self, delivery_id: int) -> tuple[OutboxItem, tuple[str, ...], bool]:
+        """The delivery as its destination was handed it, the details of its ``attempt``
+        events, and whether its outcome is final (delivered or dead: no attempt will add
+        to what it recorded). Raises :class:`eai.errors.NotFound`."""
+        ...
+
+    async def record_receipt(
+        self, delivery_id: int, key: str, detail: str, follow_ups: Sequence[FollowUp]
+    ) -> bool:
+        """Journals receipt ``key`` (a ``receipt`` event, ``detail`` without patient data)
+        on the delivery's message with its follow-ups, in one transaction; False when
+        that receipt was already recorded (nothing added). Raises NotFound, StoreError."""
+        ...
+
+
 class Listener(Protocol):
     """A running inbound endpoint."""
 
@@ -137,8 +159,8 @@ class Destination(Protocol):
     async def close(self) -> None: ...
 
 
-LC = TypeVar("LC", bound=BaseModel)
-DC = TypeVar("DC", bound=BaseModel)
+LC = TypeVar("LC", bound="BaseModel")  # pydantic named for the type checker only: the
+DC = TypeVar("DC", bound="BaseModel")  # journal's readers import the registry, not pydantic
 
 
 @dataclass(frozen=True)

@@ -95,11 +95,54 @@ def bundle_problems(bundle: dict[str, Any], level: Level = "full") -> list[str]:
         else:
             body = {k: v for k, v in resource.items() if k != "resourceType"}
             problems += _walk(model, body, rtype)
-        for path, reference in _references(resource, rtype):
-            if reference.startswith("urn:uuid:") and reference not in urls:
-                problems.append(f"{path}: reference to no entry of the Bundle")
-        problems += _system_problems(model, resource, rtype)
+        # Fast passes first (no paths built): the walks that name the problems run only
+        # when there is one to name.
+        if _dangling(resource, urls):
+            for path, reference in _references(resource, rtype):
+                if reference.startswith("urn:uuid:") and reference not in urls:
+                    problems.append(f"{path}: reference to no entry of the Bundle")
+        if not _systems_valid(model, resource):
+            problems += _system_problems(model, resource, rtype)
     return problems
+
+
+def _dangling(node: Any, urls: set[Any]) -> bool:
+    """True when a ``urn:uuid:`` reference under ``node`` points to no entry (what
+    :func:`_references` then names)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                if value.startswith("urn:uuid:") and value not in urls:
+                    return True
+            elif isinstance(value, dict | list) and _dangling(value, urls):
+                return True
+    elif isinstance(node, list):
+        for item in node:
+            if isinstance(item, dict | list) and _dangling(item, urls):
+                return True
+    return False
+
+
+def _systems_valid(model: type[BaseModel], node: Any) -> bool:
+    """False when :func:`_system_problems` would find a problem under ``node``."""
+    if not isinstance(node, dict):
+        return True
+    known = elements(model)
+    for name, value in node.items():
+        element = known.get(name)
+        if element is None:
+            continue
+        if element.model is None:
+            if name == "system" and element.primitive == "uri" and system_problem(value):
+                return False
+            continue
+        if isinstance(value, list):
+            for item in value:
+                if not _systems_valid(element.model, item):
+                    return False
+        elif not _systems_valid(element.model, value):
+            return False
+    return True
 
 
 def system_problem(value: Any) -> str:

@@ -7,6 +7,8 @@
 #     (another implementation than the signxml that signs it);
 #   - Postfix (SMTP submission, real DSNs) and Dovecot (IMAP over TLS), the MSSanté
 #     peers; rsyslog with its TLS driver (rsyslog-gnutls), the audit trail's SIEM peer;
+#   - promtool (package prometheus), which checks the example Prometheus rules and lints
+#     the engine's /metrics exposition;
 #   - chromium and chromium-driver, the headless browser of the console's tests.
 #     Their packages start system services: this script stops and disables them
 #     (the tests start their own instances with temporary configs on free ports).
@@ -59,6 +61,10 @@ have_rsyslog() {
     [[ -x /usr/sbin/rsyslogd ]] && compgen -G '/usr/lib/*/rsyslog/lmnsd_gtls.so' >/dev/null
 }
 
+have_promtool() {
+    command -v promtool >/dev/null
+}
+
 have_chromium() {
     # the web console's browser tests: Debian's Chromium and its chromedriver (Selenium)
     [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]
@@ -76,6 +82,7 @@ have_xmlsec1 || missing+=(xmlsec1)
 have_postfix || missing+=(postfix)
 have_dovecot || missing+=(dovecot-imapd)
 have_rsyslog || missing+=(rsyslog rsyslog-gnutls)
+have_promtool || missing+=(prometheus)
 have_chromium || missing+=(chromium chromium-driver)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
@@ -84,6 +91,7 @@ if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-test-peers: Orthanc present: $(command -v Orthanc || echo /usr/sbin/Orthanc)"
     echo "install-test-peers: xmlsec1 present: $(command -v xmlsec1)"
     echo "install-test-peers: Postfix, Dovecot and rsyslog (TLS) present"
+    echo "install-test-peers: promtool present: $(command -v promtool)"
     echo "install-test-peers: Chromium and chromedriver present"
     exit 0
 fi
@@ -169,7 +177,7 @@ if [[ " ${missing[*]} " == *" orthanc "* ]]; then
         status=1
     fi
 fi
-for pkg in postfix:postfix dovecot-imapd:dovecot rsyslog:rsyslog; do
+for pkg in postfix:postfix dovecot-imapd:dovecot rsyslog:rsyslog prometheus:prometheus; do
     if [[ " ${missing[*]} " == *" ${pkg%%:*} "* ]]; then
         disable_system_service "${pkg#*:}"
         echo "install-test-peers: installed ${pkg%%:*} (system service stopped and disabled)"
@@ -178,4 +186,5 @@ done
 have_postfix || { echo "install-test-peers: ERROR: no /usr/sbin/postfix" >&2; status=1; }
 have_dovecot || { echo "install-test-peers: ERROR: no dovecot with its IMAP server" >&2; status=1; }
 have_rsyslog || { echo "install-test-peers: ERROR: no rsyslogd with its gtls driver" >&2; status=1; }
+have_promtool || { echo "install-test-peers: ERROR: no promtool" >&2; status=1; }
 exit "$status"

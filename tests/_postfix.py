@@ -121,14 +121,15 @@ smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 
 
 @contextmanager
-def postfix(pki: Pki, mailboxes: list[str]) -> Iterator[Postfix]:
+def postfix(pki: Pki, mailboxes: list[str], extra: str = "") -> Iterator[Postfix]:
     """A running Postfix delivering ``mailboxes`` (addresses) to Maildirs in a directory of
-    its own (under /tmp, not pytest's: the postfix user must reach it), removed after."""
+    its own (under /tmp, not pytest's: the postfix user must reach it), removed after.
+    ``extra``: main.cf lines added (e.g. SASL through a Dovecot auth socket)."""
     owner = pwd.getpwnam("postfix")
     directory = Path(tempfile.mkdtemp(prefix="eai-postfix-", dir="/tmp"))
     directory.chmod(0o755)
     try:
-        with _running(directory, pki, mailboxes, owner) as server:
+        with _running(directory, pki, mailboxes, owner, extra) as server:
             yield server
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -136,7 +137,7 @@ def postfix(pki: Pki, mailboxes: list[str]) -> Iterator[Postfix]:
 
 @contextmanager
 def _running(
-    directory: Path, pki: Pki, mailboxes: list[str], owner: pwd.struct_passwd
+    directory: Path, pki: Pki, mailboxes: list[str], owner: pwd.struct_passwd, extra: str = ""
 ) -> Iterator[Postfix]:
     for name in ("queue", "data", "vmail"):
         (directory / name).mkdir(exist_ok=True)
@@ -144,7 +145,7 @@ def _running(
     shutil.chown(directory / "vmail", owner.pw_uid, owner.pw_gid)
     port = free_port()
     domains = {a.rpartition("@")[2] for a in mailboxes}
-    (directory / "main.cf").write_text(_main_cf(directory, pki, domains, owner))
+    (directory / "main.cf").write_text(_main_cf(directory, pki, domains, owner) + extra)
     (directory / "master.cf").write_text(_MASTER.format(port=port))
     (directory / "vmailbox").write_text("".join(f"{a} {a}/\n" for a in mailboxes))
     command = [POSTFIX, "-c", str(directory)]

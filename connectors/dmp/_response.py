@@ -29,7 +29,7 @@ from eai.errors import InputError, PermanentDeliveryError, TransientDeliveryErro
 from eai.messages import DeliveryResult
 from eai.xml import parse_xml
 
-__all__ = ["RS", "read_response"]
+__all__ = ["RS", "RegistryFailure", "read_response"]
 
 RS = "urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0"
 _STATUS = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:"
@@ -42,6 +42,15 @@ _BUSY = frozenset(
     }
 )
 _MAX_TEXT = 300
+
+
+class RegistryFailure(PermanentDeliveryError):
+    """A ``Failure`` RegistryResponse; ``errors``: each RegistryError's (``errorCode``,
+    ``codeContext``), for the ZAM^Z01 sent back to the establishment."""
+
+    def __init__(self, message: str, errors: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.errors = errors
 
 
 def _root_part(content_type: str, body: bytes) -> bytes:
@@ -92,7 +101,10 @@ def _registry_response(response: etree._Element, envelope: bytes, retry: bool) -
             return DeliveryResult(
                 detail=f"already published by an earlier attempt: {summary}", response=envelope
             )
-        raise PermanentDeliveryError(f"DMP registry refused the document: {summary}")
+        raise RegistryFailure(
+            f"DMP registry refused the document: {summary}",
+            [(str(e.get("errorCode", "")), _short(e.get("codeContext", ""))) for e in errors],
+        )
     raise PermanentDeliveryError(f"DMP answered an unknown RegistryResponse status {status!r}")
 
 

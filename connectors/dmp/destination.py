@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import ssl
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -33,8 +34,9 @@ from connectors.dmp._response import read_response
 from connectors.dmp._soap import MtomMessage, mtom_message
 from connectors.dmp._source import ACCEPTS, publication_of
 from connectors.dmp._vihf import SigningIdentity, build_vihf
+from connectors.dmp._zam import business_ack
 from connectors.dmp.config import DmpDestinationConfig
-from eai.errors import ConfigError, ConfigIssue, TransientDeliveryError
+from eai.errors import ConfigError, ConfigIssue, DeliveryError, TransientDeliveryError
 from eai.messages import DeliveryResult, OutboxItem
 from eai.net import client_context, run_blocking
 from eai.registry import DestinationSpec, register_destination
@@ -127,7 +129,16 @@ class DmpDestination:
 
     async def send(self, item: OutboxItem) -> DeliveryResult:
         """Publish (or delete) ``item``'s document: Success returns; see :mod:`._response`
-        for the rest."""
+        for the rest. Either way the outcome carries the ZAM^Z01 the message asked for
+        (:mod:`._zam`)."""
+        try:
+            result = await self._publish(item)
+        except DeliveryError as exc:
+            exc.follow_ups = business_ack(item, exc)
+            raise
+        return replace(result, follow_ups=business_ack(item))
+
+    async def _publish(self, item: OutboxItem) -> DeliveryResult:
         url, message = await run_blocking(prepare_request, self.config, self._signer, item)
         client = self._client_or_new()
         try:

@@ -3,16 +3,16 @@
 Touches: network (the FHIR server and the OAuth2 token endpoint, over httpx), files
 (TLS certificates and the private_key_jwt key, read when built).
 
-Registered as destination type ``fhir``. One httpx client per destination (HTTP/1.1
-connection pool of ``connections``; HTTP/2 when the ``h2`` package is installed and
-the server offers it over TLS), TLS >= 1.2 from :func:`eai.net.client_context`. The
-Bundle is rebuilt by :mod:`connectors.fhir.transaction`, the answer judged by
-:mod:`connectors.fhir.outcome`; a 401 with OAuth2 renews the token and tries once more.
+Registered as destination type ``fhir``. One httpx client per destination: a pool of
+``connections`` connections, HTTP/2 over TLS when the server offers it by ALPN (httpx's
+``h2``, a dependency), HTTP/1.1 otherwise and over plain ``http://`` (no h2c), TLS >= 1.2
+from :func:`eai.net.client_context`. The Bundle is rebuilt by
+:mod:`connectors.fhir.transaction`, the answer judged by :mod:`connectors.fhir.outcome`;
+a 401 with OAuth2 renews the token and tries once more.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import ssl
@@ -29,12 +29,10 @@ from eai.messages import MEDIA_FHIR_JSON, DeliveryResult, OutboxItem
 from eai.net import client_context
 from eai.registry import DestinationSpec, register_destination
 
-__all__ = ["FhirDestination", "HTTP2"]
+__all__ = ["FhirDestination"]
 
 log = logging.getLogger(__name__)
 
-HTTP2 = importlib.util.find_spec("h2") is not None
-"""HTTP/2 is offered only when httpx's optional ``h2`` dependency is installed."""
 _FHIR_JSON = "application/fhir+json"
 
 
@@ -53,7 +51,7 @@ class FhirDestination:
             verify.minimum_version = ssl.TLSVersion.TLSv1_2
         self._client = httpx.AsyncClient(
             verify=verify,
-            http2=HTTP2,
+            http2=True,  # offered by ALPN over TLS; HTTP/1.1 when the server declines
             timeout=httpx.Timeout(
                 config.response_timeout,
                 connect=config.connect_timeout,

@@ -25,6 +25,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable
+from time import perf_counter
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -36,6 +37,7 @@ from eai.config import Duration, ListenerConfig, TlsServerConfig
 from eai.errors import InputError
 from eai.hl7 import codec_for_charset
 from eai.messages import MEDIA_HL7V2
+from eai.metrics import Observer, listener_meter
 from eai.net import (
     Admission,
     BindAddress,
@@ -173,6 +175,7 @@ class MllpListener:
         self._timers: dict[Session, asyncio.TimerHandle] = {}
         self._stopping = False
         self._tls: ssl.SSLContext | None = None
+        self._ack_seconds = listener_meter(config.name).ack_seconds
 
     @property
     def port(self) -> int:
@@ -219,7 +222,7 @@ class MllpListener:
             log.warning("listener %s: refused connection from %s: stopping", self.config.name, peer)
             writer.close()
             return
-        watch = _Watch(self._handler)
+        watch = _Watch(self._handler, self._ack_seconds)
         session = Session(
             reader,
             writer,
@@ -299,19 +302,24 @@ _KNOWN_OUTCOMES = frozenset({"accepted", "duplicate"})
 
 class _Watch:
     """One connection's way to the listener's :class:`FrameHandler`: notes its first
-    complete block and calls ``on_known`` when a block is accepted."""
+    complete block, calls ``on_known`` when a block is accepted, and times each answer
+    (``eai_ack_latency_seconds``)."""
 
-    __slots__ = ("_handler", "framed", "on_known")
+    __slots__ = ("_ack_seconds", "_handler", "framed", "on_known")
 
-    def __init__(self, handler: FrameHandler) -> None:
+    def __init__(self, handler: FrameHandler, ack_seconds: Observer) -> None:
         self._handler = handler
+        self._ack_seconds = ack_seconds
         self.framed = False
         self.on_known: Callable[[], None] | None = None
 
     async def on_event(self, event: FrameEvent, peer: str) -> Reply | None:
         if isinstance(event, Frame):
             self.framed = True
+        started = perf_counter()
         reply = await self._handler.on_event(event, peer)
+        if reply is not None and reply.ack is not None:
+            self._ack_seconds.observe(perf_counter() - started)
         if reply is not None and reply.outcome in _KNOWN_OUTCOMES and self.on_known is not None:
             self.on_known()
         return reply

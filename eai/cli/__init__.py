@@ -67,6 +67,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "refused with FILE:LINE:COLUMN lines and the running config stays.",
     ),
     "messages": ("eai.cli._support_cmds:messages", "Find and inspect journaled messages."),
+    "events": (
+        "eai.cli._events_cmds:events",
+        "Engine-wide events (of no message): each reload of routes.yaml, applied or refused.",
+    ),
     "replay": (
         "eai.cli._support_cmds:replay",
         "Run journaled messages through today's routes.yaml again.",
@@ -80,6 +84,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": (
         "eai.cli._mapping_cmds:convert",
         "Print the FHIR Bundle a route with `map:` would deliver for FILE.",
+    ),
+    "alerts": (
+        "eai.cli._alerts_cmds:alerts",
+        "Technical alerts: states, mails, silences.",
     ),
     "mapping": (
         "eai.cli._mapping_cmds:mapping",

@@ -93,19 +93,34 @@ def open_store(config: Config) -> Store:
 
 
 def open_journal(path: Path) -> Store:
-    """The journal of routes.yaml at ``path``, read from its ``engine`` section alone
-    (:func:`eai.config.load_engine_config`): for the commands that only read or write the
-    journal, which then import no plugin and work even while another part of the file is
-    being fixed."""
+    """The journal of routes.yaml at ``path``, read from its ``engine`` section alone:
+    for the commands that only read or write the journal, which then import no plugin and
+    work even while another part of the file is being fixed. A plain section (``database``
+    and ``data_dir`` only) is read with YAML alone (:func:`eai.config.journal_location`:
+    no pydantic, no model); any other is validated (:func:`eai.config.load_engine_config`),
+    its mistakes reported at ``FILE:LINE:COL``."""
+    from eai.config import journal_location
+
+    path = require_config(path)
+    try:
+        where = journal_location(path)
+    except (OSError, UnicodeDecodeError):
+        where = None  # load_engine_config says why the file cannot be read
+    if where is not None:
+        return _store_at(where.database, where.data_dir)
     from eai.config import load_engine_config
 
-    return _store(load_engine_config(require_config(path)))
+    return _store(load_engine_config(path))
 
 
 def _store(engine: EngineConfig) -> Store:
+    return _store_at(engine.database, Path(engine.data_dir))
+
+
+def _store_at(database: str, data_dir: Path) -> Store:
     from eai.store import Store
 
-    return Store(engine.database, Path(engine.data_dir), os.environ.get("EAI_KEY"))
+    return Store(database, data_dir, os.environ.get("EAI_KEY"))
 
 
 _RELATIVE = re.compile(r"^(\d+)\s*(s|m|h|d)$")

@@ -15,6 +15,9 @@ from typing import Any
 
 import click
 
+# eai.store imports a name's module when it is first used (``journal.resend``): listing
+# messages loads the listing query, not the replay's, the outbox's or the claims'.
+from eai import store as journal
 from eai.cli._common import (
     CONFIG_OPTION,
     emit_json,
@@ -25,15 +28,7 @@ from eai.cli._common import (
 )
 from eai.errors import NotFound
 from eai.registry import listing_specs
-from eai.store import (
-    list_messages,
-    message_detail,
-    messages_for_replay,
-    queue_stats,
-    replay_plans,
-    resend,
-    set_paused,
-)
+from eai.store import list_messages
 
 __all__ = ["messages", "queue", "replay", "resend_cmd"]
 
@@ -166,7 +161,9 @@ def show_cmd(
     else:
         store = open_store(config)
         try:
-            data = message_detail(store.engine, message_id, store.cipher).to_json(with_events=True)
+            data = journal.message_detail(store.engine, message_id, store.cipher).to_json(
+                with_events=True
+            )
         finally:
             store.engine.dispose()
     if as_json:
@@ -282,10 +279,10 @@ def replay(
             show_pos=True,
         ) as bar:
             for start in range(0, len(selected), chunk):
-                part = messages_for_replay(store.engine, selected[start : start + chunk])
+                part = journal.messages_for_replay(store.engine, selected[start : start + chunk])
                 plans = plan_all(config, store.cipher, part)
                 if not dry_run:
-                    replay_plans(
+                    journal.replay_plans(
                         store.engine,
                         plans,
                         config_path=str(config_path.resolve()),
@@ -322,7 +319,7 @@ def resend_cmd(config_path: Path, delivery_ids: tuple[int, ...]) -> None:
     """Send deliveries again, exactly as they were."""
     store = open_store(read_config(config_path))
     try:
-        created = resend(store.engine, delivery_ids, cipher=store.cipher)
+        created = journal.resend(store.engine, delivery_ids, cipher=store.cipher)
     finally:
         store.engine.dispose()
     for old, new in zip(delivery_ids, created, strict=True):
@@ -344,7 +341,7 @@ def queue_list(config_path: Path, as_json: bool) -> None:
     config = read_config(config_path)
     store = open_store(config)
     try:
-        stats = queue_stats(store.engine, [d.name for d in config.destinations])
+        stats = journal.queue_stats(store.engine, [d.name for d in config.destinations])
     finally:
         store.engine.dispose()
     if as_json:
@@ -369,7 +366,7 @@ def _set_paused(config_path: Path, destination: str, paused: bool) -> None:
         raise NotFound(f"unknown destination {destination!r} in {config_path}")
     store = open_store(config)
     try:
-        set_paused(store.engine, destination, paused, cipher=store.cipher)
+        journal.set_paused(store.engine, destination, paused, cipher=store.cipher)
     finally:
         store.engine.dispose()
     click.echo(f"{destination} {'paused' if paused else 'resumed'}")

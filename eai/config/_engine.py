@@ -12,15 +12,11 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from eai.config._base import _NAME, Duration, Model
+from eai.config._journal import DATABASE_SCHEMES as _DATABASE_SCHEMES
+from eai.config._journal import DEFAULT_DATA_DIR as _DEFAULT_DATA_DIR
+from eai.config._journal import default_database as _sqlite_url
 
 __all__ = ["EngineConfig"]
-
-_DEFAULT_DATA_DIR = "./var"
-_DATABASE_SCHEMES = ("sqlite:///", "postgresql+psycopg://")
-
-
-def _sqlite_url(data_dir: str) -> str:
-    return f"sqlite:///{data_dir.rstrip('/') or '.'}/eai.db"
 
 
 class EngineConfig(Model):

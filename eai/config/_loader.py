@@ -7,6 +7,13 @@ compose the YAML (syntax), substitute ``${NAME:-default}`` in scalar nodes,
 find duplicate keys, construct plain data, validate it with the model built
 from the registry, run the cross checks on the plain data (so they run even
 when validation fails elsewhere).
+
+Validation first loads only the plugins of the ``type:`` values the file names
+(:func:`eai.plugins.modules_for`: ``eai check`` of an MLLP-only file imports no pydicom,
+httpx or signxml). A plugin adds types, keys and checks of its own types only, so a file
+valid with those plugins is valid with all; a file with any finding is validated again
+with every plugin loaded, so its findings (and "did you mean" hints) are those of the
+whole registry.
 """
 
 from __future__ import annotations
@@ -14,15 +21,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import Field, ValidationError
-from yaml.nodes import MappingNode
+from yaml.nodes import MappingNode, Node
 
+from eai import plugins
 from eai.config._base import Model
 from eai.config._engine import EngineConfig
 from eai.config._issues import findings_from_validation, locate
 from eai.config._model import Config, config_model, cross_check
+from eai.config._raw import listed
 from eai.config._yaml import (
     Finding,
     compose,
@@ -148,6 +158,37 @@ def _load(text: str, env: Mapping[str, str]) -> tuple[list[Finding], Config | No
     except yaml.YAMLError as exc:
         return [*findings, explain(exc, text)], None
 
+    if not findings:
+        modules = _plugins_named(data)
+        if modules is not None:
+            with plugins.only(modules):
+                scoped, config = _validate(root, data, unresolved)
+            if config is not None and not scoped:
+                return scoped, config
+    more, config = _validate(root, data, unresolved)
+    return [*findings, *more], config
+
+
+def _plugins_named(data: Any) -> list[str] | None:
+    """The plugin modules the file's listener and destination types need (None: all of
+    them, when a type is missing, not a string, or unknown)."""
+    if not isinstance(data, Mapping):
+        return None
+    types: dict[str, list[str]] = {"listeners": [], "destinations": []}
+    for section, found in types.items():
+        for item in listed(data.get(section)):
+            kind = item.get("type") if isinstance(item, Mapping) else None
+            if not isinstance(kind, str):
+                return None
+            found.append(kind)
+    return plugins.modules_for(types["listeners"], types["destinations"])
+
+
+def _validate(
+    root: MappingNode, data: Any, unresolved: list[tuple[Node, Finding]]
+) -> tuple[list[Finding], Config | None]:
+    """Cross checks and validation with the model of the plugins loaded now."""
+    findings: list[Finding] = []
     model = config_model()
     problems = cross_check(data)
     for loc, message in problems:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, Field, create_model, model_vali
 from pydantic_core import PydanticCustomError
 
 from eai import registry
+from eai.config._alerts import AlertsConfig
 from eai.config._audit import AuditConfig
 from eai.config._base import DestinationConfig, ListenerConfig, Model
 from eai.config._business_acks import business_ack_problems
@@ -29,6 +30,7 @@ from eai.config._console import ConsoleConfig
 from eai.config._engine import EngineConfig
 from eai.config._identity import IdentityConfig
 from eai.config._media import media_problems
+from eai.config._metrics import MetricsConfig
 from eai.config._raw import listed
 from eai.config._routes import Route, When, route_model_for, when_model_for
 from eai.config._yaml import Loc, format_path
@@ -56,6 +58,15 @@ class Config(Model):
     identity: IdentityConfig = Field(
         default_factory=lambda: IdentityConfig(),
         description="identity checks: regional charter, establishment contacts, anomaly mails",
+    )
+    alerts: AlertsConfig | None = Field(
+        default=None,
+        description="technical alerts mailed to the establishments and the regional team "
+        "(docs/supervision.md); unset: only the identity server's outages (alert_to)",
+    )
+    metrics: MetricsConfig | None = Field(
+        default=None,
+        description="the supervision endpoint: /metrics, /livez, /readyz (absent: not served)",
     )
     audit: AuditConfig = Field(
         default_factory=lambda: AuditConfig(),

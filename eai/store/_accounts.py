@@ -13,24 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    Boolean,
-    Column,
-    DateTime,
-    Engine,
-    Integer,
-    Row,
-    String,
-    Table,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Engine, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from eai.errors import EaiError, NotFound
 from eai.store._journal import utcnow
-from eai.store._schema import metadata
+from eai.store._schema import accounts
 
 __all__ = [
     "ROLES",
@@ -46,20 +34,6 @@ __all__ = [
 
 ROLES = ("viewer", "operator", "admin")
 """From the least to the most allowed: a role may do everything a lower one may."""
-
-accounts = Table(
-    "console_accounts",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    Column("role", String(16), nullable=False),
-    Column("password_hash", String(256), nullable=False),
-    Column("disabled", Boolean, nullable=False, default=False),
-    Column("failures", Integer, nullable=False, default=0),
-    Column("locked_until", DateTime, nullable=True),
-    Column("created_at", DateTime, nullable=False),
-    Column("updated_at", DateTime, nullable=False),
-    Column("last_login_at", DateTime, nullable=True),
-)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,12 @@ The master key comes from ``EAI_KEY`` (base64 or hex of 32 bytes) or from
 ``<data_dir>/eai.key``. Two sub-keys are derived from it with HKDF: one for
 AES-GCM, one for HMAC-SHA256 of patient identifiers, so ``--patient ID`` can
 find messages without the identifier being stored in clear.
+
+HKDF-SHA256 without salt (RFC 5869: extract with a zero salt, one expand block for 32
+bytes) is two HMACs of the standard library, and the AES-GCM object is made at the
+first seal or open: opening the journal to list it (``eai messages list``) does not
+import ``cryptography`` (a tenth of that command's start-up). A unit test holds both
+derived keys equal to ``cryptography``'s HKDF.
 """
 
 from __future__ import annotations
@@ -16,13 +22,12 @@ import hashlib
 import hmac
 import os
 from pathlib import Path
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from typing import TYPE_CHECKING
 
 from eai.errors import ConfigError, ConfigIssue, StoreError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = ["KEY_FILE", "Cipher", "load_master_key"]
 
@@ -31,7 +36,9 @@ _VERSION = b"\x01"
 
 
 def _derive(master: bytes, info: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master)
+    """HKDF-SHA256 (RFC 5869), no salt, 32 bytes of output: one expand block."""
+    prk = hmac.new(b"\x00" * hashlib.sha256().digest_size, master, hashlib.sha256).digest()
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
 
 
 def _decode_key(text: str) -> bytes:
@@ -112,9 +119,20 @@ class Cipher:
     """Seals payloads and hashes identifiers with keys derived from the master key."""
 
     def __init__(self, master_key: bytes) -> None:
-        self._aead = AESGCM(_derive(master_key, b"eai payload v1"))
+        self._payload_key = _derive(master_key, b"eai payload v1")
+        self._aead_made: AESGCM | None = None
         self._hmac_key = _derive(master_key, b"eai identifier hash v1")
         self._audit_key = _derive(master_key, b"eai audit chain v1")
+
+    @property
+    def _aead(self) -> AESGCM:
+        """AES-GCM with the payload key, made at first use (two threads may each make
+        one: the same key, no harm)."""
+        if self._aead_made is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            self._aead_made = AESGCM(self._payload_key)
+        return self._aead_made
 
     def __repr__(self) -> str:
         return "Cipher(<secret>)"
@@ -128,8 +146,14 @@ class Cipher:
             raise StoreError("stored payload has an unknown format")
         try:
             return self._aead.decrypt(sealed[1:13], sealed[13:], _VERSION)
-        except InvalidTag as exc:
-            raise StoreError("payload cannot be decrypted: wrong key (EAI_KEY / eai.key)?") from exc
+        except Exception as exc:
+            from cryptography.exceptions import InvalidTag  # imported by the decrypt above
+
+            if isinstance(exc, InvalidTag):
+                raise StoreError(
+                    "payload cannot be decrypted: wrong key (EAI_KEY / eai.key)?"
+                ) from exc
+            raise
 
     def hash_id(self, identifier: str) -> str:
         """Keyed hash of an identifier (case and surrounding spaces ignored)."""

@@ -190,3 +190,70 @@ identity_merges = Table(
     Index("ix_merges_merged", "facility", "merged_hash"),
     Index("ix_merges_surviving", "facility", "surviving_hash"),
 )
+
+# Technical alerts (eai/alerts): one row per rule and scope, its state machine
+# (ok -> pending -> firing -> resolved) kept here so a restart neither loses nor repeats
+# an alert; the mails owed (one row per recipient, sent once, grouped per recipient);
+# the silences. No patient data: scopes are listener, destination and facility names.
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("rule", String(32), primary_key=True),
+    Column("scope", String(256), primary_key=True),
+    Column("owner", String(128), nullable=False, default=""),  # "" or the node of a local probe
+    Column("state", String(12), nullable=False),
+    Column("since", DateTime, nullable=False),
+    Column("fired_at", DateTime, nullable=True),
+    Column("resolved_at", DateTime, nullable=True),
+    Column("value", Text, nullable=False, default=""),
+    Column("facilities", Text, nullable=False, default=""),
+    Column("notified", Boolean, nullable=False, default=False),
+    Column("last_mail_at", DateTime, nullable=True),
+    Column("mails", Integer, nullable=False, default=0),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+alert_notices = Table(
+    "alert_notices",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("rule", String(32), nullable=False),
+    Column("scope", String(256), nullable=False),
+    Column("kind", String(12), nullable=False),  # firing | repeat | resolved
+    Column("recipient", String(256), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Column("sent_at", DateTime, nullable=True),
+    Column("claim_owner", String(128), nullable=True),
+    Column("claim_until", DateTime, nullable=True),
+    Index("ix_alert_notices_unsent", "sent_at", "recipient"),
+)
+
+alert_silences = Table(
+    "alert_silences",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("rule", String(32), nullable=False),
+    Column("scope", String(256), nullable=False, default=""),  # "": every scope
+    Column("created_at", DateTime, nullable=False),
+    Column("ends_at", DateTime, nullable=False),
+    Column("author", String(128), nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_alert_silences_ends", "ends_at"),
+)
+
+# Web console accounts (eai/console, eai/store/_accounts.py): Argon2id hashes, never a
+# password; failures in a row and the lock-out they caused.
+accounts = Table(
+    "console_accounts",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(256), nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("locked_until", DateTime, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("last_login_at", DateTime, nullable=True),
+)

@@ -33,6 +33,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -40,6 +41,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from eai.errors import EaiError, StoreError
 from eai.messages import IngestResult, JournalEntry
+from eai.metrics import journal_commit
 
 __all__ = ["Writer"]
 
@@ -141,11 +143,12 @@ class Writer:
         self._queue.put(_Item(op, fut, loop))
         return await fut
 
-    def run_sync(self, op: Callable[[Connection], T]) -> T:
-        """Same as :meth:`run`, for callers on other threads."""
+    def run_sync(self, op: Callable[[Connection], T], timeout: float | None = None) -> T:
+        """Same as :meth:`run`, for callers on other threads (TimeoutError after
+        ``timeout`` s: ``op`` may still run later)."""
         fut: concurrent.futures.Future[T] = concurrent.futures.Future()
         self._queue.put(_Item(op, fut, None))
-        return fut.result()
+        return fut.result(timeout)
 
     # -- the thread -------------------------------------------------------
 
@@ -192,6 +195,7 @@ class Writer:
         try:
             results = self._apply(conn, batch)
         except Exception as exc:  # noqa: BLE001 - isolate, then retry one by one
+            journal_commit(None)
             conn = self._reset(conn)
             if isinstance(exc, OperationalError) or (
                 len(batch) == 1 and not isinstance(exc, IntegrityError)
@@ -225,6 +229,7 @@ class Writer:
     def _apply(self, conn: Connection, batch: list[_Item]) -> list[Any]:
         entries = [(i, it.work) for i, it in enumerate(batch) if isinstance(it.work, JournalEntry)]
         results: list[Any] = [None] * len(batch)
+        started = perf_counter()
         with conn.begin():
             if entries:
                 ingested = self._journal_batch(conn, [e for _, e in entries])
@@ -236,6 +241,7 @@ class Writer:
             for it in batch:
                 if it.before_commit is not None:
                     it.before_commit()
+        journal_commit(perf_counter() - started)
         self.commits += 1
         self.writes += len(batch)
         return results

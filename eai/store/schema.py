@@ -9,6 +9,9 @@ events, sealing).
 
 from eai.store._schema import (
     ACTIVE_DELIVERY,
+    alert_notices,
+    alert_silences,
+    alert_state,
     anomalies,
     deliveries,
     destination_state,
@@ -23,6 +26,9 @@ from eai.store._schema import (
 
 __all__ = [
     "ACTIVE_DELIVERY",
+    "alert_notices",
+    "alert_silences",
+    "alert_state",
     "anomalies",
     "deliveries",
     "destination_state",

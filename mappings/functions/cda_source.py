@@ -102,8 +102,10 @@ class CdaSource:
         return CdaSourceDocument(clinical_document(root), bytes(payload))
 
     def from_routable(self, routable: object) -> CdaSourceDocument | None:
-        """None: the attachment needs the exact bytes, so the payload is parsed again."""
-        return None
+        """``routable`` itself when it is already a :class:`CdaSourceDocument` (the
+        ``cisis`` source's CDA, parsed once); else None: the attachment needs the exact
+        bytes, so the payload is parsed again."""
+        return routable if isinstance(routable, CdaSourceDocument) else None
 
     def message_type(self, document: CdaSourceDocument) -> str:
         code = document.element.find(f"{{{HL7}}}code")

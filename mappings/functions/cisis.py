@@ -34,7 +34,6 @@ Rules:
 from __future__ import annotations
 
 import base64
-import copy
 from typing import Any
 
 from lxml import etree
@@ -110,23 +109,29 @@ def cisis_copy(ctx: MappingContext) -> None:
     if not isinstance(entry, dict) or "resource" not in entry:
         raise ValueError('cisis_copy runs under for_each: "entry:<Type>"')
     relinks = _urls(ctx, document)
-    resource = _relink(copy.deepcopy(entry["resource"]), relinks)
+    resource = _relinked(entry["resource"], relinks)
     profile = ctx.resource.get("meta", {}).get("profile")
     ctx.resource.update(resource)
     if profile:
         ctx.resource.setdefault("meta", {})["profile"] = profile
 
 
-def _relink(value: Any, urls: dict[str, str]) -> Any:
+def _relinked(value: Any, urls: dict[str, str]) -> Any:
+    """A copy of the JSON ``value`` (dicts and lists copied, scalars shared: they are
+    immutable), every ``reference`` found in ``urls`` re-pointed; one pass, several
+    times cheaper than ``copy.deepcopy`` then a walk."""
     if isinstance(value, dict):
+        out = {}
         for key, inner in value.items():
-            if key == "reference" and isinstance(inner, str) and inner in urls:
-                value[key] = urls[inner]
+            if key == "reference" and isinstance(inner, str):
+                out[key] = urls.get(inner, inner)
+            elif isinstance(inner, dict | list):
+                out[key] = _relinked(inner, urls)
             else:
-                _relink(inner, urls)
-    elif isinstance(value, list):
-        for inner in value:
-            _relink(inner, urls)
+                out[key] = inner
+        return out
+    if isinstance(value, list):
+        return [_relinked(item, urls) if isinstance(item, dict | list) else item for item in value]
     return value
 
 

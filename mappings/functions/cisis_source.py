@@ -49,8 +49,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eai import hl7
+from eai.cda import find_clinical_document, read_cda
 from eai.errors import InputError
 from eai.hl7 import Hl7Message, Segment
+from eai.xml import parse_xml
 from mappings._source import (
     ExistsReader,
     ItemsReader,
@@ -59,6 +61,8 @@ from mappings._source import (
     register_source,
     source_kind,
 )
+from mappings.functions.cda_document import clinical_document
+from mappings.functions.cda_source import CdaSourceDocument
 
 __all__ = [
     "NOT_CDA",
@@ -169,23 +173,28 @@ class CisisSource:
 
     @staticmethod
     def _unpack(message: Hl7Message) -> CisisDocument:
-        from mappings import convert  # late: mappings imports this package while loading
-
         action = hl7.document_action(message)
         flags = hl7.meta_dmp_mss(message)
-        carried = carried_document(message)
+        # The common case first: every document OBX decodes to XML (then no document is
+        # carried without a CDA), each decoded once. Otherwise the order of the checks
+        # decides, as described in the module docstring.
+        try:
+            documents = hl7.embedded_documents(message)
+        except InputError:
+            documents = None
+        carried = None if documents else carried_document(message)
         if carried is not None:
             patient = _patient_mapping().run(message)
             entries = [e for e in patient["entry"] if e["resource"]["resourceType"] == "Patient"]
             return CisisDocument(message, action, flags, {"entry": entries}, carried)
-        documents = hl7.embedded_documents(message)
+        if documents is None:
+            documents = hl7.embedded_documents(message)  # raises again: says why
         if not documents:
             raise InputError(
                 "no document in the message: no OBX of type ED (CDA in base64) nor text OBX"
             )
         # the outer Bundle is checked in full: the light check is enough here
-        bundle = convert(documents[0].data, "cda", validation="light")
-        return CisisDocument(message, action, flags, bundle)
+        return CisisDocument(message, action, flags, _cda_bundle(documents[0].data))
 
     def message_type(self, document: CisisDocument) -> str:
         return document.message.header.message_type
@@ -230,6 +239,21 @@ class CisisSource:
             raise ValueError("inside for_each entry:<Type>, use a function (cisis_copy)")
         items, kind = _hl7v2().compile_items(path, item_kind)
         return (lambda document, item: items(document.message, item)), kind
+
+
+def _cda_bundle(data: bytes) -> dict[str, Any]:
+    """The FHIR of the CDA ``data`` by the mapping ``map: auto`` chooses, the document
+    parsed once (what :func:`mappings.convert` on content type ``cda`` does, with the
+    same errors, in the same order: no ClinicalDocument, no mapping, mapping failure)."""
+    from mappings import convert, default_mapping_for  # late: mappings imports this package
+
+    root = parse_xml(data)
+    routable = read_cda(find_clinical_document(root))
+    name = default_mapping_for("cda", routable)
+    if name is None:
+        return convert(data, "cda", parsed=routable, validation="light")  # raises: says why
+    document = CdaSourceDocument(clinical_document(root), data)
+    return convert(data, "cda", name, parsed=document, validation="light")
 
 
 def _patient_mapping() -> Any:

@@ -2,7 +2,8 @@
 // repository, behind node:http(s). Touches: network (127.0.0.1), files (TLS, when asked).
 //
 // Usage: node server.mjs PORT [CERT KEY CA]  (PORT 0 = any; with CERT KEY CA: HTTPS that
-// requires a client certificate of CA). Prints "listening <port> <control port>" once
+// requires a client certificate of CA, HTTP/2 or HTTP/1.1 as the client asks by ALPN,
+// node:http2's secure server with allowHTTP1). Prints "listening <port> <control port>" once
 // bound; the test controls are on the control port (plain HTTP, 127.0.0.1).
 // The FHIR base is /fhir. Every resource is validated against the FHIR R4 definitions
 // (@medplum/core validateResource) before the router runs the request: the router's
@@ -17,10 +18,10 @@
 //     expires_in (`announced`) it says; null: no token needed;
 //   clear: true  empties the repository and the log.
 // GET /_log (control port): the requests seen (method, path, id = X-Correlation-Id, auth,
-// at = arrival, done = answer, in s since the epoch, status).
+// at = arrival, done = answer, in s since the epoch, status, http = HTTP version: 1.1, 2.0).
 import fs from 'node:fs';
 import http from 'node:http';
-import https from 'node:https';
+import http2 from 'node:http2';
 import {
   indexSearchParameterBundle,
   indexStructureDefinitionBundle,
@@ -96,11 +97,14 @@ function invalid(body) {
   return issues.filter((i) => i.severity === 'error' || i.severity === 'fatal');
 }
 
-function token(raw, res) {
+function token(req, raw, res) {
   const form = new URLSearchParams(raw);
   const ok = oauth2 && form.get('grant_type') === 'client_credentials'
     && form.get('client_id') === oauth2.client_id && form.get('client_secret') === oauth2.client_secret;
-  seen.push({ method: 'POST', path: '/token', id: '', auth: '', at: Date.now() / 1000, status: ok ? 200 : 401 });
+  seen.push({
+    method: 'POST', path: '/token', id: '', auth: '', at: Date.now() / 1000, status: ok ? 200 : 401,
+    http: req.httpVersion,
+  });
   if (!ok) return reply(res, 401, { error: 'invalid_client' });
   const value = `tok-${issued.size + 1}-${Math.random().toString(36).slice(2)}`;
   issued.set(value, Date.now() + oauth2.lifetime * 1000);
@@ -112,7 +116,7 @@ async function fhir(req, res, url, raw) {
   const auth = req.headers.authorization || '';
   const entry = {
     method: req.method, path: url.pathname, id: req.headers['x-correlation-id'] || '', auth,
-    at: Date.now() / 1000, status: 0,
+    at: Date.now() / 1000, status: 0, http: req.httpVersion,
   };
   seen.push(entry);
   if (delay > 0) await new Promise((r) => setTimeout(r, delay * 1000));
@@ -173,7 +177,7 @@ async function handle(req, res) {
   try {
     const raw = await readBody(req);
     const url = new URL(req.url, 'http://peer');
-    if (url.pathname === '/token' && req.method === 'POST') return token(raw, res);
+    if (url.pathname === '/token' && req.method === 'POST') return token(req, raw, res);
     if (url.pathname === '/fhir' || url.pathname.startsWith('/fhir/')) return await fhir(req, res, url, raw);
     return reply(res, 404, outcome('error', 'not-found', 'no such path'));
   } catch (err) {
@@ -183,9 +187,9 @@ async function handle(req, res) {
 
 const [port, cert, key, ca] = process.argv.slice(2);
 const server = cert
-  ? https.createServer({
+  ? http2.createSecureServer({
     cert: fs.readFileSync(cert), key: fs.readFileSync(key), ca: fs.readFileSync(ca),
-    requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2',
+    requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2', allowHTTP1: true,
   }, handle)
   : http.createServer(handle);
 server.keepAliveTimeout = 30000;

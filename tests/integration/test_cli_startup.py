@@ -161,3 +161,163 @@ def test_messages_list_over_hl7_messages_imports_no_plugin(tmp_path: Path) -> No
     assert row["control_id"] == "C1"
     for _, keys in plugins.LISTINGS:
         assert all(row[key] is None for key in keys)  # every key, null for HL7 v2
+
+
+def _journal_with_one_message(tmp_path: Path, engine: str) -> Path:
+    """A routes.yaml whose ``engine`` section is ``engine`` (YAML flow text) and a journal
+    holding one HL7 v2 message; its path."""
+    from eai.config import load_config
+    from eai.messages import JournalEntry
+    from eai.store import Store, insert_entries, utcnow
+
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(f"engine: {engine}\n")
+    config = load_config(routes)
+    store = Store(config.engine.database, Path(config.engine.data_dir))
+    entry = JournalEntry(
+        "chu-x", b"MSH|^~\\&|A|CHU-X|||20260101||ADT^A01|C1|P|2.5\r", utcnow(), control_id="C1"
+    )
+    with store.engine.begin() as conn:
+        insert_entries(conn, store.cipher, [entry])
+    store.engine.dispose()
+    return routes
+
+
+def test_messages_list_reads_a_plain_engine_section_without_pydantic(tmp_path: Path) -> None:
+    """``database`` and ``data_dir`` are read with YAML alone: no pydantic, no config model,
+    no cryptography (nothing is decrypted), and of the journal only the modules a listing
+    uses (not the claims, plans, outbox, replay, cross-references)."""
+    var = tmp_path / "var"
+    routes = _journal_with_one_message(
+        tmp_path, f"{{data_dir: {var}, database: 'sqlite:///{var}/eai.db'}}"
+    )
+    code = f"from eai.cli import main\nmain(['messages', 'list', '--json', '-c', {str(routes)!r}])"
+    loaded, out = _modules_after(code)
+    assert [row["control_id"] for row in json.loads(out)] == ["C1"]
+    assert not [m for m in loaded if m.split(".")[0] in ("pydantic", "cryptography")]
+    assert sorted(m for m in loaded if m.startswith("eai.config.")) == [
+        "eai.config._journal",
+        "eai.config._yaml",
+    ]
+    unused = {"_claims", "_plans", "_outbox", "_support_actions", "_support_queries", "_xref"}
+    unused |= {"_journal", "_anomalies", "_audit"}  # the write path, anomalies, audit trail
+    assert not {m.removeprefix("eai.store.") for m in loaded if m.startswith("eai.store.")} & unused
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        "{data_dir: ./x, pipeline_batch: 0}",  # another key: validated, its mistake said
+        "{data_dir: ./x, database: 'mysql://h/db'}",  # a value the light reading refuses
+    ],
+)
+def test_messages_list_validates_any_other_engine_section(tmp_path: Path, engine: str) -> None:
+    (tmp_path / "routes.yaml").write_text(f"engine: {engine}\n")
+    done = subprocess.run(
+        [sys.executable, "-c", "from eai.cli import main; main()", "messages", "list"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith("routes.yaml:1:") and "engine." in line
+    assert not (tmp_path / "x").exists()
+
+
+def test_journal_location_follows_the_engine_config_defaults(tmp_path: Path) -> None:
+    from eai.config import EngineConfig, journal_location, load_engine_config
+
+    routes = tmp_path / "routes.yaml"
+    cases = {
+        "listeners: []\n": True,
+        "engine:\n  data_dir: ${D:-./elsewhere}\n": True,
+        "engine:\n  database: ${URL}\n": True,
+        "engine: {data_dir: /srv/x/, database: 'postgresql+psycopg://u@h/db'}\n": True,
+        "engine:\n  data_dir: ${UNSET}\n": False,
+        "engine:\n  data_dir: [a]\n": False,
+        "engine:\n  data_dir: a\n  data_dir: b\n": False,
+        "engine: [\n": False,
+        "engine:\n  node_id: n1\n": False,
+    }
+    env = {"URL": "sqlite:////tmp/u.db"}
+    for text, plain in cases.items():
+        routes.write_text(text)
+        where = journal_location(routes, env)
+        assert (where is not None) is plain, text
+        if where is not None:
+            engine: EngineConfig = load_engine_config(routes, env)
+            assert (where.database, where.data_dir) == (engine.database, engine.data_dir), text
+
+
+MLLP_ONLY = """\
+engine: {{data_dir: {var}}}
+listeners:
+  - {{name: adt, type: mllp, bind: "127.0.0.1:2575"}}
+destinations:
+  - {{name: dcc, type: mllp, host: 127.0.0.1, port: 2576}}
+routes:
+  - {{name: r, from: [adt], to: [{to}]}}
+"""
+
+
+def _check(routes: Path) -> tuple[set[str], subprocess.CompletedProcess[str]]:
+    """``eai check FILE`` in a fresh interpreter: the modules it loaded, and the run."""
+    script = (
+        "import sys\nfrom eai.cli import main\ntry:\n    main(['check', sys.argv[1]])\n"
+        "finally:\n    print('\\n'.join(sorted(sys.modules)), file=sys.stderr)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(routes)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return set(done.stderr.split()), done
+
+
+def test_check_loads_only_the_plugins_of_the_types_the_file_names(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(MLLP_ONLY.format(var=tmp_path / "var", to="dcc"))
+    loaded, done = _check(routes)
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr[-2000:]
+    assert "connectors.mllp" in loaded
+    plugins_loaded = {name for name in plugins.BUILTIN if name in loaded}
+    assert plugins_loaded == {"connectors.mllp"}
+    heavy = ("dicom_router", "pydicom", "pynetdicom", "httpx", "signxml", "sqlalchemy")
+    assert not [m for m in loaded if m.split(".")[0] in heavy]
+
+
+def test_check_of_an_invalid_file_answers_with_every_plugin_loaded(tmp_path: Path) -> None:
+    """A finding makes the check run again with all the plugins, so a hint may name a
+    type or a destination the file's own types do not bring."""
+    routes = tmp_path / "routes.yaml"
+    text = MLLP_ONLY.format(var=tmp_path / "var", to="dcc").replace(
+        "type: mllp, host", "type: dicomm, host"
+    )
+    routes.write_text(text)
+    loaded, done = _check(routes)
+    assert done.returncode == 1
+    assert "dicom_router" in loaded
+    [issue] = [line for line in done.stderr.splitlines() if line.startswith(str(routes))]
+    assert issue.startswith(f"{routes}:5:") and "'dicom'" in issue, issue
+
+
+def test_plugin_types_are_those_each_module_registers() -> None:
+    """eai.plugins.TYPES, which ``eai check`` loads by, is what each module registers
+    once imported alone (in a fresh interpreter each)."""
+    for module in plugins.BUILTIN:
+        code = (
+            "import json, importlib\nfrom eai import plugins, registry\n"
+            f"importlib.import_module({module!r})\n"
+            f"with plugins.only([{module!r}]):\n"
+            "    print(json.dumps([sorted(registry.listeners()), sorted(registry.destinations())]))"
+        )
+        _, out = _modules_after(code)
+        listeners, destinations = json.loads(out)
+        declared = {kind for kind, name in plugins.TYPES.items() if name == module}
+        registered = {("listener", t) for t in listeners}
+        registered |= {("destination", t) for t in destinations}
+        assert registered == declared, module

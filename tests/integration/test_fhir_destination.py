@@ -5,7 +5,8 @@ transaction and validates every resource against the FHIR R4 definitions.
 One Patient across two reports of the same patient (conditional create), the report and
 every Observation with its value and unit; a 429 with Retry-After: 2 retried no sooner;
 a 422 with an OperationOutcome dead with its diagnostics; an access token that expires
-early renewed on the 401, nothing lost; mutual TLS; eai check refuses a route without map:.
+early renewed on the 401, nothing lost; mutual TLS, over HTTP/2 (HTTP/1.1 over plain
+http); eai check refuses a route without map:.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def test_429_with_retry_after_is_retried_no_sooner(peer: FhirPeer, tmp_path: Pat
         _send(eng.port("lab"), "ORU-0429")
         _wait(_settled(config, 1, "delivered"), "delivered after the 429")
     posts = [r for r in peer.log() if r["path"] == "/fhir"]
-    assert [r["status"] for r in posts] == [429, 200]
+    assert [(r["status"], r["http"]) for r in posts] == [(429, "1.1"), (200, "1.1")]  # no h2c
     assert posts[1]["at"] - posts[0]["at"] >= 2.0, "Retry-After: 2 honoured (backoff is 0.05 s)"
 
 
@@ -215,7 +216,7 @@ def test_an_expired_token_is_renewed_and_nothing_is_lost(peer: FhirPeer, tmp_pat
     assert len(peer.search("DiagnosticReport")) == 2
 
 
-def test_mutual_tls(tmp_path: Path) -> None:
+def test_mutual_tls_over_http2(tmp_path: Path) -> None:
     pki: Pki = make_pki(tmp_path / "pki")
     with FhirPeer(tls=(pki.server_cert, pki.server_key, pki.ca)) as peer:
         tls = {"ca": str(pki.ca), "cert": str(pki.client_cert), "key": str(pki.client_key)}
@@ -223,7 +224,10 @@ def test_mutual_tls(tmp_path: Path) -> None:
         with EngineThread(config) as eng:
             _send(eng.port("lab"), "ORU-TLS1")
             _wait(_settled(config, 1, "delivered"), "delivered over mutual TLS")
-        assert [r["status"] for r in peer.log() if r["path"] == "/fhir"] == [200]
+        # HTTP/2, negotiated by ALPN (the peer also takes HTTP/1.1)
+        assert [(r["status"], r["http"]) for r in peer.log() if r["path"] == "/fhir"] == [
+            (200, "2.0")
+        ]
 
 
 def test_check_refuses_a_route_to_fhir_without_map(tmp_path: Path) -> None:

@@ -10,11 +10,12 @@ a result, from a permanent error, and from a transient one only when it gives up
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from eai.config import DestinationConfig, RetryPolicy
 from eai.delivery import DeliveryWorker, outbox_item
@@ -39,7 +40,9 @@ from eai.store import (
     delivery_item,
     message_detail,
     record_outcomes,
+    resend,
 )
+from eai.store.schema import deliveries
 
 pytestmark = pytest.mark.integration
 
@@ -53,11 +56,13 @@ def _now() -> datetime:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(f"sqlite:///{tmp_path}/eai.db", tmp_path / "data")
+def store(journal_url: str, tmp_path: Path) -> Iterator[Store]:
+    s = Store(journal_url, tmp_path / "data")
     s.start()
-    yield s  # type: ignore[misc]
-    s.close()
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 def _journal(store: Store, *, return_to: str = "back", patient: str = "k") -> int:
@@ -83,9 +88,7 @@ def _follow_up(destination: str = "back") -> FollowUp:
     return FollowUp(destination, ZAM, "Z0001", KIND)
 
 
-def test_a_final_outcome_writes_its_follow_ups_as_rows_of_the_source(
-    store: Store, tmp_path: Path
-) -> None:
+def test_a_final_outcome_writes_its_follow_ups_as_rows_of_the_source(store: Store) -> None:
     mid = _journal(store)
     (row,) = store.writer.run_sync(lambda c: claim_deliveries(c, "dmp", "n", _now(), 30, 10))
     assert outbox_item(row, store.cipher, 1).return_to == "back"
@@ -97,10 +100,10 @@ def test_a_final_outcome_writes_its_follow_ups_as_rows_of_the_source(
     assert (item.message_id, item.payload, item.media_type) == (mid, ZAM, MEDIA_HL7V2)
     assert (item.control_id, item.patient_key, item.route) == ("Z0001", "k", "lab-to-dmp")
     assert item.return_to == ""
-    with sqlite3.connect(tmp_path / "eai.db") as conn:  # sealed at rest
-        (sealed,) = conn.execute(
-            "SELECT payload FROM deliveries WHERE id = ?", (back.id,)
-        ).fetchone()
+    with store.engine.connect() as conn:  # sealed at rest
+        sealed = conn.execute(
+            select(deliveries.c.payload).where(deliveries.c.id == back.id)
+        ).scalar_one()
     assert b"ZAM^Z01" not in sealed
 
     view = message_detail(store.engine, mid)
@@ -157,6 +160,22 @@ def test_a_receipts_reader_adds_follow_ups_by_delivery_id(store: Store) -> None:
         store.writer.run_sync(lambda c: delivery_item(c, store.cipher, 999))
 
 
+def test_resend_keeps_the_return_destination_and_a_follow_ups_origin(store: Store) -> None:
+    mid = _journal(store)
+    (row,) = store.writer.run_sync(lambda c: claim_deliveries(c, "dmp", "n", _now(), 30, 10))
+    done = DeliveryOutcome(row.id, mid, "delivered", 1, _now(), "Success", (_follow_up(),))
+    store.writer.run_sync(lambda c: record_outcomes(c, [done], _now(), store.cipher))
+    (back,) = store.writer.run_sync(lambda c: claim_deliveries(c, "back", "n", _now(), 30, 10))
+    dead = DeliveryOutcome(back.id, mid, "dead", 1, _now(), "AR")
+    store.writer.run_sync(lambda c: record_outcomes(c, [dead], _now(), store.cipher))
+    again_dmp, again_back = resend(store.engine, [row.id, back.id], cipher=store.cipher)
+    assert store.writer.run_sync(lambda c: delivery_item(c, store.cipher, again_dmp)).return_to == (
+        "back"
+    )
+    view = message_detail(store.engine, mid)
+    assert {d.id: d.follow_up_of for d in view.deliveries}[again_back] == row.id
+
+
 class _Scripted:
     """A destination answering from a script: a DeliveryResult or an error per send."""
 
@@ -189,7 +208,7 @@ def _run_worker(
     config = DestinationConfig(
         name="dmp", type="scripted", retry=RetryPolicy(initial=0.01, max_attempts=attempts)
     )
-    dest = _Scripted(answers)
+    dest = _Scripted(list(answers))  # the parameters are shared by both backends
 
     async def run() -> None:
         stopping = asyncio.Event()

@@ -91,9 +91,10 @@ def test_load_builtin_registers_every_bundled_type() -> None:
             "connectors.mllp",
             "connectors.dmp.destination",
             "connectors.mssante.destination",
+            "connectors.mssante.receipts",
             "connectors.fhir",
             "dicom_router",
         ],
-        "listeners": ["dicom", "filedrop", "http", "mllp"],
+        "listeners": ["dicom", "filedrop", "http", "mllp", "mssante_receipts"],
         "destinations": ["dicom", "dmp", "fhir", "mllp", "mssante"],
     }

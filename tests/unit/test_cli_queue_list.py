@@ -26,7 +26,7 @@ def test_queue_list_shows_held_beside_pending_retrying_and_dead(
     store = SimpleNamespace(engine=SimpleNamespace(dispose=lambda: None))
     monkeypatch.setattr(_support_cmds, "read_config", lambda path: config)
     monkeypatch.setattr(_support_cmds, "open_store", lambda config: store)
-    monkeypatch.setattr(_support_cmds, "queue_stats", stats)
+    monkeypatch.setattr(_support_cmds.journal, "queue_stats", stats)
 
     result = CliRunner().invoke(cli, ["queue", "list"])
     assert result.exit_code == 0, result.output

@@ -405,7 +405,9 @@ def test_json_schema() -> None:
         "destinations",
         "routes",
         "identity",
+        "alerts",
         "audit",
+        "metrics",
         "console",
     }
     listeners = schema["properties"]["listeners"]["items"]

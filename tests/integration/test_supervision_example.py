@@ -50,6 +50,7 @@ def test_the_supervision_example_mails_once_when_dcc_fails_and_once_when_it_is_b
     with smtp_server() as inbox:
         for name, value in {
             "ADT_PORT": str(port),
+            "CONSOLE_PORT": str(free_port()),  # the example serves the console too
             "DCC_PORT": str(dcc_port),
             "SMTP_PORT": str(inbox.port),
             "ALERT_TO": REGION,

@@ -58,6 +58,7 @@ def test_the_supervision_example_serves_metrics_and_health(
     with smtp_server() as inbox:
         for name, value in {
             "ADT_PORT": str(port),
+            "CONSOLE_PORT": str(free_port()),  # the example serves the console too
             "DCC_PORT": str(dcc_port),  # nothing listens there: dcc fails
             "SMTP_PORT": str(inbox.port),
             "ALERT_AFTER": "2s",

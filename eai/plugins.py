@@ -53,6 +53,7 @@ TYPES: dict[tuple[str, str], str] = {
     ("destination", "mllp"): "connectors.mllp",
     ("destination", "dmp"): "connectors.dmp.destination",
     ("destination", "mssante"): "connectors.mssante.destination",
+    ("listener", "mssante_receipts"): "connectors.mssante.receipts",
     ("destination", "fhir"): "connectors.fhir",
     ("listener", "dicom"): "dicom_router",
     ("destination", "dicom"): "dicom_router",

@@ -54,6 +54,7 @@ def scrape(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
     endpoint = MetricsEndpoint(MetricsConfig(bind="127.0.0.1:0"), config, store.engine, state)
     try:
+        endpoint.start()  # its first refresh reads the journal's gauges
         return endpoint.scrape().decode()
     finally:
         endpoint.stop()

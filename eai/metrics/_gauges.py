@@ -180,10 +180,11 @@ class JournalGauges(Collector):
         return True
 
     def start(self) -> None:
-        """A first refresh on the calling thread (the first scrape has values), then the
-        refresher thread."""
+        """Starts the refresher thread; its first refresh is at once (until it ends, a
+        scrape has no journal gauges and ``eai_metrics_gauges_stale`` is 1). The caller
+        never waits on the database: the engine starts this from its event loop."""
         self._stopping.clear()
-        self.refresh()
+        self._wake.set()
         self._thread = threading.Thread(target=self._run, name="eai-metrics-gauges", daemon=True)
         self._thread.start()
 

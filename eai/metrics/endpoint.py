@@ -168,7 +168,7 @@ class MetricsEndpoint:
         return exposition(self.registry.collect())
 
     def start(self) -> None:
-        """Reads the journal's gauges once (on this thread), then serves."""
+        """Serves, and starts the journal gauges' refresher (its first read at once)."""
         self._journal.start()
         self._http.start()
 

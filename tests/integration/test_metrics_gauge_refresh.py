@@ -5,6 +5,7 @@ next ``gauge_refresh`` brings the new counts."""
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -93,6 +94,14 @@ class _Statements:
         self.count += 1
 
 
+def test_no_journal_gauge_before_the_first_refresh(store: Store) -> None:
+    gauges = JournalGauges(store.engine, ("dcc",), utcnow, interval=300)
+    got = _collected(gauges)  # not started: a scrape does not read the journal itself
+    assert ("eai_queue_depth", ("dcc", "pending")) not in got
+    assert got[("eai_metrics_gauges_stale", ())] == 1
+    assert math.isnan(got[("eai_metrics_gauges_age_seconds", ())])  # never read
+
+
 def _endpoint(tmp_path: Path, store: Store, refresh: str) -> tuple[MetricsEndpoint, Any]:
     loop = asyncio.new_event_loop()
     state = EngineState(
@@ -103,12 +112,13 @@ def _endpoint(tmp_path: Path, store: Store, refresh: str) -> tuple[MetricsEndpoi
     )
     config = MetricsConfig.model_validate({"bind": "127.0.0.1:0", "gauge_refresh": refresh})
     endpoint = MetricsEndpoint(config, _config(tmp_path, ("dcc",)), store.engine, state)
+    endpoint.start()  # the refresher's first read is at once, on its own thread
+    assert _wait(lambda: _depth(endpoint.scrape().decode(), "dcc") == 0, 10)
     return endpoint, loop
 
 
 def test_a_scrape_runs_no_sql_and_a_reload_refreshes_at_once(tmp_path: Path, store: Store) -> None:
     endpoint, loop = _endpoint(tmp_path, store, "300s")  # no periodic refresh in this test
-    endpoint.start()
     try:
         statements = _Statements(store.engine)
         _pending(store.engine, "dcc", 40)
@@ -132,7 +142,6 @@ def test_a_scrape_runs_no_sql_and_a_reload_refreshes_at_once(tmp_path: Path, sto
 
 def test_the_refresher_reads_every_gauge_refresh(tmp_path: Path, store: Store) -> None:
     endpoint, loop = _endpoint(tmp_path, store, "200ms")
-    endpoint.start()
     try:
         _pending(store.engine, "dcc", 7)
         assert _wait(lambda: _depth(endpoint.scrape().decode(), "dcc") == 7, 10)

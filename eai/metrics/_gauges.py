@@ -189,11 +189,12 @@ class JournalGauges(Collector):
         self._thread.start()
 
     def stop(self) -> None:
-        """Blocks until the refresher is out (at most one refresh)."""
+        """Blocks until the refresher is out (at most one refresh; a refresh hung on
+        the database is left behind after 10 s: a daemon thread, its result unused)."""
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout=10)
             self._thread = None
 
     def _run(self) -> None:

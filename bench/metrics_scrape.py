@@ -2,7 +2,8 @@
 
 Run by hand::
 
-    .venv/bin/python bench/metrics_scrape.py [--messages 1000000] [--scrapes 200]
+    .venv/bin/python bench/metrics_scrape.py [--messages 1000000] [--scrapes 200] \
+        [--steps 0,100000,1000000] [--refreshes 20]
 
 Builds a journal with the engine's own schema (``eai.store.Store``, SQLite in a tmp
 dir), then bulk-inserts ``--messages`` messages and their outbox rows in realistic
@@ -10,13 +11,17 @@ proportions (sqlite3 ``executemany``, one transaction, small payloads: a scrape 
 reads them): 96 % processed, 3 % filtered, 1 % rejected, 500 still received; 1.5
 deliveries per processed message over four destinations, of which 2,000 pending, 300
 retrying, 1,000 held and 5,000 dead, the rest delivered. ``--backlog N`` adds N more
-pending rows (a destination down for a while).
+pending rows at build time (a destination down for a while).
 
-Then serves :class:`eai.metrics.endpoint.MetricsEndpoint` on 127.0.0.1 and scrapes
-``/metrics`` ``--scrapes`` times over HTTP (a new connection each time, as Prometheus
-does with this server); prints the p50/p95/max wall time per scrape, the process CPU
-time per scrape, the body size, and ``EXPLAIN QUERY PLAN`` of every statement a scrape
-runs. Target (issue 21): under 5 ms per scrape at 1 M messages.
+Then serves :class:`eai.metrics.endpoint.MetricsEndpoint` on 127.0.0.1 and, for each
+of ``--steps`` (cumulative extra pending rows, inserted between steps with the route
+``bench-backlog`` and removed at the end), scrapes ``/metrics`` ``--scrapes`` times
+over HTTP (a new connection each time, as Prometheus does with this server), and runs
+the journal gauges' refresh (what the refresher thread does every
+``metrics.gauge_refresh``) ``--refreshes`` times; prints the p50/p95/max wall time and
+the process CPU time per scrape and per refresh, the body size, and ``EXPLAIN QUERY
+PLAN`` of the refresh's statements. Target (issue 21): under 5 ms per scrape at 1 M
+messages, whatever the backlog.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from sqlalchemy import text
 
 from eai.config import MetricsConfig, load_config_text
 from eai.metrics import destination_meter, journal_commit, listener_meter, planned
-from eai.metrics.endpoint import EngineState, MetricsEndpoint, scrape_statements
+from eai.metrics.endpoint import EngineState, JournalGauges, MetricsEndpoint, scrape_statements
 from eai.store import Store, utcnow
 
 DESTINATIONS = ("dcc", "dmp", "scad", "emage")
@@ -111,6 +116,31 @@ def build(db: Path, n: int, backlog: int) -> None:
     conn.close()
 
 
+def add_pending(db: Path, n: int) -> None:
+    """``n`` more pending rows, spread over the destinations (route ``bench-backlog``)."""
+    if n <= 0:
+        return
+    at = _at(utcnow(), 0)
+    rows = ((1 + i % 1000, DESTINATIONS[i % len(DESTINATIONS)], "bench-backlog", f"p{i}",
+             f"B{i}", "pending", 0, at, at, None) for i in range(n))  # fmt: skip
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.executemany(
+            "INSERT INTO deliveries (message_id, destination, route, patient_key, control_id, "
+            "status, attempts, created_at, next_attempt_at, delivered_at, last_error) VALUES "
+            "(?,?,?,?,?,?,?,?,?,?,'')",
+            rows,
+        )
+    conn.close()
+
+
+def drop_pending(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("DELETE FROM deliveries WHERE route = 'bench-backlog'")
+    conn.close()
+
+
 def _scrape(port: int) -> bytes:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         return bytes(r.read())
@@ -166,11 +196,62 @@ def _stats(seconds: list[float]) -> str:
     return f"p50 {statistics.median(ms):.2f} ms, p95 {p95:.2f} ms, max {ms[-1]:.2f} ms"
 
 
+def _pending_in(body: bytes) -> int:
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith("eai_queue_depth{") and 'status="pending"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def measure_scrapes(endpoint: MetricsEndpoint, scrapes: int) -> bytes:
+    """HTTP and in-process scrapes, interleaved (both see the same load)."""
+    body = _scrape(endpoint.port)  # warm
+    walls: list[float] = []
+    inner: list[float] = []
+    cpu = inner_cpu = 0.0
+    for _ in range(scrapes):
+        cpu0, t = time.process_time(), time.perf_counter()
+        body = _scrape(endpoint.port)
+        walls.append(time.perf_counter() - t)
+        cpu1, t = time.process_time(), time.perf_counter()
+        endpoint.scrape()
+        inner.append(time.perf_counter() - t)
+        cpu += cpu1 - cpu0
+        inner_cpu += time.process_time() - cpu1
+    print(f"  {scrapes} scrapes, {len(body)} bytes each; load average {os.getloadavg()[0]:.1f}")
+    print(f"    over HTTP (client in this process): {_stats(walls)}, "
+          f"CPU {cpu / scrapes * 1000:.2f} ms")  # fmt: skip
+    print(f"    collect + format only:              {_stats(inner)}, "
+          f"CPU {inner_cpu / scrapes * 1000:.2f} ms")  # fmt: skip
+    return body
+
+
+def measure_refreshes(gauges: JournalGauges, refreshes: int, interval: float) -> None:
+    """The refresher's work, on this thread: process CPU and wall time per refresh."""
+    gauges.refresh()  # warm
+    walls: list[float] = []
+    cpu0 = time.process_time()
+    for _ in range(refreshes):
+        t = time.perf_counter()
+        assert gauges.refresh()
+        walls.append(time.perf_counter() - t)
+    cpu = (time.process_time() - cpu0) / refreshes
+    print(f"    refresh ({refreshes}x): {_stats(walls)}, CPU {cpu * 1000:.2f} ms "
+          f"= {cpu / interval * 100:.2f} % of a core at gauge_refresh {interval:g} s")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=1_000_000)
     ap.add_argument("--scrapes", type=int, default=200)
-    ap.add_argument("--backlog", type=int, default=0, help="extra pending rows")
+    ap.add_argument("--refreshes", type=int, default=20)
+    ap.add_argument("--backlog", type=int, default=0, help="extra pending rows at build time")
+    ap.add_argument(
+        "--steps",
+        default="0,100000,1000000",
+        help="extra pending rows (cumulative) to measure at, comma-separated",
+    )
     ap.add_argument(
         "--journal",
         type=Path,
@@ -178,21 +259,24 @@ def main() -> None:
         "build takes minutes); default: a temporary directory",
     )
     args = ap.parse_args()
+    steps = [int(x) for x in args.steps.split(",")]
     with tempfile.TemporaryDirectory(prefix="eai-bench-metrics-") as tmp:
         data = args.journal or Path(tmp)
         data.mkdir(parents=True, exist_ok=True)
-        fresh = not (data / "eai.db").exists()
-        store = Store(f"sqlite:///{data}/eai.db", data, KEY)
+        db = data / "eai.db"
+        fresh = not db.exists()
+        store = Store(f"sqlite:///{db}", data, KEY)
         if fresh:
             t0 = time.perf_counter()
-            build(data / "eai.db", args.messages, args.backlog)
+            build(db, args.messages, args.backlog)
             print(f"journal built in {time.perf_counter() - t0:.0f} s: {args.messages} messages")
+        drop_pending(db)  # a --journal interrupted between steps
         with store.engine.connect() as conn:
             for table in ("messages", "deliveries"):
                 count = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
                 print(f"  {table}: {count} rows")
-            print(f"  file: {(data / 'eai.db').stat().st_size / 2**20:.0f} MiB")
-            print("query plans (EXPLAIN QUERY PLAN):")
+            print(f"  file: {db.stat().st_size / 2**20:.0f} MiB")
+            print("query plans of a refresh (EXPLAIN QUERY PLAN):")
             for name, stmt in scrape_statements(DESTINATIONS).items():
                 sql = str(stmt.compile(store.engine, compile_kwargs={"literal_binds": True}))  # type: ignore[attr-defined]
                 plan = {r[-1] for r in conn.execute(text("EXPLAIN QUERY PLAN " + sql))}
@@ -210,33 +294,40 @@ def main() -> None:
                 | {f"delivery:{d}": True for d in DESTINATIONS}
             ),
         )
-        endpoint = MetricsEndpoint(MetricsConfig(bind="127.0.0.1:0"), config, store.engine, state)
+        # No periodic refresh while the scrapes are timed: a reload's refresh (reconfigure)
+        # brings each step's counts; the refresh is measured on its own below.
+        metrics = MetricsConfig(bind="127.0.0.1:0", gauge_refresh=300)
+        endpoint = MetricsEndpoint(metrics, config, store.engine, state)
+        gauges = JournalGauges(store.engine, DESTINATIONS, utcnow, interval=5.0)
         endpoint.start()
+        added = 0
         try:
-            body = _scrape(endpoint.port)  # warm: statements compiled, pages cached
-            walls: list[float] = []
-            inner: list[float] = []
-            cpu = inner_cpu = 0.0
-            for _ in range(args.scrapes):  # interleaved: both see the same load
-                cpu0, t = time.process_time(), time.perf_counter()
-                body = _scrape(endpoint.port)
-                walls.append(time.perf_counter() - t)
-                cpu1, t = time.process_time(), time.perf_counter()
-                endpoint.scrape()
-                inner.append(time.perf_counter() - t)
-                cpu += cpu1 - cpu0
-                inner_cpu += time.process_time() - cpu1
-            cpu /= args.scrapes
-            inner_cpu /= args.scrapes
+            for extra in steps:
+                add_pending(db, extra - added)
+                added = extra
+                endpoint.reconfigure(config)  # refresh now (on the refresher thread)
+                deadline = time.monotonic() + 120
+                expected = _pending_in(_scrape(endpoint.port))
+                while time.monotonic() < deadline:
+                    with store.engine.connect() as conn:
+                        want = conn.execute(
+                            text("SELECT count(*) FROM deliveries WHERE status='pending'")
+                        ).scalar()
+                    expected = _pending_in(_scrape(endpoint.port))
+                    if expected == want:
+                        break
+                    time.sleep(0.2)
+                print(f"+{extra} pending rows ({expected} pending in the scrape):")
+                body = measure_scrapes(endpoint, args.scrapes)
+                measure_refreshes(gauges, args.refreshes, 5.0)
         finally:
             endpoint.stop()
+            drop_pending(db)
             store.close()
-    print(f"{args.scrapes} scrapes, {len(body)} bytes each; load average {os.getloadavg()[0]:.1f}")
-    print(f"  over HTTP (client in this process): {_stats(walls)}, CPU {cpu * 1000:.2f} ms")
-    print(f"  collect + format only:              {_stats(inner)}, CPU {inner_cpu * 1000:.2f} ms")
     instrumentation_cost()  # after the scrapes: its meters are not in the body above
     for line in body.decode().splitlines():
-        if line.startswith(("eai_queue_depth{", "eai_dead_letters{", "eai_pipeline_backlog ")):
+        if line.startswith(("eai_queue_depth{", "eai_dead_letters{", "eai_pipeline_backlog ",
+                            "eai_metrics_gauges_")):  # fmt: skip
             print("  " + line)
 
 

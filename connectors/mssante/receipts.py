@@ -27,9 +27,10 @@ is read again at each poll until the outcome is recorded.
 
 A mail that is not a report, names no delivery of ours, or is not believed goes to
 ``quarantine`` with a keyword naming the reason (``EaiMalformed``, ``EaiUnknown``,
-``EaiUnverified``, ``EaiTooLarge``); it is counted (:attr:`ReceiptsReader.quarantined`)
-and logged at WARNING with its UID and reason, never its content. Nothing is deleted. An
-IMAP or journal failure ends the pass; the next poll starts again.
+``EaiUnverified``, ``EaiTooLarge``); it is counted (:attr:`ReceiptsReader.quarantined`,
+and ``eai_mssante_receipts_total{outcome="quarantined_<reason>"}`` beside ``journaled``
+and ``already``) and logged at WARNING with its UID and reason, never its content.
+Nothing is deleted. An IMAP or journal failure ends the pass; the next poll starts again.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from connectors.mssante._imap import ImapError, ImapMailbox
 from connectors.mssante._reports import MalformedReport, delivery_id_of, parse_report
 from eai.config import Duration, ListenerConfig, TlsClientConfig
 from eai.errors import InputError, NotFound, StoreError
+from eai.metrics import receipts_meter
 from eai.net import client_context, run_blocking
 from eai.registry import Ingest, ListenerSpec, ReceiptJournal, register_listener
 
@@ -118,6 +120,15 @@ class _Verdict:
     waiting: bool = False
 
 
+_OUTCOMES = {
+    "EaiMalformed": "quarantined_malformed",
+    "EaiUnknown": "quarantined_unknown",
+    "EaiUnverified": "quarantined_unverified",
+    "EaiTooLarge": "quarantined_too_large",
+}
+"""Quarantine keyword -> ``outcome`` label of ``eai_mssante_receipts_total``."""
+
+
 def _key(data: bytes) -> str:
     """The receipt mail's identity: its Message-ID, else its SHA-256."""
     headers = BytesHeaderParser().parsebytes(data[:65536])
@@ -145,6 +156,7 @@ class ReceiptsReader:
         self._task: asyncio.Task[None] | None = None
         self.quarantined: Counter[str] = Counter()
         """Mails quarantined since start, by reason keyword."""
+        self._meter = receipts_meter(config.name)
 
     def _mailbox(self) -> ImapMailbox:
         cfg = self.config
@@ -212,6 +224,7 @@ class ReceiptsReader:
                     await run_blocking(box.move, uid, cfg.quarantine, (verdict.keyword,))
                     report.quarantined[verdict.keyword] += 1
                     self.quarantined[verdict.keyword] += 1
+                    self._meter.count(_OUTCOMES[verdict.keyword])
                     log.warning(
                         "listener %s: mail UID %d quarantined (%s: %s); %d quarantined since start",
                         cfg.name,
@@ -227,6 +240,7 @@ class ReceiptsReader:
                     report.zams += verdict.zams
                 else:
                     report.already += 1
+                self._meter.count("journaled" if verdict.recorded else "already")
         finally:
             await run_blocking(box.close)
         if report.journaled or report.quarantined:

@@ -34,3 +34,12 @@ class MetricsConfig(Model):
         "event loop, does not answer within this",
         examples=["2s"],
     )
+    gauge_refresh: Duration = Field(
+        default=5.0,
+        ge=0.1,
+        le=300,
+        description="how often a background thread reads the journal's gauges (queue "
+        "depth and age, dead letters, backlog, alerts firing); a scrape serves the last "
+        "values and never waits on the database (eai_metrics_gauges_age_seconds)",
+        examples=["5s", "15s"],
+    )

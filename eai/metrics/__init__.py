@@ -14,7 +14,9 @@ increments; take the meter once, at start, not per message):
   :mod:`eai.delivery`;
 - :func:`dicom_meter` (instances stored / rejected / refused, bytes);
 - :func:`journal_commit` (the writer thread), :func:`planned` (the pipeline:
-  statuses and identity anomalies per rule).
+  statuses and identity anomalies per rule);
+- :func:`receipts_meter` (the MSSanté receipts reader: one of
+  :data:`RECEIPT_OUTCOMES` per mail read).
 
 This package imports no other part of ``eai`` but its version, so every layer
 (the journal's writer included) may count; prometheus_client itself is loaded at the
@@ -24,28 +26,34 @@ costs nothing to a CLI command that never counts.
 
 from eai.metrics._instruments import (
     DELIVERY_OUTCOMES,
+    RECEIPT_OUTCOMES,
     DestinationMeter,
     DicomMeter,
     ListenerMeter,
     Observer,
+    ReceiptsMeter,
     destination_meter,
     dicom_meter,
     journal_commit,
     listener_meter,
     planned,
+    receipts_meter,
     registry,
 )
 
 __all__ = [
     "DELIVERY_OUTCOMES",
+    "RECEIPT_OUTCOMES",
     "DestinationMeter",
     "DicomMeter",
     "ListenerMeter",
     "Observer",
+    "ReceiptsMeter",
     "destination_meter",
     "dicom_meter",
     "journal_commit",
     "listener_meter",
     "planned",
+    "receipts_meter",
     "registry",
 ]

@@ -113,6 +113,14 @@ class Families:
             buckets=_COMMIT_BUCKETS,
             registry=self.registry,
         )
+        self.receipts = Counter(
+            "eai_mssante_receipts",
+            "MSSanté receipt mails read, by listener and outcome (journaled, already, "
+            "quarantined_malformed, quarantined_unknown, quarantined_unverified, "
+            "quarantined_too_large)",
+            ["listener", "outcome"],
+            registry=self.registry,
+        )
         self.commit_failures = Counter(
             "eai_journal_commit_failures",
             "journal transactions that failed (database locked, disk full, connection lost...)",

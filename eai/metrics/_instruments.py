@@ -35,7 +35,10 @@ __all__ = [
     "families",
     "journal_commit",
     "listener_meter",
+    "RECEIPT_OUTCOMES",
+    "ReceiptsMeter",
     "planned",
+    "receipts_meter",
     "registry",
 ]
 
@@ -137,6 +140,36 @@ class DicomMeter:
             self._rejected.inc()
 
 
+RECEIPT_OUTCOMES: Final = (
+    "journaled",
+    "already",
+    "quarantined_malformed",
+    "quarantined_unknown",
+    "quarantined_unverified",
+    "quarantined_too_large",
+)
+"""The ``outcome`` label of ``eai_mssante_receipts_total``: journaled now, journaled by
+an earlier pass (moved now), or quarantined with its reason."""
+
+
+class ReceiptsMeter:
+    """One receipts reader's outcomes (every outcome exported from the start, at 0)."""
+
+    __slots__ = ("_outcomes",)
+
+    def __init__(self, name: str) -> None:
+        f = families()
+        self._outcomes = {o: f.receipts.labels(name, o) for o in RECEIPT_OUTCOMES}
+
+    def count(self, outcome: str) -> None:
+        """One mail read; ValueError on an outcome not in :data:`RECEIPT_OUTCOMES` (a
+        label value never comes from the mail)."""
+        child = self._outcomes.get(outcome)
+        if child is None:
+            raise ValueError(f"unknown receipt outcome {outcome!r}")
+        child.inc()
+
+
 _LISTENERS: dict[str, ListenerMeter] = {}
 _DESTINATIONS: dict[str, DestinationMeter] = {}
 _DICOM: dict[str, DicomMeter] = {}
@@ -163,6 +196,17 @@ def dicom_meter(name: str) -> DicomMeter:
     meter = _DICOM.get(name)
     if meter is None:
         meter = _DICOM.setdefault(name, DicomMeter(name))
+    return meter
+
+
+_RECEIPTS: dict[str, ReceiptsMeter] = {}
+
+
+def receipts_meter(name: str) -> ReceiptsMeter:
+    """The outcome meter of receipts listener ``name`` (a config name), created at first use."""
+    meter = _RECEIPTS.get(name)
+    if meter is None:
+        meter = _RECEIPTS.setdefault(name, ReceiptsMeter(name))
     return meter
 
 

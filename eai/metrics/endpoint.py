@@ -4,10 +4,11 @@ Touches: network (its server socket), DB (scrape reads, the readiness write), fi
 (statvfs of the data dir and the DICOM spools, the configured certificates).
 
 ``/metrics`` exposes, in the Prometheus text format, the in-memory instruments of
-:mod:`eai.metrics` and, computed at each scrape from indexed queries and the engine's
-state: queue depth, dead letters and oldest age per destination, the pipeline's
-backlog, listeners up, workers up, the identity server up, free disk space, certificate
-expiry.
+:mod:`eai.metrics`; the journal's gauges (queue depth, dead letters and oldest age per
+destination, the pipeline's backlog, alerts firing) as last read by their refresher
+thread every ``gauge_refresh`` (:mod:`eai.metrics._gauges`: a scrape runs no SQL); and,
+computed at each scrape from the engine's state: listeners up, workers up, the identity
+server up, free disk space, certificate expiry.
 ``/livez`` answers 200 while the process serves HTTP; ``/readyz`` 200 or 503 with a
 JSON detail (:func:`eai.metrics._health.readiness`).
 """
@@ -137,7 +138,11 @@ class MetricsEndpoint:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Instruments())
         self._journal = JournalGauges(
-            database, self._names(engine_config), utcnow, _rules(engine_config)
+            database,
+            self._names(engine_config),
+            utcnow,
+            _rules(engine_config),
+            config.gauge_refresh,
         )
         self.registry.register(self._journal)
         self.registry.register(_StateGauges(state, _volumes(engine_config)))
@@ -163,8 +168,12 @@ class MetricsEndpoint:
         return exposition(self.registry.collect())
 
     def start(self) -> None:
+        """Serves, and starts the journal gauges' refresher (its first read at once)."""
+        self._journal.start()
         self._http.start()
 
     def stop(self) -> None:
-        """Blocking (up to a fraction of a second): call it off the event loop."""
+        """Blocking (up to a fraction of a second, or one refresh): call it off the
+        event loop."""
         self._http.stop()
+        self._journal.stop()

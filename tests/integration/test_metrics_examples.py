@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,13 @@ def scrape(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
     endpoint = MetricsEndpoint(MetricsConfig(bind="127.0.0.1:0"), config, store.engine, state)
     try:
-        return endpoint.scrape().decode()
+        endpoint.start()  # its refresher reads the journal's gauges at once
+        for _ in range(200):  # bounded: 10 s
+            text = endpoint.scrape().decode()
+            if "eai_queue_depth{" in text:
+                return text
+            time.sleep(0.05)
+        raise AssertionError("no journal gauges 10 s after start")
     finally:
         endpoint.stop()
         store.close()

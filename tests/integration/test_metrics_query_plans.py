@@ -110,7 +110,9 @@ def _check_postgres(plans: dict[str, str]) -> None:
 def _gauges(store: Store) -> dict[tuple[str, tuple[str, ...]], float]:
     got = {}
     rules = ("destination_failing", "queue_age")
-    for family in JournalGauges(store.engine, DESTINATIONS, utcnow, rules).collect():
+    gauges = JournalGauges(store.engine, DESTINATIONS, utcnow, rules)
+    assert gauges.refresh()  # what the refresher thread does every gauge_refresh
+    for family in gauges.collect():
         for s in family.samples:
             got[(s.name, tuple(s.labels.values()))] = s.value
     return got

@@ -18,6 +18,7 @@ from connectors.mssante._imap import ImapError, ImapMailbox
 from connectors.mssante.receipts import MssanteReceiptsConfig, ReceiptsReader
 from eai import hl7
 from eai.messages import FollowUp, JournalEntry, MessageFacts, OutboxItem, Recipient
+from eai.metrics import RECEIPT_OUTCOMES, registry
 from eai.registry import ReceiptJournal
 from eai.store import (
     DeliveryOutcome,
@@ -330,9 +331,11 @@ def test_dsns_and_mdns_become_zams_and_the_mails_are_moved(
         ),
     )
     server.append(SENDER, PASSWORD, mdn(did, "manual-action/MDN-sent-manually; displayed"))
+    before = _receipt_outcomes()
     report = asyncio.run(reader(server, pki, store).poll())
     assert (report.journaled, report.zams, report.already) == (3, 3, 0)
     assert not report.quarantined
+    assert _receipt_outcomes()["journaled"] - before["journaled"] == 3
 
     made = [fields(z) for z in zams(store, did)]
     assert [m["MSH"][0].split("|")[8] for m in made] == [
@@ -367,6 +370,15 @@ def test_dsns_and_mdns_become_zams_and_the_mails_are_moved(
     assert all("\\Seen" not in flags for _, flags in moved)  # read with BODY.PEEK
 
 
+def _receipt_outcomes() -> dict[str, float]:
+    """``eai_mssante_receipts_total`` of the tests' reader, per outcome (process-wide)."""
+    labels = {"listener": "mss-receipts"}
+    return {
+        o: registry().get_sample_value("eai_mssante_receipts_total", labels | {"outcome": o}) or 0
+        for o in RECEIPT_OUTCOMES
+    }
+
+
 def test_unknown_forged_and_malformed_mails_are_quarantined_with_their_reason(
     server: Dovecot, pki: Pki, store: Store
 ) -> None:
@@ -379,10 +391,17 @@ def test_unknown_forged_and_malformed_mails_are_quarantined_with_their_reason(
     server.append(SENDER, PASSWORD, dsn(did, report_id="envid", envid=f"eai-{did + 1}"))
     server.append(SENDER, PASSWORD, mdn(did, "no-type-here", report_id="bad-mdn"))
     rdr = reader(server, pki, store)
+    before = _receipt_outcomes()
     report = asyncio.run(rdr.poll())
     assert report.journaled == 0 and report.zams == 0
     assert dict(report.quarantined) == {"EaiMalformed": 2, "EaiUnverified": 2, "EaiUnknown": 1}
     assert rdr.quarantined == report.quarantined
+    counted = {o: n - before[o] for o, n in _receipt_outcomes().items() if n != before[o]}
+    assert counted == {
+        "quarantined_malformed": 2,
+        "quarantined_unverified": 2,
+        "quarantined_unknown": 1,
+    }
     assert zams(store, did) == []
     kept = server.folder(SENDER, PASSWORD, "EAI-Quarantine")
     assert len(kept) == 5  # nothing deleted

@@ -49,3 +49,13 @@ def test_a_reload_keeps_the_running_endpoint() -> None:
     plan = plan_reload(old, new)
     assert "metrics" in plan.restart_needed
     assert plan.config.metrics == old.metrics
+
+
+def test_gauge_refresh_defaults_to_5s_and_is_bounded() -> None:
+    cfg = load_config_text(BASE + "metrics: {gauge_refresh: 15s}\n", env={})
+    assert cfg.metrics is not None and cfg.metrics.gauge_refresh == 15.0
+    default = load_config_text(BASE + "metrics: {}\n", env={}).metrics
+    assert default is not None and default.gauge_refresh == 5.0
+    with pytest.raises(ConfigError) as info:
+        load_config_text(BASE + "metrics: {gauge_refresh: 0s}\n", "routes.yaml", env={})
+    assert "metrics.gauge_refresh" in str(info.value)

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from eai.metrics import destination_meter, dicom_meter, listener_meter, planned, registry
+from eai.metrics import (
+    RECEIPT_OUTCOMES,
+    destination_meter,
+    dicom_meter,
+    listener_meter,
+    planned,
+    receipts_meter,
+    registry,
+)
 from eai.metrics._exposition import exposition
 
 
@@ -60,6 +69,21 @@ def test_pipeline_statuses_and_anomalies_per_rule():
     before = _value("eai_identity_anomalies_total", rule="UNIT-RULE", severity="hold")
     planned(["processed", "rejected"], [("UNIT-RULE", "hold"), ("UNIT-RULE", "hold")])
     assert _value("eai_identity_anomalies_total", rule="UNIT-RULE", severity="hold") == before + 2
+
+
+def test_receipts_meter_exports_every_outcome_and_refuses_others():
+    meter = receipts_meter("unit-r1")
+    assert receipts_meter("unit-r1") is meter
+    meter.count("journaled")
+    meter.count("quarantined_unknown")
+    meter.count("quarantined_unknown")
+    with pytest.raises(ValueError, match="unknown receipt outcome"):
+        meter.count("EaiUnknown")  # a keyword, not an outcome: never a free label value
+    for outcome in RECEIPT_OUTCOMES:
+        got = registry().get_sample_value(
+            "eai_mssante_receipts_total", {"listener": "unit-r1", "outcome": outcome}
+        )
+        assert got == {"journaled": 1, "quarantined_unknown": 2}.get(outcome, 0)
 
 
 def test_every_name_is_prefixed_with_a_unit_and_counters_end_in_total():

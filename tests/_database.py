@@ -9,7 +9,12 @@ routes.yaml that would journal to SQLite (its ``engine.database`` absent or ``sq
 at a new, empty PostgreSQL database before an engine reads it
 (``tests.engine_harness.EngineThread``, ``tests._proc.EaiProcess``). A file already
 pointed at PostgreSQL is left as it is, so an engine restarted on the same file finds
-its journal. Unset (or ``sqlite``): SQLite, as the file says.
+its journal, and so does one that writes its routes.yaml anew for the same data dir
+(one database per data dir). Unset (or ``sqlite``): SQLite, as the file says.
+
+Tests about SQLite itself (``tests/fault/test_journal_full.py``: the SQLite file on a
+full disk, a locked SQLite file) mean nothing on PostgreSQL: ``make pytest-postgres``
+leaves them out.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ DATABASES = ("sqlite", "postgresql")
 """The values of ``EAI_TEST_DATABASE`` ("" = sqlite)."""
 
 _new_postgres_url: Callable[[], str] | None = None
+_by_data_dir: dict[Path, str] = {}
+"""The PostgreSQL database given to each data dir: a test that writes its routes.yaml
+anew for a second engine on the same data dir (a restart) finds its journal there."""
 
 
 def engine_database() -> str:
@@ -42,6 +50,7 @@ def use_postgres(new_url: Callable[[], str] | None) -> None:
     returns its SQLAlchemy URL (None: the server is gone)."""
     global _new_postgres_url
     _new_postgres_url = new_url
+    _by_data_dir.clear()
 
 
 _SQLITE_DATABASE = re.compile(r"""(["']?database["']?\s*:\s*)["']?sqlite:[^\s,}"']*["']?""")
@@ -62,7 +71,10 @@ def on_test_database(path: Path) -> Path:
     database = str(engine.get("database", ""))
     if database and not database.startswith("sqlite:"):
         return path  # PostgreSQL already (its own, or a restart on the same file)
-    url = f'"{_new_postgres_url()}"'  # quoted: JSON and flow mappings take it too
+    data_dir = (path.parent / str(engine.get("data_dir", "."))).resolve()
+    if data_dir not in _by_data_dir:
+        _by_data_dir[data_dir] = _new_postgres_url()
+    url = f'"{_by_data_dir[data_dir]}"'  # quoted: JSON and flow mappings take it too
     if "engine" not in loaded and not text.lstrip().startswith("{"):
         new, n = f"{text.rstrip()}\nengine:\n  database: {url}\n", 1
     elif database:

@@ -179,7 +179,7 @@ class EaiProcess:
 def eai_cli(config: Path, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """``eai ARGS -c CONFIG`` as a subprocess (the config option goes last)."""
     return subprocess.run(
-        [*EAI, *args, "-c", str(config)],
+        [*EAI, *args, "-c", str(on_test_database(config))],
         capture_output=True,
         text=True,
         timeout=timeout,

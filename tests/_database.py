@@ -14,7 +14,8 @@ its journal, and so does one that writes its routes.yaml anew for the same data 
 
 Tests about SQLite itself (``tests/fault/test_journal_full.py``: the SQLite file on a
 full disk, a locked SQLite file) mean nothing on PostgreSQL: ``make pytest-postgres``
-leaves them out.
+leaves them out, and ``tests/fault/test_kill9.py`` too (20 restarts within a budget
+sized for SQLite's start-up; the contract suite kills -9 on PostgreSQL as well).
 """
 
 from __future__ import annotations

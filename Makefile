@@ -2,7 +2,8 @@
 #
 #   make run     create .venv if missing, install eai, run the engine on routes.yaml
 #   make test    install test peers (PostgreSQL, dcmtk, Orthanc) + .[test], then ruff, mypy,
-#                lint-imports (the layers contracts of pyproject.toml), pytest
+#                lint-imports (the layers contracts of pyproject.toml), pytest, and the
+#                engine tests again on PostgreSQL (pytest-postgres)
 #   make lint    ruff + mypy + lint-imports
 #   make bench   MLLP ingest benchmark (bench-convert, bench-dicom: the others)
 #
@@ -19,12 +20,18 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ROUTES ?= routes.yaml
 PYTEST_ARGS ?=
+# The engine tests run again with their journal on PostgreSQL (EAI_TEST_DATABASE, see
+# tests/_database.py): the contract suite (kill -9 mid-send included), the engine flow and
+# the fault tests, less those about the SQLite file itself (full disk, locked file) and
+# test_kill9 (20 restarts in a 45 s budget sized for SQLite's start-up).
+PYTEST_POSTGRES ?= tests/contract tests/integration/test_engine_flow.py tests/fault \
+    --ignore=tests/fault/test_journal_full.py --ignore=tests/fault/test_kill9.py
 PIP := $(BIN)/python -m pip --disable-pip-version-check --no-input
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help run test lint bench bench-convert bench-dicom venv install install-test test-peers ruff mypy lint-imports pytest
+.PHONY: help run test lint bench bench-convert bench-dicom venv install install-test test-peers ruff mypy lint-imports pytest pytest-postgres
 
 help:
 	@echo "targets: run test lint bench bench-convert bench-dicom"
@@ -67,12 +74,19 @@ pytest:
 	if [[ $$rc -eq 5 ]]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
 
+pytest-postgres:
+	rc=0; EAI_TEST_DATABASE=postgresql "$(BIN)/python" -m pytest -q -p no:cacheprovider \
+	    $(PYTEST_POSTGRES) || rc=$$?; \
+	if [[ $$rc -eq 5 ]]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
+	exit $$rc
+
 # Sequential on purpose: the first failing step stops the target, even with make -j.
 test: test-peers install-test
 	$(MAKE) --no-print-directory ruff
 	$(MAKE) --no-print-directory mypy
 	$(MAKE) --no-print-directory lint-imports
 	$(MAKE) --no-print-directory pytest
+	$(MAKE) --no-print-directory pytest-postgres
 
 lint: install-test
 	$(MAKE) --no-print-directory ruff

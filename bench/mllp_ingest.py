@@ -27,6 +27,10 @@ an ACK was not AA or the sink did not get every message. Also reported: the
 load average and a 4 KiB fdatasync probe of the disk (the figures depend on
 both), and the engine's CPU time per message (main thread vs the others).
 
+``--rate N`` offers N messages/s in the main phase instead of sending as fast as the
+ACKs come: the engine's batch sizes, hence its CPU per message, then depend on the rate
+and not on how busy the machine is (compare builds this way on a shared machine).
+
 ``--profile FILE`` runs ``py-spy record`` on the engine during the main phase
 (``.svg`` flame graph, ``.txt`` collapsed stacks, ``.json`` speedscope;
 ``--profile-gil`` keeps only samples holding the GIL). ``--engine-cmd`` runs
@@ -176,6 +180,7 @@ async def _send_loop(
     max_messages: int,
     tag: str,
     templates: list[bytes],
+    rate: float = 0.0,
 ) -> tuple[list[float], int, int, float, float]:
     conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(senders)]
     placeholder = PLACEHOLDER.encode()
@@ -185,11 +190,21 @@ async def _send_loop(
     start = time.monotonic()
     deadline = start + seconds
 
+    # --rate: each sender sends every senders/rate s (spread over the interval), or at
+    # once when it is late; 0: as soon as the previous ACK came (closed loop).
+    interval = senders / rate if rate > 0 else 0.0
+
     async def one(number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal errors, sent
         seq = 0
         clock = time.perf_counter
+        next_at = start + interval * number / senders
         while sent < max_messages and time.monotonic() < deadline:
+            if interval:
+                wait = next_at - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                next_at += interval
             seq += 1
             cid = f"{tag}{number:02d}{seq:08d}".encode()
             template = templates[(number + seq) % len(templates)]
@@ -216,6 +231,7 @@ def _sender_main(
     seconds: float,
     max_messages: int,
     tag: str,
+    rate: float = 0.0,
 ) -> None:
     _repo_on_path()
     from standins.hl7 import adt_from
@@ -223,19 +239,28 @@ def _sender_main(
     a01 = A01_FIXTURE.read_bytes()
     templates = [adt_from(a01, PLACEHOLDER, patient=p) for p in PATIENTS]
     latencies, errors, n, start, end = asyncio.run(
-        _send_loop(port, senders, seconds, max_messages, tag, templates)
+        _send_loop(port, senders, seconds, max_messages, tag, templates, rate)
     )
     out.send((latencies, errors, n, start, end))
 
 
 def run_senders(
-    name: str, port: int, senders: int, seconds: float, max_messages: int, tag: str
+    name: str,
+    port: int,
+    senders: int,
+    seconds: float,
+    max_messages: int,
+    tag: str,
+    rate: float = 0.0,
 ) -> PhaseResult:
-    """Runs the senders in their own process; returns when they are done."""
+    """Runs the senders in their own process; returns when they are done (``rate``:
+    messages/s offered by all of them, 0 = each sends when its previous ACK came)."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(
-        target=_sender_main, args=(child, port, senders, seconds, max_messages, tag), daemon=True
+        target=_sender_main,
+        args=(child, port, senders, seconds, max_messages, tag, rate),
+        daemon=True,
     )
     proc.start()
     deadline = time.monotonic() + seconds + 120
@@ -446,6 +471,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "max_messages": args.max_messages,
             "dest_connections": args.dest_connections,
             "engine_cmd": args.engine_cmd or "eai",
+            "rate": args.rate,
             "synchronous": "FULL",
         },
         "targets": TARGETS,
@@ -505,7 +531,7 @@ def _run_phases(args: argparse.Namespace, tag: str, workdir: Path, report: dict[
         cpu0 = engine.cpu()
         threads0 = engine.thread_cpu()
         multi = run_senders(
-            "eai", engine.port, args.senders, args.seconds, args.max_messages, "M" + tag
+            "eai", engine.port, args.senders, args.seconds, args.max_messages, "M" + tag, args.rate
         )
         cpu_ingest = engine.cpu() - cpu0
         sink_target = before + multi.messages
@@ -648,6 +674,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--seconds", type=float, default=10.0, help="length of the main phases")
     p.add_argument("--senders", type=int, default=8, help="concurrent sender connections")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="messages/s offered in the main eai phase (0: each sender as fast as its ACKs "
+        "come); a fixed rate makes the engine's batches, so its CPU per message, comparable "
+        "between builds on a busy machine",
+    )
     p.add_argument(
         "--single-seconds", type=float, default=3.0, help="length of the one-sender phases"
     )

@@ -336,5 +336,6 @@ register_destination(
         factory=_factory,
         summary="DICOM C-STORE to a Storage SCP (optional TLS): as received, or marked per route",
         accepts=(MEDIA_DICOM_REF,),
+        reads_facts=False,  # it sends the payload as it is
     )
 )

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
-from eai import hl7, routing
+from eai import hl7, registry, routing
 from eai.config import Config, ListenerConfig, Route
 from eai.content import ParsedContent, content_parser, media_type_of
 from eai.errors import EaiError, InputError, StoreError
@@ -30,7 +30,7 @@ from eai.store import (
 from identity.patient import PatientIdentity
 from identity.reconcile import Reconciliation
 
-__all__ = ["Parsed", "identities_of", "parse_all", "plan_all", "plan_message"]
+__all__ = ["Parsed", "facts_readers", "identities_of", "parse_all", "plan_all", "plan_message"]
 
 # The pipeline's logger: operators filter on eai.pipeline.
 log = logging.getLogger("eai.pipeline")
@@ -133,18 +133,32 @@ def identities_of(
     return out
 
 
+def facts_readers(config: Config) -> frozenset[str]:
+    """The destinations of ``config`` whose connector reads the facts
+    (:attr:`eai.registry.DestinationSpec.reads_facts`; an unknown type is taken to)."""
+    specs = registry.destinations()
+    return frozenset(
+        d.name
+        for d in config.destinations
+        if (spec := specs.get(d.type)) is None or spec.reads_facts
+    )
+
+
 def plan_message(
     config: Config,
     cipher: Cipher,
     claimed: ClaimedMessage,
     reconciled: Reconciled | None = None,
     parsed: Parsed | None = None,
+    *,
+    readers: frozenset[str] | None = None,
 ) -> MessagePlan:
     """Decides the fate of one journaled message under ``config`` (no I/O).
 
     ``reconciled``: what the regional identity server said of the message's identity
     (None when there is no server, or the message states no identity); ``parsed``: the
-    message already parsed by :func:`parse_all`."""
+    message already parsed by :func:`parse_all`; ``readers``: :func:`facts_readers` of
+    ``config`` (computed when not given): only their deliveries get the sealed facts."""
     if parsed is None:
         parsed = _parse(config, cipher, claimed)
     if isinstance(parsed, MessagePlan):
@@ -223,7 +237,14 @@ def plan_message(
     )
     strict = {d.name for d in config.destinations if d.needs_qualified_identity(content.facts)}
     as_received = media_type_of(claimed.content_type)
-    facts = _sealed_facts(cipher, content, ident if qualified else None)
+    if readers is None:
+        readers = facts_readers(config)
+    # Sealed once for the deliveries whose destination reads them (none for MLLP, DICOM).
+    facts = (
+        _sealed_facts(cipher, content, ident if qualified else None)
+        if not readers.isdisjoint(by_dest)
+        else None
+    )
     return_to = {r.name: r.business_acks or "" for r in routes}
     return MessagePlan(
         claimed.id,
@@ -237,7 +258,7 @@ def plan_message(
                 payload=bundles.get(route) or _route_payload(cipher, content, routes, route),
                 media_type=MEDIA_FHIR_JSON if route in mapped else as_received,
                 mapping=mapped.get(route, ""),
-                facts=facts,
+                facts=facts if d in readers else None,
                 return_to=return_to[route],
             )
             for d, route in by_dest.items()
@@ -249,7 +270,9 @@ def plan_message(
         facility=facility,
         anomalies=found,
         release_held=qualified,
-        qualified_facts=_qualified_ins(cipher, ident) if qualified and strict else None,
+        qualified_facts=(
+            _qualified_ins(cipher, ident) if qualified and not readers.isdisjoint(strict) else None
+        ),
         patient_local=patient_local,
         identity_ops=ops,
         warnings=warnings,
@@ -370,11 +393,17 @@ def plan_all(
     parsed: Mapping[int, Parsed] | None = None,
 ) -> list[MessagePlan]:
     plans = []
+    readers = facts_readers(config)
     for c in claimed:
         try:
             plans.append(
                 plan_message(
-                    config, cipher, c, (reconciled or {}).get(c.id), (parsed or {}).get(c.id)
+                    config,
+                    cipher,
+                    c,
+                    (reconciled or {}).get(c.id),
+                    (parsed or {}).get(c.id),
+                    readers=readers,
                 )
             )
         except StoreError as exc:

@@ -15,6 +15,12 @@ is the caller's) and processes them. Then:
 
 ``stopping`` ends the loop after the round in progress (a claimed batch is always
 processed to the end, its outcomes recorded) and cuts any wait short.
+
+Pacing is on the hot path (a round every ``batch_wait`` under load, for the pipeline and
+each delivery worker): a wait is one timer on the event loop beside one watch of
+``stopping`` that lives as long as :meth:`WorkerLoop.run`, so a round creates no task
+(a wait for the wake-up, when idle, makes one). An injected ``sleep`` (tests) is awaited
+as a task instead.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sized
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from eai.errors import StoreError
 
@@ -56,8 +62,8 @@ class Backoff:
 class WorkerLoop(Generic[B]):
     """Runs ``claim(batch)`` then ``process(claimed)`` until ``stopping`` is set.
 
-    ``clock`` and ``sleep`` default to the event loop's time and :func:`asyncio.sleep`;
-    tests pass fakes."""
+    ``clock`` and ``sleep`` default to the event loop's time and its timers (what
+    :func:`asyncio.sleep` uses); tests pass fakes."""
 
     def __init__(
         self,
@@ -71,7 +77,7 @@ class WorkerLoop(Generic[B]):
         idle_wait: float = IDLE_WAIT,
         backoff: Backoff | None = None,
         clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.name = name
         self._claim = claim
@@ -85,9 +91,19 @@ class WorkerLoop(Generic[B]):
         self._sleep = sleep
         self.failures = 0
         """Consecutive failed rounds (0 after a round that succeeds)."""
+        self._stop_watch: asyncio.Future[Any] | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
         clock = self._clock or asyncio.get_running_loop().time
+        self._stop_watch = asyncio.ensure_future(stopping.wait())
+        try:
+            await self._rounds(stopping, clock)
+        finally:
+            self._stop_watch.cancel()
+            await asyncio.gather(self._stop_watch, return_exceptions=True)
+            self._stop_watch = None
+
+    async def _rounds(self, stopping: asyncio.Event, clock: Callable[[], float]) -> None:
         while not stopping.is_set():
             started = clock()
             self.wake.clear()  # set again by work that arrives from now on
@@ -120,12 +136,20 @@ class WorkerLoop(Generic[B]):
         """Waits ``delay`` seconds, less if ``stopping`` (or, ``on_wake``, the wake-up) is set."""
         if delay <= 0 or stopping.is_set() or (on_wake and self.wake.is_set()):
             return
-        waits = [asyncio.ensure_future(self._sleep(delay)), asyncio.create_task(stopping.wait())]
+        assert self._stop_watch is not None  # set by run()
+        own: list[asyncio.Future[Any]] = []  # the tasks made for this wait only
         if on_wake:
-            waits.append(asyncio.create_task(self.wake.wait()))
+            own.append(asyncio.ensure_future(self.wake.wait()))
+        timeout: float | None = delay
+        if self._sleep is not None:
+            own.append(asyncio.ensure_future(self._sleep(delay)))
+            timeout = None  # the injected sleep ends the wait
         try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [self._stop_watch, *own], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
-            for w in waits:
+            for w in own:
                 w.cancel()
-            await asyncio.gather(*waits, return_exceptions=True)
+            if own:
+                await asyncio.gather(*own, return_exceptions=True)

@@ -93,8 +93,11 @@ def media_type_of(name: str) -> str:
 
 
 def content_parser(name: str) -> ContentParser | None:
-    _load_builtin()
-    return _parsers.get(name)
+    parser = _parsers.get(name)
+    if parser is None:  # the pipeline asks once per message: load only when unknown
+        _load_builtin()
+        parser = _parsers.get(name)
+    return parser
 
 
 def content_types() -> list[str]:

@@ -183,6 +183,10 @@ class DestinationSpec(Generic[DC]):
     accepts: tuple[str, ...] = ()
     """Media types (``eai.messages.MEDIA_*``) it can deliver; ``eai check`` refuses a
     route that would hand it another. () = not declared (anything)."""
+    reads_facts: bool = True
+    """Whether its ``send`` reads ``OutboxItem.facts`` (CI-SIS flags, recipients, the
+    qualified INS). False (MLLP, DICOM: the payload is all they send): the pipeline seals
+    no facts into its outbox rows, and its items carry empty facts."""
 
 
 class JournalView(Protocol):

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from tests._database import on_test_database
 from tests.engine_harness import write_routes
 
 EAI = [sys.executable, "-c", "from eai.cli import main; main()"]
@@ -99,7 +100,7 @@ class EaiProcess:
         assert self.proc is None, "already running"
         self._err = open(self.log, "ab")  # noqa: SIM115 - closed in _reap
         self.proc = subprocess.Popen(
-            [*EAI, "run", "-c", str(self.config), *self.extra],
+            [*EAI, "run", "-c", str(on_test_database(self.config)), *self.extra],
             stdin=subprocess.DEVNULL,
             stdout=self._err,
             stderr=self._err,
@@ -178,7 +179,7 @@ class EaiProcess:
 def eai_cli(config: Path, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     """``eai ARGS -c CONFIG`` as a subprocess (the config option goes last)."""
     return subprocess.run(
-        [*EAI, *args, "-c", str(config)],
+        [*EAI, *args, "-c", str(on_test_database(config))],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -18,6 +18,10 @@ they fail and say what to install.
 Tests that make SQLAlchemy engines must ``engine.dispose()`` them: warnings are errors,
 and a connection left open is reported as a ResourceWarning.
 
+* ``_engine_database`` (session, automatic): with ``EAI_TEST_DATABASE=postgresql`` the
+  engines of the tests journal to PostgreSQL, a new database each (see
+  ``tests/_database.py``); the server is started only then.
+
 Network helper: ``standins.net.free_port()``.
 
 Markers follow folders (:func:`pytest_collection_modifyitems`): ``tests/unit`` -> ``unit``
@@ -33,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import _database
 from tests._postgres import PostgresServer, PostgresStartError, PostgresUnavailable
 
 #: Folder under ``tests/`` -> the marker every test in it carries.
@@ -79,6 +84,24 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _engine_database(request: pytest.FixtureRequest) -> Iterator[None]:
+    """``EAI_TEST_DATABASE=postgresql``: the engine tests' journals on the test server."""
+    try:
+        backend = _database.engine_database()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if backend != "postgresql":
+        yield
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    _database.use_postgres(lambda: server.url(server.create_database()))
+    try:
+        yield
+    finally:
+        _database.use_postgres(None)
 
 
 @pytest.fixture(scope="session")

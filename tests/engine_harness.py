@@ -1,4 +1,7 @@
-"""Runs a real engine on a thread for integration tests, and builds test messages."""
+"""Runs a real engine on a thread for integration tests, and builds test messages.
+
+:class:`EngineThread` journals where ``EAI_TEST_DATABASE`` says (``tests/_database.py``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import Any
 from eai.config import load_config
 from eai.engine import Engine
 from standins.hl7 import adt_from
+from tests._database import on_test_database
 from tests._paths import HL7V2
 
 A01 = (HL7V2 / "pamfr_a01_admission.er7").read_bytes()
@@ -86,7 +90,7 @@ class EngineThread:
     """``with EngineThread(path) as eng: eng.port("chu-x-adt")``."""
 
     def __init__(self, config_path: Path, key: str | None = None) -> None:
-        self.config = load_config(config_path, env={})
+        self.config = load_config(on_test_database(config_path), env={})
         self.engine = Engine(self.config, key=key, grace=5.0, config_path=config_path)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None

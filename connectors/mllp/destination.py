@@ -232,5 +232,6 @@ register_destination(
         factory=_factory,
         summary="HL7 v2 over MLLP (TCP, optional TLS): send, wait for the ACK, check MSA-2",
         accepts=ACCEPTS,
+        reads_facts=False,  # it sends the payload as it is
     )
 )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import tests._facts_sink  # noqa: F401 - registers the facts-sink destination (reads facts)
 import tests._fhir_sink  # noqa: F401 - registers the fhir-sink destination (map: routes)
 from eai.config import load_config_text
 from eai.delivery import outbox_item
@@ -156,7 +157,7 @@ engine: {data_dir: /tmp/x}
 listeners:
   - {name: in, type: mllp, bind: "127.0.0.1:0", test_feed: true}
 destinations:
-  - {name: dmp, type: mllp, host: 127.0.0.1, port: 1, require_qualified_identity: true}
+  - {name: dmp, type: facts-sink, require_qualified_identity: true}
 routes:
   - {name: r, from: [in], to: [dmp]}
 """

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import pytest
 
+import tests._facts_sink  # noqa: F401 - registers the facts-sink destination (reads facts)
 import tests._fhir_sink  # noqa: F401 - registers the fhir-sink destination (map: routes)
 from connectors.mllp.destination import MllpDestination, MllpDestinationConfig
 from dicom_router.forward import DicomDestinationConfig
@@ -45,8 +46,9 @@ listeners:
 destinations:
   - {name: raw, type: mllp, host: 127.0.0.1, port: 1}
   - {name: fhir, type: fhir-sink}
+  - {name: reader, type: facts-sink}
 routes:
-  - {name: as-is, from: [in], to: [raw]}
+  - {name: as-is, from: [in], to: [raw, reader]}
   - {name: mapped, from: [in], to: [fhir], map: auto}
 """
 
@@ -75,10 +77,10 @@ def test_each_delivery_says_its_media_type_route_and_mapping() -> None:
 
 def test_the_qualified_ins_and_the_zfa_facts_travel_sealed() -> None:
     by_dest = _plan(A01, "ADT^A01")
-    facts = _facts(by_dest["raw"].facts)
+    facts = _facts(by_dest["reader"].facts)
     assert (facts.ins, facts.ins_oid) == (INS, "1.2.250.1.213.1.4.10")
     assert facts.flags["DMP_OPPOSITION"] == "N"
-    assert by_dest["raw"].facts is not None and INS.encode() not in by_dest["raw"].facts
+    assert by_dest["reader"].facts is not None and INS.encode() not in by_dest["reader"].facts
     assert INS not in repr(facts)
 
 
@@ -101,8 +103,30 @@ def test_cisis_flags_and_prt_recipients_travel_without_reparsing() -> None:
 def test_an_unqualified_identity_gives_no_ins() -> None:
     unqualified = A01.replace(b"|VALI", b"|PROV")
     assert unqualified != A01
-    facts = _facts(_plan(unqualified, "ADT^A01")["raw"].facts)
+    facts = _facts(_plan(unqualified, "ADT^A01")["reader"].facts)
     assert facts.ins == "" and facts.flags  # the ZFA facts are still there
+
+
+def test_a_destination_that_reads_no_facts_gets_none() -> None:
+    """MLLP sends the payload as it is: its rows carry no sealed facts (the pipeline
+    seals them only for destinations whose spec says ``reads_facts``)."""
+    by_dest = _plan(A01, "ADT^A01")
+    assert by_dest["raw"].facts is None
+    assert _facts(by_dest["reader"].facts).ins == INS
+
+
+def test_a_message_routed_only_to_destinations_without_facts_seals_none() -> None:
+    routes = ROUTES.replace("to: [raw, reader]", "to: [raw]").replace(
+        "port: 1}", "port: 1, require_qualified_identity: true}"
+    )
+    config = load_config_text(routes, "routes.yaml", env={})
+    claimed = ClaimedMessage(
+        1, "in", datetime(2026, 1, 1), "hl7v2", "", "ADT^A01", CIPHER.seal(A01)
+    )
+    plan = plan_message(config, CIPHER, claimed)
+    (raw,) = [d for d in plan.deliveries if d.destination == "raw"]
+    # nor the INS for the held rows it releases: only raw holds, and it reads no facts
+    assert raw.facts is None and plan.release_held and plan.qualified_facts is None
 
 
 def test_facts_round_trip() -> None:

@@ -30,7 +30,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Literal
 
-from standins.dmp._checks import Checked, RequestRefused, check_request
+from lxml import etree
+
+from standins.dmp._checks import ACTION, Checked, RequestRefused, check_request, check_request_parts
 from standins.dmp._signature import verify_dsg, verify_vihf
 from standins.dmp._update_checks import check_update
 
@@ -43,6 +45,11 @@ _SOAP = "http://www.w3.org/2003/05/soap-envelope"
 _APPROVED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
 _DEPRECATED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Deprecated"
 _APPLIED = ("success", "drop")
+_SUCCESS = (
+    f'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{_SOAP}"><soap:Body>'
+    f'<rs:RegistryResponse xmlns:rs="{_RS}" status="{_STATUS}Success"/></soap:Body>'
+    "</soap:Envelope>"
+).encode()
 """The answers after which the request is applied (``drop``: its answer then lost)."""
 
 
@@ -131,6 +138,11 @@ class DmpStandin:
         self.seal_ca = seal_ca
         self.verify_signature = True
         """False: skip xmlsec1 (a benchmark measuring the client, not the stand-in)."""
+        self.benchmark_only_skip_checks = False
+        """BENCHMARKS ONLY (``bench/dmp_publish.py``): an ITI-41 is parsed (the MTOM
+        package, its root part, the envelope) and answered Success, without the schema,
+        ebRIM and signature checks nor registering anything: it measures the client's
+        side, not a registry. Never in a test of what eai sends."""
         self.max_body = max_body
         self.answer = Answer()
         self.delay = 0.0
@@ -231,6 +243,8 @@ class DmpStandin:
         """Check one request and answer it: (HTTP status, Content-Type, body). The request
         joins :attr:`received` once its answer is chosen (one step, under the lock)."""
         soap = "application/soap+xml; charset=UTF-8"
+        if self.benchmark_only_skip_checks:
+            return self._parsed_only(content_type, body)
         try:
             with self._lock:
                 registered = dict(self.registered)
@@ -264,6 +278,21 @@ class DmpStandin:
                 for entry_id in checked.replaced:
                     self.entries[entry_id] = (checked.patient_id, _DEPRECATED)
         return self._answer(answer)
+
+    def _parsed_only(self, content_type: str, body: bytes) -> tuple[int, str, bytes]:
+        """:attr:`benchmark_only_skip_checks`: parse, answer Success."""
+        soap = "application/soap+xml; charset=UTF-8"
+        try:
+            envelope = check_request_parts(content_type, body, ACTION)
+            etree.fromstring(envelope, etree.XMLParser(resolve_entities=False, no_network=True))
+        except (RequestRefused, etree.XMLSyntaxError) as exc:
+            return self._keep(
+                Received(None, refused=str(exc), answered="fault"),
+                (500, soap, fault("Sender", str(exc))),
+            )
+        return self._keep(
+            Received(Checked(envelope=envelope), answered="success"), (200, soap, _SUCCESS)
+        )
 
     def handle_update(self, content_type: str, body: bytes) -> tuple[int, str, bytes]:
         """Check one ITI-57 (a status change: the DMP's deletion) and answer it; on Success

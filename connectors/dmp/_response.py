@@ -10,8 +10,14 @@ ebRS 3.0 ``RegistryResponse`` (IHE ITI TF-2b §3.41.4.2) or a SOAP ``Fault``:
 - ``...:Failure``: dead letter, every RegistryError's ``errorCode``, ``codeContext`` and
   ``severity`` in the reason, except when every error says the registry or repository is
   busy or out of resources (``XDSRegistryBusy``...): then retried; and except, on a retry
-  (``retry``), when every error is ``XDSDuplicateUniqueIdInRegistry``: an earlier attempt
-  was published but its answer was lost (a timeout), so this one counts as delivered;
+  (``retry``), when the errors say the registry is already in the requested state
+  (:data:`ALREADY_DONE`): an earlier attempt was applied but its answer was lost (a
+  timeout, a dropped connection), so this one counts as delivered, said so in the detail.
+  A publication: every error ``XDSDuplicateUniqueIdInRegistry`` (the same uniqueId with
+  the same hash; another hash is ``XDSNonIdenticalHash``, a failure: IHE ITI TF-3
+  §4.2.4.1). A deletion: every error ``XDSMetadataUpdateError`` naming the entry's
+  current status ``Deleted`` (its OriginalStatus ``Approved`` no longer holds: IHE
+  defines no code of its own for it). On a first attempt the same answers are failures;
 - a Fault whose Code is ``soap:Receiver``: retried (the server's trouble); any other Fault
   (``soap:Sender``...): dead letter, with its reason;
 - no readable SOAP: HTTP 5xx, 408 and 429 are retried, any other status is a dead letter.
@@ -19,6 +25,7 @@ ebRS 3.0 ``RegistryResponse`` (IHE ITI TF-2b §3.41.4.2) or a SOAP ``Fault``:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from email import policy
 from email.parser import BytesParser
 
@@ -29,7 +36,7 @@ from eai.errors import InputError, PermanentDeliveryError, TransientDeliveryErro
 from eai.messages import DeliveryResult
 from eai.xml import parse_xml
 
-__all__ = ["RS", "RegistryFailure", "read_response"]
+__all__ = ["ALREADY_DONE", "RS", "RegistryFailure", "read_response"]
 
 RS = "urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0"
 _STATUS = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:"
@@ -42,6 +49,25 @@ _BUSY = frozenset(
     }
 )
 _MAX_TEXT = 300
+_DELETED = "urn:asip:ci-sis:2010:StatusType:Deleted"
+
+
+def _already_published(errors: list[tuple[str, str]]) -> bool:
+    return bool(errors) and all(code == "XDSDuplicateUniqueIdInRegistry" for code, _ in errors)
+
+
+def _already_deleted(errors: list[tuple[str, str]]) -> bool:
+    return bool(errors) and all(
+        code == "XDSMetadataUpdateError" and _DELETED in context for code, context in errors
+    )
+
+
+ALREADY_DONE: dict[str, tuple[Callable[[list[tuple[str, str]]], bool], str]] = {
+    "publish": (_already_published, "already published by an earlier attempt"),
+    "delete": (_already_deleted, "already deleted by an earlier attempt"),
+}
+"""Per action: (do these (errorCode, codeContext) say the registry is already in the
+requested state?, the delivery's detail then). Read on a retry only."""
 
 
 class RegistryFailure(PermanentDeliveryError):
@@ -75,7 +101,9 @@ def _short(text: str) -> str:
     return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
 
 
-def _registry_response(response: etree._Element, envelope: bytes, retry: bool) -> DeliveryResult:
+def _registry_response(
+    response: etree._Element, envelope: bytes, retry: bool, action: str
+) -> DeliveryResult:
     status = str(response.get("status", ""))
     errors = response.findall(f"{{{RS}}}RegistryErrorList/{{{RS}}}RegistryError")
     described = [
@@ -93,17 +121,17 @@ def _registry_response(response: etree._Element, envelope: bytes, retry: bool) -
             detail += ": " + "; ".join(described)
         return DeliveryResult(detail=detail, response=envelope)
     if status == f"{_STATUS}Failure":
-        codes = {str(e.get("errorCode", "")) for e in errors}
+        pairs = [(str(e.get("errorCode", "")), str(e.get("codeContext", ""))) for e in errors]
+        codes = {code for code, _ in pairs}
         summary = "; ".join(described) or "no RegistryError given"
         if codes and codes <= _BUSY:
             raise TransientDeliveryError(f"DMP registry busy: {summary}")
-        if retry and codes == {"XDSDuplicateUniqueIdInRegistry"}:
-            return DeliveryResult(
-                detail=f"already published by an earlier attempt: {summary}", response=envelope
-            )
+        done, said = ALREADY_DONE.get(action, ALREADY_DONE["publish"])
+        if retry and done(pairs):
+            return DeliveryResult(detail=f"{said}: {summary}", response=envelope)
         raise RegistryFailure(
             f"DMP registry refused the document: {summary}",
-            [(str(e.get("errorCode", "")), _short(e.get("codeContext", ""))) for e in errors],
+            [(code, _short(context)) for code, context in pairs],
         )
     raise PermanentDeliveryError(f"DMP answered an unknown RegistryResponse status {status!r}")
 
@@ -127,10 +155,11 @@ def _status_only(status: int) -> DeliveryResult:
 
 
 def read_response(
-    status: int, content_type: str, body: bytes, *, retry: bool = False
+    status: int, content_type: str, body: bytes, *, retry: bool = False, action: str = "publish"
 ) -> DeliveryResult:
-    """The outcome of one ITI-41 exchange: a DeliveryResult, or the delivery error to raise;
-    ``retry``: this attempt is not the delivery's first."""
+    """The outcome of one ITI-41 (or ITI-57) exchange: a DeliveryResult, or the delivery
+    error to raise; ``retry``: this attempt is not the delivery's first; ``action``:
+    ``publish`` or ``delete`` (:data:`ALREADY_DONE`)."""
     envelope = _root_part(content_type, body)
     try:
         root = parse_xml(envelope) if envelope.strip() else None
@@ -145,7 +174,7 @@ def read_response(
         return _fault(payload)
     if payload.tag == f"{{{RS}}}RegistryResponse":
         # Whatever the HTTP status, a RegistryResponse says more than the status code.
-        return _registry_response(payload, envelope, retry)
+        return _registry_response(payload, envelope, retry, action)
     return _status_only(status) if status >= 300 else _unexpected(payload)
 
 

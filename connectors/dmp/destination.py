@@ -139,6 +139,7 @@ class DmpDestination:
         return replace(result, follow_ups=business_ack(item))
 
     async def _publish(self, item: OutboxItem) -> DeliveryResult:
+        action = "delete" if item.facts.flags.get("document_action") == "delete" else "publish"
         url, message = await run_blocking(prepare_request, self.config, self._signer, item)
         client = self._client_or_new()
         try:
@@ -161,12 +162,13 @@ class DmpDestination:
             response.headers.get("content-type", ""),
             body,
             retry=item.attempts > 1,
+            action=action,
         )
         log.info(
             "destination %s: delivery %s %s (%s)",
             self.config.name,
             item.delivery_id,
-            "deleted" if item.facts.flags.get("document_action") == "delete" else "published",
+            "deleted" if action == "delete" else "published",
             message.message_id,
         )
         return result

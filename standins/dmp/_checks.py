@@ -30,7 +30,10 @@ and against which published format:
 A problem gives ``(errorCode, codeContext)``: ``XDSRegistryMetadataError``,
 ``XDSRepositoryMetadataError``, ``XDSPatientIdDoesNotMatch``, ``XDSNonIdenticalHash``,
 ``XDSNonIdenticalSize``, ``XDSDuplicateUniqueIdInRegistry``, or a SOAP Sender fault for
-what is not a well-formed ITI-41 request.
+what is not a well-formed ITI-41 request. A uniqueId already registered is
+``XDSDuplicateUniqueIdInRegistry`` when the document's hash is the registered one (a
+resubmission: a retry whose first answer was lost), ``XDSNonIdenticalHash`` when it differs
+(IHE ITI TF-3 §4.2.4.1, Table 4.2.4.1-2).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import base64
 import copy
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -143,6 +147,8 @@ class Checked:
     message_id: str = ""
     updates: list[tuple[str, str]] = field(default_factory=list)
     """ITI-57: (entryUUID, new availabilityStatus) of each UpdateAvailabilityStatus."""
+    hashes: dict[str, str] = field(default_factory=dict)
+    """Each document entry's uniqueId -> its ``hash`` slot."""
 
 
 @cache
@@ -263,7 +269,7 @@ def _classified(owner: etree._Element, scheme: str) -> list[etree._Element]:
 
 
 def _check_ebrim(
-    request: etree._Element, resource_id: str, registered: set[str], checked: Checked
+    request: etree._Element, resource_id: str, registered: Mapping[str, str], checked: Checked
 ) -> None:
     objects = request.find(
         "lcm:SubmitObjectsRequest/rim:RegistryObjectList",
@@ -327,7 +333,7 @@ def _check_ebrim_entries(
     objects: etree._Element,
     patient: str,
     unique_ids: list[str],
-    registered: set[str],
+    registered: Mapping[str, str],
     checked: Checked,
 ) -> None:
     err = checked.errors
@@ -358,6 +364,7 @@ def _check_ebrim_entries(
         elif "^" in ids["uniqueId"][0]:
             err.append(("XDSRegistryMetadataError", f"{entry_id}: uniqueId OID^extension refused"))
         unique_ids += ids["uniqueId"]
+        checked.hashes.update(dict.fromkeys(ids["uniqueId"], "".join(_values(entry, "hash"))))
         content = checked.documents.get(entry_id)
         if content is None:
             err.append(("XDSMissingDocument", f"{entry_id}: no Document for this entry"))
@@ -386,7 +393,16 @@ def _check_ebrim_entries(
             checked.replaced.append(target)
     seen: set[str] = set()
     for unique_id in unique_ids:
-        if unique_id in registered or unique_id in seen:
+        previous, mine = registered.get(unique_id, ""), checked.hashes.get(unique_id, "")
+        if unique_id not in seen and previous and mine and previous != mine:
+            # IHE ITI TF-3 4.2.4.1: a known uniqueId whose hash differs is no resubmission
+            err.append(
+                (
+                    "XDSNonIdenticalHash",
+                    f"uniqueId {unique_id} already registered with another hash",
+                )
+            )
+        elif unique_id in registered or unique_id in seen:
             err.append(
                 ("XDSDuplicateUniqueIdInRegistry", f"uniqueId {unique_id} already registered")
             )
@@ -489,10 +505,12 @@ def resource_id(assertion: etree._Element) -> str:
 
 
 def check_request(
-    content_type: str, body: bytes, endpoint: str, registered: set[str]
+    content_type: str, body: bytes, endpoint: str, registered: Mapping[str, str]
 ) -> tuple[Checked, etree._Element]:
-    """Check one request; returns what it carried (with its metadata errors) and its
-    assertion element (for the signature check). Raises RequestRefused (SOAP fault)."""
+    """Check one request against the ``registered`` unique ids (and entryUUIDs; -> the
+    document's hash, "" for the rest); returns what it carried (with its metadata errors)
+    and its assertion element (for the signature check). Raises RequestRefused (SOAP
+    fault)."""
     message, parts = _parts(content_type, body)
     start = _check_content_type(message)
     root = _root(parts, start)

@@ -20,12 +20,14 @@ checked, and against which published format:
   submission set, with exactly one ``OriginalStatus`` and one ``NewStatus``, the new
   status one of ebRIM's or TRE_R270's; its target a registered entry
   (``UnresolvedReferenceException``) of the same patient (``XDSPatientIdDoesNotMatch``)
-  whose current status is the ``OriginalStatus`` (``XDSMetadataUpdateError``).
+  whose current status is the ``OriginalStatus`` (``XDSMetadataUpdateError``, naming the
+  current status: a deletion retried after its answer was lost is told the entry is
+  already ``Deleted``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from email import policy
 from email.parser import BytesParser
 
@@ -87,7 +89,7 @@ def check_update(
     body: bytes,
     endpoint: str,
     entries: Mapping[str, tuple[str, str]],
-    registered: set[str],
+    registered: Collection[str],
 ) -> tuple[Checked, etree._Element]:
     """Check one ITI-57 request against the registry's ``entries`` (entryUUID ->
     (patientId, status)) and its ``registered`` unique ids. Returns what it carried (its

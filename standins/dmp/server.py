@@ -8,7 +8,10 @@ checked (:mod:`standins.dmp._checks`, :mod:`standins.dmp._signature`); a request
 no ITI-41 gets a SOAP ``Sender`` fault (HTTP 500); one whose metadata breaks a rule gets a
 ``RegistryResponse`` ``Failure`` listing them; otherwise the answer a test chose
 (:attr:`DmpStandin.answer`): ``Success`` (the unique ids are then registered),
-a ``Failure`` with given errors, a SOAP ``Receiver`` fault, or a bare HTTP status. Every
+a ``Failure`` with given errors, a SOAP ``Receiver`` fault, a bare HTTP status, or
+``drop``: the request applied as on Success, then the connection closed without an answer
+(an answer lost: the client's retry then meets a registry already in the requested
+state). Every
 request is kept in :attr:`DmpStandin.received`. The same server is the registry: an ITI-57
 status change (the DMP's deletion) POSTed to ``/registry`` is checked by
 :mod:`standins.dmp._update_checks` against the entries it registered. NOT a DMP: a test
@@ -27,7 +30,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Literal
 
-from standins.dmp._checks import Checked, RequestRefused, check_request
+from lxml import etree
+
+from standins.dmp._checks import ACTION, Checked, RequestRefused, check_request, check_request_parts
 from standins.dmp._signature import verify_dsg, verify_vihf
 from standins.dmp._update_checks import check_update
 
@@ -39,13 +44,20 @@ _SEVERITY = "urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error"
 _SOAP = "http://www.w3.org/2003/05/soap-envelope"
 _APPROVED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
 _DEPRECATED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Deprecated"
+_APPLIED = ("success", "drop")
+_SUCCESS = (
+    f'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{_SOAP}"><soap:Body>'
+    f'<rs:RegistryResponse xmlns:rs="{_RS}" status="{_STATUS}Success"/></soap:Body>'
+    "</soap:Envelope>"
+).encode()
+"""The answers after which the request is applied (``drop``: its answer then lost)."""
 
 
 @dataclass
 class Answer:
     """What to answer to a request that passes the checks."""
 
-    kind: Literal["success", "failure", "receiver-fault", "http"] = "success"
+    kind: Literal["success", "failure", "receiver-fault", "http", "drop"] = "success"
     errors: list[tuple[str, str]] = field(default_factory=list)
     """(errorCode, codeContext) of a ``failure``."""
     status: int = 503
@@ -126,12 +138,18 @@ class DmpStandin:
         self.seal_ca = seal_ca
         self.verify_signature = True
         """False: skip xmlsec1 (a benchmark measuring the client, not the stand-in)."""
+        self.benchmark_only_skip_checks = False
+        """BENCHMARKS ONLY (``bench/dmp_publish.py``): an ITI-41 is parsed (the MTOM
+        package, its root part, the envelope) and answered Success, without the schema,
+        ebRIM and signature checks nor registering anything: it measures the client's
+        side, not a registry. Never in a test of what eai sends."""
         self.max_body = max_body
         self.answer = Answer()
         self.delay = 0.0
         """Seconds to wait before answering any request (a slow repository)."""
         self.received: list[Received] = []
-        self.registered: set[str] = set()
+        self.registered: dict[str, str] = {}
+        """Each registered uniqueId and entryUUID -> its document's hash ("" for the rest)."""
         self.entries: dict[str, tuple[str, str]] = {}
         """entryUUID -> (patientId, availabilityStatus) of each registered document entry."""
         self._lock = threading.Lock()
@@ -174,6 +192,10 @@ class DmpStandin:
                     time.sleep(standin.delay)
                 handle = standin.handle_update if self.path == "/registry" else standin.handle
                 status, content_type, answer = handle(self.headers.get("Content-Type", ""), body)
+                if status == 0:  # drop: applied, then no answer at all
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 self._send(status, content_type, answer)
 
             def _send(self, status: int, content_type: str, body: bytes) -> None:
@@ -221,9 +243,11 @@ class DmpStandin:
         """Check one request and answer it: (HTTP status, Content-Type, body). The request
         joins :attr:`received` once its answer is chosen (one step, under the lock)."""
         soap = "application/soap+xml; charset=UTF-8"
+        if self.benchmark_only_skip_checks:
+            return self._parsed_only(content_type, body)
         try:
             with self._lock:
-                registered = set(self.registered)
+                registered = dict(self.registered)
             checked, _ = check_request(content_type, body, self.url, registered)
         except RequestRefused as exc:
             return self._keep(
@@ -246,13 +270,29 @@ class DmpStandin:
             answer = self._next_answer()
             record.answered = answer.kind
             self.received.append(record)
-            if answer.kind == "success":
-                self.registered.update(checked.unique_ids, checked.entry_ids)
+            if answer.kind in _APPLIED:
+                for unique_id in [*checked.unique_ids, *checked.entry_ids]:
+                    self.registered.setdefault(unique_id, checked.hashes.get(unique_id, ""))
                 for entry_id in checked.entry_ids:
                     self.entries[entry_id] = (checked.patient_id, _APPROVED)
                 for entry_id in checked.replaced:
                     self.entries[entry_id] = (checked.patient_id, _DEPRECATED)
         return self._answer(answer)
+
+    def _parsed_only(self, content_type: str, body: bytes) -> tuple[int, str, bytes]:
+        """:attr:`benchmark_only_skip_checks`: parse, answer Success."""
+        soap = "application/soap+xml; charset=UTF-8"
+        try:
+            envelope = check_request_parts(content_type, body, ACTION)
+            etree.fromstring(envelope, etree.XMLParser(resolve_entities=False, no_network=True))
+        except (RequestRefused, etree.XMLSyntaxError) as exc:
+            return self._keep(
+                Received(None, refused=str(exc), answered="fault"),
+                (500, soap, fault("Sender", str(exc))),
+            )
+        return self._keep(
+            Received(Checked(envelope=envelope), answered="success"), (200, soap, _SUCCESS)
+        )
 
     def handle_update(self, content_type: str, body: bytes) -> tuple[int, str, bytes]:
         """Check one ITI-57 (a status change: the DMP's deletion) and answer it; on Success
@@ -280,8 +320,8 @@ class DmpStandin:
             answer = self._next_answer()
             record.answered = answer.kind
             self.received.append(record)
-            if answer.kind == "success":
-                self.registered.update(checked.unique_ids)
+            if answer.kind in _APPLIED:
+                self.registered.update(dict.fromkeys(checked.unique_ids, ""))
                 for entry_id, status in checked.updates:
                     self.entries[entry_id] = (self.entries[entry_id][0], status)
         return self._answer(answer)
@@ -295,6 +335,8 @@ class DmpStandin:
             return 500, soap, fault("Receiver", "repository temporarily unavailable")
         if answer.kind == "http":
             return answer.status, "text/plain", b"unavailable"
+        if answer.kind == "drop":
+            return 0, "", b""
         return 200, soap, registry_response([])
 
     def _keep(self, record: Received, answer: tuple[int, str, bytes]) -> tuple[int, str, bytes]:
@@ -304,18 +346,18 @@ class DmpStandin:
 
     @property
     def published(self) -> list[Checked]:
-        """The ITI-41 requests answered Success, in order."""
+        """The ITI-41 requests applied (answered Success, or dropped), in order."""
         return [
             r.checked
             for r in self.received
-            if r.answered == "success" and r.checked and r.transaction == "ITI-41"
+            if r.answered in _APPLIED and r.checked and r.transaction == "ITI-41"
         ]
 
     @property
     def updated(self) -> list[Checked]:
-        """The ITI-57 requests (status changes: deletions) answered Success, in order."""
+        """The ITI-57 requests (status changes: deletions) applied, in order."""
         return [
             r.checked
             for r in self.received
-            if r.answered == "success" and r.checked and r.transaction == "ITI-57"
+            if r.answered in _APPLIED and r.checked and r.transaction == "ITI-57"
         ]

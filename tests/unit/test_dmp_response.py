@@ -1,5 +1,6 @@
 """Reading a repository's ITI-41 answer: Success delivered, Failure a dead letter naming
-every error (busy registries retried), Receiver faults and 5xx retried, MTOM answers read."""
+every error (busy registries retried; on a retry, the registry already in the requested
+state: delivered), Receiver faults and 5xx retried, MTOM answers read."""
 
 from __future__ import annotations
 
@@ -107,3 +108,28 @@ def test_a_duplicate_unique_id_on_a_retry_is_an_earlier_publication() -> None:
     with pytest.raises(PermanentDeliveryError, match="XDSDuplicateUniqueIdInRegistry"):
         read_response(200, XML, body)
     assert read_response(200, XML, body, retry=True).detail.startswith("already published")
+
+
+def test_a_deletion_retry_finding_the_entry_deleted_is_an_earlier_deletion() -> None:
+    deleted = "urn:asip:ci-sis:2010:StatusType:Deleted"
+    approved = "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
+    body = registry("Failure", ("XDSMetadataUpdateError", f"OriginalStatus is not {deleted}"))
+    with pytest.raises(PermanentDeliveryError, match="XDSMetadataUpdateError"):
+        read_response(200, XML, body, action="delete")  # a first attempt
+    result = read_response(200, XML, body, retry=True, action="delete")
+    assert result.detail.startswith("already deleted by an earlier attempt: ")
+    with pytest.raises(PermanentDeliveryError):  # a publication never reads it so
+        read_response(200, XML, body, retry=True)
+    other = registry("Failure", ("XDSMetadataUpdateError", f"status is {approved}"))
+    with pytest.raises(PermanentDeliveryError):
+        read_response(200, XML, other, retry=True, action="delete")
+    mixed = registry(
+        "Failure",
+        ("XDSMetadataUpdateError", f"is {deleted}"),
+        ("XDSPatientIdDoesNotMatch", "another patient"),
+    )
+    with pytest.raises(PermanentDeliveryError, match="XDSPatientIdDoesNotMatch"):
+        read_response(200, XML, mixed, retry=True, action="delete")
+    duplicate = registry("Failure", ("XDSDuplicateUniqueIdInRegistry", "1.2.3"))
+    with pytest.raises(PermanentDeliveryError):  # a deletion is no publication
+        read_response(200, XML, duplicate, retry=True, action="delete")

@@ -80,6 +80,20 @@ from eai.store._follow_ups import add_follow_ups, delivery_item
 from eai.store._identity_ops import IdentityOp, XrefRecord, XrefRedirect
 from eai.store._journal import content_lines, insert_entries, naive_utc, utcnow
 from eai.store._listing import DeliveryView, EventView, MessageView, list_messages, message_detail
+from eai.store._nodes import (
+    DEAD_AFTER,
+    HEARTBEAT_EVERY,
+    LiveNode,
+    heartbeat,
+    is_leader,
+    lease_owner_id,
+    live_named,
+    register_node,
+    release_dead,
+    release_job_lock,
+    try_job_lock,
+    unregister_node,
+)
 from eai.store._outbox import DeliveryOutcome, record_outcomes
 from eai.store._plans import MessagePlan, PlannedDelivery, apply_plans, held_messages, settle_held
 from eai.store._support_actions import (
@@ -110,6 +124,18 @@ from eai.store._xref_lookup import MergeEvent, XrefEntry, XrefView
 from eai.store._xref_lookup import lookup as xref_lookup
 
 __all__ = [
+    "DEAD_AFTER",
+    "HEARTBEAT_EVERY",
+    "LiveNode",
+    "heartbeat",
+    "is_leader",
+    "lease_owner_id",
+    "live_named",
+    "register_node",
+    "release_dead",
+    "release_job_lock",
+    "try_job_lock",
+    "unregister_node",
     "AlertChanges",
     "AlertNotice",
     "AlertRow",

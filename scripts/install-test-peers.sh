@@ -8,7 +8,9 @@
 #   - Postfix (SMTP submission, real DSNs) and Dovecot (IMAP over TLS), the MSSanté
 #     peers; rsyslog with its TLS driver (rsyslog-gnutls), the audit trail's SIEM peer.
 #     Their packages start system services: this script stops and disables them
-#     (the tests start their own instances with temporary configs on free ports).
+#     (the tests start their own instances with temporary configs on free ports);
+#   - HAProxy, the TCP load balancer in front of two engine nodes in the failover test
+#     (tests/fault/test_haproxy_failover.py); its system service is stopped and disabled.
 #
 # Runs apt-get only for what is missing and only as root, so local reruns are
 # fast. Without root it only warns: the fixtures then fail with a message that
@@ -58,6 +60,10 @@ have_rsyslog() {
     [[ -x /usr/sbin/rsyslogd ]] && compgen -G '/usr/lib/*/rsyslog/lmnsd_gtls.so' >/dev/null
 }
 
+have_haproxy() {
+    [[ -x /usr/sbin/haproxy ]]
+}
+
 have_orthanc() {
     command -v Orthanc >/dev/null || [[ -x /usr/sbin/Orthanc ]]
 }
@@ -70,6 +76,7 @@ have_xmlsec1 || missing+=(xmlsec1)
 have_postfix || missing+=(postfix)
 have_dovecot || missing+=(dovecot-imapd)
 have_rsyslog || missing+=(rsyslog rsyslog-gnutls)
+have_haproxy || missing+=(haproxy)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-test-peers: PostgreSQL server binaries present:" $(compgen -G '/usr/lib/postgresql/*/bin/initdb')
@@ -77,6 +84,7 @@ if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-test-peers: Orthanc present: $(command -v Orthanc || echo /usr/sbin/Orthanc)"
     echo "install-test-peers: xmlsec1 present: $(command -v xmlsec1)"
     echo "install-test-peers: Postfix, Dovecot and rsyslog (TLS) present"
+    echo "install-test-peers: HAProxy present: /usr/sbin/haproxy"
     exit 0
 fi
 
@@ -161,7 +169,7 @@ if [[ " ${missing[*]} " == *" orthanc "* ]]; then
         status=1
     fi
 fi
-for pkg in postfix:postfix dovecot-imapd:dovecot rsyslog:rsyslog; do
+for pkg in postfix:postfix dovecot-imapd:dovecot rsyslog:rsyslog haproxy:haproxy; do
     if [[ " ${missing[*]} " == *" ${pkg%%:*} "* ]]; then
         disable_system_service "${pkg#*:}"
         echo "install-test-peers: installed ${pkg%%:*} (system service stopped and disabled)"
@@ -170,4 +178,5 @@ done
 have_postfix || { echo "install-test-peers: ERROR: no /usr/sbin/postfix" >&2; status=1; }
 have_dovecot || { echo "install-test-peers: ERROR: no dovecot with its IMAP server" >&2; status=1; }
 have_rsyslog || { echo "install-test-peers: ERROR: no rsyslogd with its gtls driver" >&2; status=1; }
+have_haproxy || { echo "install-test-peers: ERROR: no /usr/sbin/haproxy" >&2; status=1; }
 exit "$status"

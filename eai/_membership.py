@@ -105,6 +105,7 @@ class Membership:
     def _beat(self) -> None:
         """The heartbeat thread (not the shared worker pool: a busy pool must not make
         this node look dead)."""
+        failing = False
         while not self._stop.wait(HEARTBEAT_EVERY):
             try:
                 with self._store.engine.begin() as conn:
@@ -116,9 +117,15 @@ class Membership:
                             DEAD_AFTER,
                         )
                     dead = release_dead(conn)
-                self._note(dead)
-            except Exception:  # noqa: BLE001 - the database may be away: beat again
-                log.warning("node heartbeat failed", exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - the database may be away: beat again
+                if not failing:
+                    log.warning("node heartbeat failed (%s); retrying", type(exc).__name__)
+                failing = True
+                continue
+            if failing:
+                log.info("node heartbeat works again")
+                failing = False
+            self._note(dead)
 
     async def leave(self) -> None:
         """A clean stop: the heartbeat ends, this node's leases and row go."""

@@ -129,7 +129,9 @@ def _node(tmp: Path, name: str, port: int, sink_port: int, database: str) -> Pat
     home.mkdir()
     path = fixed_routes(home, port, sink_port, database=database, connections=4)
     cap = "    test_feed: true"
-    path.write_text(path.read_text().replace(cap, cap + "\n    max_connections_per_peer: 64", 1))
+    text = path.read_text().replace(cap, cap + "\n    max_connections_per_peer: 64", 1)
+    # a fixed node_id, as an operator would set: the restart after kill -9 reuses it
+    path.write_text(text.replace("\nengine:\n", f"\nengine:\n  node_id: node-{name}\n", 1))
     return path
 
 

@@ -51,7 +51,7 @@ __all__ = [
     "unregister_node",
 ]
 
-HEARTBEAT_EVERY = 1.0
+HEARTBEAT_EVERY = 0.5
 DEAD_AFTER = 3.0
 
 # The database's clock, in UTC, as the journal's naive datetimes.

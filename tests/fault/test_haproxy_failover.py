@@ -110,6 +110,8 @@ class Sink:
     def __init__(self) -> None:
         self.first: dict[str, float] = {}
         self.peer = MllpPeer(answer=self._answer)
+        # each send takes a little time: a kill always finds deliveries in flight
+        self.peer.delay = 0.005
 
     def _answer(self, payload: bytes) -> bytes:
         self.first.setdefault(msh10(payload), time.monotonic())
@@ -270,4 +272,5 @@ def test_two_nodes_behind_haproxy_survive_kill9_of_either(
         f"total {elapsed:.0f}s"
     )
     assert p95 <= 5.0, f"p95 delivery lag {p95:.2f}s while a node was down"
-    assert max(takeovers) <= 8.0, takeovers
+    # heartbeat 1 s, dead after 3 s: not engine.lease (60 s), nor the victim's restart
+    assert max(takeovers) <= 6.0, takeovers

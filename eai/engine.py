@@ -24,6 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Connection, insert
 
 from eai._delivery_pool import DeliveryPool
+from eai._membership import Membership
 from eai._reload import (
     ReloadPlan,
     ReloadRefused,
@@ -51,7 +52,6 @@ from eai.registry import Listener, build_listener, periodic_jobs
 from eai.store import (
     DeliveryRecord,
     Store,
-    clear_leases,
     delivery_record,
     record_receipt,
     settlement,
@@ -222,6 +222,8 @@ class Engine:
         self.config_path = config_path
         self.grace = grace
         self.node_id = config.engine.node_id or socket.gethostname()
+        self.lease_owner = ""
+        """The lease owner id of this process, unique (set by :meth:`run`)."""
         self._key = key if key is not None else os.environ.get("EAI_KEY")
         self.listeners: dict[str, Listener] = {}
         self.store: Store | None = None
@@ -238,6 +240,11 @@ class Engine:
         self._background: set[asyncio.Task[object]] = set()
         self.metrics: MetricsEndpoint | None = None
         self.console: ConsoleServer | None = None
+
+    def _wake_all(self, wake: asyncio.Event) -> None:
+        """Leases of a dead node were released: the pipeline and every worker claim."""
+        wake.set()
+        self._wake_workers(set(self.workers))
 
     def _wake_workers(self, destinations: set[str]) -> None:
         if self._pool is not None:
@@ -406,19 +413,20 @@ class Engine:
             lock = _lock_data_dir(Path(cfg.engine.data_dir))
         store = self.store = Store(cfg.engine.database, Path(cfg.engine.data_dir), self._key)
         store.start()
+        # node name for people (logs, audit, alerts); lease owner unique per process
+        nodes = Membership(store, self.node_id, explicit=bool(cfg.engine.node_id))
+        self.lease_owner = nodes.owner
         admin = AdminServer(
             admin_path, store, group=cfg.engine.admin_group, actions={"reload": self._admin_reload}
         )
         tasks: list[asyncio.Task[None]] = []
         scheduler = self._scheduler = AsyncIOScheduler(timezone="UTC")
-        pool = self._pool = DeliveryPool(store, self.node_id, cfg)
+        pool = self._pool = DeliveryPool(store, nodes.owner, cfg)
         self.workers = pool.workers
         tls_watch = TlsRejectionWatch(self.signals)
         logging.getLogger().addHandler(tls_watch)
         try:
-            # Single-process SQLite: every lease in the journal was this engine's.
-            owner = None if store.is_sqlite else self.node_id
-            await store.writer.run(lambda c: clear_leases(c, owner))
+            await nodes.join()  # SQLite: every lease in the journal was this engine's
             await admin.start()
             for problem in () if store.is_sqlite else lease_problems(cfg):
                 log.warning("%s", problem)  # one engine per SQLite journal: no other node
@@ -431,13 +439,14 @@ class Engine:
             self.pipeline = Pipeline(
                 cfg,
                 store,
-                self.node_id,
+                nodes.owner,
                 self._wake_workers,
                 self.mailer.urgent,
                 pace=cfg.engine.batch_wait,
                 reconciler=self.reconciler,
             )
             pipeline = self.pipeline
+            nodes.on_dead = lambda: self._wake_all(pipeline.wake)
 
             ingest = _Ingest(store, pipeline.wake, asyncio.get_running_loop(), self.signals)
             for lcfg in cfg.listeners:
@@ -447,8 +456,10 @@ class Engine:
             tasks.append(asyncio.create_task(pipeline.run(stopping), name="pipeline"))
             tasks.append(asyncio.create_task(self.mailer.run(stopping), name="anomaly-mail"))
             tasks.extend(AuditService(store, cfg.audit, self.node_id).start(scheduler, stopping))
+            purge = scheduler.get_job("audit-purge")
+            purge.modify(func=nodes.once("audit-purge", purge.func))
             scheduler.add_job(
-                self.mailer.digest,
+                nodes.once("identity-digest", self.mailer.digest),
                 "interval",
                 seconds=cfg.identity.digest_every,
                 id="identity-digest",
@@ -457,7 +468,7 @@ class Engine:
             )
             if cfg.identity.server is not None:
                 scheduler.add_job(
-                    pipeline.retry_unavailable,
+                    nodes.once("identity-retry", pipeline.retry_unavailable),
                     "interval",
                     seconds=cfg.identity.server.retry_every,
                     id="identity-retry",
@@ -477,7 +488,7 @@ class Engine:
             view = _JournalView(store)
             for job in periodic_jobs().values():
                 scheduler.add_job(
-                    job.run,
+                    nodes.once(f"periodic:{job.name}", job.run),
                     "interval",
                     seconds=job.interval,
                     args=[cfg, view],
@@ -542,6 +553,7 @@ class Engine:
             for task in list(self._background):
                 task.cancel()
             await pool.close()
+            await nodes.leave()
             if self.reconciler is not None:
                 await self.reconciler.aclose()
             store.close()

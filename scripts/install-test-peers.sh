@@ -11,7 +11,9 @@
 #     the engine's /metrics exposition;
 #   - chromium and chromium-driver, the headless browser of the console's tests.
 #     Their packages start system services: this script stops and disables them
-#     (the tests start their own instances with temporary configs on free ports).
+#     (the tests start their own instances with temporary configs on free ports);
+#   - HAProxy, the TCP load balancer in front of two engine nodes in the failover test
+#     (tests/fault/test_haproxy_failover.py); its system service is stopped and disabled.
 #
 # Runs apt-get only for what is missing and only as root, so local reruns are
 # fast. Without root it only warns: the fixtures then fail with a message that
@@ -70,6 +72,10 @@ have_chromium() {
     [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]
 }
 
+have_haproxy() {
+    [[ -x /usr/sbin/haproxy ]]
+}
+
 have_orthanc() {
     command -v Orthanc >/dev/null || [[ -x /usr/sbin/Orthanc ]]
 }
@@ -84,6 +90,7 @@ have_dovecot || missing+=(dovecot-imapd)
 have_rsyslog || missing+=(rsyslog rsyslog-gnutls)
 have_promtool || missing+=(prometheus)
 have_chromium || missing+=(chromium chromium-driver)
+have_haproxy || missing+=(haproxy)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-test-peers: PostgreSQL server binaries present:" $(compgen -G '/usr/lib/postgresql/*/bin/initdb')
@@ -93,6 +100,7 @@ if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-test-peers: Postfix, Dovecot and rsyslog (TLS) present"
     echo "install-test-peers: promtool present: $(command -v promtool)"
     echo "install-test-peers: Chromium and chromedriver present"
+    echo "install-test-peers: HAProxy present: /usr/sbin/haproxy"
     exit 0
 fi
 
@@ -177,7 +185,7 @@ if [[ " ${missing[*]} " == *" orthanc "* ]]; then
         status=1
     fi
 fi
-for pkg in postfix:postfix dovecot-imapd:dovecot rsyslog:rsyslog prometheus:prometheus; do
+for pkg in postfix:postfix dovecot-imapd:dovecot rsyslog:rsyslog prometheus:prometheus haproxy:haproxy; do
     if [[ " ${missing[*]} " == *" ${pkg%%:*} "* ]]; then
         disable_system_service "${pkg#*:}"
         echo "install-test-peers: installed ${pkg%%:*} (system service stopped and disabled)"
@@ -187,4 +195,5 @@ have_postfix || { echo "install-test-peers: ERROR: no /usr/sbin/postfix" >&2; st
 have_dovecot || { echo "install-test-peers: ERROR: no dovecot with its IMAP server" >&2; status=1; }
 have_rsyslog || { echo "install-test-peers: ERROR: no rsyslogd with its gtls driver" >&2; status=1; }
 have_promtool || { echo "install-test-peers: ERROR: no promtool" >&2; status=1; }
+have_haproxy || { echo "install-test-peers: ERROR: no /usr/sbin/haproxy" >&2; status=1; }
 exit "$status"

@@ -106,6 +106,20 @@ if TYPE_CHECKING:
         list_messages,
         message_detail,
     )
+    from eai.store._nodes import (
+        DEAD_AFTER,
+        HEARTBEAT_EVERY,
+        LiveNode,
+        heartbeat,
+        is_leader,
+        lease_owner_id,
+        live_named,
+        register_node,
+        release_dead,
+        release_job_lock,
+        try_job_lock,
+        unregister_node,
+    )
     from eai.store._outbox import DeliveryOutcome, record_outcomes
     from eai.store._plans import (
         MessagePlan,
@@ -149,6 +163,18 @@ if TYPE_CHECKING:
     from eai.store._xref_lookup import lookup as xref_lookup
 
 __all__ = [
+    "DEAD_AFTER",
+    "HEARTBEAT_EVERY",
+    "LiveNode",
+    "heartbeat",
+    "is_leader",
+    "lease_owner_id",
+    "live_named",
+    "register_node",
+    "release_dead",
+    "release_job_lock",
+    "try_job_lock",
+    "unregister_node",
     "ROLES",
     "AccountView",
     "DestinationRow",
@@ -257,6 +283,18 @@ __all__ = [
 ]
 
 _LAZY: dict[str, tuple[str, str]] = {
+    "DEAD_AFTER": ("eai.store._nodes", "DEAD_AFTER"),
+    "HEARTBEAT_EVERY": ("eai.store._nodes", "HEARTBEAT_EVERY"),
+    "LiveNode": ("eai.store._nodes", "LiveNode"),
+    "heartbeat": ("eai.store._nodes", "heartbeat"),
+    "is_leader": ("eai.store._nodes", "is_leader"),
+    "lease_owner_id": ("eai.store._nodes", "lease_owner_id"),
+    "live_named": ("eai.store._nodes", "live_named"),
+    "register_node": ("eai.store._nodes", "register_node"),
+    "release_dead": ("eai.store._nodes", "release_dead"),
+    "release_job_lock": ("eai.store._nodes", "release_job_lock"),
+    "try_job_lock": ("eai.store._nodes", "try_job_lock"),
+    "unregister_node": ("eai.store._nodes", "unregister_node"),
     "ROLES": ("eai.store._accounts", "ROLES"),
     "AccountView": ("eai.store._accounts", "AccountView"),
     "add_account": ("eai.store._accounts", "add_account"),

@@ -33,13 +33,14 @@ __all__ = [
     "claimed_messages",
     "clear_leases",
     "is_paused",
+    "lock_claims",
 ]
 
 
 _CLAIMS_LOCK = zlib.crc32(b"eai:claims")
 
 
-def _advisory_lock(conn: Connection) -> None:
+def lock_claims(conn: Connection) -> None:
     """Takes the claims lock until the commit (re-entrant within a transaction)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIMS_LOCK})
@@ -106,7 +107,7 @@ def claim_messages(
     conn: Connection, owner: str, now: datetime, lease: float, limit: int
 ) -> list[ClaimedMessage]:
     """Leases the oldest ``received`` messages not leased by a live owner."""
-    _advisory_lock(conn)
+    lock_claims(conn)
     rows = conn.execute(
         _CLAIMABLE_MESSAGES, {"b_now": now, "b_limit": limit, "b_owner": owner}
     ).all()
@@ -205,7 +206,7 @@ def claim_deliveries(
     the oldest message the pipeline has not processed yet are not taken (they
     could be overtaken by a patient's earlier message still in the pipeline).
     """
-    _advisory_lock(conn)
+    lock_claims(conn)
     if is_paused(conn, destination):
         return []
     rows = conn.execute(

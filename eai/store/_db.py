@@ -6,10 +6,13 @@ Touches: DB, files (creates the SQLite file 0600 and its directory 0700).
 from __future__ import annotations
 
 import os
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateColumn
@@ -92,25 +95,57 @@ def _add_new_columns(conn: Connection) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {guard}{ddl}")
 
 
+_SCHEMA_LOCK = zlib.crc32(b"eai:schema")
+
+
+@contextmanager
+def _schema_lock(engine: Engine) -> Iterator[None]:
+    """On PostgreSQL, one node at a time creates or migrates the schema: a session-level
+    advisory lock held on a connection of its own. Without it, two nodes started at the
+    same moment on an empty database both ran CREATE TABLE and one failed on PostgreSQL's
+    catalog (a duplicate ``pg_type`` key). SQLite: one engine per journal (eai.lock)."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEMA_LOCK})
+            conn.commit()
+
+
 def prepare_schema(engine: Engine, cipher: Cipher) -> None:
-    """Creates missing tables and checks that the key matches the journal's."""
+    """Creates missing tables (under the schema lock) and checks that the key matches
+    the journal's."""
     try:
-        metadata.create_all(engine)
-        with engine.begin() as conn:
-            # create_all skips the indexes of a table that exists: a start killed between
-            # CREATE TABLE and CREATE INDEX must not lose the unique dedup index for good.
-            for table in metadata.sorted_tables:
-                for index in table.indexes:
-                    index.create(conn, checkfirst=True)
-            _add_new_columns(conn)
-        with engine.begin() as conn:
-            stored = conn.execute(select(meta.c.value).where(meta.c.key == "key_check")).scalar()
-            if stored is None:
-                conn.execute(meta.insert().values(key="key_check", value=cipher.key_check()))
-            elif stored != cipher.key_check():
-                raise StoreError(
-                    "this journal was written with another key: set EAI_KEY or restore "
-                    "the eai.key file of its data_dir"
-                )
+        with _schema_lock(engine):  # the first node also writes the key check
+            _create_schema(engine)
+            _check_key(engine, cipher)
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot open the journal: {type(exc).__name__}") from exc
+
+
+def _create_schema(engine: Engine) -> None:
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        # create_all skips the indexes of a table that exists: a start killed between
+        # CREATE TABLE and CREATE INDEX must not lose the unique dedup index for good.
+        for table in metadata.sorted_tables:
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
+        _add_new_columns(conn)
+
+
+def _check_key(engine: Engine, cipher: Cipher) -> None:
+    with engine.begin() as conn:
+        stored = conn.execute(select(meta.c.value).where(meta.c.key == "key_check")).scalar()
+        if stored is None:
+            conn.execute(meta.insert().values(key="key_check", value=cipher.key_check()))
+        elif stored != cipher.key_check():
+            raise StoreError(
+                "this journal was written with another key: set EAI_KEY or restore "
+                "the eai.key file of its data_dir"
+            )

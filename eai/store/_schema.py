@@ -257,3 +257,17 @@ accounts = Table(
     Column("updated_at", DateTime, nullable=False),
     Column("last_login_at", DateTime, nullable=True),
 )
+
+# The engine nodes sharing this journal (eai/store/_nodes.py): one row per running process,
+# its heartbeat refreshed every second; a node whose heartbeat is stale is dead, and the
+# survivors release its leases. No patient data.
+nodes = Table(
+    "eai_nodes",
+    metadata,
+    Column("id", String(128), primary_key=True),  # the lease owner: unique per process
+    Column("name", String(128), nullable=False),  # engine.node_id, or the host name
+    Column("host", String(128), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("heartbeat_at", DateTime, nullable=False),
+)

@@ -10,13 +10,14 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
-from eai import hl7, registry, routing
+from eai import hl7, routing
+from eai._facts import facts_readers, qualified_ins, sealed_facts
 from eai.config import Config, ListenerConfig, Route
 from eai.content import ParsedContent, content_parser, media_type_of
 from eai.errors import EaiError, InputError, StoreError
 from eai.hl7 import structure_problem
 from eai.identity_gate import Reconciled, identity_of, identity_verdict
-from eai.messages import MEDIA_FHIR_JSON, MessageFacts
+from eai.messages import MEDIA_FHIR_JSON
 from eai.store import (
     Cipher,
     ClaimedMessage,
@@ -133,17 +134,6 @@ def identities_of(
     return out
 
 
-def facts_readers(config: Config) -> frozenset[str]:
-    """The destinations of ``config`` whose connector reads the facts
-    (:attr:`eai.registry.DestinationSpec.reads_facts`; an unknown type is taken to)."""
-    specs = registry.destinations()
-    return frozenset(
-        d.name
-        for d in config.destinations
-        if (spec := specs.get(d.type)) is None or spec.reads_facts
-    )
-
-
 def plan_message(
     config: Config,
     cipher: Cipher,
@@ -241,7 +231,7 @@ def plan_message(
         readers = facts_readers(config)
     # Sealed once for the deliveries whose destination reads them (none for MLLP, DICOM).
     facts = (
-        _sealed_facts(cipher, content, ident if qualified else None)
+        sealed_facts(cipher, content, ident if qualified else None)
         if not readers.isdisjoint(by_dest)
         else None
     )
@@ -271,7 +261,7 @@ def plan_message(
         anomalies=found,
         release_held=qualified,
         qualified_facts=(
-            _qualified_ins(cipher, ident) if qualified and not readers.isdisjoint(strict) else None
+            qualified_ins(cipher, ident) if qualified and not readers.isdisjoint(strict) else None
         ),
         patient_local=patient_local,
         identity_ops=ops,
@@ -350,28 +340,6 @@ def _convert(
     flagged.extend(mappings.bundle_warnings(bundle, name))
     text = json.dumps(bundle, ensure_ascii=False, separators=(",", ":"))
     return cipher.seal(text.encode("utf-8"))
-
-
-def _sealed_facts(
-    cipher: Cipher, content: ParsedContent, qualified: PatientIdentity | None
-) -> bytes | None:
-    """The message's facts for its destinations, sealed once for all its deliveries
-    (None when there are none); the INS only when the identity is ``qualified``."""
-    facts = MessageFacts(
-        content.facts,
-        content.recipients,
-        qualified.ins if qualified is not None else "",
-        qualified.ins_oid if qualified is not None else "",
-    )
-    return None if facts.is_empty() else cipher.seal(facts.to_json())
-
-
-def _qualified_ins(cipher: Cipher, ident: PatientIdentity | None) -> bytes | None:
-    """The qualified INS, sealed as facts, for the held deliveries the message releases
-    (held because their own message's identity was not qualified: they had no INS)."""
-    if ident is None or not ident.ins:
-        return None
-    return cipher.seal(MessageFacts(ins=ident.ins, ins_oid=ident.ins_oid).to_json())
 
 
 def _route_payload(

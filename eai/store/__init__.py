@@ -2,6 +2,10 @@
 
 Touches: DB, files (key file).
 
+Over 400 lines on purpose: most of it is the export table (the names, their
+``TYPE_CHECKING`` imports and the lazy-import map), so that ``import eai.store`` stays
+cheap for the CLI; the code here is :class:`Store` alone.
+
 The public API of the store; its modules are private, one job each:
 
 - :class:`Store` (here): opens the database, owns the cipher and the writer thread;

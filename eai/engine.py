@@ -10,20 +10,21 @@ waits for a restart.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Connection, insert
 
+from eai._data_dir import lease_problems, lock_data_dir, private_data_dir
 from eai._delivery_pool import DeliveryPool
+from eai._engine_ingest import EngineIngest, JournalView
+from eai._engine_jobs import reschedule_jobs, schedule_jobs
 from eai._membership import Membership
 from eai._reload import (
     ReloadPlan,
@@ -41,20 +42,14 @@ from eai.anomaly_mail import AnomalyMailer
 from eai.audit import AuditActor, AuditService, caller_actor, engine_actor, reload_recorder
 from eai.config import Config
 from eai.delivery import DeliveryWorker
-from eai.errors import ConfigError, EaiError, StoreError
-from eai.messages import FollowUp, IngestResult, JournalEntry, OutboxItem
-from eai.metrics import listener_meter
+from eai.errors import ConfigError, EaiError
 from eai.metrics.endpoint import MetricsEndpoint
 from eai.net import run_blocking
 from eai.pipeline import Pipeline
 from eai.reconciler import Reconciler
-from eai.registry import Listener, build_listener, periodic_jobs
+from eai.registry import Listener, build_listener
 from eai.store import (
-    DeliveryRecord,
     Store,
-    delivery_record,
-    record_receipt,
-    settlement,
     utcnow,
 )
 from eai.store.schema import events
@@ -66,135 +61,6 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "lease_problems"]
 
 log = logging.getLogger(__name__)
-
-
-def _private_data_dir(data_dir: Path, group_traverses: bool) -> None:
-    """The data dir is the engine's alone (0700): journal, key, spool, admin socket.
-
-    :class:`eai.admin.AdminServer` lets ``engine.admin_group`` traverse it (0710) when
-    the socket is inside: that bit is left as it is.
-    """
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = data_dir.stat()
-    if st.st_uid == os.geteuid() and st.st_mode & (0o067 if group_traverses else 0o077):
-        log.warning("data_dir %s was open to others (%o): now 0700", data_dir, st.st_mode & 0o777)
-        data_dir.chmod(0o700)
-
-
-def _lock_data_dir(data_dir: Path) -> IO[str]:
-    """One engine per SQLite journal: a second one would corrupt ordering guarantees."""
-    fd = os.open(data_dir / "eai.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    f = os.fdopen(fd, "r+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        f.close()
-        raise StoreError(f"another engine is running on {data_dir} (eai.lock is held)") from exc
-    f.seek(0)
-    f.truncate()
-    f.write(str(os.getpid()))
-    f.flush()
-    return f
-
-
-def lease_problems(config: Config) -> list[str]:
-    """Destinations whose longest send (connect + response timeouts, from their declared
-    :class:`eai.messages.SendLimits`) outlasts the delivery lease: on several nodes,
-    another one could claim and send the row again while the first still waits."""
-    lease = config.engine.lease
-    return [
-        f"destination {d.name}: one send may take {d.send_limits().longest_send:g} s, "
-        f"longer than engine.lease ({lease:g} s): another node may send it again meanwhile"
-        for d in config.destinations
-        if d.send_limits().longest_send >= lease
-    ]
-
-
-class _JournalView:
-    """:class:`eai.registry.JournalView` over the store (reads in a worker thread)."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    async def settled(self, dedup_keys: Sequence[str], before: datetime) -> Mapping[str, bool]:
-        return await run_blocking(settlement, self._store.engine, dedup_keys, before)
-
-
-class _Ingest:
-    """The listeners' :class:`eai.registry.ThreadIngest` (journal, then wake the pipeline)
-    and :class:`eai.registry.ReceiptJournal` (receipts of deliveries already made)."""
-
-    def __init__(
-        self,
-        store: Store,
-        wake: asyncio.Event,
-        loop: asyncio.AbstractEventLoop,
-        signals: Signals | None = None,
-    ):
-        self._store = store
-        self._wake = wake
-        self._loop = loop
-        self._signals = signals
-
-    def _failed(self) -> None:
-        """The listener answers AE/CE: counted for the ``journal_failing`` alert."""
-        if self._signals is not None:
-            self._signals.journal_failed()
-
-    async def __call__(self, entry: JournalEntry) -> IngestResult:
-        meter = listener_meter(entry.listener)
-        try:
-            result = await self._store.ingest(entry)
-        except Exception:
-            meter.failed()
-            self._failed()
-            raise
-        meter.journaled(entry.status, result.duplicate)
-        if not result.duplicate and entry.status == "received":
-            self._wake.set()
-        return result
-
-    def blocking(
-        self,
-        entry: JournalEntry,
-        timeout: float,
-        before_commit: Callable[[], object] | None = None,
-    ) -> IngestResult:
-        meter = listener_meter(entry.listener)
-        try:
-            result = self._store.ingest_blocking(entry, timeout, before_commit)
-        except Exception:
-            meter.failed()
-            self._failed()
-            raise
-        meter.journaled(entry.status, result.duplicate)
-        if not result.duplicate and entry.status == "received":
-            try:
-                self._loop.call_soon_threadsafe(self._wake.set)
-            except RuntimeError:
-                pass  # the loop is closed: the engine is stopping, the journal has it
-        return result
-
-    async def delivery_record(self, delivery_id: int) -> tuple[OutboxItem, tuple[str, ...], bool]:
-        """:class:`eai.registry.ReceiptJournal`: a delivery and its attempts (a read)."""
-        record = await run_blocking(self._read_record, delivery_id)
-        return record.item, record.attempts, record.status in ("delivered", "dead")
-
-    def _read_record(self, delivery_id: int) -> DeliveryRecord:
-        with self._store.engine.connect() as conn:
-            return delivery_record(conn, self._store.cipher, delivery_id)
-
-    async def record_receipt(
-        self, delivery_id: int, key: str, detail: str, follow_ups: Sequence[FollowUp]
-    ) -> bool:
-        """:class:`eai.registry.ReceiptJournal`: a receipt and its follow-ups, once."""
-        store = self._store
-        made = await store.writer.run(
-            lambda c: record_receipt(
-                c, store.cipher, delivery_id, key, detail, follow_ups, utcnow()
-            )
-        )
-        return made is not None
 
 
 def _record_event(
@@ -345,33 +211,8 @@ class Engine:
             )
 
     def _reschedule(self, config: Config) -> None:
-        scheduler = self._scheduler
-        if scheduler is None or not scheduler.running:
-            return
-        scheduler.reschedule_job(
-            "identity-digest", trigger="interval", seconds=config.identity.digest_every
-        )
-        if self.alerter is not None:
-            self._schedule_alerts(scheduler, self.alerter)
-        view = _JournalView(self.store) if self.store is not None else None
-        for job in periodic_jobs().values():
-            if scheduler.get_job(f"periodic:{job.name}") is not None:
-                scheduler.modify_job(f"periodic:{job.name}", args=[config, view])
-
-    @staticmethod
-    def _schedule_alerts(scheduler: AsyncIOScheduler, alerter: Alerter) -> None:
-        """The alerts job every ``alerts.every`` (when a rule is configured)."""
-        if scheduler.get_job("alerts") is not None:
-            scheduler.remove_job("alerts")
-        if alerter.wanted():
-            scheduler.add_job(
-                alerter.run_once,
-                "interval",
-                seconds=alerter.every,
-                id="alerts",
-                coalesce=True,
-                max_instances=1,
-            )
+        view = JournalView(self.store) if self.store is not None else None
+        reschedule_jobs(self._scheduler, config, self.alerter, view)
 
     def _on_sighup(self) -> None:
         task = asyncio.create_task(self._reload_logged("signal SIGHUP"))
@@ -403,14 +244,14 @@ class Engine:
         quiet_scheduler_logs()
         cfg = self.config
         admin_path = cfg.engine.admin_socket_path()
-        _private_data_dir(
+        private_data_dir(
             Path(cfg.engine.data_dir),
             cfg.engine.admin_group is not None
             and admin_path.absolute().parent == Path(cfg.engine.data_dir).absolute(),
         )
         lock = None
         if cfg.engine.database.startswith("sqlite"):
-            lock = _lock_data_dir(Path(cfg.engine.data_dir))
+            lock = lock_data_dir(Path(cfg.engine.data_dir))
         store = self.store = Store(cfg.engine.database, Path(cfg.engine.data_dir), self._key)
         store.start()
         # node name for people (logs, audit, alerts); lease owner unique per process
@@ -448,7 +289,7 @@ class Engine:
             pipeline = self.pipeline
             nodes.on_dead = lambda: self._wake_all(pipeline.wake)
 
-            ingest = _Ingest(store, pipeline.wake, asyncio.get_running_loop(), self.signals)
+            ingest = EngineIngest(store, pipeline.wake, asyncio.get_running_loop(), self.signals)
             for lcfg in cfg.listeners:
                 listener = build_listener(lcfg, ingest)
                 await listener.start()
@@ -458,23 +299,6 @@ class Engine:
             tasks.extend(AuditService(store, cfg.audit, self.node_id).start(scheduler, stopping))
             purge = scheduler.get_job("audit-purge")
             purge.modify(func=nodes.once("audit-purge", purge.func))
-            scheduler.add_job(
-                nodes.once("identity-digest", self.mailer.digest),
-                "interval",
-                seconds=cfg.identity.digest_every,
-                id="identity-digest",
-                coalesce=True,
-                max_instances=1,
-            )
-            if cfg.identity.server is not None:
-                scheduler.add_job(
-                    nodes.once("identity-retry", pipeline.retry_unavailable),
-                    "interval",
-                    seconds=cfg.identity.server.retry_every,
-                    id="identity-retry",
-                    coalesce=True,
-                    max_instances=1,
-                )
             reconciler = self.reconciler
             self.alerter = Alerter(
                 store,
@@ -484,18 +308,9 @@ class Engine:
                 lambda: listener_ports(self.listeners),
                 lambda: reconciler is not None and reconciler.outage_since is not None,
             )
-            self._schedule_alerts(scheduler, self.alerter)
-            view = _JournalView(store)
-            for job in periodic_jobs().values():
-                scheduler.add_job(
-                    nodes.once(f"periodic:{job.name}", job.run),
-                    "interval",
-                    seconds=job.interval,
-                    args=[cfg, view],
-                    id=f"periodic:{job.name}",
-                    coalesce=True,
-                    max_instances=1,
-                )
+            schedule_jobs(
+                scheduler, nodes, cfg, self.mailer, pipeline, self.alerter, JournalView(store)
+            )
             if cfg.console is not None:
                 from eai.console import ConsoleServer  # only when served: starlette, uvicorn
 

@@ -484,9 +484,9 @@ def test_retention_removes_delivered_instances(tmp_path: Path) -> None:
         plain.wait_files(3)
         lst = eng.config.listeners[0]
         assert eng.engine.store is not None
-        from eai.engine import _JournalView
+        from eai._engine_ingest import JournalView
 
-        view = _JournalView(eng.engine.store)
+        view = JournalView(eng.engine.store)
         deadline = time.monotonic() + 20
         removed = 0
         while time.monotonic() < deadline and removed < 3:

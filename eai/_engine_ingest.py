@@ -1,0 +1,107 @@
+"""What the engine gives its listeners: the journal to ingest into (then the pipeline is
+woken), the receipts journal of deliveries already made, and a read-only journal view for
+periodic jobs.
+
+Touches: DB (through :class:`eai.store.Store`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+
+from eai.alerts import Signals
+from eai.messages import FollowUp, IngestResult, JournalEntry, OutboxItem
+from eai.metrics import listener_meter
+from eai.net import run_blocking
+from eai.store import DeliveryRecord, Store, delivery_record, record_receipt, settlement, utcnow
+
+__all__ = ["EngineIngest", "JournalView"]
+
+
+class JournalView:
+    """:class:`eai.registry.JournalView` over the store (reads in a worker thread)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def settled(self, dedup_keys: Sequence[str], before: datetime) -> Mapping[str, bool]:
+        return await run_blocking(settlement, self._store.engine, dedup_keys, before)
+
+
+class EngineIngest:
+    """The listeners' :class:`eai.registry.ThreadIngest` (journal, then wake the pipeline)
+    and :class:`eai.registry.ReceiptJournal` (receipts of deliveries already made)."""
+
+    def __init__(
+        self,
+        store: Store,
+        wake: asyncio.Event,
+        loop: asyncio.AbstractEventLoop,
+        signals: Signals | None = None,
+    ):
+        self._store = store
+        self._wake = wake
+        self._loop = loop
+        self._signals = signals
+
+    def _failed(self) -> None:
+        """The listener answers AE/CE: counted for the ``journal_failing`` alert."""
+        if self._signals is not None:
+            self._signals.journal_failed()
+
+    async def __call__(self, entry: JournalEntry) -> IngestResult:
+        meter = listener_meter(entry.listener)
+        try:
+            result = await self._store.ingest(entry)
+        except Exception:
+            meter.failed()
+            self._failed()
+            raise
+        meter.journaled(entry.status, result.duplicate)
+        if not result.duplicate and entry.status == "received":
+            self._wake.set()
+        return result
+
+    def blocking(
+        self,
+        entry: JournalEntry,
+        timeout: float,
+        before_commit: Callable[[], object] | None = None,
+    ) -> IngestResult:
+        meter = listener_meter(entry.listener)
+        try:
+            result = self._store.ingest_blocking(entry, timeout, before_commit)
+        except Exception:
+            meter.failed()
+            self._failed()
+            raise
+        meter.journaled(entry.status, result.duplicate)
+        if not result.duplicate and entry.status == "received":
+            try:
+                self._loop.call_soon_threadsafe(self._wake.set)
+            except RuntimeError:
+                pass  # the loop is closed: the engine is stopping, the journal has it
+        return result
+
+    async def delivery_record(self, delivery_id: int) -> tuple[OutboxItem, tuple[str, ...], bool]:
+        """:class:`eai.registry.ReceiptJournal`: a delivery and its attempts (a read)."""
+        record = await run_blocking(self._read_record, delivery_id)
+        return record.item, record.attempts, record.status in ("delivered", "dead")
+
+    def _read_record(self, delivery_id: int) -> DeliveryRecord:
+        with self._store.engine.connect() as conn:
+            return delivery_record(conn, self._store.cipher, delivery_id)
+
+    async def record_receipt(
+        self, delivery_id: int, key: str, detail: str, follow_ups: Sequence[FollowUp]
+    ) -> bool:
+        """:class:`eai.registry.ReceiptJournal`: a receipt and its follow-ups, once."""
+        store = self._store
+        made = await store.writer.run(
+            lambda c: record_receipt(
+                c, store.cipher, delivery_id, key, detail, follow_ups, utcnow()
+            )
+        )
+        return made is not None

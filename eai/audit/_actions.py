@@ -56,6 +56,7 @@ def action_spec(name: str) -> ActionSpec:
 _PATIENT = ("110110", "Patient Record")
 _APP = ("110100", "Application Activity")
 _LOGIN = ("110114", "User Authentication")
+_SECURITY = ("110113", "Security Alert")
 
 for _spec in (
     ActionSpec("read-raw", "read a message's payload in clear", "R", *_PATIENT, rest_read=True),
@@ -69,6 +70,7 @@ for _spec in (
     ActionSpec("login", "log in to the console", "E", *_LOGIN),
     ActionSpec("login-failed", "a failed login", "E", *_LOGIN),
     ActionSpec("logout", "log out of the console", "E", *_LOGIN),
+    ActionSpec("account-change", "add, change or disable a console account", "U", *_SECURITY),
     ActionSpec("config-reload", "reload routes.yaml", "E", *_APP),
     ActionSpec("export", "export data (the audit trail)", "R", "110106", "Export"),
     ActionSpec("purge", "delete records past retention", "D", "110101", "Audit Log Used"),

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from eai.cli._common import CONFIG_OPTION, emit_json, open_journal
+
+if TYPE_CHECKING:
+    from eai.store import Store
 
 __all__ = ["users"]
 
@@ -28,6 +32,13 @@ def _password() -> str:
     if not line:
         raise click.UsageError("no password on standard input")
     return line
+
+
+def _audited(store: Store, name: str, detail: str) -> None:
+    """The change in the audit trail (``account-change``), by the OS user who ran it."""
+    from eai.audit import os_user, record
+
+    record(store, os_user(), "account-change", target=f"account {name}", detail=detail)
 
 
 @click.group()
@@ -51,6 +62,7 @@ def add_cmd(config_path: Path, name: str, role: str) -> None:
     store = open_journal(config_path)
     try:
         add_account(store.engine, name, role, digest)
+        _audited(store, name, f"added, role {role}")
     finally:
         store.engine.dispose()
     click.echo(f"account {name} added ({role})")
@@ -69,6 +81,7 @@ def passwd_cmd(config_path: Path, name: str, role: str | None) -> None:
     store = open_journal(config_path)
     try:
         set_password(store.engine, name, digest, role)
+        _audited(store, name, "password set, unlocked" + (f", role {role}" if role else ""))
     finally:
         store.engine.dispose()
     click.echo(f"password of {name} changed")
@@ -84,6 +97,7 @@ def disable_cmd(config_path: Path, name: str) -> None:
     store = open_journal(config_path)
     try:
         disable_account(store.engine, name)
+        _audited(store, name, "disabled")
     finally:
         store.engine.dispose()
     click.echo(f"account {name} disabled")

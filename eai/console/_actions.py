@@ -28,21 +28,23 @@ from eai.store import (
     set_paused,
 )
 
-__all__: list[str] = []
+__all__ = ["two_step"]
 
 
 def _actor(request: Request, session: Session) -> AuditActor:
     return audit.account(session.name, peer_of(request))
 
 
-async def _two_step(
+async def two_step(
     request: Request,
     session: Session,
     title: str,
     back: str,
     do: Callable[[], str],
     preview: list[str] | None = None,
+    fields: dict[str, str] | None = None,
 ) -> Response:
+    """The confirmation page (``fields`` carried to it as hidden inputs), then ``do``."""
     form = await request.form()
     if form.get("confirm") != "yes":
         return render(
@@ -52,6 +54,7 @@ async def _two_step(
             title=title,
             action=request.url.path,
             preview=preview or [],
+            fields=fields or {},
             back=back,
         )
     try:
@@ -91,7 +94,7 @@ async def _paused(request: Request, ctx: Ctx, session: Session, paused: bool) ->
         )
         return f"{name} {verb}d"
 
-    return await _two_step(request, session, f"{verb} destination {name}", "/", do)
+    return await two_step(request, session, f"{verb} destination {name}", "/", do)
 
 
 @page("/deliveries/{delivery_id:int}/resend", "operator", ("POST",))
@@ -105,7 +108,7 @@ async def resend_page(request: Request, ctx: Ctx, session: Session) -> Response:
         )
         return f"delivery {did} queued again as delivery {new}"
 
-    return await _two_step(request, session, f"resend delivery {did}", back, do)
+    return await two_step(request, session, f"resend delivery {did}", back, do)
 
 
 @page("/deliveries/{delivery_id:int}/release", "operator", ("POST",))
@@ -117,7 +120,7 @@ async def release_page(request: Request, ctx: Ctx, session: Session) -> Response
         release(ctx.store.engine, [did], cipher=ctx.store.cipher, actor=_actor(request, session))
         return f"delivery {did} released"
 
-    return await _two_step(request, session, f"release held delivery {did}", back, do)
+    return await two_step(request, session, f"release held delivery {did}", back, do)
 
 
 @page("/messages/{message_id:int}/replay", "operator", ("POST",))
@@ -153,6 +156,6 @@ async def replay_page(request: Request, ctx: Ctx, session: Session) -> Response:
         )
         return f"message {message_id} replayed: {len(created)} delivery(ies) queued"
 
-    return await _two_step(
+    return await two_step(
         request, session, f"replay message {message_id}", f"/messages/{message_id}", do, preview
     )

@@ -23,6 +23,7 @@ from eai.store import (
     MessageQuery,
     destination_rows,
     flow_rates,
+    list_alerts,
     list_audit,
     list_messages,
     message_detail,
@@ -40,10 +41,31 @@ STATUSES = ("received", "processed", "filtered", "rejected")
 DELIVERY_STATUSES = ("pending", "retrying", "held", "delivered", "dead")
 
 
+DOWN_RULES = {"listener_down": "listener", "destination_failing": "destination"}
+"""The alert rules whose pending or firing state says a listener or destination is down."""
+
+
+def down_since(ctx: Ctx) -> dict[tuple[str, str], dict[str, Any]]:
+    """(kind, name) -> since when the alerts see it down (the earliest node's alert), from
+    the alerts' state: ``pending`` since the condition was seen, ``firing`` since it fired."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for a in list_alerts(ctx.store.engine):
+        kind = DOWN_RULES.get(a.rule)
+        if kind is None or a.state not in ("pending", "firing"):
+            continue
+        name = a.scope.partition(":")[2].partition("@")[0]
+        at = a.fired_at if a.state == "firing" and a.fired_at else a.since
+        key = (kind, name)
+        if key not in out or at < out[key]["at"]:
+            out[key] = {"at": at, "rule": a.rule, "state": a.state, "value": a.value}
+    return out
+
+
 def overview_rows(ctx: Ctx) -> dict[str, Any]:
     """One row per listener and destination, from indexed counts (no payload read)."""
     config = ctx.config()
     now = utcnow()
+    down = down_since(ctx)
     rates = flow_rates(ctx.store.engine, now - RATE_WINDOW)
     states = ctx.listener_states()
     minutes = RATE_WINDOW.total_seconds() / 60
@@ -58,6 +80,7 @@ def overview_rows(ctx: Ctx) -> dict[str, Any]:
                 "per_min": round(sum(counts.values()) / minutes, 1),
                 "rejected": counts.get("rejected", 0),
                 "received": sum(counts.values()),
+                "down": down.get(("listener", lst.name)),
             }
         )
     queues = destination_rows(
@@ -66,6 +89,7 @@ def overview_rows(ctx: Ctx) -> dict[str, Any]:
     return {
         "listeners": listeners,
         "queues": queues,
+        "down": {name: d for (kind, name), d in down.items() if kind == "destination"},
         "routes": [
             {"name": r.name, "from": ", ".join(r.from_), "to": ", ".join(r.to)}
             for r in config.routes

@@ -1,0 +1,150 @@
+"""The console's identity page over real HTTP: charter anomalies per establishment and
+rule in French, held deliveries, and their release by an operator (audited), never by
+a viewer. The engine runs in a thread; messages arrive over MLLP."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from hl7.client import MLLPClient
+
+from eai.console import hash_password
+from eai.store import Store, add_account, list_audit
+from standins.mllp import MllpPeer
+from tests.engine_harness import A01, EngineThread
+
+pytestmark = pytest.mark.integration
+
+PASSWORDS = {"vera": "viewer-pass-123", "otto": "operator-pass-123"}
+ROLES = {"vera": "viewer", "otto": "operator"}
+INS = "279035121518989"
+
+ROUTES = """
+engine: {{data_dir: {data}}}
+listeners:
+  - {{name: chu-x, type: mllp, bind: "127.0.0.1:0", test_feed: true}}
+destinations:
+  - {{name: dcc, type: mllp, host: 127.0.0.1, port: {dcc}, retry: {{initial: 0.05s, max: 0.2s}}}}
+  - name: dmp
+    type: mllp
+    host: 127.0.0.1
+    port: {dmp}
+    require_qualified_identity: true
+    retry: {{initial: 0.05s, max: 0.2s}}
+routes:
+  - {{name: all, from: [chu-x], to: [dcc, dmp]}}
+console:
+  bind: 127.0.0.1:0
+"""
+
+
+def _msg(control_id: str, *, pid32: str, ins: str = INS) -> bytes:
+    text = A01.decode().replace("\r\n", "\r").replace("\n", "\r").rstrip("\r")
+    segs = text.split("\r")
+    msh = segs[0].split("|")
+    msh[9] = control_id
+    segs[0] = "|".join(msh)
+    pid = segs[2].split("|")
+    pid[3] = pid[3].replace(INS, ins)
+    pid[32] = pid32
+    segs[2] = "|".join(pid)
+    return ("\r".join(segs) + "\r").encode()
+
+
+class Site:
+    def __init__(self, eng: EngineThread, dmp: MllpPeer) -> None:
+        assert eng.engine.console is not None and eng.engine.store is not None
+        self.base = f"http://127.0.0.1:{eng.engine.console.port}"
+        self.store: Store = eng.engine.store
+        self.eng, self.dmp = eng, dmp
+
+    @contextmanager
+    def client(self, name: str) -> Iterator[httpx.Client]:
+        with httpx.Client(base_url=self.base, follow_redirects=False, timeout=20) as c:
+            form = c.get("/login")
+            r = c.post(
+                "/login",
+                data={"user": name, "password": PASSWORDS[name], "csrf": _csrf(form.text)},
+            )
+            assert r.status_code == 303, r.text
+            yield c
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    with MllpPeer() as dcc, MllpPeer() as dmp:
+        path = tmp_path / "routes.yaml"
+        path.write_text(ROUTES.format(data=tmp_path / "var", dcc=dcc.port, dmp=dmp.port))
+        with EngineThread(path) as eng:
+            s = Site(eng, dmp)
+            for name, role in ROLES.items():
+                add_account(s.store.engine, name, role, hash_password(PASSWORDS[name]))
+            with MLLPClient("127.0.0.1", eng.port("chu-x")) as c:
+                for cid, kw in (("H1", {"pid32": "PROV"}), ("K4", {"pid32": "VALI",
+                                "ins": "279035121518988"})):  # fmt: skip
+                    assert b"MSA|AA" in c.send_message(_msg(cid, **kw))
+            assert dcc.wait_for(lambda p: p.control_ids() == ["H1"], 10)
+            yield s
+
+
+def _csrf(html: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m, html
+    return m.group(1)
+
+
+def _wait_page(c: httpx.Client, needle: str) -> str:
+    deadline = time.monotonic() + 10
+    while True:  # the anomalies are written just after the ACK
+        text = c.get("/identity").text
+        if needle in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.1)
+
+
+def test_viewer_sees_anomalies_and_held_deliveries_but_cannot_release(site: Site) -> None:
+    with site.client("vera") as c:
+        page = _wait_page(c, 'data-rule="INS-CLE"')
+        groups = re.findall(r'data-facility="([^"]+)" data-rule="([^"]+)"', page)
+        assert groups == [("CHU-X", "IDENTITE-NON-QUALIFIEE"), ("CHU-X", "INS-CLE")]
+        ins_row = re.search(r'data-rule="INS-CLE".*?</tr>', page, re.S)
+        assert ins_row and "Le matricule INS transmis en PID-3" in ins_row.group(0)
+        assert 'class="severity">reject<' in ins_row.group(0)
+        held = re.findall(r'<tr class="held" data-delivery="(\d+)">(.*?)</tr>', page, re.S)
+        assert len(held) == 1 and "dmp" in held[0][1] and "(H1)" in held[0][1]
+        assert "/release" not in page
+        assert INS not in page and "279035121518988" not in page  # no patient id
+        refused = c.post(
+            f"/deliveries/{held[0][0]}/release",
+            data={"csrf": _csrf(page), "confirm": "yes"},
+        )
+        assert refused.status_code == 403
+        filtered = c.get("/identity", params={"facility": "CHU-Y"}).text
+        assert 'class="anomaly"' not in filtered
+    assert site.dmp.control_ids() == []
+    assert not [r for r in list_audit(site.store.engine) if r.entry.action == "identity-release"]
+
+
+def test_operator_releases_a_held_delivery_audited_with_the_account(site: Site) -> None:
+    with site.client("otto") as c:
+        page = _wait_page(c, 'class="held"')
+        m = re.search(r'action="(/deliveries/(\d+)/release\?m=\d+)"', page)
+        assert m, page
+        action, did = m.group(1), m.group(2)
+        first = c.post(action, data={"csrf": _csrf(page)})
+        assert first.status_code == 200 and 'id="confirm"' in first.text
+        time.sleep(0.3)
+        assert site.dmp.control_ids() == []  # asked, not done
+        done = c.post(action, data={"csrf": _csrf(page), "confirm": "yes"})
+        assert done.status_code == 200 and f"delivery {did} released" in done.text
+        assert site.dmp.wait_for(lambda p: p.control_ids() == ["H1"], 10)
+        assert 'class="held"' not in c.get("/identity").text
+    (rec,) = [r for r in list_audit(site.store.engine) if r.entry.action == "identity-release"]
+    assert rec.actor.name == "otto" and rec.actor.kind == "account"
+    assert rec.actor.via == "console"

@@ -4,19 +4,22 @@ Touches: nothing (text in, text out).
 
 One delivery is one mail per recipient set (``part``: the professionals', the patient's).
 When an attempt fails after some parts were submitted (a 4xx, a lost connection on the
-next mail), the :class:`~eai.errors.TransientDeliveryError` it raises ends with one
-marker per part done, which the delivery worker journals as the attempt's detail::
+next mail), the error it raises ends with one marker per part done, which the delivery
+worker journals as the attempt's detail (and logs)::
 
-    [mss-sent {"part": "ps", "mid": "<...>", "ok": true, "text": "...",
-               "acc": [0, 2], "ref": [[1, 550, "5.1.1 unknown"]]}]
+    [mss-sent Message-ID <eai.7.…@labo.mssante.fr> {"part": "professionals",
+        "mid": "<eai.7.…@labo.mssante.fr>", "dsn": true, "acc": [0],
+        "ref": [[1, 550, "5.1.1 <<rcpt 1>>: unknown user"]]}]
 
-``acc`` and ``ref`` name recipients by their rank in the part's mail (the mails are
-built again, in the same order, from the same delivery), so the marker carries no
-address the detail does not already show, and never the patient's (its INS): a refusal's
-text of the patient's mail has the INS masked. :func:`read_progress` reads the markers
-of every earlier attempt back (a later one wins for a part); a marker that does not
-parse, or names a recipient the mail no longer has, is ignored (that part is sent again:
-at least once, never lost).
+Recipients are named by their rank in the part's mail (the mails are built again, in the
+same order, from the same delivery): a marker carries no address at all, and a refusal's
+text has each recipient's address replaced by its rank (the patient's INS by ``<INS>``).
+:func:`read_progress` reads the markers of every earlier attempt back (a later one wins
+for a part); a marker that does not parse, or names a recipient the mail does not have,
+is ignored (that part is sent again: at least once, never lost). A part the server took
+is named ``Message-ID <...>`` before its JSON, as a delivered detail names it: the
+receipts reader finds it there (a dead letter after a mail was accepted carries the
+markers too).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from connectors.mssante._mail import Mail
-from connectors.mssante._smtp import Refusal
+from connectors.mssante._smtp import Refusal, Submission
 
 __all__ = ["MARKER", "Sent", "progress_markers", "read_progress"]
 
@@ -35,21 +38,38 @@ MARKER = "[mss-sent "
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    """One part's submission: its Message-ID, what the detail says, who took it."""
+    """One part's submission: its Message-ID, what the detail says, what the server took."""
 
     part: str
     message_id: str
     text: str
-    delivered: bool
-    refused: tuple[Refusal, ...] = ()
-    accepted: tuple[str, ...] = ()
+    submission: Submission
+
+    @property
+    def delivered(self) -> bool:
+        return bool(self.submission.accepted)
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        return self.submission.accepted
+
+    @property
+    def refused(self) -> tuple[Refusal, ...]:
+        return self.submission.refused
 
 
-def _masked(mail: Mail, text: str) -> str:
-    if mail.part != "patient":
-        return text
-    for address in mail.recipients:
-        text = text.replace(address.split("@", 1)[0], "<INS>")
+def _hide(mail: Mail, text: str) -> str:
+    for rank, address in sorted(enumerate(mail.recipients), key=lambda r: -len(r[1])):
+        text = text.replace(address, f"<rcpt {rank}>")
+    if mail.part == "patient":
+        for address in mail.recipients:
+            text = text.replace(address.split("@", 1)[0], "<INS>")
+    return text
+
+
+def _show(mail: Mail, text: str) -> str:
+    for rank, address in enumerate(mail.recipients):
+        text = text.replace(f"<rcpt {rank}>", address)
     return text
 
 
@@ -65,16 +85,18 @@ def progress_markers(done: Iterable[Sent], mails: Sequence[Mail]) -> str:
         record = {
             "part": sent.part,
             "mid": sent.message_id,
-            "ok": sent.delivered,
-            "text": sent.text,
+            "dsn": sent.submission.dsn,
             "acc": [rank[a] for a in sent.accepted if a in rank],
             "ref": [
-                [rank[r.address], r.code, _masked(mail, r.text)]
+                [rank[r.address], r.code, _hide(mail, r.text)]
                 for r in sent.refused
                 if r.address in rank
             ],
         }
-        out.append(f" {MARKER}{json.dumps(record, ensure_ascii=False)}]")
+        # "Message-ID <...>" as the detail of a delivered mail says it (the receipts
+        # reader looks for it); the JSON is what a retry reads
+        named = f"Message-ID {sent.message_id} " if sent.delivered else ""
+        out.append(f" {MARKER}{named}{json.dumps(record, ensure_ascii=False)}]")
     return "".join(out)
 
 
@@ -83,8 +105,9 @@ def _records(detail: str) -> Iterable[dict[str, object]]:
     at = detail.find(MARKER)
     while at >= 0:
         start = at + len(MARKER)
+        brace = detail.find("{", start)
         try:
-            record, _ = decoder.raw_decode(detail, start)
+            record, _ = decoder.raw_decode(detail, brace if brace >= 0 else start)
         except ValueError:
             record = None
         if isinstance(record, dict):
@@ -92,15 +115,12 @@ def _records(detail: str) -> Iterable[dict[str, object]]:
         at = detail.find(MARKER, start)
 
 
-def _sent(record: dict[str, object], mail: Mail) -> Sent | None:
+def _submission(record: dict[str, object], mail: Mail) -> tuple[str, Submission] | None:
     n = len(mail.recipients)
-    acc, ref = record.get("acc"), record.get("ref")
-    mid, text, ok = record.get("mid"), record.get("text"), record.get("ok")
+    acc, ref, mid, dsn = record.get("acc"), record.get("ref"), record.get("mid"), record.get("dsn")
     if not (isinstance(acc, list) and isinstance(ref, list) and isinstance(mid, str)):
         return None
-    if not (isinstance(text, str) and isinstance(ok, bool)):
-        return None
-    if not all(isinstance(i, int) and 0 <= i < n for i in acc):
+    if not isinstance(dsn, bool) or not all(isinstance(i, int) and 0 <= i < n for i in acc):
         return None
     refused: list[Refusal] = []
     for r in ref:
@@ -113,20 +133,22 @@ def _sent(record: dict[str, object], mail: Mail) -> Sent | None:
             and isinstance(r[2], str)
         ):
             return None
-        refused.append(Refusal(mail.recipients[r[0]], r[1], r[2]))
+        refused.append(Refusal(mail.recipients[r[0]], r[1], _show(mail, r[2])))
     accepted = tuple(mail.recipients[i] for i in acc)
-    return Sent(mail.part, mid, text, ok, tuple(refused), accepted)
+    return mid, Submission(accepted, tuple(refused), dsn)
 
 
-def read_progress(details: Iterable[str], mails: Sequence[Mail]) -> dict[str, Sent]:
-    """The parts of ``mails`` that earlier attempts (their ``details``, oldest first)
-    recorded as done."""
+def read_progress(
+    details: Iterable[str], mails: Sequence[Mail]
+) -> dict[str, tuple[str, Submission]]:
+    """Per part of ``mails`` that earlier attempts (their ``details``, oldest first)
+    recorded as done: its Message-ID and what the server took."""
     by_part = {m.part: m for m in mails}
-    done: dict[str, Sent] = {}
+    done: dict[str, tuple[str, Submission]] = {}
     for detail in details:
         for record in _records(detail):
             mail = by_part.get(str(record.get("part")))
-            sent = _sent(record, mail) if mail is not None else None
-            if sent is not None:
-                done[sent.part] = sent
+            got = _submission(record, mail) if mail is not None else None
+            if got is not None and mail is not None:
+                done[mail.part] = got
     return done

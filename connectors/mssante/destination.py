@@ -135,6 +135,7 @@ class MssanteDestination:
         self._parts.move_to_end(item.delivery_id)
         while len(self._parts) > _REMEMBERED:
             self._parts.popitem(last=False)
+        notify = item.facts.flags.get("ACK_RECEPTION") == "Y"
         if item.attempts > 1 and self._attempts is not None:
             try:
                 details = await self._attempts(item.delivery_id)
@@ -142,9 +143,10 @@ class MssanteDestination:
                 raise TransientDeliveryError(
                     f"MSSanté: cannot read the earlier attempts: {exc}"
                 ) from exc
-            recorded = read_progress(details, mails)
-            done.update({p: s for p, s in recorded.items() if p not in done})
-        notify = item.facts.flags.get("ACK_RECEPTION") == "Y"
+            by_part = {m.part: m for m in mails}
+            for part, (mid, taken) in read_progress(details, mails).items():
+                if part not in done:
+                    done[part] = self._outcome(item, by_part[part], taken, notify, mid)
         for mail in mails:
             if mail.part in done:
                 continue
@@ -166,6 +168,13 @@ class MssanteDestination:
                     retry_after=exc.retry_after,
                     follow_ups=exc.follow_ups,
                 ) from exc
+            except PermanentDeliveryError as exc:
+                if not done:
+                    raise
+                # dead, but the mails accepted are named (their receipts are correlated)
+                raise PermanentDeliveryError(
+                    f"{exc}{progress_markers(done.values(), mails)}", follow_ups=exc.follow_ups
+                ) from exc
             done[mail.part] = self._outcome(item, mail, submission, notify)
         self._parts.pop(item.delivery_id, None)
         sent = [done[m.part] for m in mails]
@@ -185,8 +194,18 @@ class MssanteDestination:
         )
         return DeliveryResult(detail=detail, follow_ups=tuple(zams))
 
-    def _outcome(self, item: OutboxItem, mail: Mail, submission: Submission, notify: bool) -> Sent:
+    def _outcome(
+        self,
+        item: OutboxItem,
+        mail: Mail,
+        submission: Submission,
+        notify: bool,
+        recorded: str = "",
+    ) -> Sent:
+        """What ``submission`` of ``mail`` did; ``recorded``: the Message-ID an earlier
+        attempt journaled it with (read back, not logged again)."""
         ins = item.facts.ins
+        message_id = recorded or mail.message_id
 
         def masked(text: str) -> str:
             return text.replace(ins, "<INS>") if ins else text
@@ -196,7 +215,7 @@ class MssanteDestination:
             f"{r.code} {masked(r.text)}"
             for r in submission.refused
         ]
-        if submission.refused:
+        if submission.refused and not recorded:
             log.warning(
                 "destination %s: delivery %s: %d of %d %s recipient(s) refused",
                 self.config.name,
@@ -207,15 +226,13 @@ class MssanteDestination:
             )
         if not submission.accepted:
             text = f"{mail.part}: " + "; ".join(refusals)
-            return Sent(mail.part, mail.message_id, text, False, submission.refused)
-        text = (
-            f"{mail.part}: Message-ID {mail.message_id} to {len(submission.accepted)} recipient(s)"
-        )
+            return Sent(mail.part, message_id, text, submission)
+        text = f"{mail.part}: Message-ID {message_id} to {len(submission.accepted)} recipient(s)"
         if notify and not submission.dsn:
             text += " (the server offers no DSN: no delivery receipt)"
         if refusals:
             text += "; " + "; ".join(refusals)
-        return Sent(mail.part, mail.message_id, text, True, submission.refused, submission.accepted)
+        return Sent(mail.part, message_id, text, submission)
 
     async def close(self) -> None:
         await run_blocking(self._client.close)

@@ -28,12 +28,14 @@ from eai.content import media_type_of
 from eai.errors import PermanentDeliveryError, StoreError, TransientDeliveryError
 from eai.messages import NO_FACTS, MessageFacts, OutboxItem
 from eai.metrics import destination_meter
-from eai.registry import Destination
+from eai.net import run_blocking
+from eai.registry import AttemptsAware, Destination
 from eai.store import (
     Cipher,
     ClaimedDelivery,
     DeliveryOutcome,
     Store,
+    attempt_details,
     claim_deliveries,
     record_outcomes,
     utcnow,
@@ -213,9 +215,21 @@ class DeliveryWorker:
         )
         return DeliveryOutcome(row.id, row.message_id, "retrying", attempts, retry_at, detail)
 
+    async def _attempt_details(self, delivery_id: int) -> tuple[str, ...]:
+        """:data:`eai.registry.AttemptsReader` over the journal."""
+        store = self._store
+
+        def read() -> tuple[str, ...]:
+            with store.engine.connect() as conn:
+                return attempt_details(conn, delivery_id)
+
+        return await run_blocking(read)
+
     async def run(self, stopping: asyncio.Event) -> None:
         """Prepares the destination, sends windows until ``stopping`` (see
         :mod:`eai._worker`), then closes the destination."""
+        if isinstance(self._dest, AttemptsAware):
+            self._dest.read_attempts_with(self._attempt_details)
         try:
             await self._dest.start()
         except Exception:  # noqa: BLE001 - the first send tries again (and reports)

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from eai.routing import Routable
 
 __all__ = [
+    "AttemptsAware",
+    "AttemptsReader",
     "MessageKindSpec",
     "message_kinds",
     "register_message_kind",
@@ -132,6 +134,21 @@ class ReceiptJournal(Protocol):
         on the delivery's message with its follow-ups, in one transaction; False when
         that receipt was already recorded (nothing added). Raises NotFound, StoreError."""
         ...
+
+
+AttemptsReader = Callable[[int], Awaitable[tuple[str, ...]]]
+"""Reads the details of a delivery's recorded ``attempt`` events, oldest first (a read of
+the journal, off the event loop). Raises :class:`eai.errors.NotFound`, StoreError."""
+
+
+@runtime_checkable
+class AttemptsAware(Protocol):
+    """A destination that reads back what its earlier attempts of a delivery recorded (a
+    retry after a restart, or on another node, sends only what was not accepted: the
+    MSSanté destination's mails). The delivery worker gives it the reader before
+    ``start``."""
+
+    def read_attempts_with(self, reader: AttemptsReader) -> None: ...
 
 
 class Listener(Protocol):

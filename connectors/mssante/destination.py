@@ -12,9 +12,14 @@ One outbox delivery is one document and its recipient sets (the professionals' m
 patient's mail). Outcome per recipient: a 5xx refusal of one recipient is kept in the
 delivery's detail (code and text; the patient's mailbox named as such, never by its INS)
 while the others get the mail; if no recipient at all takes it, the delivery is dead with
-every refusal. A transient failure retries the delivery; a part already accepted in an
-earlier attempt of this process is not sent again (kept in memory: after a restart it
-would be, at least once). The detail names each mail's ``Message-ID`` and the DSN
+every refusal. A transient failure retries the delivery; a part already accepted (or
+refused for good) in an earlier attempt is not sent again: the failed attempt's detail,
+journaled with its outcome, ends with one ``[mss-sent {...}]`` marker per part done
+(:mod:`._progress`: its Message-ID, which recipients took it, by rank, and the refusals;
+no address of the patient), and the retry reads it back through the engine's
+:data:`eai.registry.AttemptsReader`, after a restart or on another node too. Only the
+attempt in flight when the engine dies is unrecorded: its mails may go again (at least
+once). The detail names each mail's ``Message-ID`` and the DSN
 ``ENVID`` (``eai-<delivery id>``), which the receipts reader correlates.
 
 Business acknowledgements (IG ``ack-metier-zam.md``), when the message asked for them
@@ -30,19 +35,25 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from connectors.mssante._mail import PATIENT_DOMAIN, Mail, build_mails
 from connectors.mssante._matrix import audience
-from connectors.mssante._smtp import Refusal, SmtpClient, Submission
+from connectors.mssante._progress import Sent, progress_markers, read_progress
+from connectors.mssante._smtp import SmtpClient, Submission
 from connectors.mssante._source import mail_source
 from connectors.mssante._xdm import build_xdm
 from connectors.mssante.config import MssanteDestinationConfig
 from eai.business_ack import ZamError, smtp_error, unexplained_error, zam_follow_up
-from eai.errors import DeliveryError, PermanentDeliveryError
+from eai.errors import (
+    DeliveryError,
+    NotFound,
+    PermanentDeliveryError,
+    StoreError,
+    TransientDeliveryError,
+)
 from eai.messages import DeliveryResult, FollowUp, OutboxItem
 from eai.net import client_context, run_blocking
-from eai.registry import DestinationSpec, register_destination
+from eai.registry import AttemptsReader, DestinationSpec, register_destination
 from eai.xds import ACCEPTS
 
 __all__ = ["MssanteDestination", "envelope_id", "prepare"]
@@ -64,16 +75,6 @@ def prepare(config: MssanteDestinationConfig, item: OutboxItem) -> list[Mail]:
     source = mail_source(item)
     xdm = build_xdm(source.publication, config.metadata_settings(), config.software_id or "eai")
     return build_mails(config, item, source, xdm, who)
-
-
-@dataclass(frozen=True, slots=True)
-class _Sent:
-    part: str
-    message_id: str
-    text: str
-    delivered: bool
-    refused: tuple[Refusal, ...] = ()
-    accepted: tuple[str, ...] = ()
 
 
 def _intended(item: OutboxItem) -> list[str]:
@@ -102,7 +103,13 @@ class MssanteDestination:
         self.config = config
         # Built now so that a bad certificate path fails at start, not at the first send.
         self._client = SmtpClient(config, client_context(config.tls))
-        self._parts: OrderedDict[int, dict[str, _Sent]] = OrderedDict()
+        self._parts: OrderedDict[int, dict[str, Sent]] = OrderedDict()
+        self._attempts: AttemptsReader | None = None
+
+    def read_attempts_with(self, reader: AttemptsReader) -> None:
+        """:class:`eai.registry.AttemptsAware`: how a retry reads what earlier attempts
+        recorded (without it, only this process's memory of them)."""
+        self._attempts = reader
 
     async def start(self) -> None:
         return None
@@ -129,17 +136,45 @@ class MssanteDestination:
         while len(self._parts) > _REMEMBERED:
             self._parts.popitem(last=False)
         notify = item.facts.flags.get("ACK_RECEPTION") == "Y"
+        if item.attempts > 1 and self._attempts is not None:
+            try:
+                details = await self._attempts(item.delivery_id)
+            except (StoreError, NotFound, OSError) as exc:  # never send blind: retry later
+                raise TransientDeliveryError(
+                    f"MSSanté: cannot read the earlier attempts: {exc}"
+                ) from exc
+            by_part = {m.part: m for m in mails}
+            for part, (mid, taken) in read_progress(details, mails).items():
+                if part not in done:
+                    done[part] = self._outcome(item, by_part[part], taken, notify, mid)
         for mail in mails:
             if mail.part in done:
                 continue
-            submission = await run_blocking(
-                self._client.submit,
-                self.config.sender,
-                mail.recipients,
-                mail.data,
-                envelope_id(item.delivery_id),
-                notify,
-            )
+            try:
+                submission = await run_blocking(
+                    self._client.submit,
+                    self.config.sender,
+                    mail.recipients,
+                    mail.data,
+                    envelope_id(item.delivery_id),
+                    notify,
+                )
+            except TransientDeliveryError as exc:
+                if not done:
+                    raise
+                # journaled as this attempt's detail: the retry skips what is done
+                raise TransientDeliveryError(
+                    f"{exc}{progress_markers(done.values(), mails)}",
+                    retry_after=exc.retry_after,
+                    follow_ups=exc.follow_ups,
+                ) from exc
+            except PermanentDeliveryError as exc:
+                if not done:
+                    raise
+                # dead, but the mails accepted are named (their receipts are correlated)
+                raise PermanentDeliveryError(
+                    f"{exc}{progress_markers(done.values(), mails)}", follow_ups=exc.follow_ups
+                ) from exc
             done[mail.part] = self._outcome(item, mail, submission, notify)
         self._parts.pop(item.delivery_id, None)
         sent = [done[m.part] for m in mails]
@@ -159,8 +194,18 @@ class MssanteDestination:
         )
         return DeliveryResult(detail=detail, follow_ups=tuple(zams))
 
-    def _outcome(self, item: OutboxItem, mail: Mail, submission: Submission, notify: bool) -> _Sent:
+    def _outcome(
+        self,
+        item: OutboxItem,
+        mail: Mail,
+        submission: Submission,
+        notify: bool,
+        recorded: str = "",
+    ) -> Sent:
+        """What ``submission`` of ``mail`` did; ``recorded``: the Message-ID an earlier
+        attempt journaled it with (read back, not logged again)."""
         ins = item.facts.ins
+        message_id = recorded or mail.message_id
 
         def masked(text: str) -> str:
             return text.replace(ins, "<INS>") if ins else text
@@ -170,7 +215,7 @@ class MssanteDestination:
             f"{r.code} {masked(r.text)}"
             for r in submission.refused
         ]
-        if submission.refused:
+        if submission.refused and not recorded:
             log.warning(
                 "destination %s: delivery %s: %d of %d %s recipient(s) refused",
                 self.config.name,
@@ -181,17 +226,13 @@ class MssanteDestination:
             )
         if not submission.accepted:
             text = f"{mail.part}: " + "; ".join(refusals)
-            return _Sent(mail.part, mail.message_id, text, False, submission.refused)
-        text = (
-            f"{mail.part}: Message-ID {mail.message_id} to {len(submission.accepted)} recipient(s)"
-        )
+            return Sent(mail.part, message_id, text, submission)
+        text = f"{mail.part}: Message-ID {message_id} to {len(submission.accepted)} recipient(s)"
         if notify and not submission.dsn:
             text += " (the server offers no DSN: no delivery receipt)"
         if refusals:
             text += "; " + "; ".join(refusals)
-        return _Sent(
-            mail.part, mail.message_id, text, True, submission.refused, submission.accepted
-        )
+        return Sent(mail.part, message_id, text, submission)
 
     async def close(self) -> None:
         await run_blocking(self._client.close)

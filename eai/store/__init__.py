@@ -13,7 +13,8 @@ The public API of the store; its modules are private, one job each:
 - the pipeline's decisions (``_plans``): :class:`MessagePlan`, :func:`apply_plans`,
   :func:`settle_held`; the outbox rows' outcomes (``_outbox``): :func:`record_outcomes`;
 - follow-ups, the rows an outcome or a receipt adds (``_follow_ups``): :func:`add_follow_ups`,
-  :func:`delivery_item`;
+  :func:`delivery_item`; what a delivery's attempts recorded (``_attempts``):
+  :func:`attempt_details`;
 - support queries (``_listing``, ``_support_queries``): :func:`list_messages`,
   :func:`message_detail`, :func:`queue_stats`, :func:`settlement`...;
 - support actions (``_support_actions``): :func:`read_raw`, :func:`resend`,
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
         mark_notified,
         pending_for_notification,
     )
+    from eai.store._attempts import attempt_details
     from eai.store._audit import AuditActor, AuditEntry, AuditRecord
     from eai.store._audit import append as append_audit
     from eai.store._audit import record_mac as audit_record_mac
@@ -246,6 +248,7 @@ __all__ = [
     "XrefRedirect",
     "XrefView",
     "add_follow_ups",
+    "attempt_details",
     "RECEIPT_EVENT",
     "DeliveryRecord",
     "delivery_record",
@@ -345,6 +348,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "XrefRedirect": ("eai.store._identity_ops", "XrefRedirect"),
     "XrefView": ("eai.store._xref_lookup", "XrefView"),
     "add_follow_ups": ("eai.store._follow_ups", "add_follow_ups"),
+    "attempt_details": ("eai.store._attempts", "attempt_details"),
     "RECEIPT_EVENT": ("eai.store._receipts", "RECEIPT_EVENT"),
     "DeliveryRecord": ("eai.store._receipts", "DeliveryRecord"),
     "delivery_record": ("eai.store._receipts", "delivery_record"),

@@ -341,3 +341,19 @@ def test_check_of_a_dicom_file_imports_no_dicom_network_code() -> None:
     network = ("pynetdicom", "dicom_router.scp", "dicom_router.forward", "dicom_router.content")
     assert not [m for m in loaded if m.split(".")[0] in network or m in network]
     assert not [m for m in loaded if m.split(".")[0] in ("httpx", "signxml", "lxml", "connectors")]
+
+
+def test_check_of_a_fhir_destination_imports_no_http_client(tmp_path: Path) -> None:
+    """The ``fhir`` destination's settings are validated from its config model alone:
+    httpx (and the sending code) load when the engine builds the destination."""
+    routes = tmp_path / "routes.yaml"
+    text = MLLP_ONLY.format(var=tmp_path / "var", to="scad").replace(
+        "port: 2576}",
+        "port: 2576}\n  - {name: scad, type: fhir, base_url: http://127.0.0.1:9/fhir}",
+    )
+    routes.write_text(text.replace("to: [scad]}", "to: [scad], map: auto}"))
+    loaded, done = _check(routes)
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr[-2000:]
+    assert "connectors.fhir.registration" in loaded
+    assert not [m for m in loaded if m.split(".")[0] == "httpx"]
+    assert "connectors.fhir.destination" not in loaded

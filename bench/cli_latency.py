@@ -12,6 +12,8 @@ messages. Measured (targets from issue 23):
 - ``eai --help`` (<= 0.15 s);
 - ``eai messages list --limit 20`` (<= 0.4 s);
 - ``eai check`` (<= 0.5 s);
+- ``eai check dicom-routes.yaml`` (the DICOM example: its plugin's settings validated
+  without pynetdicom; same target);
 - for reference: ``python -c pass`` (the interpreter alone) and ``eai queue list``.
 
 With ``hyperfine`` on the PATH it does the timing (``--warmup 2``); otherwise a loop of
@@ -65,6 +67,7 @@ COMMANDS: list[tuple[str, list[str], float | None]] = [
     ("eai --help", [str(EAI), "--help"], 0.15),
     ("eai messages list --limit 20", [str(EAI), "messages", "list", "--limit", "20"], 0.4),
     ("eai check", [str(EAI), "check"], 0.5),
+    ("eai check dicom-routes.yaml", [str(EAI), "check", "dicom-routes.yaml"], 0.5),
     ("eai queue list", [str(EAI), "queue", "list"], None),
 ]
 """Label, argv, target median in seconds (None: for reference)."""
@@ -76,13 +79,15 @@ HEAVY = frozenset(
 
 
 def seed(workdir: Path, count: int) -> None:
-    """The bundled routes.yaml in ``workdir`` and ``count`` A01s in its journal."""
+    """The bundled routes.yaml (and examples/dicom-routes.yaml) in ``workdir`` and ``count``
+    A01s in its journal."""
     from eai.config import load_config
     from eai.messages import JournalEntry
     from eai.store import Store, insert_entries, utcnow
     from standins.hl7 import adt_from
 
     shutil.copy(REPO / "routes.yaml", workdir / "routes.yaml")
+    shutil.copy(REPO / "examples" / "dicom-routes.yaml", workdir / "dicom-routes.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith("EAI_")}
     cwd = Path.cwd()
     os.chdir(workdir)

@@ -14,19 +14,56 @@ Touches: network, files (through the modules below; importing registers them).
 - :mod:`dicom_router.routing`: the ``when`` keys ``tag`` and ``calling_ae``, the route
   key ``coerce`` and its ``eai check``;
 - :mod:`dicom_router.client`: ``eai dicom echo`` / ``eai dicom send``;
-- :mod:`dicom_router.cli`: the ``eai dicom`` commands (registered, loaded when used).
+- :mod:`dicom_router.cli`: the ``eai dicom`` commands (registered, loaded when used);
+- :mod:`dicom_router.registration`: registers the types, ``when`` keys and listing fields
+  without loading pydicom or pynetdicom (what ``eai check`` imports);
+- :mod:`dicom_router.plugin`: everything the engine needs registered (the module of
+  :data:`eai.plugins.BUILTIN`).
+
+Importing the package loads nothing heavy: the names below are imported from their module
+on first use (PEP 562), so that ``eai check`` of a DICOM routes.yaml costs no DICOM library.
 """
 
-from dicom_router import listing as _listing  # noqa: F401 - registers its listing fields
-from dicom_router import routing as _routing  # noqa: F401  - registers tag, calling_ae, coerce
-from dicom_router.coercion import apply_coercion
-from dicom_router.config import is_uid
-from dicom_router.content import DicomInstance, parse_dicom
-from dicom_router.forward import DicomDestination, DicomDestinationConfig, store_verdict
-from dicom_router.reference import InstanceRef
-from dicom_router.retention import RetentionReport, retention_pass
-from dicom_router.scp import AllowedCaller, DicomListener, DicomListenerConfig
-from dicom_router.spool import Spool, SpooledFile
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dicom_router.coercion import apply_coercion
+    from dicom_router.config import is_uid
+    from dicom_router.content import DicomInstance, parse_dicom
+    from dicom_router.forward import DicomDestination, DicomDestinationConfig, store_verdict
+    from dicom_router.reference import InstanceRef
+    from dicom_router.retention import RetentionReport, retention_pass
+    from dicom_router.scp import AllowedCaller, DicomListener, DicomListenerConfig
+    from dicom_router.spool import Spool, SpooledFile
+
+_WHERE = {
+    "AllowedCaller": "scp",
+    "DicomDestination": "forward",
+    "DicomDestinationConfig": "forward",
+    "DicomInstance": "content",
+    "DicomListener": "scp",
+    "DicomListenerConfig": "scp",
+    "InstanceRef": "reference",
+    "RetentionReport": "retention",
+    "Spool": "spool",
+    "SpooledFile": "spool",
+    "apply_coercion": "coercion",
+    "is_uid": "config",
+    "parse_dicom": "content",
+    "retention_pass": "retention",
+    "store_verdict": "forward",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dicom_router' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"dicom_router.{module}"), name)
+
 
 __all__ = [
     "AllowedCaller",

@@ -63,18 +63,14 @@ import multiprocessing
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Literal
-
-from pydantic import Field, field_validator
 
 from dicom_router import _forward_child
+from dicom_router._dest_config import DicomDestinationConfig
 from dicom_router._forward_child import Answer, Request
 from dicom_router._store_scu import store_verdict
-from eai.config import DestinationConfig, Duration, TlsClientConfig
 from eai.errors import PermanentDeliveryError, TransientDeliveryError
-from eai.messages import MEDIA_DICOM_REF, DeliveryResult, OutboxItem, SendLimits
+from eai.messages import MEDIA_DICOM_REF, DeliveryResult, OutboxItem
 from eai.net import client_context, run_blocking
-from eai.registry import DestinationSpec, register_destination
 
 __all__ = ["DicomDestination", "DicomDestinationConfig", "store_verdict"]
 
@@ -84,66 +80,6 @@ _CLOSE_GRACE = 5.0
 """Seconds the forwarding process gets to answer, release and exit before it is killed."""
 
 _SPAWN = multiprocessing.get_context("spawn")
-
-
-def _check_ae(value: str) -> str:
-    if not 0 < len(value.strip()) <= 16 or "\\" in value or not value.isascii():
-        raise ValueError(f"{value!r} is not an AE title (1 to 16 ASCII characters, no backslash)")
-    return value.strip()
-
-
-class DicomDestinationConfig(DestinationConfig):
-    """A DICOM Storage SCP to forward instances to (C-STORE), optionally over TLS."""
-
-    type: Literal["dicom"] = "dicom"
-    ae_title: str = Field(
-        description="the peer's AE title (called AE)", examples=["EMAGE_ROUTER_1"]
-    )
-    host: str = Field(min_length=1, description="peer host name or address", examples=["pacs"])
-    port: int = Field(ge=1, le=65535, description="peer DICOM port", examples=[104, 11112])
-    calling_ae: str = Field(
-        "EAI", description="our AE title in the association (calling AE)", examples=["EAI_ROUTER"]
-    )
-    tls: TlsClientConfig | None = Field(None, description="DICOM TLS (PS3.15 B.12)")
-    connections: int = Field(
-        1,
-        ge=1,
-        le=16,
-        description="associations used in parallel, each for a different study "
-        "(1 keeps the overall order)",
-    )
-    max_pdu: int = Field(
-        262144, ge=4096, le=16 * 1024 * 1024, description="our Maximum Length Received (bytes)"
-    )
-    nice: int = Field(
-        10,
-        ge=0,
-        le=19,
-        description="how much the forwarding process lowers its CPU priority: forwarding "
-        "is retried in the background, while a modality waits for each answer of the "
-        "listeners (0: same priority as the engine)",
-    )
-    connect_timeout: Duration = Field(10.0, gt=0, description="time allowed to connect")
-    acse_timeout: Duration = Field(30.0, gt=0, description="time allowed for negotiation")
-    dimse_timeout: Duration = Field(
-        60.0, gt=0, description="time allowed for the peer's C-STORE response"
-    )
-    network_timeout: Duration = Field(
-        60.0, gt=0, description="abort an association silent this long"
-    )
-    idle_release: Duration = Field(
-        10.0, gt=0, description="release an association unused this long", examples=["10s"]
-    )
-
-    def send_limits(self) -> SendLimits:
-        return SendLimits(
-            self.connections, self.connect_timeout, self.acse_timeout + self.dimse_timeout
-        )
-
-    @field_validator("ae_title", "calling_ae")
-    @classmethod
-    def _titles(cls, value: str) -> str:
-        return _check_ae(value)
 
 
 class _Child:
@@ -323,19 +259,3 @@ def _log_levels() -> Mapping[str, int]:
         if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
             levels[name] = logger.level
     return levels
-
-
-def _factory(config: DicomDestinationConfig) -> DicomDestination:
-    return DicomDestination(config)
-
-
-register_destination(
-    DestinationSpec(
-        type_name="dicom",
-        config_model=DicomDestinationConfig,
-        factory=_factory,
-        summary="DICOM C-STORE to a Storage SCP (optional TLS): as received, or marked per route",
-        accepts=(MEDIA_DICOM_REF,),
-        reads_facts=False,  # it sends the payload as it is
-    )
-)

@@ -100,10 +100,9 @@ from dicom_router._scp_config import AllowedCaller, DicomListenerConfig
 from dicom_router._scp_store import StoreHandler
 from dicom_router.config import is_uid
 from dicom_router.spool import Spool
-from eai.messages import MEDIA_DICOM_REF
 from eai.metrics import dicom_meter
 from eai.net import parse_networks, server_context
-from eai.registry import Ingest, ListenerSpec, register_listener
+from eai.registry import Ingest
 
 __all__ = [
     "AllowedCaller",
@@ -250,18 +249,3 @@ def _supported_contexts() -> list[PresentationContext]:
 
 
 _SUPPORTED_CONTEXTS = _supported_contexts()
-
-
-def _factory(config: DicomListenerConfig, ingest: Ingest) -> DicomListener:
-    return DicomListener(config, ingest)
-
-
-register_listener(
-    ListenerSpec(
-        type_name="dicom",
-        config_model=DicomListenerConfig,
-        factory=_factory,
-        summary="DICOM Storage SCP (C-STORE, C-ECHO; optional TLS): spool, journal, then success",
-        produces=(MEDIA_DICOM_REF,),
-    )
-)

@@ -148,7 +148,8 @@ def read_new_config(text: bytes, filename: str) -> Config:
 
 def _reread_mappings(config: Config) -> None:
     """Reads again the mapping files the routes name (ConfigError when one is broken),
-    then forgets the compiled ones so the pipeline compiles the files as they are now."""
+    then forgets the compiled ones and the ``map: auto`` choices (``default_for``), so the
+    pipeline uses the files as they are now (edited, added or removed)."""
     named = {r.map_ for r in config.routes if r.map_}
     if not named:
         return
@@ -157,4 +158,4 @@ def _reread_mappings(config: Config) -> None:
     named.discard(mappings.AUTO)
     for name in sorted(named):
         mappings.load_mapping.__wrapped__(name)  # the file itself, not the cached compile
-    mappings.load_mapping.cache_clear()
+    mappings.clear_caches()

@@ -42,7 +42,7 @@ BUILTIN: tuple[str, ...] = (
     "connectors.mssante.destination",  # destination "mssante": MSSanté mail (SMTP, IHE XDM)
     "connectors.mssante.receipts",  # listener "mssante_receipts": DSN/MDN over IMAP -> ZAM
     "connectors.fhir",  # destination "fhir": FHIR R4 transactions (SCAD, any FHIR server)
-    "dicom_router",  # listener, destination and content type "dicom" (e-m@ge imaging)
+    "dicom_router.plugin",  # listener, destination and content type "dicom" (e-m@ge imaging)
 )
 """Module names of the bundled plugins, imported in this order."""
 
@@ -55,12 +55,14 @@ TYPES: dict[tuple[str, str], str] = {
     ("destination", "mssante"): "connectors.mssante.destination",
     ("listener", "mssante_receipts"): "connectors.mssante.receipts",
     ("destination", "fhir"): "connectors.fhir",
-    ("listener", "dicom"): "dicom_router",
-    ("destination", "dicom"): "dicom_router",
+    ("listener", "dicom"): "dicom_router.registration",
+    ("destination", "dicom"): "dicom_router.registration",
 }
-"""(``"listener"`` or ``"destination"``, ``type:`` value) -> the module of :data:`BUILTIN`
-that registers it: what a ``routes.yaml`` naming that type needs loaded to be validated
-(a test holds it equal to what each module registers)."""
+"""(``"listener"`` or ``"destination"``, ``type:`` value) -> the module that registers it:
+what a ``routes.yaml`` naming that type needs loaded to be validated (a test holds it equal
+to what each module registers). A module of :data:`BUILTIN`, or a light one it imports
+that registers the types without the plugin's heavy libraries (``dicom_router.registration``:
+no pydicom, no pynetdicom)."""
 
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     (
@@ -110,7 +112,7 @@ _scope: ContextVar[frozenset[str] | None] = ContextVar("eai_plugins_scope", defa
 def modules_for(
     listener_types: Iterable[str], destination_types: Iterable[str]
 ) -> list[str] | None:
-    """The modules of :data:`BUILTIN` registering these types, in :data:`BUILTIN`'s order;
+    """The modules registering these types (values of :data:`TYPES`, in its order);
     None when one of them is not in :data:`TYPES` (every plugin is then needed, if only to
     say which types exist)."""
     wanted = [("listener", t) for t in listener_types]
@@ -118,7 +120,7 @@ def modules_for(
     if any(kind not in TYPES for kind in wanted):
         return None
     needed = {TYPES[kind] for kind in wanted}
-    return [name for name in BUILTIN if name in needed]
+    return [name for name in dict.fromkeys(TYPES.values()) if name in needed]
 
 
 @contextmanager
@@ -140,9 +142,9 @@ def loaded() -> bool:
 def load_builtin() -> None:
     """Imports every module of :data:`BUILTIN` (once; later calls are dictionary lookups).
 
-    Within :func:`only`, just the modules it names. An import error of a plugin
+    Within :func:`only`, just the modules it names (a module of :data:`BUILTIN` or of
+    :data:`TYPES`). An import error of a plugin
     propagates: a broken bundled plugin is a broken install."""
     scope = _scope.get()
-    for name in BUILTIN:
-        if scope is None or name in scope:
-            importlib.import_module(name)
+    for name in BUILTIN if scope is None else sorted(scope):
+        importlib.import_module(name)

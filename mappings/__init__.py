@@ -8,7 +8,7 @@ Messages that no mapping changes are forwarded byte for byte as received.
   checked against the ``fhir.resources.R4B`` models; :class:`eai.errors.InputError`
   (one line, no patient data) when the input cannot be mapped;
 - :func:`load_mapping`, :func:`available_mappings`, :func:`default_mapping_for`
-  (``map: auto`` in routes.yaml);
+  (``map: auto`` in routes.yaml), :func:`clear_caches` (a reload forgets what was read);
 - :func:`mapping_function`: registers the Python functions a mapping names;
 - :func:`bundle_warnings`: the warnings a mapping left in a Bundle (``meta.tag``
   ``urn:eai:mapping-flag``), which the pipeline records in the message's journey;
@@ -43,6 +43,7 @@ __all__ = [
     "MappingContext",
     "available_mappings",
     "bundle_warnings",
+    "clear_caches",
     "convert",
     "default_mapping_for",
     "load_mapping",
@@ -174,6 +175,13 @@ def _routable(payload: bytes, content_type: str) -> object:
     if parser is None:
         raise InputError(f"no parser for content type {content_type}")
     return parser(payload, None).routable
+
+
+def clear_caches() -> None:
+    """Forget the compiled mappings and the ``map: auto`` choices made from their
+    ``default_for`` (a reload: files edited, added or removed are read again on next use)."""
+    load_mapping.cache_clear()
+    _default_by_type.cache_clear()
 
 
 def run_mapping_tests(name: str | None = None) -> list[CaseResult]:

@@ -27,7 +27,6 @@ from connectors.fhir.transaction import BundleError, Prepared, prepare
 from eai.errors import PermanentDeliveryError, TransientDeliveryError
 from eai.messages import MEDIA_FHIR_JSON, DeliveryResult, OutboxItem
 from eai.net import client_context
-from eai.registry import DestinationSpec, register_destination
 
 __all__ = ["FhirDestination"]
 
@@ -147,19 +146,3 @@ class FhirDestination:
         except httpx.HTTPError as exc:
             raise TransientDeliveryError(f"{self._url}: {type(exc).__name__}: {exc}") from exc
         return httpx.Response(answer.status_code, headers=answer.headers, content=b"".join(chunks))
-
-
-def _factory(config: FhirDestinationConfig) -> FhirDestination:
-    return FhirDestination(config)
-
-
-register_destination(
-    DestinationSpec(
-        type_name="fhir",
-        config_model=FhirDestinationConfig,
-        factory=_factory,
-        summary="FHIR R4 server (SCAD...): the route's mapped Bundle as a transaction, "
-        "Patient created once by INS; OAuth2 or mutual TLS",
-        accepts=(MEDIA_FHIR_JSON,),
-    )
-)

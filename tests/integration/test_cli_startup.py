@@ -307,17 +307,53 @@ def test_check_of_an_invalid_file_answers_with_every_plugin_loaded(tmp_path: Pat
 
 def test_plugin_types_are_those_each_module_registers() -> None:
     """eai.plugins.TYPES, which ``eai check`` loads by, is what each module registers
-    once imported alone (in a fresh interpreter each)."""
-    for module in plugins.BUILTIN:
+    once imported alone (in a fresh interpreter each): the light modules TYPES names, and
+    each module of BUILTIN through the TYPES modules it imports."""
+    for module in dict.fromkeys((*plugins.BUILTIN, *plugins.TYPES.values())):
         code = (
             "import json, importlib\nfrom eai import plugins, registry\n"
             f"importlib.import_module({module!r})\n"
             f"with plugins.only([{module!r}]):\n"
             "    print(json.dumps([sorted(registry.listeners()), sorted(registry.destinations())]))"
         )
-        _, out = _modules_after(code)
+        loaded, out = _modules_after(code)
         listeners, destinations = json.loads(out)
-        declared = {kind for kind, name in plugins.TYPES.items() if name == module}
+        declared = {kind for kind, name in plugins.TYPES.items() if name in loaded}
         registered = {("listener", t) for t in listeners}
         registered |= {("destination", t) for t in destinations}
         assert registered == declared, module
+        assert any(name == module for name in plugins.TYPES.values()) or module in plugins.BUILTIN
+    for name in plugins.TYPES.values():  # each light module is one a bundled plugin loads
+        assert any(_loads(builtin, name) for builtin in plugins.BUILTIN), name
+
+
+def _loads(module: str, other: str) -> bool:
+    loaded, _ = _modules_after(f"import {module}")
+    return other in loaded
+
+
+def test_check_of_a_dicom_file_imports_no_dicom_network_code() -> None:
+    """The DICOM types' settings are validated without pynetdicom nor the SCP, SCU and
+    content modules (pydicom's data dictionary only, for the tag keywords the file names)."""
+    loaded, done = _check(REPO / "examples" / "dicom-routes.yaml")
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr[-2000:]
+    assert "dicom_router.registration" in loaded
+    network = ("pynetdicom", "dicom_router.scp", "dicom_router.forward", "dicom_router.content")
+    assert not [m for m in loaded if m.split(".")[0] in network or m in network]
+    assert not [m for m in loaded if m.split(".")[0] in ("httpx", "signxml", "lxml", "connectors")]
+
+
+def test_check_of_a_fhir_destination_imports_no_http_client(tmp_path: Path) -> None:
+    """The ``fhir`` destination's settings are validated from its config model alone:
+    httpx (and the sending code) load when the engine builds the destination."""
+    routes = tmp_path / "routes.yaml"
+    text = MLLP_ONLY.format(var=tmp_path / "var", to="scad").replace(
+        "port: 2576}",
+        "port: 2576}\n  - {name: scad, type: fhir, base_url: http://127.0.0.1:9/fhir}",
+    )
+    routes.write_text(text.replace("to: [scad]}", "to: [scad], map: auto}"))
+    loaded, done = _check(routes)
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr[-2000:]
+    assert "connectors.fhir.registration" in loaded
+    assert not [m for m in loaded if m.split(".")[0] == "httpx"]
+    assert "connectors.fhir.destination" not in loaded

@@ -93,7 +93,7 @@ def test_load_builtin_registers_every_bundled_type() -> None:
             "connectors.mssante.destination",
             "connectors.mssante.receipts",
             "connectors.fhir",
-            "dicom_router",
+            "dicom_router.plugin",
         ],
         "listeners": ["dicom", "filedrop", "http", "mllp", "mssante_receipts"],
         "destinations": ["dicom", "dmp", "fhir", "mllp", "mssante"],

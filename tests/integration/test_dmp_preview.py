@@ -17,13 +17,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from cryptography.hazmat.primitives import serialization
 
 from eai.cli import cli
-from standins.dmp import DmpStandin
 from tests._mllp import MllpSender, msa
+from tests._national import dmp_standin
 from tests._paths import HL7V2
-from tests._pki import make_pki, make_seal
 from tests.engine_harness import EngineThread
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -53,19 +51,9 @@ def _document() -> bytes:
 
 @pytest.fixture
 def routes(tmp_path: Path) -> Iterator[Path]:
-    pki = make_pki(tmp_path / "pki")
-    cert, key, ca = make_seal()
-    seal_cert, seal_key, seal_ca = (tmp_path / n for n in ("seal.crt", "seal.key", "ca.crt"))
-    seal_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    seal_key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    seal_ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    with DmpStandin(pki.server_cert, pki.server_key, pki.ca, seal_ca) as standin:
+    with dmp_standin(tmp_path) as peer:
+        pki, standin = peer.pki, peer.standin
+        seal_cert, seal_key = peer.seal.cert, peer.seal.key
         config = {
             "engine": {
                 "data_dir": str(tmp_path / "var"),

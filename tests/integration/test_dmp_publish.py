@@ -20,15 +20,15 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from eai.cli import cli
 from standins.dmp import Answer, DmpStandin
 from tests._cisis import mdm_with
 from tests._mllp import MllpSender, msa
+from tests._national import dmp_standin
 from tests._paths import CDA, HL7V2
-from tests._pki import Pki, make_pki, make_seal
+from tests._pki import Pki
 from tests.engine_harness import EngineThread
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -81,23 +81,8 @@ class Dmp:
 
 @pytest.fixture
 def dmp(tmp_path: Path) -> Iterator[Dmp]:
-    pki = make_pki(tmp_path / "pki")
-    cert, key, ca = make_seal()
-    seal_cert, seal_key, seal_ca = (tmp_path / n for n in ("seal.crt", "seal.key", "ca.crt"))
-    seal_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    seal_key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    seal_ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    standin = DmpStandin(pki.server_cert, pki.server_key, pki.ca, seal_ca).start()
-    try:
-        yield Dmp(pki, standin, seal_cert, seal_key)
-    finally:
-        standin.stop()
+    with dmp_standin(tmp_path) as peer:
+        yield Dmp(peer.pki, peer.standin, peer.seal.cert, peer.seal.key)
 
 
 def _routes(tmp: Path, dmp: Dmp, response_timeout: str = "20s") -> Path:

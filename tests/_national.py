@@ -1,0 +1,143 @@
+"""The set-up shared by the DMP and MSSanté tests: the DMP seal written to files, the DMP
+stand-in with its PKI (:func:`dmp_standin`); for the tests that run
+examples/national-routes.yaml, the example copied into the test's directory (its data dir is
+relative), its environment (ports, DMP_*, MSS_* with the test PKI), `eai check`, and the
+whole of it around a running DMP stand-in (:func:`national_dmp`)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+
+from eai.cli import cli
+from standins.dmp import DmpStandin
+from tests._paths import REPO
+from tests._pki import Pki, make_pki, make_seal
+from tests._proc import listener_port
+
+EXAMPLE = REPO / "examples" / "national-routes.yaml"
+
+
+@dataclass(frozen=True)
+class Seal:
+    """The DMP signing identity (the seal) and its CA, as PEM files."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+def write_seal(directory: Path) -> Seal:
+    """A fresh seal written to ``directory``/seal.crt, seal.key and seal-ca.crt."""
+    cert, key, ca = make_seal()
+    seal = Seal(directory / "seal.crt", directory / "seal.key", directory / "seal-ca.crt")
+    seal.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    seal.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    seal.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    return seal
+
+
+def copy_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The example copied into ``tmp_path``, the working directory (./var/national)."""
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "national-routes.yaml"
+    shutil.copy(EXAMPLE, config)
+    return config
+
+
+def set_environment(
+    monkeypatch: pytest.MonkeyPatch,
+    pki: Pki,
+    seal: Seal,
+    *,
+    port: int,
+    return_port: int,
+    dmp_url: str,
+    **more: str,
+) -> None:
+    """The example's variables: both destinations' certificates from the test PKI (each
+    loads them at start), the seal, the ports; ``more`` adds or overrides variables."""
+    values = {
+        "ADT_PORT": str(port),
+        "RETURN_PORT": str(return_port),
+        "DMP_URL": dmp_url,
+        "DMP_TLS_CA": str(pki.ca),
+        "DMP_TLS_CERT": str(pki.client_cert),
+        "DMP_TLS_KEY": str(pki.client_key),
+        "DMP_SIGN_CERT": str(seal.cert),
+        "DMP_SIGN_KEY": str(seal.key),
+        "MSS_TLS_CA": str(pki.ca),
+        "MSS_TLS_CERT": str(pki.client_cert),
+        "MSS_TLS_KEY": str(pki.client_key),
+        **more,
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def eai_check(config: Path) -> None:
+    """`eai check` passes on ``config``."""
+    checked = CliRunner().invoke(cli, ["check", "-c", str(config)])
+    assert checked.exit_code == 0, checked.output
+
+
+@dataclass(frozen=True)
+class DmpPeer:
+    """A running DMP stand-in, the test PKI it serves and trusts, the seal it checks."""
+
+    pki: Pki
+    standin: DmpStandin
+    seal: Seal
+
+
+@contextmanager
+def dmp_standin(tmp_path: Path) -> Iterator[DmpPeer]:
+    """The DMP stand-in (repository and registry) over mutual TLS, and the files an engine
+    needs to reach it: the test PKI under ``tmp_path``/pki and a fresh seal."""
+    pki = make_pki(tmp_path / "pki")
+    seal = write_seal(tmp_path)
+    with DmpStandin(pki.server_cert, pki.server_key, pki.ca, seal.ca) as standin:
+        yield DmpPeer(pki, standin, seal)
+
+
+@dataclass(frozen=True)
+class NationalDmp:
+    """The checked example, its listener and return ports, and the running DMP stand-in."""
+
+    config: Path
+    port: int
+    return_port: int
+    standin: DmpStandin
+    pki: Pki
+
+
+@contextmanager
+def national_dmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NationalDmp]:
+    """The example against a DMP stand-in (repository and registry) over mutual TLS."""
+    port, return_port = listener_port(), listener_port()
+    config = copy_example(tmp_path, monkeypatch)
+    with dmp_standin(tmp_path) as dmp:
+        set_environment(
+            monkeypatch,
+            dmp.pki,
+            dmp.seal,
+            port=port,
+            return_port=return_port,
+            dmp_url=dmp.standin.url,
+            DMP_REGISTRY_URL=dmp.standin.registry_url,
+        )
+        eai_check(config)
+        yield NationalDmp(config, port, return_port, dmp.standin, dmp.pki)

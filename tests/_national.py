@@ -6,11 +6,13 @@ whole of it around a running DMP stand-in (:func:`national_dmp`)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -101,6 +103,47 @@ class DmpPeer:
     pki: Pki
     standin: DmpStandin
     seal: Seal
+
+    def routes(self, tmp: Path, **destination: Any) -> Path:
+        """``tmp``/routes.yaml: the MLLP listener ``lab`` (test feed) routing what has the
+        fact DESTDMP=Y to the destination ``dmp`` on the stand-in; ``destination`` adds or
+        overrides its settings (None drops one)."""
+        settings: dict[str, Any] = {
+            "name": "dmp",
+            "type": "dmp",
+            "url": self.standin.url,
+            "registry_url": self.standin.registry_url,
+            "tls": {
+                "ca": str(self.pki.ca),
+                "cert": str(self.pki.client_cert),
+                "key": str(self.pki.client_key),
+            },
+            "sign_cert": str(self.seal.cert),
+            "sign_key": str(self.seal.key),
+            "source_id": "1.2.250.1.999.1.1",
+            "structure_id": "1120459876",
+            "activity_sector": "SA25^1.2.250.1.71.4.2.4",
+            "homologation_id": "HOMOL-TEST",
+            **destination,
+        }
+        config = {
+            "engine": {"data_dir": str(tmp / "var"), "database": f"sqlite:///{tmp}/var/eai.db"},
+            "listeners": [
+                {"name": "lab", "type": "mllp", "bind": "127.0.0.1:0", "test_feed": True}
+            ],
+            "destinations": [{k: v for k, v in settings.items() if v is not None}],
+            "routes": [
+                {
+                    "name": "dmp",
+                    "from": ["lab"],
+                    "when": {"fact": "DESTDMP", "equals": "Y"},
+                    "to": ["dmp"],
+                }
+            ],
+        }
+        path = tmp / "routes.yaml"
+        path.write_text(json.dumps(config, indent=1))
+        return path
 
 
 @contextmanager

@@ -52,47 +52,7 @@ def _document() -> bytes:
 @pytest.fixture
 def routes(tmp_path: Path) -> Iterator[Path]:
     with dmp_standin(tmp_path) as peer:
-        pki, standin = peer.pki, peer.standin
-        seal_cert, seal_key = peer.seal.cert, peer.seal.key
-        config = {
-            "engine": {
-                "data_dir": str(tmp_path / "var"),
-                "database": f"sqlite:///{tmp_path}/var/eai.db",
-            },
-            "listeners": [
-                {"name": "lab", "type": "mllp", "bind": "127.0.0.1:0", "test_feed": True}
-            ],
-            "destinations": [
-                {
-                    "name": "dmp",
-                    "type": "dmp",
-                    "url": standin.url,
-                    "registry_url": standin.registry_url,
-                    "tls": {
-                        "ca": str(pki.ca),
-                        "cert": str(pki.client_cert),
-                        "key": str(pki.client_key),
-                    },
-                    "sign_cert": str(seal_cert),
-                    "sign_key": str(seal_key),
-                    "source_id": "1.2.250.1.999.1.1",
-                    "structure_id": "1120459876",
-                    "activity_sector": "SA25^1.2.250.1.71.4.2.4",
-                    "homologation_id": "HOMOL-TEST",
-                }
-            ],
-            "routes": [
-                {
-                    "name": "dmp",
-                    "from": ["lab"],
-                    "when": {"fact": "DESTDMP", "equals": "Y"},
-                    "to": ["dmp"],
-                }
-            ],
-        }
-        path = tmp_path / "routes.yaml"
-        path.write_text(json.dumps(config, indent=1))
-        yield path
+        yield peer.routes(tmp_path)
 
 
 def _cli(*args: str) -> Result:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from click.testing import CliRunner
@@ -20,9 +20,10 @@ from cryptography.hazmat.primitives import serialization
 
 from eai.cli import cli
 from standins.dmp import DmpStandin
+from tests._mllp import MllpSender, msa
 from tests._paths import REPO
 from tests._pki import Pki, make_pki, make_seal
-from tests._proc import listener_port
+from tests._proc import EaiProcess, listener_port
 
 EXAMPLE = REPO / "examples" / "national-routes.yaml"
 
@@ -158,18 +159,47 @@ def dmp_standin(tmp_path: Path) -> Iterator[DmpPeer]:
 
 @dataclass(frozen=True)
 class NationalDmp:
-    """The checked example, its listener and return ports, and the running DMP stand-in."""
+    """The checked example, its listener and return ports, the running DMP stand-in, the
+    test's directory; the engine on it, what to send it and the journeys it records."""
 
     config: Path
     port: int
     return_port: int
     standin: DmpStandin
     pki: Pki
+    tmp: Path
+
+    def engine(self) -> EaiProcess:
+        return EaiProcess(self.config, self.port, self.tmp / "eai.log")
+
+    def send(self, payload: bytes) -> None:
+        """``payload`` over MLLP to the example's listener, acknowledged AA."""
+        with MllpSender(self.port) as sender:
+            code, _ = msa(sender.exchange(payload))
+        assert code == "AA"
+
+    def journeys(self) -> dict[str, dict[str, Any]]:
+        """Each message's journey (``messages show``), by its control id."""
+        listed = CliRunner().invoke(cli, ["messages", "list", "-c", str(self.config), "--json"])
+        assert listed.exit_code == 0, listed.output
+        out: dict[str, dict[str, Any]] = {}
+        for message in json.loads(listed.output):
+            shown = CliRunner().invoke(
+                cli, ["messages", "show", str(message["id"]), "-c", str(self.config), "--json"]
+            )
+            assert shown.exit_code == 0, shown.output
+            journey = json.loads(shown.output)
+            out[journey["control_id"]] = journey
+        return out
+
+
+N = TypeVar("N", bound=NationalDmp)
 
 
 @contextmanager
-def national_dmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NationalDmp]:
-    """The example against a DMP stand-in (repository and registry) over mutual TLS."""
+def national_dmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: type[N]) -> Iterator[N]:
+    """The example against a DMP stand-in (repository and registry) over mutual TLS, as a
+    ``kind`` (a test's subclass adds its own helpers)."""
     port, return_port = listener_port(), listener_port()
     config = copy_example(tmp_path, monkeypatch)
     with dmp_standin(tmp_path) as dmp:
@@ -183,4 +213,4 @@ def national_dmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Na
             DMP_REGISTRY_URL=dmp.standin.registry_url,
         )
         eai_check(config)
-        yield NationalDmp(config, port, return_port, dmp.standin, dmp.pki)
+        yield kind(config, port, return_port, dmp.standin, dmp.pki, tmp_path)

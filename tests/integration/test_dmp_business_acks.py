@@ -11,23 +11,18 @@ sample (zam_business_ack_dmp.er7) field by field and against HL7 2.6 with hl7apy
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_segment
 
-from eai.cli import cli
-from standins.dmp import Answer, DmpStandin
+from standins.dmp import Answer
 from standins.mllp import MllpPeer, msh10
-from tests._mllp import MllpSender, msa
-from tests._national import national_dmp
+from tests._national import NationalDmp, national_dmp
 from tests._paths import HL7V2
 from tests._proc import EaiProcess
 
@@ -73,40 +68,22 @@ def check_zam(payload: bytes) -> list[list[str]]:
     return got
 
 
-@dataclass
-class National:
+class National(NationalDmp):
     """The example config with its environment, the stand-in DMP and the lab's peer."""
 
-    config: Path
-    port: int
-    return_port: int
-    standin: DmpStandin
-    tmp: Path
-
-    def engine(self) -> EaiProcess:
-        return EaiProcess(self.config, self.port, self.tmp / "eai.log")
-
     def send_oru(self) -> None:
-        with MllpSender(self.port) as sender:
-            code, _ = msa(sender.exchange(ORU))
-        assert code == "AA"
+        self.send(ORU)
 
     def journey(self) -> dict[str, Any]:
-        listed = CliRunner().invoke(cli, ["messages", "list", "-c", str(self.config), "--json"])
-        assert listed.exit_code == 0, listed.output
-        (message,) = json.loads(listed.output)
-        shown = CliRunner().invoke(
-            cli, ["messages", "show", str(message["id"]), "-c", str(self.config), "--json"]
-        )
-        assert shown.exit_code == 0, shown.output
-        journey: dict[str, Any] = json.loads(shown.output)
+        """The journey of the only message."""
+        (journey,) = self.journeys().values()
         return journey
 
 
 @pytest.fixture
 def national(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[National]:
-    with national_dmp(tmp_path, monkeypatch) as example:
-        yield National(example.config, example.port, example.return_port, example.standin, tmp_path)
+    with national_dmp(tmp_path, monkeypatch, National) as example:
+        yield example
 
 
 def _wait(what: str, predicate: Any, timeout: float, eng: EaiProcess) -> None:

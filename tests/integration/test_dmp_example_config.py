@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from eai.cli import cli
 from tests._mllp import MllpSender, msa
-from tests._national import EXAMPLE, national_dmp
+from tests._national import EXAMPLE, NationalDmp, national_dmp
 from tests._paths import HL7V2
 from tests._proc import EaiProcess
 
@@ -24,7 +24,7 @@ ORU = b"\r".join((HL7V2 / "oru_r01_crbio_init.hl7").read_bytes().splitlines())
 def test_the_national_example_publishes_to_the_standin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with national_dmp(tmp_path, monkeypatch) as example:
+    with national_dmp(tmp_path, monkeypatch, NationalDmp) as example:
         config, port, standin = example.config, example.port, example.standin
         with EaiProcess(config, port, tmp_path / "eai.log") as eng:
             eng.start()

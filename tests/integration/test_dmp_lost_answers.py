@@ -11,23 +11,18 @@ retry. Each test fails on the code before this change."""
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from connectors.dmp._response import RegistryFailure, read_response
-from eai.cli import cli
-from standins.dmp import Answer, DmpStandin
+from standins.dmp import Answer
 from standins.dmp.server import registry_response
 from standins.mllp import MllpPeer, msh10
-from tests._mllp import MllpSender, msa
-from tests._national import national_dmp
+from tests._national import NationalDmp, national_dmp
 from tests._paths import HL7V2
 from tests._proc import EaiProcess
 
@@ -76,36 +71,7 @@ def obx5(zam: bytes) -> tuple[str, str]:
     return obx[4], obx[5]
 
 
-@dataclass
-class National:
-    config: Path
-    port: int
-    return_port: int
-    standin: DmpStandin
-    tmp: Path
-
-    def engine(self) -> EaiProcess:
-        return EaiProcess(self.config, self.port, self.tmp / "eai.log")
-
-    def send(self, payload: bytes) -> None:
-        with MllpSender(self.port) as sender:
-            code, _ = msa(sender.exchange(payload))
-        assert code == "AA"
-
-    def journeys(self) -> dict[str, dict[str, Any]]:
-        """Each message's journey (``messages show``), by its control id."""
-        listed = CliRunner().invoke(cli, ["messages", "list", "-c", str(self.config), "--json"])
-        assert listed.exit_code == 0, listed.output
-        out: dict[str, dict[str, Any]] = {}
-        for message in json.loads(listed.output):
-            shown = CliRunner().invoke(
-                cli, ["messages", "show", str(message["id"]), "-c", str(self.config), "--json"]
-            )
-            assert shown.exit_code == 0, shown.output
-            journey = json.loads(shown.output)
-            out[journey["control_id"]] = journey
-        return out
-
+class National(NationalDmp):
     def settled(self, control_id: str, eng: EaiProcess) -> dict[str, Any]:
         """``control_id``'s journey once its DMP delivery and its ZAM are final."""
         deadline = time.monotonic() + 60
@@ -131,8 +97,8 @@ def _details(journey: dict[str, Any], delivery_id: int) -> str:
 
 @pytest.fixture
 def national(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[National]:
-    with national_dmp(tmp_path, monkeypatch) as example:
-        yield National(example.config, example.port, example.return_port, example.standin, tmp_path)
+    with national_dmp(tmp_path, monkeypatch, National) as example:
+        yield example
 
 
 def test_a_publication_whose_answer_was_lost_is_delivered_once(national: National) -> None:

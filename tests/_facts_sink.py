@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Literal
 
 from eai.config import DestinationConfig
-from eai.messages import DeliveryResult, OutboxItem
 from eai.registry import DestinationSpec, register_destination
+from tests._memory_sink import MemorySink
 
 __all__ = ["FactsSink", "FactsSinkConfig"]
 
@@ -25,20 +25,8 @@ class FactsSinkConfig(DestinationConfig):
     type: Literal["facts-sink"] = "facts-sink"
 
 
-class FactsSink:
-    def __init__(self, config: FactsSinkConfig) -> None:
-        self.config = config
-        self.items: list[OutboxItem] = []
-
-    async def start(self) -> None:
-        """Nothing to prepare."""
-
-    async def send(self, item: OutboxItem) -> DeliveryResult:
-        self.items.append(item)
-        return DeliveryResult(detail="kept")
-
-    async def close(self) -> None:
-        """Nothing to release."""
+class FactsSink(MemorySink[FactsSinkConfig]):
+    """Keeps what it is sent, in ``items``."""
 
 
 SPEC: DestinationSpec[FactsSinkConfig] = DestinationSpec(

@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import Literal
 
 from eai.config import DestinationConfig
-from eai.messages import MEDIA_FHIR_JSON, DeliveryResult, OutboxItem
+from eai.messages import MEDIA_FHIR_JSON
 from eai.registry import DestinationSpec, register_destination
+from tests._memory_sink import MemorySink
 
 __all__ = ["FhirSink", "FhirSinkConfig"]
 
@@ -25,20 +26,8 @@ class FhirSinkConfig(DestinationConfig):
     type: Literal["fhir-sink"] = "fhir-sink"
 
 
-class FhirSink:
-    def __init__(self, config: FhirSinkConfig) -> None:
-        self.config = config
-        self.items: list[OutboxItem] = []
-
-    async def start(self) -> None:
-        """Nothing to prepare."""
-
-    async def send(self, item: OutboxItem) -> DeliveryResult:
-        self.items.append(item)
-        return DeliveryResult(detail="kept")
-
-    async def close(self) -> None:
-        """Nothing to release."""
+class FhirSink(MemorySink[FhirSinkConfig]):
+    """Keeps what it is sent, in ``items``."""
 
 
 SPEC: DestinationSpec[FhirSinkConfig] = DestinationSpec(

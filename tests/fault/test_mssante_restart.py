@@ -11,26 +11,23 @@ mails the patient only, and the professional has received the document exactly o
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from cryptography.hazmat.primitives import serialization
 
 from eai.cli import cli
 from standins.net import free_port
 from tests._cisis import ORU
 from tests._mllp import MllpSender, msa
 from tests._mss_smtp import mss_smtp
-from tests._paths import REPO
-from tests._pki import make_pki, make_seal
+from tests._national import copy_example, set_environment, write_seal
+from tests._pki import make_pki
 from tests._proc import EaiProcess, listener_port
 
 pytestmark = [pytest.mark.timeout(180)]
 
-EXAMPLE = REPO / "examples" / "national-routes.yaml"
 SENDER = "labo-auto@labo.mssante.fr"
 PS = "adam.hoda@test-ci-sis.mssante.fr"
 INS = "279035121518989"
@@ -55,32 +52,17 @@ def _wait(condition, what: str, eng: EaiProcess, timeout: float = 60.0):
 
 
 def _environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_port: int, pki, port: int):
-    cert, key, _ = make_seal()  # the example's DMP destination needs its seal to start
-    (tmp_path / "seal.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "seal.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    set_environment(
+        monkeypatch,
+        pki,
+        write_seal(tmp_path),  # the example's DMP destination needs its seal to start
+        port=port,
+        return_port=free_port(),
+        dmp_url=f"https://127.0.0.1:{free_port()}/repository",
+        MSS_SMTP_HOST="127.0.0.1",
+        MSS_SMTP_PORT=str(smtp_port),
+        MSS_SENDER=SENDER,
     )
-    for name, value in {
-        "DMP_URL": f"https://127.0.0.1:{free_port()}/repository",
-        "DMP_TLS_CA": str(pki.ca),
-        "DMP_TLS_CERT": str(pki.client_cert),
-        "DMP_TLS_KEY": str(pki.client_key),
-        "DMP_SIGN_CERT": str(tmp_path / "seal.crt"),
-        "DMP_SIGN_KEY": str(tmp_path / "seal.key"),
-        "ADT_PORT": str(port),
-        "RETURN_PORT": str(free_port()),
-        "MSS_SMTP_HOST": "127.0.0.1",
-        "MSS_SMTP_PORT": str(smtp_port),
-        "MSS_TLS_CA": str(pki.ca),
-        "MSS_TLS_CERT": str(pki.client_cert),
-        "MSS_TLS_KEY": str(pki.client_key),
-        "MSS_SENDER": SENDER,
-    }.items():
-        monkeypatch.setenv(name, value)
 
 
 def test_kill9_after_a_partial_acceptance_mails_each_recipient_once(
@@ -88,9 +70,7 @@ def test_kill9_after_a_partial_acceptance_mails_each_recipient_once(
 ) -> None:
     pki = make_pki(tmp_path / "pki")
     port = listener_port()
-    monkeypatch.chdir(tmp_path)
-    config = tmp_path / "national-routes.yaml"
-    shutil.copy(EXAMPLE, config)
+    config = copy_example(tmp_path, monkeypatch)
     with mss_smtp(pki) as inbox:
         _environment(tmp_path, monkeypatch, inbox.port, pki, port)
         inbox.answers[PATIENT] = "451 4.3.0 mailbox busy, try later"

@@ -11,31 +11,23 @@ sample (zam_business_ack_dmp.er7) field by field and against HL7 2.6 with hl7apy
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
-from cryptography.hazmat.primitives import serialization
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_segment
 
-from eai.cli import cli
-from standins.dmp import Answer, DmpStandin
+from standins.dmp import Answer
 from standins.mllp import MllpPeer, msh10
-from tests._mllp import MllpSender, msa
-from tests._paths import HL7V2, REPO
-from tests._pki import make_pki, make_seal
-from tests._proc import EaiProcess, listener_port
+from tests._national import NationalDmp, national_dmp
+from tests._paths import HL7V2
+from tests._proc import EaiProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-EXAMPLE = REPO / "examples" / "national-routes.yaml"
 ORU = b"\r".join((HL7V2 / "oru_r01_crbio_init.hl7").read_bytes().splitlines())
 SAMPLE = (HL7V2 / "zam_business_ack_dmp.er7").read_bytes()
 
@@ -76,73 +68,22 @@ def check_zam(payload: bytes) -> list[list[str]]:
     return got
 
 
-@dataclass
-class National:
+class National(NationalDmp):
     """The example config with its environment, the stand-in DMP and the lab's peer."""
 
-    config: Path
-    port: int
-    return_port: int
-    standin: DmpStandin
-    tmp: Path
-
-    def engine(self) -> EaiProcess:
-        return EaiProcess(self.config, self.port, self.tmp / "eai.log")
-
     def send_oru(self) -> None:
-        with MllpSender(self.port) as sender:
-            code, _ = msa(sender.exchange(ORU))
-        assert code == "AA"
+        self.send(ORU)
 
     def journey(self) -> dict[str, Any]:
-        listed = CliRunner().invoke(cli, ["messages", "list", "-c", str(self.config), "--json"])
-        assert listed.exit_code == 0, listed.output
-        (message,) = json.loads(listed.output)
-        shown = CliRunner().invoke(
-            cli, ["messages", "show", str(message["id"]), "-c", str(self.config), "--json"]
-        )
-        assert shown.exit_code == 0, shown.output
-        journey: dict[str, Any] = json.loads(shown.output)
+        """The journey of the only message."""
+        (journey,) = self.journeys().values()
         return journey
 
 
 @pytest.fixture
 def national(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[National]:
-    pki = make_pki(tmp_path / "pki")
-    cert, key, ca = make_seal()
-    seal_cert, seal_key, seal_ca = (tmp_path / n for n in ("seal.crt", "seal.key", "seal-ca.crt"))
-    seal_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    seal_key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    seal_ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    port, return_port = listener_port(), listener_port()
-    monkeypatch.chdir(tmp_path)  # the example's data dir is relative: ./var/national
-    config = tmp_path / "national-routes.yaml"
-    shutil.copy(EXAMPLE, config)
-    with DmpStandin(pki.server_cert, pki.server_key, pki.ca, seal_ca) as standin:
-        for name, value in {
-            "ADT_PORT": str(port),
-            "RETURN_PORT": str(return_port),
-            "DMP_URL": standin.url,
-            "DMP_TLS_CA": str(pki.ca),
-            "DMP_TLS_CERT": str(pki.client_cert),
-            "DMP_TLS_KEY": str(pki.client_key),
-            "DMP_SIGN_CERT": str(seal_cert),
-            "DMP_SIGN_KEY": str(seal_key),
-            # the example also mails through MSSanté: its certificates must exist
-            "MSS_TLS_CA": str(pki.ca),
-            "MSS_TLS_CERT": str(pki.client_cert),
-            "MSS_TLS_KEY": str(pki.client_key),
-        }.items():
-            monkeypatch.setenv(name, value)
-        checked = CliRunner().invoke(cli, ["check", "-c", str(config)])
-        assert checked.exit_code == 0, checked.output
-        yield National(config, port, return_port, standin, tmp_path)
+    with national_dmp(tmp_path, monkeypatch, National) as example:
+        yield example
 
 
 def _wait(what: str, predicate: Any, timeout: float, eng: EaiProcess) -> None:

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from connectors.dmp.config import DmpDestinationConfig
 from connectors.dmp.destination import DmpDestination, load_signing_identity, prepare
@@ -20,8 +19,8 @@ from eai.messages import MessageFacts, OutboxItem
 from eai.net import TlsClientConfig
 from standins.dmp import DmpStandin
 from tests._cisis import mdm_with
+from tests._national import dmp_standin
 from tests._paths import CDA, HL7V2
-from tests._pki import make_pki, make_seal
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -32,19 +31,9 @@ FORMAT_SCHEME = "urn:uuid:a09d5840-386c-46f2-b5ad-9c3699a4309d"
 
 @pytest.fixture
 def dmp(tmp_path: Path) -> Iterator[tuple[DmpStandin, DmpDestinationConfig]]:
-    pki = make_pki(tmp_path / "pki")
-    cert, key, ca = make_seal()
-    seal_cert, seal_key, seal_ca = (tmp_path / n for n in ("seal.crt", "seal.key", "ca.crt"))
-    seal_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    seal_key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    seal_ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    with DmpStandin(pki.server_cert, pki.server_key, pki.ca, seal_ca) as standin:
+    with dmp_standin(tmp_path) as peer:
+        pki, standin = peer.pki, peer.standin
+        seal_cert, seal_key = peer.seal.cert, peer.seal.key
         yield (
             standin,
             DmpDestinationConfig(

@@ -4,64 +4,28 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from cryptography.hazmat.primitives import serialization
 
 from eai.cli import cli
-from standins.dmp import DmpStandin
 from tests._mllp import MllpSender, msa
-from tests._paths import HL7V2, REPO
-from tests._pki import make_pki, make_seal
-from tests._proc import EaiProcess, listener_port
+from tests._national import EXAMPLE, NationalDmp, national_dmp
+from tests._paths import HL7V2
+from tests._proc import EaiProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-EXAMPLE = REPO / "examples" / "national-routes.yaml"
 ORU = b"\r".join((HL7V2 / "oru_r01_crbio_init.hl7").read_bytes().splitlines())
 
 
 def test_the_national_example_publishes_to_the_standin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pki = make_pki(tmp_path / "pki")
-    cert, key, ca = make_seal()
-    seal_cert, seal_key, seal_ca = (tmp_path / n for n in ("seal.crt", "seal.key", "seal-ca.crt"))
-    seal_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    seal_key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    seal_ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    port = listener_port()
-    monkeypatch.chdir(tmp_path)  # the example's data dir is relative: ./var/national
-    config = tmp_path / "national-routes.yaml"
-    shutil.copy(EXAMPLE, config)
-    with DmpStandin(pki.server_cert, pki.server_key, pki.ca, seal_ca) as standin:
-        for name, value in {
-            "ADT_PORT": str(port),
-            "DMP_URL": standin.url,
-            "DMP_REGISTRY_URL": standin.registry_url,
-            "DMP_TLS_CA": str(pki.ca),
-            "DMP_TLS_CERT": str(pki.client_cert),
-            "DMP_TLS_KEY": str(pki.client_key),
-            "DMP_SIGN_CERT": str(seal_cert),
-            "DMP_SIGN_KEY": str(seal_key),
-            # the example's MSSanté destination loads its certificate at start too
-            "MSS_TLS_CA": str(pki.ca),
-            "MSS_TLS_CERT": str(pki.client_cert),
-            "MSS_TLS_KEY": str(pki.client_key),
-        }.items():
-            monkeypatch.setenv(name, value)
-        checked = CliRunner().invoke(cli, ["check", "-c", str(config)])
-        assert checked.exit_code == 0, checked.output
+    with national_dmp(tmp_path, monkeypatch, NationalDmp) as example:
+        config, port, standin = example.config, example.port, example.standin
         with EaiProcess(config, port, tmp_path / "eai.log") as eng:
             eng.start()
             with MllpSender(port) as sender:

@@ -11,31 +11,23 @@ retry. Each test fails on the code before this change."""
 from __future__ import annotations
 
 import base64
-import json
-import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
-from cryptography.hazmat.primitives import serialization
 
 from connectors.dmp._response import RegistryFailure, read_response
-from eai.cli import cli
-from standins.dmp import Answer, DmpStandin
+from standins.dmp import Answer
 from standins.dmp.server import registry_response
 from standins.mllp import MllpPeer, msh10
-from tests._mllp import MllpSender, msa
-from tests._paths import HL7V2, REPO
-from tests._pki import make_pki, make_seal
-from tests._proc import EaiProcess, listener_port
+from tests._national import NationalDmp, national_dmp
+from tests._paths import HL7V2
+from tests._proc import EaiProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-EXAMPLE = REPO / "examples" / "national-routes.yaml"
 ORU = b"\r".join((HL7V2 / "oru_r01_crbio_init.hl7").read_bytes().splitlines())
 DELETED = "urn:asip:ci-sis:2010:StatusType:Deleted"
 YES, NO = "Y^^expandedYes-NoIndicator", "N^^expandedYes-NoIndicator"
@@ -79,36 +71,7 @@ def obx5(zam: bytes) -> tuple[str, str]:
     return obx[4], obx[5]
 
 
-@dataclass
-class National:
-    config: Path
-    port: int
-    return_port: int
-    standin: DmpStandin
-    tmp: Path
-
-    def engine(self) -> EaiProcess:
-        return EaiProcess(self.config, self.port, self.tmp / "eai.log")
-
-    def send(self, payload: bytes) -> None:
-        with MllpSender(self.port) as sender:
-            code, _ = msa(sender.exchange(payload))
-        assert code == "AA"
-
-    def journeys(self) -> dict[str, dict[str, Any]]:
-        """Each message's journey (``messages show``), by its control id."""
-        listed = CliRunner().invoke(cli, ["messages", "list", "-c", str(self.config), "--json"])
-        assert listed.exit_code == 0, listed.output
-        out: dict[str, dict[str, Any]] = {}
-        for message in json.loads(listed.output):
-            shown = CliRunner().invoke(
-                cli, ["messages", "show", str(message["id"]), "-c", str(self.config), "--json"]
-            )
-            assert shown.exit_code == 0, shown.output
-            journey = json.loads(shown.output)
-            out[journey["control_id"]] = journey
-        return out
-
+class National(NationalDmp):
     def settled(self, control_id: str, eng: EaiProcess) -> dict[str, Any]:
         """``control_id``'s journey once its DMP delivery and its ZAM are final."""
         deadline = time.monotonic() + 60
@@ -134,39 +97,8 @@ def _details(journey: dict[str, Any], delivery_id: int) -> str:
 
 @pytest.fixture
 def national(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[National]:
-    pki = make_pki(tmp_path / "pki")
-    cert, key, ca = make_seal()
-    seal_cert, seal_key, seal_ca = (tmp_path / n for n in ("seal.crt", "seal.key", "seal-ca.crt"))
-    seal_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    seal_key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    seal_ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    port, return_port = listener_port(), listener_port()
-    monkeypatch.chdir(tmp_path)
-    config = tmp_path / "national-routes.yaml"
-    shutil.copy(EXAMPLE, config)
-    with DmpStandin(pki.server_cert, pki.server_key, pki.ca, seal_ca) as standin:
-        for name, value in {
-            "ADT_PORT": str(port),
-            "RETURN_PORT": str(return_port),
-            "DMP_URL": standin.url,
-            "DMP_REGISTRY_URL": standin.registry_url,
-            "DMP_TLS_CA": str(pki.ca),
-            "DMP_TLS_CERT": str(pki.client_cert),
-            "DMP_TLS_KEY": str(pki.client_key),
-            "DMP_SIGN_CERT": str(seal_cert),
-            "DMP_SIGN_KEY": str(seal_key),
-            "MSS_TLS_CA": str(pki.ca),
-            "MSS_TLS_CERT": str(pki.client_cert),
-            "MSS_TLS_KEY": str(pki.client_key),
-        }.items():
-            monkeypatch.setenv(name, value)
-        yield National(config, port, return_port, standin, tmp_path)
+    with national_dmp(tmp_path, monkeypatch, National) as example:
+        yield example
 
 
 def test_a_publication_whose_answer_was_lost_is_delivered_once(national: National) -> None:

@@ -17,13 +17,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from cryptography.hazmat.primitives import serialization
 
 from eai.cli import cli
-from standins.dmp import DmpStandin
 from tests._mllp import MllpSender, msa
+from tests._national import dmp_standin
 from tests._paths import HL7V2
-from tests._pki import make_pki, make_seal
 from tests.engine_harness import EngineThread
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -53,58 +51,8 @@ def _document() -> bytes:
 
 @pytest.fixture
 def routes(tmp_path: Path) -> Iterator[Path]:
-    pki = make_pki(tmp_path / "pki")
-    cert, key, ca = make_seal()
-    seal_cert, seal_key, seal_ca = (tmp_path / n for n in ("seal.crt", "seal.key", "ca.crt"))
-    seal_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    seal_key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    seal_ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    with DmpStandin(pki.server_cert, pki.server_key, pki.ca, seal_ca) as standin:
-        config = {
-            "engine": {
-                "data_dir": str(tmp_path / "var"),
-                "database": f"sqlite:///{tmp_path}/var/eai.db",
-            },
-            "listeners": [
-                {"name": "lab", "type": "mllp", "bind": "127.0.0.1:0", "test_feed": True}
-            ],
-            "destinations": [
-                {
-                    "name": "dmp",
-                    "type": "dmp",
-                    "url": standin.url,
-                    "registry_url": standin.registry_url,
-                    "tls": {
-                        "ca": str(pki.ca),
-                        "cert": str(pki.client_cert),
-                        "key": str(pki.client_key),
-                    },
-                    "sign_cert": str(seal_cert),
-                    "sign_key": str(seal_key),
-                    "source_id": "1.2.250.1.999.1.1",
-                    "structure_id": "1120459876",
-                    "activity_sector": "SA25^1.2.250.1.71.4.2.4",
-                    "homologation_id": "HOMOL-TEST",
-                }
-            ],
-            "routes": [
-                {
-                    "name": "dmp",
-                    "from": ["lab"],
-                    "when": {"fact": "DESTDMP", "equals": "Y"},
-                    "to": ["dmp"],
-                }
-            ],
-        }
-        path = tmp_path / "routes.yaml"
-        path.write_text(json.dumps(config, indent=1))
-        yield path
+    with dmp_standin(tmp_path) as peer:
+        yield peer.routes(tmp_path)
 
 
 def _cli(*args: str) -> Result:

@@ -20,15 +20,15 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from eai.cli import cli
 from standins.dmp import Answer, DmpStandin
 from tests._cisis import mdm_with
 from tests._mllp import MllpSender, msa
+from tests._national import DmpPeer, dmp_standin
 from tests._paths import CDA, HL7V2
-from tests._pki import Pki, make_pki, make_seal
+from tests._pki import Pki
 from tests.engine_harness import EngineThread
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -77,66 +77,23 @@ class Dmp:
     standin: DmpStandin
     seal_cert: Path
     seal_key: Path
+    peer: DmpPeer
 
 
 @pytest.fixture
 def dmp(tmp_path: Path) -> Iterator[Dmp]:
-    pki = make_pki(tmp_path / "pki")
-    cert, key, ca = make_seal()
-    seal_cert, seal_key, seal_ca = (tmp_path / n for n in ("seal.crt", "seal.key", "ca.crt"))
-    seal_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    seal_key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    seal_ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    standin = DmpStandin(pki.server_cert, pki.server_key, pki.ca, seal_ca).start()
-    try:
-        yield Dmp(pki, standin, seal_cert, seal_key)
-    finally:
-        standin.stop()
+    with dmp_standin(tmp_path) as peer:
+        yield Dmp(peer.pki, peer.standin, peer.seal.cert, peer.seal.key, peer)
 
 
 def _routes(tmp: Path, dmp: Dmp, response_timeout: str = "20s") -> Path:
-    config = {
-        "engine": {"data_dir": str(tmp / "var"), "database": f"sqlite:///{tmp}/var/eai.db"},
-        "listeners": [{"name": "lab", "type": "mllp", "bind": "127.0.0.1:0", "test_feed": True}],
-        "destinations": [
-            {
-                "name": "dmp",
-                "type": "dmp",
-                "url": dmp.standin.url,
-                "tls": {
-                    "ca": str(dmp.pki.ca),
-                    "cert": str(dmp.pki.client_cert),
-                    "key": str(dmp.pki.client_key),
-                },
-                "sign_cert": str(dmp.seal_cert),
-                "sign_key": str(dmp.seal_key),
-                "source_id": "1.2.250.1.999.1.1",
-                "structure_id": "1120459876",
-                "activity_sector": "SA25^1.2.250.1.71.4.2.4",
-                "homologation_id": "HOMOL-TEST",
-                "connect_timeout": "2s",
-                "response_timeout": response_timeout,
-                "retry": {"initial": "0.1s", "max": "0.3s", "jitter": 0},
-            }
-        ],
-        "routes": [
-            {
-                "name": "dmp",
-                "from": ["lab"],
-                "when": {"fact": "DESTDMP", "equals": "Y"},
-                "to": ["dmp"],
-            }
-        ],
-    }
-    path = tmp / "routes.yaml"
-    path.write_text(json.dumps(config, indent=1))
-    return path
+    return dmp.peer.routes(
+        tmp,
+        registry_url=None,
+        connect_timeout="2s",
+        response_timeout=response_timeout,
+        retry={"initial": "0.1s", "max": "0.3s", "jitter": 0},
+    )
 
 
 def _messages(config: Path) -> list[dict[str, Any]]:

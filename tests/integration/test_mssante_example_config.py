@@ -9,14 +9,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from eai import hl7
@@ -25,13 +23,13 @@ from standins.net import free_port
 from tests._cisis import ORU, build, edit, segments
 from tests._mllp import MllpSender, msa
 from tests._mss_smtp import mss_smtp
+from tests._national import copy_example, eai_check, set_environment, write_seal
 from tests._paths import REPO
-from tests._pki import make_pki, make_seal
+from tests._pki import make_pki
 from tests._proc import EaiProcess, listener_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-EXAMPLE = REPO / "examples" / "national-routes.yaml"
 LCM_XSD = REPO / "tests" / "xsd" / "xds" / "ebRS30" / "lcm.xsd"
 NS = {"rim": "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"}
 SENDER = "labo-auto@labo.mssante.fr"
@@ -82,38 +80,21 @@ def test_the_national_example_mails_the_crbio_report(
 ) -> None:
     pki = make_pki(tmp_path / "pki")
     port = listener_port()
-    monkeypatch.chdir(tmp_path)
-    config = tmp_path / "national-routes.yaml"
-    shutil.copy(EXAMPLE, config)
-    cert, key, _ = make_seal()  # the example's DMP destination needs its seal to start
-    (tmp_path / "seal.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "seal.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    config = copy_example(tmp_path, monkeypatch)
+    seal = write_seal(tmp_path)  # the example's DMP destination needs its seal to start
     with mss_smtp(pki) as inbox:
-        for name, value in {
-            "DMP_URL": f"https://127.0.0.1:{free_port()}/repository",
-            "DMP_TLS_CA": str(pki.ca),
-            "DMP_TLS_CERT": str(pki.client_cert),
-            "DMP_TLS_KEY": str(pki.client_key),
-            "DMP_SIGN_CERT": str(tmp_path / "seal.crt"),
-            "DMP_SIGN_KEY": str(tmp_path / "seal.key"),
-            "ADT_PORT": str(port),
-            "RETURN_PORT": str(free_port()),
-            "MSS_SMTP_HOST": "127.0.0.1",
-            "MSS_SMTP_PORT": str(inbox.port),
-            "MSS_TLS_CA": str(pki.ca),
-            "MSS_TLS_CERT": str(pki.client_cert),
-            "MSS_TLS_KEY": str(pki.client_key),
-            "MSS_SENDER": SENDER,
-        }.items():
-            monkeypatch.setenv(name, value)
-        checked = CliRunner().invoke(cli, ["check", "-c", str(config)])
-        assert checked.exit_code == 0, checked.output
+        set_environment(
+            monkeypatch,
+            pki,
+            seal,
+            port=port,
+            return_port=free_port(),
+            dmp_url=f"https://127.0.0.1:{free_port()}/repository",
+            MSS_SMTP_HOST="127.0.0.1",
+            MSS_SMTP_PORT=str(inbox.port),
+            MSS_SENDER=SENDER,
+        )
+        eai_check(config)
         with EaiProcess(config, port, tmp_path / "eai.log") as eng:
             eng.start()
             with MllpSender(port) as sender:

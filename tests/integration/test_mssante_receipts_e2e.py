@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from cryptography.hazmat.primitives import serialization
 
 from eai.cli import cli
 from standins.mllp import MllpPeer
@@ -29,14 +28,13 @@ from standins.net import free_port
 from tests._cisis import ORU
 from tests._dovecot import dovecot
 from tests._mllp import MllpSender, msa
-from tests._paths import REPO
-from tests._pki import Pki, make_pki, make_seal
+from tests._national import copy_example, eai_check, set_environment, write_seal
+from tests._pki import Pki, make_pki
 from tests._postfix import postfix
 from tests._proc import EaiProcess, listener_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-EXAMPLE = REPO / "examples" / "national-routes.yaml"
 SENDER = "labo-auto@labo.mssante.fr"
 PASSWORD = "bal-applicative-secret"
 PS = "adam.hoda@test-ci-sis.mssante.fr"
@@ -52,18 +50,6 @@ def wait(condition: Callable[[], Any], what: str, eng: EaiProcess, timeout: floa
             return found
         assert time.monotonic() < deadline, f"{what}\n{eng.stderr()[-4000:]}"
         time.sleep(0.3)
-
-
-def seal(tmp: Path) -> None:
-    cert, key, _ = make_seal()  # the example's DMP destination needs its seal to start
-    (tmp / "seal.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp / "seal.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
 
 
 def submit(pki: Pki, port: int, mail_from: str, data: bytes) -> None:
@@ -105,10 +91,9 @@ def test_receipts_come_back_to_the_establishment_as_zams(
 ) -> None:
     pki = make_pki(tmp_path / "pki")
     port = listener_port()
-    monkeypatch.chdir(tmp_path)
-    config = tmp_path / "national-routes.yaml"
-    config.write_text(EXAMPLE.read_text().replace("poll_interval: 30s", "poll_interval: 1s"))
-    seal(tmp_path)
+    config = copy_example(tmp_path, monkeypatch)
+    config.write_text(config.read_text().replace("poll_interval: 30s", "poll_interval: 1s"))
+    seal = write_seal(tmp_path)  # the example's DMP destination needs its seal to start
     sasl_dir = Path(tempfile.mkdtemp(prefix="eai-sasl-", dir="/tmp"))
     sasl_dir.chmod(0o755)
     sasl = sasl_dir / "auth"
@@ -131,28 +116,21 @@ def test_receipts_come_back_to_the_establishment_as_zams(
                 sasl_socket=sasl,
             ) as imap,
         ):
-            for name, value in {
-                "DMP_URL": f"https://127.0.0.1:{free_port()}/repository",
-                "DMP_TLS_CA": str(pki.ca),
-                "DMP_TLS_CERT": str(pki.client_cert),
-                "DMP_TLS_KEY": str(pki.client_key),
-                "DMP_SIGN_CERT": str(tmp_path / "seal.crt"),
-                "DMP_SIGN_KEY": str(tmp_path / "seal.key"),
-                "ADT_PORT": str(port),
-                "RETURN_PORT": str(peer.port),
-                "MSS_SMTP_HOST": "127.0.0.1",
-                "MSS_SMTP_PORT": str(mta.port),
-                "MSS_IMAP_PORT": str(imap.port),
-                "MSS_TLS_CA": str(pki.ca),
-                "MSS_TLS_CERT": str(pki.client_cert),
-                "MSS_TLS_KEY": str(pki.client_key),
-                "MSS_SENDER": SENDER,
-                "MSS_USER": SENDER,
-                "MSS_PASSWORD": PASSWORD,
-            }.items():
-                monkeypatch.setenv(name, value)
-            checked = CliRunner().invoke(cli, ["check", "-c", str(config)])
-            assert checked.exit_code == 0, checked.output
+            set_environment(
+                monkeypatch,
+                pki,
+                seal,
+                port=port,
+                return_port=peer.port,
+                dmp_url=f"https://127.0.0.1:{free_port()}/repository",
+                MSS_SMTP_HOST="127.0.0.1",
+                MSS_SMTP_PORT=str(mta.port),
+                MSS_IMAP_PORT=str(imap.port),
+                MSS_SENDER=SENDER,
+                MSS_USER=SENDER,
+                MSS_PASSWORD=PASSWORD,
+            )
+            eai_check(config)
             with EaiProcess(config, port, tmp_path / "eai.log") as eng:
                 eng.start()
                 with MllpSender(port) as sender:

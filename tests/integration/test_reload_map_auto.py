@@ -4,25 +4,16 @@ cached; a reload forgets it)."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hl7.client import MLLPClient
-from sqlalchemy import select
 
-from eai.store import Store
-from eai.store.schema import deliveries
-from tests._mllp import msa
-from tests._paths import REPO
 from tests._proc import EaiProcess, eai_cli, listener_port
-from tests.engine_harness import adt
+from tests._reload_mapping import MAPPINGS_DIR, mapping_routes, planned, send
 
 pytestmark = pytest.mark.integration
-
-MAPPINGS_DIR = REPO / "mappings"
 
 MAPPING = """\
 name: {name}
@@ -36,20 +27,6 @@ resources:
     rules:
       - set:
           name[+].family: {{value: "{name}"}}
-"""
-
-ROUTES = """\
-engine: {{data_dir: {tmp}/var, database: "sqlite:///{tmp}/var/eai.db"}}
-listeners:
-  - {{name: adt, type: mllp, bind: "127.0.0.1:{port}", test_feed: true}}
-destinations:
-  # nothing listens there: the deliveries stay in the outbox with the mapping chosen
-  - name: scad
-    type: fhir
-    base_url: http://127.0.0.1:9/fhir
-    retry: {{initial: 30s, max: 1m}}
-routes:
-  - {{name: to-scad, from: [adt], to: [scad], map: auto}}
 """
 
 
@@ -71,29 +48,6 @@ def _write(name: str, message_type: str) -> None:
     (MAPPINGS_DIR / f"{name}.yaml").write_text(text)
 
 
-def _send(port: int, control_id: str) -> None:
-    with MLLPClient("127.0.0.1", port) as client:
-        assert msa(client.send_message(adt(control_id, control_id)))[0] == "AA"
-
-
-def _mapping_used(tmp: Path, control_id: str, timeout: float = 20.0) -> str:
-    """The mapping recorded on the delivery planned for ``control_id``."""
-    store = Store(f"sqlite:///{tmp}/var/eai.db", tmp / "var")
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            with store.engine.connect() as conn:
-                row = conn.execute(
-                    select(deliveries.c.mapping).where(deliveries.c.control_id == control_id)
-                ).first()
-            if row is not None:
-                return str(row.mapping)
-            assert time.monotonic() < deadline, f"no delivery planned for {control_id}"
-            time.sleep(0.05)
-    finally:
-        store.engine.dispose()
-
-
 def _reload(path: Path) -> None:
     done = eai_cli(path, "reload")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -105,19 +59,18 @@ def test_map_auto_follows_new_mappings_and_changed_default_for_after_reload(
     first, second = names
     _write(second, "ADT^A01")
     port = listener_port()
-    path = tmp_path / "routes.yaml"
-    path.write_text(ROUTES.format(tmp=tmp_path, port=port))
+    path = mapping_routes(tmp_path, port, "auto")
     with EaiProcess(path, port, tmp_path / "engine.log").start() as proc:
-        _send(port, "M1")
-        assert _mapping_used(tmp_path, "M1") == second
+        send(port, "M1", "M1")
+        assert planned(tmp_path, "M1")[0] == second
 
         _write(first, "ADT^A01")  # a new file, first by name: it takes ADT^A01 now
         _reload(path)
-        _send(port, "M2")
-        assert _mapping_used(tmp_path, "M2") == first
+        send(port, "M2", "M2")
+        assert planned(tmp_path, "M2")[0] == first
 
         _write(first, "ADT^A08")  # its default_for no longer takes A01
         _reload(path)
-        _send(port, "M3")
-        assert _mapping_used(tmp_path, "M3") == second
+        send(port, "M3", "M3")
+        assert planned(tmp_path, "M3")[0] == second
         assert proc.running

@@ -12,20 +12,14 @@ from pathlib import Path
 
 import pytest
 from hl7.client import MLLPClient
-from sqlalchemy import select
 
-from eai.store import Store
-from eai.store.schema import deliveries
 from standins.mllp import MllpPeer
 from tests._mllp import msa
-from tests._paths import REPO
 from tests._proc import EaiProcess, eai_cli, listener_port
+from tests._reload_mapping import MAPPINGS_DIR, mapping_routes, planned, send
 from tests.engine_harness import EngineThread, adt, write_routes
 
 pytestmark = pytest.mark.integration
-
-MAPPINGS_DIR = REPO / "mappings"
-"""Where ``map: NAME`` is looked up (``mappings/NAME.yaml``), in the engine's process too."""
 
 MAPPING = """\
 name: {name}
@@ -37,21 +31,6 @@ resources:
     rules:
       - set:
           name[+].family: {{value: "{family}"}}
-"""
-
-ROUTES = """\
-engine: {{data_dir: {tmp}/var, database: "sqlite:///{tmp}/var/eai.db"}}
-listeners:
-  - {{name: adt, type: mllp, bind: "127.0.0.1:{port}", test_feed: true}}
-destinations:
-  # nothing listens there: the deliveries stay in the outbox, each with the Bundle that
-  # the route's mapping made when the message was planned
-  - name: scad
-    type: fhir
-    base_url: http://127.0.0.1:9/fhir
-    retry: {{initial: 30s, max: 1m}}
-routes:
-  - {{name: to-scad, from: [adt], to: [scad], map: {mapping}}}
 """
 
 
@@ -70,30 +49,9 @@ def _write_mapping(name: str, family: str) -> None:
     (MAPPINGS_DIR / f"{name}.yaml").write_text(MAPPING.format(name=name, family=family))
 
 
-def _send(port: int, control_id: str, patient: str) -> None:
-    with MLLPClient("127.0.0.1", port) as client:
-        assert msa(client.send_message(adt(control_id, patient)))[0] == "AA"
-
-
-def _family_delivered(tmp: Path, control_id: str, timeout: float = 20.0) -> str:
+def _family_delivered(tmp: Path, control_id: str) -> str:
     """The Patient family name in the Bundle planned for ``control_id``'s delivery."""
-    store = Store(f"sqlite:///{tmp}/var/eai.db", tmp / "var")
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            with store.engine.connect() as conn:
-                row = conn.execute(
-                    select(deliveries.c.payload, deliveries.c.mapping).where(
-                        deliveries.c.control_id == control_id
-                    )
-                ).first()
-            if row is not None:
-                break
-            assert time.monotonic() < deadline, f"no delivery planned for {control_id}"
-            time.sleep(0.05)
-    finally:
-        store.engine.dispose()
-    bundle = json.loads(store.cipher.open(row.payload))
+    bundle = json.loads(planned(tmp, control_id)[1])
     [entry] = bundle["entry"]
     return str(entry["resource"]["name"][0]["family"])
 
@@ -110,23 +68,22 @@ def test_an_edited_mapping_makes_the_next_messages_after_reload_and_sighup(
 ) -> None:
     _write_mapping(mapping_name, "BEFORE")
     port = listener_port()
-    path = tmp_path / "routes.yaml"
-    path.write_text(ROUTES.format(tmp=tmp_path, port=port, mapping=mapping_name))
+    path = mapping_routes(tmp_path, port, mapping_name)
     with EaiProcess(path, port, tmp_path / "engine.log").start() as proc:
-        _send(port, "M1", "P1")
+        send(port, "M1", "P1")
         assert _family_delivered(tmp_path, "M1") == "BEFORE"
 
         _write_mapping(mapping_name, "AFTER-RELOAD")
         done = eai_cli(path, "reload")
         assert done.returncode == 0, done.stdout + done.stderr
-        _send(port, "M2", "P2")
+        send(port, "M2", "P2")
         assert _family_delivered(tmp_path, "M2") == "AFTER-RELOAD"
 
         _write_mapping(mapping_name, "AFTER-SIGHUP")
         assert proc.proc is not None
         proc.proc.send_signal(signal.SIGHUP)
         _wait_in_log(proc, "config reloaded by signal SIGHUP", 1)
-        _send(port, "M3", "P3")
+        send(port, "M3", "P3")
         assert _family_delivered(tmp_path, "M3") == "AFTER-SIGHUP"
 
         # a broken mapping is refused at its own FILE:LINE:COL, the last good one stays
@@ -134,7 +91,7 @@ def test_an_edited_mapping_makes_the_next_messages_after_reload_and_sighup(
         done = eai_cli(path, "reload")
         assert done.returncode == 1, done.stdout + done.stderr
         assert f"{mapping_name}.yaml:" in done.stderr
-        _send(port, "M4", "P4")
+        send(port, "M4", "P4")
         assert _family_delivered(tmp_path, "M4") == "AFTER-SIGHUP"
         assert proc.running
     assert _family_delivered(tmp_path, "M1") == "BEFORE"  # planned once, kept as planned

@@ -38,6 +38,10 @@ SEED = 20261207
 SENDERS = 8
 PATIENTS_PER_SENDER = 2
 QUICK_KILLS = 4  # and the long one: 5 kill points
+# Each sender offers a steady rate, well under what one node delivers to the sink (5 ms a
+# send) on a loaded 2-core CI machine: the delivery lag then measures the takeover, not a
+# queue that grows because the senders outrun the destination (they did, unpaced: 360/s).
+RATE_PER_SENDER = 12.0  # messages/s, 96/s in all
 DOWN_FOR = 20.0
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
@@ -76,10 +80,14 @@ def _sender(index: int, port: int, stop: threading.Event, deadline: float, out: 
     for p in patients:
         out.aa[p] = []
     sender = MllpSender(port, timeout=10.0)
+    started = time.monotonic()
     try:
         for n in range(5000):
             if stop.is_set():
                 return
+            pause = started + n / RATE_PER_SENDER - time.monotonic()
+            if pause > 0:
+                stop.wait(pause)
             patient = patients[n % len(patients)]
             cid = f"F{index}-{n:04d}"
             payload = adt(cid, patient)

@@ -157,6 +157,10 @@ class DmpDestination:
             raise TransientDeliveryError(f"DMP: no answer in time ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             raise TransientDeliveryError(f"DMP: cannot reach the repository: {exc}") from exc
+        except ssl.SSLError as exc:
+            # TLS 1.3: the server refuses our certificate after the client's handshake is
+            # done, so the alert surfaces on the first read, unwrapped by httpx
+            raise TransientDeliveryError(f"DMP: TLS refused by the repository: {exc}") from exc
         result = read_response(
             response.status_code,
             response.headers.get("content-type", ""),

@@ -145,4 +145,7 @@ class FhirDestination:
             raise TransientDeliveryError(f"{self._url}: {type(exc).__name__}") from exc
         except httpx.HTTPError as exc:
             raise TransientDeliveryError(f"{self._url}: {type(exc).__name__}: {exc}") from exc
+        except ssl.SSLError as exc:
+            # TLS 1.3: a refused client certificate surfaces on the first read, unwrapped
+            raise TransientDeliveryError(f"{self._url}: TLS refused: {exc}") from exc
         return httpx.Response(answer.status_code, headers=answer.headers, content=b"".join(chunks))

@@ -25,7 +25,8 @@ PYTEST_ARGS ?=
 # the fault tests, less those about the SQLite file itself (full disk, locked file) and
 # test_kill9 (20 restarts in a 45 s budget sized for SQLite's start-up).
 PYTEST_POSTGRES ?= tests/contract tests/integration/test_engine_flow.py tests/fault \
-    --ignore=tests/fault/test_journal_full.py --ignore=tests/fault/test_kill9.py
+    --ignore=tests/fault/test_journal_full.py --ignore=tests/fault/test_kill9.py \
+    --ignore=tests/fault/test_metrics_readyz_disk_full.py
 PIP := $(BIN)/python -m pip --disable-pip-version-check --no-input
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

@@ -67,6 +67,7 @@ for _spec in (
     ActionSpec("identity-release", "release held deliveries", "U", *_PATIENT),
     ActionSpec("identity-lookup", "read a patient's cross-reference", "R", "110112", "Query"),
     ActionSpec("silence", "silence an alert", "U", *_APP),
+    ActionSpec("unsilence", "end an alert's silence early", "U", *_APP),
     ActionSpec("login", "log in to the console", "E", *_LOGIN),
     ActionSpec("login-failed", "a failed login", "E", *_LOGIN),
     ActionSpec("logout", "log out of the console", "E", *_LOGIN),

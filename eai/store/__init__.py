@@ -68,6 +68,7 @@ if TYPE_CHECKING:
         Silence,
         add_silence,
         claim_notices,
+        end_silence,
         finish_notices,
         list_alerts,
         list_silences,
@@ -101,7 +102,9 @@ if TYPE_CHECKING:
         claim_messages,
         clear_leases,
     )
+    from eai.store._delivery_read import read_delivery
     from eai.store._engine_events import ENGINE_EVENT_KINDS, EngineEvent, engine_events
+    from eai.store._flows import FlowSeries, flow_series
     from eai.store._follow_ups import add_follow_ups, delivery_item
     from eai.store._identity_ops import IdentityOp, XrefRecord, XrefRedirect
     from eai.store._journal import content_lines, insert_entries, naive_utc, utcnow
@@ -206,6 +209,7 @@ __all__ = [
     "Silence",
     "add_silence",
     "claim_notices",
+    "end_silence",
     "destination_health",
     "finish_notices",
     "list_alerts",
@@ -249,6 +253,9 @@ __all__ = [
     "XrefView",
     "add_follow_ups",
     "attempt_details",
+    "FlowSeries",
+    "flow_series",
+    "read_delivery",
     "RECEIPT_EVENT",
     "DeliveryRecord",
     "delivery_record",
@@ -348,6 +355,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "XrefRedirect": ("eai.store._identity_ops", "XrefRedirect"),
     "XrefView": ("eai.store._xref_lookup", "XrefView"),
     "add_follow_ups": ("eai.store._follow_ups", "add_follow_ups"),
+    "FlowSeries": ("eai.store._flows", "FlowSeries"),
+    "flow_series": ("eai.store._flows", "flow_series"),
+    "read_delivery": ("eai.store._delivery_read", "read_delivery"),
     "attempt_details": ("eai.store._attempts", "attempt_details"),
     "RECEIPT_EVENT": ("eai.store._receipts", "RECEIPT_EVENT"),
     "DeliveryRecord": ("eai.store._receipts", "DeliveryRecord"),
@@ -363,6 +373,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "claim_deliveries": ("eai.store._claims", "claim_deliveries"),
     "claim_messages": ("eai.store._claims", "claim_messages"),
     "claim_notices": ("eai.store._alerts", "claim_notices"),
+    "end_silence": ("eai.store._alerts", "end_silence"),
     "clear_leases": ("eai.store._claims", "clear_leases"),
     "cli_actor": ("eai.store._support_actions", "cli_actor"),
     "content_deliveries": ("eai.store._support_queries", "content_deliveries"),

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select, text, update
 
+from eai.errors import EaiError, NotFound
+from eai.store._audit import AuditActor, AuditEntry, append
+from eai.store._crypto import Cipher
 from eai.store._journal import utcnow
 from eai.store._schema import alert_notices, alert_silences, alert_state
 
@@ -29,6 +32,7 @@ __all__ = [
     "Silence",
     "add_silence",
     "claim_notices",
+    "end_silence",
     "finish_notices",
     "list_alerts",
     "list_silences",
@@ -297,6 +301,36 @@ def add_silence(
         silence = Silence(sid, rule, scope, now, ends_at, author, reason)
         record(conn, silence)
     return silence
+
+
+def end_silence(engine: Engine, cipher: Cipher, silence_id: int, actor: AuditActor) -> Silence:
+    """Ends an active silence now (``eai alerts unsilence``, the console's "End now") and
+    writes the ``unsilence`` audit record of ``actor`` in the same transaction. The
+    alerts' next evaluation mails again. Raises :class:`NotFound` for an unknown id,
+    :class:`EaiError` for a silence already over."""
+    now = utcnow()
+    c = alert_silences.c
+    with engine.begin() as conn:
+        row = conn.execute(select(alert_silences).where(c.id == silence_id)).first()
+        if row is None:
+            raise NotFound(f"no silence {silence_id}")
+        silence = Silence(**row._mapping)
+        ended = conn.execute(
+            update(alert_silences).where(c.id == silence_id, c.ends_at > now).values(ends_at=now)
+        ).rowcount
+        if not ended:
+            raise EaiError(
+                f"silence {silence_id} is already over "
+                f"(it ended {silence.ends_at:%Y-%m-%d %H:%M:%S} UTC)"
+            )
+        entry = AuditEntry(
+            "unsilence",
+            f"{silence.rule} {silence.scope or '*'}",
+            detail=f"silence {silence_id} ended before {silence.ends_at:%Y-%m-%dT%H:%M:%S}Z "
+            f"(set by {silence.author}: {silence.reason})",
+        )
+        append(conn, cipher, actor, entry, now)
+    return replace(silence, ends_at=now)
 
 
 def list_alerts(engine: Engine) -> list[AlertRow]:

@@ -271,3 +271,17 @@ nodes = Table(
     Column("started_at", DateTime, nullable=False),
     Column("heartbeat_at", DateTime, nullable=False),
 )
+
+# The console's 24 h sparklines (eai/store/_flows.py): per 15-minute interval and per
+# listener, route or destination, how many messages (deliveries) and how many errors,
+# rolled up once the interval is over, so the overview reads ~100 rows per flow instead
+# of a day of the journal. No patient data: names and counts.
+flow_buckets = Table(
+    "flow_buckets",
+    metadata,
+    Column("bucket_start", DateTime, primary_key=True),
+    Column("kind", String(12), primary_key=True),  # listener | route | destination
+    Column("name", String(256), primary_key=True),
+    Column("total", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+)

@@ -1,0 +1,51 @@
+"""What a delivery handed its destination (the FHIR Bundle, a transformed message), for a
+person: recorded first.
+
+Touches: DB (one short transaction writes the records, then one read).
+
+As :func:`eai.store.read_raw` for the payload as received: the ``raw_viewed`` event
+(on the message and the delivery) and the ``read-raw`` audit record are committed
+before anything is decrypted; if they cannot be written, nothing is returned.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, insert, select
+
+from eai.errors import NotFound
+from eai.messages import OutboxItem
+from eai.store._audit import AuditActor, AuditEntry, append
+from eai.store._crypto import Cipher
+from eai.store._follow_ups import delivery_item
+from eai.store._journal import utcnow
+from eai.store._schema import deliveries, events
+
+__all__ = ["read_delivery"]
+
+
+def read_delivery(
+    engine: Engine, cipher: Cipher, delivery_id: int, *, reader: str, via: str, actor: AuditActor
+) -> OutboxItem:
+    """Delivery ``delivery_id`` as its destination was handed it (payload and facts in
+    clear), once its read is recorded; :class:`NotFound` when there is no such delivery."""
+    with engine.begin() as conn:
+        message_id = conn.execute(
+            select(deliveries.c.message_id).where(deliveries.c.id == delivery_id)
+        ).scalar()
+        if message_id is None:
+            raise NotFound(f"no delivery with id {delivery_id}")
+        conn.execute(
+            insert(events).values(
+                at=utcnow(),
+                message_id=message_id,
+                delivery_id=delivery_id,
+                kind="raw_viewed",
+                detail=f"delivery {delivery_id}'s output shown to {reader} {via}",
+            )
+        )
+        entry = AuditEntry(
+            "read-raw", f"message {message_id} delivery {delivery_id}", message_id, detail=via
+        )
+        append(conn, cipher, actor, entry, utcnow())
+    with engine.connect() as conn:
+        return delivery_item(conn, cipher, delivery_id)

@@ -17,12 +17,14 @@ from starlette.responses import Response
 
 from eai import audit
 from eai.console._auth import Session
+from eai.console._spark import sparkline
 from eai.console._web import Ctx, page, peer_of, render
 from eai.errors import NotFound
 from eai.store import (
     MessageQuery,
     destination_rows,
     flow_rates,
+    flow_series,
     list_alerts,
     list_audit,
     list_messages,
@@ -68,6 +70,7 @@ def overview_rows(ctx: Ctx) -> dict[str, Any]:
     down = down_since(ctx)
     rates = flow_rates(ctx.store.engine, now - RATE_WINDOW)
     states = ctx.listener_states()
+    spark = flow_series(ctx.store.engine, now)
     minutes = RATE_WINDOW.total_seconds() / 60
     listeners = []
     for lst in config.listeners:
@@ -81,6 +84,7 @@ def overview_rows(ctx: Ctx) -> dict[str, Any]:
                 "rejected": counts.get("rejected", 0),
                 "received": sum(counts.values()),
                 "down": down.get(("listener", lst.name)),
+                "spark": sparkline(spark.get(("listener", lst.name))),
             }
         )
     queues = destination_rows(
@@ -89,9 +93,17 @@ def overview_rows(ctx: Ctx) -> dict[str, Any]:
     return {
         "listeners": listeners,
         "queues": queues,
+        "dest_spark": {
+            q.destination: sparkline(spark.get(("destination", q.destination))) for q in queues
+        },
         "down": {name: d for (kind, name), d in down.items() if kind == "destination"},
         "routes": [
-            {"name": r.name, "from": ", ".join(r.from_), "to": ", ".join(r.to)}
+            {
+                "name": r.name,
+                "from": ", ".join(r.from_),
+                "to": ", ".join(r.to),
+                "spark": sparkline(spark.get(("route", r.name))),
+            }
             for r in config.routes
         ],
         "at": now.replace(microsecond=0).isoformat() + "Z",

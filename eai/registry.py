@@ -204,6 +204,11 @@ class DestinationSpec(Generic[DC]):
     """Whether its ``send`` reads ``OutboxItem.facts`` (CI-SIS flags, recipients, the
     qualified INS). False (MLLP, DICOM: the payload is all they send): the pipeline seals
     no facts into its outbox rows, and its items carry empty facts."""
+    preview: Callable[[DC, OutboxItem], Mapping[str, Any]] | None = None
+    """What a send of the item builds besides its payload, as JSON-ready data (the DMP's
+    XDS metadata): the console's view of a delivery. Called only once the read of the
+    item is recorded in the audit trail (it may show patient traits). None: the payload
+    itself is what is sent."""
 
 
 class JournalView(Protocol):

@@ -21,6 +21,7 @@ import ssl
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 from cryptography import x509
@@ -199,6 +200,14 @@ def _factory(config: DmpDestinationConfig) -> DmpDestination:
     return DmpDestination(config)
 
 
+def _preview(config: DmpDestinationConfig, item: OutboxItem) -> dict[str, Any]:
+    """The XDS metadata of ``item`` as ``eai dmp preview --raw`` shows it (the caller has
+    recorded the read: the patient's traits are shown)."""
+    from connectors.dmp._preview import preview
+
+    return preview(config, item, show_patient=True)
+
+
 register_destination(
     DestinationSpec(
         type_name="dmp",
@@ -207,5 +216,6 @@ register_destination(
         summary="DMP: IHE XDS.b ITI-41 (SOAP 1.2 + MTOM, mutual TLS, signed VIHF, CI-SIS "
         "metadata); needs a qualified INS",
         accepts=ACCEPTS,
+        preview=_preview,
     )
 )

@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from eai.config import Config, ConsoleConfig
-from eai.console import _actions, _alerts, _identity, _pages  # noqa: F401 - they register pages
+from eai.console import _actions, _alerts, _identity, _output, _pages  # noqa: F401 - they register pages
 from eai.console._auth import Sessions
 from eai.console._login import login_get, login_post, logout
 from eai.console._web import PAGES, Ctx, wrapped

@@ -1,0 +1,179 @@
+"""What a delivery handed its destination, on the console's message page: the FHIR Bundle
+of a ``map:`` route, the XDS metadata of a DMP publication (the DMP connector's own
+preview, as ``eai dmp preview``). Patient data: for the operator role, on an explicit
+action with a reason, recorded in the audit trail and the message's journey before it
+is shown; refused to a viewer, and never in the HTML a viewer opens.
+
+Real engines in a thread (MLLP in, the fhir-sink test destination or the DMP stand-in
+over mutual TLS), over real HTTP.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+import tests._fhir_sink  # noqa: F401 - registers the fhir-sink destination (map: routes)
+from eai.console import hash_password
+from eai.store import Store, add_account, list_audit, message_detail
+from standins.mllp import MllpPeer
+from tests._mllp import MllpSender, msa
+from tests._national import dmp_standin
+from tests._paths import HL7V2
+from tests.engine_harness import A01, EngineThread
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+PASSWORDS = {"vera": "viewer-pass-123", "otto": "operator-pass-123"}
+ROLES = {"vera": "viewer", "otto": "operator"}
+NAME = "PAT-TROIS"  # PID-5 of the national fixtures
+
+ROUTES = """
+engine:
+  data_dir: {tmp}/var
+  database: sqlite:///{tmp}/var/eai.db
+console:
+  bind: 127.0.0.1:0
+listeners:
+  - {{name: in, type: mllp, bind: "127.0.0.1:0", test_feed: true}}
+destinations:
+  - {{name: dcc, type: mllp, host: 127.0.0.1, port: {port}}}
+  - {{name: fhir, type: fhir-sink}}
+routes:
+  - {{name: adt-to-dcc, from: [in], to: [dcc]}}
+  - {{name: adt-to-fhir, from: [in], to: [fhir], map: auto}}
+"""
+
+
+def _csrf(html: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m, html
+    return m.group(1)
+
+
+def _wait(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+class Site:
+    def __init__(self, eng: EngineThread) -> None:
+        assert eng.engine.console is not None and eng.engine.store is not None
+        self.base = f"http://127.0.0.1:{eng.engine.console.port}"
+        self.store: Store = eng.engine.store
+        for name, role in ROLES.items():
+            add_account(self.store.engine, name, role, hash_password(PASSWORDS[name]))
+
+    @contextmanager
+    def client(self, name: str) -> Iterator[httpx.Client]:
+        with httpx.Client(base_url=self.base, follow_redirects=False, timeout=30) as c:
+            form = c.get("/login")
+            r = c.post(
+                "/login",
+                data={"user": name, "password": PASSWORDS[name], "csrf": _csrf(form.text)},
+            )
+            assert r.status_code == 303, r.text
+            yield c
+
+    def delivery(self, message_id: int, destination: str) -> int:
+        view = message_detail(self.store.engine, message_id)
+        (d,) = [d for d in view.deliveries if d.destination == destination]
+        return d.id
+
+
+def test_operator_sees_the_fhir_bundle_once_the_read_is_recorded(tmp_path: Path) -> None:
+    with MllpPeer() as peer:
+        config = tmp_path / "routes.yaml"
+        config.write_text(ROUTES.format(tmp=tmp_path, port=peer.port))
+        with EngineThread(config) as eng:
+            site = Site(eng)
+            with MllpSender(eng.port("in")) as sender:
+                assert msa(sender.exchange(A01))[0] == "AA"
+            _wait(lambda: peer.received, "the MLLP delivery")
+            _wait(lambda: len(message_detail(site.store.engine, 1).deliveries) == 2, "plan")
+            fhir = site.delivery(1, "fhir")
+            url = f"/deliveries/{fhir}/output"
+            with site.client("vera") as c:
+                page = c.get("/messages/1")
+                assert page.status_code == 200 and url not in page.text
+                assert NAME not in page.text
+                refused = c.post(url, data={"csrf": _csrf(page.text), "reason": "curious"})
+                assert refused.status_code == 403 and NAME not in refused.text
+            assert not [r for r in list_audit(site.store.engine) if r.entry.action == "read-raw"]
+            with site.client("otto") as c:
+                page = c.get("/messages/1")
+                assert f'action="{url}"' in page.text
+                csrf = _csrf(page.text)
+                assert c.post(url, data={"reason": "ticket 7"}).status_code == 403  # no CSRF
+                assert c.post(url, data={"csrf": csrf, "reason": " "}).status_code == 400
+                assert c.post("/deliveries/999/output", data={"csrf": csrf, "reason": "x"}
+                              ).status_code == 404  # fmt: skip
+                assert not [
+                    r for r in list_audit(site.store.engine) if r.entry.action == "read-raw"
+                ]
+                shown = c.post(url, data={"csrf": csrf, "reason": "ticket 7"})
+                assert shown.status_code == 200 and shown.headers["cache-control"] == "no-store"
+                m = re.search(r'<pre id="bundle">(.*?)</pre>', shown.text, re.S)
+                assert m, shown.text
+                bundle = json.loads(html.unescape(m.group(1)))
+                assert bundle["resourceType"] == "Bundle"
+                kinds = {e["resource"]["resourceType"] for e in bundle["entry"]}
+                assert "Patient" in kinds
+                assert NAME in shown.text and 'id="mapping">pamfr-adt<' in shown.text
+                mllp = site.delivery(1, "dcc")
+                plain = c.post(f"/deliveries/{mllp}/output", data={"csrf": csrf, "reason": "t8"})
+                assert plain.status_code == 200 and 'id="output"' in plain.text
+                assert "MSH|" in plain.text  # the HL7 v2 message, as handed to the MLLP peer
+    (rec, rec2) = sorted(
+        (r for r in list_audit(site.store.engine) if r.entry.action == "read-raw"),
+        key=lambda r: r.seq,
+    )
+    assert rec.actor.name == "otto" and rec.actor.via == "console"
+    assert rec.entry.target == f"message 1 delivery {fhir}" and "ticket 7" in rec.entry.detail
+    assert rec2.entry.target == f"message 1 delivery {mllp}"
+    viewed = [e for e in message_detail(site.store.engine, 1).events if e.kind == "raw_viewed"]
+    assert [e.delivery_id for e in viewed] == [fhir, mllp]
+    assert "otto" in viewed[0].detail and "ticket 7" in viewed[0].detail
+
+
+ORU = b"\r".join((HL7V2 / "oru_r01_crbio_init.hl7").read_bytes().splitlines())
+
+
+def test_operator_sees_the_dmp_metadata_as_eai_dmp_preview_builds_it(tmp_path: Path) -> None:
+    with dmp_standin(tmp_path) as peer:
+        routes = peer.routes(tmp_path)
+        config = json.loads(routes.read_text())
+        config["console"] = {"bind": "127.0.0.1:0"}
+        routes.write_text(json.dumps(config))
+        with EngineThread(routes) as eng:
+            site = Site(eng)
+            with MllpSender(eng.port("lab")) as sender:
+                assert msa(sender.exchange(ORU))[0] == "AA"
+            _wait(lambda: message_detail(site.store.engine, 1).deliveries, "the dmp delivery")
+            dmp = site.delivery(1, "dmp")
+            with site.client("otto") as c:
+                csrf = _csrf(c.get("/messages/1").text)
+                shown = c.post(f"/deliveries/{dmp}/output", data={"csrf": csrf, "reason": "t9"})
+            assert shown.status_code == 200, shown.text
+            m = re.search(r'<pre id="metadata">(.*?)</pre>', shown.text, re.S)
+            assert m, shown.text
+            metadata = json.loads(html.unescape(m.group(1)))
+            entry = metadata["documentEntry"]
+            assert metadata["transaction"].startswith("ITI-41")
+            assert entry["classCode"]["code"] == "10"
+            assert entry["typeCode"]["code"] == "11502-2"
+            assert entry["patientId"] == "279035121518989^^^&1.2.250.1.213.1.4.10&ISO^NH"
+            assert any("PAT-TROIS" in t for t in entry["sourcePatientInfo"])  # read recorded
+            assert "ClinicalDocument" not in shown.text  # metadata, not the document
+    (rec,) = [r for r in list_audit(site.store.engine) if r.entry.action == "read-raw"]
+    assert rec.actor.name == "otto" and rec.entry.target == f"message 1 delivery {dmp}"

@@ -130,3 +130,24 @@ def silence_cmd(config_path: Path, rule: str, scope: str, duration: str, reason:
         f"silence {silence.id}: {rule} on {scope or 'every scope'} until "
         f"{silence.ends_at:%Y-%m-%d %H:%M:%S} UTC, by {silence.author}"
     )
+
+
+@alerts.command("unsilence")
+@CONFIG_OPTION
+@click.argument("silence_id", type=int)
+def unsilence_cmd(config_path: Path, silence_id: int) -> None:
+    """End silence SILENCE_ID now (eai alerts list shows the ids): its alerts mail again
+    from the next evaluation. Recorded in the audit trail with the OS user who asked, in
+    the same transaction (the console's "End now" does the same, naming its account)."""
+    from eai.audit import os_user
+    from eai.store import end_silence
+
+    store = open_journal(config_path)
+    try:
+        silence = end_silence(store.engine, store.cipher, silence_id, os_user())
+    finally:
+        store.engine.dispose()
+    click.echo(
+        f"silence {silence.id} ended: {silence.rule} on {silence.scope or 'every scope'} "
+        "mails again"
+    )

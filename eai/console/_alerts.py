@@ -1,5 +1,5 @@
 """The console's alerts page: each firing or resolved alert with its silences, and the
-"silence" action for operators.
+"silence" action for operators, and the end of a silence before its time.
 
 Touches: DB (reads the alerts and silences; a silence writes its row and its audit
 record, naming the console account, in one transaction, as ``eai alerts silence``).
@@ -20,7 +20,14 @@ from eai.console._actions import two_step
 from eai.console._auth import Session
 from eai.console._web import Ctx, page, peer_of, render
 from eai.errors import EaiError
-from eai.store import Silence, add_silence, list_alerts, list_silences, utcnow
+from eai.store import (
+    Silence,
+    add_silence,
+    end_silence,
+    list_alerts,
+    list_silences,
+    utcnow,
+)
 
 __all__: list[str] = []
 
@@ -116,3 +123,27 @@ async def silence_page(request: Request, ctx: Ctx, session: Session) -> Response
     return await two_step(
         request, session, title, "/alerts", do, [f"reason: {reason}"], fields=values
     )
+
+
+@page("/alerts/silences/{silence_id:int}/end", "operator", ("POST",))
+async def end_silence_page(request: Request, ctx: Ctx, session: Session) -> Response:
+    silence_id = int(request.path_params["silence_id"])
+    active = {s.id: s for s in list_silences(ctx.store.engine)}
+    s = active.get(silence_id)
+    if s is None:
+        return render(
+            request, "error.html", session, 404, message=f"no active silence {silence_id}"
+        )
+    actor = audit.account(session.name, peer_of(request))
+
+    def do() -> str:
+        ended = end_silence(ctx.store.engine, ctx.store.cipher, silence_id, actor)
+        return (
+            f"silence {ended.id} ended: {ended.rule} on {ended.scope or 'every scope'} mails again"
+        )
+
+    preview = [
+        f"silence {s.id}: {s.rule} on {s.scope or 'every scope'} until "
+        f"{s.ends_at:%Y-%m-%d %H:%M:%S} UTC, by {s.author}: {s.reason}"
+    ]
+    return await two_step(request, session, f"end silence {silence_id} now", "/alerts", do, preview)

@@ -182,3 +182,76 @@ def test_users_changes_are_in_the_audit_trail_with_the_os_user(site: Site) -> No
         assert r.entry.target == "account carl" and r.entry.outcome == "success"
         assert r.actor.kind == "os-user" and r.actor.name == getpass.getuser()
         assert "carl-pass" not in r.entry.detail
+
+
+def test_operator_ends_a_silence_early_with_confirmation_and_audit(site: Site) -> None:
+    _seed_alerts(site.store)
+    with site.client("otto") as c:
+        csrf = _csrf(c.get("/alerts").text)
+        form = {"csrf": csrf, "rule": "queue_age", "scope": "destination:dcc", "for": "4h",
+                "reason": "migration", "confirm": "yes"}  # fmt: skip
+        assert c.post("/alerts/silence", data=form).status_code == 200
+        (silence,) = list_silences(site.store.engine)
+        page = c.get("/alerts").text
+        url = f"/alerts/silences/{silence.id}/end"
+        assert f'action="{url}"' in page
+        assert c.post(url, data={"confirm": "yes"}).status_code == 403  # no CSRF token
+        asked = c.post(url, data={"csrf": csrf})
+        assert asked.status_code == 200 and 'id="confirm"' in asked.text
+        assert "migration" in asked.text  # what is being ended
+        assert list_silences(site.store.engine) == [silence]  # asked, not done
+        done = c.post(url, data={"csrf": csrf, "confirm": "yes"})
+        assert done.status_code == 200 and f"silence {silence.id} ended" in done.text
+        assert not list_silences(site.store.engine)
+        again = c.post(url, data={"csrf": csrf, "confirm": "yes"})
+        assert again.status_code == 404  # no longer active
+    (ended,) = list_silences(site.store.engine, expired=True)
+    assert ended.ends_at <= utcnow() and ended.author == "otto"
+    (rec,) = [r for r in list_audit(site.store.engine) if r.entry.action == "unsilence"]
+    assert rec.actor.name == "otto" and rec.actor.kind == "account" and rec.actor.via == "console"
+    assert rec.entry.target == "queue_age destination:dcc"
+    assert f"silence {silence.id} ended" in rec.entry.detail and "migration" in rec.entry.detail
+
+
+def test_viewer_cannot_end_a_silence(site: Site) -> None:
+    _seed_alerts(site.store)
+    with site.client("otto") as c:
+        csrf = _csrf(c.get("/alerts").text)
+        form = {"csrf": csrf, "rule": "*", "scope": "", "for": "1h", "reason": "x",
+                "confirm": "yes"}  # fmt: skip
+        assert c.post("/alerts/silence", data=form).status_code == 200
+    (silence,) = list_silences(site.store.engine)
+    with site.client("vera") as c:
+        page = c.get("/alerts").text
+        assert "/end" not in page and 'class="silence"' in page
+        r = c.post(
+            f"/alerts/silences/{silence.id}/end", data={"csrf": _csrf(page), "confirm": "yes"}
+        )
+        assert r.status_code == 403
+    assert list_silences(site.store.engine) == [silence]
+
+
+def _alerts_cli(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EAI_")}
+    return subprocess.run(
+        [sys.executable, "-c", "from eai.cli import main; main()", "alerts", *args,
+         "-c", str(path)],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_eai_alerts_unsilence_ends_it_with_the_os_user_in_the_audit(site: Site) -> None:
+    made = _alerts_cli(site.path, "silence", "*", "--for", "1h", "--reason", "travaux")
+    assert made.returncode == 0, made.stderr
+    (silence,) = list_silences(site.store.engine)
+    ended = _alerts_cli(site.path, "unsilence", str(silence.id))
+    assert ended.returncode == 0, ended.stderr
+    assert f"silence {silence.id} ended" in ended.stdout
+    assert not list_silences(site.store.engine)
+    again = _alerts_cli(site.path, "unsilence", str(silence.id))
+    assert again.returncode != 0 and "already over" in again.stderr
+    unknown = _alerts_cli(site.path, "unsilence", "999")
+    assert unknown.returncode != 0 and "no silence 999" in unknown.stderr
+    (rec,) = [r for r in list_audit(site.store.engine) if r.entry.action == "unsilence"]
+    assert rec.actor.kind == "os-user" and rec.actor.name == getpass.getuser()
+    assert rec.entry.target == "* *" and "travaux" in rec.entry.detail

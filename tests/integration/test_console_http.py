@@ -306,3 +306,47 @@ def test_passwd_unlocks_and_disable_ends_the_sessions(console: Console) -> None:
     listed = _users(console.path, "list")
     assert re.search(r"^vera\s+viewer\s+disabled", listed.stdout, re.M), listed.stdout
     assert _users(console.path, "disable", "nobody").returncode == 3
+
+
+def test_every_state_change_is_refused_without_the_csrf_token(console: Console) -> None:
+    """Each POST page of the registry, by an admin (no role refusal first), without a
+    token and with a forged one: 403 and nothing done."""
+    _send(console, "CSRF-1")
+    assert console.sink.wait_for(lambda s: len(s.received) == 1, 20)
+    posts = [p for p in PAGES if "POST" in p.methods]
+    assert {"/alerts/silences/{silence_id:int}/end", "/deliveries/{delivery_id:int}/output"} <= {
+        p.path for p in posts
+    }
+    store = console.store()
+    before = len(list_audit(store.engine))
+    with console.client() as c:
+        assert login(c, "ada").status_code == 303
+        for spec in posts:
+            url = _concrete(spec.path).replace("/destinations/1/", "/destinations/dcc/")
+            for token in ({}, {"csrf": "forged"}):
+                form = {"confirm": "yes", "reason": "x", "rule": "*", "for": "1h", **token}
+                r = c.post(url, data=form)
+                assert r.status_code == 403 and "CSRF" in r.text, (spec.path, r.status_code)
+                assert SECRET_NAME not in r.text
+    after = list_audit(store.engine)  # newest first
+    done = [r.entry.action for r in after[: len(after) - before]]
+    assert done == ["login"]  # the admin's login only: no action, no read
+
+
+def test_viewer_pages_of_alerts_identity_and_the_overview_hold_no_patient_data(
+    console: Console,
+) -> None:
+    _send(console, "PHI-3")
+    assert console.sink.wait_for(lambda s: len(s.received) == 1, 20)
+    with console.client() as c:
+        assert login(c, "vera").status_code == 303
+        for path in ("/", "/overview/rows", "/alerts", "/identity", "/messages/1"):
+            r = c.get(path)
+            assert r.status_code == 200, path
+            assert SECRET_NAME not in r.text and "JEANNE" not in r.text, path
+            assert PATIENT not in r.text, path
+        rows = c.get("/overview/rows").text
+    assert re.search(
+        r'<tr data-name="chu-x-adt">.*?<svg class="spark"[^>]*data-total="1"', rows, re.S
+    )
+    assert re.search(r'<tr data-name="adt-to-dcc">.*?<svg class="spark"', rows, re.S)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from typing import Any
 
 from connectors.mssante._mail import PATIENT_DOMAIN, Mail, build_mails
 from connectors.mssante._matrix import audience
@@ -242,6 +243,13 @@ def _factory(config: MssanteDestinationConfig) -> MssanteDestination:
     return MssanteDestination(config)
 
 
+def _preview(config: MssanteDestinationConfig, item: OutboxItem) -> dict[str, Any]:
+    """The console's view of a delivery: recipients and XDM metadata (the read recorded)."""
+    from connectors.mssante._preview import preview
+
+    return preview(config, item, _intended(item))
+
+
 register_destination(
     DestinationSpec(
         type_name="mssante",
@@ -250,5 +258,6 @@ register_destination(
         summary="MSSanté: CI-SIS documents mailed over SMTP with TLS (IHE XDM zip, X-MSS "
         "headers, the CI-SIS routing matrix); a patient's mailbox needs a qualified INS",
         accepts=ACCEPTS,
+        preview=_preview,
     )
 )

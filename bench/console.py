@@ -15,7 +15,8 @@ server time, HTML rendering included, no network):
   ``flow_buckets`` (timed once, apart: "overview, first");
 - a search by control id ``GET /messages?control_id=...`` (target < 100 ms p95);
 - a search by patient id ``GET /messages?patient=...`` (target < 100 ms p95);
-- for reference, the latest page ``GET /messages?all=1``.
+- for reference, the latest page ``GET /messages?all=1``, and the sparklines' share of
+  the overview: ``eai.store.flow_series`` alone, called directly.
 
 Wall time per request (min, p50, p95) and the process CPU time per request; the query
 plans (SQLite ``EXPLAIN QUERY PLAN``) of the searches. Prints a table and writes JSON
@@ -31,6 +32,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -39,7 +41,7 @@ from starlette.testclient import TestClient  # noqa: I001
 
 from eai.config import ConsoleConfig, load_config_text
 from eai.console import build_app, hash_password
-from eai.store import Store, add_account, utcnow
+from eai.store import Store, add_account, flow_series, utcnow
 from eai.store.schema import deliveries, messages, patient_ids
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,14 +115,21 @@ def seed(store: Store, n: int, chunk: int = 20_000) -> float:
 
 
 def timed(client: TestClient, urls: list[str]) -> dict[str, float]:
+    def get(url: str) -> None:
+        r = client.get(url)
+        assert r.status_code == 200, (url, r.status_code)
+
+    return timed_calls([lambda url=url: get(url) for url in urls])
+
+
+def timed_calls(calls: list[Callable[[], object]]) -> dict[str, float]:
     walls: list[float] = []
     cpu0 = time.process_time()
-    for url in urls:
+    for call in calls:
         t = time.perf_counter()
-        r = client.get(url)
+        call()
         walls.append(time.perf_counter() - t)
-        assert r.status_code == 200, (url, r.status_code)
-    cpu = (time.process_time() - cpu0) / len(urls)
+    cpu = (time.process_time() - cpu0) / len(calls)
     walls.sort()
     return {
         "min_ms": walls[0] * 1000,
@@ -214,6 +223,7 @@ def main() -> None:
                     ],
                 ),
                 "latest page": timed(client, ["/messages?all=1"] * args.runs),
+                "sparklines alone": timed_calls([lambda: flow_series(store.engine)] * args.runs),
             }
         query_plans = plans(store)
         store.engine.dispose()

@@ -2,7 +2,8 @@
 15-minute interval per listener, route and destination, the finished intervals rolled up
 once into ``flow_buckets`` and read from there, the current ones counted live.
 
-A SQLite journal in a tmp dir, rows written straight into the tables at chosen times.
+A journal on each backend (SQLite, PostgreSQL), rows written straight into the tables at
+chosen times.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ START = datetime(2026, 12, 6, 12, 15)  # 96 intervals back from 12:15 (exclusive
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path}/eai.db", tmp_path / "data")
+def store(journal_url: str, tmp_path: Path) -> Iterator[Store]:
+    s = Store(journal_url, tmp_path / "data")
     try:
         yield s
     finally:

@@ -4,7 +4,9 @@ Touches: network (binds ``console.bind``), files (the TLS certificate and key).
 
 Its own loop: a page that queries the journal for a while never delays a listener's
 ACK on the engine's loop. The socket is bound before the thread starts, so a bind
-error stops ``eai run`` at once and a test may ask for port 0.
+error stops ``eai run`` at once and a test may ask for port 0. A second thread rolls
+up the overview sparklines' finished intervals every minute
+(:func:`eai.store.roll_up_flows`), so that no page has to.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ import uvicorn
 from eai.config import Config, ConsoleConfig
 from eai.console._app import build_app
 from eai.errors import EaiError
-from eai.store import Store
+from eai.store import Store, roll_up_flows
 
 __all__ = ["ConsoleServer"]
 
 log = logging.getLogger(__name__)
+
+ROLLUP_EVERY = 60.0
+"""Seconds between two rollups of the sparklines' intervals (each is 15 minutes)."""
 
 
 class ConsoleServer:
@@ -39,12 +44,15 @@ class ConsoleServer:
         listener_states: Callable[[], dict[str, str]] = dict,
     ) -> None:
         self.cfg = cfg
+        self.store = store
         self.app = build_app(
             store, config, cfg, config_path=config_path, listener_states=listener_states
         )
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._rollup: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     def start(self) -> None:
         host, _, port = self.cfg.bind.rpartition(":")
@@ -82,11 +90,25 @@ class ConsoleServer:
 
         self._thread = threading.Thread(target=run, name="console", daemon=True)
         self._thread.start()
+        self._rollup = threading.Thread(target=self._roll_up, name="console-rollup", daemon=True)
+        self._rollup.start()
         scheme = "https" if tls else "http"
         log.info("console on %s://%s:%d", scheme, host, self.port)
 
+    def _roll_up(self) -> None:
+        while True:
+            try:
+                roll_up_flows(self.store.engine)
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.warning("the sparklines' rollup failed", exc_info=True)
+            if self._stopping.wait(ROLLUP_EVERY):
+                return
+
     def stop(self) -> None:
+        self._stopping.set()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(10)
+        if self._rollup is not None:
+            self._rollup.join(10)

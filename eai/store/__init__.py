@@ -104,7 +104,7 @@ if TYPE_CHECKING:
     )
     from eai.store._delivery_read import read_delivery
     from eai.store._engine_events import ENGINE_EVENT_KINDS, EngineEvent, engine_events
-    from eai.store._flows import FlowSeries, flow_series
+    from eai.store._flows import FlowSeries, flow_series, roll_up_flows
     from eai.store._follow_ups import add_follow_ups, delivery_item
     from eai.store._identity_ops import IdentityOp, XrefRecord, XrefRedirect
     from eai.store._journal import content_lines, insert_entries, naive_utc, utcnow
@@ -256,6 +256,7 @@ __all__ = [
     "FlowSeries",
     "flow_series",
     "read_delivery",
+    "roll_up_flows",
     "RECEIPT_EVENT",
     "DeliveryRecord",
     "delivery_record",
@@ -358,6 +359,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "FlowSeries": ("eai.store._flows", "FlowSeries"),
     "flow_series": ("eai.store._flows", "flow_series"),
     "read_delivery": ("eai.store._delivery_read", "read_delivery"),
+    "roll_up_flows": ("eai.store._flows", "roll_up_flows"),
     "attempt_details": ("eai.store._attempts", "attempt_details"),
     "RECEIPT_EVENT": ("eai.store._receipts", "RECEIPT_EVENT"),
     "DeliveryRecord": ("eai.store._receipts", "DeliveryRecord"),

@@ -7,7 +7,8 @@ per destination: the deliveries of the messages received in the interval, errors
 that failed at least once (dead, retrying, or delivered after more than one attempt).
 
 An interval is rolled up once, :data:`SETTLE` after it ended, into ``flow_buckets`` (by
-index ranges: ``ix_messages_received_at``, then ``ix_deliveries_message``); the
+index ranges: ``ix_messages_received_at``, then ``ix_deliveries_message``) by
+:func:`roll_up_flows`, which the console runs every minute on a thread of its own; the
 ``eai_meta`` row ``flow_rollup_upto`` says up to when. A request then reads the stored
 rows of the last 24 h (the table's primary key) and counts only the intervals not yet
 rolled up (at most ``BUCKET + SETTLE`` of the journal) live: its cost does not grow with
@@ -39,7 +40,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from eai.store._journal import utcnow
 from eai.store._schema import deliveries, flow_buckets, messages, meta
 
-__all__ = ["BUCKET", "BUCKETS", "FlowSeries", "flow_series"]
+__all__ = ["BUCKET", "BUCKETS", "FlowSeries", "flow_series", "roll_up_flows"]
 
 BUCKET = timedelta(minutes=15)
 BUCKETS = 96
@@ -148,22 +149,34 @@ class _Lost(Exception):
     pass
 
 
+def _cursor(engine: Engine) -> tuple[str | None, datetime | None]:
+    with engine.connect() as conn:
+        value = conn.execute(select(meta.c.value).where(meta.c.key == CURSOR)).scalar()
+    return value, datetime.strptime(value, _FMT) if value else None
+
+
+def roll_up_flows(engine: Engine, now: datetime | None = None) -> datetime | None:
+    """Rolls up the intervals of the last 24 h that are over (by :data:`SETTLE`) and not
+    yet rolled up; returns up to when they are. The console runs it every minute on a
+    thread of its own, so that a page seldom does it; :func:`flow_series` runs it too."""
+    now = now or utcnow()
+    start = floor(now) + BUCKET - BUCKET * BUCKETS
+    cursor, upto = _cursor(engine)
+    settled = floor(now - SETTLE)
+    lo = max(upto or start, start)
+    if lo < settled:
+        _roll_up(engine, cursor, lo, settled, now)
+        cursor, upto = _cursor(engine)
+    return upto
+
+
 def flow_series(engine: Engine, now: datetime | None = None) -> dict[tuple[str, str], FlowSeries]:
     """(kind, name) -> its last 24 h, the current interval last. Only flows with
     messages in the window are present."""
     now = now or utcnow()
     end = floor(now) + BUCKET
     start = end - BUCKET * BUCKETS
-    with engine.connect() as conn:
-        cursor = conn.execute(select(meta.c.value).where(meta.c.key == CURSOR)).scalar()
-    upto = datetime.strptime(cursor, _FMT) if cursor else None
-    settled = floor(now - SETTLE)
-    lo = max(upto or start, start)
-    if lo < settled:
-        _roll_up(engine, cursor, lo, settled, now)
-        with engine.connect() as conn:
-            cursor = conn.execute(select(meta.c.value).where(meta.c.key == CURSOR)).scalar()
-        upto = datetime.strptime(cursor, _FMT) if cursor else None
+    upto = roll_up_flows(engine, now)
     live_from = max(upto or start, start)
     counts: Counts = {}
     with engine.connect() as conn:

@@ -9,6 +9,7 @@ chosen times.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from eai.console._spark import sparkline
-from eai.store import FlowSeries, Store, flow_series
+from eai.store import FlowSeries, Store, flow_series, utcnow
 from eai.store.schema import deliveries, flow_buckets, messages, meta
 
 pytestmark = pytest.mark.integration
@@ -158,3 +159,23 @@ def test_the_sparkline_is_inline_svg_with_its_errors_marked() -> None:
     assert "<script" not in svg and "http" not in svg  # nothing fetched
     empty = str(sparkline(None))
     assert 'data-total="0"' in empty and "<rect" not in empty
+
+
+def test_the_console_rolls_up_on_its_own_thread_without_a_page_view(store: Store) -> None:
+    from eai.config import ConsoleConfig, load_config_text
+    from eai.console import ConsoleServer
+
+    _message(store, utcnow() - timedelta(hours=2))
+    config = load_config_text("listeners: []\ndestinations: []\nroutes: []\n", env={})
+    server = ConsoleServer(store, lambda: config, ConsoleConfig(bind="127.0.0.1:0"))
+    server.start()
+    try:
+        deadline = time.monotonic() + 20
+        rows = 0
+        while not rows and time.monotonic() < deadline:
+            time.sleep(0.1)
+            with store.engine.connect() as conn:
+                rows = conn.execute(select(func.sum(flow_buckets.c.total))).scalar() or 0
+    finally:
+        server.stop()
+    assert rows == 3  # listener, route, destination of the message 2 h ago

@@ -2,7 +2,7 @@
 
 Run by hand::
 
-    .venv/bin/python bench/console.py [--messages 1000000] [--runs 50]
+    .venv/bin/python bench/console.py [--messages 1000000] [--runs 50] [--spacing 1]
 
 Seeds a SQLite journal in a tmp dir with ``--messages`` journaled messages (3
 listeners, 20 establishments, one patient id hash and one delivered delivery each, 2
@@ -59,10 +59,11 @@ routes:
 PASSWORD = "bench-password-1234"
 
 
-def seed(store: Store, n: int, chunk: int = 20_000) -> float:
+def seed(store: Store, n: int, spacing: float = 1.0, chunk: int = 20_000) -> float:
+    """``n`` messages ``spacing`` seconds apart, the last one now."""
     started = time.perf_counter()
     sealed = store.cipher.seal(b"MSH|^~\\&|GAM|CHU-1|...\r")
-    start = utcnow() - timedelta(seconds=n)
+    start = utcnow() - timedelta(seconds=n * spacing)
     hashes = [store.cipher.hash_id(f"PAT{i}") for i in range(min(n, 50_000))]
     with store.engine.begin() as conn:
         for base in range(0, n, chunk):
@@ -73,7 +74,7 @@ def seed(store: Store, n: int, chunk: int = 20_000) -> float:
                     {
                         "id": i,
                         "listener": f"adt-{i % 3 + 1}",
-                        "received_at": start + timedelta(seconds=i),
+                        "received_at": start + timedelta(seconds=i * spacing),
                         "content_type": "hl7v2",
                         "status": "processed" if i % 50 else "rejected",
                         "peer": "127.0.0.1",
@@ -102,9 +103,9 @@ def seed(store: Store, n: int, chunk: int = 20_000) -> float:
                         "control_id": f"CID{i:08d}",
                         "status": "delivered" if i < n - 100 else "pending",
                         "attempts": 1 if i % 97 else 2,
-                        "created_at": start + timedelta(seconds=i),
-                        "next_attempt_at": start + timedelta(seconds=i),
-                        "delivered_at": start + timedelta(seconds=i),
+                        "created_at": start + timedelta(seconds=i * spacing),
+                        "next_attempt_at": start + timedelta(seconds=i * spacing),
+                        "delivered_at": start + timedelta(seconds=i * spacing),
                     }
                     for i in ids
                 ],
@@ -181,11 +182,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument(
+        "--spacing",
+        type=float,
+        default=1.0,
+        help="seconds between two messages (1: 86,400 a day; 0.0864: 1,000,000 a day)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="eai-console-bench-") as tmp:
         data = Path(tmp)
         store = Store(f"sqlite:///{data}/eai.db", data)
-        seconds = seed(store, args.messages)
+        seconds = seed(store, args.messages, args.spacing)
         add_account(store.engine, "bench", "viewer", hash_password(PASSWORD))
         config = load_config_text(ROUTES, env={})
         app = build_app(store, lambda: config, ConsoleConfig())
@@ -227,7 +234,10 @@ def main() -> None:
             }
         query_plans = plans(store)
         store.engine.dispose()
-    print(f"{args.messages} messages seeded in {seconds:.0f} s; {platform.python_version()}")
+    print(
+        f"{args.messages} messages, {args.spacing} s apart, seeded in {seconds:.0f} s; "
+        f"{platform.python_version()}"
+    )
     print(f"{'request':22} {'min ms':>8} {'p50 ms':>8} {'p95 ms':>8} {'cpu ms':>8}")
     for name, r in results.items():
         print(
@@ -245,6 +255,7 @@ def main() -> None:
         json.dumps(
             {
                 "messages": args.messages,
+                "spacing_s": args.spacing,
                 "overview_first": first,
                 "results": results,
                 "plans": query_plans,

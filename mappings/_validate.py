@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import SchemaValidator
 
 from mappings._fhirmodel import Element, elements, resource_model
 
@@ -152,16 +153,26 @@ class _Plan:
     ) -> None:
         self.level = level
         self.checks = tuple(checks)
-        """``cached``: validators that raise ValidationError; ``light``: a function
-        giving a false value when the format does not match."""
+        """``cached``: (validator raising ValidationError, texts it passed); ``light``: a
+        function giving a false value when the format does not match."""
         self.systems = tuple(systems)
         self.references = tuple(references)
 
     def passes(self, leaves: list[Any], urls: set[Any]) -> bool:
         if self.level == "cached":
             try:
-                for position, validate in self.checks:
-                    validate(leaves[position])
+                for position, (validate, valid) in self.checks:
+                    value = leaves[position]
+                    if type(value) is str:
+                        if value in valid:
+                            continue
+                        validate(value)
+                        if len(value) <= _MAX_VALID_TEXT:
+                            if len(valid) >= _MAX_VALID:
+                                valid.clear()
+                            valid.add(value)
+                    else:
+                        validate(value)
             except ValidationError:
                 return False
         else:
@@ -180,6 +191,9 @@ class _Plan:
 
 _PLANS: dict[tuple[str, str, Any], _Plan] = {}
 _MAX_PLANS = 4096
+_VALID: dict[TypeAdapter[Any], tuple[Any, set[str]]] = {}
+_MAX_VALID = 1024  # texts remembered per field validator (codes, systems, units...)
+_MAX_VALID_TEXT = 128  # longer texts (identifiers, narrative, data) are checked each time
 _LIST_OF_LEAVES = "]"
 _LIST = "["
 
@@ -261,7 +275,7 @@ def _plan_walk(
             adapter = _ADAPTERS.get((model, name))
             if adapter is None:
                 adapter = _ADAPTERS[(model, name)] = _field_adapter(model, name)
-            checks.append((position, adapter.validate_python))
+            checks.append((position, _validator(adapter)))
         elif element.primitive not in ("boolean", "integer", "decimal"):
             pattern = _FORMATS.get(element.primitive)
             if pattern is not None:
@@ -272,6 +286,22 @@ def _plan_walk(
             references.append(position)
         position += 1
     return position
+
+
+def _validator(adapter: TypeAdapter[Any]) -> tuple[Any, set[str]]:
+    """The field's pydantic validator (``TypeAdapter.validate_python`` without its Python
+    wrapper, same defaults) and the set of texts it passed: a validator gives the same
+    verdict on the same text, so a code, system or unit seen before is not checked again."""
+    found = _VALID.get(adapter)
+    if found is None:
+        validator = adapter.validator
+        validate = (
+            validator.validate_python
+            if isinstance(validator, SchemaValidator)
+            else adapter.validate_python
+        )
+        found = _VALID[adapter] = (validate, set())
+    return found
 
 
 def _matcher(pattern: re.Pattern[str], many: bool) -> Any:

@@ -179,3 +179,14 @@ def test_a_remembered_shape_gives_the_verdict_of_a_first_sight(
     assert bundle_problems(source, level) == []  # type: ignore[arg-type]
     assert all(k in _validate._PLANS for k in _plan_keys(broken, level))
     assert bundle_problems(broken, level) == first_sight  # type: ignore[arg-type]
+
+
+def test_a_text_a_validator_passed_once_is_still_refused_elsewhere() -> None:
+    # the texts remembered per field validator: a code seen valid in one place says
+    # nothing of a bad value of the same shape elsewhere, nor of the same text in
+    # another field whose validator is stricter
+    assert bundle_problems(ADT, "cached") == []
+    broken = copy.deepcopy(ADT)
+    setter("Patient", "birthDate", "official")(broken)  # a valid code, not a date
+    assert bundle_problems(broken, "cached") == bundle_problems(broken, "full")
+    assert bundle_problems(broken, "cached")

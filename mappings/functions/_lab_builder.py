@@ -40,6 +40,11 @@ Element = etree._Element
 Json = dict[str, Any]
 _Q = f"{{{HL7}}}"
 _IDS = etree.XPath("//*[@ID]")
+_OBSERVATION = f"{_Q}observation"
+_ORGANIZER = f"{_Q}organizer"
+_ACT = f"{_Q}act"
+_TEXT = f"{_Q}text"
+_NO_RESULTS = frozenset({f"{_Q}observation", f"{_Q}procedure", f"{_Q}observationMedia"})
 
 
 @dataclass
@@ -148,9 +153,10 @@ class Builder:
     def walk(self, element: Element, specimens: list[Json]) -> Iterator[Json]:
         """The references of the top-level results and groups found under ``element``."""
         for child in _children(element):
-            if child.tag == f"{_Q}observation" and has_template(child, LAB_OBSERVATION):
+            tag = child.tag
+            if tag == _OBSERVATION and has_template(child, LAB_OBSERVATION):
                 yield self.add(child, self.result(child, specimens))
-            elif child.tag == f"{_Q}organizer" and (
+            elif tag == _ORGANIZER and (
                 has_template(child, BATTERY) or has_template(child, ISOLATE)
             ):
                 inner = specimens
@@ -159,14 +165,14 @@ class Builder:
                 members = list(self.walk(child, inner))
                 if members:
                     yield self.add(child, self.group(child, members, inner))
-            elif child.tag == f"{_Q}act" and has_template(child, COMMENT):
+            elif tag == _ACT and has_template(child, COMMENT):
                 continue  # read as a note by what carries it
-            elif child.tag == f"{_Q}act":
+            elif tag == _ACT:
                 inner = specimens
                 if has_template(child.getparent(), ENTRY):
                     inner = self.specimens_of(child) or specimens
                 yield from self.with_notes(child, list(self.walk(child, inner)))
-            elif child.tag in (f"{_Q}observation", f"{_Q}procedure", f"{_Q}observationMedia"):
+            elif tag in _NO_RESULTS:
                 continue  # other clinical statements hold no lab results of their own
             else:
                 yield from self.walk(child, specimens)
@@ -268,5 +274,6 @@ class Builder:
 
 def _children(element: Element) -> Iterator[Element]:
     for child in element:
-        if isinstance(child.tag, str) and child.tag != f"{_Q}text":
+        tag = child.tag
+        if isinstance(tag, str) and tag != _TEXT:
             yield child

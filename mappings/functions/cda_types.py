@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -52,6 +52,7 @@ _TS = re.compile(
 _LOCAL = ZoneInfo("Europe/Paris")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")
+_INTEGER = re.compile(r"[+-]?\d+")
 
 Element = etree._Element
 Json = dict[str, Any]
@@ -62,9 +63,11 @@ def _systems() -> dict[str, str]:
     return load_table({"file": "code-systems.csv"}, _TABLES)
 
 
+@lru_cache(maxsize=1024)
 def system_uri(oid: str) -> str:
     """The FHIR system of a CDA ``codeSystem``: the table's URI, else ``urn:oid:<oid>``
-    (the ``{system: code_system}`` transform: "" for what is neither an OID nor a URI)."""
+    (the ``{system: code_system}`` transform: "" for what is neither an OID nor a URI).
+    Remembered: a document names the same few code systems again and again."""
     return coding_system(oid, _systems()) if oid.strip() else ""
 
 
@@ -168,7 +171,7 @@ def _decimal(text: str | None) -> float | int | None:
         return None
     if number != number or number in (float("inf"), float("-inf")):
         return None
-    return int(number) if re.fullmatch(r"[+-]?\d+", text.strip()) else number
+    return int(number) if _INTEGER.fullmatch(text.strip()) else number
 
 
 def quantity(element: Element | None, comparator: str = "") -> Json | None:

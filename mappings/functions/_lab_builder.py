@@ -32,7 +32,13 @@ from mappings.functions._lab_values import (
     reference_range,
     time_of,
 )
-from mappings.functions.cda_types import HL7, codeable_concept, identifier, text_of
+from mappings.functions.cda_types import (
+    HL7,
+    codeable_concept,
+    first_child,
+    identifier,
+    text_of,
+)
 
 __all__ = ["Builder", "LabReport"]
 
@@ -97,7 +103,7 @@ class Builder:
         """One Specimen per Specimen Collection procedure directly under ``act``."""
         refs = []
         for rel in act.iterchildren(f"{_Q}entryRelationship"):
-            proc = rel.find(f"{_Q}procedure")
+            proc = first_child(rel, f"{_Q}procedure")
             if proc is not None and has_template(proc, SPECIMEN_COLLECTION):
                 refs.append(self.add(proc, self.specimen(proc)))
         return refs
@@ -114,25 +120,25 @@ class Builder:
                 out["type"] = kind
         if self.subject:
             out["subject"] = self.subject
-        collected = time_of(proc.find(f"{_Q}effectiveTime"))
+        collected = time_of(first_child(proc, f"{_Q}effectiveTime"))
         if collected:
             out["collection"] = {"collectedDateTime": collected}
         for rel in proc.iterchildren(f"{_Q}entryRelationship"):
-            act = rel.find(f"{_Q}act")
+            act = first_child(rel, f"{_Q}act")
             if act is not None and has_template(act, SPECIMEN_RECEIVED):
-                received = time_of(act.find(f"{_Q}effectiveTime"))
+                received = time_of(first_child(act, f"{_Q}effectiveTime"))
                 if received:
                     out["receivedTime"] = received
         return out
 
     def isolate_specimen(self, organizer: Element, parents: list[Json]) -> list[Json]:
-        specimen = organizer.find(f"{_Q}specimen")
+        specimen = first_child(organizer, f"{_Q}specimen")
         if specimen is None:
             return parents
         return [self.add(specimen, self.isolate(specimen, parents))]
 
     def isolate(self, specimen: Element, parents: list[Json]) -> Json:
-        role = specimen.find(f"{_Q}specimenRole")
+        role = first_child(specimen, f"{_Q}specimenRole")
         out: Json = {"resourceType": "Specimen"}
         if role is None:
             return out
@@ -190,7 +196,7 @@ class Builder:
 
     @staticmethod
     def common(element: Element) -> Json:
-        status = element.find(f"{_Q}statusCode")
+        status = first_child(element, f"{_Q}statusCode")
         code = (status.get("code") if status is not None else "") or ""
         return {
             "resourceType": "Observation",
@@ -201,7 +207,7 @@ class Builder:
     def result(self, obs: Element, specimens: list[Json]) -> Json:
         self.out.result_count += 1
         out = self.common(obs)
-        code_el = obs.find(f"{_Q}code")
+        code_el = first_child(obs, f"{_Q}code")
         code = codeable_concept(code_el, self.ids) or {"text": "unknown"}
         out["code"] = code
         if not any(c.get("system") == LOINC for c in code.get("coding", ())):
@@ -211,7 +217,7 @@ class Builder:
             out["identifier"] = ids
         if self.subject:
             out["subject"] = self.subject
-        when = time_of(obs.find(f"{_Q}effectiveTime"))
+        when = time_of(first_child(obs, f"{_Q}effectiveTime"))
         if when:
             out["effectiveDateTime"] = when
         out.update(observation_value(obs, self.ids))
@@ -222,7 +228,7 @@ class Builder:
         ]
         if interpretations:
             out["interpretation"] = interpretations
-        method = codeable_concept(obs.find(f"{_Q}methodCode"), self.ids)
+        method = codeable_concept(first_child(obs, f"{_Q}methodCode"), self.ids)
         if method:
             out["method"] = method
         if specimens:
@@ -241,9 +247,9 @@ class Builder:
     def notes(self, element: Element) -> list[Json]:
         notes = []
         for rel in element.iterchildren(f"{_Q}entryRelationship", f"{_Q}component"):
-            act = rel.find(f"{_Q}act")
+            act = first_child(rel, f"{_Q}act")
             if act is not None and has_template(act, COMMENT):
-                text = text_of(act.find(f"{_Q}text"), self.ids)
+                text = text_of(first_child(act, f"{_Q}text"), self.ids)
                 if text:
                     notes.append({"text": text})
         return notes
@@ -251,16 +257,16 @@ class Builder:
     def group(self, organizer: Element, members: list[Json], specimens: list[Json]) -> Json:
         self.out.group_count += 1
         out = self.common(organizer)
-        code = codeable_concept(organizer.find(f"{_Q}code"), self.ids)
+        code = codeable_concept(first_child(organizer, f"{_Q}code"), self.ids)
         if code is None and has_template(organizer, ISOLATE):
             organism = organizer.find(f"{_Q}specimen/{_Q}specimenRole/{_Q}specimenPlayingEntity")
             code = codeable_concept(
-                organism.find(f"{_Q}code") if organism is not None else None, self.ids
+                first_child(organism, f"{_Q}code") if organism is not None else None, self.ids
             )
         out["code"] = code or {"text": "isolate" if has_template(organizer, ISOLATE) else "battery"}
         if self.subject:
             out["subject"] = self.subject
-        when = time_of(organizer.find(f"{_Q}effectiveTime"))
+        when = time_of(first_child(organizer, f"{_Q}effectiveTime"))
         if when:
             out["effectiveDateTime"] = when
         if specimens:

@@ -28,6 +28,7 @@ __all__ = [
     "XSI_TYPE",
     "codeable_concept",
     "coding",
+    "first_child",
     "identifier",
     "ii_identifier",
     "quantity",
@@ -95,6 +96,12 @@ def ts_date(value: str | None) -> str:
 
 def ts_datetime(value: str | None) -> str:
     """CDA TS -> FHIR ``dateTime``; a time always gets an offset (Europe/Paris when missing)."""
+    return _ts_datetime(value) if value else ""
+
+
+@lru_cache(maxsize=1024)
+def _ts_datetime(value: str) -> str:
+    # remembered: a report repeats the same few times (5 us each: datetime, zone offset)
     m = _parts(value)
     if m is None:
         return ""
@@ -116,12 +123,18 @@ def ts_instant(value: str | None) -> str:
     return text if "T" in text else ""
 
 
+def first_child(element: Element, tag: str) -> Element | None:
+    """``element.find(tag)`` for a plain tag (no path): its first child so named, without
+    ElementPath's parsing (half the time; the lab builder asks ~800 times per report)."""
+    return next(element.iterchildren(tag), None)
+
+
 def text_of(element: Element | None, ids: dict[str, Element] | None = None) -> str:
     """The text of ``element``; an ``originalText/reference`` or ``reference`` is resolved
     through ``ids`` (the document's ``@ID`` index) to the narrative it points to."""
     if element is None:
         return ""
-    ref = element.find(f"{{{HL7}}}reference")
+    ref = first_child(element, f"{{{HL7}}}reference")
     if ref is not None and ids is not None:
         target = ids.get((ref.get("value") or "").lstrip("#"))
         if target is not None:
@@ -156,7 +169,7 @@ def codeable_concept(element: Element | None, ids: dict[str, Element] | None = N
     out: Json = {}
     if codings:
         out["coding"] = codings
-    text = text_of(element.find(f"{{{HL7}}}originalText"), ids)
+    text = text_of(first_child(element, f"{{{HL7}}}originalText"), ids)
     if text:
         out["text"] = text
     return out or None
@@ -196,7 +209,7 @@ def range_of(element: Element | None) -> Json | None:
         return None
     out: Json = {}
     for bound in ("low", "high"):
-        q = quantity(element.find(f"{{{HL7}}}{bound}"))
+        q = quantity(first_child(element, f"{{{HL7}}}{bound}"))
         if q is not None:
             out[bound] = q
     return out or None

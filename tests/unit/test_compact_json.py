@@ -91,3 +91,28 @@ def test_the_mapped_bundles_are_byte_identical() -> None:
         mappings.convert((HL7V2 / "pamfr_a01_admission.er7").read_bytes(), "hl7v2", "pamfr-adt"),
     ):
         assert dumps(bundle) == reference(bundle)
+
+
+@pytest.mark.parametrize("small", [1e-5, 2.5e-7, math.nan])
+def test_the_attachment_left_out_of_the_scans_hides_no_number(small: float) -> None:
+    data = "bnVsbA==null0.0000e-5,"  # text that would look like the values checked for
+    for value in (
+        {"a": small, "content": [{"attachment": {"data": data}}]},
+        {"content": [{"attachment": {"data": data}}], "z": [small]},
+        {"content": [{"attachment": {"data": 'with "quotes" \\ escaped'}}], "z": small},
+        {"metadata": "x", "data": data, "more": {"data": data, "v": small}},
+        {"data": 'x"data":"y', "v": small},
+    ):
+        assert dumps(value) == reference(value)
+        assert dumps({**value, "fine": 0.5}) == reference({**value, "fine": 0.5})
+
+
+def test_only_the_attachment_text_is_left_out_of_the_scans() -> None:
+    import orjson
+
+    from eai.compact_json import _may_differ
+
+    assert not _may_differ(orjson.dumps({"data": "null0.0000", "v": 0.5}))
+    assert _may_differ(orjson.dumps({"data": "x", "note": "null"}))
+    assert _may_differ(orjson.dumps({"data": "a\\null", "v": 0.5}))  # an escape: all scanned
+    assert _may_differ(orjson.dumps({"data": "x", "v": 1e-7}))

@@ -25,7 +25,9 @@ Every party is its own process, all on 127.0.0.1:
 Measured: from the first report sent to the server's last transaction-response
 (reports/s), the ACK rate, and where the time goes: the server's own time per
 transaction (its log: arrival -> answer), the engine's CPU time per report (the
-process, and per thread when ``py-spy`` is there to name them: ``PY_SPY`` or on the
+process, split into user and kernel time, and as reports per engine CPU-second: what
+one core given to the engine alone would carry; per thread when ``py-spy`` is there
+to name them: ``PY_SPY`` or on the
 PATH), the CPU time of each engine stage in this process (``bench/fhir_stages.py``);
 ``--profile OUT``: py-spy's collapsed stacks of the engine during the run.
 Writes JSON to ``bench/results/`` (gitignored); exits 1 when a report was not delivered.
@@ -101,8 +103,15 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
 
 
 def _cpu_seconds(pid: int) -> float:
+    return sum(_cpu_split(pid))
+
+
+def _cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of process ``pid`` (system: the kernel's share, e.g.
+    SQLite's writes and fsyncs, the sockets)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def _thread_cpu(pid: int) -> dict[int, float]:
@@ -253,6 +262,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.2)
         spy = _profiler(args.profile, engine.pid)
         cpu0 = _cpu_seconds(engine.pid)
+        user0, system0 = _cpu_split(engine.pid)
         peer_cpu0 = _cpu_seconds(peer.pid)
         threads0 = _thread_cpu(engine.pid)
         started = time.time()
@@ -269,6 +279,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 break
             time.sleep(0.2)
         cpu = _cpu_seconds(engine.pid) - cpu0
+        user1, system1 = _cpu_split(engine.pid)
+        user, system = user1 - user0, system1 - system0
         peer_cpu = _cpu_seconds(peer.pid) - peer_cpu0
         threads = _thread_cpu(engine.pid)
         names = _thread_names(engine.pid)
@@ -304,6 +316,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "server_ms_p90": statistics.quantiles(server_ms, n=10)[-1] if len(server_ms) > 1 else None,
         "server_busy_s": sum(server_ms) / 1000,
         "engine_cpu_ms_per_report": cpu / max(1, delivered) * 1000,
+        "engine_user_sys_ms_per_report": (
+            round(user / max(1, delivered) * 1000, 2),
+            round(system / max(1, delivered) * 1000, 2),
+        ),
+        "reports_per_engine_cpu_s": delivered / cpu if cpu > 0 else 0.0,
         "peer_cpu_ms_per_report": peer_cpu / max(1, delivered) * 1000,
         "engine_cpu_ms_per_report_by_thread": _by_name(threads0, threads, names, delivered),
         "stages_cpu_ms_per_report": _stages(args.cda),

@@ -5,12 +5,11 @@ Touches: nothing (pure: the plans are written by :func:`eai.store.apply_plans`).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
-from eai import hl7, routing
+from eai import compact_json, hl7, routing
 from eai._facts import facts_readers, qualified_ins, sealed_facts
 from eai.config import Config, ListenerConfig, Route
 from eai.content import ParsedContent, content_parser, media_type_of
@@ -338,8 +337,7 @@ def _convert(
     except EaiError as exc:
         return str(exc)
     flagged.extend(mappings.bundle_warnings(bundle, name))
-    text = json.dumps(bundle, ensure_ascii=False, separators=(",", ":"))
-    return cipher.seal(text.encode("utf-8"))
+    return cipher.seal(compact_json.dumps(bundle))
 
 
 def _route_payload(

@@ -25,6 +25,19 @@ if TYPE_CHECKING:
 __all__ = ["MappingContext", "MappingFailure"]
 
 _NAMESPACE = uuid.UUID("6f1c7a52-2f5e-4f51-9a53-3d0b9d6e0a11")
+_NAMESPACE_SHA1 = hashlib.sha1(_NAMESPACE.bytes, usedforsecurity=False)
+
+
+def _uuid5(name: str) -> str:
+    """``str(uuid.uuid5(_NAMESPACE, name))`` without the UUID object (RFC 4122 4.3: SHA-1
+    of namespace + name, version 5, variant 10), twice as fast: one per resource."""
+    digest = _NAMESPACE_SHA1.copy()
+    digest.update(name.encode("utf-8"))
+    raw = bytearray(digest.digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 class MappingFailure(Exception):
@@ -127,7 +140,7 @@ class MappingContext:
         found = self.instances.setdefault(local_id, [])
         resource: dict[str, Any] = {"resourceType": resource_type}
         name = f"{self._seed}|{local_id}|{len(found)}"
-        self.urls[id(resource)] = f"urn:uuid:{uuid.uuid5(_NAMESPACE, name)}"
+        self.urls[id(resource)] = f"urn:uuid:{_uuid5(name)}"
         found.append(resource)
         return resource
 

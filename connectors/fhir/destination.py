@@ -24,6 +24,7 @@ from connectors.fhir.auth import TokenSource
 from connectors.fhir.config import FhirDestinationConfig
 from connectors.fhir.outcome import verdict
 from connectors.fhir.transaction import BundleError, Prepared, prepare
+from eai import compact_json
 from eai.errors import PermanentDeliveryError, TransientDeliveryError
 from eai.messages import MEDIA_FHIR_JSON, DeliveryResult, OutboxItem
 from eai.net import client_context
@@ -92,7 +93,7 @@ class FhirDestination:
         except (UnicodeDecodeError, ValueError) as exc:  # BundleError is a ValueError
             reason = str(exc) if isinstance(exc, BundleError) else "the payload is not JSON"
             raise PermanentDeliveryError(f"destination {self.config.name}: {reason}") from exc
-        body = json.dumps(prepared.bundle, ensure_ascii=False, separators=(",", ":")).encode()
+        body = compact_json.dumps(prepared.bundle)
         return await self._post(prepared, body, item.control_id)
 
     async def _post(self, prepared: Prepared, body: bytes, control_id: str) -> DeliveryResult:

@@ -52,6 +52,7 @@ __all__ = [
     "check_documents",
     "decode_base64",
     "document_action",
+    "document_root",
     "document_segments",
     "embedded_documents",
     "is_cisis",
@@ -165,12 +166,33 @@ def decode_base64(text: str) -> tuple[bytes, tuple[str, ...]]:
     return base64.b64decode(body + "=" * missing, validate=True), tuple(repairs)
 
 
-def _decode(segment: Segment, where: str) -> tuple[bytes, tuple[str, ...]]:
+def _decode(
+    message: Hl7Message, occurrence: int, segment: Segment
+) -> tuple[bytes, tuple[str, ...]]:
+    """OBX ``occurrence``'s ED data decoded, and its repairs; once per message (memo)."""
+    key = ("ed", occurrence)
+    found: tuple[bytes, tuple[str, ...]] | None = message.memo.get(key)
+    if found is not None:
+        return found
+    where = f"OBX[{occurrence}]-5.5"
     try:
         raw, repairs = decode_base64(segment.get(5, 1, 5))
     except (binascii.Error, ValueError):
         raise InputError(f"{where}: the ED data is not valid base64", "102", where) from None
-    return raw, tuple(f"{where}: {_REPAIRS[r]}" for r in repairs)
+    found = message.memo[key] = raw, tuple(f"{where}: {_REPAIRS[r]}" for r in repairs)
+    return found
+
+
+def document_root(message: Hl7Message, document: EmbeddedDocument) -> etree._Element:
+    """The root element of ``document`` (one of :func:`embedded_documents`), hardened parse
+    (:func:`eai.xml.parse_xml`, whose InputError it raises), parsed once per message and
+    shared by its readers (:func:`check_documents`, the ``cisis`` mapping source): read it,
+    never change it."""
+    key = ("xml", document.obx)
+    root: etree._Element | None = message.memo.get(key)
+    if root is None:
+        root = message.memo[key] = parse_xml(document.data)
+    return root
 
 
 def embedded_documents(message: Hl7Message) -> list[EmbeddedDocument]:
@@ -183,7 +205,7 @@ def embedded_documents(message: Hl7Message) -> list[EmbeddedDocument]:
     docs = []
     for occurrence, segment in document_segments(message):
         where = f"OBX[{occurrence}]-5.5"
-        raw, repairs = _decode(segment, where)
+        raw, repairs = _decode(message, occurrence, segment)
         if not looks_like_xml(raw):
             raise InputError(
                 f"{where}: the ED data (OBX-5.3 XML) does not decode to an XML document",
@@ -250,12 +272,12 @@ def check_documents(message: Hl7Message) -> DocumentCheck:
     for index, (occurrence, segment) in enumerate(document_segments(message)):
         where = f"OBX[{occurrence}]-5.5"
         try:
-            raw, repairs = _decode(segment, where)
+            raw, repairs = _decode(message, occurrence, segment)
         except InputError as exc:
             return DocumentCheck(exc.reason, tuple(warnings))
         warnings.extend(repairs)
         if looks_like_xml(raw):
-            cda = _clinical_document(raw)
+            cda = _clinical_document(message, occurrence, raw)
             if cda is None:
                 problem = f"{where}: the ED data (OBX-5.3 XML) does not decode to a CDA document"
                 return DocumentCheck(problem, tuple(warnings))
@@ -268,12 +290,15 @@ def check_documents(message: Hl7Message) -> DocumentCheck:
     return DocumentCheck("", tuple(warnings), first)
 
 
-def _clinical_document(raw: bytes) -> etree._Element | None:
+def _clinical_document(message: Hl7Message, occurrence: int, raw: bytes) -> etree._Element | None:
     """The ``ClinicalDocument`` element (itself the root, or inside a self-presenting root)."""
-    try:
-        root = parse_xml(raw)
-    except InputError:
-        return None
+    key = ("xml", occurrence)
+    root: etree._Element | None = message.memo.get(key)
+    if root is None:
+        try:
+            root = message.memo[key] = parse_xml(raw)
+        except InputError:
+            return None
     if root.tag == _CLINICAL_DOCUMENT:
         return root
     return next(root.iter(_CLINICAL_DOCUMENT), None)

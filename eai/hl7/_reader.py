@@ -35,6 +35,8 @@ confused with a real separator. The HL7 explicit null ``""`` is returned as is.
 
 from __future__ import annotations
 
+from typing import Any
+
 from eai.hl7._element import Delimiters, pick, resolve
 from eai.hl7._header import MessageHeader, read_message
 from eai.hl7._path import parse_path
@@ -129,7 +131,7 @@ class Segment:
 class Hl7Message:
     """A received HL7 v2 message: ``raw`` bytes, checked ``header``, lazily split segments."""
 
-    __slots__ = ("_header", "_index", "_raw", "_segments", "_spans", "_text")
+    __slots__ = ("_header", "_index", "_memo", "_raw", "_segments", "_spans", "_text")
 
     def __init__(
         self, raw: bytes, header: MessageHeader, text: str, spans: list[tuple[int, int]]
@@ -140,6 +142,14 @@ class Hl7Message:
         self._spans = spans
         self._segments: list[Segment] | None = None
         self._index: dict[str, list[Segment]] = {}
+        self._memo: dict[tuple[str, int], Any] = {}
+
+    @property
+    def memo(self) -> dict[tuple[str, int], Any]:
+        """What the readers of this package computed from the message, kept with it so
+        that each is computed once (the message never changes): the decoded and parsed
+        documents of :mod:`eai.hl7._cisis`. Patient data: never log it."""
+        return self._memo
 
     @property
     def raw(self) -> bytes:

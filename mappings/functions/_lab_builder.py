@@ -32,7 +32,13 @@ from mappings.functions._lab_values import (
     reference_range,
     time_of,
 )
-from mappings.functions.cda_types import HL7, codeable_concept, identifier, text_of
+from mappings.functions.cda_types import (
+    HL7,
+    codeable_concept,
+    first_child,
+    identifier,
+    text_of,
+)
 
 __all__ = ["Builder", "LabReport"]
 
@@ -40,6 +46,11 @@ Element = etree._Element
 Json = dict[str, Any]
 _Q = f"{{{HL7}}}"
 _IDS = etree.XPath("//*[@ID]")
+_OBSERVATION = f"{_Q}observation"
+_ORGANIZER = f"{_Q}organizer"
+_ACT = f"{_Q}act"
+_TEXT = f"{_Q}text"
+_NO_RESULTS = frozenset({f"{_Q}observation", f"{_Q}procedure", f"{_Q}observationMedia"})
 
 
 @dataclass
@@ -92,7 +103,7 @@ class Builder:
         """One Specimen per Specimen Collection procedure directly under ``act``."""
         refs = []
         for rel in act.iterchildren(f"{_Q}entryRelationship"):
-            proc = rel.find(f"{_Q}procedure")
+            proc = first_child(rel, f"{_Q}procedure")
             if proc is not None and has_template(proc, SPECIMEN_COLLECTION):
                 refs.append(self.add(proc, self.specimen(proc)))
         return refs
@@ -109,25 +120,25 @@ class Builder:
                 out["type"] = kind
         if self.subject:
             out["subject"] = self.subject
-        collected = time_of(proc.find(f"{_Q}effectiveTime"))
+        collected = time_of(first_child(proc, f"{_Q}effectiveTime"))
         if collected:
             out["collection"] = {"collectedDateTime": collected}
         for rel in proc.iterchildren(f"{_Q}entryRelationship"):
-            act = rel.find(f"{_Q}act")
+            act = first_child(rel, f"{_Q}act")
             if act is not None and has_template(act, SPECIMEN_RECEIVED):
-                received = time_of(act.find(f"{_Q}effectiveTime"))
+                received = time_of(first_child(act, f"{_Q}effectiveTime"))
                 if received:
                     out["receivedTime"] = received
         return out
 
     def isolate_specimen(self, organizer: Element, parents: list[Json]) -> list[Json]:
-        specimen = organizer.find(f"{_Q}specimen")
+        specimen = first_child(organizer, f"{_Q}specimen")
         if specimen is None:
             return parents
         return [self.add(specimen, self.isolate(specimen, parents))]
 
     def isolate(self, specimen: Element, parents: list[Json]) -> Json:
-        role = specimen.find(f"{_Q}specimenRole")
+        role = first_child(specimen, f"{_Q}specimenRole")
         out: Json = {"resourceType": "Specimen"}
         if role is None:
             return out
@@ -148,9 +159,10 @@ class Builder:
     def walk(self, element: Element, specimens: list[Json]) -> Iterator[Json]:
         """The references of the top-level results and groups found under ``element``."""
         for child in _children(element):
-            if child.tag == f"{_Q}observation" and has_template(child, LAB_OBSERVATION):
+            tag = child.tag
+            if tag == _OBSERVATION and has_template(child, LAB_OBSERVATION):
                 yield self.add(child, self.result(child, specimens))
-            elif child.tag == f"{_Q}organizer" and (
+            elif tag == _ORGANIZER and (
                 has_template(child, BATTERY) or has_template(child, ISOLATE)
             ):
                 inner = specimens
@@ -159,14 +171,14 @@ class Builder:
                 members = list(self.walk(child, inner))
                 if members:
                     yield self.add(child, self.group(child, members, inner))
-            elif child.tag == f"{_Q}act" and has_template(child, COMMENT):
+            elif tag == _ACT and has_template(child, COMMENT):
                 continue  # read as a note by what carries it
-            elif child.tag == f"{_Q}act":
+            elif tag == _ACT:
                 inner = specimens
                 if has_template(child.getparent(), ENTRY):
                     inner = self.specimens_of(child) or specimens
                 yield from self.with_notes(child, list(self.walk(child, inner)))
-            elif child.tag in (f"{_Q}observation", f"{_Q}procedure", f"{_Q}observationMedia"):
+            elif tag in _NO_RESULTS:
                 continue  # other clinical statements hold no lab results of their own
             else:
                 yield from self.walk(child, specimens)
@@ -184,7 +196,7 @@ class Builder:
 
     @staticmethod
     def common(element: Element) -> Json:
-        status = element.find(f"{_Q}statusCode")
+        status = first_child(element, f"{_Q}statusCode")
         code = (status.get("code") if status is not None else "") or ""
         return {
             "resourceType": "Observation",
@@ -195,7 +207,7 @@ class Builder:
     def result(self, obs: Element, specimens: list[Json]) -> Json:
         self.out.result_count += 1
         out = self.common(obs)
-        code_el = obs.find(f"{_Q}code")
+        code_el = first_child(obs, f"{_Q}code")
         code = codeable_concept(code_el, self.ids) or {"text": "unknown"}
         out["code"] = code
         if not any(c.get("system") == LOINC for c in code.get("coding", ())):
@@ -205,7 +217,7 @@ class Builder:
             out["identifier"] = ids
         if self.subject:
             out["subject"] = self.subject
-        when = time_of(obs.find(f"{_Q}effectiveTime"))
+        when = time_of(first_child(obs, f"{_Q}effectiveTime"))
         if when:
             out["effectiveDateTime"] = when
         out.update(observation_value(obs, self.ids))
@@ -216,7 +228,7 @@ class Builder:
         ]
         if interpretations:
             out["interpretation"] = interpretations
-        method = codeable_concept(obs.find(f"{_Q}methodCode"), self.ids)
+        method = codeable_concept(first_child(obs, f"{_Q}methodCode"), self.ids)
         if method:
             out["method"] = method
         if specimens:
@@ -235,9 +247,9 @@ class Builder:
     def notes(self, element: Element) -> list[Json]:
         notes = []
         for rel in element.iterchildren(f"{_Q}entryRelationship", f"{_Q}component"):
-            act = rel.find(f"{_Q}act")
+            act = first_child(rel, f"{_Q}act")
             if act is not None and has_template(act, COMMENT):
-                text = text_of(act.find(f"{_Q}text"), self.ids)
+                text = text_of(first_child(act, f"{_Q}text"), self.ids)
                 if text:
                     notes.append({"text": text})
         return notes
@@ -245,16 +257,16 @@ class Builder:
     def group(self, organizer: Element, members: list[Json], specimens: list[Json]) -> Json:
         self.out.group_count += 1
         out = self.common(organizer)
-        code = codeable_concept(organizer.find(f"{_Q}code"), self.ids)
+        code = codeable_concept(first_child(organizer, f"{_Q}code"), self.ids)
         if code is None and has_template(organizer, ISOLATE):
             organism = organizer.find(f"{_Q}specimen/{_Q}specimenRole/{_Q}specimenPlayingEntity")
             code = codeable_concept(
-                organism.find(f"{_Q}code") if organism is not None else None, self.ids
+                first_child(organism, f"{_Q}code") if organism is not None else None, self.ids
             )
         out["code"] = code or {"text": "isolate" if has_template(organizer, ISOLATE) else "battery"}
         if self.subject:
             out["subject"] = self.subject
-        when = time_of(organizer.find(f"{_Q}effectiveTime"))
+        when = time_of(first_child(organizer, f"{_Q}effectiveTime"))
         if when:
             out["effectiveDateTime"] = when
         if specimens:
@@ -268,5 +280,6 @@ class Builder:
 
 def _children(element: Element) -> Iterator[Element]:
     for child in element:
-        if isinstance(child.tag, str) and child.tag != f"{_Q}text":
+        tag = child.tag
+        if isinstance(tag, str) and tag != _TEXT:
             yield child

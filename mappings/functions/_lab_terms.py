@@ -90,7 +90,13 @@ STATUS = {
 }
 
 
+_TEMPLATE_ID = f"{_Q}templateId"
+
+
 def has_template(element: Element | None, root: str) -> bool:
     if element is None:
         return False
-    return any(t.get("root") == root for t in element.iterchildren(f"{_Q}templateId"))
+    for template in element.iterchildren(_TEMPLATE_ID):
+        if template.get("root") == root:
+            return True
+    return False

@@ -15,6 +15,7 @@ from mappings.functions.cda_types import (
     HL7,
     XSI_TYPE,
     codeable_concept,
+    first_child,
     quantity,
     range_of,
     text_of,
@@ -36,7 +37,7 @@ _Q = f"{{{HL7}}}"
 
 def observation_value(obs: Element, ids: dict[str, Element]) -> Json:
     """The FHIR ``value[x]`` (or ``dataAbsentReason``) of a CDA observation's ``value``."""
-    value = obs.find(f"{_Q}value")
+    value = first_child(obs, f"{_Q}value")
     if value is None:
         return {}
     null = value.get("nullFlavor")
@@ -65,8 +66,8 @@ def observation_value(obs: Element, ids: dict[str, Element]) -> Json:
         when = time_of(value)
         return {"valueDateTime": when} if when else {}
     if kind == "RTO" or kind.startswith("RTO_"):
-        num = quantity(value.find(f"{_Q}numerator"))
-        den = quantity(value.find(f"{_Q}denominator"))
+        num = quantity(first_child(value, f"{_Q}numerator"))
+        den = quantity(first_child(value, f"{_Q}denominator"))
         ratio = {k: v for k, v in (("numerator", num), ("denominator", den)) if v}
         return {"valueRatio": ratio} if ratio else {}
     text = text_of(value, ids)  # ST, ED, SC and anything else readable
@@ -75,30 +76,30 @@ def observation_value(obs: Element, ids: dict[str, Element]) -> Json:
 
 def reference_range(rr: Element, ids: dict[str, Element]) -> Json | None:
     """A CDA ``referenceRange`` as a FHIR ``referenceRange`` (None when it says nothing)."""
-    rng = rr.find(f"{_Q}observationRange")
+    rng = first_child(rr, f"{_Q}observationRange")
     if rng is None:
         return None
     out: Json = {}
-    value = rng.find(f"{_Q}value")
+    value = first_child(rng, f"{_Q}value")
     if value is not None:
         bounds = range_of(value)
         if bounds:
             out.update(bounds)
         elif text_of(value, ids):
             out["text"] = text_of(value, ids)
-    text = text_of(rng.find(f"{_Q}text"), ids)
+    text = text_of(first_child(rng, f"{_Q}text"), ids)
     if text and "text" not in out:
         out["text"] = text
     if not out:
         return None
-    interpretation = rng.find(f"{_Q}interpretationCode")
+    interpretation = first_child(rng, f"{_Q}interpretationCode")
     if interpretation is not None and interpretation.get("code") == "N":
         out["type"] = NORMAL_RANGE
     return out
 
 
 def interval_value(value: Element) -> Json:
-    low, high = value.find(f"{_Q}low"), value.find(f"{_Q}high")
+    low, high = first_child(value, f"{_Q}low"), first_child(value, f"{_Q}high")
     has_low = low is not None and quantity(low) is not None
     has_high = high is not None and quantity(high) is not None
     if has_low and has_high:
@@ -110,7 +111,7 @@ def interval_value(value: Element) -> Json:
     if has_high and high is not None:
         q = quantity(high, "<" if high.get("inclusive") == "false" else "<=")
         return {"valueQuantity": q} if q else {}
-    center = value.find(f"{_Q}center")
+    center = first_child(value, f"{_Q}center")
     q = quantity(center)
     return {"valueQuantity": q} if q else {}
 
@@ -135,7 +136,7 @@ def time_of(element: Element | None) -> str:
     if element.get("value"):
         return ts_datetime(element.get("value"))
     for part in ("center", "low", "high"):
-        inner = element.find(f"{_Q}{part}")
+        inner = first_child(element, f"{_Q}{part}")
         if inner is not None and inner.get("value"):
             return ts_datetime(inner.get("value"))
     return ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,6 +28,7 @@ __all__ = [
     "XSI_TYPE",
     "codeable_concept",
     "coding",
+    "first_child",
     "identifier",
     "ii_identifier",
     "quantity",
@@ -52,6 +53,7 @@ _TS = re.compile(
 _LOCAL = ZoneInfo("Europe/Paris")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")
+_INTEGER = re.compile(r"[+-]?\d+")
 
 Element = etree._Element
 Json = dict[str, Any]
@@ -62,9 +64,11 @@ def _systems() -> dict[str, str]:
     return load_table({"file": "code-systems.csv"}, _TABLES)
 
 
+@lru_cache(maxsize=1024)
 def system_uri(oid: str) -> str:
     """The FHIR system of a CDA ``codeSystem``: the table's URI, else ``urn:oid:<oid>``
-    (the ``{system: code_system}`` transform: "" for what is neither an OID nor a URI)."""
+    (the ``{system: code_system}`` transform: "" for what is neither an OID nor a URI).
+    Remembered: a document names the same few code systems again and again."""
     return coding_system(oid, _systems()) if oid.strip() else ""
 
 
@@ -92,6 +96,12 @@ def ts_date(value: str | None) -> str:
 
 def ts_datetime(value: str | None) -> str:
     """CDA TS -> FHIR ``dateTime``; a time always gets an offset (Europe/Paris when missing)."""
+    return _ts_datetime(value) if value else ""
+
+
+@lru_cache(maxsize=1024)
+def _ts_datetime(value: str) -> str:
+    # remembered: a report repeats the same few times (5 us each: datetime, zone offset)
     m = _parts(value)
     if m is None:
         return ""
@@ -113,12 +123,18 @@ def ts_instant(value: str | None) -> str:
     return text if "T" in text else ""
 
 
+def first_child(element: Element, tag: str) -> Element | None:
+    """``element.find(tag)`` for a plain tag (no path): its first child so named, without
+    ElementPath's parsing (half the time; the lab builder asks ~800 times per report)."""
+    return next(element.iterchildren(tag), None)
+
+
 def text_of(element: Element | None, ids: dict[str, Element] | None = None) -> str:
     """The text of ``element``; an ``originalText/reference`` or ``reference`` is resolved
     through ``ids`` (the document's ``@ID`` index) to the narrative it points to."""
     if element is None:
         return ""
-    ref = element.find(f"{{{HL7}}}reference")
+    ref = first_child(element, f"{{{HL7}}}reference")
     if ref is not None and ids is not None:
         target = ids.get((ref.get("value") or "").lstrip("#"))
         if target is not None:
@@ -153,7 +169,7 @@ def codeable_concept(element: Element | None, ids: dict[str, Element] | None = N
     out: Json = {}
     if codings:
         out["coding"] = codings
-    text = text_of(element.find(f"{{{HL7}}}originalText"), ids)
+    text = text_of(first_child(element, f"{{{HL7}}}originalText"), ids)
     if text:
         out["text"] = text
     return out or None
@@ -168,7 +184,7 @@ def _decimal(text: str | None) -> float | int | None:
         return None
     if number != number or number in (float("inf"), float("-inf")):
         return None
-    return int(number) if re.fullmatch(r"[+-]?\d+", text.strip()) else number
+    return int(number) if _INTEGER.fullmatch(text.strip()) else number
 
 
 def quantity(element: Element | None, comparator: str = "") -> Json | None:
@@ -193,7 +209,7 @@ def range_of(element: Element | None) -> Json | None:
         return None
     out: Json = {}
     for bound in ("low", "high"):
-        q = quantity(element.find(f"{{{HL7}}}{bound}"))
+        q = quantity(first_child(element, f"{{{HL7}}}{bound}"))
         if q is not None:
             out[bound] = q
     return out or None

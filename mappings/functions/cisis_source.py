@@ -52,7 +52,6 @@ from eai import hl7
 from eai.cda import find_clinical_document, read_cda
 from eai.errors import InputError
 from eai.hl7 import Hl7Message, Segment
-from eai.xml import parse_xml
 from mappings._source import (
     ExistsReader,
     ItemsReader,
@@ -194,7 +193,7 @@ class CisisSource:
                 "no document in the message: no OBX of type ED (CDA in base64) nor text OBX"
             )
         # the outer Bundle is checked in full: the light check is enough here
-        return CisisDocument(message, action, flags, _cda_bundle(documents[0].data))
+        return CisisDocument(message, action, flags, _cda_bundle(message, documents[0]))
 
     def message_type(self, document: CisisDocument) -> str:
         return document.message.header.message_type
@@ -241,13 +240,16 @@ class CisisSource:
         return (lambda document, item: items(document.message, item)), kind
 
 
-def _cda_bundle(data: bytes) -> dict[str, Any]:
-    """The FHIR of the CDA ``data`` by the mapping ``map: auto`` chooses, the document
-    parsed once (what :func:`mappings.convert` on content type ``cda`` does, with the
-    same errors, in the same order: no ClinicalDocument, no mapping, mapping failure)."""
+def _cda_bundle(message: Hl7Message, embedded: hl7.EmbeddedDocument) -> dict[str, Any]:
+    """The FHIR of the CDA ``embedded`` by the mapping ``map: auto`` chooses, the document
+    parsed once per message (:func:`eai.hl7.document_root`: the content parser's
+    document check already parsed it) (what :func:`mappings.convert` on content type
+    ``cda`` does, with the same errors, in the same order: no ClinicalDocument, no
+    mapping, mapping failure)."""
     from mappings import convert, default_mapping_for  # late: mappings imports this package
 
-    root = parse_xml(data)
+    data = embedded.data
+    root = hl7.document_root(message, embedded)
     routable = read_cda(find_clinical_document(root))
     name = default_mapping_for("cda", routable)
     if name is None:

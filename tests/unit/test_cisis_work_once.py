@@ -44,6 +44,26 @@ def test_the_national_oru_has_its_cda_decoded_once_and_parsed_once(parses: list[
     assert parses.count("parse") == 1
 
 
+def test_the_content_parser_and_the_mapping_share_one_decode_and_one_parse(
+    parses: list[str],
+) -> None:
+    # the pipeline: the hl7v2 content parser checks the document (and reads its patient),
+    # then the route's mapping reads the same message
+    from eai.content import content_parser
+
+    parser = content_parser("hl7v2")
+    assert parser is not None
+    content = parser(ORU, None)
+    assert content.problem == "" and content.document_patient is not None
+    assert parses.count("b64decode") == 1 and parses.count("parse") == 1
+    bundle = mappings.convert(
+        ORU, "hl7v2", "cisis-oru-mdm", parsed=content.routable, validation="light"
+    )
+    assert parses.count("b64decode") == 1 and parses.count("parse") == 1
+    assert bundle == mappings.convert(ORU, "hl7v2", "cisis-oru-mdm", validation="light")
+    assert parses.count("b64decode") == 2 and parses.count("parse") == 2  # a new message
+
+
 def test_a_document_without_cda_is_still_taken_as_before() -> None:
     # the national MDM carries a text placeholder: not a CDA, not refused
     bundle = mappings.convert(MDM, "hl7v2", "cisis-oru-mdm")

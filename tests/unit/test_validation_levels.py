@@ -123,5 +123,70 @@ def test_the_shipped_fixtures_pass_every_level() -> None:
 def test_the_shape_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_validate, "_MAX_SHAPES", 1)
     monkeypatch.setattr(_validate, "_SHAPES", set())
+    monkeypatch.setattr(_validate, "_PLANS", {})
     assert bundle_problems(ADT, "cached") == []
     assert len(_validate._SHAPES) == 1
+
+
+def test_the_plan_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_validate, "_MAX_PLANS", 1)
+    monkeypatch.setattr(_validate, "_PLANS", {})
+    assert bundle_problems(ADT, "light") == []
+    assert len(_validate._PLANS) == 1
+
+
+def _reference_to_nowhere(bundle: Bundle) -> None:
+    first(bundle, "Encounter")["subject"]["reference"] = (
+        f"urn:uuid:{'0' * 8}-0000-4000-8000-{'0' * 12}"
+    )
+
+
+# Same shape, only a value changes: what a remembered shape ("plan") still checks.
+PLAN_VALUES: list[tuple[str, Bundle, Mutation]] = [
+    *SAME_SHAPE,
+    *SAME_SHAPE_ACCEPTED,
+    ("bare OID as a system", ADT, setter("Patient", "identifier[0].system", "1.2.250.1.71")),
+    ("bad OID in a system", ADT, setter("Patient", "identifier[0].system", "urn:oid:1.02")),
+    ("reference to no entry", ADT, _reference_to_nowhere),
+    (
+        "profile with a space (a repeated primitive)",
+        ADT,
+        setter("Patient", "meta.profile", ["a b"]),
+    ),
+    ("code with a tab", CRBIO, setter("Observation", "status", "fi\tnal")),
+]
+
+
+def _plan_keys(bundle: Bundle, level: str) -> list[tuple[str, str, Any]]:
+    keys = []
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        keys.append((level, resource["resourceType"], _validate._flat(resource, [])))
+    return keys
+
+
+@pytest.mark.parametrize("level", ["light", "cached"])
+@pytest.mark.parametrize(
+    ("source", "mutate"), [pytest.param(b, m, id=name) for name, b, m in PLAN_VALUES]
+)
+def test_a_remembered_shape_gives_the_verdict_of_a_first_sight(
+    level: str, source: Bundle, mutate: Mutation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = copy.deepcopy(source)
+    mutate(broken)
+    monkeypatch.setattr(_validate, "_PLANS", {})
+    first_sight = bundle_problems(broken, level)  # type: ignore[arg-type]
+    assert bundle_problems(source, level) == []  # type: ignore[arg-type]
+    assert all(k in _validate._PLANS for k in _plan_keys(broken, level))
+    assert bundle_problems(broken, level) == first_sight  # type: ignore[arg-type]
+
+
+def test_a_text_a_validator_passed_once_is_still_refused_elsewhere() -> None:
+    # the texts remembered per field validator: a code seen valid in one place says
+    # nothing of a bad value of the same shape elsewhere, nor of the same text in
+    # another field whose validator is stricter
+    assert bundle_problems(ADT, "cached") == []
+    broken = copy.deepcopy(ADT)
+    setter("Patient", "birthDate", "official")(broken)  # a valid code, not a date
+    assert bundle_problems(broken, "cached") == bundle_problems(broken, "full")
+    assert bundle_problems(broken, "cached")

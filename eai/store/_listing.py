@@ -18,7 +18,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Integer, Row, Select, and_, bindparam, select
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Integer,
+    Row,
+    Select,
+    TextClause,
+    and_,
+    bindparam,
+    select,
+)
 
 from eai.errors import NotFound
 from eai.store._crypto import Cipher
@@ -66,9 +76,10 @@ names and the values of their parameters)."""
 
 
 def messages_select(
-    where: ColumnElement[bool] | None, oldest_first: bool | None, limit: bool
+    where: ColumnElement[bool] | TextClause | None, oldest_first: bool | None, limit: bool
 ) -> Select[Any]:
-    """The listing's rows (``oldest_first`` None: unordered; ``limit``: ``LIMIT :limit``)."""
+    """The listing's rows (``oldest_first`` None: unordered; ``limit``: ``LIMIT :limit``;
+    ``where`` a placeholder ``TextClause`` when compiled ahead of time)."""
     q = select(*_COLUMNS)
     if where is not None:
         q = q.where(where)

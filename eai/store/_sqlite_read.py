@@ -80,14 +80,14 @@ def read_messages(
 ) -> list[MessageView]:
     """:func:`eai.store.list_messages` of the journal at ``database`` (key from ``key``,
     else ``data_dir``'s key file), opened as :class:`eai.store.Store` opens it."""
-    filters = dict(
-        status=status,
-        since=since,
-        until=until,
-        listener=listener,
-        message_type=message_type,
-        patient=patient,
-    )
+    filters: dict[str, Any] = {
+        "status": status,
+        "since": since,
+        "until": until,
+        "listener": listener,
+        "message_type": message_type,
+        "patient": patient,
+    }
     path = sqlite_file(database)
     if path is not None and where_field is None and path.is_file():
         rows = _read_sqlite(path, Cipher(load_master_key(data_dir, key)), filters, limit)

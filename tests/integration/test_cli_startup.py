@@ -381,3 +381,14 @@ def test_check_of_a_fhir_destination_imports_no_http_client(tmp_path: Path) -> N
     assert "connectors.fhir.registration" in loaded
     assert not [m for m in loaded if m.split(".")[0] == "httpx"]
     assert "connectors.fhir.destination" not in loaded
+
+
+def test_the_engine_module_loads_no_metrics_certificates_or_postgresql_dialect() -> None:
+    """``eai run`` imports ``eai.engine``: prometheus_client and the certificate gauges'
+    ``cryptography.x509`` load with the metrics endpoint (a ``metrics:`` block), the
+    certificate expiry reader's at its first check, SQLAlchemy's PostgreSQL dialect when
+    a node registers or an audit chain starts on PostgreSQL."""
+    loaded, _ = _modules_after("import eai.engine")
+    assert "eai.engine" in loaded
+    late = ("prometheus_client", "cryptography.x509", "sqlalchemy.dialects.postgresql")
+    assert sorted(m for m in loaded for h in late if m == h or m.startswith(h + ".")) == []

@@ -22,6 +22,7 @@ from sqlalchemy import ClauseElement, DateTime, Table, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from eai.store import _schema
 from eai.store._db import KEY_CHECK
 from eai.store._listing import DELIVERIES, FILTERS, PAYLOADS, messages_select
 from eai.store._schema import ACTIVE_DELIVERY, deliveries, messages, metadata
@@ -45,6 +46,14 @@ def _compile(stmt: ClauseElement) -> tuple[str, dict[str, Any]]:
     assert isinstance(compiled, SQLCompiler)
     constants = {k: v for k, v in compiled.params.items() if v is not None}
     return compiled.string, constants
+
+
+def _schema_tables() -> list[Table]:
+    """The tables of ``_schema``, in creation order: those that ``Store`` prepares when only
+    the listing's modules are imported (``_audit`` adds its own to the same metadata when
+    it is imported, which ``eai messages list`` never does)."""
+    own = {t.name for t in vars(_schema).values() if isinstance(t, Table)}
+    return [t for t in metadata.sorted_tables if t.name in own]
 
 
 def _datetimes(table: Table) -> tuple[str, ...]:
@@ -113,7 +122,7 @@ def render() -> str:
         f"DELIVERY_DATETIMES = {_literal(_datetimes(deliveries))}",
         "TABLES: dict[str, str] = {",
     ]
-    for table in metadata.sorted_tables:
+    for table in _schema_tables():
         columns = " ".join(c.name for c in table.columns)
         out.append(f"    {_literal(table.name)}: {_literal(columns)},")
     out += [
@@ -122,7 +131,7 @@ def render() -> str:
         'by ``_db`` first."""',
         "INDEXES = (",
     ]
-    for table in metadata.sorted_tables:
+    for table in _schema_tables():
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             out.append(f"    {_literal(index.name)},")
     out += [")", ""]

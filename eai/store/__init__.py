@@ -17,6 +17,8 @@ The public API of the store; its modules are private, one job each:
   :func:`attempt_details`;
 - support queries (``_listing``, ``_support_queries``): :func:`list_messages`,
   :func:`message_detail`, :func:`queue_stats`, :func:`settlement`...;
+  ``eai messages list`` reads with :func:`read_messages` (``_sqlite_read``: a SQLite
+  journal through ``sqlite3``, the same statements compiled ahead of time);
 - support actions (``_support_actions``): :func:`read_raw`, :func:`resend`,
   :func:`set_paused`, :func:`release`, :func:`replay_plans`;
 - console accounts (``_accounts``) and the console's searches (``_search``);

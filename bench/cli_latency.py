@@ -14,7 +14,14 @@ messages. Measured (targets from issue 23):
 - ``eai check`` (<= 0.5 s);
 - ``eai check dicom-routes.yaml`` (the DICOM example: its plugin's settings validated
   without pynetdicom; same target);
-- for reference: ``python -c pass`` (the interpreter alone) and ``eai queue list``.
+- for reference: ``python -c pass`` (the interpreter alone), ``eai queue list`` and
+  ``python -c 'import eai.engine'`` (what ``eai run`` imports before it starts).
+
+Bytecode: every run reads and writes compiled modules in ``PYCACHE`` under the tmp dir
+(``PYTHONPYCACHEPREFIX``, ``PYTHONDONTWRITEBYTECODE`` unset), filled by the warm-up runs,
+as an installed eai would have them; ``--no-bytecode`` keeps the caller's settings (with
+``PYTHONDONTWRITEBYTECODE=1``, as in the sessions before 2026-12-07 04:00, eai's own
+modules were compiled from source at every run: about 0.025 s more per command).
 
 With ``hyperfine`` on the PATH it does the timing (``--warmup 2``); otherwise a loop of
 ``subprocess.run``, two warm-up runs then ``--runs`` timed ones per command, commands
@@ -46,6 +53,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -62,6 +70,9 @@ sys.path.insert(0, str(REPO))
 FIXTURE = REPO.parent / "shared" / "fixtures" / "hl7v2" / "pamfr_a01_admission.er7"
 EAI = Path(sys.executable).with_name("eai")
 
+PYCACHE = "pycache"
+"""The bytecode cache's directory in the tmp dir (``PYTHONPYCACHEPREFIX``)."""
+
 COMMANDS: list[tuple[str, list[str], float | None]] = [
     ("python -c pass", [sys.executable, "-c", "pass"], None),
     ("eai --help", [str(EAI), "--help"], 0.15),
@@ -69,6 +80,7 @@ COMMANDS: list[tuple[str, list[str], float | None]] = [
     ("eai check", [str(EAI), "check"], 0.5),
     ("eai check dicom-routes.yaml", [str(EAI), "check", "dicom-routes.yaml"], 0.5),
     ("eai queue list", [str(EAI), "queue", "list"], None),
+    ("import eai.engine", [sys.executable, "-c", "import eai.engine"], None),
 ]
 """Label, argv, target median in seconds (None: for reference)."""
 
@@ -114,9 +126,18 @@ def seed(workdir: Path, count: int) -> None:
         os.chdir(cwd)
 
 
+BYTECODE: dict[str, str] = {}
+"""``PYTHONPYCACHEPREFIX`` of the runs (set by :func:`main`; empty: ``--no-bytecode``)."""
+
+
 def clean_env() -> dict[str, str]:
-    """The environment of every run: no ``EAI_*`` (so the tmp dir's routes.yaml is used)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("EAI_")}
+    """The environment of every run: no ``EAI_*`` (so the tmp dir's routes.yaml is used),
+    and the bytecode cache of :data:`BYTECODE`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EAI_")}
+    if BYTECODE:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env.update(BYTECODE)
+    return env
 
 
 Timed = tuple[dict[str, list[float]], dict[str, float]]
@@ -173,7 +194,7 @@ def time_with_hyperfine(
     out = workdir / "hyperfine.json"
     argv = [hyperfine, "--warmup", "2", "--runs", str(runs), "-N", "--export-json", str(out)]
     for label, command, _ in commands:
-        argv += ["-n", label, " ".join(command)]
+        argv += ["-n", label, shlex.join(command)]  # -N splits it as a shell would
     subprocess.run(argv, cwd=workdir, env=clean_env(), check=True, capture_output=True)
     results = json.loads(out.read_text())["results"]
     times = {r["command"]: list(r["times"]) for r in results}
@@ -218,6 +239,11 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=8, help="modules shown per command")
     parser.add_argument("--no-hyperfine", action="store_true", help="time with the subprocess loop")
     parser.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="keep the caller's bytecode settings (no cache of compiled modules in the tmp dir)",
+    )
+    parser.add_argument(
         "--compare", metavar="TREE", help="also run each command with PYTHONPATH=TREE"
     )
     args = parser.parse_args()
@@ -227,6 +253,8 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="eai-cli-bench-") as tmp:
         workdir = Path(tmp)
+        if not args.no_bytecode:
+            BYTECODE["PYTHONPYCACHEPREFIX"] = str(workdir / PYCACHE)
         seed(workdir, args.messages)
         if hyperfine:
             times, cpu = time_with_hyperfine(hyperfine, commands, workdir, args.runs)
@@ -240,6 +268,7 @@ def main() -> None:
     load_after = os.getloadavg()
 
     print(f"timer: {'hyperfine' if hyperfine else 'subprocess loop'}, {args.runs} runs")
+    print(f"bytecode: {'caller settings' if args.no_bytecode else 'cached in the tmp dir'}")
     print(f"load average: {load_before[0]:.2f} before, {load_after[0]:.2f} after")
     width = max(len(label) for label, _, _ in commands) + 1
     print(f"{'command':{width}} {'min s':>7} {'median s':>9} {'max s':>7} {'cpu s':>7}  target")
@@ -279,6 +308,7 @@ def main() -> None:
                 "pythonpath": os.environ.get("PYTHONPATH", ""),
                 "compare": args.compare,
                 "timer": "hyperfine" if hyperfine else "subprocess loop",
+                "bytecode_cache": not args.no_bytecode,
                 "load_average": [load_before[0], load_after[0]],
                 "messages": args.messages,
                 "commands": rows,

@@ -8,16 +8,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from eai._delivery_pool import DeliveryPool
 from eai.config import Config, MetricsConfig
 from eai.errors import Unavailable
-from eai.metrics.endpoint import EngineState, MetricsEndpoint, touch_ready_row
 from eai.reconciler import Reconciler
 from eai.registry import Listener
 from eai.store import Store
+
+if TYPE_CHECKING:
+    from eai.metrics.endpoint import MetricsEndpoint
 
 __all__ = ["start_endpoint"]
 
@@ -54,6 +57,10 @@ def start_endpoint(
 ) -> MetricsEndpoint:
     """Binds ``metrics.bind`` and serves it on its own threads (call once the listeners,
     the scheduler and the workers are started)."""
+    # here: prometheus_client and cryptography.x509 (certificate gauges) load with the
+    # endpoint, not with every engine
+    from eai.metrics.endpoint import EngineState, MetricsEndpoint, touch_ready_row
+
     probe = touch_ready_row(node_id)
 
     def bound() -> Mapping[str, bool]:

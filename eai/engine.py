@@ -43,7 +43,6 @@ from eai.audit import AuditActor, AuditService, caller_actor, engine_actor, relo
 from eai.config import Config
 from eai.delivery import DeliveryWorker
 from eai.errors import ConfigError, EaiError
-from eai.metrics.endpoint import MetricsEndpoint
 from eai.net import run_blocking
 from eai.pipeline import Pipeline
 from eai.reconciler import Reconciler
@@ -57,6 +56,7 @@ from identity.pdqm import IdentityServerClient
 
 if TYPE_CHECKING:
     from eai.console import ConsoleServer
+    from eai.metrics.endpoint import MetricsEndpoint
 
 __all__ = ["Engine", "lease_problems"]
 

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from cryptography import x509
-
 from eai.config import Config
 
 __all__ = ["CertFile", "ExpiryCache", "cert_files"]
@@ -58,6 +56,8 @@ class ExpiryCache:
         cached = self._seen.get(path)
         if cached is not None and cached[:2] == (st.st_mtime, st.st_size):
             return cached[2]
+        from cryptography import x509  # here: read at the first expiry check, not at start
+
         found: datetime | None = None
         try:
             certs = x509.load_pem_x509_certificates(path.read_bytes())

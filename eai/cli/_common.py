@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIG_OPTION",
     "emit_json",
+    "journal_at",
     "open_journal",
     "open_store",
     "parse_time",
@@ -92,13 +93,13 @@ def open_store(config: Config) -> Store:
     return _store(config.engine)
 
 
-def open_journal(path: Path) -> Store:
-    """The journal of routes.yaml at ``path``, read from its ``engine`` section alone:
-    for the commands that only read or write the journal, which then import no plugin and
-    work even while another part of the file is being fixed. A plain section (``database``
-    and ``data_dir`` only) is read with YAML alone (:func:`eai.config.journal_location`:
-    no pydantic, no model); any other is validated (:func:`eai.config.load_engine_config`),
-    its mistakes reported at ``FILE:LINE:COL``."""
+def journal_at(path: Path) -> tuple[str, Path]:
+    """The journal (database URL, data_dir) of routes.yaml at ``path``, read from its
+    ``engine`` section alone: for the commands that only read or write the journal, which
+    then import no plugin and work even while another part of the file is being fixed. A
+    plain section (``database`` and ``data_dir`` only) is read with YAML alone
+    (:func:`eai.config.journal_location`: no pydantic, no model); any other is validated
+    (:func:`eai.config.load_engine_config`), its mistakes reported at ``FILE:LINE:COL``."""
     from eai.config import journal_location
 
     path = require_config(path)
@@ -107,10 +108,17 @@ def open_journal(path: Path) -> Store:
     except (OSError, UnicodeDecodeError):
         where = None  # load_engine_config says why the file cannot be read
     if where is not None:
-        return _store_at(where.database, where.data_dir)
+        return where.database, where.data_dir
     from eai.config import load_engine_config
 
-    return _store(load_engine_config(path))
+    engine = load_engine_config(path)
+    return engine.database, Path(engine.data_dir)
+
+
+def open_journal(path: Path) -> Store:
+    """The journal of routes.yaml at ``path`` (see :func:`journal_at`)."""
+    database, data_dir = journal_at(path)
+    return _store_at(database, data_dir)
 
 
 def _store(engine: EngineConfig) -> Store:

@@ -21,14 +21,13 @@ from eai import store as journal
 from eai.cli._common import (
     CONFIG_OPTION,
     emit_json,
-    open_journal,
+    journal_at,
     open_store,
     parse_time,
     read_config,
 )
 from eai.errors import NotFound
 from eai.registry import listing_specs
-from eai.store import list_messages
 
 __all__ = ["messages", "queue", "replay", "resend_cmd"]
 
@@ -74,22 +73,22 @@ def list_cmd(
     UIDs (in --json: study_instance_uid, series_instance_uid, sop_instance_uid,
     null for other messages).
     """
-    store = open_journal(config_path)  # the engine section alone: no plugin imported for it
-    try:
-        rows = list_messages(
-            store.engine,
-            store.cipher,
-            status=status,
-            since=parse_time(since),
-            until=parse_time(until),
-            listener=listener,
-            message_type=message_type,
-            patient=patient,
-            where_field=None if study is None else ("study_instance_uid", study),
-            limit=limit,
-        )
-    finally:
-        store.engine.dispose()
+    # the engine section alone: no plugin imported for it; a SQLite journal is read with
+    # sqlite3 (no SQLAlchemy), anything else as eai.store.Store opens it
+    database, data_dir = journal_at(config_path)
+    rows = journal.read_messages(
+        database,
+        data_dir,
+        os.environ.get("EAI_KEY"),
+        status=status,
+        since=parse_time(since),
+        until=parse_time(until),
+        listener=listener,
+        message_type=message_type,
+        patient=patient,
+        where_field=None if study is None else ("study_instance_uid", study),
+        limit=limit,
+    )
     if as_json:
         emit_json([m.to_json() for m in rows])
         return
@@ -246,7 +245,7 @@ def replay(
         if ids:
             selected = list(ids)
         else:
-            views = list_messages(
+            views = journal.list_messages(
                 store.engine,
                 store.cipher,
                 status=status,

@@ -17,6 +17,8 @@ The public API of the store; its modules are private, one job each:
   :func:`attempt_details`;
 - support queries (``_listing``, ``_support_queries``): :func:`list_messages`,
   :func:`message_detail`, :func:`queue_stats`, :func:`settlement`...;
+  ``eai messages list`` reads with :func:`read_messages` (``_sqlite_read``: a SQLite
+  journal through ``sqlite3``, the same statements compiled ahead of time);
 - support actions (``_support_actions``): :func:`read_raw`, :func:`resend`,
   :func:`set_paused`, :func:`release`, :func:`replay_plans`;
 - console accounts (``_accounts``) and the console's searches (``_search``);
@@ -40,14 +42,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine
-
-from eai.messages import IngestResult, JournalEntry
 from eai.store._crypto import KEY_FILE, Cipher, load_master_key
-from eai.store._db import is_sqlite, open_engine, prepare_schema
-from eai.store._writer import Writer
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+
+    from eai.messages import IngestResult, JournalEntry
     from eai.store._accounts import (
         ROLES,
         AccountView,
@@ -102,19 +102,15 @@ if TYPE_CHECKING:
         claim_messages,
         clear_leases,
     )
+    from eai.store._db import open_engine
     from eai.store._delivery_read import read_delivery
     from eai.store._engine_events import ENGINE_EVENT_KINDS, EngineEvent, engine_events
     from eai.store._flows import FlowSeries, flow_series, roll_up_flows
     from eai.store._follow_ups import add_follow_ups, delivery_item
     from eai.store._identity_ops import IdentityOp, XrefRecord, XrefRedirect
     from eai.store._journal import content_lines, insert_entries, naive_utc, utcnow
-    from eai.store._listing import (
-        DeliveryView,
-        EventView,
-        MessageView,
-        list_messages,
-        message_detail,
-    )
+    from eai.store._listing import list_messages, message_detail
+    from eai.store._listing_views import DeliveryView, EventView, MessageView
     from eai.store._nodes import (
         DEAD_AFTER,
         HEARTBEAT_EVERY,
@@ -145,6 +141,7 @@ if TYPE_CHECKING:
         flow_rates,
         search_message_ids,
     )
+    from eai.store._sqlite_read import read_messages
     from eai.store._support_actions import (
         cli_actor,
         read_raw,
@@ -284,6 +281,7 @@ __all__ = [
     "ordering_key_for",
     "pending_for_notification",
     "queue_stats",
+    "read_messages",
     "read_raw",
     "record_outcomes",
     "record_xref",
@@ -340,13 +338,13 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ClaimedMessage": ("eai.store._claims", "ClaimedMessage"),
     "ClaimedNotice": ("eai.store._alerts", "ClaimedNotice"),
     "DeliveryOutcome": ("eai.store._outbox", "DeliveryOutcome"),
-    "DeliveryView": ("eai.store._listing", "DeliveryView"),
+    "DeliveryView": ("eai.store._listing_views", "DeliveryView"),
     "DestinationHealth": ("eai.store._alert_probes", "DestinationHealth"),
-    "EventView": ("eai.store._listing", "EventView"),
+    "EventView": ("eai.store._listing_views", "EventView"),
     "IdentityOp": ("eai.store._identity_ops", "IdentityOp"),
     "MergeEvent": ("eai.store._xref_lookup", "MergeEvent"),
     "MessagePlan": ("eai.store._plans", "MessagePlan"),
-    "MessageView": ("eai.store._listing", "MessageView"),
+    "MessageView": ("eai.store._listing_views", "MessageView"),
     "PlannedDelivery": ("eai.store._plans", "PlannedDelivery"),
     "QueueView": ("eai.store._support_queries", "QueueView"),
     "RecordOutcome": ("eai.store._xref", "RecordOutcome"),
@@ -401,7 +399,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "pending_for_notification": ("eai.store._anomalies", "pending_for_notification"),
     "purge_audit": ("eai.store._audit_chain", "purge_audit"),
     "queue_stats": ("eai.store._support_queries", "queue_stats"),
+    "read_messages": ("eai.store._sqlite_read", "read_messages"),
     "read_raw": ("eai.store._support_actions", "read_raw"),
+    "open_engine": ("eai.store._db", "open_engine"),
     "record_outcomes": ("eai.store._outbox", "record_outcomes"),
     "record_xref": ("eai.store._xref", "record_xref"),
     "rejected_by_facility": ("eai.store._alert_probes", "rejected_by_facility"),
@@ -418,8 +418,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "xref_lookup": ("eai.store._xref_lookup", "lookup"),
 }
 """Exported name -> (module, attribute), imported when first asked for (PEP 562): the
-journal's readers (``eai messages list``) load SQLAlchemy and the few modules they use,
-not the pipeline's, the claims' or the identity cross-references'. A new export goes here
+journal's readers load the few modules they use, not the pipeline's, the claims' or the
+identity cross-references'; ``eai messages list`` on SQLite (``read_messages``) not even
+SQLAlchemy, which :class:`Store` imports when it opens a journal. A new export goes here
 and in the ``TYPE_CHECKING`` imports above (or, eagerly imported, only in ``__all__``)."""
 
 
@@ -440,6 +441,9 @@ class Store:
     """One journal database, its cipher, and (in the engine) its writer thread."""
 
     def __init__(self, database_url: str, data_dir: Path, key: str | None = None) -> None:
+        from eai.store._db import is_sqlite, open_engine, prepare_schema
+        from eai.store._writer import Writer
+
         self.data_dir = data_dir
         self.cipher = Cipher(load_master_key(data_dir, key))
         self.engine: Engine = open_engine(database_url)
@@ -455,6 +459,8 @@ class Store:
 
     @property
     def is_sqlite(self) -> bool:
+        from eai.store._db import is_sqlite
+
         return is_sqlite(self.engine)
 
     def _journal_batch(self, conn: Connection, entries: list[JournalEntry]) -> list[IngestResult]:

@@ -20,8 +20,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Column, Connection, DateTime, Index, String, Table, Text, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from eai.store._crypto import Cipher
 from eai.store._schema import Id, metadata, patient_ids
@@ -169,9 +167,14 @@ def upsert_state(conn: Connection, name: str, seq: int, mac: str) -> None:
 def insert_absent(conn: Connection, name: str, seq: int, mac: str) -> None:
     """Creates a state row unless another writer has (ON CONFLICT DO NOTHING)."""
     values = {"name": name, "seq": seq, "mac": mac}
+    # the dialect's own insert, imported here: the other dialect's is never needed
     if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
         conn.execute(pg_insert(audit_state).values(values).on_conflict_do_nothing())
     else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
         conn.execute(sqlite_insert(audit_state).values(values).on_conflict_do_nothing())
 
 

@@ -5,12 +5,10 @@ Touches: DB, files (creates the SQLite file 0600 and its directory 0700).
 
 from __future__ import annotations
 
-import os
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
@@ -20,44 +18,16 @@ from sqlalchemy.schema import CreateColumn
 from eai.errors import StoreError
 from eai.store._crypto import Cipher
 from eai.store._schema import meta, metadata
+from eai.store._sqlite_file import KEY_MISMATCH, private_files, sqlite_pragmas
 
-__all__ = ["is_sqlite", "open_engine", "prepare_schema"]
+__all__ = ["KEY_CHECK", "is_sqlite", "open_engine", "prepare_schema"]
+
+KEY_CHECK = select(meta.c.value).where(meta.c.key == "key_check")
+"""The journal's key check (:meth:`eai.store.Cipher.key_check`), written by the first start."""
 
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    # FULL: every commit fsyncs the WAL, so an acknowledged message survives power loss.
-    cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
-
-
-def _private_files(db: Path) -> None:
-    """The SQLite file, its WAL and shared-memory files: 0600 (metadata in clear: control
-    ids, document ids, UIDs).
-
-    SQLite creates ``-wal`` and ``-shm`` with the main file's mode, whatever the umask,
-    so the main file is created 0600 before SQLite opens it; files of an older install
-    that are open to others are tightened when they are ours.
-    """
-    db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-    except OSError as exc:
-        raise StoreError(f"cannot create the journal {db}: {exc.strerror}") from exc
-    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            continue
-        if st.st_mode & 0o077 and st.st_uid == os.geteuid():
-            path.chmod(0o600)
 
 
 def open_engine(url: str) -> Engine:
@@ -68,9 +38,9 @@ def open_engine(url: str) -> Engine:
         raise StoreError(f"invalid database URL: {exc}") from exc
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            _private_files(Path(parsed.database))
+            private_files(Path(parsed.database))
         engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
 
@@ -141,11 +111,8 @@ def _create_schema(engine: Engine) -> None:
 
 def _check_key(engine: Engine, cipher: Cipher) -> None:
     with engine.begin() as conn:
-        stored = conn.execute(select(meta.c.value).where(meta.c.key == "key_check")).scalar()
+        stored = conn.execute(KEY_CHECK).scalar()
         if stored is None:
             conn.execute(meta.insert().values(key="key_check", value=cipher.key_check()))
         elif stored != cipher.key_check():
-            raise StoreError(
-                "this journal was written with another key: set EAI_KEY or restore "
-                "the eai.key file of its data_dir"
-            )
+            raise StoreError(KEY_MISMATCH)

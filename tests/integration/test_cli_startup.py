@@ -204,6 +204,30 @@ def test_messages_list_reads_a_plain_engine_section_without_pydantic(tmp_path: P
     assert not {m.removeprefix("eai.store.") for m in loaded if m.startswith("eai.store.")} & unused
 
 
+def test_messages_list_on_sqlite_imports_no_sqlalchemy(tmp_path: Path) -> None:
+    """Issue 23's ``eai messages list`` budget, held by structure: on a SQLite journal the
+    listing runs through ``sqlite3`` (``eai.store._sqlite_read``), so neither SQLAlchemy
+    (its core, ORM, dialects or asyncio extension) nor what it pulls in (``asyncio``,
+    ``importlib.metadata``) is imported; of the journal, only the reader's modules."""
+    var = tmp_path / "var"
+    routes = _journal_with_one_message(
+        tmp_path, f"{{data_dir: {var}, database: 'sqlite:///{var}/eai.db'}}"
+    )
+    code = f"from eai.cli import main\nmain(['messages', 'list', '-c', {str(routes)!r}])"
+    loaded, out = _modules_after(code)
+    assert "C1" in out
+    heavy = ("sqlalchemy", "asyncio", "importlib.metadata", "cryptography", "pydantic")
+    assert sorted(m for m in loaded for h in heavy if m == h or m.startswith(h + ".")) == []
+    assert sorted(m for m in loaded if m.startswith("eai.store")) == [
+        "eai.store",
+        "eai.store._crypto",
+        "eai.store._listing_sql",
+        "eai.store._listing_views",
+        "eai.store._sqlite_file",
+        "eai.store._sqlite_read",
+    ]
+
+
 @pytest.mark.parametrize(
     "engine",
     [
@@ -357,3 +381,14 @@ def test_check_of_a_fhir_destination_imports_no_http_client(tmp_path: Path) -> N
     assert "connectors.fhir.registration" in loaded
     assert not [m for m in loaded if m.split(".")[0] == "httpx"]
     assert "connectors.fhir.destination" not in loaded
+
+
+def test_the_engine_module_loads_no_metrics_certificates_or_postgresql_dialect() -> None:
+    """``eai run`` imports ``eai.engine``: prometheus_client and the certificate gauges'
+    ``cryptography.x509`` load with the metrics endpoint (a ``metrics:`` block), the
+    certificate expiry reader's at its first check, SQLAlchemy's PostgreSQL dialect when
+    a node registers or an audit chain starts on PostgreSQL."""
+    loaded, _ = _modules_after("import eai.engine")
+    assert "eai.engine" in loaded
+    late = ("prometheus_client", "cryptography.x509", "sqlalchemy.dialects.postgresql")
+    assert sorted(m for m in loaded for h in late if m == h or m.startswith(h + ".")) == []

@@ -86,6 +86,7 @@ TABLES: dict[str, str] = {
     "eai_meta": "key value",
     "eai_nodes": "id name host pid started_at heartbeat_at",
     "events": "id at message_id delivery_id kind detail",
+    "flow_buckets": "bucket_start kind name total errors",
     "identity_anomalies": "id at facility message_id control_id rule severity explanation notified_at",
     "identity_merges": "id at facility kind surviving_hash merged_hash ids_sealed regional_before regional_after",
     "identity_xref": "id facility local_id_hash regional_id ins_hash ins_sealed alias_of alias_sealed reason valid_from valid_to",

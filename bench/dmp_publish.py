@@ -9,7 +9,7 @@ document with its own document id (the stand-in refuses a unique id twice):
 
 - ``prepare``: what the engine does for one publication on one core, stage by stage
   (read the ORU and the CDA header, metadata, the XAdES submission-set signature and
-  ebRIM, the VIHF signed with signxml, the MTOM package), in this process;
+  ebRIM, the VIHF signed (exclusive C14N, RSA-SHA256), the MTOM package), in this process;
 - ``send``: :class:`connectors.dmp.destination.DmpDestination` publishing to
   :class:`standins.dmp.DmpStandin` on 127.0.0.1 over mutual TLS, ``--connections``
   documents in flight (the destination's ``connections`` pool, kept alive), from the send
@@ -209,6 +209,19 @@ def _serve(paths: dict[str, Path], verify: bool, checks: bool, pipe: Connection)
         pipe.send({"received": len(standin.received), "refused": len(refused)})
 
 
+def _pin(cpu: int | None, peer: int) -> str:
+    """Pin this process (the engine) to ``cpu`` and the peer process ``peer`` to the other
+    CPUs, every thread of each (threads started later inherit it); "" when not asked."""
+    if cpu is None:
+        return ""
+    mine = os.sched_getaffinity(0)
+    others = (mine - {cpu}) or {cpu}
+    for pid, cpus in ((peer, others), (os.getpid(), {cpu})):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            os.sched_setaffinity(int(task.name), cpus)
+    return f"engine on CPU {cpu}, peer on {sorted(others)}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=200)
@@ -219,6 +232,13 @@ def main() -> int:
         help="the stand-in checks as in the tests (schemas, ebRIM); default: parse only",
     )
     parser.add_argument("--verify", action="store_true", help="the stand-in runs xmlsec1 too")
+    parser.add_argument(
+        "--pin",
+        type=int,
+        default=None,
+        metavar="CPU",
+        help="pin the engine (this process) to CPU and the peer to the other CPUs",
+    )
     args = parser.parse_args()
     run = int(time.time())
     with tempfile.TemporaryDirectory(prefix="dmp-bench-") as tmp:
@@ -230,6 +250,7 @@ def main() -> int:
         server.start()
         try:
             url = ours.recv()
+            pinned = _pin(args.pin, server.pid or 0)
             config = _config(paths, url).model_copy(update={"connections": args.connections})
             items = [_item(n, run) for n in range(args.documents)]
             stages = _stages(config, items)
@@ -249,6 +270,7 @@ def main() -> int:
         "stand-in": seen,
         "load": load,
         "cores": os.cpu_count(),
+        "pinned": pinned,
     }
     print(
         f"prepare (one core): {stages['docs_per_s']:.0f} documents/s, "
@@ -262,7 +284,8 @@ def main() -> int:
         f"engine {sent['engine_cpu_ms_per_doc']:.2f} ms CPU each "
         f"({sent['engine_docs_per_cpu_s']:.0f} documents per CPU second), "
         f"p50 {sent['p50_ms']:.1f} ms, p95 {sent['p95_ms']:.1f} ms; "
-        f"refused: {seen['refused']}; load {load:.1f} on {os.cpu_count()} cores"
+        f"refused: {seen['refused']}; {pinned or 'not pinned'}; load {load:.1f} on "
+        f"{os.cpu_count()} cores"
     )
     out = REPO / "bench" / "results"
     out.mkdir(exist_ok=True)

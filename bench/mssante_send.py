@@ -27,6 +27,7 @@ import datetime as dt
 import ipaddress
 import json
 import multiprocessing
+import os
 import ssl
 import sys
 import tempfile
@@ -206,10 +207,30 @@ async def _send_all(config: MssanteDestinationConfig, items: list[OutboxItem]) -
     }
 
 
+def _pin(cpu: int | None, peer: int) -> str:
+    """Pin this process (the engine) to ``cpu`` and the peer process ``peer`` to the other
+    CPUs, every thread of each (threads started later inherit it); "" when not asked."""
+    if cpu is None:
+        return ""
+    mine = os.sched_getaffinity(0)
+    others = (mine - {cpu}) or {cpu}
+    for pid, cpus in ((peer, others), (os.getpid(), {cpu})):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            os.sched_setaffinity(int(task.name), cpus)
+    return f"engine on CPU {cpu}, peer on {sorted(others)}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=300)
     parser.add_argument("--connections", type=int, default=2)
+    parser.add_argument(
+        "--pin",
+        type=int,
+        default=None,
+        metavar="CPU",
+        help="pin the engine (this process) to CPU and the peer to the other CPUs",
+    )
     args = parser.parse_args()
     items = [_item(n) for n in range(1, args.documents + 1)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -224,12 +245,22 @@ def main() -> int:
         try:
             if not ready.wait(30):
                 raise RuntimeError("the SMTP server did not start")
+            pinned = _pin(args.pin, server.pid or 0)
+            load0 = os.getloadavg()[0]
             send = asyncio.run(_send_all(config, items))
+            load = max(load0, os.getloadavg()[0])
         finally:
             stop.set()
             server.join(30)
         assert counter.value == len(items), (counter.value, len(items))
-    result = {"prepare": stages, "send": send, "connections": args.connections}
+    result = {
+        "prepare": stages,
+        "send": send,
+        "connections": args.connections,
+        "pinned": pinned,
+        "load": load,
+        "cores": os.cpu_count(),
+    }
     print(
         f"prepare: {stages['cpu_ms_per_doc']:.2f} ms CPU per document "
         f"(read {stages['stage_ms']['read']:.2f}, xdm {stages['stage_ms']['xdm']:.2f}, "
@@ -238,7 +269,8 @@ def main() -> int:
     print(
         f"send: {send['docs_per_s']:.0f} documents/s, {send['cpu_ms_per_doc']:.2f} ms CPU "
         f"per document ({send['docs_per_cpu_s']:.0f} per CPU second), "
-        f"{args.connections} connection(s)"
+        f"{args.connections} connection(s); {pinned or 'not pinned'}; load {load:.1f} on "
+        f"{os.cpu_count()} cores"
     )
     out = REPO / "bench" / "results"
     out.mkdir(exist_ok=True)

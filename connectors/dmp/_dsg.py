@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from lxml import etree
 
@@ -80,7 +80,7 @@ def build_dsg(
     _ds(signed_info, "SignatureMethod", Algorithm=RSA_SHA256)
     signature_value = _ds(signature, "SignatureValue")
     key_info = _ds(signature, "KeyInfo")
-    certificate = signer.certificate.public_bytes(serialization.Encoding.DER)
+    certificate = signer.der
     _ds(_ds(key_info, "X509Data"), "X509Certificate").text = base64.b64encode(certificate).decode(
         "ascii"
     )

@@ -206,7 +206,7 @@ class SmtpClient:
                 )
             return Submission((), tuple(refused), dsn)
         try:
-            code, reply = smtp.data(data)
+            code, reply = _data(smtp, data)
         except smtplib.SMTPDataError as exc:  # DATA itself refused (no 354)
             raise _fail("DATA", exc.smtp_code, exc.smtp_error) from exc
         if code != 250:
@@ -218,6 +218,22 @@ class SmtpClient:
             idle, self._idle = self._idle, []
         for smtp in idle:
             _quit(smtp)
+
+
+def _data(smtp: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """``smtp.data(data)`` for bytes, as smtplib does it (RFC 5321 §4.5.2: a line that
+    starts with a period gets another, CRLF ``.`` CRLF ends the data), with the dot-stuffing
+    done by ``bytes.replace``: smtplib's multiline regular expression took 0.4 ms of CPU
+    for a 85 kB mail, a tenth of a document's."""
+    smtp.putcmd("data")
+    code, reply = smtp.getreply()
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    quoted = data.replace(b"\n.", b"\n..")
+    if quoted.startswith(b"."):
+        quoted = b"." + quoted
+    smtp.send(quoted + (b".\r\n" if quoted.endswith(b"\r\n") else b"\r\n.\r\n"))
+    return smtp.getreply()
 
 
 def _reason(exc: BaseException) -> str:

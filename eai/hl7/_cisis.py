@@ -147,8 +147,12 @@ def decode_base64(text: str) -> tuple[bytes, tuple[str, ...]]:
     standard alphabet, ``=`` anywhere but at the end, more ``=`` than the length
     calls for, or a length (without spaces) of 4n+1, which no padding completes.
     """
-    tail = text.rstrip("=")
-    if len(text) - len(tail) == -len(tail) % 4:  # padded as it should be: the common case
+    # the common case first, padded as it should be (counted without copying the
+    # document-sized text)
+    padded = len(text)
+    while padded > len(text) - 4 and padded and text[padded - 1] == "=":
+        padded -= 1  # 4 or more: no padding is that long (the slow path refuses it)
+    if len(text) - padded == -padded % 4:
         try:
             return base64.b64decode(text, validate=True), ()
         except (binascii.Error, ValueError):

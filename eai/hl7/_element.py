@@ -48,15 +48,17 @@ def pick(text: str, d: Delimiters, rep: int, comp: int, sub: int) -> str | None:
     """
     for index, sep in ((rep, d.repetition), (comp, d.component), (sub, d.subcomponent)):
         if index:
-            if index == 1:
-                cut = text.find(sep)
-                if cut >= 0:
-                    text = text[:cut]
-                continue
-            parts = text.split(sep, index)
-            if index > len(parts):
-                return None
-            text = parts[index - 1]
+            # Found by position rather than split: a split copies what follows the part,
+            # and an OBX-5 ED holds a whole document (OBX-5.2..5.4 sit before it).
+            start = 0
+            for _ in range(index - 1):
+                cut = text.find(sep, start)
+                if cut < 0:
+                    return None
+                start = cut + 1
+            end = text.find(sep, start)
+            if start or end >= 0:
+                text = text[start:] if end < 0 else text[start:end]
     return text
 
 

@@ -55,6 +55,25 @@ def parse(data: bytes, *, default_charset: str = "UNICODE UTF-8") -> Hl7Message:
     return Hl7Message(data, header, text, spans)
 
 
+_LONG = 4096
+"""A segment longer than this (an OBX-5 holding a document) is split separator by
+separator: ``str.split`` compares character by character, ``str.find`` skips ahead."""
+
+
+def _split(text: str, sep: str) -> list[str]:
+    if len(text) <= _LONG:
+        return text.split(sep)
+    parts: list[str] = []
+    start = 0
+    cut = text.find(sep)
+    while cut >= 0:
+        parts.append(text[start:cut])
+        start = cut + 1
+        cut = text.find(sep, start)
+    parts.append(text[start:])
+    return parts
+
+
 class Segment:
     """One segment of a message; its fields are split on first use and values cached."""
 
@@ -81,7 +100,7 @@ class Segment:
     def fields(self) -> list[str]:
         """Raw field texts; ``fields[n]`` is field n (``fields[0]`` is the name, MSH-1 is ``|``)."""
         if self._fields is None:
-            parts = self._text.split(self._delims.field)
+            parts = _split(self._text, self._delims.field)
             if parts[0] == "MSH":
                 parts.insert(1, self._delims.field)
             self._fields = parts

@@ -65,6 +65,11 @@ def _rim(tag: str) -> str:
     return f"{{{RIM}}}{tag}"
 
 
+_SLOT, _VALUE_LIST, _VALUE = _rim("Slot"), _rim("ValueList"), _rim("Value")
+_LOCALIZED_STRING = _rim("LocalizedString")
+_CLASSIFICATION = _rim("Classification")
+
+
 class _Builder:
     def __init__(self) -> None:
         self._count = 0
@@ -75,22 +80,21 @@ class _Builder:
 
     @staticmethod
     def slot(parent: etree._Element, name: str, *values: str) -> None:
-        slot = etree.SubElement(parent, _rim("Slot"), name=name)
-        value_list = etree.SubElement(slot, _rim("ValueList"))
+        value_list = etree.SubElement(etree.SubElement(parent, _SLOT, name=name), _VALUE_LIST)
         for value in values:
-            etree.SubElement(value_list, _rim("Value")).text = value
+            etree.SubElement(value_list, _VALUE).text = value
 
     @staticmethod
     def name(parent: etree._Element, text: str, tag: str = "Name") -> None:
         element = etree.SubElement(parent, _rim(tag))
-        localized = etree.SubElement(element, _rim("LocalizedString"), value=text)
+        localized = etree.SubElement(element, _LOCALIZED_STRING, value=text)
         localized.set("charset", "UTF-8")
         localized.set(_XML_LANG, "fr-FR")
 
     def coded(self, parent: etree._Element, scheme: str, code: Code) -> None:
         element = etree.SubElement(
             parent,
-            _rim("Classification"),
+            _CLASSIFICATION,
             classificationScheme=SCHEME[scheme],
             classifiedObject=str(parent.get("id")),
             id=self.next_id("cl"),
@@ -104,7 +108,7 @@ class _Builder:
     ) -> None:
         element = etree.SubElement(
             parent,
-            _rim("Classification"),
+            _CLASSIFICATION,
             classificationScheme=SCHEME[scheme],
             classifiedObject=str(parent.get("id")),
             id=self.next_id("cl"),

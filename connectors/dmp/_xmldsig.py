@@ -1,13 +1,12 @@
-"""The XML-DSig pieces both DMP signatures are made of: exclusive C14N, SHA-256 digests,
-RSA-SHA256 (PKCS#1 v1.5) signature values.
+"""The XML-DSig pieces of the submission set's detached XAdES signature
+(:mod:`connectors.dmp._dsg`): exclusive C14N, SHA-256 digests, RSA-SHA256 (PKCS#1 v1.5)
+signature values, the ``ds:`` namespace.
 
 Touches: nothing.
 
-The VIHF's enveloped signature (:mod:`connectors.dmp._vihf`) and the submission set's
-detached XAdES signature (:mod:`connectors.dmp._dsg`) are laid out by their modules; the
-algorithms and the element helper are here, once. Built on lxml's C14N and cryptography;
-the tests check both signatures with xmlsec1 (another XML-DSig implementation), and the
-VIHF's byte for byte against signxml's ``XMLSigner``.
+Built on lxml's C14N and cryptography (signxml, which signs the VIHF, makes enveloped
+signatures, not this detached XAdES layout); the tests and the stand-in verify the
+signature with xmlsec1, another XML-DSig implementation.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from lxml import etree
 
 __all__ = [
     "DS",
-    "ENVELOPED",
     "EXC_C14N",
     "RSA_SHA256",
     "SHA256",
@@ -35,7 +33,6 @@ DS = "http://www.w3.org/2000/09/xmldsig#"
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
-ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 
 
 def ds_element(parent: etree._Element, tag: str, **attributes: str) -> etree._Element:

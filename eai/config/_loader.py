@@ -9,8 +9,8 @@ from the registry, run the cross checks on the plain data (so they run even
 when validation fails elsewhere).
 
 Validation first loads only the plugins of the ``type:`` values the file names
-(:func:`eai.plugins.modules_for`: ``eai check`` of an MLLP-only file imports no pydicom
-nor httpx). A plugin adds types, keys and checks of its own types only, so a file
+(:func:`eai.plugins.modules_for`: ``eai check`` of an MLLP-only file imports no pydicom,
+httpx or signxml). A plugin adds types, keys and checks of its own types only, so a file
 valid with those plugins is valid with all; a file with any finding is validated again
 with every plugin loaded, so its findings (and "did you mean" hints) are those of the
 whole registry.

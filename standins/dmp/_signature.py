@@ -2,9 +2,8 @@
 
 Touches: files (a temporary copy of the envelope and of the trusted CA) and a subprocess.
 
-xmlsec1 (libxmlsec1 over OpenSSL) is another XML-DSig implementation than the lxml C14N
-and cryptography the engine signs with, so a canonicalisation mistake cannot pass on both
-sides. The
+xmlsec1 (libxmlsec1 over OpenSSL) is another XML-DSig implementation than the signxml the
+engine signs with, so a canonicalisation mistake cannot pass on both sides. The
 assertion's ``ID`` is declared as its id attribute; only the seal CA handed in is trusted.
 """
 

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from eai import audit
 from eai.config import Config
 from eai.console._auth import Session
-from eai.console._web import Ctx, page, peer_of, render
+from eai.console._web import Ctx, page, peer_of, reason_of, render
 from eai.errors import EaiError, NotFound
 from eai.messages import MEDIA_FHIR_JSON, OutboxItem
 from eai.registry import destinations
@@ -55,8 +55,7 @@ def _text(item: OutboxItem) -> str:
 @page("/deliveries/{delivery_id:int}/output", "operator", ("POST",))
 async def output_page(request: Request, ctx: Ctx, session: Session) -> Response:
     delivery_id = int(request.path_params["delivery_id"])
-    form = await request.form()
-    reason = " ".join(str(form.get("reason", "")).split())
+    reason = await reason_of(request)
     if not reason:
         return render(request, "error.html", session, 400, message="say why you read it (reason)")
     peer = peer_of(request)

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from eai import audit
 from eai.console._auth import Session
 from eai.console._spark import sparkline
-from eai.console._web import Ctx, page, peer_of, render
+from eai.console._web import Ctx, page, peer_of, reason_of, render
 from eai.errors import NotFound
 from eai.store import (
     MessageQuery,
@@ -209,8 +209,7 @@ async def message_page(request: Request, ctx: Ctx, session: Session) -> Response
 async def raw_page(request: Request, ctx: Ctx, session: Session) -> Response:
     """The payload, once the read is recorded (read_raw writes the audit record first)."""
     message_id = int(request.path_params["message_id"])
-    form = await request.form()
-    reason = " ".join(str(form.get("reason", "")).split())
+    reason = await reason_of(request)
     if not reason:
         return render(request, "error.html", session, 400, message="say why you read it (reason)")
     peer = peer_of(request)

@@ -33,6 +33,7 @@ __all__ = [
     "csrf_ok",
     "page",
     "peer_of",
+    "reason_of",
     "render",
     "wrapped",
 ]
@@ -89,6 +90,12 @@ def page(path: str, role: str, methods: tuple[str, ...] = ("GET",)) -> Callable[
 
 def peer_of(request: Request) -> str:
     return request.client.host if request.client else ""
+
+
+async def reason_of(request: Request) -> str:
+    """The form's ``reason`` for reading patient data, on one line ("" = none given)."""
+    form = await request.form()
+    return " ".join(str(form.get("reason", "")).split())
 
 
 def render(

@@ -33,7 +33,14 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["DATABASES", "database_url", "engine_database", "on_test_database", "use_postgres"]
+__all__ = [
+    "DATABASES",
+    "database_url",
+    "engine_database",
+    "made_databases",
+    "on_test_database",
+    "use_postgres",
+]
 
 DATABASES = ("sqlite", "postgresql")
 """The values of ``EAI_TEST_DATABASE`` ("" = sqlite)."""
@@ -59,6 +66,14 @@ def use_postgres(new_url: Callable[[], str] | None) -> None:
     global _new_postgres_url
     _new_postgres_url = new_url
     _by_file.clear()
+
+
+def made_databases() -> list[str]:
+    """The names of the databases made since the last call, forgotten now: ``conftest``
+    drops them after each test module (a whole run would otherwise keep hundreds)."""
+    names = [url.rpartition("/")[2] for url in _by_file.values()]
+    _by_file.clear()
+    return names
 
 
 def _new_database() -> str:

@@ -20,7 +20,8 @@ and a connection left open is reported as a ResourceWarning.
 
 * ``_engine_database`` (session, automatic): with ``EAI_TEST_DATABASE=postgresql`` the
   engines of the tests journal to PostgreSQL, a new database each (see
-  ``tests/_database.py``); the server is started only then.
+  ``tests/_database.py``), dropped after the test module (``_drop_engine_databases``);
+  the server is started only then.
 
 Network helper: ``standins.net.free_port()``.
 
@@ -102,6 +103,19 @@ def _engine_database(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
     finally:
         _database.use_postgres(None)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_engine_databases(request: pytest.FixtureRequest) -> Iterator[None]:
+    """``EAI_TEST_DATABASE=postgresql``: the databases the module's engines journaled to
+    are dropped after it (one per test: a whole run would keep hundreds on disk)."""
+    if _database.engine_database() != "postgresql":
+        yield
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    yield
+    for name in _database.made_databases():
+        server.drop_database(name)
 
 
 @pytest.fixture(scope="session")

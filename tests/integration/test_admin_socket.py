@@ -172,7 +172,7 @@ def test_socket_and_data_dir_are_private(tmp_path):
             assert stat.S_ISSOCK(sock.st_mode)
             assert stat.S_IMODE(sock.st_mode) == 0o600
             assert stat.S_IMODE(os.stat(var).st_mode) == 0o700
-            for name in (*SQLITE_FILES, "eai.key", "eai.lock"):
+            for name in (*SQLITE_FILES, "eai.key"):
                 assert stat.S_IMODE(os.stat(var / name).st_mode) == 0o600, name
         finally:
             eng.stop()

@@ -4,6 +4,9 @@
 #   make test    install test peers (PostgreSQL, dcmtk, Orthanc) + .[test], then ruff, mypy,
 #                lint-imports (the layers contracts of pyproject.toml), pytest, and the
 #                engine tests again on PostgreSQL (pytest-postgres)
+#   make pytest-postgres-all   the whole pytest suite with the engines' journals on
+#                PostgreSQL (EAI_TEST_DATABASE=postgresql, tests/_database.py), less the
+#                tests about SQLite itself (marker sqlite_only); not part of make test
 #   make lint    ruff + mypy + lint-imports
 #   make bench   MLLP ingest benchmark (bench-convert, bench-dicom: the others)
 #
@@ -22,17 +25,16 @@ ROUTES ?= routes.yaml
 PYTEST_ARGS ?=
 # The engine tests run again with their journal on PostgreSQL (EAI_TEST_DATABASE, see
 # tests/_database.py): the contract suite (kill -9 mid-send included), the engine flow and
-# the fault tests, less those about the SQLite file itself (full disk, locked file) and
-# test_kill9 (20 restarts in a 45 s budget sized for SQLite's start-up).
-PYTEST_POSTGRES ?= tests/contract tests/integration/test_engine_flow.py tests/fault \
-    --ignore=tests/fault/test_journal_full.py --ignore=tests/fault/test_kill9.py \
-    --ignore=tests/fault/test_metrics_readyz_disk_full.py
+# the fault tests, less those about SQLite itself (marker sqlite_only: its file on a full
+# disk, a locked file...), deselected rather than skipped. pytest-postgres-all: every test.
+PYTEST_POSTGRES ?= tests/contract tests/integration/test_engine_flow.py tests/fault
+PYTEST_NOT_SQLITE := -m "not sqlite_only"
 PIP := $(BIN)/python -m pip --disable-pip-version-check --no-input
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help run test lint bench bench-convert bench-dicom venv install install-test test-peers ruff mypy lint-imports pytest pytest-postgres
+.PHONY: help run test lint bench bench-convert bench-dicom venv install install-test test-peers ruff mypy lint-imports pytest pytest-postgres pytest-postgres-all
 
 help:
 	@echo "targets: run test lint bench bench-convert bench-dicom"
@@ -77,7 +79,13 @@ pytest:
 
 pytest-postgres:
 	rc=0; EAI_TEST_DATABASE=postgresql "$(BIN)/python" -m pytest -q -p no:cacheprovider \
-	    $(PYTEST_POSTGRES) || rc=$$?; \
+	    $(PYTEST_NOT_SQLITE) $(PYTEST_POSTGRES) || rc=$$?; \
+	if [[ $$rc -eq 5 ]]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
+	exit $$rc
+
+pytest-postgres-all:
+	rc=0; EAI_TEST_DATABASE=postgresql "$(BIN)/python" -m pytest -q -p no:cacheprovider \
+	    $(PYTEST_NOT_SQLITE) $(PYTEST_ARGS) || rc=$$?; \
 	if [[ $$rc -eq 5 ]]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
 

@@ -1,13 +1,16 @@
 """The engine's periodic jobs on its APScheduler: the identity digest, the identity-server
 retry, the technical alerts and the plugins' :class:`eai.registry.PeriodicSpec` jobs, each
-run once across nodes (:meth:`eai._membership.Membership.once`); and their new settings
-after a reload.
+run once across nodes (:meth:`eai._membership.Membership.once`); their new settings
+after a reload; and the scheduler's stop, which lets the runs under way end.
 
 Touches: nothing itself (the jobs touch what they do).
 """
 
 from __future__ import annotations
 
+import asyncio
+
+from apscheduler.executors.base import run_coroutine_job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from eai._engine_ingest import JournalView
@@ -18,7 +21,7 @@ from eai.config import Config
 from eai.pipeline import Pipeline
 from eai.registry import periodic_jobs
 
-__all__ = ["reschedule_jobs", "schedule_alerts", "schedule_jobs"]
+__all__ = ["reschedule_jobs", "schedule_alerts", "schedule_jobs", "stop_scheduler"]
 
 
 def _every(scheduler: AsyncIOScheduler, job_id: str, func: object, seconds: float) -> None:
@@ -87,3 +90,21 @@ def reschedule_jobs(
     for job in periodic_jobs().values():
         if scheduler.get_job(f"periodic:{job.name}") is not None:
             scheduler.modify_job(f"periodic:{job.name}", args=[config, view])
+
+
+async def stop_scheduler(scheduler: AsyncIOScheduler, grace: float) -> None:
+    """Stops ``scheduler``: no new run starts, a run under way gets up to ``grace`` seconds
+    to end. APScheduler's own shutdown cancels it: logged as an ERROR with the
+    CancelledError's traceback, and a leader's job (PostgreSQL) spends much of its run
+    in a thread taking its lock, where a cancel would also leave that connection open."""
+    if not scheduler.running:
+        return
+    scheduler.pause()
+    runs = [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "cr_code", None) is run_coroutine_job.__code__
+    ]
+    if runs:
+        await asyncio.wait(runs, timeout=grace)
+    scheduler.shutdown(wait=False)

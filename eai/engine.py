@@ -24,7 +24,7 @@ from sqlalchemy import Connection, insert
 from eai._data_dir import lease_problems, lock_data_dir, private_data_dir
 from eai._delivery_pool import DeliveryPool
 from eai._engine_ingest import EngineIngest, JournalView
-from eai._engine_jobs import reschedule_jobs, schedule_jobs
+from eai._engine_jobs import reschedule_jobs, schedule_jobs, stop_scheduler
 from eai._membership import Membership
 from eai._reload import (
     ReloadPlan,
@@ -359,8 +359,7 @@ class Engine:
                 except Exception:  # noqa: BLE001
                     log.exception("listener failed to stop cleanly")
             stopping.set()
-            if scheduler.running:
-                scheduler.shutdown(wait=False)
+            await stop_scheduler(scheduler, self.grace)
             if self.alerter is not None:
                 await self.alerter.aclose()
             if tasks:

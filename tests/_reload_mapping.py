@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from eai.store import Store
 from eai.store.schema import deliveries
+from tests._database import database_url
 from tests._mllp import msa
 from tests._paths import REPO
 from tests.engine_harness import adt
@@ -51,7 +52,7 @@ def send(port: int, control_id: str, patient: str) -> None:
 
 def planned(tmp: Path, control_id: str, timeout: float = 20.0) -> tuple[str, bytes]:
     """The mapping recorded on the delivery planned for ``control_id``, and its payload."""
-    store = Store(f"sqlite:///{tmp}/var/eai.db", tmp / "var")
+    store = Store(database_url(tmp / "var" / "eai.db"), tmp / "var")
     deadline = time.monotonic() + timeout
     try:
         while True:

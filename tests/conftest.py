@@ -20,7 +20,9 @@ and a connection left open is reported as a ResourceWarning.
 
 * ``_engine_database`` (session, automatic): with ``EAI_TEST_DATABASE=postgresql`` the
   engines of the tests journal to PostgreSQL, a new database each (see
-  ``tests/_database.py``); the server is started only then.
+  ``tests/_database.py``), dropped after the test module (``_drop_engine_databases``,
+  on a thread);
+  the server is started only then.
 
 Network helper: ``standins.net.free_port()``.
 
@@ -32,7 +34,9 @@ a test carrying another folder's marker is a collection error (move the file ins
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -102,6 +106,46 @@ def _engine_database(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
     finally:
         _database.use_postgres(None)
+
+
+@pytest.fixture(scope="session")
+def _database_dropper(postgres_server: PostgresServer) -> Iterator[Callable[[list[str]], None]]:
+    """Drops databases on a thread of its own: a DROP DATABASE takes about a second
+    (a checkpoint), which would count against the timeout of a module's last test."""
+    names: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+    failures: list[str] = []
+
+    def drop_them() -> None:
+        while (name := names.get()) is not None:
+            try:
+                postgres_server.drop_database(name)
+            except Exception as exc:  # noqa: BLE001 - reported at the session's end
+                failures.append(f"{name}: {exc}")
+
+    def enqueue(batch: list[str]) -> None:
+        for name in batch:
+            names.put(name)
+
+    thread = threading.Thread(target=drop_them, name="drop-test-databases", daemon=True)
+    thread.start()
+    try:
+        yield enqueue
+    finally:
+        names.put(None)
+        thread.join(600)
+    assert not thread.is_alive() and not failures, failures
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_engine_databases(request: pytest.FixtureRequest) -> Iterator[None]:
+    """``EAI_TEST_DATABASE=postgresql``: the databases the module's engines journaled to
+    are dropped after it (one per test: a whole run would keep hundreds on disk)."""
+    if _database.engine_database() != "postgresql":
+        yield
+        return
+    drop: Callable[[list[str]], None] = request.getfixturevalue("_database_dropper")
+    yield
+    drop(_database.made_databases())
 
 
 @pytest.fixture(scope="session")

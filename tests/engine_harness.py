@@ -1,6 +1,7 @@
 """Runs a real engine on a thread for integration tests, and builds test messages.
 
-:class:`EngineThread` journals where ``EAI_TEST_DATABASE`` says (``tests/_database.py``).
+:class:`EngineThread`, and the routes.yaml :func:`write_routes` writes, journal where
+``EAI_TEST_DATABASE`` says (``tests/_database.py``).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def write_routes(
     )
     path = tmp / "routes.yaml"
     path.write_text(text)
-    return path
+    return on_test_database(path)  # so too the CLI run before (or without) an engine
 
 
 class EngineThread:

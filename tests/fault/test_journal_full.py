@@ -10,6 +10,8 @@ The full disk is real: the SQLite database sits on a small tmpfs that the test
 fills with a file. Where mounting is not permitted the same scenario runs with a
 trigger that aborts every insert into ``messages`` (what the engine sees then is
 a failing write, as with a full disk).
+
+SQLite only (``sqlite_only``): its file on a full disk, its file locked.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from tests._mllp import MllpSender, msa, segments
 from tests._proc import EaiProcess, by_control_id, fixed_routes, journal, listener_port
 from tests.engine_harness import adt
 
-pytestmark = pytest.mark.fault
+pytestmark = [pytest.mark.fault, pytest.mark.sqlite_only]
 
 BUSY_TIMEOUT = 10.0  # eai/store/_db.py: PRAGMA busy_timeout=10000, sqlite3 timeout=10
 

@@ -3,8 +3,9 @@
 The core promise: an AA leaves the engine only after the message is committed, and
 what is committed is delivered at least once, each patient's messages in the order
 they were acknowledged, whatever moment the process dies at. The engine runs as a
-subprocess on SQLite; it is killed with SIGKILL at 20 seeded random moments and
-restarted on the same data_dir each time, with nothing done by hand in between.
+subprocess on SQLite (on PostgreSQL with ``EAI_TEST_DATABASE=postgresql``); it is
+killed with SIGKILL at 20 seeded random moments and restarted on the same data_dir each
+time, with nothing done by hand in between.
 
 How long the kill phase lasts depends on the machine: each restart waits for a fresh
 process to import and open its journal, a few seconds of wall time on a loaded machine.

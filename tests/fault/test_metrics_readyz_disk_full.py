@@ -4,7 +4,9 @@ The full disk is real: the SQLite journal sits on a small tmpfs that the test fi
 a file (a small write may still fit in the database's free pages: readiness counts a
 journal file system with under 1 MiB free as full). Where mounting is not permitted the
 same scenario runs with triggers that abort every write of the readiness check's row
-(what the engine sees then is a failing write, as with a full disk)."""
+(what the engine sees then is a failing write, as with a full disk).
+
+SQLite only (``sqlite_only``): the journal's own file system, and its file."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import pytest
 from standins.mllp import MllpPeer
 from tests.engine_harness import EngineThread, write_routes
 
-pytestmark = pytest.mark.fault
+pytestmark = [pytest.mark.fault, pytest.mark.sqlite_only]
 
 METRICS = "\nmetrics:\n  bind: 127.0.0.1:0\n  ready_timeout: 5s\n"
 

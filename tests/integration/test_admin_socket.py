@@ -11,7 +11,6 @@ import logging
 import os
 import pwd
 import socket
-import sqlite3
 import stat
 import struct
 import subprocess
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from hl7.client import MLLPClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from eai.admin import AdminServer, break_glass_read
 from eai.admin import request as admin_request
@@ -29,6 +28,8 @@ from eai.errors import StoreError
 from eai.store import Store, set_paused
 from eai.store.schema import events
 from standins.mllp import MllpPeer
+from tests._database import database_url, engine_database
+from tests._journal_db import journal_db, refuse_inserts
 from tests.engine_harness import EngineThread, adt, write_routes
 
 pytestmark = pytest.mark.integration
@@ -36,6 +37,10 @@ pytestmark = pytest.mark.integration
 EAI = [sys.executable, "-c", "from eai.cli import main; main()"]
 SECRET = "PAT-SECRET-NAME"
 ME = pwd.getpwuid(os.getuid()).pw_name
+#: The journal's own files in the data dir: none when it is on PostgreSQL.
+SQLITE_FILES = ("eai.db", "eai.db-wal", "eai.db-shm", "eai.lock")
+if engine_database() != "sqlite":
+    SQLITE_FILES = ()
 
 
 def _message(patient: str = "000003") -> bytes:
@@ -66,9 +71,8 @@ def _eai(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _raw_events(path: Path) -> list[str]:
-    db = path.parent / "var" / "eai.db"
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT detail FROM events WHERE kind = 'raw_viewed' ORDER BY id")
+    with journal_db(path) as conn:
+        rows = conn.execute(text("SELECT detail FROM events WHERE kind = 'raw_viewed' ORDER BY id"))
         return [r[0] for r in rows]
 
 
@@ -148,11 +152,8 @@ def test_no_payload_when_the_record_cannot_be_written(tmp_path):
     with MllpPeer() as sink:
         path, eng = _journal_one(tmp_path, sink)
         try:
-            with sqlite3.connect(tmp_path / "var" / "eai.db") as conn:
-                conn.execute(
-                    "CREATE TRIGGER refuse_audit BEFORE INSERT ON events "
-                    "WHEN NEW.kind = 'raw_viewed' BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-                )
+            with journal_db(path) as conn:
+                refuse_inserts(conn, "events", "disk full", when="NEW.kind = 'raw_viewed'")
             res = _eai(path, "messages", "show", "1", "--raw", "--json")
         finally:
             eng.stop()
@@ -171,7 +172,7 @@ def test_socket_and_data_dir_are_private(tmp_path):
             assert stat.S_ISSOCK(sock.st_mode)
             assert stat.S_IMODE(sock.st_mode) == 0o600
             assert stat.S_IMODE(os.stat(var).st_mode) == 0o700
-            for name in ("eai.db", "eai.db-wal", "eai.db-shm", "eai.key", "eai.lock"):
+            for name in (*SQLITE_FILES, "eai.key"):
                 assert stat.S_IMODE(os.stat(var / name).st_mode) == 0o600, name
         finally:
             eng.stop()
@@ -310,7 +311,7 @@ def test_another_user_reads_neither_the_key_nor_the_journal_nor_the_socket(tmp_p
             config = eng.config
             attempts = {
                 "key": lambda: (var / "eai.key").read_text(),
-                "journal": lambda: (var / "eai.db").read_bytes()[:16],
+                **({"journal": lambda: (var / "eai.db").read_bytes()[:16]} if SQLITE_FILES else {}),
                 "socket": lambda: admin_request(var / "admin.sock", {"op": "whoami"}),
                 "break-glass": lambda: break_glass_read(config, 1, "", None),
             }
@@ -318,7 +319,8 @@ def test_another_user_reads_neither_the_key_nor_the_journal_nor_the_socket(tmp_p
         finally:
             eng.stop()
     assert "PermissionError" in got["key"]["error"]  # type: ignore[index]
-    assert "PermissionError" in got["journal"]["error"]  # type: ignore[index]
+    if SQLITE_FILES:  # on PostgreSQL the journal is no file of the data dir
+        assert "PermissionError" in got["journal"]["error"]  # type: ignore[index]
     assert "permission denied" in got["socket"]["error"]  # type: ignore[index]
     assert "root only" in got["break-glass"]["error"]  # type: ignore[index]
     assert _raw_events(path) == []
@@ -360,14 +362,15 @@ def test_admin_group_with_the_socket_in_data_dir_traverses_it_only(tmp_path, cap
                 st = os.stat(var)
                 assert stat.S_IMODE(st.st_mode) == 0o710 and st.st_gid == group
                 assert stat.S_IMODE(os.stat(var / "admin.sock").st_mode) == 0o660
-                assert stat.S_IMODE(os.stat(var / "eai.db").st_mode) == 0o600
+                for name in SQLITE_FILES[:1]:
+                    assert stat.S_IMODE(os.stat(var / name).st_mode) == 0o600
     assert "open to others" not in caplog.text
 
 
 def test_pause_record_names_the_real_user_not_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("USER", "nobody")
     monkeypatch.setenv("LOGNAME", "nobody")
-    store = Store(f"sqlite:///{tmp_path}/eai.db", tmp_path)
+    store = Store(database_url(tmp_path / "eai.db"), tmp_path)
     try:
         set_paused(store.engine, "dcc", True, cipher=store.cipher)
         with store.engine.connect() as conn:

@@ -7,9 +7,7 @@ stays ok while the journal writes, fires when it cannot."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-import sqlite3
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +18,7 @@ import pytest
 from eai.store import list_alerts
 from standins.mllp import MllpPeer
 from standins.net import free_port
+from tests._journal_db import allow_inserts, journal_db, refuse_inserts
 from tests._mllp import MllpSender, msa
 from tests._pki import make_pki
 from tests._smtp import Inbox, smtp_server
@@ -90,20 +89,21 @@ def test_each_rule_fires_on_what_it_watches(tmp_path: Path, inbox: Inbox) -> Non
         def states() -> dict[tuple[str, str], str]:
             return {(r.rule, r.scope): r.state for r in list_alerts(store.engine)}
 
+        local = "" if store.is_sqlite else f"@{eng.engine.node_id}"  # a node's own scopes
         wanted = {
             ("rejected_rate", "establishment:CHU-Y"): "firing",
             ("dead_letters", "destination:dcc"): "firing",
-            ("peer_cert_rejected", "listener:secure"): "firing",
-            ("peer_cert_rejected", "listener:chu-x-adt"): "ok",
-            ("disk_usage", "engine:data_dir"): "firing",
-            ("journal_failing", "engine:journal"): "ok",
-            ("listener_down", "listener:secure"): "ok",
+            ("peer_cert_rejected", f"listener:secure{local}"): "firing",
+            ("peer_cert_rejected", f"listener:chu-x-adt{local}"): "ok",
+            ("disk_usage", f"engine:data_dir{local}"): "firing",
+            ("journal_failing", f"engine:journal{local}"): "ok",
+            ("listener_down", f"listener:secure{local}"): "ok",
         }
         assert _wait(lambda: states().items() >= wanted.items()), states()
         loop = eng._loop
         assert loop is not None
         asyncio.run_coroutine_threadsafe(eng.engine.listeners["secure"].stop(1.0), loop).result(10)
-        assert _wait(lambda: states()[("listener_down", "listener:secure")] == "firing")
+        assert _wait(lambda: states()[("listener_down", f"listener:secure{local}")] == "firing")
         assert _wait(lambda: len({m["To"] for m in inbox.mails}) == 3)
         time.sleep(1.5)
     by_to: dict[str, str] = {}
@@ -147,19 +147,15 @@ def test_a_journal_that_cannot_write_fires_then_resolves(tmp_path: Path, inbox: 
         "  rules:\n    - {rule: journal_failing, window: 2s}\n"
     )
     path.write_text(path.read_text() + alerts)
-    db = tmp_path / "var" / "eai.db"
     with EngineThread(path) as eng:
-        with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as c:
-            c.execute(
-                "CREATE TRIGGER eai_test_full BEFORE INSERT ON messages "
-                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
-            )
+        with journal_db(path) as c:
+            refuse_inserts(c, "messages", "database or disk is full")
         with MllpSender(eng.port("chu-x-adt")) as sender:
             code, _ = msa(sender.exchange(adt("J1")))
         assert code == "AE"
         assert _wait(lambda: len(inbox.mails) == 1)
-        with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as c:
-            c.execute("DROP TRIGGER eai_test_full")
+        with journal_db(path) as c:
+            allow_inserts(c, "messages")
         assert _wait(lambda: len(inbox.mails) == 2)
     subjects = [str(m["Subject"]) for m in inbox.mails]
     assert subjects == [

@@ -22,6 +22,7 @@ from eai.config import load_config
 from eai.store import Store, list_alerts
 from standins.mllp import MllpPeer
 from standins.net import free_port
+from tests._database import database_url
 from tests._mllp import MllpSender, msa
 from tests._pki import make_pki
 from tests._smtp import Inbox, smtp_server
@@ -211,7 +212,7 @@ def test_certificate_expiry_from_a_short_lived_certificate(tmp_path, inbox):
         1,
     )
     rules = "alerts:\n  rules:\n    - {rule: cert_expiry, within: %s}\n"
-    store = Store(f"sqlite:///{tmp_path / 'var' / 'eai.db'}", tmp_path / "var")
+    store = Store(database_url(tmp_path / "var" / "eai.db"), tmp_path / "var")
     try:
         for within, state in (("12h", "ok"), ("2d", "firing")):
             path.write_text(text + rules % within)

@@ -1,4 +1,4 @@
-"""``eai audit verify`` finds a record deleted, edited or reordered in the SQLite file;
+"""``eai audit verify`` finds a record deleted, edited or reordered in the journal;
 ``eai audit export --format fhir`` gives a valid FHIR R4 Bundle and is itself audited."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,9 +14,11 @@ from pathlib import Path
 import pytest
 from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.bundle import Bundle
+from sqlalchemy import text
 
 from eai import audit
 from eai.store import Store
+from tests._journal_db import engine_journal_url, journal_db
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +46,7 @@ def _trail(tmp_path: Path) -> Path:
     data = tmp_path / "var"
     path = tmp_path / "routes.yaml"
     path.write_text(f"engine:\n  data_dir: {data}\n  node_id: eai-test-1\n")
-    store = Store(f"sqlite:///{data}/eai.db", data, KEY)
+    store = Store(engine_journal_url(path), data, KEY)
     try:
         audit.record(store, audit.os_user(), "pause", target="destination dcc")
         audit.record(store, audit.account("alice", "192.0.2.7"), "login")
@@ -64,9 +65,9 @@ def _trail(tmp_path: Path) -> Path:
 
 
 def _sql(path: Path, *statements: str) -> None:
-    with sqlite3.connect(path.parent / "var" / "eai.db") as conn:
+    with journal_db(path) as conn:
         for statement in statements:
-            conn.execute(statement)
+            conn.execute(text(statement))
 
 
 def _swap(path: Path) -> None:

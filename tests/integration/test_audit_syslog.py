@@ -17,6 +17,7 @@ from eai import audit
 from eai.config import SyslogConfig
 from eai.store import Store, audit_cursor
 from standins.mllp import MllpPeer
+from tests._database import database_url
 from tests._pki import Pki, make_pki
 from tests._rsyslog import Rsyslog
 from tests.engine_harness import EngineThread, write_routes
@@ -74,7 +75,7 @@ def _cfg(pki: Pki, server: Rsyslog, **kw: object) -> SyslogConfig:
 
 
 def _store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path}/var/eai.db", tmp_path / "var", KEY)
+    return Store(database_url(tmp_path / "var" / "eai.db"), tmp_path / "var", KEY)
 
 
 def _add(store: Store, n: int, first: int) -> None:

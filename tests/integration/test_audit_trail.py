@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,11 +18,13 @@ from typing import Any
 
 import pytest
 from hl7.client import MLLPClient
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from eai import audit
 from eai.store import AuditEntry, Cipher, Store, append_audit, list_audit, read_raw, utcnow
 from standins.mllp import MllpPeer
+from tests._journal_db import engine_journal_url, journal_db, refuse_inserts
 from tests.engine_harness import EngineThread, adt, write_routes
 
 pytestmark = pytest.mark.integration
@@ -65,8 +66,8 @@ def _audit(path: Path, *args: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _db(path: Path) -> Path:
-    return path.parent / "var" / "eai.db"
+def _db(path: Path) -> str:
+    return engine_journal_url(path)
 
 
 def test_support_actions_are_recorded_by_the_kernel_user(tmp_path: Path) -> None:
@@ -132,7 +133,7 @@ def test_the_record_is_committed_before_the_payload_is_decrypted(tmp_path: Path)
         path = write_routes(tmp_path, sink.port)
         with EngineThread(path) as eng, MLLPClient("127.0.0.1", eng.port("chu-x-adt")) as c:
             assert b"MSA|AA" in c.send_message(_message("AUD-2"))
-    store = Store(f"sqlite:///{_db(path)}", path.parent / "var")
+    store = Store(_db(path), path.parent / "var")
     seen: list[list[tuple[str, int]]] = []
 
     class Watching:
@@ -145,8 +146,8 @@ def test_the_record_is_committed_before_the_payload_is_decrypted(tmp_path: Path)
             return self._cipher.audit_mac(data)
 
         def open(self, sealed: bytes) -> bytes:
-            with sqlite3.connect(_db(path)) as other:
-                rows = other.execute("SELECT action, message_id FROM audit_log").fetchall()
+            with journal_db(path) as other:
+                rows = other.execute(text("SELECT action, message_id FROM audit_log")).all()
             seen.append(rows)
             return self._cipher.open(sealed)
 
@@ -170,24 +171,21 @@ def test_no_payload_when_the_record_cannot_be_written(tmp_path: Path) -> None:
         with EngineThread(path) as eng:
             with MLLPClient("127.0.0.1", eng.port("chu-x-adt")) as c:
                 assert b"MSA|AA" in c.send_message(_message("AUD-3"))
-            with sqlite3.connect(_db(path)) as conn:
-                conn.execute(
-                    "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log "
-                    "BEGIN SELECT RAISE(ABORT, 'audit disk full'); END"
-                )
+            with journal_db(path) as conn:
+                refuse_inserts(conn, "audit_log", "audit disk full")
             res = _eai(path, "messages", "show", "1", "--raw")
             assert res.returncode != 0
             assert SECRET not in res.stdout + res.stderr
             assert "could not be recorded" in res.stderr
     # the store-level function refuses the same way, with nothing decrypted
-    store = Store(f"sqlite:///{_db(path)}", path.parent / "var")
+    store = Store(_db(path), path.parent / "var")
     try:
         with pytest.raises(IntegrityError, match="audit disk full"):
             read_raw(store.engine, store.cipher, 1, reader="tester", via="by a test")
-        with sqlite3.connect(_db(path)) as conn:
+        with journal_db(path) as conn:
             assert conn.execute(
-                "SELECT count(*) FROM events WHERE kind='raw_viewed'"
-            ).fetchone() == (0,)
+                text("SELECT count(*) FROM events WHERE kind='raw_viewed'")
+            ).one() == (0,)
     finally:
         store.engine.dispose()
 
@@ -197,7 +195,7 @@ def test_the_engine_purges_past_retention_and_the_chain_still_verifies(tmp_path:
         path = write_routes(
             tmp_path, sink.port, extra="audit:\n  retention: 1d\n  purge_every: 200ms\n"
         )
-        store = Store(f"sqlite:///{_db(path)}", path.parent / "var")
+        store = Store(_db(path), path.parent / "var")
         try:
             old = utcnow() - timedelta(days=10)
             for i, at in enumerate((old, old, utcnow())):

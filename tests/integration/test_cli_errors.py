@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests._database import database_url
 from tests._paths import REPO
 
 
@@ -12,7 +13,7 @@ def _eai(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "EAI_DATA_DIR": str(cwd / "var"),
-        "EAI_DATABASE_URL": f"sqlite:///{cwd}/var/eai.db",
+        "EAI_DATABASE_URL": database_url(cwd / "var" / "eai.db"),
     }
     return subprocess.run(
         [sys.executable, "-c", "from eai.cli import main; main()", *args],

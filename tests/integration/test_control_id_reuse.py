@@ -28,6 +28,7 @@ from eai.hl7 import MessageHeader, read_header
 from eai.messages import IngestResult, JournalEntry
 from eai.store import CONTROL_ID_REUSED, Store, content_lines, insert_entries, list_anomalies
 from eai.store.schema import events, messages
+from tests._database import database_url
 
 KEY = "mllp-in|APP|FAC|DUP-1"
 BODY_A = b"MSH|^~\\&|APP|FAC|||20240101||ADT^A01|DUP-1|P|2.5\rPID|||PAT-A^^^FAC\rPV1|1|I\r"
@@ -339,7 +340,7 @@ def test_dedup_key_parts_cannot_run_into_each_other() -> None:
 def test_the_listener_answers_a_reuse_with_its_own_ack_and_warns(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = Store(f"sqlite:///{tmp_path}/j.db", tmp_path, None)
+    store = Store(database_url(tmp_path / "j.db"), tmp_path, None)
     store.start()
     handler = FrameHandler(
         listener="mllp-in",

@@ -21,6 +21,7 @@ from eai import store as read
 from eai.messages import JournalEntry
 from eai.store import Store, insert_entries
 from eai.store.schema import messages
+from tests._database import database_url
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ NONE: dict[str, str | None] = dict.fromkeys(UIDS)
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path}/eai.db", tmp_path, KEY)
+    s = Store(database_url(tmp_path / "eai.db"), tmp_path, KEY)
     try:
         yield s
     finally:

@@ -35,6 +35,7 @@ def _store(data_dir: Path) -> Store:
     return Store(f"sqlite:///{data_dir}/eai.db", data_dir)
 
 
+@pytest.mark.sqlite_only  # the modes of the SQLite file and its WAL
 def test_new_journal_files_and_key_are_0600_and_the_data_dir_0700(tmp_path, loose_umask):
     var = tmp_path / "var"
     store = _store(var)
@@ -48,6 +49,7 @@ def test_new_journal_files_and_key_are_0600_and_the_data_dir_0700(tmp_path, loos
         store.engine.dispose()
 
 
+@pytest.mark.sqlite_only  # the modes of the SQLite file and its WAL
 def test_files_of_an_older_install_are_tightened(tmp_path, loose_umask):
     var = tmp_path / "var"
     _store(var).engine.dispose()

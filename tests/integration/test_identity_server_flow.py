@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -19,12 +18,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from hl7.client import MLLPClient
+from sqlalchemy import text
 
 from eai.cli import cli
 from eai.identity_gate import SERVER_UNAVAILABLE
 from standins.mllp import MllpPeer, ack_for, msh10
 from standins.net import free_port
+from tests._database import database_url, on_test_database
 from tests._identity_server import REGIONAL, SECRETS, StandinThread, service
+from tests._journal_db import journal_db
 from tests._paths import HL7V2, REPO
 from tests._proc import EAI, listener_port, wait_port
 from tests._smtp import Inbox, smtp_server
@@ -83,7 +85,7 @@ def _routes(tmp: Path, dcc: int, dmp: int, smtp: int, server_url: str | None) ->
         ROUTES.format(data=tmp / "var", dcc=dcc, dmp=dmp, smtp=smtp, server=server),
         encoding="utf-8",
     )
-    return path
+    return on_test_database(path)  # its journal where the CLI, run before the engine, looks
 
 
 def _ack_code(ack: bytes) -> str:
@@ -203,17 +205,16 @@ def _mrg(message: bytes, prior: str) -> bytes:
     return message.rstrip(b"\r") + f"\rMRG|{prior}^^^CHU-X&000897406&N^PI\r".encode()
 
 
-def _patient_keys(data_dir: Path, destination: str) -> dict[str, str]:
-    db = sqlite3.connect(data_dir / "eai.db")
-    try:
+def _patient_keys(path: Path, destination: str) -> dict[str, str]:
+    with journal_db(path) as db:
         rows = db.execute(
-            "SELECT m.control_id, d.patient_key FROM deliveries d "
-            "JOIN messages m ON m.id = d.message_id WHERE d.destination = ?",
-            (destination,),
-        ).fetchall()
-    finally:
-        db.close()
-    return dict(rows)
+            text(
+                "SELECT m.control_id, d.patient_key FROM deliveries d "
+                "JOIN messages m ON m.id = d.message_id WHERE d.destination = :destination"
+            ),
+            {"destination": destination},
+        ).all()
+    return {control_id: key for control_id, key in rows}
 
 
 def test_a40_merge_rekeys_the_merged_patient_behind_the_surviving_one(tmp_path, inbox):
@@ -240,8 +241,8 @@ def test_a40_merge_rekeys_the_merged_patient_behind_the_surviving_one(tmp_path, 
                 adt("M2", "000099", trigger="A08"),  # the old id, after the merge
             ):
                 assert _ack_code(c.send_message(message)) == "AA"
-            assert _wait(lambda: len(_patient_keys(tmp_path / "var", "dcc")) == 4)
-            keys = _patient_keys(tmp_path / "var", "dcc")
+            assert _wait(lambda: len(_patient_keys(path, "dcc")) == 4)
+            keys = _patient_keys(path, "dcc")
             assert len(set(keys.values())) == 1, "one ordering key after the merge"
             resume = runner.invoke(cli, ["queue", "resume", "dcc", "-c", str(path)])
             assert resume.exit_code == 0, resume.output
@@ -263,7 +264,7 @@ def test_the_bundled_identity_demo_runs_from_the_cli(tmp_path, inbox):
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("EAI_")},
         "EAI_DATA_DIR": str(tmp_path / "var"),
-        "EAI_DATABASE_URL": f"sqlite:///{tmp_path}/var/eai.db",
+        "EAI_DATABASE_URL": database_url(tmp_path / "var" / "eai.db"),
         "ADT_PORT": str(adt_port),
         "IDENTITY_PORT": str(identity_port),
         "SMTP_PORT": str(smtp),

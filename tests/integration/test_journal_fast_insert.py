@@ -4,6 +4,8 @@ write, read back identically, with the same retransmission and failure semantics
 
 The ``check_*`` helpers (tests/_journal_checks.py) take a Store and run on any backend; the
 PostgreSQL cases in tests/integration/test_journal_fast_insert_postgres.py run them too.
+
+SQLite only (``sqlite_only``): SQLite's fast insert path, its text, its locked file.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from tests._journal_checks import (
     journal,
     message_row,
 )
+
+pytestmark = pytest.mark.sqlite_only
 
 
 @pytest.fixture

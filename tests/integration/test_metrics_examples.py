@@ -18,6 +18,7 @@ from eai.config import MetricsConfig, load_config_text
 from eai.metrics import destination_meter, dicom_meter, listener_meter
 from eai.metrics.endpoint import EngineState, MetricsEndpoint
 from eai.store import Store
+from tests._database import database_url
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,7 @@ def _promtool(*args: str, stdin: bytes | None = None) -> subprocess.CompletedPro
 def scrape(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A scrape of an endpoint over a real (empty) journal, every family present."""
     tmp = tmp_path_factory.mktemp("scrape")
-    store = Store(f"sqlite:///{tmp}/eai.db", tmp, os.urandom(32).hex())
+    store = Store(database_url(tmp / "eai.db"), tmp, os.urandom(32).hex())
     config = load_config_text(
         f"engine: {{data_dir: {tmp}}}\n"
         "listeners: [{name: adt, type: mllp, bind: 127.0.0.1:0}]\n"

@@ -20,13 +20,14 @@ from eai.config import Config, MetricsConfig, load_config_text
 from eai.metrics.endpoint import EngineState, JournalGauges, MetricsEndpoint
 from eai.store import Store, utcnow
 from eai.store.schema import deliveries, messages
+from tests._database import database_url
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path}/eai.db", tmp_path, os.urandom(32).hex())
+    s = Store(database_url(tmp_path / "eai.db"), tmp_path, os.urandom(32).hex())
     yield s
     s.close()
 

@@ -34,6 +34,7 @@ from eai.store import (
     record_receipt,
 )
 from tests._cisis import ORU
+from tests._database import database_url
 from tests._dovecot import Dovecot, dovecot
 from tests._pki import Pki, make_pki
 
@@ -199,7 +200,7 @@ class Journal:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path}/eai.db", tmp_path / "data")
+    s = Store(database_url(tmp_path / "eai.db"), tmp_path / "data")
     s.start()
     yield s
     s.close()

@@ -9,12 +9,12 @@ says its media type, route, mapping and the message's facts.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect, text
 
 import tests._facts_sink  # noqa: F401 - registers the facts-sink destination (reads facts)
 import tests._fhir_sink  # noqa: F401 - registers the fhir-sink destination (map: routes)
@@ -34,7 +34,9 @@ from eai.store import (
     resend,
 )
 from standins.mllp import MllpPeer
+from tests._database import database_url
 from tests._fhir_sink import FhirSink
+from tests._journal_db import journal_db
 from tests._mllp import MllpSender, msa
 from tests.engine_harness import A01, EngineThread, adt
 
@@ -62,23 +64,23 @@ def _journal_one(store: Store, planned: PlannedDelivery) -> int:
     return mid
 
 
-def _columns(db: Path) -> set[str]:
-    with sqlite3.connect(db) as conn:
-        return {row[1] for row in conn.execute("PRAGMA table_info(deliveries)")}
+def _columns(url: str) -> set[str]:
+    with journal_db(url) as conn:
+        return {column["name"] for column in inspect(conn).get_columns("deliveries")}
 
 
 def test_a_journal_older_than_the_contract_gets_its_columns(tmp_path: Path) -> None:
-    db = tmp_path / "eai.db"
-    store = Store(f"sqlite:///{db}", tmp_path / "data")
+    db = database_url(tmp_path / "eai.db")
+    store = Store(db, tmp_path / "data")
     store.start()
     _journal_one(store, PlannedDelivery("dcc", "r"))
     store.close()
-    with sqlite3.connect(db) as conn:  # as an older version left it
+    with journal_db(db) as conn:  # as an older version left it
         for column in CONTRACT_COLUMNS:
-            conn.execute(f"ALTER TABLE deliveries DROP COLUMN {column}")
+            conn.execute(text(f"ALTER TABLE deliveries DROP COLUMN {column}"))
     assert not _columns(db) & set(CONTRACT_COLUMNS)
 
-    store = Store(f"sqlite:///{db}", tmp_path / "data")
+    store = Store(db, tmp_path / "data")
     store.start()
     try:
         assert _columns(db) >= set(CONTRACT_COLUMNS)
@@ -91,7 +93,7 @@ def test_a_journal_older_than_the_contract_gets_its_columns(tmp_path: Path) -> N
 
 
 def test_resend_keeps_the_contract(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path}/eai.db", tmp_path / "data")
+    store = Store(database_url(tmp_path / "eai.db"), tmp_path / "data")
     store.start()
     try:
         facts = store.cipher.seal(MessageFacts({"DESTDMP": "Y"}).to_json())
@@ -167,7 +169,7 @@ def test_a_held_delivery_released_by_a_qualified_identity_gets_its_ins(tmp_path:
     """Planned while the identity was provisional (no INS in its facts), released by a
     later message that qualifies it: delivered with the qualified INS."""
     config = load_config_text(STRICT, "routes.yaml", env={})
-    store = Store(f"sqlite:///{tmp_path}/eai.db", tmp_path / "data")
+    store = Store(database_url(tmp_path / "eai.db"), tmp_path / "data")
     store.start()
     try:
         provisional = adt("H-1").replace(b"|VALI", b"|PROV")

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from hl7.client import MLLPClient
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 
 from eai.store.schema import events
 from standins.mllp import MllpPeer
+from tests._journal_db import journal_db
 from tests._mllp import msa
 from tests._proc import EaiProcess, eai_cli, fixed_routes, listener_port
 from tests.engine_harness import EngineThread, adt, write_routes
@@ -54,14 +55,10 @@ def _reload(path: Path) -> tuple[int, str, str]:
 
 
 def _events(path: Path, kind: str) -> list[str]:
-    db = create_engine(f"sqlite:///{path.parent / 'var' / 'eai.db'}")
-    try:
-        with db.connect() as conn:
-            rows = conn.execute(
-                select(events.c.detail).where(events.c.kind == kind).order_by(events.c.id)
-            ).all()
-    finally:
-        db.dispose()
+    with journal_db(path) as conn:
+        rows = conn.execute(
+            select(events.c.detail).where(events.c.kind == kind).order_by(events.c.id)
+        ).all()
     return [r[0] for r in rows]
 
 
@@ -174,6 +171,7 @@ def test_sighup_applies_the_new_routes(tmp_path):
     assert detail.startswith("by signal SIGHUP")
 
 
+@pytest.mark.sqlite_only  # finds the engine's pid by eai.lock, taken on SQLite only
 def test_eai_reload_falls_back_to_sighup_when_the_admin_socket_is_gone(tmp_path):
     port = listener_port()
     with MllpPeer() as old, MllpPeer() as new:

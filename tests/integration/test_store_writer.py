@@ -13,6 +13,8 @@ from eai.errors import StoreError
 from eai.messages import JournalEntry
 from eai.store import Store
 from eai.store.schema import events, messages
+from tests._database import database_url
+from tests._journal_db import refuse_inserts
 
 
 def _entry(i: int, key: str | None = "auto", status: str = "received") -> JournalEntry:
@@ -30,7 +32,7 @@ def _entry(i: int, key: str | None = "auto", status: str = "received") -> Journa
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path}/j.db", tmp_path, None)
+    s = Store(database_url(tmp_path / "j.db"), tmp_path, None)
     s.start()
     yield s
     s.close()
@@ -91,14 +93,11 @@ def test_failing_write_is_isolated_and_reported(store):
 
 
 def test_unwritable_journal_raises_store_error(tmp_path):
-    s = Store(f"sqlite:///{tmp_path}/j.db", tmp_path, None)
+    s = Store(database_url(tmp_path / "j.db"), tmp_path, None)
     s.start()
     try:
         with s.engine.begin() as c:
-            c.exec_driver_sql(
-                "CREATE TRIGGER no_insert BEFORE INSERT ON messages "
-                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-            )
+            refuse_inserts(c, "messages", "disk full")
         with pytest.raises(StoreError, match="journal write failed"):
             asyncio.run(s.ingest(_entry(1)))
     finally:
@@ -108,20 +107,20 @@ def test_unwritable_journal_raises_store_error(tmp_path):
 def test_wrong_key_refused_at_open(tmp_path):
     import os
 
-    s = Store(f"sqlite:///{tmp_path}/j.db", tmp_path, os.urandom(32).hex())
+    s = Store(database_url(tmp_path / "j.db"), tmp_path, os.urandom(32).hex())
     s.close()
     with pytest.raises(StoreError, match="another key"):
-        Store(f"sqlite:///{tmp_path}/j.db", tmp_path, os.urandom(32).hex())
+        Store(database_url(tmp_path / "j.db"), tmp_path, os.urandom(32).hex())
 
 
 def test_missing_indexes_are_recreated_at_open(tmp_path):
     from sqlalchemy import inspect
 
-    s = Store(f"sqlite:///{tmp_path}/j.db", tmp_path, None)
+    s = Store(database_url(tmp_path / "j.db"), tmp_path, None)
     with s.engine.begin() as c:
         c.exec_driver_sql("DROP INDEX ix_messages_dedup")
     s.close()
-    s = Store(f"sqlite:///{tmp_path}/j.db", tmp_path, None)
+    s = Store(database_url(tmp_path / "j.db"), tmp_path, None)
     try:
         names = {ix["name"] for ix in inspect(s.engine).get_indexes("messages")}
         assert "ix_messages_dedup" in names
@@ -129,6 +128,7 @@ def test_missing_indexes_are_recreated_at_open(tmp_path):
         s.close()
 
 
+@pytest.mark.sqlite_only  # a lock on the SQLite file, and its busy timeout
 def test_locked_journal_fails_the_whole_batch_at_once(tmp_path):
     import sqlite3
     import time
@@ -213,6 +213,7 @@ def _thread_of_commit(store: Store, i: int) -> str:
     return seen[0]
 
 
+@pytest.mark.sqlite_only  # callers commit inline on SQLite only (Store: combine)
 def test_an_idle_writer_lets_the_caller_commit_its_own_entry(store):
     assert store.writer.inline == 0
     caller = threading.current_thread().name
@@ -248,6 +249,7 @@ def test_a_busy_writer_takes_the_entry_in_its_next_group(store):
     assert store.writer.inline == 0
 
 
+@pytest.mark.sqlite_only  # callers commit inline on SQLite only (Store: combine)
 def test_an_inline_failure_is_the_callers_alone_and_the_connection_goes_on(store):
     def refuse() -> None:
         raise StoreError("spool file not durable")
@@ -261,7 +263,7 @@ def test_an_inline_failure_is_the_callers_alone_and_the_connection_goes_on(store
 
 
 def test_without_combining_every_entry_goes_through_the_thread(tmp_path):
-    s = Store(f"sqlite:///{tmp_path}/j.db", tmp_path, None)
+    s = Store(database_url(tmp_path / "j.db"), tmp_path, None)
     s.writer._combine = False  # as on PostgreSQL
     s.start()
     try:
@@ -272,7 +274,7 @@ def test_without_combining_every_entry_goes_through_the_thread(tmp_path):
 
 
 def test_a_stopped_writer_runs_nothing_inline(tmp_path):
-    s = Store(f"sqlite:///{tmp_path}/j.db", tmp_path, None)
+    s = Store(database_url(tmp_path / "j.db"), tmp_path, None)
     s.start()
     s.close()
     with pytest.raises(TimeoutError):

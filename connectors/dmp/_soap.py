@@ -78,9 +78,9 @@ def _envelope(
     return envelope
 
 
-def _part(headers: list[tuple[str, str]], content: bytes) -> bytes:
-    head = b"".join(f"{k}: {v}".encode("ascii") + _CRLF for k, v in headers)
-    return head + _CRLF + content
+def _head(headers: list[tuple[str, str]]) -> bytes:
+    """A part's header lines and the blank line that ends them (the content follows)."""
+    return "".join(f"{k}: {v}\r\n" for k, v in headers).encode("ascii") + _CRLF
 
 
 def mtom_message(
@@ -117,29 +117,31 @@ def mtom_message(
     root_type = (
         f'application/xop+xml; charset=UTF-8; type="application/soap+xml"; action="{ACTION}"'
     )
+    # the small pieces and each content side by side, joined once: a document's bytes are
+    # copied once into the body (not into its part first, then into the body)
     chunks = [
         delimiter + _CRLF,
-        _part(
+        _head(
             [
                 ("Content-Type", root_type),
                 ("Content-Transfer-Encoding", "binary"),
                 ("Content-ID", f"<{root_id}>"),
-            ],
-            envelope,
+            ]
         ),
+        envelope,
     ]
     for content_id, content in parts:
         chunks.append(_CRLF + delimiter + _CRLF)
         chunks.append(
-            _part(
+            _head(
                 [
                     ("Content-Type", "application/octet-stream"),
                     ("Content-Transfer-Encoding", "binary"),
                     ("Content-ID", f"<{content_id}>"),
-                ],
-                content,
+                ]
             )
         )
+        chunks.append(content)
     chunks.append(_CRLF + delimiter + b"--" + _CRLF)
     content_type = (
         f'multipart/related; boundary="{boundary}"; type="application/xop+xml"; '

@@ -33,11 +33,11 @@ hold patient data (the patient mailbox is ``<INS>@patient.mssante.fr``).
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from dataclasses import dataclass, field
 
+import pybase64
 from lxml import etree
 
 from eai.errors import InputError
@@ -148,13 +148,15 @@ def decode_base64(text: str) -> tuple[bytes, tuple[str, ...]]:
     calls for, or a length (without spaces) of 4n+1, which no padding completes.
     """
     # the common case first, padded as it should be (counted without copying the
-    # document-sized text)
+    # document-sized text). pybase64 (SIMD) in place of the standard library's decoder,
+    # with the same ``validate=True`` rules (binascii.Error on a character outside the
+    # alphabet or a bad padding): 0.01 ms instead of 0.68 for a 290 kB CR-BIO
     padded = len(text)
     while padded > len(text) - 4 and padded and text[padded - 1] == "=":
         padded -= 1  # 4 or more: no padding is that long (the slow path refuses it)
     if len(text) - padded == -padded % 4:
         try:
-            return base64.b64decode(text, validate=True), ()
+            return pybase64.b64decode(text, validate=True), ()
         except (binascii.Error, ValueError):
             pass
     repairs: list[str] = []
@@ -167,7 +169,7 @@ def decode_base64(text: str) -> tuple[bytes, tuple[str, ...]]:
         raise ValueError("not base64")
     if padding < missing:
         repairs.append("padding")
-    return base64.b64decode(body + "=" * missing, validate=True), tuple(repairs)
+    return pybase64.b64decode(body + "=" * missing, validate=True), tuple(repairs)
 
 
 def _decode(

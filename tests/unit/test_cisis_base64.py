@@ -101,6 +101,38 @@ def test_any_bytes_survive_lost_padding_and_line_breaks(
     assert hl7.decode_base64(cut)[0] == data
 
 
+_B64_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \n\r\t-_*é"
+
+
+def _stdlib_or_refusal(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        return None
+
+
+@given(st.text(alphabet=_B64_CHARS, max_size=40))
+def test_well_formed_text_decodes_as_the_standard_library_would(text: str) -> None:
+    """The decoder (pybase64, for speed) takes and gives what the standard library's
+    ``validate=True`` decoder does wherever the latter accepts the text untouched; any other
+    text is repaired (and said) or refused, never decoded silently otherwise."""
+    expected = _stdlib_or_refusal(text)
+    try:
+        data, repairs = hl7.decode_base64(text)
+    except ValueError:
+        assert expected is None
+        return
+    if expected is not None:
+        assert (data, repairs) == (expected, ())
+    else:
+        assert repairs  # decoded only after a named repair
+
+
+@given(st.binary(max_size=3000))
+def test_any_bytes_round_trip(data: bytes) -> None:
+    assert hl7.decode_base64(base64.b64encode(data).decode("ascii")) == (data, ())
+
+
 # --- the embedded document -----------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
+import pybase64
 import pytest
 from lxml import etree
 
@@ -29,10 +30,11 @@ def _counting(calls: list[str], name: str, fn: Callable[..., Any]) -> Callable[.
 @pytest.fixture
 def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every XML parse (``lxml.etree.fromstring``: what :func:`eai.xml.parse_xml` calls)
-    and every base64 decode made from now on."""
+    and every base64 decode made from now on (:func:`eai.hl7.decode_base64` decodes with
+    pybase64)."""
     calls: list[str] = []
     monkeypatch.setattr(etree, "fromstring", _counting(calls, "parse", etree.fromstring))
-    monkeypatch.setattr(base64, "b64decode", _counting(calls, "b64decode", base64.b64decode))
+    monkeypatch.setattr(pybase64, "b64decode", _counting(calls, "b64decode", pybase64.b64decode))
     return calls
 
 

@@ -17,10 +17,7 @@ SQLite only (``sqlite_only``): its file on a full disk, its file locked.
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from standins.mllp import MllpPeer
+from tests._full_disk import FullDisk
 from tests._mllp import MllpSender, msa, segments
 from tests._proc import EaiProcess, by_control_id, fixed_routes, journal, listener_port
 from tests.engine_harness import adt
@@ -45,64 +43,6 @@ def _assert_ae(ack: bytes, cid: str) -> None:
     assert err[3].startswith("207^"), err  # HL7 table 0357: application internal error
 
 
-def _mount_tmpfs(where: Path, size: str) -> bool:
-    where.mkdir()
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-        capture_output=True,
-        check=False,
-    )
-    return res.returncode == 0
-
-
-class _Full:
-    """Makes the journal unwritable and writable again: ``fill()`` / ``free()``."""
-
-    def __init__(self, tmp: Path, mode: str) -> None:
-        self.mode = mode
-        self.mount = tmp / "fs"
-        self.mounted = mode == "tmpfs" and _mount_tmpfs(self.mount, "16m")
-        if not self.mounted:
-            self.mount.mkdir(exist_ok=True)
-            self.mode = "trigger"
-        self.db = self.mount / "eai.db"
-        self.filler = self.mount / "filler"
-
-    def fill(self) -> None:
-        if self.mode == "trigger":
-            with contextlib.closing(sqlite3.connect(self.db, isolation_level=None)) as c:
-                c.execute(
-                    "CREATE TRIGGER eai_test_full BEFORE INSERT ON messages "
-                    "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
-                )
-            return
-        # Fill it to the last byte, big writes first, then smaller ones (bounded).
-        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            size, writes = 1 << 20, 0
-            while size >= 512 and writes < 10_000:
-                writes += 1
-                try:
-                    os.write(fd, b"\0" * size)
-                except OSError as exc:
-                    assert exc.errno == errno.ENOSPC, exc
-                    size //= 2
-        finally:
-            os.close(fd)
-        assert writes < 10_000, "the tmpfs never filled up"
-
-    def free(self) -> None:
-        if self.mode == "trigger":
-            with contextlib.closing(sqlite3.connect(self.db, isolation_level=None)) as c:
-                c.execute("DROP TRIGGER eai_test_full")
-        else:
-            self.filler.unlink()
-
-    def close(self) -> None:
-        if self.mounted:
-            subprocess.run(["umount", "-l", str(self.mount)], capture_output=True, check=False)
-
-
 @contextlib.contextmanager
 def _engine(tmp: Path, sink: MllpPeer, database: str | None = None) -> Iterator[EaiProcess]:
     port = listener_port()
@@ -116,7 +56,7 @@ def _engine(tmp: Path, sink: MllpPeer, database: str | None = None) -> Iterator[
 
 @pytest.mark.parametrize("mode", ["tmpfs", "trigger"])
 def test_full_journal_answers_ae_keeps_serving_then_recovers(tmp_path, mode):
-    full = _Full(tmp_path, mode)
+    full = FullDisk(tmp_path, mode, "messages", ("INSERT",))
     try:
         with MllpPeer() as sink, _engine(tmp_path, sink, f"sqlite:///{full.db}") as eng:
             with MllpSender(eng.port) as s:

@@ -10,12 +10,7 @@ SQLite only (``sqlite_only``): the journal's own file system, and its file."""
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
-import os
-import sqlite3
-import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from standins.mllp import MllpPeer
+from tests._full_disk import FullDisk
 from tests.engine_harness import EngineThread, write_routes
 
 pytestmark = [pytest.mark.fault, pytest.mark.sqlite_only]
@@ -39,62 +35,9 @@ def _readyz(port: int) -> tuple[int, dict[str, object]]:
             return exc.code, json.loads(exc.read())
 
 
-class _Disk:
-    """A journal directory that can be made full and given room again."""
-
-    def __init__(self, tmp: Path, mode: str) -> None:
-        self.dir = tmp / "fs"
-        self.dir.mkdir()
-        self.mode = mode
-        if mode == "tmpfs":
-            done = subprocess.run(
-                ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(self.dir)],
-                capture_output=True,
-                check=False,
-            )
-            if done.returncode != 0:
-                self.mode = "trigger"
-        self.db = self.dir / "eai.db"
-        self.filler = self.dir / "filler"
-
-    def fill(self) -> None:
-        if self.mode == "trigger":
-            with contextlib.closing(sqlite3.connect(self.db, isolation_level=None)) as c:
-                for op in ("INSERT", "UPDATE"):
-                    c.execute(
-                        f"CREATE TRIGGER eai_test_full_{op.lower()} BEFORE {op} ON eai_meta "
-                        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
-                    )
-            return
-        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            size, writes = 1 << 20, 0
-            while size >= 512 and writes < 10_000:
-                writes += 1
-                try:
-                    os.write(fd, b"\0" * size)
-                except OSError as exc:
-                    assert exc.errno == errno.ENOSPC, exc
-                    size //= 2
-        finally:
-            os.close(fd)
-
-    def free(self) -> None:
-        if self.mode == "trigger":
-            with contextlib.closing(sqlite3.connect(self.db, isolation_level=None)) as c:
-                c.execute("DROP TRIGGER eai_test_full_insert")
-                c.execute("DROP TRIGGER eai_test_full_update")
-        else:
-            self.filler.unlink()
-
-    def close(self) -> None:
-        if self.mode == "tmpfs":
-            subprocess.run(["umount", "-l", str(self.dir)], capture_output=True, check=False)
-
-
 @pytest.mark.parametrize("mode", ["tmpfs", "trigger"])
 def test_readyz_503_while_the_journal_disk_is_full(tmp_path: Path, mode: str) -> None:
-    disk = _Disk(tmp_path, mode)
+    disk = FullDisk(tmp_path, mode, "eai_meta", ("INSERT", "UPDATE"))
     try:
         with MllpPeer() as sink:
             path = write_routes(tmp_path, sink.port, f"sqlite:///{disk.db}", extra=METRICS)

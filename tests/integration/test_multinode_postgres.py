@@ -9,12 +9,11 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hl7.client import MLLPClient
 from sqlalchemy import event, func, select
 
 from eai.config import load_config
@@ -32,16 +31,10 @@ from eai.store import (
 )
 from eai.store.schema import deliveries, events, messages
 from standins.mllp import MllpPeer
-from tests._mllp import msa
-from tests.engine_harness import EngineThread, adt, write_routes
+from tests._nodes import LISTENER, by_patient, entry, node_routes, now, send_alternating
+from tests.engine_harness import EngineThread
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
-
-LISTENER = "chu-x-adt"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _routes(tmp: Path, node: str, sink_port: int, database: str, batch: int = 200) -> Path:
@@ -49,32 +42,8 @@ def _routes(tmp: Path, node: str, sink_port: int, database: str, batch: int = 20
 
     ``batch``: messages per pipeline round and deliveries per claim; small batches
     keep one node from taking all the work in one claim, so the nodes compete."""
-    home = tmp / node
-    home.mkdir()
-    path = write_routes(home, sink_port, database=database, connections=4)
-    text = path.read_text()
-    assert "\nengine:\n" in text
-    engine = f"\nengine:\n  node_id: {node}\n  pipeline_batch: {batch}\n  delivery_batch: {batch}\n"
-    text = text.replace("\nengine:\n", engine, 1)
-    # Every test sender connects from 127.0.0.1: ten of them exceed the per-address cap.
-    cap = "    test_feed: true"
-    assert cap in text
-    path.write_text(text.replace(cap, cap + "\n    max_connections_per_peer: 32", 1))
-    return path
-
-
-def _entry(cid: str, patient: str) -> JournalEntry:
-    """What the MLLP listener journals for ``adt(cid, patient)``."""
-    return JournalEntry(
-        listener=LISTENER,
-        payload=adt(cid, patient),
-        received_at=datetime.now(UTC),
-        dedup_key=f"{LISTENER}|APP|CHU-X|{cid}",
-        control_id=cid,
-        message_type="ADT^A01",
-        sending_facility="CHU-X",
-        ack=f"MSH|^~\\&|\rMSA|AA|{cid}".encode(),
-    )
+    engine = f"  node_id: {node}\n  pipeline_batch: {batch}\n  delivery_batch: {batch}\n"
+    return node_routes(tmp, node, sink_port, database, engine)
 
 
 def _ingest(store: Store, entries: Sequence[JournalEntry]) -> list[IngestResult]:
@@ -84,13 +53,6 @@ def _ingest(store: Store, entries: Sequence[JournalEntry]) -> list[IngestResult]
     return asyncio.run(go())
 
 
-def _per_patient(cids: Sequence[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for c in cids:
-        out.setdefault(c.split("-")[0], []).append(c)
-    return out
-
-
 def test_two_nodes_share_one_database_each_message_once_in_order(
     fresh_postgres_db: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -98,35 +60,12 @@ def test_two_nodes_share_one_database_each_message_once_in_order(
     key = os.urandom(32).hex()
     patients = [f"P{p}" for p in range(10)]
     per_patient = 20
-    sent: dict[str, list[str]] = {p: [] for p in patients}
-    errors: list[BaseException] = []
-
-    def sender(ports: Sequence[int], p: int) -> None:
-        patient = patients[p]
-        try:
-            with (
-                MLLPClient("127.0.0.1", ports[0]) as c0,
-                MLLPClient("127.0.0.1", ports[1]) as c1,
-            ):
-                for k in range(per_patient):
-                    cid = f"{patient}-{k:03d}"
-                    client = (c0, c1)[(p + k) % 2]  # each patient alternates nodes
-                    assert msa(client.send_message(adt(cid, patient))) == ("AA", cid)
-                    sent[patient].append(cid)  # the next one leaves after this ACK
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
     with MllpPeer() as sink:
         node_a = EngineThread(_routes(tmp_path, "node-a", sink.port, fresh_postgres_db, 5), key=key)
         node_b = EngineThread(_routes(tmp_path, "node-b", sink.port, fresh_postgres_db, 5), key=key)
         with node_a, node_b:
             ports = [node_a.port(LISTENER), node_b.port(LISTENER)]
-            threads = [threading.Thread(target=sender, args=(ports, p)) for p in range(10)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(60)
-            assert not errors, errors
+            sent = send_alternating(ports, patients, per_patient)
             total = len(patients) * per_patient
             assert sink.wait_for(lambda s: len(s.received) >= total, 30)
             store_a = node_a.engine.store
@@ -144,7 +83,7 @@ def test_two_nodes_share_one_database_each_message_once_in_order(
         got = sink.control_ids()
 
     assert len(got) == total and sorted(got) == sorted(c for p in sent.values() for c in p)
-    assert _per_patient(got) == sent  # order per patient = send order, across nodes
+    assert by_patient(got) == sent  # order per patient = send order, across nodes
     # both nodes did part of the work: pipelines and delivery workers competed
     for eng in engines:
         assert eng.pipeline is not None and eng.pipeline.processed > 0, eng.node_id
@@ -193,17 +132,17 @@ def test_a_dead_nodes_leases_expire_and_another_node_delivers(
         dead = Store(fresh_postgres_db, tmp_path / "dead", key)
         dead.start()
         try:
-            _ingest(dead, [_entry(c, p) for c, p in zip(cids, order, strict=True)])
+            _ingest(dead, [entry(c, p) for c, p in zip(cids, order, strict=True)])
             claimed = dead.writer.run_sync(
-                lambda c: claim_messages(c, "dead-node", _now(), lease, 100)
+                lambda c: claim_messages(c, "dead-node", now(), lease, 100)
             )
             assert [m.control_id for m in claimed] == cids
             plans = plan_all(config, dead.cipher, claimed[:routed])
             assert all(p.status == "processed" for p in plans)
-            dead.writer.run_sync(lambda c: apply_plans(c, plans, _now()))
+            dead.writer.run_sync(lambda c: apply_plans(c, plans, now()))
             leased_at = time.monotonic()
             held = dead.writer.run_sync(
-                lambda c: claim_deliveries(c, "dcc", "dead-node", _now(), lease, 200)
+                lambda c: claim_deliveries(c, "dcc", "dead-node", now(), lease, 200)
             )
             assert len(held) == routed
         finally:
@@ -220,7 +159,7 @@ def test_a_dead_nodes_leases_expire_and_another_node_delivers(
             got = sink.control_ids()
     assert waited >= lease - 0.7
     assert sorted(got) == sorted(cids)  # each once
-    assert _per_patient(got) == _per_patient(cids)
+    assert by_patient(got) == by_patient(cids)
 
 
 def test_delivery_claim_sees_watermark_and_rows_in_one_snapshot(
@@ -243,16 +182,16 @@ def test_delivery_claim_sees_watermark_and_rows_in_one_snapshot(
         # meanwhile, on another node: X-1 then X-2 journaled; X-2 routed, X-1 not yet
         with store.engine.begin() as c:
             c.exec_driver_sql("SET LOCAL lock_timeout = '5s'")  # fail, never hang
-            res = insert_entries(c, store.cipher, [_entry("X-1", "X"), _entry("X-2", "X")])
+            res = insert_entries(c, store.cipher, [entry("X-1", "X"), entry("X-2", "X")])
             ids.extend(r.message_id for r in res)
         with store.engine.begin() as c:
             c.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
-            assert apply_plans(c, [_plan(ids[1], "X")], _now())
+            assert apply_plans(c, [_plan(ids[1], "X")], now())
 
     event.listen(claimer, "after_cursor_execute", other_node)
     try:
         # the other node's clock (or its `now`, taken before ours) is a little behind
-        ahead = _now() + timedelta(seconds=5)
+        ahead = now() + timedelta(seconds=5)
         with claimer.begin() as conn:
             taken = claim_deliveries(conn, "dcc", "n1", ahead, 60, 200)
         assert fired
@@ -260,7 +199,7 @@ def test_delivery_claim_sees_watermark_and_rows_in_one_snapshot(
         with claimer.begin() as conn:
             assert claim_deliveries(conn, "dcc", "n1", ahead, 60, 200) == []
         with store.engine.begin() as c:
-            apply_plans(c, [_plan(ids[0], "X")], _now())
+            apply_plans(c, [_plan(ids[0], "X")], now())
         with claimer.begin() as conn:
             taken = claim_deliveries(conn, "dcc", "n1", ahead, 60, 200)
         assert [d.message_id for d in taken] == ids
@@ -285,9 +224,9 @@ def test_claims_grouped_in_opposite_orders_on_two_nodes_do_not_deadlock(
         try:
             with store.engine.begin() as c:
                 c.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
-                claim_messages(c, "node-b", _now(), 60, 10)
+                claim_messages(c, "node-b", now(), 60, 10)
                 b_claimed.set()
-                claim_deliveries(c, "dcc", "node-b", _now(), 60, 10)
+                claim_deliveries(c, "dcc", "node-b", now(), 60, 10)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:
@@ -297,12 +236,12 @@ def test_claims_grouped_in_opposite_orders_on_two_nodes_do_not_deadlock(
     try:
         with store.engine.begin() as c:
             c.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
-            claim_deliveries(c, "dcc", "node-a", _now(), 60, 10)
+            claim_deliveries(c, "dcc", "node-a", now(), 60, 10)
             b.start()
             # node B now waits for the claims lock (with a lock per queue it got the
             # pipeline's at once, and the next line closed the cycle)
             assert not b_claimed.wait(0.5)
-            claim_messages(c, "node-a", _now(), 60, 10)
+            claim_messages(c, "node-a", now(), 60, 10)
         b.join(15)
         assert not b.is_alive()
         assert errors == []

@@ -9,7 +9,6 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from sqlalchemy import Connection, func, select
 from eai._membership import Membership
 from eai.config import load_config
 from eai.errors import StoreError
-from eai.messages import JournalEntry
 from eai.pipeline import plan_all
 from eai.store import (
     DEAD_AFTER,
@@ -33,27 +31,11 @@ from eai.store import (
 from eai.store.schema import deliveries
 from standins.mllp import MllpPeer
 from tests._mllp import msa
+from tests._nodes import LISTENER, by_patient, entry, node_routes, now, send_alternating
 from tests._postgres import PostgresServer
-from tests.engine_harness import EngineThread, adt, write_routes
+from tests.engine_harness import EngineThread, adt
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
-
-LISTENER = "chu-x-adt"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _routes(tmp: Path, home: str, sink_port: int, database: str, engine: str = "") -> Path:
-    """One node's routes.yaml: own data_dir, shared database; ``engine``: extra lines of
-    the engine section (two-space indented)."""
-    (tmp / home).mkdir()
-    path = write_routes(tmp / home, sink_port, database=database, connections=4)
-    text = path.read_text().replace("\nengine:\n", "\nengine:\n" + engine, 1)
-    cap = "    test_feed: true"
-    path.write_text(text.replace(cap, cap + "\n    max_connections_per_peer: 32", 1))
-    return path
 
 
 @pytest.fixture
@@ -99,34 +81,6 @@ def test_nodes_started_at_the_same_moment_on_an_empty_database_all_come_up(
         assert len(stores) == 3
 
 
-def _send(ports: list[int], patients: list[str], per_patient: int) -> dict[str, list[str]]:
-    sent: dict[str, list[str]] = {p: [] for p in patients}
-    errors: list[BaseException] = []
-
-    def sender(p: int) -> None:
-        patient = patients[p]
-        try:
-            with (
-                MLLPClient("127.0.0.1", ports[0]) as c0,
-                MLLPClient("127.0.0.1", ports[1]) as c1,
-            ):
-                for k in range(per_patient):
-                    cid = f"{patient}-{k:03d}"
-                    client = (c0, c1)[(p + k) % 2]
-                    assert msa(client.send_message(adt(cid, patient))) == ("AA", cid)
-                    sent[patient].append(cid)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=sender, args=(p,)) for p in range(len(patients))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors
-    return sent
-
-
 def test_two_nodes_without_node_id_on_one_host_never_share_leases(
     fresh_postgres_db: str, tmp_path: Path
 ) -> None:
@@ -139,13 +93,13 @@ def test_two_nodes_without_node_id_on_one_host_never_share_leases(
     small = "  pipeline_batch: 5\n  delivery_batch: 5\n"
     with MllpPeer() as sink:
         sink.delay = 0.002  # sends take a little time: leases are held while others claim
-        node_a = EngineThread(_routes(tmp_path, "a", sink.port, fresh_postgres_db, small), key)
-        node_b = EngineThread(_routes(tmp_path, "b", sink.port, fresh_postgres_db, small), key)
+        node_a = EngineThread(node_routes(tmp_path, "a", sink.port, fresh_postgres_db, small), key)
+        node_b = EngineThread(node_routes(tmp_path, "b", sink.port, fresh_postgres_db, small), key)
         with node_a, node_b:
             assert node_a.engine.node_id == node_b.engine.node_id  # the host name
             assert node_a.engine.lease_owner != node_b.engine.lease_owner
             ports = [node_a.port(LISTENER), node_b.port(LISTENER)]
-            _send(ports, patients, per_patient)
+            send_alternating(ports, patients, per_patient)
             assert sink.wait_for(lambda s: len(s.received) >= total, 30)
             time.sleep(0.5)  # a second send, if any, would arrive now
             store = node_a.engine.store
@@ -163,9 +117,11 @@ def test_a_second_process_with_a_live_nodes_node_id_is_refused(
     key = os.urandom(32).hex()
     twin = "  node_id: twin\n"
     with MllpPeer() as sink:
-        first = EngineThread(_routes(tmp_path, "a", sink.port, fresh_postgres_db, twin), key)
+        first = EngineThread(node_routes(tmp_path, "a", sink.port, fresh_postgres_db, twin), key)
         with first:
-            second = EngineThread(_routes(tmp_path, "b", sink.port, fresh_postgres_db, twin), key)
+            second = EngineThread(
+                node_routes(tmp_path, "b", sink.port, fresh_postgres_db, twin), key
+            )
             t0 = time.monotonic()
             try:
                 second.start()
@@ -178,7 +134,7 @@ def test_a_second_process_with_a_live_nodes_node_id_is_refused(
             assert "node_id twin is used by a live node" in str(second.error)
             assert first.engine.listeners  # still serving
         # stopped cleanly: its name is free at once
-        third = EngineThread(_routes(tmp_path, "c", sink.port, fresh_postgres_db, twin), key)
+        third = EngineThread(node_routes(tmp_path, "c", sink.port, fresh_postgres_db, twin), key)
         t0 = time.monotonic()
         with third:
             started = time.monotonic() - t0
@@ -197,7 +153,7 @@ def test_a_dead_nodes_leases_are_released_within_seconds_not_at_lease_expiry(
     cids = [f"{p}-{i:03d}" for i, p in enumerate(order)]
     routed = 7
     with MllpPeer() as sink:
-        path = _routes(tmp_path, "b", sink.port, fresh_postgres_db, "  node_id: survivor\n")
+        path = node_routes(tmp_path, "b", sink.port, fresh_postgres_db, "  node_id: survivor\n")
         config = load_config(path, env={})
         with EngineThread(path, key=key) as survivor:
             port = survivor.port(LISTENER)
@@ -206,13 +162,13 @@ def test_a_dead_nodes_leases_are_released_within_seconds_not_at_lease_expiry(
 
                 def die_holding(c: Connection) -> int:
                     register_node(c, "dead/1/x", "dead")
-                    entries = [_entry(cid, p) for cid, p in zip(cids, order, strict=True)]
+                    entries = [entry(cid, p) for cid, p in zip(cids, order, strict=True)]
                     insert_entries(c, dead.cipher, entries)
-                    claimed = claim_messages(c, "dead/1/x", _now(), 60, 100)
+                    claimed = claim_messages(c, "dead/1/x", now(), 60, 100)
                     assert [m.control_id for m in claimed] == cids
                     plans = plan_all(config, dead.cipher, claimed[:routed])
-                    apply_plans(c, plans, _now())
-                    return len(claim_deliveries(c, "dcc", "dead/1/x", _now(), 60, 200))
+                    apply_plans(c, plans, now())
+                    return len(claim_deliveries(c, "dcc", "dead/1/x", now(), 60, 200))
 
                 with dead.engine.begin() as c:
                     assert die_holding(c) == routed
@@ -231,24 +187,9 @@ def test_a_dead_nodes_leases_are_released_within_seconds_not_at_lease_expiry(
     assert waited < DEAD_AFTER + 3  # the leases were for 60 s
     assert other_waited < DEAD_AFTER + 3
     assert sorted(got) == sorted([*cids, "OTHER-1"])
-    per_patient: dict[str, list[str]] = {}
-    for cid in got:
-        per_patient.setdefault(cid.split("-")[0], []).append(cid)
+    per_patient = by_patient(got)
     for p in ("D0", "D1", "D2"):
         assert per_patient[p] == [c for c in cids if c.startswith(p)]
-
-
-def _entry(cid: str, patient: str) -> JournalEntry:
-    return JournalEntry(
-        listener=LISTENER,
-        payload=adt(cid, patient),
-        received_at=datetime.now(UTC),
-        dedup_key=f"{LISTENER}|APP|CHU-X|{cid}",
-        control_id=cid,
-        message_type="ADT^A01",
-        sending_facility="CHU-X",
-        ack=f"MSH|^~\\&|\rMSA|AA|{cid}".encode(),
-    )
 
 
 def test_a_periodic_job_runs_on_one_node_only_and_moves_when_it_leaves(

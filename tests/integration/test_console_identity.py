@@ -17,44 +17,14 @@ from hl7.client import MLLPClient
 from eai.console import hash_password
 from eai.store import Store, add_account, list_audit
 from standins.mllp import MllpPeer
-from tests.engine_harness import A01, EngineThread
+from tests._identity_routes import HELD_ROUTES, INS, identity_msg
+from tests.engine_harness import EngineThread
 
 pytestmark = pytest.mark.integration
 
 PASSWORDS = {"vera": "viewer-pass-123", "otto": "operator-pass-123"}
 ROLES = {"vera": "viewer", "otto": "operator"}
-INS = "279035121518989"
-
-ROUTES = """
-engine: {{data_dir: {data}}}
-listeners:
-  - {{name: chu-x, type: mllp, bind: "127.0.0.1:0", test_feed: true}}
-destinations:
-  - {{name: dcc, type: mllp, host: 127.0.0.1, port: {dcc}, retry: {{initial: 0.05s, max: 0.2s}}}}
-  - name: dmp
-    type: mllp
-    host: 127.0.0.1
-    port: {dmp}
-    require_qualified_identity: true
-    retry: {{initial: 0.05s, max: 0.2s}}
-routes:
-  - {{name: all, from: [chu-x], to: [dcc, dmp]}}
-console:
-  bind: 127.0.0.1:0
-"""
-
-
-def _msg(control_id: str, *, pid32: str, ins: str = INS) -> bytes:
-    text = A01.decode().replace("\r\n", "\r").replace("\n", "\r").rstrip("\r")
-    segs = text.split("\r")
-    msh = segs[0].split("|")
-    msh[9] = control_id
-    segs[0] = "|".join(msh)
-    pid = segs[2].split("|")
-    pid[3] = pid[3].replace(INS, ins)
-    pid[32] = pid32
-    segs[2] = "|".join(pid)
-    return ("\r".join(segs) + "\r").encode()
+ROUTES = HELD_ROUTES + "console:\n  bind: 127.0.0.1:0\n"
 
 
 class Site:
@@ -88,7 +58,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
             with MLLPClient("127.0.0.1", eng.port("chu-x")) as c:
                 for cid, kw in (("H1", {"pid32": "PROV"}), ("K4", {"pid32": "VALI",
                                 "ins": "279035121518988"})):  # fmt: skip
-                    assert b"MSA|AA" in c.send_message(_msg(cid, **kw))
+                    assert b"MSA|AA" in c.send_message(identity_msg(cid, **kw))
             assert dcc.wait_for(lambda p: p.control_ids() == ["H1"], 10)
             yield s
 

@@ -14,46 +14,20 @@ from hl7.client import MLLPClient
 from eai.cli import cli
 from standins.mllp import MllpPeer
 from standins.net import free_port
+from tests._identity_routes import HELD_ROUTES, identity_msg
 from tests._smtp import smtp_server
-from tests.engine_harness import A01, EngineThread
+from tests.engine_harness import EngineThread
 
 pytestmark = pytest.mark.integration
 
 
-def _msg(
-    control_id: str, *, pid32: str = "VALI", ins: str = "279035121518989", trigger: str = "A01"
-) -> bytes:
-    text = A01.decode().replace("\r\n", "\r").replace("\n", "\r").rstrip("\r")
-    segs = text.split("\r")
-    msh = segs[0].split("|")
-    msh[8], msh[9] = f"ADT^{trigger}^ADT_{trigger}", control_id
-    segs[0] = "|".join(msh)
-    pid = segs[2].split("|")
-    pid[3] = pid[3].replace("279035121518989", ins)
-    pid[32] = pid32
-    segs[2] = "|".join(pid)
-    return ("\r".join(segs) + "\r").encode()
-
-
-ROUTES = """
-engine: {{data_dir: {data}}}
-listeners:
-  - {{name: chu-x, type: mllp, bind: "127.0.0.1:0", test_feed: true}}
-destinations:
-  - {{name: dcc, type: mllp, host: 127.0.0.1, port: {dcc}, retry: {{initial: 0.05s, max: 0.2s}}}}
-  - name: dmp
-    type: mllp
-    host: 127.0.0.1
-    port: {dmp}
-    require_qualified_identity: true
-    retry: {{initial: 0.05s, max: 0.2s}}
-routes:
-  - {{name: all, from: [chu-x], to: [dcc, dmp]}}
+IDENTITY = """\
 identity:
   contacts: {{CHU-X: [interop@chu-x.test]}}
   smtp: {{host: 127.0.0.1, port: {smtp}, sender: eai@grades.test}}
   digest_every: {digest}
 """
+ROUTES = HELD_ROUTES + IDENTITY
 
 
 def _ack_code(ack: bytes) -> str:
@@ -78,23 +52,29 @@ def test_held_until_qualified_then_released_in_order_and_mails(tmp_path):
             )
             with EngineThread(path) as eng, MLLPClient("127.0.0.1", eng.port("chu-x")) as c:
                 # PROV + INS = RECUP: acknowledged, delivered to DCC, held for the DMP
-                assert _ack_code(c.send_message(_msg("H1", pid32="PROV"))) == "AA"
+                assert _ack_code(c.send_message(identity_msg("H1", pid32="PROV"))) == "AA"
                 assert dcc.wait_for(lambda s: s.control_ids() == ["H1"], 10)
                 time.sleep(0.5)
                 assert dmp.control_ids() == []
                 q = {x["destination"]: x for x in _json(path, "queue", "list")}
                 assert q["dmp"]["held"] == 1
                 # a later message of the same patient waits behind the held one
-                assert _ack_code(c.send_message(_msg("H2", pid32="PROV", trigger="A08"))) == "AA"
+                assert (
+                    _ack_code(c.send_message(identity_msg("H2", pid32="PROV", trigger="A08")))
+                    == "AA"
+                )
                 time.sleep(0.3)
                 assert dmp.control_ids() == []
                 # a message that qualifies the identity releases them, in order
-                assert _ack_code(c.send_message(_msg("Q3", pid32="VALI", trigger="A08"))) == "AA"
+                assert (
+                    _ack_code(c.send_message(identity_msg("Q3", pid32="VALI", trigger="A08")))
+                    == "AA"
+                )
                 assert dmp.wait_for(lambda s: len(s.received) >= 3, 10)
                 assert dmp.control_ids() == ["H1", "H2", "Q3"]
 
                 # a bad INS key: acknowledged (safe), routed nowhere, mailed at once
-                assert _ack_code(c.send_message(_msg("K4", ins="279035121518988"))) == "AA"
+                assert _ack_code(c.send_message(identity_msg("K4", ins="279035121518988"))) == "AA"
                 deadline = time.monotonic() + 10
                 while time.monotonic() < deadline and not any(
                     "INS-CLE" in m.get_content() for m in inbox.mails
@@ -134,7 +114,7 @@ def test_operator_releases_a_held_delivery(tmp_path):
             )
         )
         with EngineThread(path) as eng, MLLPClient("127.0.0.1", eng.port("chu-x")) as c:
-            assert _ack_code(c.send_message(_msg("P1", pid32="PROV"))) == "AA"
+            assert _ack_code(c.send_message(identity_msg("P1", pid32="PROV"))) == "AA"
             assert dcc.wait_for(lambda s: len(s.received) == 1, 10)
             msg = _json(path, "messages", "list")[0]
             held = [d for d in msg["deliveries"] if d["status"] == "held"]
@@ -167,7 +147,7 @@ def test_digest_runs_on_schedule(tmp_path):
                 )
             )
             with EngineThread(path) as eng, MLLPClient("127.0.0.1", eng.port("chu-x")) as c:
-                assert _ack_code(c.send_message(_msg("S1", pid32="PROV"))) == "AA"
+                assert _ack_code(c.send_message(identity_msg("S1", pid32="PROV"))) == "AA"
                 deadline = time.monotonic() + 10
                 while time.monotonic() < deadline and not inbox.mails:
                     time.sleep(0.05)

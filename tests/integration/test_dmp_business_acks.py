@@ -22,26 +22,14 @@ from hl7apy.parser import parse_segment
 
 from standins.dmp import Answer
 from standins.mllp import MllpPeer, msh10
+from tests._crbio import ORU, ack_z01
 from tests._national import NationalDmp, national_dmp
 from tests._paths import HL7V2
 from tests._proc import EaiProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-ORU = b"\r".join((HL7V2 / "oru_r01_crbio_init.hl7").read_bytes().splitlines())
 SAMPLE = (HL7V2 / "zam_business_ack_dmp.er7").read_bytes()
-
-
-def ack_z01(payload: bytes) -> bytes:
-    """The lab's technical acknowledgement of a ZAM (IG: ``ACK^Z01^ACK``)."""
-    cid = msh10(payload).encode()
-    return (
-        b"MSH|^~\\&|SIL-Y|labo|PFI-X|Organisation-X|20260101000000||ACK^Z01^ACK|A"
-        + cid
-        + b"|P|2.6|||||FRA|UNICODE UTF-8\rMSA|AA|"
-        + cid
-        + b"\r"
-    )
 
 
 def segments(payload: bytes) -> list[list[str]]:

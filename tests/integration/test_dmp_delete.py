@@ -26,35 +26,18 @@ from eai.errors import PermanentDeliveryError
 from eai.messages import MessageFacts, OutboxItem
 from eai.net import TlsClientConfig
 from standins.dmp import DmpStandin
+from tests._crbio import crbio_oru
 from tests._mllp import MllpSender, msa
 from tests._national import DmpPeer, dmp_standin
-from tests._paths import HL7V2
 from tests._pki import Pki
 from tests.engine_harness import EngineThread
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-ORU = b"\r".join((HL7V2 / "oru_r01_crbio_init.hl7").read_bytes().splitlines())
 INS, INS_OID = "279035121518989", "1.2.250.1.213.1.4.10"
 PATIENT = f"{INS}^^^&{INS_OID}&ISO^NH"
 ENTRY = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_OID, '1.2.250.1.213.1.1.9')}"
 DELETED = "urn:asip:ci-sis:2010:StatusType:Deleted"
-
-
-def _oru(control_id: str, *, delete: bool = False) -> bytes:
-    """The national CR-BIO ORU; ``delete``: its deletion (ORC-1 CA, OBX-11 D on the
-    document OBX, the same CDA)."""
-    segments = ORU.split(b"\r")
-    for i, segment in enumerate(segments):
-        fields = segment.split(b"|")
-        if segment.startswith(b"MSH|"):
-            fields[9] = control_id.encode()
-        elif delete and segment.startswith(b"ORC|"):
-            fields[1] = b"CA"
-        elif delete and segment.startswith(b"OBX|1|ED|"):
-            fields[11] = b"D"
-        segments[i] = b"|".join(fields)
-    return b"\r".join(segments)
 
 
 @dataclass
@@ -98,7 +81,7 @@ def item(delivery_id: int, action: str) -> OutboxItem:
         delivery_id,
         delivery_id,
         "dmp",
-        _oru(f"DEL-{delivery_id}", delete=action == "delete"),
+        crbio_oru(f"DEL-{delivery_id}", delete=action == "delete"),
         f"DEL-{delivery_id}",
         "k",
         facts=MessageFacts(flags=flags, ins=INS, ins_oid=INS_OID),
@@ -210,7 +193,7 @@ def test_a_deletion_never_overtakes_its_publication(dmp: Dmp, tmp_path: Path) ->
     with EngineThread(config) as eng:
         for control_id, delete in (("DEL-E2E-1", False), ("DEL-E2E-2", True)):
             with MllpSender(eng.port("lab")) as sender:
-                code, _ = msa(sender.exchange(_oru(control_id, delete=delete)))
+                code, _ = msa(sender.exchange(crbio_oru(control_id, delete=delete)))
                 assert code == "AA", control_id
         _wait(
             lambda: (

@@ -10,7 +10,6 @@ retry. Each test fails on the code before this change."""
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,48 +20,15 @@ import pytest
 from connectors.dmp._response import RegistryFailure, read_response
 from standins.dmp import Answer
 from standins.dmp.server import registry_response
-from standins.mllp import MllpPeer, msh10
+from standins.mllp import MllpPeer
+from tests._crbio import ack_z01, crbio_oru
 from tests._national import NationalDmp, national_dmp
-from tests._paths import HL7V2
 from tests._proc import EaiProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-ORU = b"\r".join((HL7V2 / "oru_r01_crbio_init.hl7").read_bytes().splitlines())
 DELETED = "urn:asip:ci-sis:2010:StatusType:Deleted"
 YES, NO = "Y^^expandedYes-NoIndicator", "N^^expandedYes-NoIndicator"
-
-
-def oru(control_id: str, *, delete: bool = False, cda_suffix: bytes = b"") -> bytes:
-    """The national CR-BIO ORU under another MSH-10; ``delete``: its deletion (ORC-1 CA,
-    OBX-11 D); ``cda_suffix``: bytes added to its CDA (the same uniqueId, another hash)."""
-    segments = ORU.split(b"\r")
-    for i, segment in enumerate(segments):
-        fields = segment.split(b"|")
-        if segment.startswith(b"MSH|"):
-            fields[9] = control_id.encode()
-        elif delete and segment.startswith(b"ORC|"):
-            fields[1] = b"CA"
-        elif segment.startswith(b"OBX|1|ED|"):
-            if delete:
-                fields[11] = b"D"
-            if cda_suffix:
-                parts = fields[5].split(b"^")
-                parts[4] = base64.b64encode(base64.b64decode(parts[4]) + cda_suffix)
-                fields[5] = b"^".join(parts)
-        segments[i] = b"|".join(fields)
-    return b"\r".join(segments)
-
-
-def ack_z01(payload: bytes) -> bytes:
-    cid = msh10(payload).encode()
-    return (
-        b"MSH|^~\\&|SIL-Y|labo|PFI-X|Organisation-X|20260101000000||ACK^Z01^ACK|A"
-        + cid
-        + b"|P|2.6|||||FRA|UNICODE UTF-8\rMSA|AA|"
-        + cid
-        + b"\r"
-    )
 
 
 def obx5(zam: bytes) -> tuple[str, str]:
@@ -106,10 +72,10 @@ def test_a_publication_whose_answer_was_lost_is_delivered_once(national: Nationa
     national.standin.answer = Answer("drop", times=1)
     with MllpPeer(ack_z01, port=national.return_port) as lab, national.engine() as eng:
         eng.start()
-        national.send(oru("LOST-1"))
+        national.send(crbio_oru("LOST-1"))
         journey = national.settled("LOST-1", eng)
         time.sleep(1.5)  # a second ZAM would come within the return's retry delays
-        national.send(oru("AGAIN"))
+        national.send(crbio_oru("AGAIN"))
         again = national.settled("AGAIN", eng)
         zams = list(lab.received)
     assert [r.answered for r in national.standin.received] == ["drop", "failure", "failure"]
@@ -131,13 +97,13 @@ def test_a_deletion_whose_answer_was_lost_is_delivered_once(national: National) 
     """...and a second deletion message (a first attempt) is dead: already Deleted."""
     with MllpPeer(ack_z01, port=national.return_port) as lab, national.engine() as eng:
         eng.start()
-        national.send(oru("PUB-1"))
+        national.send(crbio_oru("PUB-1"))
         national.settled("PUB-1", eng)
         national.standin.answer = Answer("drop", times=1)
-        national.send(oru("DEL-1", delete=True))
+        national.send(crbio_oru("DEL-1", delete=True))
         journey = national.settled("DEL-1", eng)
         time.sleep(1.5)
-        national.send(oru("DEL-2", delete=True))
+        national.send(crbio_oru("DEL-2", delete=True))
         twice = national.settled("DEL-2", eng)
         zams = list(lab.received)
     itis = [(r.transaction, r.answered) for r in national.standin.received]
@@ -164,9 +130,9 @@ def test_the_uniqueid_with_another_hash_is_refused_even_on_a_retry(national: Nat
     a failure on a first attempt and on a retry alike."""
     with MllpPeer(ack_z01, port=national.return_port) as lab, national.engine() as eng:
         eng.start()
-        national.send(oru("FIRST"))
+        national.send(crbio_oru("FIRST"))
         national.settled("FIRST", eng)
-        national.send(oru("CHANGED", cda_suffix=b"\n<!-- changed -->\n"))
+        national.send(crbio_oru("CHANGED", cda_suffix=b"\n<!-- changed -->\n"))
         journey = national.settled("CHANGED", eng)
         zams = {obx5(z)[0]: obx5(z)[1] for z in lab.received}
     last = national.standin.received[-1]

@@ -19,28 +19,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from eai.cli import cli
+from tests._crbio import ORU, crbio_oru
 from tests._mllp import MllpSender, msa
 from tests._national import dmp_standin
-from tests._paths import HL7V2
 from tests.engine_harness import EngineThread
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-ORU = b"\r".join((HL7V2 / "oru_r01_crbio_init.hl7").read_bytes().splitlines())
-
-
-def _oru(control_id: str, *, delete: bool = False) -> bytes:
-    segments = ORU.split(b"\r")
-    for i, segment in enumerate(segments):
-        fields = segment.split(b"|")
-        if segment.startswith(b"MSH|"):
-            fields[9] = control_id.encode()
-        elif delete and segment.startswith(b"ORC|"):
-            fields[1] = b"CA"
-        elif delete and segment.startswith(b"OBX|1|ED|"):
-            fields[11] = b"D"
-        segments[i] = b"|".join(fields)
-    return b"\r".join(segments)
 
 
 def _document() -> bytes:
@@ -83,7 +67,7 @@ def _events(config: Path, message_id: int) -> list[dict[str, Any]]:
 def test_preview_prints_the_metadata_without_the_document_or_the_patient(routes: Path) -> None:
     with EngineThread(routes) as eng:
         with MllpSender(eng.port("lab")) as sender:
-            assert msa(sender.exchange(_oru("PREVIEW-1")))[0] == "AA"
+            assert msa(sender.exchange(crbio_oru("PREVIEW-1")))[0] == "AA"
         _wait(lambda: len(_message_ids(routes)) == 1, "the journaled message")
         (message_id,) = _message_ids(routes)
         text = _cli("dmp", "preview", str(message_id), "-c", str(routes))
@@ -122,7 +106,7 @@ def test_preview_of_a_deletion_shows_its_iti57(routes: Path) -> None:
     with EngineThread(routes) as eng:
         for control_id, delete in (("PREVIEW-2", False), ("PREVIEW-3", True)):
             with MllpSender(eng.port("lab")) as sender:
-                assert msa(sender.exchange(_oru(control_id, delete=delete)))[0] == "AA"
+                assert msa(sender.exchange(crbio_oru(control_id, delete=delete)))[0] == "AA"
         _wait(lambda: len(_message_ids(routes)) == 2, "the journaled messages")
         deletion = _message_ids(routes)[1]
         result = _cli("dmp", "preview", str(deletion), "-c", str(routes), "--json")
@@ -140,9 +124,9 @@ def test_preview_of_a_message_without_a_dmp_delivery_exits_1(routes: Path) -> No
         s.replace(
             b"DESTDMP^Destinataire DMP^MetaDMPMSS||Y", b"DESTDMP^Destinataire DMP^MetaDMPMSS||N"
         )
-        for s in _oru("PREVIEW-4").split(b"\r")
+        for s in crbio_oru("PREVIEW-4").split(b"\r")
     )
-    assert payload != _oru("PREVIEW-4")
+    assert payload != crbio_oru("PREVIEW-4")
     with EngineThread(routes) as eng:
         with MllpSender(eng.port("lab")) as sender:
             assert msa(sender.exchange(payload))[0] == "AA"

@@ -20,11 +20,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from tests._database import on_test_database
 from tests.engine_harness import write_routes
+
+T = TypeVar("T")
 
 EAI = [sys.executable, "-c", "from eai.cli import main; main()"]
 
@@ -199,6 +202,26 @@ def journal(config: Path, *args: str) -> list[dict[str, Any]]:
 
 def by_control_id(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {r["control_id"]: r for r in rows}
+
+
+def wait_until(
+    condition: Callable[[], T],
+    what: str,
+    eng: EaiProcess,
+    timeout: float = 60.0,
+    *,
+    poll: float = 0.2,
+    tail: int = 3000,
+) -> T:
+    """Polls ``condition`` every ``poll`` s and returns its first truthy result; past
+    ``timeout`` fails naming ``what``, with the last ``tail`` characters of ``eng``'s stderr."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = condition()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"{what}\n{eng.stderr()[-tail:]}"
+        time.sleep(poll)
 
 
 # -- raw MLLP -------------------------------------------------------------------

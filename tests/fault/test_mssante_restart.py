@@ -11,7 +11,6 @@ mails the patient only, and the professional has received the document exactly o
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from tests._mllp import MllpSender, msa
 from tests._mss_smtp import mss_smtp
 from tests._national import copy_example, set_environment, write_seal
 from tests._pki import make_pki
-from tests._proc import EaiProcess, listener_port
+from tests._proc import EaiProcess, listener_port, wait_until
 
 pytestmark = [pytest.mark.timeout(180)]
 
@@ -39,16 +38,6 @@ def _mssante(config: Path) -> dict | None:
     assert listed.exit_code == 0, listed.output
     rows = [d for m in json.loads(listed.output) for d in m["deliveries"]]
     return next((d for d in rows if d["destination"] == "mssante"), None)
-
-
-def _wait(condition, what: str, eng: EaiProcess, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = condition()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"{what}\n{eng.stderr()[-3000:]}"
-        time.sleep(0.2)
 
 
 def _environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_port: int, pki, port: int):
@@ -78,7 +67,7 @@ def test_kill9_after_a_partial_acceptance_mails_each_recipient_once(
             eng.start()
             with MllpSender(port) as sender:
                 assert msa(sender.exchange(ORU))[0] == "AA"
-            row = _wait(
+            row = wait_until(
                 lambda: (d := _mssante(config)) and d["status"] == "retrying" and d,
                 "the mssante delivery retrying after the patient's 451",
                 eng,
@@ -88,7 +77,7 @@ def test_kill9_after_a_partial_acceptance_mails_each_recipient_once(
             eng.kill9()
             del inbox.answers[PATIENT]
             eng.start()
-            done = _wait(
+            done = wait_until(
                 lambda: (d := _mssante(config)) and d["status"] == "delivered" and d,
                 "the mssante delivery delivered after the restart",
                 eng,

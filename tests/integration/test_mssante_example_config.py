@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import time
 import zipfile
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from tests._mss_smtp import mss_smtp
 from tests._national import copy_example, eai_check, set_environment, write_seal
 from tests._paths import REPO
 from tests._pki import make_pki
-from tests._proc import EaiProcess, listener_port
+from tests._proc import EaiProcess, listener_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -53,16 +52,6 @@ def unqualified(payload: bytes, control_id: str, **flags: str) -> bytes:
     message = edit(message, "PID", 3, "LOC-778^^^LABO&1.2.250.1.999.1.9&ISO^PI")
     message = edit(message, "PID", 32, "PROV")
     return flagged(message, **flags)
-
-
-def wait(condition, what: str, eng: EaiProcess, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = condition()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"{what}\n{eng.stderr()[-3000:]}"
-        time.sleep(0.2)
 
 
 def deliveries(config: Path) -> list[dict]:
@@ -103,8 +92,8 @@ def test_the_national_example_mails_the_crbio_report(
                 assert msa(sender.exchange(ps_only))[0] == "AA"
                 for_patient = unqualified(ORU, "017")
                 assert msa(sender.exchange(for_patient))[0] == "AA"
-            wait(lambda: len(inbox.mails) >= 3, "three mails", eng)
-            rows = wait(
+            wait_until(lambda: len(inbox.mails) >= 3, "three mails", eng)
+            rows = wait_until(
                 lambda: (
                     [
                         d

@@ -31,7 +31,7 @@ from tests._mllp import MllpSender, msa
 from tests._national import copy_example, eai_check, set_environment, write_seal
 from tests._pki import Pki, make_pki
 from tests._postfix import postfix
-from tests._proc import EaiProcess, listener_port
+from tests._proc import EaiProcess, listener_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -42,14 +42,8 @@ INS = "279035121518989"
 PATIENT = f"{INS}@patient.mssante.fr"
 
 
-def wait(condition: Callable[[], Any], what: str, eng: EaiProcess, timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = condition()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"{what}\n{eng.stderr()[-4000:]}"
-        time.sleep(0.3)
+def wait(condition: Callable[[], Any], what: str, eng: EaiProcess) -> Any:
+    return wait_until(condition, what, eng, 90.0, poll=0.3, tail=4000)
 
 
 def submit(pki: Pki, port: int, mail_from: str, data: bytes) -> None:

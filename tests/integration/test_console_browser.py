@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 from hl7.client import MLLPClient
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -68,7 +70,7 @@ class Site:
         self.go("/login")
         self.driver.find_element(By.ID, "user").send_keys(name)
         self.driver.find_element(By.ID, "password").send_keys(password or USERS[name][1])
-        self.driver.find_element(By.ID, "login").click()
+        self.submit("#login")
 
     def send(self, *control_ids: str) -> None:
         with MLLPClient("127.0.0.1", self.eng.port("chu-x-adt")) as m:
@@ -79,14 +81,19 @@ class Site:
         css = f'#{table} tr[data-name="{row}"] td.{column}'
         return str(self.driver.find_element(By.CSS_SELECTOR, css).text)
 
-    def click(self, css: str) -> None:
-        """Clicks ``css``, again if the live refresh replaced it in between."""
+    def submit(self, css: str) -> None:
+        """Clicks ``css`` (a button that posts a form, or a link) and waits for the page it
+        loads. Found and clicked again only if the live refresh replaced it before the
+        click (a stale element is never clicked): never a second submission."""
 
         def once() -> bool:
-            self.driver.find_element(By.CSS_SELECTOR, css).click()
+            try:
+                self.driver.find_element(By.CSS_SELECTOR, css).click()
+            except StaleElementReferenceException:
+                return False
             return True
 
-        wait(once)
+        follow(self.driver, lambda: wait(once))
 
     def text(self, element_id: str) -> str:
         return str(self.driver.find_element(By.ID, element_id).text)
@@ -94,6 +101,24 @@ class Site:
 
 def cell(row: Any, css: str) -> str:
     return str(row.find_element(By.CSS_SELECTOR, css).text)
+
+
+def follow(driver: WebDriver, click: Callable[[], Any]) -> None:
+    """Runs ``click``, which leaves the page (a form posted, a link followed), and waits
+    until the browser shows the page it loads. A click returns before the navigation it
+    starts ends (under load, well before): what is read next must come from the new
+    page, and a new navigation (``get``, deleted cookies) must not cut the request short."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    click()
+
+    def loaded() -> bool:
+        try:
+            old.is_enabled()  # raises once the page is replaced
+        except StaleElementReferenceException:
+            return bool(driver.execute_script("return document.readyState === 'complete';"))
+        return False
+
+    wait(loaded)
 
 
 def wait(what: Callable[[], Any], timeout: float = 20.0) -> Any:
@@ -163,14 +188,14 @@ def test_counters_move_live_search_and_journey_as_viewer(site: Site) -> None:
     wait(lambda: int(site.cell("destinations", "dcc", "delivered")) >= 3)
     assert site.driver.execute_script("return window.notReloaded === true;")  # live, no reload
 
-    site.driver.find_element(By.LINK_TEXT, "Messages").click()
+    site.submit('nav a[href="/messages"]')
     site.driver.find_element(By.ID, "control_id").send_keys("WEB-2")
-    site.driver.find_element(By.ID, "search").click()
+    site.submit("#search")
     links = wait(lambda: site.driver.find_elements(By.CSS_SELECTOR, "#results a.msg"))
     assert [c.text for c in site.driver.find_elements(By.CSS_SELECTOR, "td.control-id")] == [
         "WEB-2"
     ]
-    links[0].click()
+    follow(site.driver, links[0].click)
     journey = wait(lambda: site.text("journey"))
     assert "received" in journey and "delivered" in journey
     assert site.text("control-id") == "WEB-2"
@@ -180,7 +205,7 @@ def test_counters_move_live_search_and_journey_as_viewer(site: Site) -> None:
 
     site.go("/messages")
     site.driver.find_element(By.ID, "patient").send_keys(PATIENT)
-    site.driver.find_element(By.ID, "search").click()
+    site.submit("#search")
     found = wait(lambda: site.driver.find_elements(By.CSS_SELECTOR, "td.control-id"))
     assert sorted(c.text for c in found) == ["WEB-1", "WEB-2", "WEB-3"]
     assert PATIENT not in site.driver.page_source  # not echoed back in the form
@@ -191,12 +216,12 @@ def test_operator_reads_replays_and_the_audit_shows_who(site: Site) -> None:
     wait(lambda: site.driver.find_element(By.ID, "listeners"))
     site.go("/messages/1")
     site.driver.find_element(By.ID, "reason").send_keys("ticket 77")
-    site.driver.find_element(By.ID, "show-raw").click()
+    site.submit("#show-raw")
     assert SECRET_NAME in wait(lambda: site.text("payload"))
     site.go("/messages/1")
-    site.driver.find_element(By.ID, "replay").click()
+    site.submit("#replay")
     assert "would go to dcc" in wait(lambda: site.text("preview"))
-    site.driver.find_element(By.ID, "confirm").click()
+    site.submit("#confirm")
     assert "replayed" in wait(lambda: site.text("done"))
     site.go("/audit")
     assert "needs the admin role" in site.text("error")
@@ -209,15 +234,15 @@ def test_operator_reads_replays_and_the_audit_shows_who(site: Site) -> None:
         for r in site.driver.find_elements(By.CSS_SELECTOR, "#audit tbody tr")
     ]
     assert ("otto (account)", "replay") in rows and ("otto (account)", "read-raw") in rows
-    site.driver.find_element(By.ID, "verify").click()
+    site.submit("#verify")
     assert wait(lambda: site.text("chain")).startswith("chain ok")
 
 
 def test_pause_queue_grows_resume_drains(site: Site) -> None:
     site.login("otto")
     wait(lambda: site.driver.find_element(By.ID, "destinations"))
-    site.click('#destinations tr[data-name="dcc"] button.pause')
-    site.driver.find_element(By.ID, "confirm").click()
+    site.submit('#destinations tr[data-name="dcc"] button.pause')
+    site.submit("#confirm")
     assert wait(lambda: site.text("done")) == "dcc paused"
     site.go("/")
     wait(lambda: site.cell("destinations", "dcc", "state") == "paused")
@@ -225,12 +250,42 @@ def test_pause_queue_grows_resume_drains(site: Site) -> None:
     wait(lambda: int(site.cell("destinations", "dcc", "depth")) == 4)
     time.sleep(1.5)  # paused: nothing leaves
     assert wait(lambda: site.cell("destinations", "dcc", "depth")) == "4"
-    site.click('#destinations tr[data-name="dcc"] button.resume')
-    site.driver.find_element(By.ID, "confirm").click()
+    site.submit('#destinations tr[data-name="dcc"] button.resume')
+    site.submit("#confirm")
     assert wait(lambda: site.text("done")) == "dcc resumed"
     site.go("/")
     wait(lambda: int(site.cell("destinations", "dcc", "depth")) == 0, 30)
     wait(lambda: site.cell("destinations", "dcc", "state") == "active")
+
+
+def test_a_button_held_across_refreshes_keeps_its_click(site: Site) -> None:
+    """The live refresh replaces the tables; a button pressed when new ones arrive must
+    still get its click (a person presses for a tenth of a second, a loaded machine's
+    driver for longer): here held over two refreshes, then released."""
+    site.login("otto")
+    css = '#destinations tr[data-name="dcc"] button.pause'
+
+    def press() -> bool:
+        try:
+            button = site.driver.find_element(By.CSS_SELECTOR, css)
+            ActionChains(site.driver).click_and_hold(button).perform()
+        except StaleElementReferenceException:
+            return False  # replaced before the press: nothing pressed yet
+        return True
+
+    def rounds() -> int:
+        return int(
+            site.driver.execute_script(
+                "return performance.getEntriesByType('resource')"
+                ".filter(function (e) { return e.name.endsWith('/overview/rows'); }).length;"
+            )
+        )
+
+    wait(press)
+    held = rounds()
+    wait(lambda: rounds() >= held + 2)  # one whole round fetched and answered while held
+    follow(site.driver, ActionChains(site.driver).release().perform)
+    assert site.driver.find_element(By.ID, "confirm").text == "Confirm: pause destination dcc"
 
 
 def test_wrong_passwords_lock_the_account(site: Site) -> None:

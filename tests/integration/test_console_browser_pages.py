@@ -26,7 +26,14 @@ from eai.console import hash_password
 from eai.store import add_account
 from standins.mllp import MllpPeer
 from tests.engine_harness import EngineThread, adt
-from tests.integration.test_console_browser import CHROMEDRIVER, CHROMIUM, _browser, cell, wait
+from tests.integration.test_console_browser import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    _browser,
+    cell,
+    follow,
+    wait,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -70,8 +77,8 @@ class Site:
         self.go("/login")
         self.driver.find_element(By.ID, "user").send_keys(name)
         self.driver.find_element(By.ID, "password").send_keys(USERS[name][1])
-        self.driver.find_element(By.ID, "login").click()
-        wait(lambda: self.driver.find_element(By.ID, "whoami"))
+        follow(self.driver, self.driver.find_element(By.ID, "login").click)
+        self.driver.find_element(By.ID, "whoami")  # logged in
 
     def text(self, element_id: str) -> str:
         return str(self.driver.find_element(By.ID, element_id).text)
@@ -132,7 +139,7 @@ def test_overview_sparklines_draw_the_day_with_its_errors(site: Site) -> None:
 
 def test_identity_page_lists_anomalies_and_held_deliveries(site: Site) -> None:
     site.login("vera")
-    site.driver.find_element(By.LINK_TEXT, "Identity").click()
+    follow(site.driver, site.driver.find_element(By.LINK_TEXT, "Identity").click)
     rows = wait(lambda: site.driver.find_elements(By.CSS_SELECTOR, "#anomalies tr.anomaly"))
     rules = {(r.get_attribute("data-facility"), r.get_attribute("data-rule")) for r in rows}
     assert ("CHU-X", "IDENTITE-NON-QUALIFIEE") in rules
@@ -141,8 +148,8 @@ def test_identity_page_lists_anomalies_and_held_deliveries(site: Site) -> None:
     assert held.find_elements(By.CSS_SELECTOR, "button.release") == []  # a viewer
     box = site.driver.find_element(By.NAME, "facility")
     box.send_keys("CHU-Y")
-    box.submit()
-    wait(lambda: "facility=CHU-Y" in site.driver.current_url)
+    follow(site.driver, box.submit)
+    assert "facility=CHU-Y" in site.driver.current_url
     assert site.driver.find_elements(By.CSS_SELECTOR, "#anomalies tr.anomaly") == []
     assert NAME not in site.driver.page_source
 
@@ -150,7 +157,9 @@ def test_identity_page_lists_anomalies_and_held_deliveries(site: Site) -> None:
 def test_operator_opens_the_fhir_bundle_with_a_reason(site: Site) -> None:
     site.login("vera")
     site.go("/messages?control_id=PAGE-1")
-    wait(lambda: site.driver.find_element(By.CSS_SELECTOR, "#results a.msg")).click()
+    follow(
+        site.driver, wait(lambda: site.driver.find_element(By.CSS_SELECTOR, "#results a.msg")).click
+    )
     wait(lambda: site.text("journey"))
     assert site.driver.find_elements(By.CSS_SELECTOR, "button.show-output") == []
     message_url = site.driver.current_url
@@ -160,7 +169,7 @@ def test_operator_opens_the_fhir_bundle_with_a_reason(site: Site) -> None:
     rows = wait(lambda: site.driver.find_elements(By.CSS_SELECTOR, "#deliveries tbody tr"))
     (fhir,) = [r for r in rows if cell(r, "td:nth-child(2)") == "fhir"]
     fhir.find_element(By.CSS_SELECTOR, "form.output input[name=reason]").send_keys("ticket 12")
-    fhir.find_element(By.CSS_SELECTOR, "button.show-output").click()
+    follow(site.driver, fhir.find_element(By.CSS_SELECTOR, "button.show-output").click)
     bundle = wait(lambda: site.text("bundle"))
     assert '"resourceType": "Bundle"' in bundle and NAME in bundle
     assert site.text("mapping") == "pamfr-adt"
@@ -169,39 +178,39 @@ def test_operator_opens_the_fhir_bundle_with_a_reason(site: Site) -> None:
 
 def test_silence_set_then_ended_early_by_the_operator(site: Site) -> None:
     site.login("otto")
-    site.driver.find_element(By.LINK_TEXT, "Alerts").click()
+    follow(site.driver, site.driver.find_element(By.LINK_TEXT, "Alerts").click)
     form = wait(lambda: site.driver.find_element(By.ID, "new-silence"))
     Select(form.find_element(By.NAME, "rule")).select_by_visible_text("queue_age")
     form.find_element(By.NAME, "scope").send_keys("destination:dcc")
     form.find_element(By.NAME, "reason").send_keys("maintenance DCC")
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    site.driver.find_element(By.ID, "confirm").click()
+    follow(site.driver, form.find_element(By.CSS_SELECTOR, "button[type=submit]").click)
+    follow(site.driver, site.driver.find_element(By.ID, "confirm").click)
     assert "queue_age on destination:dcc" in wait(lambda: site.text("done"))
-    site.driver.find_element(By.ID, "back").click()
+    follow(site.driver, site.driver.find_element(By.ID, "back").click)
     (row,) = wait(lambda: site.driver.find_elements(By.CSS_SELECTOR, "#silences tr.silence"))
     assert cell(row, ".author") == "otto" and "maintenance DCC" in row.text
-    row.find_element(By.CSS_SELECTOR, "button.end-silence").click()
+    follow(site.driver, row.find_element(By.CSS_SELECTOR, "button.end-silence").click)
     assert "maintenance DCC" in wait(lambda: site.text("preview"))  # what is being ended
-    site.driver.find_element(By.ID, "confirm").click()
+    follow(site.driver, site.driver.find_element(By.ID, "confirm").click)
     assert "ended" in wait(lambda: site.text("done"))
-    site.driver.find_element(By.ID, "back").click()
-    wait(lambda: site.driver.find_element(By.ID, "silences"))
+    follow(site.driver, site.driver.find_element(By.ID, "back").click)
+    site.driver.find_element(By.ID, "silences")
     assert site.driver.find_elements(By.CSS_SELECTOR, "#silences tr.silence") == []
 
 
 def test_audit_names_the_operator_and_the_chain_verifies(site: Site) -> None:
     site.login("ada")
-    site.driver.find_element(By.LINK_TEXT, "Audit").click()
+    follow(site.driver, site.driver.find_element(By.LINK_TEXT, "Audit").click)
     rows = wait(lambda: site.driver.find_elements(By.CSS_SELECTOR, "#audit tbody tr"))
     seen = {(cell(r, ".actor"), cell(r, ".action")) for r in rows}
     for action in ("read-raw", "silence", "unsilence"):
         assert ("otto (account)", action) in seen, action
     site.driver.find_element(By.NAME, "actor").send_keys("vera")
-    site.driver.find_element(By.NAME, "actor").submit()
-    wait(lambda: "actor=vera" in site.driver.current_url)
+    follow(site.driver, site.driver.find_element(By.NAME, "actor").submit)
+    assert "actor=vera" in site.driver.current_url
     actors = {
         cell(r, ".actor") for r in site.driver.find_elements(By.CSS_SELECTOR, "#audit tbody tr")
     }
     assert actors == {"vera (account)"}
-    site.driver.find_element(By.ID, "verify").click()
+    follow(site.driver, site.driver.find_element(By.ID, "verify").click)
     assert wait(lambda: site.text("chain")).startswith("chain ok")

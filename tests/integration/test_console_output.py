@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 
 import tests._fhir_sink  # noqa: F401 - registers the fhir-sink destination (map: routes)
 from eai.console import hash_password
@@ -64,6 +65,17 @@ def _wait(condition: Callable[[], object], what: str, timeout: float = 30.0) -> 
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
+
+
+@contextmanager
+def closing_after(store: Store) -> Iterator[Engine]:
+    """The journal of an engine that has stopped, read after its store was closed: the
+    reads open a new pool, closed again here (on PostgreSQL its connections would
+    otherwise be left open until garbage collection)."""
+    try:
+        yield store.engine
+    finally:
+        store.engine.dispose()
 
 
 class Site:
@@ -134,14 +146,15 @@ def test_operator_sees_the_fhir_bundle_once_the_read_is_recorded(tmp_path: Path)
                 plain = c.post(f"/deliveries/{mllp}/output", data={"csrf": csrf, "reason": "t8"})
                 assert plain.status_code == 200 and 'id="output"' in plain.text
                 assert "MSH|" in plain.text  # the HL7 v2 message, as handed to the MLLP peer
-    (rec, rec2) = sorted(
-        (r for r in list_audit(site.store.engine) if r.entry.action == "read-raw"),
-        key=lambda r: r.seq,
-    )
+    with closing_after(site.store) as journal:
+        (rec, rec2) = sorted(
+            (r for r in list_audit(journal) if r.entry.action == "read-raw"),
+            key=lambda r: r.seq,
+        )
+        viewed = [e for e in message_detail(journal, 1).events if e.kind == "raw_viewed"]
     assert rec.actor.name == "otto" and rec.actor.via == "console"
     assert rec.entry.target == f"message 1 delivery {fhir}" and "ticket 7" in rec.entry.detail
     assert rec2.entry.target == f"message 1 delivery {mllp}"
-    viewed = [e for e in message_detail(site.store.engine, 1).events if e.kind == "raw_viewed"]
     assert [e.delivery_id for e in viewed] == [fhir, mllp]
     assert "otto" in viewed[0].detail and "ticket 7" in viewed[0].detail
 
@@ -175,5 +188,6 @@ def test_operator_sees_the_dmp_metadata_as_eai_dmp_preview_builds_it(tmp_path: P
             assert entry["patientId"] == "279035121518989^^^&1.2.250.1.213.1.4.10&ISO^NH"
             assert any("PAT-TROIS" in t for t in entry["sourcePatientInfo"])  # read recorded
             assert "ClinicalDocument" not in shown.text  # metadata, not the document
-    (rec,) = [r for r in list_audit(site.store.engine) if r.entry.action == "read-raw"]
+    with closing_after(site.store) as journal:
+        (rec,) = [r for r in list_audit(journal) if r.entry.action == "read-raw"]
     assert rec.actor.name == "otto" and rec.entry.target == f"message 1 delivery {dmp}"

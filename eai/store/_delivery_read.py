@@ -3,22 +3,23 @@ person: recorded first.
 
 Touches: DB (one short transaction writes the records, then one read).
 
-As :func:`eai.store.read_raw` for the payload as received: the ``raw_viewed`` event
-(on the message and the delivery) and the ``read-raw`` audit record are committed
-before anything is decrypted; if they cannot be written, nothing is returned.
+As :func:`eai.store.read_raw` for the payload as received, and through the same
+recording (``_support_actions.record_read``): the ``raw_viewed`` event (on the message
+and the delivery) and the ``read-raw`` audit record are committed before anything is
+decrypted; if they cannot be written, nothing is returned.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 
 from eai.errors import NotFound
 from eai.messages import OutboxItem
-from eai.store._audit import AuditActor, AuditEntry, append
+from eai.store._audit import AuditActor
 from eai.store._crypto import Cipher
 from eai.store._follow_ups import delivery_item
-from eai.store._journal import utcnow
-from eai.store._schema import deliveries, events
+from eai.store._schema import deliveries
+from eai.store._support_actions import record_read
 
 __all__ = ["read_delivery"]
 
@@ -34,18 +35,6 @@ def read_delivery(
         ).scalar()
         if message_id is None:
             raise NotFound(f"no delivery with id {delivery_id}")
-        conn.execute(
-            insert(events).values(
-                at=utcnow(),
-                message_id=message_id,
-                delivery_id=delivery_id,
-                kind="raw_viewed",
-                detail=f"delivery {delivery_id}'s output shown to {reader} {via}",
-            )
-        )
-        entry = AuditEntry(
-            "read-raw", f"message {message_id} delivery {delivery_id}", message_id, detail=via
-        )
-        append(conn, cipher, actor, entry, utcnow())
+        record_read(conn, cipher, actor, message_id, delivery_id, reader=reader, via=via)
     with engine.connect() as conn:
         return delivery_item(conn, cipher, delivery_id)

@@ -24,7 +24,15 @@ from eai.store._outbox import INSERT_EVENTS, release_deliveries
 from eai.store._plans import MessagePlan, apply_plans
 from eai.store._schema import deliveries, destination_state, events, messages
 
-__all__ = ["cli_actor", "read_raw", "release", "replay_plans", "resend", "set_paused"]
+__all__ = [
+    "cli_actor",
+    "read_raw",
+    "record_read",
+    "release",
+    "replay_plans",
+    "resend",
+    "set_paused",
+]
 
 
 def _real_user() -> str:
@@ -71,17 +79,39 @@ def read_raw(
         ).scalar()
         if sealed is None:
             raise NotFound(f"no message with id {message_id}")
-        conn.execute(
-            insert(events).values(
-                at=utcnow(),
-                message_id=message_id,
-                kind="raw_viewed",
-                detail=f"payload shown to {reader} {via}",
-            )
-        )
-        entry = AuditEntry("read-raw", f"message {message_id}", message_id, detail=via)
-        append(conn, cipher, actor, entry, utcnow())
+        record_read(conn, cipher, actor, message_id, reader=reader, via=via)
     return cipher.open(sealed)
+
+
+def record_read(
+    conn: Connection,
+    cipher: Cipher,
+    actor: AuditActor,
+    message_id: int,
+    delivery_id: int | None = None,
+    *,
+    reader: str,
+    via: str,
+) -> None:
+    """Records, in ``conn``'s transaction, that ``reader`` (as the kernel or the console
+    identified them) is shown message ``message_id``'s payload, or delivery
+    ``delivery_id``'s output, ``via`` (how, and why): the ``raw_viewed`` event and the
+    ``read-raw`` audit record of ``actor``. The caller decrypts only once this transaction
+    is committed: the one rule for every read of health data in clear
+    (:func:`read_raw`, :func:`eai.store.read_delivery`)."""
+    now = utcnow()
+    shown = "payload" if delivery_id is None else f"delivery {delivery_id}'s output"
+    conn.execute(
+        insert(events).values(
+            at=now,
+            message_id=message_id,
+            delivery_id=delivery_id,
+            kind="raw_viewed",
+            detail=f"{shown} shown to {reader} {via}",
+        )
+    )
+    target = f"message {message_id}" + ("" if delivery_id is None else f" delivery {delivery_id}")
+    append(conn, cipher, actor, AuditEntry("read-raw", target, message_id, detail=via), now)
 
 
 def replay_plans(

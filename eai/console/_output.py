@@ -18,11 +18,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from eai import audit
 from eai.config import Config
 from eai.console._auth import Session
-from eai.console._web import Ctx, page, peer_of, reason_of, render
-from eai.errors import EaiError, NotFound
+from eai.console._web import Ctx, page, read_recorded, render
+from eai.errors import EaiError
 from eai.messages import MEDIA_FHIR_JSON, OutboxItem
 from eai.registry import destinations
 from eai.store import read_delivery
@@ -55,21 +54,10 @@ def _text(item: OutboxItem) -> str:
 @page("/deliveries/{delivery_id:int}/output", "operator", ("POST",))
 async def output_page(request: Request, ctx: Ctx, session: Session) -> Response:
     delivery_id = int(request.path_params["delivery_id"])
-    reason = await reason_of(request)
-    if not reason:
-        return render(request, "error.html", session, 400, message="say why you read it (reason)")
-    peer = peer_of(request)
-    try:
-        item = read_delivery(
-            ctx.store.engine,
-            ctx.store.cipher,
-            delivery_id,
-            reader=session.name,
-            via=f"console from {peer}: {reason}",
-            actor=audit.account(session.name, peer),
-        )
-    except NotFound:
-        return render(request, "error.html", session, 404, message=f"no delivery {delivery_id}")
+    got = await read_recorded(request, ctx, session, read_delivery, delivery_id, "delivery")
+    if isinstance(got, Response):
+        return got
+    item, reason = got
     metadata = metadata_of(ctx.config(), item)
     return render(
         request,

@@ -15,10 +15,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from eai import audit
 from eai.console._auth import Session
 from eai.console._spark import sparkline
-from eai.console._web import Ctx, page, peer_of, reason_of, render
+from eai.console._web import Ctx, page, read_recorded, render
 from eai.errors import NotFound
 from eai.store import (
     MessageQuery,
@@ -209,21 +208,10 @@ async def message_page(request: Request, ctx: Ctx, session: Session) -> Response
 async def raw_page(request: Request, ctx: Ctx, session: Session) -> Response:
     """The payload, once the read is recorded (read_raw writes the audit record first)."""
     message_id = int(request.path_params["message_id"])
-    reason = await reason_of(request)
-    if not reason:
-        return render(request, "error.html", session, 400, message="say why you read it (reason)")
-    peer = peer_of(request)
-    try:
-        payload = read_raw(
-            ctx.store.engine,
-            ctx.store.cipher,
-            message_id,
-            reader=session.name,
-            via=f"console from {peer}: {reason}",
-            actor=audit.account(session.name, peer),
-        )
-    except NotFound:
-        return render(request, "error.html", session, 404, message=f"no message {message_id}")
+    got = await read_recorded(request, ctx, session, read_raw, message_id, "message")
+    if isinstance(got, Response):
+        return got
+    payload, reason = got
     text = payload.decode("utf-8", "replace").replace("\r", "\n")
     return render(request, "raw.html", session, message_id=message_id, text=text, reason=reason)
 

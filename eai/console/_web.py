@@ -1,6 +1,7 @@
 """The console's web plumbing: the page registry with roles, sessions, CSRF, templates.
 
-Touches: nothing by itself (the pages do; see ``_pages``).
+Touches: nothing by itself (the pages do; see ``_pages``; :func:`read_recorded` runs the
+store read a page hands it).
 
 A page is registered with :func:`page` and the least role that may open it; the
 wrapper answers an anonymous request with a redirect to the login page, a lower role
@@ -14,16 +15,23 @@ import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from eai import audit
 from eai.config import Config, ConsoleConfig
 from eai.console._auth import Session, Sessions, role_allows
+from eai.errors import NotFound
 from eai.store import Store, get_account
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from eai.store import AuditActor, Cipher
 
 __all__ = [
     "COOKIE",
@@ -33,6 +41,7 @@ __all__ = [
     "csrf_ok",
     "page",
     "peer_of",
+    "read_recorded",
     "reason_of",
     "render",
     "wrapped",
@@ -96,6 +105,50 @@ async def reason_of(request: Request) -> str:
     """The form's ``reason`` for reading patient data, on one line ("" = none given)."""
     form = await request.form()
     return " ".join(str(form.get("reason", "")).split())
+
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class RecordedRead(Protocol[T_co]):
+    """A store read of patient data that records it first (``read_raw``, ``read_delivery``):
+    :class:`NotFound` when there is no such row."""
+
+    def __call__(
+        self,
+        engine: Engine,
+        cipher: Cipher,
+        key: int,
+        /,
+        *,
+        reader: str,
+        via: str,
+        actor: AuditActor,
+    ) -> T_co: ...
+
+
+async def read_recorded(
+    request: Request, ctx: Ctx, session: Session, read: RecordedRead[T_co], key: int, what: str
+) -> tuple[T_co, str] | Response:
+    """``read`` of row ``key`` for ``session``'s person, who must give a reason (recorded
+    with their address in the read's audit record), and that reason; or the page to answer
+    instead: 400 without a reason, 404 when there is no ``what`` ``key``."""
+    reason = await reason_of(request)
+    if not reason:
+        return render(request, "error.html", session, 400, message="say why you read it (reason)")
+    peer = peer_of(request)
+    try:
+        got = read(
+            ctx.store.engine,
+            ctx.store.cipher,
+            key,
+            reader=session.name,
+            via=f"console from {peer}: {reason}",
+            actor=audit.account(session.name, peer),
+        )
+    except NotFound:
+        return render(request, "error.html", session, 404, message=f"no {what} {key}")
+    return got, reason
 
 
 def render(

@@ -46,6 +46,7 @@ from lxml import etree
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._pin import Spent, add_pin_option, pin  # noqa: E402
 from connectors.dmp._dsg import build_dsg  # noqa: E402
 from connectors.dmp._soap import mtom_message  # noqa: E402
 from connectors.dmp._source import publication_of  # noqa: E402
@@ -133,31 +134,30 @@ def _stages(config: DmpDestinationConfig, items: list[OutboxItem]) -> dict[str, 
     signer = load_signing_identity(config.sign_cert, config.sign_key)
     timings: dict[str, list[float]] = {k: [] for k in ("read", "metadata", "dsg", "vihf", "mtom")}
     metadata, vihf = config.metadata_settings(), config.vihf_settings()
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    for item in items:
-        t0 = time.perf_counter()
-        pub = publication_of(item)
-        t1 = time.perf_counter()
-        submission, entry = build_metadata(pub, metadata)
-        t2 = time.perf_counter()
-        signature = build_dsg([(entry.unique_id, pub.document)], "2.25.1", signer)
-        signed_entry = signature_entry(entry, submission, signature, "2.25.1")
-        request = build_request(submission, entry, b"", (signed_entry, b""))
-        t3 = time.perf_counter()
-        assertion = build_vihf(pub.header.author, pub.ins, pub.ins_oid, False, vihf, signer)
-        signed = etree.tostring(assertion)
-        t4 = time.perf_counter()
-        documents = {entry.entry_uuid: pub.document, signed_entry.entry_uuid: signature}
-        mtom_message(request, documents, signed, config.url)
-        t5 = time.perf_counter()
-        spans = (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)
-        for stage, spent in zip(timings, spans, strict=True):
-            timings[stage].append(spent)
-    wall = time.perf_counter() - wall0
+    with Spent() as spent:
+        for item in items:
+            t0 = time.perf_counter()
+            pub = publication_of(item)
+            t1 = time.perf_counter()
+            submission, entry = build_metadata(pub, metadata)
+            t2 = time.perf_counter()
+            signature = build_dsg([(entry.unique_id, pub.document)], "2.25.1", signer)
+            signed_entry = signature_entry(entry, submission, signature, "2.25.1")
+            request = build_request(submission, entry, b"", (signed_entry, b""))
+            t3 = time.perf_counter()
+            assertion = build_vihf(pub.header.author, pub.ins, pub.ins_oid, False, vihf, signer)
+            signed = etree.tostring(assertion)
+            t4 = time.perf_counter()
+            documents = {entry.entry_uuid: pub.document, signed_entry.entry_uuid: signature}
+            mtom_message(request, documents, signed, config.url)
+            t5 = time.perf_counter()
+            spans = (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)
+            for stage, span in zip(timings, spans, strict=True):
+                timings[stage].append(span)
     return {
         "documents": len(items),
-        "docs_per_s": len(items) / wall,
-        "cpu_ms_per_doc": 1000 * (time.process_time() - cpu0) / len(items),
+        "docs_per_s": len(items) / spent.wall,
+        "cpu_ms_per_doc": 1000 * spent.cpu / len(items),
         "stage_ms": {k: 1000 * statistics.mean(v) for k, v in timings.items()},
     }
 
@@ -180,18 +180,17 @@ async def _send_all(config: DmpDestinationConfig, items: list[OutboxItem]) -> di
         # warm-up: TLS handshakes (one per connection), imports, the lxml/XSLT caches
         await asyncio.gather(*(one(item) for item in items[: config.connections]))
         latencies.clear()
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        await asyncio.gather(*(one(item) for item in items[config.connections :]))
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        with Spent() as spent:
+            await asyncio.gather(*(one(item) for item in items[config.connections :]))
     finally:
         await destination.close()
     latencies.sort()
     return {
         "documents": len(latencies),
         "connections": config.connections,
-        "docs_per_s": len(latencies) / wall,
-        "engine_cpu_ms_per_doc": 1000 * cpu / len(latencies),
-        "engine_docs_per_cpu_s": len(latencies) / cpu,
+        "docs_per_s": len(latencies) / spent.wall,
+        "engine_cpu_ms_per_doc": 1000 * spent.cpu / len(latencies),
+        "engine_docs_per_cpu_s": len(latencies) / spent.cpu,
         "p50_ms": 1000 * latencies[len(latencies) // 2],
         "p95_ms": 1000 * latencies[int(len(latencies) * 0.95)],
     }
@@ -209,19 +208,6 @@ def _serve(paths: dict[str, Path], verify: bool, checks: bool, pipe: Connection)
         pipe.send({"received": len(standin.received), "refused": len(refused)})
 
 
-def _pin(cpu: int | None, peer: int) -> str:
-    """Pin this process (the engine) to ``cpu`` and the peer process ``peer`` to the other
-    CPUs, every thread of each (threads started later inherit it); "" when not asked."""
-    if cpu is None:
-        return ""
-    mine = os.sched_getaffinity(0)
-    others = (mine - {cpu}) or {cpu}
-    for pid, cpus in ((peer, others), (os.getpid(), {cpu})):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            os.sched_setaffinity(int(task.name), cpus)
-    return f"engine on CPU {cpu}, peer on {sorted(others)}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=200)
@@ -232,13 +218,7 @@ def main() -> int:
         help="the stand-in checks as in the tests (schemas, ebRIM); default: parse only",
     )
     parser.add_argument("--verify", action="store_true", help="the stand-in runs xmlsec1 too")
-    parser.add_argument(
-        "--pin",
-        type=int,
-        default=None,
-        metavar="CPU",
-        help="pin the engine (this process) to CPU and the peer to the other CPUs",
-    )
+    add_pin_option(parser)
     args = parser.parse_args()
     run = int(time.time())
     with tempfile.TemporaryDirectory(prefix="dmp-bench-") as tmp:
@@ -250,14 +230,14 @@ def main() -> int:
         server.start()
         try:
             url = ours.recv()
-            pinned = _pin(args.pin, server.pid or 0)
+            pinned = pin(args.pin, server.pid or 0)
             config = _config(paths, url).model_copy(update={"connections": args.connections})
             items = [_item(n, run) for n in range(args.documents)]
             stages = _stages(config, items)
             count = args.documents + args.connections
-            load0 = os.getloadavg()[0]
-            sent = asyncio.run(_send_all(config, [_item(n, run + 1) for n in range(count)]))
-            load = max(load0, os.getloadavg()[0])
+            with Spent() as sending:
+                sent = asyncio.run(_send_all(config, [_item(n, run + 1) for n in range(count)]))
+            load = sending.load
             ours.send("stop")
             seen = ours.recv()
         finally:

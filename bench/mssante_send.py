@@ -43,6 +43,7 @@ from cryptography.x509.oid import NameOID
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._pin import Spent, add_pin_option, pin  # noqa: E402
 from connectors.mssante import audience, build_mails, build_xdm, mail_source  # noqa: E402
 from connectors.mssante.config import MssanteDestinationConfig  # noqa: E402
 from connectors.mssante.destination import MssanteDestination  # noqa: E402
@@ -160,25 +161,24 @@ def _config(paths: dict[str, Path], port: int, connections: int) -> MssanteDesti
 def _stages(config: MssanteDestinationConfig, items: list[OutboxItem]) -> dict[str, Any]:
     spent = {"read": 0.0, "xdm": 0.0, "mail": 0.0}
     size = 0
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    for item in items:
-        t0 = time.perf_counter()
-        who = audience(item.facts.flags)
-        source = mail_source(item)
-        t1 = time.perf_counter()
-        xdm = build_xdm(source.publication, config.metadata_settings())
-        t2 = time.perf_counter()
-        mails = build_mails(config, item, source, xdm, who)
-        t3 = time.perf_counter()
-        size += sum(len(m.data) for m in mails)
-        spent["read"] += t1 - t0
-        spent["xdm"] += t2 - t1
-        spent["mail"] += t3 - t2
-    wall = time.perf_counter() - wall0
+    with Spent() as whole:
+        for item in items:
+            t0 = time.perf_counter()
+            who = audience(item.facts.flags)
+            source = mail_source(item)
+            t1 = time.perf_counter()
+            xdm = build_xdm(source.publication, config.metadata_settings())
+            t2 = time.perf_counter()
+            mails = build_mails(config, item, source, xdm, who)
+            t3 = time.perf_counter()
+            size += sum(len(m.data) for m in mails)
+            spent["read"] += t1 - t0
+            spent["xdm"] += t2 - t1
+            spent["mail"] += t3 - t2
     return {
         "documents": len(items),
-        "cpu_ms_per_doc": 1000 * (time.process_time() - cpu0) / len(items),
-        "wall_ms_per_doc": 1000 * wall / len(items),
+        "cpu_ms_per_doc": 1000 * whole.cpu / len(items),
+        "wall_ms_per_doc": 1000 * whole.wall / len(items),
         "stage_ms": {k: 1000 * v / len(items) for k, v in spent.items()},
         "mail_bytes": size // len(items),
     }
@@ -194,43 +194,23 @@ async def _send_all(config: MssanteDestinationConfig, items: list[OutboxItem]) -
             await destination.send(item)
 
     await one(items[0])  # the first connection and TLS handshake, not counted
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(one(i) for i in items[1:]))
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    with Spent() as spent:
+        await asyncio.gather(*(one(i) for i in items[1:]))
     await destination.close()
     n = len(items) - 1
     return {
         "documents": n,
-        "docs_per_s": n / wall,
-        "cpu_ms_per_doc": 1000 * cpu / n,
-        "docs_per_cpu_s": n / cpu,
+        "docs_per_s": n / spent.wall,
+        "cpu_ms_per_doc": 1000 * spent.cpu / n,
+        "docs_per_cpu_s": n / spent.cpu,
     }
-
-
-def _pin(cpu: int | None, peer: int) -> str:
-    """Pin this process (the engine) to ``cpu`` and the peer process ``peer`` to the other
-    CPUs, every thread of each (threads started later inherit it); "" when not asked."""
-    if cpu is None:
-        return ""
-    mine = os.sched_getaffinity(0)
-    others = (mine - {cpu}) or {cpu}
-    for pid, cpus in ((peer, others), (os.getpid(), {cpu})):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            os.sched_setaffinity(int(task.name), cpus)
-    return f"engine on CPU {cpu}, peer on {sorted(others)}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=300)
     parser.add_argument("--connections", type=int, default=2)
-    parser.add_argument(
-        "--pin",
-        type=int,
-        default=None,
-        metavar="CPU",
-        help="pin the engine (this process) to CPU and the peer to the other CPUs",
-    )
+    add_pin_option(parser)
     args = parser.parse_args()
     items = [_item(n) for n in range(1, args.documents + 1)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -245,10 +225,10 @@ def main() -> int:
         try:
             if not ready.wait(30):
                 raise RuntimeError("the SMTP server did not start")
-            pinned = _pin(args.pin, server.pid or 0)
-            load0 = os.getloadavg()[0]
-            send = asyncio.run(_send_all(config, items))
-            load = max(load0, os.getloadavg()[0])
+            pinned = pin(args.pin, server.pid or 0)
+            with Spent() as sending:
+                send = asyncio.run(_send_all(config, items))
+            load = sending.load
         finally:
             stop.set()
             server.join(30)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Row, insert, select, update
+from sqlalchemy import Engine, Row, case, insert, literal, null, select, update
 from sqlalchemy.exc import IntegrityError
 
 from eai.errors import EaiError, NotFound
@@ -138,25 +138,25 @@ def list_accounts(engine: Engine) -> list[AccountView]:
 
 def login_failed(engine: Engine, name: str, lock_after: int, lock_for: float) -> bool:
     """Counts a failed login; True when this failure locks the account (for ``lock_for``
-    seconds, after ``lock_after`` failures in a row). No account: False, nothing kept."""
-    now = utcnow()
+    seconds, after ``lock_after`` failures in a row). No account: False, nothing kept.
+
+    One ``UPDATE ... SET failures = failures + 1 ... RETURNING``: the database counts,
+    so failures at the same instant are each counted (a read then a write lost some on
+    SQLite, where ``FOR UPDATE`` locks nothing), and exactly one of them locks."""
+    counted = accounts.c.failures + 1
+    locks = counted >= lock_after
+    until = literal(utcnow() + timedelta(seconds=lock_for), accounts.c.locked_until.type)
     with engine.begin() as conn:
         r = conn.execute(
-            select(accounts.c.failures).where(accounts.c.name == name).with_for_update()
-        ).first()
-        if r is None:
-            return False
-        failures = r.failures + 1
-        locks = bool(failures >= lock_after)
-        conn.execute(
             update(accounts)
             .where(accounts.c.name == name)
             .values(
-                failures=0 if locks else failures,
-                locked_until=now + timedelta(seconds=lock_for) if locks else None,
+                failures=case((locks, 0), else_=counted),
+                locked_until=case((locks, until), else_=null()),
             )
-        )
-    return locks
+            .returning(accounts.c.locked_until)
+        ).first()
+    return r is not None and r.locked_until is not None
 
 
 def login_succeeded(engine: Engine, name: str) -> None:

@@ -51,7 +51,7 @@ TYPES: dict[tuple[str, str], str] = {
     ("listener", "http"): "connectors.http_in",
     ("listener", "mllp"): "connectors.mllp",
     ("destination", "mllp"): "connectors.mllp",
-    ("destination", "dmp"): "connectors.dmp.destination",
+    ("destination", "dmp"): "connectors.dmp.registration",
     ("destination", "mssante"): "connectors.mssante.destination",
     ("listener", "mssante_receipts"): "connectors.mssante.receipts",
     ("destination", "fhir"): "connectors.fhir",

@@ -34,6 +34,7 @@ from lxml import etree
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 from signxml.signer import XMLSigner
 
+from connectors.dmp._vihf_settings import VihfSettings
 from connectors.dmp._xmldsig import DS
 from eai.errors import PermanentDeliveryError
 from eai.xds import Code, Person
@@ -49,28 +50,6 @@ _PROFESSION_SYSTEM = "1.2.250.1.71.1.2.7"  # TRE_G15 (as the ANS sample's Role c
 _SKILL_SYSTEM = "1.2.250.1.71.4.2.5"  # TRE_R38 savoir-faire (the sample's Role SM26)
 _AUTHOR_CODE = re.compile(r"^G15_(\w+?)(?:/(\w+))?$")
 _SECRET = Code("INVISIBLE_PATIENT", "1.2.250.1.213.1.1.4.13", "Non visible par le patient")
-
-
-@dataclass(frozen=True, slots=True)
-class VihfSettings:
-    """The destination's part of the VIHF (the structure and its software)."""
-
-    structure_id: str
-    """Identifiant_Structure: the structure's national id (e.g. its FINESS, prefixed)."""
-    activity_sector: str
-    """Secteur_Activite, ``<code>^<OID>`` (e.g. ``SA25^1.2.250.1.71.4.2.4``)."""
-    software_name: str
-    """LPS_Nom."""
-    software_version: str
-    """LPS_Version."""
-    homologation_id: str
-    """LPS_ID_HOMOLOGATION_DMP."""
-    software_id: str = ""
-    """LPS_ID (optional)."""
-    default_role: Code | None = None
-    """The role when the author's code is no ``G15_...`` profession (else: refused)."""
-    authn_context: str = "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified"
-    """AuthnContextClassRef (the IG's automate example: unspecified)."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)

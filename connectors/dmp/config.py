@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from connectors.dmp._vihf import VihfSettings
+from connectors.dmp._vihf_settings import VihfSettings
 from eai.config import DestinationConfig, Duration, Model, TlsClientConfig
 from eai.messages import SendLimits
 from eai.xds import DEFAULT_CLASS_CODES, DEFAULT_FORMAT_CODES, Code, MetadataSettings

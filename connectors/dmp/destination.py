@@ -11,7 +11,8 @@ dead letter (:mod:`._response`). A deletion (``document_action`` ``delete``) is 
 status change sent to the registry instead (:mod:`._delete`). Building and signing run off
 the event loop
 (:func:`eai.net.run_blocking`). Connection trouble (refused, reset, TLS failure, timeout)
-is transient; nothing about the document is logged.
+is transient; nothing about the document is logged. The type is registered by
+:mod:`connectors.dmp.registration` (imported here), whose factory imports this module.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import ssl
 import uuid
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import httpx
 from cryptography import x509
@@ -29,18 +29,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
+from connectors.dmp import registration  # noqa: F401 - loading the plugin registers its type
 from connectors.dmp._delete import deletion_request
 from connectors.dmp._dsg import build_dsg
 from connectors.dmp._response import read_response
 from connectors.dmp._soap import MtomMessage, mtom_message
-from connectors.dmp._source import ACCEPTS, publication_of
+from connectors.dmp._source import publication_of
 from connectors.dmp._vihf import SigningIdentity, build_vihf
 from connectors.dmp._zam import business_ack
 from connectors.dmp.config import DmpDestinationConfig
 from eai.errors import ConfigError, ConfigIssue, DeliveryError, TransientDeliveryError
 from eai.messages import DeliveryResult, OutboxItem
 from eai.net import client_context, run_blocking
-from eai.registry import DestinationSpec, register_destination
 from eai.xds import build_metadata, build_request, signature_entry
 
 __all__ = ["DmpDestination", "load_signing_identity", "prepare", "prepare_request"]
@@ -194,28 +194,3 @@ class DmpDestination:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-
-
-def _factory(config: DmpDestinationConfig) -> DmpDestination:
-    return DmpDestination(config)
-
-
-def _preview(config: DmpDestinationConfig, item: OutboxItem) -> dict[str, Any]:
-    """The XDS metadata of ``item`` as ``eai dmp preview --raw`` shows it (the caller has
-    recorded the read: the patient's traits are shown)."""
-    from connectors.dmp._preview import preview
-
-    return preview(config, item, show_patient=True)
-
-
-register_destination(
-    DestinationSpec(
-        type_name="dmp",
-        config_model=DmpDestinationConfig,
-        factory=_factory,
-        summary="DMP: IHE XDS.b ITI-41 (SOAP 1.2 + MTOM, mutual TLS, signed VIHF, CI-SIS "
-        "metadata); needs a qualified INS",
-        accepts=ACCEPTS,
-        preview=_preview,
-    )
-)

@@ -18,7 +18,7 @@ from eai.xds._ans_tables import (
     FORMAT_BY_MEDIA_TYPE,
     FORMAT_BY_TEMPLATE,
 )
-from eai.xds._header import Code
+from eai.xds._code import Code
 
 __all__ = [
     "CONFIDENTIALITY_FLAGS",

@@ -27,8 +27,8 @@ import base64
 
 from lxml import etree
 
+from eai.xds._code import Code
 from eai.xds._codes import SCHEME
-from eai.xds._header import Code
 from eai.xds._metadata import DocumentEntry, SubmissionSet
 
 __all__ = [

@@ -25,21 +25,13 @@ from lxml import etree
 
 from eai.cda import CLINICAL_DOCUMENT, NAMESPACES, find_clinical_document
 from eai.errors import InputError, PermanentDeliveryError
+from eai.xds._code import Code
 from eai.xml import check_xml, parse_xml
 
 __all__ = ["Code", "DocumentHeader", "InstanceId", "Person", "read_header", "xds_time"]
 
 _NS = NAMESPACES
 _TIME = re.compile(r"^(\d{4,14})(?:\.\d+)?(?:([+-])(\d{2})(\d{2}))?$")
-
-
-@dataclass(frozen=True, slots=True)
-class Code:
-    """A coded value: ``code`` in ``system`` (an OID), with its ``display`` name."""
-
-    code: str
-    system: str
-    display: str = ""
 
 
 @dataclass(frozen=True, slots=True)

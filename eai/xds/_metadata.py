@@ -19,22 +19,22 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from eai.errors import PermanentDeliveryError
 from eai.hl7 import escape
+from eai.xds._code import Code
 from eai.xds._codes import (
     CONFIDENTIALITY_FLAGS,
     CONTENT_TYPE_BY_PATIENT_CLASS,
-    DEFAULT_CLASS_CODES,
-    DEFAULT_FORMAT_CODES,
     FORMAT_BY_MEDIA,
     INS_OIDS,
     RPPS_OID,
 )
-from eai.xds._header import Code, InstanceId, Person
+from eai.xds._header import InstanceId, Person
+from eai.xds._settings import MetadataSettings
 from eai.xds._source import Publication
 
 __all__ = [
@@ -52,20 +52,6 @@ __all__ = [
 
 _OID = re.compile(r"^[0-2](\.(0|[1-9]\d*))+$")
 _NUMBER = re.compile(r"^(0|[1-9]\d*)$")
-
-
-@dataclass(frozen=True, slots=True)
-class MetadataSettings:
-    """The destination's part of the metadata (not in the message)."""
-
-    source_id: str
-    """XDSSubmissionSet.sourceId: the OID of the publishing system."""
-    content_type: Code | None = None
-    """contentTypeCode when PV1-2 gives none (a CDA alone, or an unknown patient class)."""
-    class_codes: Mapping[str, Code] = field(default_factory=lambda: dict(DEFAULT_CLASS_CODES))
-    """classCode by typeCode (LOINC)."""
-    format_codes: Mapping[str, Code] = field(default_factory=lambda: dict(DEFAULT_FORMAT_CODES))
-    """formatCode by CDA model templateId."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)

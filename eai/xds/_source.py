@@ -22,11 +22,9 @@ from eai.errors import InputError, PermanentDeliveryError
 from eai.hl7 import Hl7Message, Segment, embedded_documents, escape, parse
 from eai.messages import MEDIA_CDA_XML, MEDIA_HL7V2, OutboxItem, Recipient
 from eai.xds._header import DocumentHeader, read_header
+from eai.xds._settings import ACCEPTS
 
 __all__ = ["ACCEPTS", "Publication", "read_publication"]
-
-ACCEPTS = (MEDIA_HL7V2, MEDIA_CDA_XML)
-"""The media types a publication is read from."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)

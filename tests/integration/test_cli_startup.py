@@ -383,6 +383,40 @@ def test_check_of_a_fhir_destination_imports_no_http_client(tmp_path: Path) -> N
     assert "connectors.fhir.destination" not in loaded
 
 
+NOT_FOR_CHECK_DMP = ("signxml", "httpx", "eai.cda", "eai.xds._header", "connectors.dmp.destination")
+"""What sends to the DMP (the VIHF's XML signature, the HTTP client, the CDA reader, the
+destination): ``eai check`` validates a ``dmp`` destination's settings without any of it."""
+
+
+def _any_of(loaded: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in loaded for n in names if m == n or m.startswith(n + "."))
+
+
+def test_check_of_the_national_example_imports_no_xml_signature() -> None:
+    """examples/national-routes.yaml (its variables at their defaults: ``eai check`` opens
+    no certificate) is checked with the ``dmp`` type's light registration: no signxml."""
+    loaded, done = _check(REPO / "examples" / "national-routes.yaml")
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr[-2000:]
+    assert "connectors.dmp.registration" in loaded
+    assert _any_of(loaded, ("signxml", "connectors.dmp._vihf", "connectors.dmp.destination")) == []
+
+
+def test_check_of_a_dmp_destination_imports_no_sending_code(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    text = MLLP_ONLY.format(var=tmp_path / "var", to="dmp").replace(
+        "port: 2576}",
+        "port: 2576}\n  - {name: dmp, type: dmp, url: https://dmp.invalid/repository,"
+        " tls: {ca: ca.pem, cert: c.pem, key: c.key}, sign_cert: seal.pem, sign_key: seal.key,"
+        " source_id: 1.2.250.1.999.1.1, structure_id: '1120459876',"
+        " activity_sector: SA25^1.2.250.1.71.4.2.4, homologation_id: HOMOL-TEST}",
+    )
+    routes.write_text(text)
+    loaded, done = _check(routes)
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr[-2000:]
+    assert "connectors.dmp.registration" in loaded
+    assert _any_of(loaded, NOT_FOR_CHECK_DMP) == []
+
+
 def test_the_engine_module_loads_no_metrics_certificates_or_postgresql_dialect() -> None:
     """``eai run`` imports ``eai.engine``: prometheus_client and the certificate gauges'
     ``cryptography.x509`` load with the metrics endpoint (a ``metrics:`` block), the

@@ -25,10 +25,11 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from connectors.mssante.config import MssanteDestinationConfig
 from standins.net import free_port
 from tests._pki import Pki
 
-__all__ = ["MssInbox", "mss_smtp"]
+__all__ = ["MssInbox", "mss_config", "mss_smtp"]
 
 
 class MssInbox:
@@ -106,3 +107,25 @@ def mss_smtp(
         yield inbox
     finally:
         controller.stop()
+
+
+def mss_config(pki: Pki, port: int) -> MssanteDestinationConfig:
+    """An ``mssante`` destination mailing the :func:`mss_smtp` server on ``port``: STARTTLS
+    to ``localhost`` of the test CA with the client certificate, short timeouts."""
+    return MssanteDestinationConfig.model_validate(
+        {
+            "name": "mss",
+            "host": "127.0.0.1",
+            "port": port,
+            "tls": {
+                "ca": str(pki.ca),
+                "server_hostname": "localhost",
+                "cert": str(pki.client_cert),
+                "key": str(pki.client_key),
+            },
+            "sender": "labo-auto@labo.mssante.fr",
+            "source_id": "1.2.250.1.999.1.1",
+            "connect_timeout": "3s",
+            "response_timeout": "5s",
+        }
+    )

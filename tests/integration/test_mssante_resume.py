@@ -14,7 +14,7 @@ from eai import hl7
 from eai.errors import StoreError, TransientDeliveryError
 from eai.messages import DeliveryResult, MessageFacts, OutboxItem, Recipient
 from tests._cisis import ORU, build, segments
-from tests._mss_smtp import mss_smtp
+from tests._mss_smtp import mss_config, mss_smtp
 from tests._pki import Pki, make_pki
 
 INS, INS_OID = "279035121518989", "1.2.250.1.213.1.4.10"
@@ -40,26 +40,6 @@ def _item(attempts: int) -> OutboxItem:
     )
     facts = MessageFacts(hl7.meta_dmp_mss(message), recipients, INS, INS_OID)
     return OutboxItem(7, 9, "mss", payload, "015", "k", attempts, facts=facts, return_to="r")
-
-
-def _config(pki: Pki, port: int) -> MssanteDestinationConfig:
-    return MssanteDestinationConfig.model_validate(
-        {
-            "name": "mss",
-            "host": "127.0.0.1",
-            "port": port,
-            "tls": {
-                "ca": str(pki.ca),
-                "server_hostname": "localhost",
-                "cert": str(pki.client_cert),
-                "key": str(pki.client_key),
-            },
-            "sender": "labo-auto@labo.mssante.fr",
-            "source_id": "1.2.250.1.999.1.1",
-            "connect_timeout": "3s",
-            "response_timeout": "5s",
-        }
-    )
 
 
 def _send(cfg: MssanteDestinationConfig, item: OutboxItem, journal: list[str]) -> DeliveryResult:
@@ -88,7 +68,7 @@ def _send(cfg: MssanteDestinationConfig, item: OutboxItem, journal: list[str]) -
 def test_a_new_destination_mails_only_what_the_journal_does_not_record(pki: Pki) -> None:
     journal: list[str] = []
     with mss_smtp(pki) as inbox:
-        cfg = _config(pki, inbox.port)
+        cfg = mss_config(pki, inbox.port)
         inbox.answers[OTHER] = "550 5.1.1 unknown user"
         inbox.answers[PATIENT] = "451 4.3.0 later"
         with pytest.raises(TransientDeliveryError):
@@ -121,5 +101,5 @@ def test_a_journal_that_cannot_be_read_mails_nobody_and_retries(pki: Pki) -> Non
 
     with mss_smtp(pki) as inbox:
         with pytest.raises(TransientDeliveryError, match="cannot read the earlier attempts"):
-            asyncio.run(run(_config(pki, inbox.port)))
+            asyncio.run(run(mss_config(pki, inbox.port)))
     assert inbox.mails == [] and inbox.rcpt_calls == 0

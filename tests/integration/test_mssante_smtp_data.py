@@ -10,10 +10,9 @@ import smtplib
 import pytest
 
 from connectors.mssante._smtp import SmtpClient, _data
-from connectors.mssante.config import MssanteDestinationConfig
 from eai.errors import TransientDeliveryError
 from eai.net import client_context
-from tests._mss_smtp import mss_smtp
+from tests._mss_smtp import mss_config, mss_smtp
 from tests._pki import Pki, make_pki
 
 PS = "adam.hoda@test-ci-sis.mssante.fr"
@@ -25,23 +24,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 def client(pki: Pki, port: int) -> SmtpClient:
-    cfg = MssanteDestinationConfig.model_validate(
-        {
-            "name": "mss",
-            "host": "127.0.0.1",
-            "port": port,
-            "tls": {
-                "ca": str(pki.ca),
-                "server_hostname": "localhost",
-                "cert": str(pki.client_cert),
-                "key": str(pki.client_key),
-            },
-            "sender": "labo-auto@labo.mssante.fr",
-            "source_id": "1.2.250.1.999.1.1",
-            "connect_timeout": "3s",
-            "response_timeout": "5s",
-        }
-    )
+    cfg = mss_config(pki, port)
     return SmtpClient(cfg, client_context(cfg.tls))
 
 

@@ -17,7 +17,7 @@ from eai.messages import MEDIA_FHIR_JSON
 from eai.registry import DestinationSpec, register_destination
 from tests._memory_sink import MemorySink
 
-__all__ = ["FhirSink", "FhirSinkConfig"]
+__all__ = ["ROUTES", "FhirSink", "FhirSinkConfig"]
 
 
 class FhirSinkConfig(DestinationConfig):
@@ -38,3 +38,19 @@ SPEC: DestinationSpec[FhirSinkConfig] = DestinationSpec(
     accepts=(MEDIA_FHIR_JSON,),
 )
 register_destination(SPEC)
+
+ROUTES = """
+engine:
+  data_dir: {tmp}/var
+  database: sqlite:///{tmp}/var/eai.db
+listeners:
+  - {{name: in, type: mllp, bind: "127.0.0.1:0", test_feed: true}}
+destinations:
+  - {{name: dcc, type: mllp, host: 127.0.0.1, port: {port}}}
+  - {{name: fhir, type: fhir-sink}}
+routes:
+  - {{name: adt-to-dcc, from: [in], to: [dcc]}}
+  - {{name: adt-to-fhir, from: [in], to: [fhir], map: auto}}
+"""
+"""A routes.yaml (``.format(tmp=, port=)``): the test-feed MLLP listener ``in``, each message
+to the MLLP peer on ``port`` as received and to this sink mapped (``map: auto``)."""

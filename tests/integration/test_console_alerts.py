@@ -12,52 +12,34 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
-from eai.console import hash_password
 from eai.store import (
     AlertChanges,
     AlertRow,
     Silence,
     Store,
-    add_account,
     list_audit,
     list_silences,
     update_alerts,
     utcnow,
 )
 from standins.mllp import MllpPeer
+from tests._console_site import ConsoleSite, csrf_of
 from tests.engine_harness import EngineThread, write_routes
 
 pytestmark = pytest.mark.integration
 
-PASSWORDS = {"vera": "viewer-pass-123", "otto": "operator-pass-123"}
-ROLES = {"vera": "viewer", "otto": "operator"}
 CONSOLE = "console:\n  bind: 127.0.0.1:0\n"
 
 
-class Site:
+class Site(ConsoleSite):
     def __init__(self, eng: EngineThread, path: Path) -> None:
-        assert eng.engine.console is not None and eng.engine.store is not None
-        self.base = f"http://127.0.0.1:{eng.engine.console.port}"
-        self.store: Store = eng.engine.store  # the engine's own (one SQLite opener)
+        super().__init__(eng)
         self.path = path
-
-    @contextmanager
-    def client(self, name: str) -> Iterator[httpx.Client]:
-        with httpx.Client(base_url=self.base, follow_redirects=False, timeout=20) as c:
-            form = c.get("/login")
-            r = c.post(
-                "/login",
-                data={"user": name, "password": PASSWORDS[name], "csrf": _csrf(form.text)},
-            )
-            assert r.status_code == 303, r.text
-            yield c
 
 
 @pytest.fixture
@@ -66,15 +48,8 @@ def site(tmp_path: Path) -> Iterator[Site]:
         path = write_routes(tmp_path, sink.port, extra=CONSOLE)
         with EngineThread(path) as eng:
             s = Site(eng, path)
-            for name, role in ROLES.items():
-                add_account(s.store.engine, name, role, hash_password(PASSWORDS[name]))
+            s.add_accounts()
             yield s
-
-
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert m, html
-    return m.group(1)
 
 
 def _seed_alerts(store: Store) -> None:
@@ -105,7 +80,7 @@ def test_viewer_sees_the_alerts_but_cannot_silence(site: Site) -> None:
         assert "/alerts/silence" not in page.text
         refused = c.post(
             "/alerts/silence",
-            data={"csrf": _csrf(page.text), "rule": "listener_down", "scope": "",
+            data={"csrf": csrf_of(page.text), "rule": "listener_down", "scope": "",
                   "for": "1h", "reason": "x", "confirm": "yes"},
         )  # fmt: skip
         assert refused.status_code == 403
@@ -122,7 +97,7 @@ def test_operator_silences_with_confirmation_and_the_audit_names_the_account(sit
     with site.client("otto") as c:
         page = c.get("/alerts")
         assert 'action="/alerts/silence"' in page.text
-        csrf = _csrf(page.text)
+        csrf = csrf_of(page.text)
         form = {"csrf": csrf, "rule": "listener_down", "scope": "listener:chu-x-adt",
                 "for": "2h", "reason": "maintenance du serveur"}  # fmt: skip
         for bad in ({"rule": "no_such_rule"}, {"for": "soon"}, {"for": "0s"}, {"reason": " "}):
@@ -187,7 +162,7 @@ def test_users_changes_are_in_the_audit_trail_with_the_os_user(site: Site) -> No
 def test_operator_ends_a_silence_early_with_confirmation_and_audit(site: Site) -> None:
     _seed_alerts(site.store)
     with site.client("otto") as c:
-        csrf = _csrf(c.get("/alerts").text)
+        csrf = csrf_of(c.get("/alerts").text)
         form = {"csrf": csrf, "rule": "queue_age", "scope": "destination:dcc", "for": "4h",
                 "reason": "migration", "confirm": "yes"}  # fmt: skip
         assert c.post("/alerts/silence", data=form).status_code == 200
@@ -216,7 +191,7 @@ def test_operator_ends_a_silence_early_with_confirmation_and_audit(site: Site) -
 def test_viewer_cannot_end_a_silence(site: Site) -> None:
     _seed_alerts(site.store)
     with site.client("otto") as c:
-        csrf = _csrf(c.get("/alerts").text)
+        csrf = csrf_of(c.get("/alerts").text)
         form = {"csrf": csrf, "rule": "*", "scope": "", "for": "1h", "reason": "x",
                 "confirm": "yes"}  # fmt: skip
         assert c.post("/alerts/silence", data=form).status_code == 200
@@ -225,7 +200,7 @@ def test_viewer_cannot_end_a_silence(site: Site) -> None:
         page = c.get("/alerts").text
         assert "/end" not in page and 'class="silence"' in page
         r = c.post(
-            f"/alerts/silences/{silence.id}/end", data={"csrf": _csrf(page), "confirm": "yes"}
+            f"/alerts/silences/{silence.id}/end", data={"csrf": csrf_of(page), "confirm": "yes"}
         )
         assert r.status_code == 403
     assert list_silences(site.store.engine) == [silence]

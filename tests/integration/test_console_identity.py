@@ -7,43 +7,27 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 from hl7.client import MLLPClient
 
-from eai.console import hash_password
-from eai.store import Store, add_account, list_audit
+from eai.store import list_audit
 from standins.mllp import MllpPeer
+from tests._console_site import ConsoleSite, csrf_of
 from tests._identity_routes import HELD_ROUTES, INS, identity_msg
 from tests.engine_harness import EngineThread
 
 pytestmark = pytest.mark.integration
 
-PASSWORDS = {"vera": "viewer-pass-123", "otto": "operator-pass-123"}
-ROLES = {"vera": "viewer", "otto": "operator"}
 ROUTES = HELD_ROUTES + "console:\n  bind: 127.0.0.1:0\n"
 
 
-class Site:
+class Site(ConsoleSite):
     def __init__(self, eng: EngineThread, dmp: MllpPeer) -> None:
-        assert eng.engine.console is not None and eng.engine.store is not None
-        self.base = f"http://127.0.0.1:{eng.engine.console.port}"
-        self.store: Store = eng.engine.store
+        super().__init__(eng)
         self.eng, self.dmp = eng, dmp
-
-    @contextmanager
-    def client(self, name: str) -> Iterator[httpx.Client]:
-        with httpx.Client(base_url=self.base, follow_redirects=False, timeout=20) as c:
-            form = c.get("/login")
-            r = c.post(
-                "/login",
-                data={"user": name, "password": PASSWORDS[name], "csrf": _csrf(form.text)},
-            )
-            assert r.status_code == 303, r.text
-            yield c
 
 
 @pytest.fixture
@@ -53,20 +37,13 @@ def site(tmp_path: Path) -> Iterator[Site]:
         path.write_text(ROUTES.format(data=tmp_path / "var", dcc=dcc.port, dmp=dmp.port))
         with EngineThread(path) as eng:
             s = Site(eng, dmp)
-            for name, role in ROLES.items():
-                add_account(s.store.engine, name, role, hash_password(PASSWORDS[name]))
+            s.add_accounts()
             with MLLPClient("127.0.0.1", eng.port("chu-x")) as c:
                 for cid, kw in (("H1", {"pid32": "PROV"}), ("K4", {"pid32": "VALI",
                                 "ins": "279035121518988"})):  # fmt: skip
                     assert b"MSA|AA" in c.send_message(identity_msg(cid, **kw))
             assert dcc.wait_for(lambda p: p.control_ids() == ["H1"], 10)
             yield s
-
-
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert m, html
-    return m.group(1)
 
 
 def _wait_page(c: httpx.Client, needle: str) -> str:
@@ -92,7 +69,7 @@ def test_viewer_sees_anomalies_and_held_deliveries_but_cannot_release(site: Site
         assert INS not in page and "279035121518988" not in page  # no patient id
         refused = c.post(
             f"/deliveries/{held[0][0]}/release",
-            data={"csrf": _csrf(page), "confirm": "yes"},
+            data={"csrf": csrf_of(page), "confirm": "yes"},
         )
         assert refused.status_code == 403
         filtered = c.get("/identity", params={"facility": "CHU-Y"}).text
@@ -107,11 +84,11 @@ def test_operator_releases_a_held_delivery_audited_with_the_account(site: Site) 
         m = re.search(r'action="(/deliveries/(\d+)/release\?m=\d+)"', page)
         assert m, page
         action, did = m.group(1), m.group(2)
-        first = c.post(action, data={"csrf": _csrf(page)})
+        first = c.post(action, data={"csrf": csrf_of(page)})
         assert first.status_code == 200 and 'id="confirm"' in first.text
         time.sleep(0.3)
         assert site.dmp.control_ids() == []  # asked, not done
-        done = c.post(action, data={"csrf": _csrf(page), "confirm": "yes"})
+        done = c.post(action, data={"csrf": csrf_of(page), "confirm": "yes"})
         assert done.status_code == 200 and f"delivery {did} released" in done.text
         assert site.dmp.wait_for(lambda p: p.control_ids() == ["H1"], 10)
         assert 'class="held"' not in c.get("/identity").text

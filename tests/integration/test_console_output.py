@@ -18,46 +18,23 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import Engine
 
-import tests._fhir_sink  # noqa: F401 - registers the fhir-sink destination (map: routes)
-from eai.console import hash_password
-from eai.store import Store, add_account, list_audit, message_detail
+from eai.store import Store, list_audit, message_detail
 from standins.mllp import MllpPeer
+from tests._console_site import ConsoleSite, csrf_of
+from tests._crbio import ORU
+from tests._fhir_sink import ROUTES as FHIR_SINK_ROUTES  # registers the fhir-sink type
 from tests._mllp import MllpSender, msa
 from tests._national import dmp_standin
-from tests._paths import HL7V2
 from tests.engine_harness import A01, EngineThread
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-PASSWORDS = {"vera": "viewer-pass-123", "otto": "operator-pass-123"}
-ROLES = {"vera": "viewer", "otto": "operator"}
 NAME = "PAT-TROIS"  # PID-5 of the national fixtures
 
-ROUTES = """
-engine:
-  data_dir: {tmp}/var
-  database: sqlite:///{tmp}/var/eai.db
-console:
-  bind: 127.0.0.1:0
-listeners:
-  - {{name: in, type: mllp, bind: "127.0.0.1:0", test_feed: true}}
-destinations:
-  - {{name: dcc, type: mllp, host: 127.0.0.1, port: {port}}}
-  - {{name: fhir, type: fhir-sink}}
-routes:
-  - {{name: adt-to-dcc, from: [in], to: [dcc]}}
-  - {{name: adt-to-fhir, from: [in], to: [fhir], map: auto}}
-"""
-
-
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert m, html
-    return m.group(1)
+ROUTES = FHIR_SINK_ROUTES + "console:\n  bind: 127.0.0.1:0\n"
 
 
 def _wait(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
@@ -78,24 +55,12 @@ def closing_after(store: Store) -> Iterator[Engine]:
         store.engine.dispose()
 
 
-class Site:
-    def __init__(self, eng: EngineThread) -> None:
-        assert eng.engine.console is not None and eng.engine.store is not None
-        self.base = f"http://127.0.0.1:{eng.engine.console.port}"
-        self.store: Store = eng.engine.store
-        for name, role in ROLES.items():
-            add_account(self.store.engine, name, role, hash_password(PASSWORDS[name]))
+class Site(ConsoleSite):
+    timeout = 30.0
 
-    @contextmanager
-    def client(self, name: str) -> Iterator[httpx.Client]:
-        with httpx.Client(base_url=self.base, follow_redirects=False, timeout=30) as c:
-            form = c.get("/login")
-            r = c.post(
-                "/login",
-                data={"user": name, "password": PASSWORDS[name], "csrf": _csrf(form.text)},
-            )
-            assert r.status_code == 303, r.text
-            yield c
+    def __init__(self, eng: EngineThread) -> None:
+        super().__init__(eng)
+        self.add_accounts()
 
     def delivery(self, message_id: int, destination: str) -> int:
         view = message_detail(self.store.engine, message_id)
@@ -119,13 +84,13 @@ def test_operator_sees_the_fhir_bundle_once_the_read_is_recorded(tmp_path: Path)
                 page = c.get("/messages/1")
                 assert page.status_code == 200 and url not in page.text
                 assert NAME not in page.text
-                refused = c.post(url, data={"csrf": _csrf(page.text), "reason": "curious"})
+                refused = c.post(url, data={"csrf": csrf_of(page.text), "reason": "curious"})
                 assert refused.status_code == 403 and NAME not in refused.text
             assert not [r for r in list_audit(site.store.engine) if r.entry.action == "read-raw"]
             with site.client("otto") as c:
                 page = c.get("/messages/1")
                 assert f'action="{url}"' in page.text
-                csrf = _csrf(page.text)
+                csrf = csrf_of(page.text)
                 assert c.post(url, data={"reason": "ticket 7"}).status_code == 403  # no CSRF
                 assert c.post(url, data={"csrf": csrf, "reason": " "}).status_code == 400
                 assert c.post("/deliveries/999/output", data={"csrf": csrf, "reason": "x"}
@@ -159,9 +124,6 @@ def test_operator_sees_the_fhir_bundle_once_the_read_is_recorded(tmp_path: Path)
     assert "otto" in viewed[0].detail and "ticket 7" in viewed[0].detail
 
 
-ORU = b"\r".join((HL7V2 / "oru_r01_crbio_init.hl7").read_bytes().splitlines())
-
-
 def test_operator_sees_the_dmp_metadata_as_eai_dmp_preview_builds_it(tmp_path: Path) -> None:
     with dmp_standin(tmp_path) as peer:
         routes = peer.routes(tmp_path)
@@ -175,7 +137,7 @@ def test_operator_sees_the_dmp_metadata_as_eai_dmp_preview_builds_it(tmp_path: P
             _wait(lambda: message_detail(site.store.engine, 1).deliveries, "the dmp delivery")
             dmp = site.delivery(1, "dmp")
             with site.client("otto") as c:
-                csrf = _csrf(c.get("/messages/1").text)
+                csrf = csrf_of(c.get("/messages/1").text)
                 shown = c.post(f"/deliveries/{dmp}/output", data={"csrf": csrf, "reason": "t9"})
             assert shown.status_code == 200, shown.text
             m = re.search(r'<pre id="metadata">(.*?)</pre>', shown.text, re.S)

@@ -35,7 +35,7 @@ from eai.store import (
 )
 from standins.mllp import MllpPeer
 from tests._database import database_url
-from tests._fhir_sink import FhirSink
+from tests._fhir_sink import ROUTES, FhirSink
 from tests._journal_db import journal_db
 from tests._mllp import MllpSender, msa
 from tests.engine_harness import A01, EngineThread, adt
@@ -114,21 +114,6 @@ def test_resend_keeps_the_contract(tmp_path: Path) -> None:
         assert item.facts.flags == {"DESTDMP": "Y"}
     finally:
         store.close()
-
-
-ROUTES = """
-engine:
-  data_dir: {tmp}/var
-  database: sqlite:///{tmp}/var/eai.db
-listeners:
-  - {{name: in, type: mllp, bind: "127.0.0.1:0", test_feed: true}}
-destinations:
-  - {{name: dcc, type: mllp, host: 127.0.0.1, port: {port}}}
-  - {{name: fhir, type: fhir-sink}}
-routes:
-  - {{name: adt-to-dcc, from: [in], to: [dcc]}}
-  - {{name: adt-to-fhir, from: [in], to: [fhir], map: auto}}
-"""
 
 
 def test_the_engine_hands_a_destination_the_whole_contract(tmp_path: Path) -> None:

@@ -11,14 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from eai.cli import cli
+from tests._crbio import ORU
 from tests._mllp import MllpSender, msa
 from tests._national import EXAMPLE, NationalDmp, national_dmp
-from tests._paths import HL7V2
 from tests._proc import EaiProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-ORU = b"\r".join((HL7V2 / "oru_r01_crbio_init.hl7").read_bytes().splitlines())
 
 
 def test_the_national_example_publishes_to_the_standin(

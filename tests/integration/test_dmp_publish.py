@@ -25,27 +25,20 @@ from lxml import etree
 from eai.cli import cli
 from standins.dmp import Answer, DmpStandin
 from tests._cisis import mdm_with
+from tests._crbio import crbio_oru
 from tests._mllp import MllpSender, msa
 from tests._national import DmpPeer, dmp_standin
-from tests._paths import CDA, HL7V2
+from tests._paths import CDA
 from tests._pki import Pki
 from tests.engine_harness import EngineThread
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-ORU = b"\r".join((HL7V2 / "oru_r01_crbio_init.hl7").read_bytes().splitlines())
-
-
-def _oru(control_id: str) -> bytes:
-    fields = ORU.split(b"\r", 1)[0].split(b"|")
-    fields[9] = control_id.encode()
-    return b"|".join(fields) + b"\r" + ORU.split(b"\r", 1)[1]
-
 
 def _replacement(control_id: str) -> bytes:
     """The fixture ORU as a replacement (ORC-1 RO, OBX-11 C) carrying version 2 of the CDA
     (another id, relatedDocument RPLC of the first)."""
-    segments = _oru(control_id).split(b"\r")
+    segments = crbio_oru(control_id).split(b"\r")
     for i, segment in enumerate(segments):
         fields = segment.split(b"|")
         if segment.startswith(b"ORC|"):
@@ -130,7 +123,7 @@ def _settled(config: Path, status: str) -> Callable[[], bool]:
 
 def _send(port: int, control_id: str, payload: bytes | None = None) -> None:
     with MllpSender(port) as sender:
-        code, _ = msa(sender.exchange(payload or _oru(control_id)))
+        code, _ = msa(sender.exchange(payload or crbio_oru(control_id)))
         assert code == "AA", f"{control_id}: {code}"
 
 
@@ -204,7 +197,7 @@ def test_a_non_qualified_identity_is_held_never_sent(dmp: Dmp, tmp_path: Path) -
     default for dmp), nothing reaches the DMP."""
     payload = b"\r".join(
         segment.replace(b"|N|VALI", b"|N|PROV") if segment.startswith(b"PID|") else segment
-        for segment in _oru("ORU-DMP-6").split(b"\r")
+        for segment in crbio_oru("ORU-DMP-6").split(b"\r")
     )
     assert b"|N|PROV" in payload
     config = _routes(tmp_path, dmp)

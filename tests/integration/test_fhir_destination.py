@@ -24,22 +24,14 @@ from connectors.fhir.config import FhirDestinationConfig
 from eai.cli import cli
 from eai.config import load_config
 from mappings import convert
+from tests._crbio import ORU, crbio_oru
 from tests._fhir_peer import FhirPeer
 from tests._mllp import MllpSender, msa
-from tests._paths import FIXTURES, REPO
+from tests._paths import REPO
 from tests._pki import Pki, make_pki
 from tests.engine_harness import EngineThread
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-ORU = b"\r".join((FIXTURES / "hl7v2" / "oru_r01_crbio_init.hl7").read_bytes().splitlines())
-
-
-def _oru(control_id: str) -> bytes:
-    """The national CR-BIO ORU with another MSH-10."""
-    fields = ORU.split(b"\r", 1)[0].split(b"|")
-    fields[9] = control_id.encode()
-    return b"|".join(fields) + b"\r" + ORU.split(b"\r", 1)[1]
 
 
 def _routes(tmp: Path, dest: dict[str, Any], *, map_: str | None = "auto") -> Path:
@@ -94,7 +86,7 @@ def _settled(config: Path, n: int, status: str) -> Callable[[], bool]:
 def _send(port: int, *control_ids: str) -> None:
     with MllpSender(port) as sender:
         for cid in control_ids:
-            code, _ = msa(sender.exchange(_oru(cid)))
+            code, _ = msa(sender.exchange(crbio_oru(cid)))
             assert code == "AA", f"{cid}: {code}"
 
 

@@ -12,7 +12,8 @@ Touches: /proc (reads), the journal database (reads, after the engines stopped).
 - :func:`table_rows` / :func:`per_message`: rows per table (``SELECT count(*)``) and
   their ratio to the messages journaled; :func:`pg_rows_written`: on PostgreSQL,
   the rows inserted, updated and deleted per table (``pg_stat_user_tables``), which
-  also counts the rewrites (leases, statuses) that ``count(*)`` does not see.
+  also counts the rewrites (leases, statuses) that ``count(*)`` does not see. Read
+  once the engines stopped.
 """
 
 from __future__ import annotations
@@ -123,20 +124,23 @@ def table_rows(engine: Engine) -> dict[str, int]:
         }
 
 
-def pg_rows_written(engine: Engine, settle: float = 3.0) -> dict[str, int]:
+def pg_rows_written(engine: Engine, timeout: float = 10.0) -> dict[str, int]:
     """Rows inserted + updated + deleted per table since the database was made
-    (PostgreSQL's cumulative statistics). Backends flush them when they exit, a
-    little after the engines stop: read until two readings agree (``settle`` s at most)."""
-    query = text("SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables")
-    last: dict[str, int] | None = None
-    deadline = time.monotonic() + settle
+    (PostgreSQL's cumulative statistics). A backend flushes its counts before it leaves
+    ``pg_stat_activity``: read once no other client is connected (``timeout`` at most)."""
+    others = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    )
+    deadline = time.monotonic() + timeout
     while True:
-        with engine.connect() as conn:  # a new snapshot of the statistics each time
-            now = {str(r[0]): int(r[1]) for r in conn.execute(query)}
-        if now == last or time.monotonic() > deadline:
-            return dict(sorted(now.items()))
-        last = now
-        time.sleep(0.3)
+        with engine.connect() as conn:  # a new transaction: a new statistics snapshot
+            if conn.execute(others).scalar_one() == 0 or time.monotonic() > deadline:
+                break
+        time.sleep(0.1)
+    query = text("SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables")
+    with engine.connect() as conn:
+        return {str(r[0]): int(r[1]) for r in conn.execute(query)}
 
 
 def per_message(rows: Mapping[str, int], messages: int) -> dict[str, float]:

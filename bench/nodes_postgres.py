@@ -19,9 +19,10 @@ Every party is its own process, all on 127.0.0.1:
   each waiting for its ACK (PAM FR A01, unique MSH-10, 5 patients).
 
 Each configuration (``--nodes``, run in turns ``--rounds`` times: 1, 2, 1, 2...):
-warm-up, one sender (ACK p50), ``--senders`` senders for ``--seconds``, then the wait
-until the sink holds every message. Reported per run: durable-ACK msgs/s, ACK p50/p99,
-end-to-end delivered msgs/s, and CPU per message of each node, of PostgreSQL (all its
+the CPU spent idle (``--idle-seconds``: heartbeats, polls), warm-up, one sender (ACK
+p50), ``--senders`` senders for ``--seconds``, then the wait until the sink holds
+every message. Reported per run: durable-ACK msgs/s, ACK p50/p99, end-to-end
+delivered msgs/s, and CPU per message of each node, of PostgreSQL (all its
 processes: the backends and the WAL writer, checkpointer...) and of HAProxy, from
 /proc, from the start of the main phase until the sink had everything; the journal
 rows per message (present, and written: ``pg_stat_user_tables``); the load average.
@@ -121,6 +122,12 @@ def run_config(
         if not wait_port(front, 10, lambda: proxy is not None and proxy.poll() is None):
             raise RuntimeError(f"HAProxy did not listen; see {workdir} (--keep keeps it)")
         time.sleep(0.5)  # two health checks (rise 2, every 200 ms): every node is up
+        # idle: what the nodes and PostgreSQL spend with no traffic (heartbeats, polls)
+        idle0 = [n.cpu() for n in nodes], process_tree_cpu(pg_pid), time.monotonic()
+        time.sleep(args.idle_seconds)
+        idle_s = time.monotonic() - idle0[2]
+        idle_nodes = sum(n.cpu() - c for n, c in zip(nodes, idle0[0], strict=True)) / idle_s
+        idle_pg = (process_tree_cpu(pg_pid) - idle0[1]) / idle_s
 
         warm = run_senders("warm-up", front, args.senders, 1.0, 2000, "W" + tag)
         single = run_senders("1 sender", front, 1, args.single_seconds, 100_000, "S" + tag)
@@ -179,6 +186,10 @@ def run_config(
             "engines + postgresql": engines_us + pg_us,
         },
         "msgs_per_s_per_core": round(1e6 / (engines_us + pg_us)) if engines_us + pg_us else 0,
+        "idle_cpu_ms_per_s": {
+            "engines": round(idle_nodes * 1e3, 1),
+            "postgresql": round(idle_pg * 1e3, 1),
+        },
         "rows_per_message": rows,
         "engine_exit_codes": codes,
     }
@@ -195,6 +206,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "rounds",
                 "seconds",
                 "single_seconds",
+                "idle_seconds",
                 "senders",
                 "dest_connections",
                 "rate",
@@ -247,6 +259,8 @@ def print_table(report: dict[str, Any]) -> None:
     for k in keys:
         rows.append((f"CPU us/msg {k}", [str(r["cpu_us_per_msg"].get(k, "")) for r in runs]))
     rows.append(("msgs/s per core (projected)", [str(r["msgs_per_s_per_core"]) for r in runs]))
+    for k in ("engines", "postgresql"):
+        rows.append((f"idle CPU ms/s {k}", [str(r["idle_cpu_ms_per_s"][k]) for r in runs]))
     for kind in ("count", "written"):
         rows.append(
             (
@@ -291,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--rounds", type=int, default=2, help="times each configuration runs")
     p.add_argument("--seconds", type=float, default=10.0, help="length of the main phase")
+    p.add_argument(
+        "--idle-seconds", type=float, default=3.0, help="CPU measured idle, before any traffic"
+    )
     p.add_argument("--single-seconds", type=float, default=3.0, help="the one-sender phase")
     p.add_argument("--senders", type=int, default=8, help="sender connections through HAProxy")
     p.add_argument("--rate", type=float, default=0.0, help="msgs/s offered (0: closed loop)")

@@ -12,8 +12,8 @@ Touches: /proc (reads), the journal database (reads, after the engines stopped).
 - :func:`table_rows` / :func:`per_message`: rows per table (``SELECT count(*)``) and
   their ratio to the messages journaled; :func:`pg_rows_written`: on PostgreSQL,
   the rows inserted, updated and deleted per table (``pg_stat_user_tables``), which
-  also counts the rewrites (leases, statuses) that ``count(*)`` does not see. Read
-  once the engines stopped.
+  also counts the rewrites (leases, statuses) that ``count(*)`` does not see, and
+  the transactions committed (``pg_stat_database``). Read once the engines stopped.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, func, inspect, select, table, text
 
 PROC = Path("/proc")
+COMMITS = "(transactions)"
+"""The key of :func:`pg_rows_written`'s answer holding the database's commits."""
 
 
 @dataclass(frozen=True)
@@ -139,16 +141,21 @@ def pg_rows_written(engine: Engine, timeout: float = 10.0) -> dict[str, int]:
                 break
         time.sleep(0.1)
     query = text("SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables")
+    commits = text("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
     with engine.connect() as conn:
-        return {str(r[0]): int(r[1]) for r in conn.execute(query)}
+        out = {str(r[0]): int(r[1]) for r in conn.execute(query)}
+        # the readings' own transactions are counted too: a handful
+        out[COMMITS] = int(conn.execute(commits).scalar_one())
+    return out
 
 
 def per_message(rows: Mapping[str, int], messages: int) -> dict[str, float]:
     """Rows per message, by table (those under 0.01 left out: fixed rows such as the
-    schema version), and ``total`` (all tables)."""
+    schema version), and ``total`` (all tables); ``COMMITS`` (transactions per
+    message) is passed through, not added to the rows."""
     n = max(messages, 1)
     out = {name: round(count / n, 2) for name, count in rows.items() if count / n >= 0.005}
-    out["total"] = round(sum(rows.values()) / n, 2)
+    out["total"] = round(sum(c for name, c in rows.items() if name != COMMITS) / n, 2)
     return out
 
 

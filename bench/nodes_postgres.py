@@ -53,6 +53,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench._measure import (  # noqa: E402
+    COMMITS,
     cpu_seconds,
     journal_rows,
     postmaster_pid,
@@ -268,6 +269,12 @@ def print_table(report: dict[str, Any]) -> None:
                 [str(r["rows_per_message"].get(kind, {}).get("total", "")) for r in runs],
             )
         )
+    rows.append(
+        (
+            "transactions / message",
+            [str(r["rows_per_message"].get("written", {}).get(COMMITS, "")) for r in runs],
+        )
+    )
     w0 = max(len(label) for label, _ in rows)
     widths = [max(len(h), *(len(v[i]) for _, v in rows)) for i, h in enumerate(header)]
     print("  ".join([" " * w0, *(h.rjust(w) for h, w in zip(header, widths, strict=True))]))

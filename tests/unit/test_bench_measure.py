@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench._measure import parse_stat, per_message, stat_cpu, tree_cpu
+from bench._measure import COMMITS, parse_stat, per_message, stat_cpu, tree_cpu
 from tests._nodes import haproxy_config
 
 
@@ -54,6 +54,9 @@ def test_per_message_divides_by_the_messages_and_leaves_out_fixed_rows() -> None
     got = per_message(rows, 1000)
     assert got == {"messages": 1.0, "events": 5.0, "deliveries": 1.0, "total": 7.0}
     assert per_message({"messages": 3}, 0) == {"messages": 3.0, "total": 3.0}
+    # the transactions ride along, outside the rows' total
+    got = per_message({"messages": 100, "events": 500, COMMITS: 250}, 100)
+    assert got == {"messages": 1.0, "events": 5.0, COMMITS: 2.5, "total": 6.0}
 
 
 def test_haproxy_config_lists_one_checked_server_per_node() -> None:

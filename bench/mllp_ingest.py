@@ -27,6 +27,12 @@ an ACK was not AA or the sink did not get every message. Also reported: the
 load average and a 4 KiB fdatasync probe of the disk (the figures depend on
 both), and the engine's CPU time per message (main thread vs the others).
 
+``--database postgresql`` journals to a PostgreSQL server that the bench starts
+in a tmp dir (``tests/_postgres.py``: Debian's ``initdb``/``pg_ctl``, 127.0.0.1, fsync
+and synchronous_commit on) and stops at the end; the server's CPU (all its
+processes) per message is reported beside the engine's. Both databases: the journal
+rows per message (``count(*)`` per table; on PostgreSQL also the rows written).
+
 ``--rate N`` offers N messages/s in the main phase instead of sending as fast as the
 ACKs come: the engine's batch sizes, hence its CPU per message, then depend on the rate
 and not on how busy the machine is (compare builds this way on a shared machine).
@@ -55,10 +61,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests._postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -79,6 +89,9 @@ def _repo_on_path() -> None:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
 
+
+_repo_on_path()
+from bench._measure import cpu_seconds, journal_rows, postmaster_pid, process_tree_cpu  # noqa: E402
 
 # -- the MLLP peers (sink and bare server), each in its own process ------------------
 
@@ -324,30 +337,30 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
 
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of ``pid`` (all its threads), from /proc."""
-    return _cpu_seconds_path(Path(f"/proc/{pid}/stat"))
-
-
-def _cpu_seconds_path(stat: Path) -> float:
-    try:
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    return cpu_seconds(Path(f"/proc/{pid}/stat"))
 
 
 class EngineProcess:
     def __init__(
-        self, workdir: Path, sink_port: int, connections: int, command: list[str] | None = None
+        self,
+        workdir: Path,
+        sink_port: int,
+        connections: int,
+        command: list[str] | None = None,
+        database: str | None = None,
+        routes_edit: Callable[[str], str] | None = None,
     ) -> None:
+        """``database``: the journal's URL (default SQLite in the data dir);
+        ``routes_edit``: rewrites the routes.yaml text before the engine reads it."""
         self.port = _free_port()
         data_dir = workdir / "var"
         self.routes = workdir / "routes.yaml"
-        self.routes.write_text(
-            ROUTES.format(
-                data_dir=data_dir, port=self.port, sink_port=sink_port, connections=connections
-            )
+        routes = ROUTES.format(
+            data_dir=data_dir, port=self.port, sink_port=sink_port, connections=connections
         )
+        if database:
+            routes = routes.replace(f"sqlite:///{data_dir}/eai.db", database, 1)
+        self.routes.write_text(routes_edit(routes) if routes_edit else routes)
         self.log_path = workdir / "engine.log"
         eai = Path(sys.executable).with_name("eai")
         cmd = command or ([str(eai)] if eai.exists() else [sys.executable, str(REPO / "cli.py")])
@@ -374,9 +387,7 @@ class EngineProcess:
         main, others = "main (event loop)", "other threads (writer, executor)"
         out = {main: 0.0, others: 0.0}
         for task in Path(f"/proc/{self.proc.pid}/task").glob("*"):
-            out[main if task.name == str(self.proc.pid) else others] += _cpu_seconds_path(
-                task / "stat"
-            )
+            out[main if task.name == str(self.proc.pid) else others] += cpu_seconds(task / "stat")
         return out
 
     def stop(self) -> int:
@@ -472,15 +483,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "dest_connections": args.dest_connections,
             "engine_cmd": args.engine_cmd or "eai",
             "rate": args.rate,
-            "synchronous": "FULL",
+            "synchronous": "FULL" if args.database == "sqlite" else "on",
+            "database": args.database,
         },
         "targets": TARGETS,
     }
 
     workdir = Path(tempfile.mkdtemp(prefix="eai-bench-", dir=args.tmp_dir))
+    pg = start_postgres() if args.database == "postgresql" else None
     try:
-        _run_phases(args, tag, workdir, report)
+        _run_phases(args, tag, workdir, report, pg)
     finally:
+        if pg is not None:
+            pg.stop()
         if args.keep:
             report["workdir"] = str(workdir)
             print(f"engine data dir and log kept in {workdir}", file=sys.stderr)
@@ -489,7 +504,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def _run_phases(args: argparse.Namespace, tag: str, workdir: Path, report: dict[str, Any]) -> None:
+def start_postgres() -> PostgresServer:
+    """A PostgreSQL server of the bench's own (``tests/_postgres.py``), started."""
+    from tests._postgres import PostgresServer
+
+    return PostgresServer().start()
+
+
+def _run_phases(
+    args: argparse.Namespace,
+    tag: str,
+    workdir: Path,
+    report: dict[str, Any],
+    pg: PostgresServer | None = None,
+) -> None:
     report["machine"]["loadavg_before"] = [round(x, 2) for x in os.getloadavg()]
     report["machine"]["fsync_4k"] = _fsync_probe(workdir)
 
@@ -508,9 +536,15 @@ def _run_phases(args: argparse.Namespace, tag: str, workdir: Path, report: dict[
     # 2. The engine, delivering to the sink.
     sink = Peer(counting=True)
     engine: EngineProcess | None = None
+    database = pg.url(pg.create_database("eai_bench")) if pg else None
+    pg_pid = postmaster_pid(pg.datadir) if pg else 0
     try:
         engine = EngineProcess(
-            workdir, sink.port, args.dest_connections, shlex.split(args.engine_cmd or "")
+            workdir,
+            sink.port,
+            args.dest_connections,
+            shlex.split(args.engine_cmd or ""),
+            database=database,
         )
         # Warm-up (imports, first connections, SQLite caches); not reported.
         warm = run_senders("warm-up", engine.port, args.senders, 1.0, 2000, "W" + tag)
@@ -530,6 +564,7 @@ def _run_phases(args: argparse.Namespace, tag: str, workdir: Path, report: dict[
             time.sleep(0.5)  # py-spy attaches
         cpu0 = engine.cpu()
         threads0 = engine.thread_cpu()
+        pg0 = process_tree_cpu(pg_pid) if pg else 0.0
         multi = run_senders(
             "eai", engine.port, args.senders, args.seconds, args.max_messages, "M" + tag, args.rate
         )
@@ -541,6 +576,7 @@ def _run_phases(args: argparse.Namespace, tag: str, workdir: Path, report: dict[
             time.sleep(0.01)
         drained = time.monotonic()
         cpu_total = engine.cpu() - cpu0
+        pg_cpu = process_tree_cpu(pg_pid) - pg0 if pg else 0.0
         threads = {
             name: round((t - threads0.get(name, 0.0)) / max(multi.messages, 1) * 1e6)
             for name, t in engine.thread_cpu().items()
@@ -551,6 +587,8 @@ def _run_phases(args: argparse.Namespace, tag: str, workdir: Path, report: dict[
         e2e_seconds = drained - multi.started
         code = engine.stop()
         engine = None
+        journaled = warm.messages + single.messages + multi.messages
+        rows = journal_rows(database or f"sqlite:///{workdir}/var/eai.db", journaled)
     finally:
         if engine is not None:
             engine.stop()
@@ -570,7 +608,10 @@ def _run_phases(args: argparse.Namespace, tag: str, workdir: Path, report: dict[
         "engine_cpu_us_per_msg": round(cpu_total / max(multi.messages, 1) * 1e6),
         "engine_cpu_us_per_msg_by_thread": dict(sorted(threads.items(), key=lambda kv: -kv[1])),
         "engine_exit_code": code,
+        "rows_per_message": rows,
     }
+    if pg:
+        report["eai"]["postgres_cpu_us_per_msg"] = round(pg_cpu / max(multi.messages, 1) * 1e6)
     report["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     report["ratio_to_bare"] = round(multi.rate / bare_multi.rate, 3) if bare_multi.rate else 0.0
 
@@ -639,6 +680,15 @@ def print_table(r: dict[str, Any]) -> None:
             (f"{e['engine_cpu_s_during_sends']} / {e['engine_cpu_s_until_delivered']}"),
             "",
         ),
+        *(
+            [("  PostgreSQL CPU us / message", "", str(e["postgres_cpu_us_per_msg"]), "")]
+            if "postgres_cpu_us_per_msg" in e
+            else []
+        ),
+        *(
+            (f"journal rows / message ({kind})", "", str(rows["total"]), "")
+            for kind, rows in e.get("rows_per_message", {}).items()
+        ),
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
@@ -648,6 +698,9 @@ def print_table(r: dict[str, Any]) -> None:
                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))
             )
         )
+    for kind, rows in e.get("rows_per_message", {}).items():
+        detail = ", ".join(f"{t} {n}" for t, n in rows.items() if t != "total")
+        print(f"journal rows per message ({kind}): {detail}")
     t = r["targets"]
     print("\ntargets:")
     print(
@@ -693,6 +746,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--drain-timeout", type=float, default=120.0, help="max wait for the sink to have all"
+    )
+    p.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the journal: SQLite in the tmp dir, or a PostgreSQL server the bench starts",
     )
     p.add_argument("--tmp-dir", default=None, help="where the engine's data dir is made")
     p.add_argument("--keep", action="store_true", help="keep the engine's data dir and log")

@@ -1,15 +1,19 @@
 """Engine nodes sharing one database in the multi-node tests: their routes, journal
-entries, and MLLP senders that alternate between the nodes.
+entries, MLLP senders that alternate between the nodes, and HAProxy in front of them.
 
-Touches: files (routes.yaml under the test's tmp_path), network (MLLP to 127.0.0.1).
+Touches: files (routes.yaml and haproxy.cfg under the test's tmp_path), network (MLLP
+to 127.0.0.1), processes (HAProxy).
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from hl7.client import MLLPClient
 
@@ -18,6 +22,46 @@ from tests._mllp import msa
 from tests.engine_harness import adt, write_routes
 
 LISTENER = "chu-x-adt"
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+HAPROXY_CFG = """
+global
+    maxconn 512
+defaults
+    mode tcp
+    timeout connect 1s
+    timeout client 60s
+    timeout server 60s
+    retries 3
+    option redispatch
+frontend mllp
+    bind 127.0.0.1:{front}
+    default_backend nodes
+backend nodes
+    balance roundrobin
+    # the health check: a TCP connect to each node's MLLP port (no /readyz yet)
+    default-server inter 200ms fall 1 rise 2
+{servers}
+"""
+
+
+def haproxy_config(front: int, ports: Sequence[int]) -> str:
+    """HAProxy in TCP mode on 127.0.0.1:``front``, round robin over the nodes' MLLP
+    listeners at ``ports`` (servers ``a``, ``b``...), health-checked by a TCP connect."""
+    servers = "\n".join(
+        f"    server {chr(ord('a') + i)} 127.0.0.1:{port} check" for i, port in enumerate(ports)
+    )
+    return HAPROXY_CFG.format(front=front, servers=servers)
+
+
+def start_haproxy(cfg: Path, log: Path) -> tuple[subprocess.Popen[bytes], BinaryIO]:
+    """Runs HAProxy in the foreground on ``cfg``, its output to ``log``; returns the
+    process and the log file (the caller terminates the one, closes the other)."""
+    out = log.open("wb")
+    proc = subprocess.Popen(
+        [HAPROXY, "-f", str(cfg), "-db"], stdin=subprocess.DEVNULL, stdout=out, stderr=out
+    )
+    return proc, out
 
 
 def now() -> datetime:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import random
 import shutil
 import statistics
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from sqlalchemy import create_engine, text
 from eai.store import KEY_FILE, load_master_key
 from standins.mllp import MllpPeer, ack_for, msh10
 from tests._mllp import MllpError, MllpSender, msa
+from tests._nodes import haproxy_config, start_haproxy
 from tests._proc import EaiProcess, fixed_routes, listener_port, wait_port
 from tests.engine_harness import adt
 
@@ -43,28 +43,6 @@ QUICK_KILLS = 4  # and the long one: 5 kill points
 # queue that grows because the senders outrun the destination (they did, unpaced: 360/s).
 RATE_PER_SENDER = 12.0  # messages/s, 96/s in all
 DOWN_FOR = 20.0
-HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
-
-HAPROXY_CFG = """
-global
-    maxconn 512
-defaults
-    mode tcp
-    timeout connect 1s
-    timeout client 60s
-    timeout server 60s
-    retries 3
-    option redispatch
-frontend mllp
-    bind 127.0.0.1:{front}
-    default_backend nodes
-backend nodes
-    balance roundrobin
-    # the health check: a TCP connect to each node's MLLP port (no /readyz yet)
-    default-server inter 200ms fall 1 rise 2
-    server a 127.0.0.1:{port_a} check
-    server b 127.0.0.1:{port_b} check
-"""
 
 
 @dataclass
@@ -130,7 +108,7 @@ class Sink:
 def haproxy_cfg(tmp_path: Path) -> Iterator[tuple[Path, int, int, int]]:
     front, port_a, port_b = listener_port(), listener_port(), listener_port()
     cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(HAPROXY_CFG.format(front=front, port_a=port_a, port_b=port_b))
+    cfg.write_text(haproxy_config(front, (port_a, port_b)))
     yield cfg, front, port_a, port_b
 
 
@@ -178,13 +156,7 @@ def test_two_nodes_behind_haproxy_survive_kill9_of_either(
             n: EaiProcess(p, (port_a, port_b)[i], tmp_path / f"{n}.stderr")
             for i, (n, p) in enumerate(paths.items())
         }
-        proxy_log = (tmp_path / "haproxy.log").open("wb")
-        proxy = subprocess.Popen(
-            [HAPROXY, "-f", str(cfg), "-db"],
-            stdin=subprocess.DEVNULL,
-            stdout=proxy_log,
-            stderr=proxy_log,
-        )
+        proxy, proxy_log = start_haproxy(cfg, tmp_path / "haproxy.log")
         logs = [SenderLog() for _ in range(SENDERS)]
         stop = threading.Event()
         deadline = time.monotonic() + 150.0  # a bound only: senders stop when told

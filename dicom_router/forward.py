@@ -199,10 +199,6 @@ class DicomDestination:
             message: Answer = child.conn.recv()
         except (EOFError, OSError):
             self._lost(child)
-            if not child.closing:
-                task = asyncio.create_task(self._reap(child))
-                self._reaping.add(task)
-                task.add_done_callback(self._reaping.discard)
             return
         if message[0] == "result":
             answer = child.pending.get(message[1])
@@ -215,7 +211,9 @@ class DicomDestination:
                 logger.handle(record)
 
     def _lost(self, child: _Child) -> None:
-        """The pipe is closed (or must be): fail the sends in flight as transient."""
+        """The pipe is closed (or must be): fail the sends in flight as transient, and,
+        unless ``close`` is stopping it, reap the process (whichever side saw the end
+        first: the loop's reader, or a send whose write failed)."""
         if child.conn.closed:
             return
         asyncio.get_running_loop().remove_reader(child.conn.fileno())
@@ -233,6 +231,10 @@ class DicomDestination:
                 )
         child.pending.clear()
         child.ended.set()
+        if not child.closing:
+            task = asyncio.create_task(self._reap(child))
+            self._reaping.add(task)
+            task.add_done_callback(self._reaping.discard)
 
     async def _reap(self, child: _Child) -> None:
         """Waits for the process to exit (kills it after the grace), then frees it."""

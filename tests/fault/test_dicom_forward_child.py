@@ -161,3 +161,46 @@ def test_forwarding_process_ends_with_the_engine(tmp_path: Path) -> None:
             assert len(children) == 2  # one per destination of this route file
             eai.kill9()
             _wait(lambda: all(_gone(c) for c in children), 10, "a forwarder outlived its engine")
+
+
+def test_send_to_a_dead_process_reaps_it_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    """The send notices the death first (its write fails before the loop reads the end
+    of the pipe): the process is reaped and its end logged all the same."""
+    import asyncio
+
+    from dicom_router._dest_config import DicomDestinationConfig
+    from eai.errors import TransientDeliveryError
+    from eai.messages import MEDIA_DICOM_REF, OutboxItem
+
+    async def scenario() -> int:
+        dest = DicomDestination(
+            DicomDestinationConfig(name="pacs", ae_title="PACS", host=HOST, port=9)
+        )
+        await dest.start()
+        pid = dest.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        _wait(lambda: _gone(pid), 10, "not killed")  # blocking: the loop reads nothing
+        item = OutboxItem(
+            delivery_id=1,
+            message_id=1,
+            destination="pacs",
+            payload=b"{}",
+            control_id="1",
+            patient_key="",
+            media_type=MEDIA_DICOM_REF,
+        )
+        with pytest.raises(TransientDeliveryError, match="ended unexpectedly"):
+            await dest.send(item)
+        for _ in range(500):
+            if not Path(f"/proc/{pid}").exists():
+                break
+            await asyncio.sleep(0.01)
+        await dest.close()
+        return pid
+
+    caplog.set_level(logging.INFO, logger="dicom_router.forward")
+    pid = asyncio.run(scenario())
+    assert not Path(f"/proc/{pid}").exists(), "the dead process was never reaped"
+    ended = [r for r in caplog.records if "ended (exit code" in r.getMessage()]
+    assert ended and f"{pid} ended (exit code -{signal.SIGKILL})" in ended[0].getMessage()

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Integer, bindparam, func, or_, select, text, update
 
+from eai.store._bodies import DELIVERY_PAYLOAD, MESSAGE_PAYLOAD
 from eai.store._schema import ACTIVE_DELIVERY, deliveries, destination_state, messages
 
 __all__ = [
@@ -64,7 +65,7 @@ CLAIMED_COLUMNS = (
     messages.c.content_type,
     messages.c.control_id,
     messages.c.message_type,
-    messages.c.payload,
+    MESSAGE_PAYLOAD.label("payload"),
 )
 """The columns a :class:`ClaimedMessage` is made of (:func:`claimed_messages`)."""
 
@@ -161,7 +162,7 @@ _CLAIMABLE_DELIVERIES = (
         deliveries.c.next_attempt_at,
         deliveries.c.lease_until,
         deliveries.c.lease_owner,
-        deliveries.c.payload,
+        DELIVERY_PAYLOAD.label("payload"),
         deliveries.c.status,
         deliveries.c.route,
         deliveries.c.media_type,
@@ -183,7 +184,7 @@ _LEASE_DELIVERIES = (
     .where(deliveries.c.id.in_(bindparam("b_ids", expanding=True)))
     .values(lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"))
 )
-_PAYLOADS = select(messages.c.id, messages.c.payload).where(
+_PAYLOADS = select(messages.c.id, MESSAGE_PAYLOAD.label("payload")).where(
     messages.c.id.in_(bindparam("b_ids", expanding=True))
 )
 _CONTENT_TYPES = select(messages.c.id, messages.c.content_type).where(

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, bindparam, insert, select
 from eai.content import media_type_of
 from eai.errors import NotFound
 from eai.messages import NO_FACTS, FollowUp, MessageFacts, OutboxItem
+from eai.store._bodies import DELIVERY_PAYLOAD, MESSAGE_PAYLOAD, set_aside, store_delivery_bodies
 from eai.store._crypto import Cipher
 from eai.store._schema import deliveries, events, messages
 
@@ -91,7 +92,9 @@ def insert_follow_ups(
             }
         )
         named.append((source.message_id, src, f, why))
+    aside = set_aside(rows)
     created: list[int] = list(conn.execute(_INSERT, rows).scalars()) if rows else []
+    store_delivery_bodies(conn, created, aside)
     ev = warnings + [
         {
             "at": now,
@@ -133,7 +136,8 @@ def delivery_item(conn: Connection, cipher: Cipher, delivery_id: int) -> OutboxI
     r = conn.execute(
         select(
             deliveries,
-            messages.c.payload.label("message_payload"),
+            DELIVERY_PAYLOAD.label("own_payload"),
+            MESSAGE_PAYLOAD.label("message_payload"),
             messages.c.content_type,
         )
         .join(messages, messages.c.id == deliveries.c.message_id)
@@ -148,7 +152,7 @@ def delivery_item(conn: Connection, cipher: Cipher, delivery_id: int) -> OutboxI
         r.id,
         r.message_id,
         r.destination,
-        cipher.open(r.payload if r.payload is not None else r.message_payload),
+        cipher.open(r.own_payload if r.own_payload is not None else r.message_payload),
         r.control_id,
         r.patient_key,
         r.attempts,

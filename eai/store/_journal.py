@@ -38,6 +38,7 @@ from sqlalchemy import Connection, Dialect, bindparam, insert, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from eai.messages import IngestResult, JournalEntry
+from eai.store._bodies import MESSAGE_PAYLOAD, set_aside, store_message_bodies
 from eai.store._crypto import Cipher
 from eai.store._driver_sql import DriverStatement
 from eai.store._ingest_events import record_retransmissions, record_reuses
@@ -246,7 +247,7 @@ def _content_key(cipher: Cipher, key: str, lines: bytes) -> str:
     return f"{key}|content:{cipher.hash_id(hashlib.sha256(lines).hexdigest())}"
 
 
-_PAYLOAD_OF = select(messages.c.payload).where(messages.c.id == bindparam("b_id"))
+_PAYLOAD_OF = select(MESSAGE_PAYLOAD).where(messages.c.id == bindparam("b_id"))
 
 
 class _Holder:
@@ -346,12 +347,14 @@ def insert_entries(
             holders[key] = _Holder(position=i, payload=e.payload)
         positions.append(i)
         rows_to_insert.append(_message_row(cipher, e, key))
+    aside = set_aside(rows_to_insert)
     if len(rows_to_insert) == 1:
         ids = [_insert_one(conn, rows_to_insert[0], entries[positions[0]])]
     elif rows_to_insert:
         ids = _insert_many(conn, rows_to_insert, [entries[p] for p in positions])
     else:
         ids = []
+    store_message_bodies(conn, ids, aside)
     inserted = dict(zip(positions, ids, strict=True))
     for pos, mid in inserted.items():
         results[pos] = IngestResult(message_id=mid)

@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 
 from eai.errors import NotFound
+from eai.store._bodies import MESSAGE_PAYLOAD
 from eai.store._crypto import Cipher
 from eai.store._listing_views import (
     SCAN_PAGE,
@@ -90,7 +91,7 @@ def messages_select(
     return q
 
 
-PAYLOADS = select(messages.c.id, messages.c.payload).where(
+PAYLOADS = select(messages.c.id, MESSAGE_PAYLOAD.label("payload")).where(
     messages.c.id.in_(bindparam("ids", expanding=True))
 )
 DELIVERIES = (
@@ -204,7 +205,7 @@ def _scan(
         return
     condition, params = _where(filters)
     q = messages_select(condition, None, False)
-    q = q.add_columns(messages.c.payload).where(messages.c.content_type.in_(types))
+    q = q.add_columns(MESSAGE_PAYLOAD.label("payload")).where(messages.c.content_type.in_(types))
     q = q.order_by(messages.c.id if oldest_first else messages.c.id.desc()).limit(page_size)
     last: int | None = None
     found = 0

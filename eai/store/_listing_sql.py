@@ -64,7 +64,7 @@ FILTERS: dict[str, str] = {
     "ids": "messages.id IN (__[POSTCOMPILE_ids])",
 }
 PAYLOADS: Statement = (
-    "SELECT messages.id, messages.payload \nFROM messages \nWHERE messages.id IN (__[POSTCOMPILE_ids])",
+    "SELECT messages.id, coalesce((SELECT message_bodies.payload \nFROM message_bodies \nWHERE message_bodies.message_id = messages.id), messages.payload) AS payload \nFROM messages \nWHERE messages.id IN (__[POSTCOMPILE_ids])",
     {},
 )
 DELIVERIES: Statement = (
@@ -92,7 +92,9 @@ TABLES: dict[str, str] = {
     "identity_xref": "id facility local_id_hash regional_id ins_hash ins_sealed alias_of alias_sealed reason valid_from valid_to",
     "messages": "id listener received_at content_type status peer control_id message_type sending_application sending_facility dedup_key size payload ack reject_reason routes processed_at lease_owner lease_until",
     "deliveries": "id message_id destination route patient_key control_id status attempts created_at next_attempt_at delivered_at last_error payload resend_of media_type mapping facts return_to follow_up_of lease_owner lease_until",
+    "message_bodies": "message_id payload",
     "message_patient_ids": "message_id id_hash",
+    "delivery_bodies": "delivery_id payload",
 }
 """The columns of each table, space-separated: a journal lacking one is prepared
 by ``_db`` first."""

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from eai.store._anomalies import new_anomalies
+from eai.store._bodies import set_aside, store_delivery_bodies
 from eai.store._claims import CLAIMED_COLUMNS, ClaimedMessage, claimed_messages
 from eai.store._crypto import Cipher
 from eai.store._identity_ops import IdentityOp, apply_identity_op
@@ -292,7 +293,9 @@ def apply_plans(
         conn.execute(_INSERT_PATIENT_IDS, id_rows)
     created: list[int] = []
     if delivery_rows:
+        aside = set_aside(delivery_rows)
         created = list(conn.execute(_INSERT_DELIVERIES, delivery_rows).scalars())
+        store_delivery_bodies(conn, created, aside)
     if ev:
         conn.execute(INSERT_EVENTS, ev)
     return created

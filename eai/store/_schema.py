@@ -112,6 +112,24 @@ deliveries = Table(
     Index("ix_deliveries_patient", "patient_key", "status"),
 )
 
+# Payloads over ``eai.store._bodies.INLINE_MAX`` bytes (sealed), out of their row: SQLite
+# writes a row again whole, overflow pages included, on any UPDATE that changes its size
+# (a lease, a status), so a 300 kB ORU was written five times over. The row's ``payload``
+# then holds the marker b"" (a sealed payload is never empty); see ``_bodies``.
+message_bodies = Table(
+    "message_bodies",
+    metadata,
+    Column("message_id", Id, ForeignKey("messages.id"), primary_key=True, autoincrement=False),
+    Column("payload", LargeBinary, nullable=False),
+)
+
+delivery_bodies = Table(
+    "delivery_bodies",
+    metadata,
+    Column("delivery_id", Id, ForeignKey("deliveries.id"), primary_key=True, autoincrement=False),
+    Column("payload", LargeBinary, nullable=False),
+)
+
 events = Table(
     "events",
     metadata,

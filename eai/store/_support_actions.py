@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from eai.errors import EaiError, NotFound
 from eai.store._audit import AuditActor, AuditEntry, append
+from eai.store._bodies import DELIVERY_PAYLOAD, MESSAGE_PAYLOAD, set_aside, store_delivery_bodies
 from eai.store._crypto import Cipher
 from eai.store._journal import utcnow
 from eai.store._outbox import INSERT_EVENTS, release_deliveries
@@ -74,9 +75,7 @@ def read_raw(
     This is the one function that decrypts a journaled payload for a person."""
     actor = actor or AuditActor(reader, "os-user", "", via)
     with engine.begin() as conn:
-        sealed = conn.execute(
-            select(messages.c.payload).where(messages.c.id == message_id)
-        ).scalar()
+        sealed = conn.execute(select(MESSAGE_PAYLOAD).where(messages.c.id == message_id)).scalar()
         if sealed is None:
             raise NotFound(f"no message with id {message_id}")
         record_read(conn, cipher, actor, message_id, reader=reader, via=via)
@@ -181,32 +180,37 @@ def resend(
     now = utcnow()
     with engine.begin() as conn:
         for did in delivery_ids:
-            r = conn.execute(select(deliveries).where(deliveries.c.id == did)).first()
+            r = conn.execute(
+                select(deliveries, DELIVERY_PAYLOAD.label("own_payload")).where(
+                    deliveries.c.id == did
+                )
+            ).first()
             if r is None:
                 raise NotFound(f"no delivery with id {did}")
+            row = {
+                "message_id": r.message_id,
+                "destination": r.destination,
+                "route": r.route,
+                "patient_key": r.patient_key,
+                "control_id": r.control_id,
+                "status": "pending",
+                "attempts": 0,
+                "created_at": now,
+                "next_attempt_at": now,
+                "last_error": "",
+                "payload": r.own_payload,
+                "media_type": r.media_type,
+                "mapping": r.mapping,
+                "facts": r.facts,
+                "return_to": r.return_to,
+                "follow_up_of": r.follow_up_of,
+                "resend_of": r.id,
+            }
+            aside = set_aside([row])
             new_id = conn.execute(
-                insert(deliveries)
-                .values(
-                    message_id=r.message_id,
-                    destination=r.destination,
-                    route=r.route,
-                    patient_key=r.patient_key,
-                    control_id=r.control_id,
-                    status="pending",
-                    attempts=0,
-                    created_at=now,
-                    next_attempt_at=now,
-                    last_error="",
-                    payload=r.payload,
-                    media_type=r.media_type,
-                    mapping=r.mapping,
-                    facts=r.facts,
-                    return_to=r.return_to,
-                    follow_up_of=r.follow_up_of,
-                    resend_of=r.id,
-                )
-                .returning(deliveries.c.id)
+                insert(deliveries).values(row).returning(deliveries.c.id)
             ).scalar_one()
+            store_delivery_bodies(conn, [new_id], aside)
             conn.execute(
                 insert(events).values(
                     at=now,

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import Engine, func, select
 
 from eai.errors import NotFound
+from eai.store._bodies import MESSAGE_PAYLOAD
 from eai.store._claims import CLAIMED_COLUMNS, ClaimedMessage, claimed_messages
 from eai.store._journal import utcnow
 from eai.store._schema import ACTIVE_DELIVERY, deliveries, destination_state, messages
@@ -157,7 +158,7 @@ def content_deliveries(
             deliveries.c.destination,
             deliveries.c.status,
             deliveries.c.message_id,
-            messages.c.payload,
+            MESSAGE_PAYLOAD.label("payload"),
         )
         .join(messages, messages.c.id == deliveries.c.message_id)
         .where(deliveries.c.id.in_(latest))

@@ -26,6 +26,7 @@ from eai._delivery_pool import DeliveryPool
 from eai._engine_ingest import EngineIngest, JournalView
 from eai._engine_jobs import reschedule_jobs, schedule_jobs, stop_scheduler
 from eai._membership import Membership
+from eai._plan_pool import PlanPool, PlanSource
 from eai._reload import (
     ReloadPlan,
     ReloadRefused,
@@ -101,11 +102,30 @@ class Engine:
         self.workers: dict[str, DeliveryWorker] = {}
         self.started = asyncio.Event()
         self._pool: DeliveryPool | None = None
+        self._planner: PlanPool | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._reloading = asyncio.Lock()
         self._background: set[asyncio.Task[object]] = set()
         self.metrics: MetricsEndpoint | None = None
         self.console: ConsoleServer | None = None
+
+    async def _plan_pool(self, cfg: Config, store: Store) -> PlanPool | None:
+        """The planning processes of ``engine.plan_processes`` (None: plan in a thread)."""
+        if not cfg.engine.plan_processes:
+            return None
+        if self.config_path is None:
+            log.warning(
+                "engine.plan_processes needs the engine started from a routes.yaml (its "
+                "workers read the file): planning in the engine's process"
+            )
+            return None
+        text = await run_blocking(self.config_path.read_bytes)
+        planner = PlanPool(
+            PlanSource(text, str(self.config_path), store.cipher), cfg.engine.plan_processes
+        )
+        planner.warm_up()
+        log.info("pipeline: planning in %d process(es)", cfg.engine.plan_processes)
+        return planner
 
     def _wake_all(self, wake: asyncio.Event) -> None:
         """Leases of a dead node were released: the pipeline and every worker claim."""
@@ -155,6 +175,8 @@ class Engine:
                 refused = ReloadRefused(f"a destination cannot be built: {exc}")
                 raise await self._refused(by, actor, digest, refused) from exc
             await self._apply(plan, workers)
+            if self._planner is not None:
+                self._planner.reconfigure(PlanSource(text, str(path), self.store.cipher))
             detail = f"by {by}; {path} sha256 {digest}; {plan.summary()}"
             audited = reload_recorder(self.store, actor, detail, "success")
             await self.store.writer.run(
@@ -277,6 +299,7 @@ class Engine:
             if cfg.identity.server is not None:
                 client = IdentityServerClient(cfg.identity.server)
                 self.reconciler = Reconciler(client, cfg.identity)
+            self._planner = await self._plan_pool(cfg, store)
             self.pipeline = Pipeline(
                 cfg,
                 store,
@@ -285,6 +308,7 @@ class Engine:
                 self.mailer.urgent,
                 pace=cfg.engine.batch_wait,
                 reconciler=self.reconciler,
+                planner=self._planner,
             )
             pipeline = self.pipeline
             nodes.on_dead = lambda: self._wake_all(pipeline.wake)
@@ -367,6 +391,8 @@ class Engine:
             for task in list(self._background):
                 task.cancel()
             await pool.close()
+            if self._planner is not None:
+                await run_blocking(self._planner.close)
             await nodes.leave()
             if self.reconciler is not None:
                 await self.reconciler.aclose()

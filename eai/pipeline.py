@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 
 from eai._plan import Parsed, identities_of, parse_all, plan_all, plan_message
+from eai._plan_pool import PlanPool
 from eai._worker import BATCH_WAIT, WorkerLoop
 from eai.config import Config
 from eai.identity_gate import SERVER_UNAVAILABLE
@@ -53,9 +54,11 @@ class Pipeline:
         *,
         pace: float = BATCH_WAIT,
         reconciler: Reconciler | None = None,
+        planner: PlanPool | None = None,
     ) -> None:
         self._config = config
         self._reconciler = reconciler
+        self._planner = planner
         self._store = store
         self._node = node_id
         self._on_routed = on_routed
@@ -94,6 +97,8 @@ class Pipeline:
     ) -> list[MessagePlan]:
         """Plans the messages, after asking the identity server about their identities
         (parsed once for both). Retrying: [] while the server still cannot be asked."""
+        if self._planner is not None:
+            return await self._plan_in_processes(self._planner, claimed, retrying)
         cipher = self._store.cipher
         config = self._config  # one config for the whole batch, even if a reload swaps it
         if self._reconciler is None:
@@ -104,6 +109,18 @@ class Pipeline:
         if retrying and any(isinstance(r, IdentityServerUnavailable) for r in reconciled.values()):
             return []
         return await run_blocking(plan_all, config, cipher, claimed, reconciled, parsed)
+
+    async def _plan_in_processes(
+        self, planner: PlanPool, claimed: list[ClaimedMessage], retrying: bool
+    ) -> list[MessagePlan]:
+        """As :meth:`_plan`, in the planning processes (``engine.plan_processes``)."""
+        if self._reconciler is None:
+            return await planner.plans(claimed, None)
+        identities = await planner.identities(claimed)
+        reconciled = await self._reconciler.reconcile_all(identities)
+        if retrying and any(isinstance(r, IdentityServerUnavailable) for r in reconciled.values()):
+            return []
+        return await planner.plans(claimed, reconciled)
 
     def _after(self, plans: list[MessagePlan], destinations: set[str]) -> None:
         planned((p.status for p in plans), ((r, sev) for p in plans for r, sev, _ in p.anomalies))

@@ -137,6 +137,11 @@ class Cipher:
     def __repr__(self) -> str:
         return "Cipher(<secret>)"
 
+    def __getstate__(self) -> dict[str, object]:
+        """The derived keys, for the engine's own planning processes
+        (``eai._plan_pool``, over a pipe to a child): the AES-GCM object is made again."""
+        return {**self.__dict__, "_aead_made": None}
+
     def seal(self, plaintext: bytes) -> bytes:
         nonce = os.urandom(12)
         return _VERSION + nonce + self._aead.encrypt(nonce, plaintext, _VERSION)

@@ -335,9 +335,11 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
     raise RuntimeError("the engine did not open its listener")
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` (all its threads), from /proc."""
-    return cpu_seconds(Path(f"/proc/{pid}/stat"))
+def _plan_processes(n: int) -> Callable[[str], str] | None:
+    """Sets ``engine.plan_processes: n`` in the routes.yaml text (None: leaves it)."""
+    if not n:
+        return None
+    return lambda text: text.replace("engine:\n", f"engine:\n  plan_processes: {n}\n", 1)
 
 
 class EngineProcess:
@@ -380,7 +382,8 @@ class EngineProcess:
             raise RuntimeError(f"{exc}; see {self.log_path} (--keep keeps it)") from None
 
     def cpu(self) -> float:
-        return _cpu_seconds(self.proc.pid)
+        """The engine's CPU seconds, its planning processes' (``--plan-processes``) with it."""
+        return process_tree_cpu(self.proc.pid)
 
     def thread_cpu(self) -> dict[str, float]:
         """CPU seconds of the main thread (the event loop) and of all the others."""
@@ -485,6 +488,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "rate": args.rate,
             "synchronous": "FULL" if args.database == "sqlite" else "on",
             "database": args.database,
+            "plan_processes": args.plan_processes,
         },
         "targets": TARGETS,
     }
@@ -545,6 +549,7 @@ def _run_phases(
             args.dest_connections,
             shlex.split(args.engine_cmd or ""),
             database=database,
+            routes_edit=_plan_processes(args.plan_processes),
         )
         # Warm-up (imports, first connections, SQLite caches); not reported.
         warm = run_senders("warm-up", engine.port, args.senders, 1.0, 2000, "W" + tag)
@@ -771,6 +776,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="command that stands for `eai` (to compare builds), with absolute paths (it "
         "runs in the tmp dir), e.g. '/src/old/.venv/bin/eai'; default: the venv's eai",
+    )
+    p.add_argument(
+        "--plan-processes",
+        type=int,
+        default=0,
+        help="engine.plan_processes: planning in that many worker processes (0: a thread)",
     )
     p.add_argument("--out", default=None, help="JSON result file (default: bench/results/)")
     args = p.parse_args(argv)

@@ -60,7 +60,6 @@ import asyncio
 import itertools
 import logging
 import multiprocessing
-from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
@@ -68,6 +67,7 @@ from dicom_router import _forward_child
 from dicom_router._dest_config import DicomDestinationConfig
 from dicom_router._forward_child import Answer, Request
 from dicom_router._store_scu import store_verdict
+from eai import child_logs
 from eai.errors import PermanentDeliveryError, TransientDeliveryError
 from eai.messages import MEDIA_DICOM_REF, DeliveryResult, OutboxItem
 from eai.net import client_context, run_blocking
@@ -174,7 +174,7 @@ class DicomDestination:
         ours, theirs = _SPAWN.Pipe()
         process = _SPAWN.Process(
             target=_forward_child.main,
-            args=(theirs, self.config, _log_levels()),
+            args=(theirs, self.config, child_logs.levels()),
             name=f"eai-forward-{self.config.name}",
             daemon=True,  # ended at exit (SIGTERM, answered as a close) if close() was not
         )
@@ -205,10 +205,7 @@ class DicomDestination:
             if answer is not None and not answer.done():
                 answer.set_result((message[2], message[3]))
         else:
-            record = message[1]
-            logger = logging.getLogger(record.name)
-            if logger.isEnabledFor(record.levelno):
-                logger.handle(record)
+            child_logs.handle(message[1])
 
     def _lost(self, child: _Child) -> None:
         """The pipe is closed (or must be): fail the sends in flight as transient, and,
@@ -252,12 +249,3 @@ class DicomDestination:
                 process.exitcode,
             )
         process.close()
-
-
-def _log_levels() -> Mapping[str, int]:
-    """The levels set in the engine's logging ("": the root), for the child's loggers."""
-    levels = {"": logging.getLogger().level}
-    for name, logger in logging.Logger.manager.loggerDict.items():
-        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
-            levels[name] = logger.level
-    return levels

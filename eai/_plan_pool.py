@@ -36,6 +36,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from eai import child_logs
 from eai.config import Config
 from eai.identity_gate import Reconciled
 from eai.store import Cipher, ClaimedMessage, MessagePlan
@@ -124,22 +125,6 @@ def _plans(
 # -- in the engine ----------------------------------------------------------------------
 
 
-def _levels() -> dict[str, int]:
-    """The levels set in the engine's logging ("": the root), for the workers' loggers."""
-    levels = {"": logging.getLogger().level}
-    for name, logger in logging.Logger.manager.loggerDict.items():
-        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
-            levels[name] = logger.level
-    return levels
-
-
-def _replay(records: Sequence[logging.LogRecord]) -> None:
-    for record in records:
-        logger = logging.getLogger(record.name)
-        if logger.isEnabledFor(record.levelno):
-            logger.handle(record)
-
-
 def _slices(claimed: Sequence[ClaimedMessage], n: int) -> list[list[ClaimedMessage]]:
     """``claimed`` in at most ``n`` contiguous slices of near-equal length."""
     n = max(1, min(n, len(claimed)))
@@ -168,7 +153,7 @@ class PlanPool:
             self._processes,
             mp_context=_SPAWN,
             initializer=_init,
-            initargs=(source, _levels()),
+            initargs=(source, child_logs.levels()),
         )
 
     def pids(self) -> list[int]:
@@ -224,7 +209,8 @@ class PlanPool:
         self.planned += len(claimed)
         results = []
         for result, records in answers:
-            _replay(records)
+            for record in records:
+                child_logs.handle(record)
             results.append(result)
         return results
 

@@ -38,6 +38,7 @@ from sqlalchemy import Connection, Dialect, bindparam, insert, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from eai.messages import IngestResult, JournalEntry
+from eai.order_key import order_key
 from eai.store._crypto import Cipher
 from eai.store._driver_sql import DriverStatement
 from eai.store._ingest_events import record_retransmissions, record_reuses
@@ -97,6 +98,7 @@ _MESSAGE_COLUMNS = (
     "ack",
     "reject_reason",
     "routes",
+    "order_key",
 )
 
 
@@ -152,6 +154,8 @@ def _one_entry(dialect: Dialect) -> _OneEntry:
 
 
 def _message_row(cipher: Cipher, e: JournalEntry, dedup_key: str | None) -> dict[str, Any]:
+    # The ordering key is read here rather than by each listener: every content type and
+    # listener gets one (or ""), keyed with the journal's identifier hash key.
     return {
         "listener": e.listener,
         "received_at": naive_utc(e.received_at),
@@ -168,6 +172,7 @@ def _message_row(cipher: Cipher, e: JournalEntry, dedup_key: str | None) -> dict
         "ack": e.ack,
         "reject_reason": e.reject_reason,
         "routes": "",
+        "order_key": order_key(e.payload, cipher.hash_id),
     }
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy import Connection, insert, inspect, select, text
 
 from eai.messages import JournalEntry
 from eai.store import (
@@ -243,7 +243,32 @@ def test_the_claim_seeks_received_messages_never_scans_them(store: Store) -> Non
             by_key = "ix_messages_received_key (status=? AND order_key=? AND id<?)"
             assert any(by_key in p for p in reads), plan
         else:
+            _burst(c)
             c.exec_driver_sql("SET LOCAL enable_seqscan = off")
             plan = [r[0] for r in c.exec_driver_sql(f"EXPLAIN {sql}")]
             assert not [p for p in plan if "Seq Scan on messages" in p], plan
-            assert [p for p in plan if "ix_messages_received_key" in p], plan
+            by_key = [p for p in plan if "ix_messages_received_key" in p]
+            assert len(by_key) == 3, plan  # the keyless look-ups and the key's, per row
+
+
+def _burst(c: Connection) -> None:
+    """3,000 messages of 500 patients, 9 in 10 ``received``, the statistics analysed: what
+    PostgreSQL's planner needs to plan as it does for a burst (on an empty journal it
+    picks any index: all cost the same)."""
+    at = _now()
+    c.execute(
+        insert(messages),
+        [
+            {
+                "listener": "in",
+                "received_at": at,
+                "content_type": "hl7v2",
+                "status": "processed" if n % 10 == 0 else "received",
+                "size": 0,
+                "payload": b"",
+                "order_key": f"k{n % 500}",
+            }
+            for n in range(3000)
+        ],
+    )
+    c.exec_driver_sql("ANALYZE messages")

@@ -101,12 +101,13 @@ def prepare_schema(engine: Engine, cipher: Cipher) -> None:
 def _create_schema(engine: Engine) -> None:
     metadata.create_all(engine)
     with engine.begin() as conn:
+        # The columns first: an index may be on a new column (ix_messages_received_key).
+        _add_new_columns(conn)
         # create_all skips the indexes of a table that exists: a start killed between
         # CREATE TABLE and CREATE INDEX must not lose the unique dedup index for good.
         for table in metadata.sorted_tables:
             for index in table.indexes:
                 index.create(conn, checkfirst=True)
-        _add_new_columns(conn)
 
 
 def _check_key(engine: Engine, cipher: Cipher) -> None:

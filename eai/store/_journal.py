@@ -38,6 +38,7 @@ from sqlalchemy import Connection, Dialect, bindparam, insert, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from eai.messages import IngestResult, JournalEntry
+from eai.order_key import order_key
 from eai.store._bodies import MESSAGE_PAYLOAD, set_aside, store_message_bodies
 from eai.store._crypto import Cipher
 from eai.store._driver_sql import DriverStatement
@@ -98,6 +99,7 @@ _MESSAGE_COLUMNS = (
     "ack",
     "reject_reason",
     "routes",
+    "order_key",
 )
 
 
@@ -153,6 +155,8 @@ def _one_entry(dialect: Dialect) -> _OneEntry:
 
 
 def _message_row(cipher: Cipher, e: JournalEntry, dedup_key: str | None) -> dict[str, Any]:
+    # The ordering key is read here rather than by each listener: every content type and
+    # listener gets one (or ""), keyed with the journal's identifier hash key.
     return {
         "listener": e.listener,
         "received_at": naive_utc(e.received_at),
@@ -169,6 +173,7 @@ def _message_row(cipher: Cipher, e: JournalEntry, dedup_key: str | None) -> dict
         "ack": e.ack,
         "reject_reason": e.reject_reason,
         "routes": "",
+        "order_key": order_key(e.payload, cipher.hash_id),
     }
 
 

@@ -20,35 +20,35 @@ DATETIME_STORAGE = (
 WHERE = "{where}"
 MESSAGES: dict[tuple[bool, bool, bool], Statement] = {
     (False, False, False): (
-        "SELECT messages.id, messages.listener, messages.received_at, messages.content_type, messages.status, messages.peer, messages.control_id, messages.message_type, messages.sending_application, messages.sending_facility, messages.dedup_key, messages.size, messages.reject_reason, messages.routes, messages.processed_at, messages.lease_owner, messages.lease_until \nFROM messages ORDER BY messages.id DESC",
+        "SELECT messages.id, messages.listener, messages.received_at, messages.content_type, messages.status, messages.peer, messages.control_id, messages.message_type, messages.sending_application, messages.sending_facility, messages.dedup_key, messages.size, messages.reject_reason, messages.routes, messages.processed_at, messages.lease_owner, messages.lease_until, messages.order_key \nFROM messages ORDER BY messages.id DESC",
         {},
     ),
     (False, False, True): (
-        "SELECT messages.id, messages.listener, messages.received_at, messages.content_type, messages.status, messages.peer, messages.control_id, messages.message_type, messages.sending_application, messages.sending_facility, messages.dedup_key, messages.size, messages.reject_reason, messages.routes, messages.processed_at, messages.lease_owner, messages.lease_until \nFROM messages ORDER BY messages.id DESC\n LIMIT :limit OFFSET :param_1",
+        "SELECT messages.id, messages.listener, messages.received_at, messages.content_type, messages.status, messages.peer, messages.control_id, messages.message_type, messages.sending_application, messages.sending_facility, messages.dedup_key, messages.size, messages.reject_reason, messages.routes, messages.processed_at, messages.lease_owner, messages.lease_until, messages.order_key \nFROM messages ORDER BY messages.id DESC\n LIMIT :limit OFFSET :param_1",
         {"param_1": 0},
     ),
     (False, True, False): (
-        "SELECT messages.id, messages.listener, messages.received_at, messages.content_type, messages.status, messages.peer, messages.control_id, messages.message_type, messages.sending_application, messages.sending_facility, messages.dedup_key, messages.size, messages.reject_reason, messages.routes, messages.processed_at, messages.lease_owner, messages.lease_until \nFROM messages ORDER BY messages.id",
+        "SELECT messages.id, messages.listener, messages.received_at, messages.content_type, messages.status, messages.peer, messages.control_id, messages.message_type, messages.sending_application, messages.sending_facility, messages.dedup_key, messages.size, messages.reject_reason, messages.routes, messages.processed_at, messages.lease_owner, messages.lease_until, messages.order_key \nFROM messages ORDER BY messages.id",
         {},
     ),
     (False, True, True): (
-        "SELECT messages.id, messages.listener, messages.received_at, messages.content_type, messages.status, messages.peer, messages.control_id, messages.message_type, messages.sending_application, messages.sending_facility, messages.dedup_key, messages.size, messages.reject_reason, messages.routes, messages.processed_at, messages.lease_owner, messages.lease_until \nFROM messages ORDER BY messages.id\n LIMIT :limit OFFSET :param_1",
+        "SELECT messages.id, messages.listener, messages.received_at, messages.content_type, messages.status, messages.peer, messages.control_id, messages.message_type, messages.sending_application, messages.sending_facility, messages.dedup_key, messages.size, messages.reject_reason, messages.routes, messages.processed_at, messages.lease_owner, messages.lease_until, messages.order_key \nFROM messages ORDER BY messages.id\n LIMIT :limit OFFSET :param_1",
         {"param_1": 0},
     ),
     (True, False, False): (
-        "SELECT messages.id, messages.listener, messages.received_at, messages.content_type, messages.status, messages.peer, messages.control_id, messages.message_type, messages.sending_application, messages.sending_facility, messages.dedup_key, messages.size, messages.reject_reason, messages.routes, messages.processed_at, messages.lease_owner, messages.lease_until \nFROM messages \nWHERE {where} ORDER BY messages.id DESC",
+        "SELECT messages.id, messages.listener, messages.received_at, messages.content_type, messages.status, messages.peer, messages.control_id, messages.message_type, messages.sending_application, messages.sending_facility, messages.dedup_key, messages.size, messages.reject_reason, messages.routes, messages.processed_at, messages.lease_owner, messages.lease_until, messages.order_key \nFROM messages \nWHERE {where} ORDER BY messages.id DESC",
         {},
     ),
     (True, False, True): (
-        "SELECT messages.id, messages.listener, messages.received_at, messages.content_type, messages.status, messages.peer, messages.control_id, messages.message_type, messages.sending_application, messages.sending_facility, messages.dedup_key, messages.size, messages.reject_reason, messages.routes, messages.processed_at, messages.lease_owner, messages.lease_until \nFROM messages \nWHERE {where} ORDER BY messages.id DESC\n LIMIT :limit OFFSET :param_1",
+        "SELECT messages.id, messages.listener, messages.received_at, messages.content_type, messages.status, messages.peer, messages.control_id, messages.message_type, messages.sending_application, messages.sending_facility, messages.dedup_key, messages.size, messages.reject_reason, messages.routes, messages.processed_at, messages.lease_owner, messages.lease_until, messages.order_key \nFROM messages \nWHERE {where} ORDER BY messages.id DESC\n LIMIT :limit OFFSET :param_1",
         {"param_1": 0},
     ),
     (True, True, False): (
-        "SELECT messages.id, messages.listener, messages.received_at, messages.content_type, messages.status, messages.peer, messages.control_id, messages.message_type, messages.sending_application, messages.sending_facility, messages.dedup_key, messages.size, messages.reject_reason, messages.routes, messages.processed_at, messages.lease_owner, messages.lease_until \nFROM messages \nWHERE {where} ORDER BY messages.id",
+        "SELECT messages.id, messages.listener, messages.received_at, messages.content_type, messages.status, messages.peer, messages.control_id, messages.message_type, messages.sending_application, messages.sending_facility, messages.dedup_key, messages.size, messages.reject_reason, messages.routes, messages.processed_at, messages.lease_owner, messages.lease_until, messages.order_key \nFROM messages \nWHERE {where} ORDER BY messages.id",
         {},
     ),
     (True, True, True): (
-        "SELECT messages.id, messages.listener, messages.received_at, messages.content_type, messages.status, messages.peer, messages.control_id, messages.message_type, messages.sending_application, messages.sending_facility, messages.dedup_key, messages.size, messages.reject_reason, messages.routes, messages.processed_at, messages.lease_owner, messages.lease_until \nFROM messages \nWHERE {where} ORDER BY messages.id\n LIMIT :limit OFFSET :param_1",
+        "SELECT messages.id, messages.listener, messages.received_at, messages.content_type, messages.status, messages.peer, messages.control_id, messages.message_type, messages.sending_application, messages.sending_facility, messages.dedup_key, messages.size, messages.reject_reason, messages.routes, messages.processed_at, messages.lease_owner, messages.lease_until, messages.order_key \nFROM messages \nWHERE {where} ORDER BY messages.id\n LIMIT :limit OFFSET :param_1",
         {"param_1": 0},
     ),
 }
@@ -90,7 +90,7 @@ TABLES: dict[str, str] = {
     "identity_anomalies": "id at facility message_id control_id rule severity explanation notified_at",
     "identity_merges": "id at facility kind surviving_hash merged_hash ids_sealed regional_before regional_after",
     "identity_xref": "id facility local_id_hash regional_id ins_hash ins_sealed alias_of alias_sealed reason valid_from valid_to",
-    "messages": "id listener received_at content_type status peer control_id message_type sending_application sending_facility dedup_key size payload ack reject_reason routes processed_at lease_owner lease_until",
+    "messages": "id listener received_at content_type status peer control_id message_type sending_application sending_facility dedup_key size payload ack reject_reason routes processed_at lease_owner lease_until order_key",
     "deliveries": "id message_id destination route patient_key control_id status attempts created_at next_attempt_at delivered_at last_error payload resend_of media_type mapping facts return_to follow_up_of lease_owner lease_until",
     "message_bodies": "message_id payload",
     "message_patient_ids": "message_id id_hash",
@@ -114,6 +114,7 @@ INDEXES = (
     "ix_messages_dedup",
     "ix_messages_listener",
     "ix_messages_received_at",
+    "ix_messages_received_key",
     "ix_messages_status_id",
     "ix_messages_type",
     "ix_deliveries_message",

@@ -57,8 +57,14 @@ messages = Table(
     Column("processed_at", DateTime, nullable=True),
     Column("lease_owner", String(128), nullable=True),
     Column("lease_until", DateTime, nullable=True),
+    # Whose messages keep their order (eai.order_key, read at ingest): "" = unknown, a
+    # barrier for every later delivery; NULL = journaled before the key existed (same).
+    Column("order_key", String(64), nullable=True),
     Index("ix_messages_dedup", "dedup_key", unique=True),
     Index("ix_messages_status_id", "status", "id"),
+    # The delivery claims look up, per row, the earlier `received` messages of its key
+    # and the oldest keyless ones (eai.store._claims): one index seek each.
+    Index("ix_messages_received_key", "status", "order_key", "id"),
     Index("ix_messages_received_at", "received_at"),
     Index("ix_messages_listener", "listener"),
     Index("ix_messages_type", "message_type"),

@@ -147,7 +147,8 @@ def test_a_dead_nodes_leases_are_released_within_seconds_not_at_lease_expiry(
 ) -> None:
     """A node dies holding claimed messages (pipeline) and claimed deliveries, with
     leases of 60 s: the survivor sees its heartbeat stop and delivers its work within
-    ~DEAD_AFTER + 2 s, and a patient the dead node never touched waits no longer."""
+    ~DEAD_AFTER + 2 s, and a patient the dead node never touched does not wait for that
+    (its ordering key is not theirs: no global watermark holds it)."""
     key = os.urandom(32).hex()
     order = ["D0", "D1", "D2", "D0", "D1", "D2", "D0", "D1", "D2", "D0"]
     cids = [f"{p}-{i:03d}" for i, p in enumerate(order)]
@@ -185,7 +186,7 @@ def test_a_dead_nodes_leases_are_released_within_seconds_not_at_lease_expiry(
         got = sink.control_ids()
     print(f"\ndead node: its work delivered {waited:.1f}s after death; other {other_waited:.1f}s")
     assert waited < DEAD_AFTER + 3  # the leases were for 60 s
-    assert other_waited < DEAD_AFTER + 3
+    assert other_waited < DEAD_AFTER  # delivered before the dead node's leases are released
     assert sorted(got) == sorted([*cids, "OTHER-1"])
     per_patient = by_patient(got)
     for p in ("D0", "D1", "D2"):

@@ -30,6 +30,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -85,6 +86,9 @@ class _Collect(logging.Handler):
 
 def _init(source: PlanSource, levels: Mapping[str, int]) -> None:
     global _worker_config, _worker_cipher
+    # Ctrl-C in a terminal reaches the whole process group: the engine stops and closes
+    # its workers itself (a SIGTERM, as systemd sends to the group, still ends them).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

@@ -23,13 +23,22 @@ from tests.engine_harness import adt
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(120)]
 
 
-def _children(pid: int) -> list[int]:
+def _workers(pid: int) -> list[int]:
+    """The planning workers among ``pid``'s children (multiprocessing's spawned processes;
+    not its resource tracker, which outlives the engine by a moment)."""
     out: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            out += [int(c) for c in (task / "children").read_text().split()]
+            children = [int(c) for c in (task / "children").read_text().split()]
         except OSError:
             continue
+        for child in children:
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in cmdline:
+                out.append(child)
     return out
 
 
@@ -52,7 +61,7 @@ def test_planning_workers_stop_with_the_engine(tmp_path: Path, how: str) -> None
             eng.start()
             assert eng.proc is not None
             deadline = time.monotonic() + 20
-            while len(workers := _children(eng.proc.pid)) < 2:
+            while len(workers := _workers(eng.proc.pid)) < 2:
                 assert time.monotonic() < deadline, "no planning processes"
                 time.sleep(0.05)
             sent = [f"S{n:03d}" for n in range(30)]

@@ -353,19 +353,27 @@ def test_association_level_garbage_gets_an_abort_a_reject_or_a_close(
         association.run()  # must return, not raise
         assert time.monotonic() - started < 4
         answer = b""
-        while chunk := theirs.recv(65536):
-            answer += chunk
+        reset = False
+        try:
+            while chunk := theirs.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            # Closed with bytes of ours still unread (a PDU it stopped reading at): the
+            # kernel answers with a reset, which may drop what was in flight. A close.
+            reset = True
     finally:
         logger.removeHandler(handler)
         ours.close()
         theirs.close()
     assert not errors, [r.getMessage() for r in errors]
     kinds = []
-    while len(answer) >= 6:
+    while len(answer) >= 6 and (len(answer) >= 6 + struct.unpack(">BxL", answer[:6])[1]):
         kind, length = struct.unpack(">BxL", answer[:6])
         kinds.append(kind)
         answer = answer[6 + length :]
-    assert answer == b"" and set(kinds) <= _ANSWERS, kinds
+    assert (answer == b"" or reset) and set(kinds) <= _ANSWERS, kinds
+    if reset:
+        return  # what arrived is allowed; what the reset dropped cannot be checked
     if prefix == _RQ:
         assert kinds[:1] == [0x02]  # established; whatever follows ends as listed above
     elif prefix:

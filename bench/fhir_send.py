@@ -63,6 +63,10 @@ FAST_PEER = REPO / "bench" / "fhir_fast_peer.py"
 ORU = REPO.parent / "shared" / "fixtures" / "hl7v2" / "oru_r01_crbio_init.hl7"
 TARGET = 100.0
 
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from bench._measure import process_tree_cpu  # noqa: E402
+
 
 def _report(control_id: str, patient: int, cda: Path | None = None) -> bytes:
     """The national ORU with MSH-10 ``control_id`` and a local id before the INS in PID-3;
@@ -123,27 +127,6 @@ def _cpu_split(pid: int) -> tuple[float, float]:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / tick, int(fields[12]) / tick
-
-
-def _children(pid: int) -> list[int]:
-    """The child processes of ``pid`` (the planning workers of ``--plan-processes``)."""
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return out
-
-
-def _children_cpu(pid: int) -> dict[int, float]:
-    out: dict[int, float] = {}
-    for child in _children(pid):
-        try:
-            out[child] = _cpu_seconds(child)
-        except OSError:
-            continue  # it ended
-    return out
 
 
 def _thread_cpu(pid: int) -> dict[int, float]:
@@ -302,7 +285,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         user0, system0 = _cpu_split(engine.pid)
         peer_cpu0 = _cpu_seconds(peer.pid)
         threads0 = _thread_cpu(engine.pid)
-        children0 = _children_cpu(engine.pid)
+        tree0 = process_tree_cpu(engine.pid)
         own0 = time.process_time()
         started = time.time()
         acks = asyncio.run(_send_all(port, args.reports, args.patients, args.senders, args.cda))
@@ -322,8 +305,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         user, system = user1 - user0, system1 - system0
         peer_cpu = _cpu_seconds(peer.pid) - peer_cpu0
         threads = _thread_cpu(engine.pid)
-        children = _children_cpu(engine.pid)
-        planners = sum(v - children0.get(k, 0.0) for k, v in children.items())
+        # the engine with its planning processes, less the engine itself
+        planners = process_tree_cpu(engine.pid) - tree0 - cpu
         own = time.process_time() - own0
         names = _thread_names(engine.pid)
         if spy is not None:

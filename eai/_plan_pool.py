@@ -20,8 +20,9 @@ loggers, so its handlers, levels and filters (no patient data) apply as to its o
 With an identity server the pipeline asks the workers twice per batch: the identities
 the messages state (parsed there), then the plans once the engine has reconciled them
 (parsed again: a few per cent of the planning, against moving parsed trees between
-processes). A worker that dies (killed, out of memory) fails its batch; the pipeline's
-loop logs it and claims the batch again after its lease, and the pool starts afresh.
+processes). A worker that dies (killed, out of memory) fails its batch; the pool starts
+afresh, and the pipeline's loop logs the failure and claims the batch again at its next
+round (the lease is its own).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, func, insert, select
+from sqlalchemy import ColumnElement, Connection, Table, func, insert, select
 
 from eai.store._schema import deliveries, delivery_bodies, message_bodies, messages
 
@@ -61,9 +61,6 @@ DELIVERY_PAYLOAD: ColumnElement[Any] = func.coalesce(
 )
 """A delivery's own sealed payload, wherever it is; NULL: the message's as received."""
 
-_INSERT_MESSAGE_BODIES = insert(message_bodies)
-_INSERT_DELIVERY_BODIES = insert(delivery_bodies)
-
 
 def set_aside(rows: Sequence[dict[str, Any]]) -> list[tuple[int, bytes]]:
     """Replaces, in ``rows`` (about to be inserted), each ``payload`` longer than
@@ -84,17 +81,19 @@ def store_message_bodies(
 ) -> None:
     """Inserts the bodies :func:`set_aside` took from message rows whose ids are ``ids``
     (in the rows' order), in ``conn``'s transaction."""
-    if aside:
-        conn.execute(
-            _INSERT_MESSAGE_BODIES, [{"message_id": ids[i], "payload": p} for i, p in aside]
-        )
+    _store(conn, message_bodies, ids, aside)
 
 
 def store_delivery_bodies(
     conn: Connection, ids: Sequence[int], aside: Sequence[tuple[int, bytes]]
 ) -> None:
     """As :func:`store_message_bodies`, for delivery rows."""
+    _store(conn, delivery_bodies, ids, aside)
+
+
+def _store(
+    conn: Connection, table: Table, ids: Sequence[int], aside: Sequence[tuple[int, bytes]]
+) -> None:
     if aside:
-        conn.execute(
-            _INSERT_DELIVERY_BODIES, [{"delivery_id": ids[i], "payload": p} for i, p in aside]
-        )
+        [key] = table.primary_key.columns.keys()
+        conn.execute(insert(table), [{key: ids[i], "payload": p} for i, p in aside])

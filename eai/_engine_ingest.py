@@ -12,10 +12,19 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from eai.alerts import Signals
+from eai.ingest_report import IngestReport
 from eai.messages import FollowUp, IngestResult, JournalEntry, OutboxItem
 from eai.metrics import listener_meter
 from eai.net import run_blocking
-from eai.store import DeliveryRecord, Store, delivery_record, record_receipt, settlement, utcnow
+from eai.store import (
+    DeliveryRecord,
+    JournalAccess,
+    Store,
+    delivery_record,
+    record_receipt,
+    settlement,
+    utcnow,
+)
 
 __all__ = ["EngineIngest", "JournalView"]
 
@@ -31,8 +40,9 @@ class JournalView:
 
 
 class EngineIngest:
-    """The listeners' :class:`eai.registry.ThreadIngest` (journal, then wake the pipeline)
-    and :class:`eai.registry.ReceiptJournal` (receipts of deliveries already made)."""
+    """The listeners' :class:`eai.registry.ThreadIngest` (journal, then wake the pipeline),
+    :class:`eai.registry.ReceiptJournal` (receipts of deliveries already made) and
+    :class:`eai.registry.JournalHost` (listeners serving in processes of their own)."""
 
     def __init__(
         self,
@@ -84,6 +94,24 @@ class EngineIngest:
             except RuntimeError:
                 pass  # the loop is closed: the engine is stopping, the journal has it
         return result
+
+    def journal_access(self) -> JournalAccess:
+        """:class:`eai.registry.JournalHost`: the journal, for a listener's own process."""
+        return self._store.access()
+
+    def journaled_elsewhere(self, listener: str, report: IngestReport) -> None:
+        """:class:`eai.registry.JournalHost`: what a listener's own process journaled."""
+        meter = listener_meter(listener)
+        for (status, duplicate), count in report.journaled.items():
+            for _ in range(count):
+                meter.journaled(status, duplicate)
+        for _ in range(report.failed):
+            meter.failed()
+            self._failed()
+        for seconds in report.ack_seconds:
+            meter.ack_seconds.observe(seconds)
+        if report.received:
+            self._wake.set()
 
     async def delivery_record(self, delivery_id: int) -> tuple[OutboxItem, tuple[str, ...], bool]:
         """:class:`eai.registry.ReceiptJournal`: a delivery and its attempts (a read)."""

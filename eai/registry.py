@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from eai.config import Config, DestinationConfig, ListenerConfig
+    from eai.ingest_report import IngestReport
     from eai.routing import Routable
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "Destination",
     "DestinationSpec",
     "Ingest",
+    "JournalHost",
     "ThreadIngest",
     "ReceiptJournal",
     "JournalView",
@@ -133,6 +135,26 @@ class ReceiptJournal(Protocol):
         """Journals receipt ``key`` (a ``receipt`` event, ``detail`` without patient data)
         on the delivery's message with its follow-ups, in one transaction; False when
         that receipt was already recorded (nothing added). Raises NotFound, StoreError."""
+        ...
+
+
+@runtime_checkable
+class JournalHost(Protocol):
+    """The engine's :data:`Ingest`, as a listener serving in a process of its own uses it
+    (an MLLP listener with ``own_process``): that process opens the journal itself
+    (:meth:`journal_access`), journals and answers there, and reports what it journaled
+    (:meth:`journaled_elsewhere`) for the engine's meters, alerts and pipeline."""
+
+    async def __call__(self, entry: JournalEntry) -> IngestResult: ...
+
+    def journal_access(self) -> object:
+        """The running journal, for :meth:`eai.store.Store.attach` in another process (an
+        :class:`eai.store.JournalAccess`; opaque here: the registry sits below the store)."""
+        ...
+
+    def journaled_elsewhere(self, listener: str, report: IngestReport) -> None:
+        """Counts ``report`` in listener ``listener``'s meters, signals its journal
+        failures, and wakes the pipeline when it holds new messages (on the loop)."""
         ...
 
 

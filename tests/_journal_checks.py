@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from eai.errors import StoreError
 from eai.messages import IngestResult, JournalEntry
 from eai.store import Store, insert_entries
+from eai.store._journal import SMALL_BATCH
 from eai.store.schema import events, messages
 
 # A time with microseconds, one without (SQLite stores ".000000"), one in another zone.
@@ -81,6 +82,11 @@ def counts(store: Store) -> tuple[int, int]:
         )
 
 
+def _fillers(prefix: str) -> list[JournalEntry]:
+    """Entries enough to make any batch they join take the SQLAlchemy statements."""
+    return [entry(f"{prefix}-{i}") for i in range(SMALL_BATCH)]
+
+
 def _without_ids(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in ("id", "message_id", "dedup_key")}
 
@@ -98,7 +104,8 @@ def check_single_entry_reads_back_like_a_batched_one(store: Store) -> None:
     for n, kw in enumerate(variants):
         alone = entry(f"alone-{n}", **kw)
         (one,) = journal(store, [alone])  # the driver-SQL path
-        batched = journal(store, [entry(f"batch-{n}", **kw), entry(f"other-{n}")])  # SQLAlchemy
+        # a batch past SMALL_BATCH takes the SQLAlchemy statements
+        batched = journal(store, [entry(f"batch-{n}", **kw), *_fillers(f"other-{n}")])
         assert not one.duplicate and not batched[0].duplicate
 
         got = message_row(store, one.message_id)
@@ -146,7 +153,7 @@ def check_single_entry_reads_back_like_a_batched_one(store: Store) -> None:
 def check_duplicates(store: Store) -> None:
     first = journal(store, [entry("d1")])[0]
     before = counts(store)
-    # against the journal, alone (driver SQL) and in a batch (SQLAlchemy)
+    # against the journal, alone and in a small batch (driver SQL)
     again = journal(store, [entry("d1", ack=b"another ack")])[0]
     assert again == IngestResult(first.message_id, True, b"MSH|^~\\&|\rMSA|AA|d1")
     batch = journal(store, [entry("d1"), entry("d1")])
@@ -155,6 +162,14 @@ def check_duplicates(store: Store) -> None:
     assert counts(store) == (before[0], before[1] + 3)
     kinds = [e["kind"] for e in event_rows(store, first.message_id)]
     assert kinds == ["received", "acknowledged", *["retransmitted"] * 3]
+    # in a batch past SMALL_BATCH (the SQLAlchemy statements), the same answers
+    big = journal(store, [entry("d1"), *_fillers("dup-filler"), entry("d1")])
+    assert big[0] == big[-1] == again
+    assert not any(r.duplicate for r in big[1:-1])
+    assert counts(store) == (before[0] + SMALL_BATCH, before[1] + 5 + 2 * SMALL_BATCH)
+    before = counts(store)
+    kinds = [e["kind"] for e in event_rows(store, first.message_id)]
+    assert kinds == ["received", "acknowledged", *["retransmitted"] * 5]
 
     # a copy within the batch gets the first copy's ACK; results follow the entries
     res = journal(
@@ -165,7 +180,7 @@ def check_duplicates(store: Store) -> None:
     assert res[1] == again
     assert res[2] == IngestResult(res[0].message_id, True, b"ack one")
     assert res[3].message_id > res[0].message_id
-    assert counts(store) == (before[0] + 2, before[1] + 3 + 4 + 2)
+    assert counts(store) == (before[0] + 2, before[1] + 4 + 2)
     assert message_row(store, res[0].message_id)["ack"] == b"ack one"
     assert message_row(store, res[3].message_id)["control_id"] == "d3"
 
@@ -173,7 +188,7 @@ def check_duplicates(store: Store) -> None:
     res = journal(store, [entry("d4", ack=b"four"), entry("d4"), entry("d1")])
     assert res[1] == IngestResult(res[0].message_id, True, b"four")
     assert res[2] == again
-    assert counts(store) == (before[0] + 3, before[1] + 9 + 2 + 2)
+    assert counts(store) == (before[0] + 3, before[1] + 6 + 2 + 2)
     # entries without a dedup key are never duplicates
     a, b = journal(store, [entry("n", key=None), entry("n", key=None)])
     (c,) = journal(store, [entry("n", key=None)])

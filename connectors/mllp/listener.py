@@ -51,7 +51,7 @@ from eai.net import (
     server_handshake,
     split_bind,
 )
-from eai.registry import Ingest, ListenerSpec, register_listener
+from eai.registry import Ingest, JournalHost, Listener, ListenerSpec, register_listener
 
 __all__ = ["MllpListener", "MllpListenerConfig"]
 
@@ -128,6 +128,13 @@ class MllpListenerConfig(ListenerConfig):
         description="HL7 table 0211 character set assumed when MSH-18 is empty",
         examples=["UNICODE UTF-8", "8859/1"],
     )
+    own_process: bool = Field(
+        False,
+        description="serve this listener in a process of its own: reading, journaling "
+        "and acknowledging there, on another core than the engine's pipeline and "
+        "delivery (a high-volume feed; the process is started again if it dies)",
+        examples=[True],
+    )
 
     @field_validator("default_charset")
     @classmethod
@@ -150,7 +157,14 @@ class MllpListenerConfig(ListenerConfig):
 class MllpListener:
     """Serves one :class:`MllpListenerConfig`; journals through ``ingest`` before each ACK."""
 
-    def __init__(self, config: MllpListenerConfig, ingest: Ingest) -> None:
+    def __init__(
+        self,
+        config: MllpListenerConfig,
+        ingest: Ingest,
+        *,
+        ack_seconds: Observer | None = None,
+    ) -> None:
+        """``ack_seconds`` times each answer (default: the listener's meter)."""
         self.config = config
         self._handler = FrameHandler(
             listener=config.name,
@@ -175,7 +189,9 @@ class MllpListener:
         self._timers: dict[Session, asyncio.TimerHandle] = {}
         self._stopping = False
         self._tls: ssl.SSLContext | None = None
-        self._ack_seconds = listener_meter(config.name).ack_seconds
+        self._ack_seconds = (
+            ack_seconds if ack_seconds is not None else listener_meter(config.name).ack_seconds
+        )
 
     @property
     def port(self) -> int:
@@ -330,7 +346,13 @@ def _evictable(session: Session) -> bool:
     return not session.busy
 
 
-def _factory(config: MllpListenerConfig, ingest: Ingest) -> MllpListener:
+def _factory(config: MllpListenerConfig, ingest: Ingest) -> Listener:
+    if config.own_process:
+        from connectors.mllp.own_process import OwnProcessListener
+
+        if not isinstance(ingest, JournalHost):
+            raise TypeError(f"listener {config.name}: own_process needs the engine's journal")
+        return OwnProcessListener(config, ingest)
     return MllpListener(config, ingest)
 
 

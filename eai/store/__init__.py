@@ -39,6 +39,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -157,6 +158,7 @@ if TYPE_CHECKING:
         queue_stats,
         settlement,
     )
+    from eai.store._write_lock import WriteLock
     from eai.store._xref import (
         RecordOutcome,
         change_identifier,
@@ -243,6 +245,7 @@ __all__ = [
     "PlannedDelivery",
     "QueueView",
     "RecordOutcome",
+    "JournalAccess",
     "Store",
     "XrefEntry",
     "XrefRecord",
@@ -437,25 +440,72 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
+@dataclass(frozen=True, slots=True)
+class JournalAccess:
+    """A running engine's journal, for a process of its own to open (:meth:`Store.attach`):
+    the database, the data directory and the cipher (its derived keys pickle)."""
+
+    database_url: str
+    data_dir: Path
+    cipher: Cipher
+
+
 class Store:
     """One journal database, its cipher, and (in the engine) its writer thread."""
 
-    def __init__(self, database_url: str, data_dir: Path, key: str | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        data_dir: Path,
+        key: str | None = None,
+        *,
+        cipher: Cipher | None = None,
+    ) -> None:
+        """Opens the journal at ``database_url``: creates or migrates its schema and checks
+        the key (read from ``key`` or ``data_dir``), unless ``cipher`` is given: the
+        journal of an engine already running, opened again by a process of its own (a
+        listener serving in its own process, :meth:`access`), as it is."""
         from eai.store._db import is_sqlite, open_engine, prepare_schema
         from eai.store._writer import Writer
 
         self.data_dir = data_dir
-        self.cipher = Cipher(load_master_key(data_dir, key))
+        self.database_url = database_url
+        self.cipher = cipher if cipher is not None else Cipher(load_master_key(data_dir, key))
         self.engine: Engine = open_engine(database_url)
-        try:
-            prepare_schema(self.engine, self.cipher)
-        except BaseException:
-            self.engine.dispose()
-            raise
+        if cipher is None:
+            try:
+                prepare_schema(self.engine, self.cipher)
+            except BaseException:
+                self.engine.dispose()
+                raise
         # A caller may run its own journal transaction when the writer is idle only on
         # SQLite: a local file's waits are bounded by its busy timeout, whereas a network
         # database that hangs would hold the caller past its journal_timeout answer.
         self.writer = Writer(self.engine, self._journal_batch, combine=is_sqlite(self.engine))
+        self._write_lock: WriteLock | None = None
+        if cipher is not None:
+            self._share_writes()
+
+    def access(self) -> JournalAccess:
+        """What another process of the engine opens this journal with (it pickles). From
+        now on, this store's writer shares the SQLite journal's write lock with it."""
+        self._share_writes()
+        return JournalAccess(self.database_url, self.data_dir, self.cipher)
+
+    def _share_writes(self) -> None:
+        """SQLite: the writers of the processes that write this journal take turns on its
+        :class:`~eai.store._write_lock.WriteLock` rather than in SQLite's busy handler."""
+        from eai.store._db import sqlite_write_lock
+
+        if self._write_lock is None:
+            self._write_lock = sqlite_write_lock(self.engine)
+            if self._write_lock is not None:
+                self.writer.hold_around_transactions(self._write_lock)
+
+    @classmethod
+    def attach(cls, access: JournalAccess) -> Store:
+        """The journal of :meth:`access`, opened in this process (schema and key as they are)."""
+        return cls(access.database_url, access.data_dir, cipher=access.cipher)
 
     @property
     def is_sqlite(self) -> bool:
@@ -489,3 +539,5 @@ class Store:
     def close(self) -> None:
         self.writer.stop()
         self.engine.dispose()
+        if self._write_lock is not None:
+            self._write_lock.close()

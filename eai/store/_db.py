@@ -19,8 +19,9 @@ from eai.errors import StoreError
 from eai.store._crypto import Cipher
 from eai.store._schema import meta, metadata
 from eai.store._sqlite_file import KEY_MISMATCH, private_files, sqlite_pragmas
+from eai.store._write_lock import WriteLock
 
-__all__ = ["KEY_CHECK", "is_sqlite", "open_engine", "prepare_schema"]
+__all__ = ["KEY_CHECK", "is_sqlite", "open_engine", "prepare_schema", "sqlite_write_lock"]
 
 KEY_CHECK = select(meta.c.value).where(meta.c.key == "key_check")
 """The journal's key check (:meth:`eai.store.Cipher.key_check`), written by the first start."""
@@ -28,6 +29,14 @@ KEY_CHECK = select(meta.c.value).where(meta.c.key == "key_check")
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def sqlite_write_lock(engine: Engine) -> WriteLock | None:
+    """The write lock of a SQLite journal file (None: PostgreSQL, or SQLite in memory)."""
+    database = engine.url.database if is_sqlite(engine) else None
+    if not database or database == ":memory:":
+        return None
+    return WriteLock(Path(database).with_name(Path(database).name + "-writer.lock"))
 
 
 def open_engine(url: str) -> Engine:

@@ -32,6 +32,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, TypeVar
@@ -74,6 +75,7 @@ class Writer:
         combine: bool = False,
     ):
         self._engine = engine
+        self._write_lock: AbstractContextManager[object] = nullcontext()
         self._combine = combine
         self._journal_batch = journal_batch
         self._max_batch = max_batch
@@ -86,6 +88,11 @@ class Writer:
         """Journal entries committed by their own caller's thread (flat combining)."""
         self.commits = 0
         self.writes = 0
+
+    def hold_around_transactions(self, lock: AbstractContextManager[object]) -> None:
+        """Holds ``lock`` around each transaction from the next one on (the SQLite
+        journal's lock across processes, :class:`eai.store._write_lock.WriteLock`)."""
+        self._write_lock = lock
 
     def start(self) -> None:
         if self._thread is None:
@@ -230,7 +237,7 @@ class Writer:
         entries = [(i, it.work) for i, it in enumerate(batch) if isinstance(it.work, JournalEntry)]
         results: list[Any] = [None] * len(batch)
         started = perf_counter()
-        with conn.begin():
+        with self._write_lock, conn.begin():
             if entries:
                 ingested = self._journal_batch(conn, [e for _, e in entries])
                 for (i, _), res in zip(entries, ingested, strict=True):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from datetime import UTC, datetime
 
 import pytest
 
 from connectors.mllp._framing import ProtocolError
-from connectors.mllp._inbound import FrameHandler, Reply
+from connectors.mllp._inbound import FrameHandler, Reply, new_control_id
 from eai.hl7 import parse
 from tests._listeners import FakeJournal
 from tests._mllp import err_code, msa
@@ -137,3 +138,23 @@ def test_logs_never_hold_payload_content(caplog: pytest.LogCaptureFixture) -> No
     assert "DUPONT" not in caplog.text and "JEANNE" not in caplog.text
     for record in caplog.records:
         assert "DUPONT" not in record.getMessage()
+
+
+def test_ack_control_ids_are_20_characters_and_never_repeat_within_a_process() -> None:
+    ids = [new_control_id() for _ in range(10_000)]
+    assert all(len(i) == 20 and int(i, 16) >= 0 for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert len({i[:10] for i in ids}) == 1  # one random prefix, then the counter
+
+
+def test_a_forked_child_draws_its_own_ack_id_prefix() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: write its next id and leave at once
+        os.write(write, new_control_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    theirs = os.read(read, 64).decode()
+    os.close(read)
+    assert len(theirs) == 20 and theirs[:10] != new_control_id()[:10]

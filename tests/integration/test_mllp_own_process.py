@@ -1,0 +1,146 @@
+"""An MLLP listener with ``own_process: true``: same answers, same journal, its own process.
+
+The engine runs in a thread of the test (``EngineThread``), its listener in a process it
+spawns; real sockets on 127.0.0.1, the journal on the test database, a real MLLP sink
+as the destination. What the listener's process journals must reach the engine's
+meters, its logs and its pipeline exactly as an in-process listener's would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from connectors.mllp.own_process import OwnProcessListener
+from eai.metrics import registry
+from standins.mllp import MllpPeer
+from tests._mllp import MllpSender, err_code, msa
+from tests._proc import journal
+from tests.engine_harness import EngineThread, adt, write_routes
+
+LISTENER = "chu-x-adt"
+SENDERS = 4
+PER_SENDER = 30
+
+
+def own_process_routes(tmp_path: Path, sink_port: int) -> Path:
+    path = write_routes(tmp_path, sink_port)
+    text = path.read_text()
+    assert "    type: mllp\n    bind: 127.0.0.1:0\n" in text
+    path.write_text(
+        text.replace(
+            "    type: mllp\n    bind: 127.0.0.1:0\n",
+            "    type: mllp\n    own_process: true\n    bind: 127.0.0.1:0\n",
+            1,
+        )
+    )
+    return path
+
+
+def _metric(name: str) -> float:
+    return registry().get_sample_value(name, {"listener": LISTENER}) or 0.0
+
+
+def _send(port: int, index: int, out: dict[str, tuple[str, str]]) -> None:
+    with MllpSender(port) as sender:
+        for n in range(PER_SENDER):
+            cid = f"OP{index}-{n:03d}"
+            out[cid] = msa(sender.exchange(adt(cid, f"OWN{index}")))
+
+
+def test_answers_journals_and_delivers_from_its_own_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    before = {
+        n: _metric(n)
+        for n in (
+            "eai_messages_received_total",
+            "eai_messages_acknowledged_total",
+            "eai_messages_rejected_total",
+            "eai_messages_retransmitted_total",
+            "eai_ack_latency_seconds_count",
+        )
+    }
+    with MllpPeer() as sink:
+        path = own_process_routes(tmp_path, sink.port)
+        with EngineThread(path) as eng:
+            listener = eng.engine.listeners[LISTENER]
+            assert isinstance(listener, OwnProcessListener)
+            assert listener.pid is not None and listener.pid != os.getpid()
+            port = eng.port(LISTENER)
+
+            answers: dict[str, tuple[str, str]] = {}
+            threads = [
+                threading.Thread(target=_send, args=(port, i, answers)) for i in range(SENDERS)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            assert len(answers) == SENDERS * PER_SENDER
+            assert all(code == "AA" and acked == cid for cid, (code, acked) in answers.items())
+
+            with MllpSender(port) as sender:
+                # a retransmission gets the stored ACK, byte for byte
+                first = sender.exchange(adt("OP-RESENT", "OWN9"))
+                assert sender.exchange(adt("OP-RESENT", "OWN9")) == first
+                # a block that is no HL7 message: AR with an ERR, and kept
+                bad = sender.exchange(b"this is not HL7")
+                assert msa(bad)[0] == "AR" and err_code(bad)
+                # a sender outside allowed_senders: AR, kept
+                other = sender.exchange(adt("OP-OTHER", "OWN9", facility="CHU-Z"))
+                assert msa(other)[0] == "AR"
+
+            expected = set(answers) | {"OP-RESENT"}
+            assert sink.wait_for(lambda s: expected <= set(s.control_ids()), 60)
+            pid = listener.pid
+
+    # the engine's meters counted what the listener's process journaled and answered
+    assert _metric("eai_messages_received_total") - before["eai_messages_received_total"] == (
+        len(expected) + 3
+    )
+    assert (
+        _metric("eai_messages_acknowledged_total") - before["eai_messages_acknowledged_total"]
+        == len(expected) + 1
+    )
+    assert _metric("eai_messages_rejected_total") - before["eai_messages_rejected_total"] == 2
+    assert (
+        _metric("eai_messages_retransmitted_total") - before["eai_messages_retransmitted_total"]
+        == 1
+    )
+    assert (
+        _metric("eai_ack_latency_seconds_count") - before["eai_ack_latency_seconds_count"]
+        == len(expected) + 3
+    )
+    # its log records went through the engine's loggers
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(f"in process {pid}" in m for m in messages)
+    assert any("retransmission of control id OP-RESENT" in m for m in messages)
+    assert any("rejected control id" in m and "not allowed" in m for m in messages)
+    assert any("its process journaled" in m for m in messages)
+    # and the journal holds everything, the rejected blocks included, nothing pending
+    rows = journal(path)
+    by_status: dict[str, int] = {}
+    for row in rows:
+        by_status[row["status"]] = by_status.get(row["status"], 0) + 1
+    assert by_status == {"processed": len(expected), "rejected": 2}, by_status
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the engine's stop ended the listener's process
+
+
+def test_a_port_taken_fails_the_start_with_the_reason(tmp_path: Path) -> None:
+    with MllpPeer() as sink, MllpPeer() as squatter:
+        path = own_process_routes(tmp_path, sink.port)
+        path.write_text(
+            path.read_text().replace("bind: 127.0.0.1:0", f"bind: 127.0.0.1:{squatter.port}")
+        )
+        engine = EngineThread(path).engine
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{squatter.port}"):
+            asyncio.run(engine.run(asyncio.Event()))

@@ -247,10 +247,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "data_dir": str(work / "var"),
                 "database": f"sqlite:///{work}/var/eai.db",
                 "plan_processes": args.plan_processes,
+                "own_process": args.own_process,
                 "batch_wait": args.batch_wait,
             },
             "listeners": [
-                {"name": "lab", "type": "mllp", "bind": f"127.0.0.1:{port}", "test_feed": True}
+                {
+                    "name": "lab",
+                    "type": "mllp",
+                    "bind": f"127.0.0.1:{port}",
+                    "test_feed": True,
+                    "own_process": args.own_process,
+                }
             ],
             "destinations": [
                 {
@@ -341,6 +348,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "server_ms_p90": statistics.quantiles(server_ms, n=10)[-1] if len(server_ms) > 1 else None,
         "server_busy_s": sum(server_ms) / 1000,
         "plan_processes": args.plan_processes,
+        "own_process": args.own_process,
         "batch_wait": args.batch_wait,
         "engine_cpu_ms_per_report": cpu / max(1, delivered) * 1000,
         "planning_processes_cpu_ms_per_report": planners / max(1, delivered) * 1000,
@@ -373,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-wait", default="100ms", help="engine.batch_wait")
     parser.add_argument(
         "--plan-processes", type=int, default=0, help="engine.plan_processes (0: a thread)"
+    )
+    parser.add_argument(
+        "--own-process",
+        action="store_true",
+        help="the MLLP listener's own_process (reading, journal, ACK in a process of its own)",
     )
     args = parser.parse_args(argv)
     result = run(args)

@@ -336,14 +336,17 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
 
 
 def _routes_edit(
-    plan_processes: int, own_process: bool, unrouted: bool
+    plan_processes: int, own_process: bool, unrouted: bool, batch_wait: str = ""
 ) -> Callable[[str], str] | None:
-    """Sets ``engine.plan_processes`` and the listener's ``own_process`` in the routes.yaml
-    text, and with ``unrouted`` makes the route match nothing (None: leaves it)."""
-    if not plan_processes and not own_process and not unrouted:
+    """Sets ``engine.plan_processes``, ``engine.batch_wait`` and the listener's
+    ``own_process`` in the routes.yaml text, and with ``unrouted`` makes the route match
+    nothing (None: leaves it)."""
+    if not plan_processes and not own_process and not unrouted and not batch_wait:
         return None
 
     def edit(text: str) -> str:
+        if batch_wait:
+            text = text.replace("engine:\n", f"engine:\n  batch_wait: {batch_wait}\n", 1)
         if plan_processes:
             text = text.replace("engine:\n", f"engine:\n  plan_processes: {plan_processes}\n", 1)
         if unrouted:
@@ -505,6 +508,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "plan_processes": args.plan_processes,
             "own_process": args.own_process,
             "unrouted": args.unrouted,
+            "batch_wait": args.batch_wait or "100ms",
         },
         "targets": TARGETS,
     }
@@ -565,7 +569,9 @@ def _run_phases(
             args.dest_connections,
             shlex.split(args.engine_cmd or ""),
             database=database,
-            routes_edit=_routes_edit(args.plan_processes, args.own_process, args.unrouted),
+            routes_edit=_routes_edit(
+                args.plan_processes, args.own_process, args.unrouted, args.batch_wait
+            ),
         )
         # Warm-up (imports, first connections, SQLite caches); not reported.
         warm = run_senders("warm-up", engine.port, args.senders, 1.0, 2000, "W" + tag)
@@ -806,6 +812,9 @@ def main(argv: list[str] | None = None) -> int:
         "--own-process",
         action="store_true",
         help="the MLLP listener's own_process: reading, journal and ACK in a process of its own",
+    )
+    p.add_argument(
+        "--batch-wait", default="", help="engine.batch_wait (default: as shipped, 100ms)"
     )
     p.add_argument(
         "--unrouted",

@@ -84,13 +84,10 @@ class _Reporter:
         loop = self._loop
         if loop is None:
             return  # sent once the loop runs (bind)
-        if threading.get_ident() == getattr(loop, "_thread_id", None):
-            self._schedule()
-        else:
-            try:
-                loop.call_soon_threadsafe(self._schedule)
-            except RuntimeError:
-                pass  # the loop is closed: the last flush has run
+        try:
+            loop.call_soon_threadsafe(self._schedule)
+        except RuntimeError:
+            pass  # the loop is closed: the last flush has run
 
     def _schedule(self) -> None:
         if self._due is None and self._loop is not None:

@@ -247,7 +247,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "data_dir": str(work / "var"),
                 "database": f"sqlite:///{work}/var/eai.db",
                 "plan_processes": args.plan_processes,
-                "own_process": args.own_process,
                 "batch_wait": args.batch_wait,
             },
             "listeners": [

@@ -45,6 +45,12 @@ def _sqlite_dir(store: Store) -> Path | None:
     return Path(database).absolute().parent
 
 
+def _serving(listener: Listener) -> bool:
+    """A listener that can say it is not serving for a while (one in its own process,
+    between a death of that process and its replacement) says so; others serve."""
+    return bool(getattr(listener, "serving", True))
+
+
 def start_endpoint(
     metrics: MetricsConfig,
     config: Callable[[], Config],
@@ -65,7 +71,10 @@ def start_endpoint(
 
     def bound() -> Mapping[str, bool]:
         serving = not stopping.is_set()
-        return {lc.name: serving and lc.name in listeners for lc in config().listeners}
+        return {
+            lc.name: serving and lc.name in listeners and _serving(listeners[lc.name])
+            for lc in config().listeners
+        }
 
     state = EngineState(
         journal_write=lambda timeout: store.writer.run_sync(probe, timeout),

@@ -95,6 +95,12 @@ class OwnProcessListener:
             return None
         return child.process.pid if child.ready.exception() is None else None
 
+    @property
+    def serving(self) -> bool:
+        """False between a death of the process and the moment its replacement listens
+        (``/readyz`` then says the listener is down, so a load balancer sends elsewhere)."""
+        return self.pid is not None
+
     async def start(self) -> None:
         """Starts the process; returns once it listens (OSError when it cannot)."""
         self._stopping = False

@@ -80,6 +80,7 @@ def test_killed_listener_process_is_replaced_and_loses_nothing(
             for t in threads:
                 t.start()
             killed: list[int] = []
+            not_serving = 0
             for _ in range(KILLS):
                 time.sleep(rng.uniform(0.3, 1.0))
                 deadline = time.monotonic() + 30
@@ -88,10 +89,16 @@ def test_killed_listener_process_is_replaced_and_loses_nothing(
                     time.sleep(0.02)
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
+                # not serving (readiness down) until the new process listens, 0.5 s on
+                while listener.serving and listener.pid == pid:
+                    assert time.monotonic() < deadline, "the death went unnoticed"
+                    time.sleep(0.005)
+                not_serving += 1 if not listener.serving else 0
             for t in threads:
                 t.join(DEADLINE + 10)
             assert not any(t.is_alive() for t in threads), "a sender is stuck"
             assert listener.restarts == KILLS
+            assert not_serving == KILLS and listener.serving
             assert listener.port == port
             expected = {cid for log in logs for ids in log.values() for cid in ids}
             assert len(expected) == SENDERS * PER_SENDER

@@ -9,9 +9,14 @@ meters, its logs and its pipeline exactly as an in-process listener's would.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import signal
 import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -144,3 +149,44 @@ def test_a_port_taken_fails_the_start_with_the_reason(tmp_path: Path) -> None:
         engine = EngineThread(path).engine
         with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{squatter.port}"):
             asyncio.run(engine.run(asyncio.Event()))
+
+
+def _readyz(port: int) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read())
+
+
+def test_readyz_says_the_listener_is_down_until_its_process_is_replaced(tmp_path: Path) -> None:
+    with MllpPeer() as sink:
+        path = own_process_routes(tmp_path, sink.port)
+        path.write_text(path.read_text() + "\nmetrics:\n  bind: 127.0.0.1:0\n  ready_timeout: 2s\n")
+        with EngineThread(path) as eng:
+            assert eng.engine.metrics is not None
+            metrics = eng.engine.metrics.port
+            listener = eng.engine.listeners[LISTENER]
+            assert isinstance(listener, OwnProcessListener)
+            status, body = _readyz(metrics)
+            assert status == 200, body
+            pid = listener.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while (answer := _readyz(metrics))[0] == 200:  # the death is seen at once...
+                assert time.monotonic() < deadline, "readyz never said the listener is down"
+                time.sleep(0.01)
+            status, body = answer
+            checks = body["checks"]
+            assert isinstance(checks, dict)
+            assert status == 503 and checks["listeners"]["down"] == [LISTENER], body
+            while listener.pid is None:  # ...and the new process listens 0.5 s later
+                assert time.monotonic() < deadline, "no new listener process"
+                time.sleep(0.02)
+            assert listener.pid != pid
+            assert _readyz(metrics)[0] == 200
+            with MllpSender(eng.port(LISTENER)) as sender:
+                assert msa(sender.exchange(adt("OP-AFTER", "OWN8")))[0] == "AA"
+            assert sink.wait_for(lambda s: "OP-AFTER" in s.control_ids(), 30)

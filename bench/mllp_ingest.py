@@ -336,17 +336,18 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
 
 
 def _routes_edit(
-    plan_processes: int, own_process: bool, unrouted: bool, batch_wait: str = ""
+    plan_processes: int, own_process: bool, unrouted: bool, engine_set: list[str]
 ) -> Callable[[str], str] | None:
-    """Sets ``engine.plan_processes``, ``engine.batch_wait`` and the listener's
-    ``own_process`` in the routes.yaml text, and with ``unrouted`` makes the route match
-    nothing (None: leaves it)."""
-    if not plan_processes and not own_process and not unrouted and not batch_wait:
+    """Sets ``engine.plan_processes``, the ``engine:`` keys of ``engine_set``
+    (``key=value``) and the listener's ``own_process`` in the routes.yaml text, and with
+    ``unrouted`` makes the route match nothing (None: leaves it)."""
+    if not plan_processes and not own_process and not unrouted and not engine_set:
         return None
 
     def edit(text: str) -> str:
-        if batch_wait:
-            text = text.replace("engine:\n", f"engine:\n  batch_wait: {batch_wait}\n", 1)
+        for setting in engine_set:
+            key, _, value = setting.partition("=")
+            text = text.replace("engine:\n", f"engine:\n  {key}: {value}\n", 1)
         if plan_processes:
             text = text.replace("engine:\n", f"engine:\n  plan_processes: {plan_processes}\n", 1)
         if unrouted:
@@ -508,7 +509,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "plan_processes": args.plan_processes,
             "own_process": args.own_process,
             "unrouted": args.unrouted,
-            "batch_wait": args.batch_wait or "100ms",
+            "engine_set": args.engine_set,
         },
         "targets": TARGETS,
     }
@@ -570,7 +571,7 @@ def _run_phases(
             shlex.split(args.engine_cmd or ""),
             database=database,
             routes_edit=_routes_edit(
-                args.plan_processes, args.own_process, args.unrouted, args.batch_wait
+                args.plan_processes, args.own_process, args.unrouted, args.engine_set
             ),
         )
         # Warm-up (imports, first connections, SQLite caches); not reported.
@@ -814,7 +815,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the MLLP listener's own_process: reading, journal and ACK in a process of its own",
     )
     p.add_argument(
-        "--batch-wait", default="", help="engine.batch_wait (default: as shipped, 100ms)"
+        "--engine-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an engine: setting of the bench's routes.yaml (repeatable), e.g. batch_wait=10ms",
     )
     p.add_argument(
         "--unrouted",

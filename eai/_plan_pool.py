@@ -70,32 +70,12 @@ _worker_cipher: Cipher | None = None
 _records: list[logging.LogRecord] = []
 
 
-class _Collect(logging.Handler):
-    """Keeps the worker's records, made picklable, for the engine to handle again."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            record.msg = record.getMessage()
-            record.args = None
-            if record.exc_info:
-                record.exc_text = logging.Formatter().formatException(record.exc_info)
-                record.exc_info = None
-            _records.append(record)
-        except Exception:  # noqa: BLE001 - logging never fails the planning
-            self.handleError(record)
-
-
 def _init(source: PlanSource, levels: Mapping[str, int]) -> None:
     global _worker_config, _worker_cipher
     # Ctrl-C in a terminal reaches the whole process group: the engine stops and closes
     # its workers itself (a SIGTERM, as systemd sends to the group, still ends them).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    root.addHandler(_Collect())
-    for name, level in levels.items():
-        logging.getLogger(name or None).setLevel(level)
+    child_logs.forward(_records.append, levels)  # handed back with each answer
     from eai._reload import read_new_config
 
     _worker_config = read_new_config(source.text, source.filename)

@@ -1,17 +1,20 @@
-"""Logging across the engine's child processes (DICOM forwarding, planning workers).
+"""Logging across the engine's child processes (DICOM forwarding, planning workers,
+listeners in processes of their own).
 
 Touches: nothing (the logging module's state only).
 
 A child starts with the engine's levels (:func:`levels`, passed at its start) and sends
-its records back; the engine hands each to its own logger (:func:`handle`), so its
-handlers, levels and filters (no patient data) apply as to the engine's own records.
+its records back (:func:`forward`: each made picklable); the engine hands each to its
+own logger (:func:`handle`), so its handlers, levels and filters (no patient data) apply
+as to the engine's own records.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 
-__all__ = ["handle", "levels"]
+__all__ = ["forward", "handle", "levels"]
 
 
 def levels() -> dict[str, int]:
@@ -28,3 +31,33 @@ def handle(record: logging.LogRecord) -> None:
     logger = logging.getLogger(record.name)
     if logger.isEnabledFor(record.levelno):
         logger.handle(record)
+
+
+class _Forward(logging.Handler):
+    """Hands each record, made picklable, to ``send``."""
+
+    def __init__(self, send: Callable[[logging.LogRecord], None]) -> None:
+        super().__init__()
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            record.msg = record.getMessage()
+            record.args = None
+            if record.exc_info:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+                record.exc_info = None
+            self._send(record)
+        except Exception:  # noqa: BLE001 - logging never fails the child's work
+            self.handleError(record)
+
+
+def forward(send: Callable[[logging.LogRecord], None], levels: Mapping[str, int]) -> None:
+    """In a child: its records go to ``send`` (message formatted, traceback as text) and
+    nowhere else; its loggers take the engine's ``levels``."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(_Forward(send))
+    for name, level in levels.items():
+        logging.getLogger(name or None).setLevel(level)

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from multiprocessing.connection import Connection
 
 from connectors.mllp.listener import MllpListener, MllpListenerConfig
+from eai import child_logs
 from eai.ingest_report import IngestReport
 from eai.messages import IngestResult, JournalEntry
 from eai.store import JournalAccess, Store
@@ -111,25 +112,6 @@ class _Reporter:
             self.gone = True
 
 
-class _Forward(logging.Handler):
-    """This process's log records, made picklable, to the engine's loggers."""
-
-    def __init__(self, reporter: _Reporter) -> None:
-        super().__init__()
-        self._reporter = reporter
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            record.msg = record.getMessage()
-            record.args = None
-            if record.exc_info:
-                record.exc_text = logging.Formatter().formatException(record.exc_info)
-                record.exc_info = None
-            self._reporter.record(record)
-        except Exception:  # noqa: BLE001 - logging never stops the listener
-            self.handleError(record)
-
-
 class _Journal:
     """The listener's :data:`eai.registry.Ingest`: this process's writer thread (its
     group commits), then a count for the engine."""
@@ -167,12 +149,7 @@ def main(
     # process itself, with its grace.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     reporter = _Reporter(conn)
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    root.addHandler(_Forward(reporter))
-    for name, level in levels.items():
-        logging.getLogger(name or None).setLevel(level)
+    child_logs.forward(reporter.record, levels)
     try:
         asyncio.run(_serve(conn, bound_to(config, port), access, reporter))
     finally:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import threading
 import time
 import urllib.error
@@ -190,3 +191,36 @@ def test_readyz_says_the_listener_is_down_until_its_process_is_replaced(tmp_path
             with MllpSender(eng.port(LISTENER)) as sender:
                 assert msa(sender.exchange(adt("OP-AFTER", "OWN8")))[0] == "AA"
             assert sink.wait_for(lambda s: "OP-AFTER" in s.control_ids(), 30)
+
+
+@pytest.mark.sqlite_only  # the failure is made with an SQLite trigger
+def test_a_journal_failure_in_its_process_is_answered_ae_and_counted_by_the_engine(
+    tmp_path: Path,
+) -> None:
+    failed_before = (
+        registry().get_sample_value("eai_messages_journal_failed_total", {"listener": LISTENER})
+        or 0.0
+    )
+    with MllpPeer() as sink:
+        path = own_process_routes(tmp_path, sink.port)
+        with EngineThread(path) as eng:
+            db = sqlite3.connect(tmp_path / "var" / "eai.db", timeout=10)
+            with db:
+                db.execute(
+                    "CREATE TRIGGER refuse_one BEFORE INSERT ON messages "
+                    "WHEN NEW.control_id = 'OP-FAIL' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            db.close()
+            with MllpSender(eng.port(LISTENER)) as sender:
+                nack = sender.exchange(adt("OP-FAIL", "OWN7"))
+                assert msa(nack) == ("AE", "OP-FAIL") and err_code(nack) == "207"
+                assert msa(sender.exchange(adt("OP-OK", "OWN7")))[0] == "AA"
+            assert sink.wait_for(lambda s: "OP-OK" in s.control_ids(), 30)
+            deadline = time.monotonic() + 10
+            while eng.engine.signals.journal_failures(3600)[0] < 1:  # reported within ms
+                assert time.monotonic() < deadline, "the engine never heard of the failure"
+                time.sleep(0.01)
+    failed = registry().get_sample_value(
+        "eai_messages_journal_failed_total", {"listener": LISTENER}
+    )
+    assert failed == failed_before + 1

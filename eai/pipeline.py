@@ -13,8 +13,10 @@ message is :mod:`eai._plan`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from eai._plan import Parsed, identities_of, parse_all, plan_all, plan_message
 from eai._plan_pool import PlanPool
@@ -25,6 +27,7 @@ from eai.metrics import planned
 from eai.net import run_blocking
 from eai.reconciler import Reconciler
 from eai.store import (
+    Cipher,
     ClaimedMessage,
     MessagePlan,
     Store,
@@ -36,9 +39,23 @@ from eai.store import (
 )
 from identity.pdqm import IdentityServerUnavailable
 
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
 __all__ = ["Parsed", "Pipeline", "identities_of", "parse_all", "plan_all", "plan_message"]
 
 log = logging.getLogger(__name__)
+
+
+def _apply(conn: Connection, *, plans: list[MessagePlan], cipher: Cipher) -> object:
+    return apply_plans(conn, plans, utcnow(), cipher=cipher)
+
+
+SHARED_APPLY = 32
+"""Plans per transaction when a listener in its own process writes the SQLite journal
+too: each commit holds the journal's write lock, which that listener's commits (and so
+its ACKs) wait for; a batch of 256 plans held it for tens of ms. Each plan is applied
+whole in one part; a part that fails leaves the later ones claimed, for the next round."""
 
 
 class Pipeline:
@@ -85,10 +102,14 @@ class Pipeline:
         )
 
     async def _process(self, claimed: list[ClaimedMessage]) -> None:
-        """Plans the messages and applies the plans in one transaction."""
+        """Plans the messages and applies the plans in one transaction, or in parts of
+        :data:`SHARED_APPLY` when another process writes the SQLite journal too."""
         cipher = self._store.cipher
         plans = await self._plan(claimed)
-        await self._store.writer.run(lambda c: apply_plans(c, plans, utcnow(), cipher=cipher))
+        step = SHARED_APPLY if self._store.shares_writes else max(len(plans), 1)
+        for start in range(0, len(plans), step):
+            part = plans[start : start + step]
+            await self._store.writer.run(functools.partial(_apply, plans=part, cipher=cipher))
         self.processed += len(plans)
         self._after(plans, {d.destination for p in plans for d in p.deliveries})
 

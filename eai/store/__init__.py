@@ -508,6 +508,12 @@ class Store:
         return cls(access.database_url, access.data_dir, cipher=access.cipher)
 
     @property
+    def shares_writes(self) -> bool:
+        """True when another process writes this SQLite journal too (its writer and this
+        one take turns on the journal's write lock): keep transactions short."""
+        return self._write_lock is not None
+
+    @property
     def is_sqlite(self) -> bool:
         from eai.store._db import is_sqlite
 

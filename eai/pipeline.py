@@ -54,7 +54,7 @@ def _apply(conn: Connection, *, plans: list[MessagePlan], cipher: Cipher) -> obj
 SHARED_APPLY = 32
 """Plans per transaction when a listener in its own process writes the SQLite journal
 too: each commit holds the journal's write lock, which that listener's commits (and so
-its ACKs) wait for; a batch of 256 plans held it for tens of ms. Each plan is applied
+its ACKs) wait for; a batch of 200 plans held it for tens of ms. Each plan is applied
 whole in one part; a part that fails leaves the later ones claimed, for the next round."""
 
 

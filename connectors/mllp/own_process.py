@@ -161,6 +161,9 @@ class OwnProcessListener:
         )
         try:
             process.start()
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()  # the child's copy: its end of file is the child's end
         child = _Child(process, ours, loop.create_future())

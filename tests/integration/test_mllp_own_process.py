@@ -224,3 +224,43 @@ def test_a_journal_failure_in_its_process_is_answered_ae_and_counted_by_the_engi
         "eai_messages_journal_failed_total", {"listener": LISTENER}
     )
     assert failed == failed_before + 1
+
+
+def test_a_process_that_cannot_be_started_fails_the_start_and_leaks_no_pipe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import multiprocessing
+
+    from connectors.mllp import own_process
+    from connectors.mllp.listener import MllpListenerConfig
+
+    pipes: list[tuple[object, object]] = []
+    real = multiprocessing.get_context("spawn")
+
+    class _Refused:
+        def __init__(self, **_: object) -> None:
+            pass
+
+        def start(self) -> None:
+            raise OSError(11, "Resource temporarily unavailable")
+
+    class _Context:
+        def Pipe(self) -> tuple[object, object]:  # noqa: N802 - multiprocessing's name
+            pair = real.Pipe()
+            pipes.append(pair)
+            return pair
+
+        Process = _Refused
+
+    class _Host:
+        def journal_access(self) -> object:
+            return object()
+
+    monkeypatch.setattr(own_process, "_SPAWN", _Context())
+    config = MllpListenerConfig(name="refused", bind="127.0.0.1:0", own_process=True)
+    listener = own_process.OwnProcessListener(config, _Host())  # type: ignore[arg-type]
+    with pytest.raises(OSError, match="temporarily unavailable"):
+        asyncio.run(listener.start())
+    [(ours, theirs)] = pipes
+    assert ours.closed and theirs.closed  # type: ignore[attr-defined]
+    assert listener.pid is None and not listener.serving

@@ -17,7 +17,7 @@ from eai.config import Config, MetricsConfig
 from eai.errors import Unavailable
 from eai.reconciler import Reconciler
 from eai.registry import Listener
-from eai.store import Store
+from eai.store import Store, sqlite_file
 
 if TYPE_CHECKING:
     from eai.metrics.endpoint import MetricsEndpoint
@@ -39,10 +39,8 @@ def _workers(
 
 def _sqlite_dir(store: Store) -> Path | None:
     """The directory of an SQLite journal file (None: PostgreSQL, or in memory)."""
-    database = store.engine.url.database
-    if not store.is_sqlite or not database or database == ":memory:":
-        return None
-    return Path(database).absolute().parent
+    db = sqlite_file(store.engine.url)
+    return None if db is None else db.absolute().parent
 
 
 def _serving(listener: Listener) -> bool:

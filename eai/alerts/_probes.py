@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
 from eai.alerts._certs import ExpiryCache, cert_files
 from eai.alerts._machine import Observation, duration_fr
 from eai.alerts._signals import Signals
 from eai.config import AlertRule, Config
-from eai.store import destination_health, rejected_by_facility
+from eai.store import destination_health, rejected_by_facility, sqlite_file
 
 __all__ = ["PROBES", "ProbeContext", "listening_ports"]
 
@@ -138,9 +137,9 @@ def _journal(rule: Any, ctx: ProbeContext) -> list[Observation]:
 
 def _disks(ctx: ProbeContext) -> dict[str, Path]:
     paths = {"engine:data_dir": Path(ctx.config.engine.data_dir)}
-    url = make_url(ctx.config.engine.database)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        paths["engine:database"] = Path(url.database).parent
+    db = sqlite_file(ctx.config.engine.database)
+    if db is not None:
+        paths["engine:database"] = db.parent
     for lcfg in ctx.config.listeners:
         spool = getattr(lcfg, "spool_dir", None)
         if isinstance(spool, Path):

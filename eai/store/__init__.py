@@ -103,7 +103,7 @@ if TYPE_CHECKING:
         claim_messages,
         clear_leases,
     )
-    from eai.store._db import open_engine
+    from eai.store._db import open_engine, sqlite_file
     from eai.store._delivery_read import read_delivery
     from eai.store._engine_events import ENGINE_EVENT_KINDS, EngineEvent, engine_events
     from eai.store._flows import FlowSeries, flow_series, roll_up_flows
@@ -294,6 +294,7 @@ __all__ = [
     "set_paused",
     "settle_held",
     "settlement",
+    "sqlite_file",
     "utcnow",
     "xref_lookup",
 ]
@@ -415,6 +416,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "set_paused": ("eai.store._support_actions", "set_paused"),
     "settle_held": ("eai.store._plans", "settle_held"),
     "settlement": ("eai.store._support_queries", "settlement"),
+    "sqlite_file": ("eai.store._db", "sqlite_file"),
     "update_alerts": ("eai.store._alerts", "update_alerts"),
     "utcnow": ("eai.store._journal", "utcnow"),
     "verify_chain": ("eai.store._audit_chain", "verify_chain"),

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateColumn
 
@@ -21,7 +21,14 @@ from eai.store._schema import meta, metadata
 from eai.store._sqlite_file import KEY_MISMATCH, private_files, sqlite_pragmas
 from eai.store._write_lock import WriteLock
 
-__all__ = ["KEY_CHECK", "is_sqlite", "open_engine", "prepare_schema", "sqlite_write_lock"]
+__all__ = [
+    "KEY_CHECK",
+    "is_sqlite",
+    "open_engine",
+    "prepare_schema",
+    "sqlite_file",
+    "sqlite_write_lock",
+]
 
 KEY_CHECK = select(meta.c.value).where(meta.c.key == "key_check")
 """The journal's key check (:meth:`eai.store.Cipher.key_check`), written by the first start."""
@@ -31,12 +38,21 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file of an SQLite journal's URL (None: another database, or SQLite in memory);
+    relative to the cwd, as SQLite opens it. Raises SQLAlchemy's ArgumentError on a URL
+    it cannot parse."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return Path(database)
+
+
 def sqlite_write_lock(engine: Engine) -> WriteLock | None:
     """The write lock of a SQLite journal file (None: PostgreSQL, or SQLite in memory)."""
-    database = engine.url.database if is_sqlite(engine) else None
-    if not database or database == ":memory:":
-        return None
-    return WriteLock(Path(database).with_name(Path(database).name + "-writer.lock"))
+    db = sqlite_file(engine.url)
+    return None if db is None else WriteLock(db.with_name(db.name + "-writer.lock"))
 
 
 def open_engine(url: str) -> Engine:
@@ -46,8 +62,9 @@ def open_engine(url: str) -> Engine:
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several kinds here
         raise StoreError(f"invalid database URL: {exc}") from exc
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            private_files(Path(parsed.database))
+        db = sqlite_file(parsed)
+        if db is not None:
+            private_files(db)
         engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
         event.listen(engine, "connect", sqlite_pragmas)
         return engine

@@ -103,11 +103,11 @@ class EngineIngest:
         """:class:`eai.registry.JournalHost`: what a listener's own process journaled."""
         meter = listener_meter(listener)
         for (status, duplicate), count in report.journaled.items():
-            for _ in range(count):
-                meter.journaled(status, duplicate)
+            meter.journaled(status, duplicate, count)
+        if report.failed:
+            meter.failed(report.failed)
         for _ in range(report.failed):
-            meter.failed()
-            self._failed()
+            self._failed()  # one timestamp per failure: the alert counts them in a window
         for seconds in report.ack_seconds:
             meter.ack_seconds.observe(seconds)
         if report.received:

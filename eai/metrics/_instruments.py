@@ -80,20 +80,21 @@ class ListenerMeter:
         self.resent = f.retransmitted.labels(name)
         self.ack_seconds = f.ack_seconds.labels(name)
 
-    def journaled(self, status: str, duplicate: bool) -> None:
-        """A committed journal entry: ``status`` as the listener gave it."""
-        self.received.inc()
+    def journaled(self, status: str, duplicate: bool, count: int = 1) -> None:
+        """``count`` committed journal entries: ``status`` as the listener gave it."""
+        self.received.inc(count)
         if status == "rejected":
-            self.rejected.inc()
+            self.rejected.inc(count)
             return
-        self.acknowledged.inc()
+        self.acknowledged.inc(count)
         if duplicate:
-            self.resent.inc()
+            self.resent.inc(count)
 
-    def failed(self) -> None:
-        """The journal refused or timed out: the sender got a failure answer."""
-        self.received.inc()
-        self.journal_failed.inc()
+    def failed(self, count: int = 1) -> None:
+        """The journal refused or timed out ``count`` times: each sender got a failure
+        answer."""
+        self.received.inc(count)
+        self.journal_failed.inc(count)
 
 
 class DestinationMeter:

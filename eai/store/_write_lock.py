@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import threading
 from pathlib import Path
 from types import TracebackType
 
@@ -28,20 +27,11 @@ class WriteLock:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd: int | None = None
-        self._open = threading.Lock()
-
-    def _file(self) -> int:
-        fd = self._fd
-        if fd is None:
-            with self._open:
-                if self._fd is None:
-                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                fd = self._fd
-        return fd
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def __enter__(self) -> None:
-        fcntl.flock(self._file(), fcntl.LOCK_EX)
+        assert self._fd is not None, "closed"
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
 
     def __exit__(
         self,

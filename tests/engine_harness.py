@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from eai.config import load_config
 from eai.engine import Engine
+from eai.messages import JournalEntry
 from standins.hl7 import adt_from
 from tests._database import on_test_database
 from tests._paths import HL7V2
@@ -30,6 +32,23 @@ def adt(
     """The national PAM FR A01 fixture with another MSH-10, patient id and trigger
     (:func:`standins.hl7.adt_from`: ``fields`` replace MSH-3/12/15/18, PID-5, the separator)."""
     return adt_from(A01, control_id, patient, trigger, facility, **fields)
+
+
+def adt_entry(control_id: str, patient: str = "000003") -> JournalEntry:
+    """:func:`adt` as listener ``chu-x-adt`` journals it: received, answered AA."""
+    return JournalEntry(
+        listener="chu-x-adt",
+        payload=adt(control_id, patient),
+        received_at=datetime.now(UTC),
+        status="received",
+        peer="127.0.0.1:1",
+        dedup_key=f"chu-x-adt|APP|CHU-X|{control_id}",
+        control_id=control_id,
+        message_type="ADT^A01",
+        sending_application="APP",
+        sending_facility="CHU-X",
+        ack=b"MSH|^~\\&|\rMSA|AA|" + control_id.encode(),
+    )
 
 
 ROUTES = """

@@ -10,29 +10,18 @@ SQLite only (``sqlite_only``): the journal's own file system, and its file."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from standins.mllp import MllpPeer
 from tests._full_disk import FullDisk
+from tests._readyz import readyz
 from tests.engine_harness import EngineThread, write_routes
 
 pytestmark = [pytest.mark.fault, pytest.mark.sqlite_only]
 
 METRICS = "\nmetrics:\n  bind: 127.0.0.1:0\n  ready_timeout: 5s\n"
-
-
-def _readyz(port: int) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.loads(exc.read())
 
 
 @pytest.mark.parametrize("mode", ["tmpfs", "trigger"])
@@ -44,9 +33,9 @@ def test_readyz_503_while_the_journal_disk_is_full(tmp_path: Path, mode: str) ->
             with EngineThread(path) as eng:
                 assert eng.engine.metrics is not None
                 port = eng.engine.metrics.port
-                assert _readyz(port)[0] == 200
+                assert readyz(port)[0] == 200
                 disk.fill()
-                status, detail = _readyz(port)
+                status, detail = readyz(port)
                 assert status == 503, detail
                 journal = detail["checks"]["journal"]  # type: ignore[index]
                 assert journal["ok"] is False
@@ -54,7 +43,7 @@ def test_readyz_503_while_the_journal_disk_is_full(tmp_path: Path, mode: str) ->
                 assert why in journal["error"], journal
                 assert detail["checks"]["event_loop"]["ok"] is True  # type: ignore[index]
                 disk.free()
-                status, detail = _readyz(port)
+                status, detail = readyz(port)
                 assert status == 200, detail
     finally:
         disk.close()

@@ -9,15 +9,12 @@ meters, its logs and its pipeline exactly as an in-process listener's would.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
 import sqlite3
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,6 +24,7 @@ from eai.metrics import registry
 from standins.mllp import MllpPeer
 from tests._mllp import MllpSender, err_code, msa
 from tests._proc import journal
+from tests._readyz import readyz
 from tests.engine_harness import EngineThread, adt, write_routes
 
 LISTENER = "chu-x-adt"
@@ -152,15 +150,6 @@ def test_a_port_taken_fails_the_start_with_the_reason(tmp_path: Path) -> None:
             asyncio.run(engine.run(asyncio.Event()))
 
 
-def _readyz(port: int) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.loads(exc.read())
-
-
 def test_readyz_says_the_listener_is_down_until_its_process_is_replaced(tmp_path: Path) -> None:
     with MllpPeer() as sink:
         path = own_process_routes(tmp_path, sink.port)
@@ -170,13 +159,13 @@ def test_readyz_says_the_listener_is_down_until_its_process_is_replaced(tmp_path
             metrics = eng.engine.metrics.port
             listener = eng.engine.listeners[LISTENER]
             assert isinstance(listener, OwnProcessListener)
-            status, body = _readyz(metrics)
+            status, body = readyz(metrics)
             assert status == 200, body
             pid = listener.pid
             assert pid is not None
             os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + 30
-            while (answer := _readyz(metrics))[0] == 200:  # the death is seen at once...
+            while (answer := readyz(metrics))[0] == 200:  # the death is seen at once...
                 assert time.monotonic() < deadline, "readyz never said the listener is down"
                 time.sleep(0.01)
             status, body = answer
@@ -187,7 +176,7 @@ def test_readyz_says_the_listener_is_down_until_its_process_is_replaced(tmp_path
                 assert time.monotonic() < deadline, "no new listener process"
                 time.sleep(0.02)
             assert listener.pid != pid
-            assert _readyz(metrics)[0] == 200
+            assert readyz(metrics)[0] == 200
             with MllpSender(eng.port(LISTENER)) as sender:
                 assert msa(sender.exchange(adt("OP-AFTER", "OWN8")))[0] == "AA"
             assert sink.wait_for(lambda s: "OP-AFTER" in s.control_ids(), 30)

@@ -10,37 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from eai.config import load_config
-from eai.messages import JournalEntry
 from eai.pipeline import SHARED_APPLY, Pipeline
 from eai.store import Store
-from tests.engine_harness import adt, write_routes
+from tests.engine_harness import adt_entry, write_routes
 
 pytestmark = pytest.mark.sqlite_only
 
 MESSAGES = 2 * SHARED_APPLY + 6
-
-
-def _entry(n: int) -> JournalEntry:
-    cid = f"SW-{n:03d}"
-    return JournalEntry(
-        listener="chu-x-adt",
-        payload=adt(cid, f"SWP{n % 5}"),
-        received_at=datetime.now(UTC),
-        status="received",
-        peer="127.0.0.1:1",
-        dedup_key=f"chu-x-adt|APP|CHU-X|{cid}",
-        control_id=cid,
-        message_type="ADT^A01",
-        sending_application="APP",
-        sending_facility="CHU-X",
-        ack=b"MSH|^~\\&|\rMSA|AA|" + cid.encode(),
-    )
 
 
 def _applied_in(tmp_path: Path, shared: bool) -> tuple[list[int], set[str]]:
@@ -50,7 +31,7 @@ def _applied_in(tmp_path: Path, shared: bool) -> tuple[list[int], set[str]]:
     store.start()
     try:
         for n in range(MESSAGES):
-            store.ingest_blocking(_entry(n), 10)
+            store.ingest_blocking(adt_entry(f"SW-{n:03d}", f"SWP{n % 5}"), 10)
         if shared:
             store.access()  # what starting a listener in its own process does
         assert store.shares_writes is shared

@@ -11,14 +11,13 @@ import os
 import signal
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from eai.messages import JournalEntry
 from eai.store import Store
 from eai.store._write_lock import WriteLock
+from tests.engine_harness import adt_entry
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -64,20 +63,6 @@ def test_a_killed_holder_releases_the_lock(tmp_path: Path) -> None:
     assert not _held_elsewhere(path)
 
 
-def _entry(cid: str) -> JournalEntry:
-    return JournalEntry(
-        listener="L",
-        payload=b"MSH|^~\\&|A|F|||20240101||ADT^A01|" + cid.encode() + b"|P|2.5\r",
-        received_at=datetime.now(UTC),
-        status="received",
-        peer="127.0.0.1:1",
-        dedup_key=f"L|A|F|{cid}",
-        control_id=cid,
-        message_type="ADT^A01",
-        ack=b"MSH|^~\\&|\rMSA|AA|" + cid.encode(),
-    )
-
-
 def test_the_engine_writer_takes_the_lock_once_another_process_may_write(
     tmp_path: Path,
 ) -> None:
@@ -87,14 +72,14 @@ def test_the_engine_writer_takes_the_lock_once_another_process_may_write(
     outside = WriteLock(lock_path)
     try:
         with outside:  # before access(): the writer does not look at the lock
-            assert not store.ingest_blocking(_entry("before"), 10).duplicate
+            assert not store.ingest_blocking(adt_entry("before"), 10).duplicate
         access = store.access()
         attached = Store.attach(access)
         attached.close()
         done = threading.Event()
         with outside:
             t = threading.Thread(
-                target=lambda: (store.ingest_blocking(_entry("after"), 30), done.set()),
+                target=lambda: (store.ingest_blocking(adt_entry("after"), 30), done.set()),
                 daemon=True,
             )
             t.start()

@@ -40,7 +40,3 @@ class IngestReport:
     def received(self) -> int:
         """New messages for the pipeline (status ``received``, not a retransmission)."""
         return self.journaled[("received", False)]
-
-    def observe(self, seconds: float) -> None:
-        """One acknowledgement's latency (an :class:`eai.metrics.Observer`)."""
-        self.ack_seconds.append(seconds)

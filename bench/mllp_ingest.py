@@ -79,9 +79,9 @@ PATIENTS = ("000003", "000104", "000205", "000306", "000407")
 
 TARGETS = {
     "durable_ack_msgs_per_s": 3000.0,
-    "ratio_to_bare": 0.25,
+    "ratio_to_bare": 0.2,
     "p99_ms": 20.0,
-    "delivered_msgs_per_s": 1000.0,
+    "delivered_msgs_per_s": 2000.0,
 }
 
 

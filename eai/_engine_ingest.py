@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from eai.alerts import Signals
+from eai.ingest_activity import IngestActivity
 from eai.ingest_report import IngestReport
 from eai.messages import FollowUp, IngestResult, JournalEntry, OutboxItem
 from eai.metrics import listener_meter
@@ -50,11 +51,14 @@ class EngineIngest:
         wake: asyncio.Event,
         loop: asyncio.AbstractEventLoop,
         signals: Signals | None = None,
+        activity: IngestActivity | None = None,
     ):
         self._store = store
         self._wake = wake
         self._loop = loop
         self._signals = signals
+        self._activity = activity
+        """Told when a listener's own process journaled (the pipeline lets it go first)."""
 
     def _failed(self) -> None:
         """The listener answers AE/CE: counted for the ``journal_failing`` alert."""
@@ -111,6 +115,8 @@ class EngineIngest:
         for seconds in report.ack_seconds:
             meter.ack_seconds.observe(seconds)
         if report.received:
+            if self._activity is not None:
+                self._activity.journaled()
             self._wake.set()
 
     async def delivery_record(self, delivery_id: int) -> tuple[OutboxItem, tuple[str, ...], bool]:

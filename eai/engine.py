@@ -44,6 +44,7 @@ from eai.audit import AuditActor, AuditService, caller_actor, engine_actor, relo
 from eai.config import Config
 from eai.delivery import DeliveryWorker
 from eai.errors import ConfigError, EaiError
+from eai.ingest_activity import IngestActivity
 from eai.net import run_blocking
 from eai.pipeline import Pipeline
 from eai.reconciler import Reconciler
@@ -300,6 +301,7 @@ class Engine:
                 client = IdentityServerClient(cfg.identity.server)
                 self.reconciler = Reconciler(client, cfg.identity)
             self._planner = await self._plan_pool(cfg, store)
+            activity = IngestActivity()
             self.pipeline = Pipeline(
                 cfg,
                 store,
@@ -309,11 +311,14 @@ class Engine:
                 pace=cfg.engine.batch_wait,
                 reconciler=self.reconciler,
                 planner=self._planner,
+                ingest=activity,
             )
             pipeline = self.pipeline
             nodes.on_dead = lambda: self._wake_all(pipeline.wake)
 
-            ingest = EngineIngest(store, pipeline.wake, asyncio.get_running_loop(), self.signals)
+            ingest = EngineIngest(
+                store, pipeline.wake, asyncio.get_running_loop(), self.signals, activity
+            )
             for lcfg in cfg.listeners:
                 listener = build_listener(lcfg, ingest)
                 await listener.start()

@@ -23,6 +23,7 @@ from eai._plan_pool import PlanPool
 from eai._worker import BATCH_WAIT, WorkerLoop
 from eai.config import Config
 from eai.identity_gate import SERVER_UNAVAILABLE
+from eai.ingest_activity import IngestActivity
 from eai.metrics import planned
 from eai.net import run_blocking
 from eai.reconciler import Reconciler
@@ -72,8 +73,10 @@ class Pipeline:
         pace: float = BATCH_WAIT,
         reconciler: Reconciler | None = None,
         planner: PlanPool | None = None,
+        ingest: IngestActivity | None = None,
     ) -> None:
         self._config = config
+        self._ingest = ingest
         self._reconciler = reconciler
         self._planner = planner
         self._store = store
@@ -95,8 +98,12 @@ class Pipeline:
         self._config = config
 
     async def _claim(self, limit: int) -> list[ClaimedMessage]:
-        """Leases up to ``limit`` received messages, oldest first."""
-        lease = self._config.engine.lease
+        """Leases up to ``limit`` received messages, oldest first, once the listeners in
+        processes of their own are quiet or ``engine.ingest_first`` has passed."""
+        engine = self._config.engine
+        if self._ingest is not None and engine.ingest_first > 0:
+            await self._ingest.quiet(engine.ingest_first)
+        lease = engine.lease
         return await self._store.writer.run(
             lambda c: claim_messages(c, self._node, utcnow(), lease, limit)
         )

@@ -66,6 +66,17 @@ class EngineConfig(Model):
         "of up to this much latency per stage",
         examples=["100ms", "10ms"],
     )
+    ingest_first: Duration = Field(
+        default=0.2,
+        ge=0,
+        le=5,
+        description="while a listener serving in its own process (own_process) journals a "
+        "burst, the pipeline waits up to this long before each batch, so that the listener's "
+        "commits and ACKs do not wait behind the pipeline's transactions; the journal holds "
+        "the backlog, worked through between bursts and at least one batch per this "
+        "interval; 0: the pipeline never waits",
+        examples=["200ms", "0s"],
+    )
     lease: Duration = Field(
         default=60.0, gt=0, description="how long a claimed outbox item stays reserved to this node"
     )

@@ -3,7 +3,8 @@
 A listener in its own process (``own_process``) commits its ACKs' entries on the same
 SQLite file, taking turns with the engine on the journal's write lock: the pipeline then
 applies its plans in parts of ``SHARED_APPLY`` (each whole plan in one part), so that
-those commits do not wait for a batch of hundreds of plans.
+those commits do not wait for a batch of hundreds of plans; and during a burst it waits
+for the listener's process to be quiet before each batch, at most ``engine.ingest_first``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from eai.config import load_config
+from eai.ingest_activity import IngestActivity
 from eai.pipeline import SHARED_APPLY, Pipeline
 from eai.store import Store
 from tests.engine_harness import adt_entry, write_routes
@@ -69,3 +71,37 @@ def test_parts_of_shared_apply_when_another_process_writes(tmp_path: Path) -> No
     sizes, statuses = _applied_in(tmp_path, shared=True)
     assert sizes == [SHARED_APPLY, SHARED_APPLY, 6]
     assert statuses == {"processed"}
+
+
+@pytest.mark.parametrize("ingest_first", [0.2, 0.0])
+def test_the_pipeline_lets_a_listener_process_journal_first(
+    tmp_path: Path, ingest_first: float
+) -> None:
+    """While a listener's own process keeps journaling, each batch waits ``ingest_first``
+    (then goes anyway); with 0 it never waits."""
+    loaded = load_config(write_routes(tmp_path, 9), env={})
+    config = loaded.model_copy(
+        update={"engine": loaded.engine.model_copy(update={"ingest_first": ingest_first})}
+    )
+    store = Store(config.engine.database, Path(config.engine.data_dir))
+    store.start()
+    try:
+        for n in range(5):
+            store.ingest_blocking(adt_entry(f"IF-{n:03d}", f"IFP{n}"), 10)
+        now = [0.0]
+        sleeps: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+            now[0] += seconds
+            activity.journaled()  # the burst goes on
+
+        activity = IngestActivity(clock=lambda: now[0], sleep=sleep)
+        activity.journaled()
+        pipeline = Pipeline(config, store, "node", ingest=activity)
+        claimed = asyncio.run(pipeline._claim(100))
+        assert len(claimed) == 5  # the batch is taken at the end of the wait
+        assert sum(sleeps) == pytest.approx(ingest_first)
+        assert activity.waited == pytest.approx(ingest_first)
+    finally:
+        store.close()

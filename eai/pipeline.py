@@ -59,6 +59,14 @@ its ACKs) wait for; a batch of 200 plans held it for tens of ms. Each plan is ap
 whole in one part; a part that fails leaves the later ones claimed, for the next round."""
 
 
+INGEST_FIRST_LAG = 10.0
+"""Seconds: once the oldest message of a batch waited longer, the pipeline stops waiting
+for the listeners' processes to be quiet (``engine.ingest_first``) until it has caught
+up. A burst is absorbed by the journal; a feed faster than the pipeline's share for
+longer is not hidden behind a growing backlog: the pipeline takes its full share again,
+and the listener's commits, so its ACKs, slow down (the back-pressure its senders see)."""
+
+
 class Pipeline:
     """Moves ``received`` messages to ``processed``/``filtered``/``rejected``."""
 
@@ -77,6 +85,8 @@ class Pipeline:
     ) -> None:
         self._config = config
         self._ingest = ingest
+        self._behind = False
+        """The last batch's oldest message waited more than :data:`INGEST_FIRST_LAG`."""
         self._reconciler = reconciler
         self._planner = planner
         self._store = store
@@ -99,14 +109,20 @@ class Pipeline:
 
     async def _claim(self, limit: int) -> list[ClaimedMessage]:
         """Leases up to ``limit`` received messages, oldest first, once the listeners in
-        processes of their own are quiet or ``engine.ingest_first`` has passed."""
+        processes of their own are quiet or ``engine.ingest_first`` has passed (not while
+        the pipeline is more than :data:`INGEST_FIRST_LAG` behind)."""
         engine = self._config.engine
-        if self._ingest is not None and engine.ingest_first > 0:
+        if self._ingest is not None and engine.ingest_first > 0 and not self._behind:
             await self._ingest.quiet(engine.ingest_first)
         lease = engine.lease
-        return await self._store.writer.run(
-            lambda c: claim_messages(c, self._node, utcnow(), lease, limit)
+        now = utcnow()
+        claimed = await self._store.writer.run(
+            lambda c: claim_messages(c, self._node, now, lease, limit)
         )
+        self._behind = bool(claimed) and (
+            (now - claimed[0].received_at).total_seconds() > INGEST_FIRST_LAG
+        )
+        return claimed
 
     async def _process(self, claimed: list[ClaimedMessage]) -> None:
         """Plans the messages and applies the plans in one transaction, or in parts of

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from eai.config import load_config
 from eai.ingest_activity import IngestActivity
-from eai.pipeline import SHARED_APPLY, Pipeline
-from eai.store import Store
+from eai.pipeline import INGEST_FIRST_LAG, SHARED_APPLY, Pipeline
+from eai.store import Store, utcnow
+from eai.store.schema import messages
 from tests.engine_harness import adt_entry, write_routes
 
 pytestmark = pytest.mark.sqlite_only
@@ -103,5 +106,47 @@ def test_the_pipeline_lets_a_listener_process_journal_first(
         assert len(claimed) == 5  # the batch is taken at the end of the wait
         assert sum(sleeps) == pytest.approx(ingest_first)
         assert activity.waited == pytest.approx(ingest_first)
+    finally:
+        store.close()
+
+
+def test_the_pipeline_stops_waiting_once_it_is_behind(tmp_path: Path) -> None:
+    """A batch whose oldest message waited more than ``INGEST_FIRST_LAG``: the next claim
+    goes at once, however busy the listener's process (a feed faster than the pipeline's
+    share is not hidden behind a growing backlog)."""
+    config = load_config(write_routes(tmp_path, 9), env={})
+    store = Store(config.engine.database, Path(config.engine.data_dir))
+    store.start()
+    try:
+        for n in range(6):
+            store.ingest_blocking(adt_entry(f"LAG-{n:03d}", f"LAGP{n}"), 10)
+        late = utcnow() - timedelta(seconds=INGEST_FIRST_LAG + 5)
+        with store.engine.begin() as conn:  # the first three waited too long
+            conn.execute(update(messages).where(messages.c.id <= 3).values(received_at=late))
+        now = [0.0]
+        sleeps: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+            now[0] += seconds
+            activity.journaled()
+
+        activity = IngestActivity(clock=lambda: now[0], sleep=sleep)
+        activity.journaled()
+        pipeline = Pipeline(config, store, "node", ingest=activity)
+
+        async def rounds() -> list[float]:
+            waits = []
+            for _ in range(3):
+                before = sum(sleeps)
+                claimed = await pipeline._claim(3)
+                waits.append(sum(sleeps) - before)
+                await pipeline._process(claimed)
+            return waits
+
+        waits = asyncio.run(rounds())
+        # waited (not yet known to be behind), then at once (behind), then waited again
+        # (the second batch, fresh messages, caught up; the third finds none left)
+        assert waits == pytest.approx([config.engine.ingest_first, 0.0, config.engine.ingest_first])
     finally:
         store.close()

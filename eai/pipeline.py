@@ -108,11 +108,19 @@ class Pipeline:
         self._config = config
 
     async def _claim(self, limit: int) -> list[ClaimedMessage]:
-        """Leases up to ``limit`` received messages, oldest first, once the listeners in
-        processes of their own are quiet or ``engine.ingest_first`` has passed (not while
-        the pipeline is more than :data:`INGEST_FIRST_LAG` behind)."""
+        """Leases up to ``limit`` received messages, oldest first; on an SQLite journal
+        that a listener's own process writes too, once that process is quiet or
+        ``engine.ingest_first`` has passed (not while the pipeline is more than
+        :data:`INGEST_FIRST_LAG` behind). On PostgreSQL the processes do not take turns
+        on one lock: measured, waiting there gained 5-7 % of ACKs for 10-20 % of
+        end-to-end (docs/benchmarks.md, Session 12), so the pipeline does not wait."""
         engine = self._config.engine
-        if self._ingest is not None and engine.ingest_first > 0 and not self._behind:
+        if (
+            self._ingest is not None
+            and engine.ingest_first > 0
+            and self._store.shares_writes
+            and not self._behind
+        ):
             await self._ingest.quiet(engine.ingest_first)
         lease = engine.lease
         now = utcnow()

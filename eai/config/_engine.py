@@ -70,11 +70,11 @@ class EngineConfig(Model):
         default=0.2,
         ge=0,
         le=5,
-        description="while a listener serving in its own process (own_process) journals a "
-        "burst, the pipeline waits up to this long before each batch, so that the listener's "
-        "commits and ACKs do not wait behind the pipeline's transactions; the journal holds "
-        "the backlog, worked through between bursts and at least one batch per this "
-        "interval; 0: the pipeline never waits",
+        description="SQLite: while a listener serving in its own process (own_process) "
+        "journals a burst, the pipeline waits up to this long before each batch, so that the "
+        "listener's commits and ACKs do not wait behind the pipeline's transactions; the "
+        "journal holds the backlog, worked through between bursts and at least one batch per "
+        "this interval; 0: the pipeline never waits (nor on PostgreSQL)",
         examples=["200ms", "0s"],
     )
     lease: Duration = Field(

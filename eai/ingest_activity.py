@@ -9,7 +9,9 @@ its ACKs, wait. During a burst the pipeline therefore waits before each batch un
 listener's process has been quiet for :data:`QUIET` s, at most ``engine.ingest_first``
 s: the listener answers at the speed of its own commits, the journal holds the backlog,
 and the pipeline still takes at least one batch per ``ingest_first`` (``pipeline_batch``
-messages: 1,000 a second with the defaults) and all it can between bursts.
+messages: 1,000 a second with the defaults) and all it can between bursts. On
+PostgreSQL the processes take no turns on a lock and the pipeline does not wait
+(``eai.pipeline.Pipeline._claim``).
 
 The listener's process reports what it journaled every 5 ms while it journals
 (:class:`eai.ingest_report.IngestReport`); the engine calls :meth:`journaled` for each

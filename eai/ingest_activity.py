@@ -48,7 +48,8 @@ class IngestActivity:
         self._sleep = sleep
         self._last = -math.inf
         self.waited = 0.0
-        """Seconds the pipeline has waited for quiet, in all (a gauge for the benchmarks)."""
+        """Seconds the pipeline has waited for quiet, in all (not exported: for tests and
+        for reading in a debugger)."""
 
     def journaled(self) -> None:
         """A listener's process reported messages it journaled just now."""

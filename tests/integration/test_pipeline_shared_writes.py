@@ -76,6 +76,22 @@ def test_parts_of_shared_apply_when_another_process_writes(tmp_path: Path) -> No
     assert statuses == {"processed"}
 
 
+def _journaling_on() -> tuple[IngestActivity, list[float]]:
+    """A listener's process that journals throughout (a report at every look), on a clock
+    that only the pipeline's waits move; and the list of those waits."""
+    now = [0.0]
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+        activity.journaled()  # the burst goes on
+
+    activity = IngestActivity(clock=lambda: now[0], sleep=sleep)
+    activity.journaled()
+    return activity, sleeps
+
+
 @pytest.mark.parametrize(
     ("ingest_first", "shared", "waits"),
     [(0.2, True, 0.2), (0.0, True, 0.0), (0.2, False, 0.0)],
@@ -97,16 +113,7 @@ def test_the_pipeline_lets_a_listener_process_journal_first(
             store.ingest_blocking(adt_entry(f"IF-{n:03d}", f"IFP{n}"), 10)
         if shared:
             store.access()  # what starting a listener in its own process does
-        now = [0.0]
-        sleeps: list[float] = []
-
-        async def sleep(seconds: float) -> None:
-            sleeps.append(seconds)
-            now[0] += seconds
-            activity.journaled()  # the burst goes on
-
-        activity = IngestActivity(clock=lambda: now[0], sleep=sleep)
-        activity.journaled()
+        activity, sleeps = _journaling_on()
         pipeline = Pipeline(config, store, "node", ingest=activity)
         claimed = asyncio.run(pipeline._claim(100))
         assert len(claimed) == 5  # the batch is taken at the end of the wait
@@ -130,16 +137,7 @@ def test_the_pipeline_stops_waiting_once_it_is_behind(tmp_path: Path) -> None:
         late = utcnow() - timedelta(seconds=INGEST_FIRST_LAG + 5)
         with store.engine.begin() as conn:  # the first three waited too long
             conn.execute(update(messages).where(messages.c.id <= 3).values(received_at=late))
-        now = [0.0]
-        sleeps: list[float] = []
-
-        async def sleep(seconds: float) -> None:
-            sleeps.append(seconds)
-            now[0] += seconds
-            activity.journaled()
-
-        activity = IngestActivity(clock=lambda: now[0], sleep=sleep)
-        activity.journaled()
+        activity, sleeps = _journaling_on()
         pipeline = Pipeline(config, store, "node", ingest=activity)
 
         async def rounds() -> list[float]:

@@ -47,7 +47,16 @@ def pick(text: str, d: Delimiters, rep: int, comp: int, sub: int) -> str | None:
     than the field holds).
     """
     for index, sep in ((rep, d.repetition), (comp, d.component), (sub, d.subcomponent)):
-        if index:
+        if index == 1:
+            cut = text.find(sep)
+            if cut >= 0:
+                text = text[:cut]
+        elif index and len(text) <= _SHORT:
+            parts = text.split(sep, index)
+            if index > len(parts):
+                return None
+            text = parts[index - 1]
+        elif index:
             # Found by position rather than split: a split copies what follows the part,
             # and an OBX-5 ED holds a whole document (OBX-5.2..5.4 sit before it).
             start = 0
@@ -57,9 +66,13 @@ def pick(text: str, d: Delimiters, rep: int, comp: int, sub: int) -> str | None:
                     return None
                 start = cut + 1
             end = text.find(sep, start)
-            if start or end >= 0:
-                text = text[start:] if end < 0 else text[start:end]
+            text = text[start:] if end < 0 else text[start:end]
     return text
+
+
+_SHORT = 256
+"""Up to this length a field is split (one call); a longer one is searched separator by
+separator (no copy of what follows the part)."""
 
 
 def resolve(text: str, d: Delimiters, codec: str) -> str:

@@ -79,12 +79,21 @@ def read_message(
     codec = codec_for_charset(charset, default_charset)
     text, spans = segment_spans(decode_payload(data, codec), delims.field)
     start, end = spans[0]
-    fields = text[start:end].split(delims.field)
-    return _header(fields, delims, charset, codec), text, spans
+    msh = text[start:end]
+    fields = msh.split(delims.field)
+    values = _plain_values(msh, fields, delims) or _values(fields, delims, codec)
+    return _header(values, delims, charset, codec), text, spans
+
+
+_STANDARD = b"MSH|^~\\&|"
+_STANDARD_DELIMITERS = Delimiters.of("|", "^~\\&")
+"""What nearly every sender's MSH starts with: its delimiters need no checking."""
 
 
 def _delimiters(data: bytes) -> Delimiters:
     """Check MSH-1 and MSH-2 from the raw bytes (the MSH segment is ASCII)."""
+    if data[:9] == _STANDARD:
+        return _STANDARD_DELIMITERS
     if not data:
         raise InputError("empty message", "100", "MSH")
     if data[:3] != b"MSH":
@@ -145,8 +154,39 @@ def _charset_field(data: bytes, d: Delimiters) -> str:
         raise InputError("MSH-18 character set is not ASCII", "103", "MSH-18") from None
 
 
-def _header(fields: list[str], d: Delimiters, charset: str, codec: str) -> MessageHeader:
-    """Build the header from the decoded MSH fields (``fields[n - 1]`` is MSH-n, n >= 2)."""
+_Values = tuple[str, str, str, str, str, str, str, str, str, str, str, str]
+"""MSH-3, -4, -5, -6, -9.1, -9.2, -9.3, -10 (first repetition, whole), -11, -12, -15, -16,
+each the first repetition and (but MSH-10) its first component, unescaped."""
+
+
+def _plain_values(msh: str, fields: list[str], d: Delimiters) -> _Values | None:
+    """The values of an MSH whose fields after MSH-2 hold no repetition, escape or
+    subcomponent separator (nearly every one): a split each; None for any other MSH,
+    which :func:`_values` reads."""
+    rest = msh[5 + len(d.encoding_chars) :]
+    if d.escape in rest or d.repetition in rest or d.subcomponent in rest:
+        return None
+    f = fields if len(fields) >= 16 else fields + [""] * (16 - len(fields))
+    comp = d.component
+    msg_type = f[8].split(comp, 3)
+    return (
+        f[2].split(comp, 1)[0],
+        f[3].split(comp, 1)[0],
+        f[4].split(comp, 1)[0],
+        f[5].split(comp, 1)[0],
+        msg_type[0],
+        msg_type[1] if len(msg_type) > 1 else "",
+        msg_type[2] if len(msg_type) > 2 else "",
+        f[9],
+        f[10].split(comp, 1)[0],
+        f[11].split(comp, 1)[0],
+        f[14].split(comp, 1)[0],
+        f[15].split(comp, 1)[0],
+    )
+
+
+def _values(fields: list[str], d: Delimiters, codec: str) -> _Values:
+    """The values of any MSH (``fields[n - 1]`` is MSH-n, n >= 2), unescaped."""
 
     count = len(fields)
     cuts = (d.repetition, d.component, d.subcomponent)
@@ -165,13 +205,30 @@ def _header(fields: list[str], d: Delimiters, charset: str, codec: str) -> Messa
                 text = text[:cut]
         return unescape(text, d.encoding_chars, d.field, codec) if d.escape in text else text
 
-    msg_code, trigger = get(9, 1), get(9, 2)
+    return (
+        get(3),
+        get(4),
+        get(5),
+        get(6),
+        get(9, 1),
+        get(9, 2),
+        get(9, 3),
+        get(10, 0),
+        get(11),
+        get(12, 1),
+        get(15),
+        get(16),
+    )
+
+
+def _header(values: _Values, d: Delimiters, charset: str, codec: str) -> MessageHeader:
+    """Check the values of MSH (see :data:`_Values`) and build the header."""
+    (app, facility, r_app, r_facility, msg_code, trigger, structure) = values[:7]
+    (control_id, processing_id, version, accept_ack, application_ack) = values[7:]
     if not msg_code:
         raise InputError("MSH-9 message type is missing", "101", "MSH-9")
-    control_id = get(10, 0)
     if not control_id:
         raise InputError("MSH-10 message control id is missing", "101", "MSH-10")
-    version = get(12, 1)
     if not version:
         raise InputError("MSH-12 version id is missing", "101", "MSH-12")
     if not _VERSION.fullmatch(version):
@@ -183,17 +240,17 @@ def _header(fields: list[str], d: Delimiters, charset: str, codec: str) -> Messa
     return MessageHeader(
         field_sep=d.field,
         encoding_chars=d.encoding_chars,
-        sending_application=get(3),
-        sending_facility=get(4),
-        receiving_application=get(5),
-        receiving_facility=get(6),
+        sending_application=app,
+        sending_facility=facility,
+        receiving_application=r_app,
+        receiving_facility=r_facility,
         message_type=f"{msg_code}^{trigger}" if trigger else msg_code,
-        message_structure=get(9, 3),
+        message_structure=structure,
         control_id=control_id,
-        processing_id=get(11),
+        processing_id=processing_id,
         version=version,
-        accept_ack_type=get(15),
-        application_ack_type=get(16),
+        accept_ack_type=accept_ack,
+        application_ack_type=application_ack,
         charset=charset,
         codec=codec,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from eai.hl7._element import Delimiters, pick
+from eai.hl7._element import _SHORT, Delimiters, pick
 
 D = Delimiters.of("|", "^~\\&")
 
@@ -33,7 +33,10 @@ def test_every_position_of_every_shape_gives_what_a_split_gives() -> None:
         "1^2^3^4^5^6^7^8^9^10^11",
         "x&y&z",
     ]
-    for text, rep, comp, sub in itertools.product(fields, range(4), range(12), range(4)):
+    # Each shape also longer than pick's split limit, at either end (the search by position).
+    long = "Z" * (_SHORT + 1)
+    shapes = [*fields, *(f + long for f in fields), *(long + f for f in fields)]
+    for text, rep, comp, sub in itertools.product(shapes, range(4), range(12), range(4)):
         assert pick(text, D, rep, comp, sub) == by_split(text, rep, comp, sub), (
             text,
             rep,

@@ -9,8 +9,10 @@ reason (whose wording the engine controls) go in, all escaped.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import lru_cache
 
 from eai.errors import InputError
 from eai.hl7._escape import escape
@@ -69,32 +71,68 @@ def build_ack(
         return escape(value, enc, fs)
 
     comp = enc[0]
-    stamp = (now or datetime.now()).strftime("%Y%m%d%H%M%S")
-    msh = [
-        "MSH",
-        enc,
-        esc(header.receiving_application) if header else "",
-        esc(header.receiving_facility) if header else "",
-        esc(header.sending_application) if header else "",
-        esc(header.sending_facility) if header else "",
-        stamp,
-        "",
-        _message_type(header, comp, esc),
-        esc(control_id),
-        esc(header.processing_id or "P") if header else "P",
-        esc(header.version or "2.5") if header else "2.5",
-    ]
-    if header and header.charset:
-        msh += ["", "", "", "", "", header.charset]  # as sent: MSH-18 is read raw
+    stamp = _now_stamp() if now is None else now.strftime("%Y%m%d%H%M%S")
+    before, after = _msh_around(_header_key(header))
+    msh = fs.join((before, stamp, "", _message_type(header, comp, esc), esc(control_id), after))
     acked_id = header.control_id if header else fallback_control_id
     msa = ["MSA", code, esc(acked_id)]
     if text:
         msa.append(esc(text))
-    segments = [fs.join(msh), fs.join(msa)]
+    segments = [msh, fs.join(msa)]
     if error is not None:
         segments.append(fs.join(_err(error, comp, esc)))
     codec = header.codec if header else "utf-8"
     return ("\r".join(segments) + "\r").encode(codec, "replace")
+
+
+_HeaderKey = tuple[str, str, str, str, str, str, str, str, str]
+"""What an ACK's MSH takes from the acknowledged message's header, but its control id
+and message type: the same for every message of one sender's interface."""
+
+
+def _header_key(header: MessageHeader | None) -> _HeaderKey:
+    if header is None:
+        return ("|", "^~\\&", "", "", "", "", "P", "2.5", "")
+    return (
+        header.field_sep,
+        header.encoding_chars,
+        header.receiving_application,
+        header.receiving_facility,
+        header.sending_application,
+        header.sending_facility,
+        header.processing_id or "P",
+        header.version or "2.5",
+        header.charset,
+    )
+
+
+@lru_cache(maxsize=256)
+def _msh_around(key: _HeaderKey) -> tuple[str, str]:
+    """The ACK's MSH-1 to MSH-6, and MSH-11 on, escaped (cached: one interface's ACKs
+    share them): the time, MSH-9 and MSH-10 go between."""
+    fs, enc, r_app, r_facility, s_app, s_facility, processing, version, charset = key
+
+    def esc(value: str) -> str:
+        return escape(value, enc, fs)
+
+    before = fs.join(("MSH", enc, esc(r_app), esc(r_facility), esc(s_app), esc(s_facility)))
+    after = [esc(processing), esc(version)]
+    if charset:
+        after += ["", "", "", "", "", charset]  # as sent: MSH-18 is read raw
+    return before, fs.join(after)
+
+
+_stamp: tuple[int, str] = (-1, "")
+
+
+def _now_stamp() -> str:
+    """The local time to the second as MSH-7 gives it (made once a second)."""
+    global _stamp
+    second = int(time.time())
+    cached = _stamp
+    if cached[0] != second:
+        cached = _stamp = (second, datetime.fromtimestamp(second).strftime("%Y%m%d%H%M%S"))
+    return cached[1]
 
 
 def _message_type(header: MessageHeader | None, comp: str, esc: Callable[[str], str]) -> str:

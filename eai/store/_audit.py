@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, DateTime, Index, String, Table, Text, select, update
+from sqlalchemy import Column, Connection, Index, String, Table, Text, select, update
 
 from eai.store._crypto import Cipher
-from eai.store._schema import Id, metadata, patient_ids
+from eai.store._schema import Id, Timestamp, metadata, patient_ids
 
 __all__ = [
     "GENESIS",
@@ -46,7 +46,7 @@ audit_log = Table(
     "audit_log",
     metadata,
     Column("seq", Id, primary_key=True, autoincrement=False),
-    Column("at", DateTime, nullable=False),
+    Column("at", Timestamp, nullable=False),
     Column("actor", String(128), nullable=False),
     # os-user (the CLI, the admin socket), account (the console), engine, signal
     Column("actor_type", String(16), nullable=False),

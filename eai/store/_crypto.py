@@ -122,6 +122,7 @@ class Cipher:
         self._payload_key = _derive(master_key, b"eai payload v1")
         self._aead_made: AESGCM | None = None
         self._hmac_key = _derive(master_key, b"eai identifier hash v1")
+        self._id_hmac = hmac.new(self._hmac_key, digestmod=hashlib.sha256)
         self._audit_key = _derive(master_key, b"eai audit chain v1")
 
     @property
@@ -139,8 +140,15 @@ class Cipher:
 
     def __getstate__(self) -> dict[str, object]:
         """The derived keys, for the engine's own planning processes
-        (``eai._plan_pool``, over a pipe to a child): the AES-GCM object is made again."""
-        return {**self.__dict__, "_aead_made": None}
+        (``eai._plan_pool``, over a pipe to a child): the AES-GCM and HMAC objects are made
+        again."""
+        state = {**self.__dict__, "_aead_made": None}
+        del state["_id_hmac"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._id_hmac = hmac.new(self._hmac_key, digestmod=hashlib.sha256)
 
     def seal(self, plaintext: bytes) -> bytes:
         nonce = os.urandom(12)
@@ -163,7 +171,9 @@ class Cipher:
     def hash_id(self, identifier: str) -> str:
         """Keyed hash of an identifier (case and surrounding spaces ignored)."""
         msg = identifier.strip().upper().encode("utf-8")
-        return hmac.new(self._hmac_key, msg, hashlib.sha256).hexdigest()[:40]
+        mac = self._id_hmac.copy()  # the key's two blocks hashed once, not per identifier
+        mac.update(msg)
+        return mac.hexdigest()[:40]
 
     def audit_mac(self, data: bytes) -> str:
         """HMAC-SHA256 (hex) of an audit record with its own derived key (eai.store._audit)."""

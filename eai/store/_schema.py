@@ -23,10 +23,14 @@ from sqlalchemy import (
     Text,
 )
 
+from eai.store._sqlite_timestamp import SqliteTimestamp
+
 metadata = MetaData()
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
 Id = BigInteger().with_variant(Integer(), "sqlite")
+Timestamp = DateTime().with_variant(SqliteTimestamp(), "sqlite")
+"""A ``DateTime``; on SQLite written by :class:`SqliteTimestamp` (same strings, faster)."""
 
 meta = Table(
     "eai_meta",
@@ -40,7 +44,7 @@ messages = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("listener", String(64), nullable=False),
-    Column("received_at", DateTime, nullable=False),
+    Column("received_at", Timestamp, nullable=False),
     Column("content_type", String(32), nullable=False),
     Column("status", String(16), nullable=False),
     Column("peer", String(128), nullable=False, default=""),
@@ -54,9 +58,9 @@ messages = Table(
     Column("ack", LargeBinary, nullable=False, default=b""),
     Column("reject_reason", Text, nullable=False, default=""),
     Column("routes", Text, nullable=False, default=""),
-    Column("processed_at", DateTime, nullable=True),
+    Column("processed_at", Timestamp, nullable=True),
     Column("lease_owner", String(128), nullable=True),
-    Column("lease_until", DateTime, nullable=True),
+    Column("lease_until", Timestamp, nullable=True),
     # Whose messages keep their order (eai.order_key, read at ingest): "" = unknown, a
     # barrier for every later delivery; NULL = journaled before the key existed (same).
     Column("order_key", String(64), nullable=True),
@@ -91,9 +95,9 @@ deliveries = Table(
     Column("control_id", String(128), nullable=False, default=""),
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("created_at", DateTime, nullable=False),
-    Column("next_attempt_at", DateTime, nullable=False),
-    Column("delivered_at", DateTime, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("next_attempt_at", Timestamp, nullable=False),
+    Column("delivered_at", Timestamp, nullable=True),
     Column("last_error", Text, nullable=False, default=""),
     # NULL = the message's payload as received (nothing changed it).
     Column("payload", LargeBinary, nullable=True),
@@ -110,7 +114,7 @@ deliveries = Table(
     Column("return_to", String(64), nullable=True),
     Column("follow_up_of", Id, nullable=True),
     Column("lease_owner", String(128), nullable=True),
-    Column("lease_until", DateTime, nullable=True),
+    Column("lease_until", Timestamp, nullable=True),
     Index("ix_deliveries_queue", "destination", "status", "message_id", "id"),
     Index("ix_deliveries_message", "message_id"),
     # The pipeline releases a patient's held deliveries each time an identity qualifies
@@ -140,7 +144,7 @@ events = Table(
     "events",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("at", DateTime, nullable=False),
+    Column("at", Timestamp, nullable=False),
     Column("message_id", Id, nullable=True),
     Column("delivery_id", Id, nullable=True),
     Column("kind", String(32), nullable=False),
@@ -154,21 +158,21 @@ destination_state = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("paused", Boolean, nullable=False, default=False),
-    Column("updated_at", DateTime, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
 )
 
 anomalies = Table(
     "identity_anomalies",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("at", DateTime, nullable=False),
+    Column("at", Timestamp, nullable=False),
     Column("facility", String(128), nullable=False),
     Column("message_id", Id, nullable=True),
     Column("control_id", String(128), nullable=False, default=""),
     Column("rule", String(64), nullable=False),
     Column("severity", String(8), nullable=False),
     Column("explanation", Text, nullable=False),
-    Column("notified_at", DateTime, nullable=True),
+    Column("notified_at", Timestamp, nullable=True),
     Index("ix_anomalies_facility_at", "facility", "at"),
     Index("ix_anomalies_pending", "notified_at", "severity"),
 )
@@ -192,8 +196,8 @@ identity_xref = Table(
     Column("alias_of", String(64), nullable=True),
     Column("alias_sealed", LargeBinary, nullable=True),
     Column("reason", String(16), nullable=False),
-    Column("valid_from", DateTime, nullable=False),
-    Column("valid_to", DateTime, nullable=True),
+    Column("valid_from", Timestamp, nullable=False),
+    Column("valid_to", Timestamp, nullable=True),
     Index("ix_xref_local", "facility", "local_id_hash", "valid_to"),
     Index("ix_xref_regional", "regional_id"),
     Index("ix_xref_ins", "ins_hash"),
@@ -203,7 +207,7 @@ identity_merges = Table(
     "identity_merges",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("at", DateTime, nullable=False),
+    Column("at", Timestamp, nullable=False),
     Column("facility", String(128), nullable=False),
     Column("kind", String(8), nullable=False),  # A40 merge, A47 identifier change
     Column("surviving_hash", String(64), nullable=False),
@@ -226,15 +230,15 @@ alert_state = Table(
     Column("scope", String(256), primary_key=True),
     Column("owner", String(128), nullable=False, default=""),  # "" or the node of a local probe
     Column("state", String(12), nullable=False),
-    Column("since", DateTime, nullable=False),
-    Column("fired_at", DateTime, nullable=True),
-    Column("resolved_at", DateTime, nullable=True),
+    Column("since", Timestamp, nullable=False),
+    Column("fired_at", Timestamp, nullable=True),
+    Column("resolved_at", Timestamp, nullable=True),
     Column("value", Text, nullable=False, default=""),
     Column("facilities", Text, nullable=False, default=""),
     Column("notified", Boolean, nullable=False, default=False),
-    Column("last_mail_at", DateTime, nullable=True),
+    Column("last_mail_at", Timestamp, nullable=True),
     Column("mails", Integer, nullable=False, default=0),
-    Column("updated_at", DateTime, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
 )
 
 alert_notices = Table(
@@ -245,11 +249,11 @@ alert_notices = Table(
     Column("scope", String(256), nullable=False),
     Column("kind", String(12), nullable=False),  # firing | repeat | resolved
     Column("recipient", String(256), nullable=False),
-    Column("created_at", DateTime, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
     Column("detail", Text, nullable=False, default=""),
-    Column("sent_at", DateTime, nullable=True),
+    Column("sent_at", Timestamp, nullable=True),
     Column("claim_owner", String(128), nullable=True),
-    Column("claim_until", DateTime, nullable=True),
+    Column("claim_until", Timestamp, nullable=True),
     Index("ix_alert_notices_unsent", "sent_at", "recipient"),
 )
 
@@ -259,8 +263,8 @@ alert_silences = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("rule", String(32), nullable=False),
     Column("scope", String(256), nullable=False, default=""),  # "": every scope
-    Column("created_at", DateTime, nullable=False),
-    Column("ends_at", DateTime, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("ends_at", Timestamp, nullable=False),
     Column("author", String(128), nullable=False),
     Column("reason", Text, nullable=False),
     Index("ix_alert_silences_ends", "ends_at"),
@@ -276,10 +280,10 @@ accounts = Table(
     Column("password_hash", String(256), nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("failures", Integer, nullable=False, default=0),
-    Column("locked_until", DateTime, nullable=True),
-    Column("created_at", DateTime, nullable=False),
-    Column("updated_at", DateTime, nullable=False),
-    Column("last_login_at", DateTime, nullable=True),
+    Column("locked_until", Timestamp, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("last_login_at", Timestamp, nullable=True),
 )
 
 # The engine nodes sharing this journal (eai/store/_nodes.py): one row per running process,
@@ -292,8 +296,8 @@ nodes = Table(
     Column("name", String(128), nullable=False),  # engine.node_id, or the host name
     Column("host", String(128), nullable=False),
     Column("pid", Integer, nullable=False),
-    Column("started_at", DateTime, nullable=False),
-    Column("heartbeat_at", DateTime, nullable=False),
+    Column("started_at", Timestamp, nullable=False),
+    Column("heartbeat_at", Timestamp, nullable=False),
 )
 
 # The console's 24 h sparklines (eai/store/_flows.py): per 15-minute interval and per
@@ -303,7 +307,7 @@ nodes = Table(
 flow_buckets = Table(
     "flow_buckets",
     metadata,
-    Column("bucket_start", DateTime, primary_key=True),
+    Column("bucket_start", Timestamp, primary_key=True),
     Column("kind", String(12), primary_key=True),  # listener | route | destination
     Column("name", String(256), primary_key=True),
     Column("total", Integer, nullable=False),

@@ -106,3 +106,25 @@ def test_ack_carries_no_patient_data() -> None:
 def test_bad_ack_code(code: str) -> None:
     with pytest.raises(ValueError, match="acknowledgement code"):
         build_ack(None, code, control_id="1")
+
+
+def test_the_time_of_an_ack_is_now_to_the_second() -> None:
+    from eai.hl7._ack import _now_stamp
+
+    for _ in range(3):  # a second may turn between the two readings
+        before = datetime.now().strftime("%Y%m%d%H%M%S")
+        stamp = _now_stamp()
+        if before == datetime.now().strftime("%Y%m%d%H%M%S"):
+            assert stamp == before
+            return
+    raise AssertionError("the clock turned a second three times in a row")
+
+
+def test_acks_of_two_interfaces_never_share_a_header() -> None:
+    """The MSH parts of an ACK are cached per interface: each gets its own."""
+    one = read_header(b"MSH|^~\\&|GAM|CHU-X|DPI|CHU-X|20240101||ADT^A01|1|P|2.5\r")
+    other = read_header(b"MSH|^~\\&|GAM|CHU-Y|DPI|CHU-X|20240101||ADT^A08|2|T|2.5\r")
+    a = build_ack(one, "AA", control_id="E1").split(b"\r")[0].split(b"|")
+    b = build_ack(other, "AA", control_id="E2").split(b"\r")[0].split(b"|")
+    assert (a[4], a[5], a[8], a[9], a[10]) == (b"GAM", b"CHU-X", b"ACK^A01^ACK", b"E1", b"P")
+    assert (b[4], b[5], b[8], b[9], b[10]) == (b"GAM", b"CHU-Y", b"ACK^A08^ACK", b"E2", b"T")

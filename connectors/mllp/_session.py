@@ -127,7 +127,11 @@ class Session:
         return idle, f"no data for {self._idle:g} s"
 
     async def _write(self, ack: bytes) -> bool:
-        self._writer.write(frame(ack))
+        writer = self._writer
+        writer.write(frame(ack))
+        transport = writer.transport
+        if not transport.is_closing() and not transport.get_write_buffer_size():
+            return True  # all in the socket's buffer: nothing to wait for (the usual case)
         try:
             async with asyncio.timeout(self._idle if self._idle > 0 else None):
                 await self._writer.drain()

@@ -59,14 +59,22 @@ class DriverStatement:
 
     def execute(self, conn: Connection, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """Runs the statement with ``values`` (by bind name); returns its first row, if any."""
-        if self._processors:
-            values = {
+        params: Sequence[Any] | Mapping[str, Any]
+        if self._positional:  # one pass: each bound value read and processed in place
+            procs = self._processors
+            params = tuple(
+                [
+                    values[n] if (proc := procs.get(n)) is None else proc(values[n])
+                    for n in self._names
+                ]
+            )
+        elif self._processors:
+            params = {
                 k: (proc(v) if (proc := self._processors.get(k)) is not None else v)
                 for k, v in values.items()
             }
-        params: Sequence[Any] | Mapping[str, Any] = (
-            tuple([values[n] for n in self._names]) if self._positional else values
-        )
+        else:
+            params = values
         dbapi_conn = conn.connection.dbapi_connection
         assert dbapi_conn is not None
         cursor = dbapi_conn.cursor()

@@ -20,10 +20,33 @@ from identity.status import IdentityStatus, identity_status
 __all__ = ["LocalId", "PatientIdentity", "identity_from_hl7"]
 
 
-class _Readable(Protocol):
-    def get(self, path: str) -> str: ...
+class _Segment(Protocol):
+    def get(
+        self, field: int, repetition: int = 1, component: int = 0, subcomponent: int = 0
+    ) -> str: ...
 
-    def get_all(self, path: str) -> list[str]: ...
+    def get_all(self, field: int, component: int = 0, subcomponent: int = 0) -> list[str]: ...
+
+
+class _Readable(Protocol):
+    """An HL7 v2 message (``eai.hl7.Hl7Message``): its segments by name."""
+
+    def segment(self, name: str, occurrence: int = 1) -> _Segment | None: ...
+
+
+class _NoSegment:
+    """A segment the message does not have: every value is empty."""
+
+    def get(
+        self, field: int, repetition: int = 1, component: int = 0, subcomponent: int = 0
+    ) -> str:
+        return ""
+
+    def get_all(self, field: int, component: int = 0, subcomponent: int = 0) -> list[str]:
+        return []
+
+
+_NONE = _NoSegment()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,37 +92,43 @@ class PatientIdentity:
 def identity_from_hl7(
     msg: _Readable, status_table: Mapping[tuple[str, bool], IdentityStatus] | None = None
 ) -> PatientIdentity:
-    """The identity PID states; ``status_table`` overrides identity.status's default."""
+    """The identity PID states; ``status_table`` overrides identity.status's default.
+
+    Read by position on the PID segment (``get(field, repetition, component,
+    subcomponent)``): the values of the paths ``PID-3[i].1``, ``PID-5[i].7``..., without
+    a path to parse per value (this runs for every message the pipeline plans)."""
+    pid = msg.segment("PID") or _NONE
     ins = ins_oid = ""
     local: list[LocalId] = []
-    for i in range(1, len(msg.get_all("PID-3")) + 1):
-        value = msg.get(f"PID-3[{i}].1").strip()
-        kind = msg.get(f"PID-3[{i}].5").strip().upper()
-        oid = msg.get(f"PID-3[{i}].4.2").strip()
+    for i in range(1, len(pid.get_all(3)) + 1):
+        value = pid.get(3, i, 1).strip()
+        kind = pid.get(3, i, 5).strip().upper()
+        oid = pid.get(3, i, 4, 2).strip()
         if not value:
             continue
         if kind == "INS" and not ins:
             ins, ins_oid = value, oid
         else:
-            local.append(LocalId(value, msg.get(f"PID-3[{i}].4.1").strip(), oid, kind))
+            local.append(LocalId(value, pid.get(3, i, 4, 1).strip(), oid, kind))
     birth_name = used_name = first = ""
     given: tuple[str, ...] = ()
-    for i in range(1, len(msg.get_all("PID-5")) + 1):
-        kind = msg.get(f"PID-5[{i}].7").strip().upper()
+    for i in range(1, len(pid.get_all(5)) + 1):
+        kind = pid.get(5, i, 7).strip().upper()
         if kind == "L" and not birth_name:
-            birth_name = msg.get(f"PID-5[{i}].1").strip()
-            first = msg.get(f"PID-5[{i}].2").strip()
-            given = tuple(msg.get(f"PID-5[{i}].3").split())
+            birth_name = pid.get(5, i, 1).strip()
+            first = pid.get(5, i, 2).strip()
+            given = tuple(pid.get(5, i, 3).split())
         elif kind == "D" and not used_name:
-            used_name = msg.get(f"PID-5[{i}].1").strip()
+            used_name = pid.get(5, i, 1).strip()
     birth_place = ""
-    for i in range(1, len(msg.get_all("PID-11")) + 1):
-        if msg.get(f"PID-11[{i}].7").strip().upper() == "BDL":
-            birth_place = msg.get(f"PID-11[{i}].9").strip()
+    for i in range(1, len(pid.get_all(11)) + 1):
+        if pid.get(11, i, 7).strip().upper() == "BDL":
+            birth_place = pid.get(11, i, 9).strip()
             break
-    pid32 = msg.get("PID-32").strip()
+    pid32 = pid.get(32).strip()
+    msh = msg.segment("MSH") or _NONE
     return PatientIdentity(
-        facility=msg.get("MSH-4.1").strip(),
+        facility=msh.get(4, 1, 1).strip(),
         ins=ins,
         ins_oid=ins_oid,
         local_ids=tuple(local),
@@ -107,8 +136,8 @@ def identity_from_hl7(
         used_name=used_name,
         first_given_name=first,
         birth_given_names=given,
-        birth_date=msg.get("PID-7.1").strip(),
-        sex=msg.get("PID-8").strip(),
+        birth_date=pid.get(7, 1, 1).strip(),
+        sex=pid.get(8).strip(),
         birth_place=birth_place,
         pid32=pid32,
         status=identity_status(pid32, bool(ins), status_table),

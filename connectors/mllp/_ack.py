@@ -70,19 +70,25 @@ def summarise_ack(raw: bytes) -> AckSummary:
     """MSA-1, MSA-2 and a short text of ``raw``; :class:`AckError` when it is no ACK."""
     try:
         message = parse(raw)
-        code = (message.get("MSA-1") or "").strip().upper()
-        control_id = (message.get("MSA-2") or "").strip()
-        text = ""
-        for path in ("MSA-3", "ERR-8", "ERR-3.2", "ERR-1.4.2"):
-            value = message.get(path)
-            if value:
-                text = value.strip()
-                break
+        msa = message.segment("MSA")
+        if msa is None:
+            raise AckError("unparseable ACK (no MSA-1 acknowledgement code)")
+        code = msa.get(1).strip().upper()
+        control_id = msa.get(2).strip()
+        text = msa.get(3)
+        err = None if text else message.segment("ERR")
+        if err is not None:  # ERR-8, ERR-3.2, ERR-1.4.2: the first one valued
+            text = err.get(8) or err.get(3, 1, 2) or err.get(1, 1, 4, 2)
+        text = text.strip()
+    except AckError:
+        raise
     except Exception as exc:  # noqa: BLE001 - anything unreadable is "no ACK"
         raise AckError(f"unparseable ACK ({type(exc).__name__})") from exc
     if code not in ACK_CODES:
         raise AckError("unparseable ACK (no MSA-1 acknowledgement code)")
-    return AckSummary(code, control_id, _printable(text)[:_TEXT_MAX], raw)
+    if text and not text.isprintable():
+        text = _printable(text)
+    return AckSummary(code, control_id, text[:_TEXT_MAX], raw)
 
 
 def _printable(text: str) -> str:

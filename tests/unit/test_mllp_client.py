@@ -67,3 +67,18 @@ def test_summarise_ack_msa3_text_first() -> None:
 def test_not_an_ack(raw: bytes) -> None:
     with pytest.raises(AckError):
         summarise_ack(raw)
+
+
+@pytest.mark.parametrize(
+    ("err", "text"),
+    [
+        (b"ERR|^^^207&Application error&HL70357\r", "Application error"),  # v2.3: ERR-1.4.2
+        (b"ERR||PID^1^3|101^Required field missing^HL70357|E\r", "Required field missing"),
+        (b"ERR||||E||||  \r", ""),  # a blank ERR-8 is the text: nothing
+        (b"ERR||||E||||tab\there\r", "tab here"),  # not printable: a space
+        (b"", ""),
+    ],
+)
+def test_summarise_ack_text_from_err(err: bytes, text: str) -> None:
+    raw = b"MSH|^~\\&|B|F|A|E|2024||ACK|X1|P|2.5\rMSA|AE|C-9\r" + err
+    assert summarise_ack(raw).text == text

@@ -145,15 +145,8 @@ def load_builtin() -> None:
     Within :func:`only`, just the modules it names (a module of :data:`BUILTIN` or of
     :data:`TYPES`). An import error of a plugin
     propagates: a broken bundled plugin is a broken install."""
-    global _imported_all
     scope = _scope.get()
-    if scope is None and _imported_all:
-        return  # asked once per planned message (the registries): a flag, not 8 imports
+    if scope is None and loaded():
+        return  # asked once per planned message (the registries): 8 lookups, not 8 imports
     for name in BUILTIN if scope is None else sorted(scope):
         importlib.import_module(name)
-    if scope is None:
-        _imported_all = True
-
-
-_imported_all = False
-"""Set once :func:`load_builtin` imported every module of :data:`BUILTIN`."""

@@ -134,7 +134,7 @@ class Session:
             return True  # all in the socket's buffer: nothing to wait for (the usual case)
         try:
             async with asyncio.timeout(self._idle if self._idle > 0 else None):
-                await self._writer.drain()
+                await writer.drain()
         except TimeoutError:
             log.warning(
                 "listener %s: closing connection from %s: ACK not read by the peer",

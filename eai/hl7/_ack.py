@@ -64,15 +64,15 @@ def build_ack(
     """
     if code not in ACK_CODES:
         raise ValueError(f"acknowledgement code must be one of {sorted(ACK_CODES)}, got {code!r}")
-    fs = header.field_sep if header else "|"
-    enc = header.encoding_chars if header else "^~\\&"
+    key = _header_key(header)
+    fs, enc = key[0], key[1]
 
     def esc(value: str) -> str:
         return escape(value, enc, fs)
 
     comp = enc[0]
     stamp = _now_stamp() if now is None else now.strftime("%Y%m%d%H%M%S")
-    before, after = _msh_around(_header_key(header))
+    before, after = _msh_around(key)
     msh = fs.join((before, stamp, "", _message_type(header, comp, esc), esc(control_id), after))
     acked_id = header.control_id if header else fallback_control_id
     msa = ["MSA", code, esc(acked_id)]
